@@ -1,0 +1,24 @@
+"""deeprnn_jax: deep (stacked) recurrent networks in JAX/Flax, built for comparing them.
+
+.. code-block:: python
+
+    import deeprnn_jax as dr
+    cell = dr.CELLS['lstm'](features=128)                  # a Flax RNN cell
+    model = dr.DeepRNN(cell='lstm', features=128, num_layers=4)
+    final_carries, outputs = model.apply(params, x, seq_lengths=lengths)   # x: [batch, time, features]
+"""
+
+from deeprnn_jax import models
+from deeprnn_jax.cells import Cell, ElmanCell, GRUCell, IndRNNCell, IRNNCell, LSTMCell, MGUCell, UGRNNCell
+from deeprnn_jax.inits import INITIALIZERS, get_initializer
+from deeprnn_jax.linear import LinearRecurrentCell, LRUCell, MinGRUCell, linear_recurrence
+from deeprnn_jax.models import Classifier, PerStepModel, Regressor, count_params
+from deeprnn_jax.registry import CELLS, resolve_cell
+from deeprnn_jax.stack import DeepRNN, StackedCell, reverse_padded
+
+try:  # tasks are written beside the core; the core must import without them
+  from deeprnn_jax import tasks
+except ImportError:  # pragma: no cover
+  tasks = None
+
+__version__ = '0.1.0'

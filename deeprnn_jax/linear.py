@@ -1,0 +1,206 @@
+r"""Linear-recurrence cells and the two ways to run a linear recurrence over a sequence.
+
+A linear-recurrence cell has a state update that is linear in the state,
+
+.. math:: h_t = a_t \odot h_{t-1} + b_t, \qquad y_t = \mathrm{readout}(h_t, x_t),
+
+with :math:`a_t, b_t` functions of the input alone. Such a cell is an ordinary per-step cell (its
+``__call__`` is the reference), and a whole sequence can also be computed
+
+* sequentially (``linear_recurrence(..., parallel=False)``): a ``lax.scan`` whose body is two
+  elementwise ops, with the input projection and the readout hoisted out as big matmuls; or
+* in parallel (``parallel=True``): ``jax.lax.associative_scan`` with the operator
+  :math:`(a_1, b_1) \bullet (a_2, b_2) = (a_2 a_1,\; a_2 b_1 + b_2)`, depth :math:`O(\log T)`
+  (Blelloch 1990; Martin & Cundy 2018), which pays on accelerators for long sequences.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax.nn import initializers as jinit
+
+from deeprnn_jax.cells import Cell, get_activation
+from deeprnn_jax.inits import get_initializer
+
+Array = jax.Array
+
+
+class LinearRecurrentCell(Cell):
+  """A cell whose recurrence is :math:`h_t = a_t h_{t-1} + b_t` (see the module docstring)."""
+
+  def coefficients(self, xp: Array) -> tuple[Array, Array]:
+    """Projected inputs ``[..., P]`` -> ``(a, b)``, each ``[..., N]`` in the carry's dtype."""
+    raise NotImplementedError
+
+  def readout(self, h: Array, xp: Array) -> Array:
+    """States ``[..., N]`` and projected inputs -> outputs ``[..., H]``."""
+    return h
+
+  def recur(self, h, xp):
+    a, b = self.coefficients(xp)
+    h = a * h + b
+    return h, self.readout(h, xp)
+
+
+class MinGRUCell(LinearRecurrentCell):
+  r"""minGRU (Feng et al. 2024, "Were RNNs all we needed?"): a GRU whose gate and candidate read
+  only the input, so the recurrence is linear.
+
+  .. math::
+     z_t = \sigma(W_z x_t + b_z), \quad \tilde h_t = W_h x_t + b_h, \quad
+     h_t = (1 - z_t) \odot h_{t-1} + z_t \odot \tilde h_t
+
+  i.e. :math:`a_t = 1 - z_t`, :math:`b_t = z_t \odot \tilde h_t`. Parameters: ``input_proj``
+  (``[in, 2H]``, ``[2H]``; order z, h). No recurrent kernel (``recurrent_kernel_init`` is unused).
+  Carry: ``h`` ``[batch, H]``.
+  """
+
+  num_gates: ClassVar[int] = 2
+
+  def coefficients(self, xp):
+    z, candidate = jnp.split(xp.astype(self.param_dtype), 2, axis=-1)
+    z = jax.nn.sigmoid(z)
+    return 1.0 - z, z * candidate
+
+
+class LRUCell(LinearRecurrentCell):
+  r"""Linear recurrent unit (Orvieto et al. 2023): a complex diagonal recurrence.
+
+  .. math::
+     \lambda = \exp(-e^{\nu} + i\, e^{\theta}), \quad
+     h_t = \lambda \odot h_{t-1} + \gamma \odot (B x_t), \quad
+     y_t = \phi(\mathrm{Re}(C h_t) + D x_t + d)
+
+  with :math:`h_t \in \mathbb{C}^N`, the normalization :math:`\gamma = e^{\gamma_{log}}` initialized
+  to :math:`\sqrt{1 - |\lambda|^2}`, and :math:`|\lambda|` initialized uniformly on the ring
+  ``[r_min, r_max]``, phases in ``[0, max_phase]`` (the paper's "stable exponential"
+  parameterization). Orvieto et al. put a nonlinear MLP/GLU after each LRU; here :math:`\phi`
+  (``activation``, GELU by default) is applied in the cell so that a stack of LRU cells is
+  nonlinear; ``D`` is a full ``[in, H]`` matrix so that layers may change width (the paper's is
+  diagonal, with in = H).
+
+  Attributes:
+    state_features: N, the complex state size (default: ``features``).
+    r_min, r_max, max_phase: eigenvalue initialization ring.
+    activation: :math:`\phi`.
+  Parameters: ``input_proj`` (``[in, 2N + H]``: Re B, Im B, D; no bias), ``output_proj`` (the real
+  form of C, ``[2N, H]``, and the bias d), ``nu_log``, ``theta_log``, ``gamma_log`` (``[N]``).
+  Carry: complex ``h`` ``[batch, N]`` (complex64).
+  """
+
+  state_features: int | None = None
+  r_min: float = 0.9
+  r_max: float = 0.999
+  max_phase: float = 2 * math.pi
+  activation: str = 'gelu'
+
+  @property
+  def state_size(self) -> int:
+    return self.state_features or self.features
+
+  def setup(self):
+    n, h = self.state_size, self.features
+    base = get_initializer(self.kernel_init)
+
+    def input_init(key, shape, dtype=jnp.float32):
+      # Re B and Im B each with half the variance, so that |B x| has the variance of a real layer.
+      b_key, d_key = jax.random.split(key)
+      b = base(b_key, shape[:-1] + (2 * n,), dtype) / math.sqrt(2.0)
+      return jnp.concatenate([b, base(d_key, shape[:-1] + (h,), dtype)], axis=-1)
+
+    self.input_proj = nn.Dense(
+        2 * n + h, use_bias=False, kernel_init=input_init, dtype=self.dtype, param_dtype=self.param_dtype
+    )
+    self.output_proj = nn.Dense(h, dtype=self.dtype, param_dtype=self.param_dtype)
+
+    def nu_init(key, shape, dtype=jnp.float32):
+      u = jax.random.uniform(key, shape, dtype)
+      radius_sq = u * (self.r_max**2 - self.r_min**2) + self.r_min**2
+      return jnp.log(-0.5 * jnp.log(radius_sq))
+
+    def theta_init(key, shape, dtype=jnp.float32):
+      return jnp.log(self.max_phase * jax.random.uniform(key, shape, dtype, minval=1e-4))
+
+    self.nu_log = self.param('nu_log', nu_init, (n,), self.param_dtype)
+    self.theta_log = self.param('theta_log', theta_init, (n,), self.param_dtype)
+
+    def gamma_init(key, shape, dtype=jnp.float32):
+      del key
+      radius_sq = jnp.exp(-2.0 * jnp.exp(self.nu_log))
+      return (0.5 * jnp.log(1.0 - radius_sq)).astype(dtype)
+
+    self.gamma_log = self.param('gamma_log', gamma_init, (n,), self.param_dtype)
+
+  def eigenvalues(self) -> Array:
+    """:math:`\\lambda`, ``[N]`` complex."""
+    return jnp.exp(jax.lax.complex(-jnp.exp(self.nu_log), jnp.exp(self.theta_log)))
+
+  def coefficients(self, xp):
+    n = self.state_size
+    xp = xp.astype(self.param_dtype)
+    bx_re, bx_im = xp[..., :n], xp[..., n : 2 * n]
+    gamma = jnp.broadcast_to(jnp.exp(self.gamma_log), bx_re.shape)
+    b = jax.lax.complex(gamma * bx_re, gamma * bx_im)
+    return jnp.broadcast_to(self.eigenvalues(), b.shape), b
+
+  def readout(self, h, xp):
+    n = self.state_size
+    y = self.output_proj(jnp.concatenate([h.real, h.imag], axis=-1))
+    return get_activation(self.activation)(y.astype(self.param_dtype) + xp[..., 2 * n :].astype(self.param_dtype))
+
+  @nn.nowrap
+  def initialize_carry(self, rng, input_shape):
+    real = jnp.promote_types(self.param_dtype, jnp.float32)
+    return self.carry_init(rng, tuple(input_shape[:-1]) + (self.state_size,), jnp.result_type(real, jnp.complex64))
+
+
+def _combine(earlier, later):
+  a1, b1 = earlier
+  a2, b2 = later
+  return a2 * a1, a2 * b1 + b2
+
+
+def linear_recurrence(
+    a: Array,
+    b: Array,
+    h0: Array,
+    valid: Array | None = None,
+    *,
+    parallel: bool,
+    unroll: int = 1,
+) -> Array:
+  r"""All states of :math:`h_t = a_t \odot h_{t-1} + b_t` over the time axis 1.
+
+  Args:
+    a, b: ``[batch, time, N]``.
+    h0: ``[batch, N]``, the state before the first step.
+    valid: optional ``[batch, time]`` bool; at invalid (padding) steps the state is held
+      (:math:`a = 1, b = 0`), so ``h[:, -1]`` is each sequence's state at its last valid step.
+    parallel: associative scan (True) or sequential ``lax.scan`` (False); same numbers.
+    unroll: ``lax.scan`` unroll factor of the sequential path.
+
+  Returns:
+    ``h``: ``[batch, time, N]``.
+  """
+  if valid is not None:
+    v = valid[..., None]
+    a = jnp.where(v, a, jnp.ones((), a.dtype))
+    b = jnp.where(v, b, jnp.zeros((), b.dtype))
+  if parallel:
+    # Fold the initial state into the first input: h_0' = a_0 h0 + b_0.
+    b = b.at[:, 0].add(a[:, 0] * h0)
+    _, h = jax.lax.associative_scan(_combine, (a, b), axis=1)
+    return h
+
+  def step(h, ab):
+    a_t, b_t = ab
+    h = a_t * h + b_t
+    return h, h
+
+  _, h = jax.lax.scan(step, h0, (jnp.swapaxes(a, 0, 1), jnp.swapaxes(b, 0, 1)), unroll=unroll)
+  return jnp.swapaxes(h, 0, 1)

@@ -1,0 +1,31 @@
+"""``CELLS``: every cell by the name configs and sweeps use, and ``resolve_cell``."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+
+from deeprnn_jax import cells, linear
+
+CELLS: dict[str, type[nn.RNNCellBase]] = {
+    'rnn': cells.ElmanCell,
+    'irnn': cells.IRNNCell,
+    'lstm': cells.LSTMCell,
+    'gru': cells.GRUCell,
+    'mgu': cells.MGUCell,
+    'indrnn': cells.IndRNNCell,
+    'ugrnn': cells.UGRNNCell,
+    'mingru': linear.MinGRUCell,
+    'lru': linear.LRUCell,
+}
+
+
+def resolve_cell(cell: str | type[nn.RNNCellBase]) -> type[nn.RNNCellBase]:
+  """A registry name or a cell class (ours or Flax's, e.g. ``nn.OptimizedLSTMCell``) -> the class."""
+  if isinstance(cell, str):
+    try:
+      return CELLS[cell]
+    except KeyError:
+      raise ValueError(f'unknown cell {cell!r}; choose one of {sorted(CELLS)} or pass a cell class') from None
+  if isinstance(cell, type) and issubclass(cell, nn.RNNCellBase):
+    return cell
+  raise ValueError(f'cell must be a name in {sorted(CELLS)} or an nn.RNNCellBase subclass; got {cell!r}')

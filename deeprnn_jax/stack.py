@@ -1,0 +1,437 @@
+r"""Deep (stacked) recurrent networks: ``StackedCell`` (one time step) and ``DeepRNN`` (a sequence).
+
+The seed's DeepRNN: layer :math:`l` at time :math:`t` reads the layer below at the same time step and
+itself one step earlier,
+
+.. math:: h_t^{(l)} = \mathrm{cell}^{(l)}\big(h_{t-1}^{(l)},\; x_t^{(l)}\big), \qquad
+          x_t^{(0)} = x_t, \quad x_t^{(l)} = h_t^{(l-1)} \text{ (stacked)},
+
+and the network's output at step :math:`t` comes from the top layer. ``DeepRNN`` adds the connection
+variants, dropout, layer norm, bidirectional layers, variable lengths and three execution paths that
+give the same numbers from the same parameters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from deeprnn_jax.linear import LinearRecurrentCell, linear_recurrence
+from deeprnn_jax.registry import resolve_cell
+
+Array = jax.Array
+Carry = Any
+
+CONNECTIONS = ('stacked', 'residual', 'skip')
+DROPOUT_MODES = ('step', 'tied')
+MERGES = ('concat', 'sum')
+EXECUTIONS = ('auto', 'time', 'layer', 'parallel')
+INITIAL_CARRIES = ('zeros', 'learned')
+
+
+def _hold_where_invalid(valid: Array, new: Carry, old: Carry) -> Carry:
+  """Per batch row: ``new`` where ``valid`` (``[batch]`` bool) else ``old``, for every carry leaf."""
+  return jax.tree.map(lambda n, o: jnp.where(valid.reshape(valid.shape + (1,) * (n.ndim - 1)), n, o), new, old)
+
+
+def _zero_invalid(valid: Array | None, y: Array) -> Array:
+  """Zeros ``y`` (``[batch, (time,) features]``) where ``valid`` (``[batch, (time)]``) is False."""
+  return y if valid is None else jnp.where(valid[..., None], y, jnp.zeros((), y.dtype))
+
+
+def reverse_padded(x: Array, lengths: Array | None) -> Array:
+  """Reverses each sequence of ``x`` (``[batch, time, ...]``) within its own length.
+
+  Padding stays where it is: ``[a, b, c, pad] -> [c, b, a, pad]``, which is what the backward
+  direction of a bidirectional layer must read for right-padded batches. It is its own inverse.
+  """
+  if lengths is None:
+    return jnp.flip(x, axis=1)
+  time = jnp.arange(x.shape[1])[None, :]
+  index = jnp.where(time < lengths[:, None], lengths[:, None] - 1 - time, time)
+  index = index.reshape(index.shape + (1,) * (x.ndim - 2))
+  return jnp.take_along_axis(x, index, axis=1)
+
+
+class StackedCell(nn.RNNCellBase):
+  r"""L cells as one cell: one time step through all layers (the seed's stacked connection).
+
+  ``carry = (carry_0, ..., carry_{L-1})``; layer ``l`` reads the output of layer ``l-1`` at the same
+  step; the output is the top layer's. It follows the cell protocol, so ``nn.RNN(StackedCell(...))``
+  runs a deep RNN, and it is the unit of streaming (step-by-step) inference. The cells (ours or
+  Flax's) are named ``layer_0``, ``layer_1``, ... whatever their class, so a ``StackedCell`` reads
+  the parameters of a plain ``DeepRNN`` with ``params['layer_l']['cell']`` as ``layer_l``.
+
+  Attributes:
+    cells: the layers' cells, bottom first.
+  """
+
+  cells: Sequence[nn.RNNCellBase]
+
+  def setup(self):
+    self.layer = [cell.clone(name=None, parent=None) for cell in self.cells]
+
+  def __call__(self, carry, x):
+    new_carry = []
+    for layer, layer_carry in zip(self.layer, carry):
+      layer_carry, x = layer(layer_carry, x)
+      new_carry.append(layer_carry)
+    return tuple(new_carry), x
+
+  @nn.nowrap
+  def initialize_carry(self, rng, input_shape):
+    batch_dims, carries = tuple(input_shape[:-1]), []
+    features = input_shape[-1]
+    for cell, key in zip(self.cells, jax.random.split(rng, len(self.cells))):
+      carries.append(cell.initialize_carry(key, batch_dims + (features,)))
+      features = cell.features
+    return tuple(carries)
+
+  @property
+  def num_feature_axes(self) -> int:
+    return 1
+
+
+class _Layer(nn.Module):
+  """One layer of a ``DeepRNN``: its cell(s), the residual projection, the norm, learned carries."""
+
+  cell: nn.RNNCellBase
+  reverse_cell: nn.RNNCellBase | None
+  merge: str
+  residual: bool
+  project_residual: bool
+  layer_norm: bool
+  carry_mode: str
+  dtype: Any
+  param_dtype: Any
+
+  @property
+  def out_features(self) -> int:
+    return self.cell.features * (2 if self.reverse_cell is not None and self.merge == 'concat' else 1)
+
+  def setup(self):
+    if self.project_residual:
+      self.residual_proj = nn.Dense(
+          self.out_features, use_bias=False, dtype=self.dtype, param_dtype=self.param_dtype
+      )
+    if self.layer_norm:
+      self.norm = nn.LayerNorm(dtype=self.dtype, param_dtype=self.param_dtype)
+    if self.carry_mode == 'learned':
+      self.learned_carry = self.param('initial_carry', self._zero_carry, self.cell)
+      if self.reverse_cell is not None:
+        self.learned_reverse_carry = self.param('initial_carry_reverse', self._zero_carry, self.reverse_cell)
+
+  @staticmethod
+  def _zero_carry(rng, cell):
+    # The carry of one sequence (no batch axis); its structure is the cell's (e.g. LSTM's (c, h)).
+    return jax.tree.map(lambda leaf: leaf[0], cell.initialize_carry(rng, (1, 1)))
+
+  def initial_carry(self, batch_size: int) -> Carry:
+    """The carry before the first step: zeros, or the learned one broadcast over the batch."""
+
+    def initial(cell, learned):
+      if learned is None:
+        return cell.initialize_carry(jax.random.key(0), (batch_size, 1))
+      return jax.tree.map(lambda leaf: jnp.broadcast_to(leaf, (batch_size,) + leaf.shape), learned)
+
+    learned = self.learned_carry if self.carry_mode == 'learned' else None
+    if self.reverse_cell is None:
+      return initial(self.cell, learned)
+    learned_reverse = self.learned_reverse_carry if self.carry_mode == 'learned' else None
+    return initial(self.cell, learned), initial(self.reverse_cell, learned_reverse)
+
+  def merge_directions(self, forward: Array, backward: Array) -> Array:
+    return jnp.concatenate([forward, backward], axis=-1) if self.merge == 'concat' else forward + backward
+
+  def post(self, y: Array, layer_input: Array, dropout_mask: Array | None) -> Array:
+    """What sits between this layer and the next: residual add, layer norm, dropout.
+
+    Elementwise over the leading axes, so it is the same on one step ``[batch, H]`` as on a whole
+    sequence ``[batch, time, H]``.
+    """
+    if self.residual:
+      y = y + (self.residual_proj(layer_input) if self.project_residual else layer_input)
+    if self.layer_norm:
+      y = self.norm(y)
+    if dropout_mask is not None:
+      y = y * dropout_mask.astype(y.dtype)
+    return y
+
+
+class DeepRNN(nn.Module):
+  r"""A deep recurrent network over sequences ``x`` of shape ``[batch, time, features]``.
+
+  ``final_carries, outputs = DeepRNN(...)(x, seq_lengths)``:
+
+  * ``outputs``: ``[batch, time, out]``, zero past each sequence's length. ``out`` is the top
+    layer's width (doubled for bidirectional ``merge='concat'``); for ``connection='skip'`` it is
+    the concatenation of every layer's output.
+  * ``final_carries``: a tuple with one carry per layer (a ``(forward, backward)`` pair for
+    bidirectional layers): each layer's carry at each sequence's last valid step. For the backward
+    direction that is its carry after reading the sequence's first element.
+
+  Attributes:
+    cell: a name in ``CELLS`` or a cell class (ours or Flax's own, e.g. ``nn.OptimizedLSTMCell``).
+    features: hidden size, or a tuple of per-layer sizes.
+    num_layers: L (default: ``len(features)`` for a tuple, else 1).
+    cell_kwargs: extra attributes for every cell (e.g. ``{'forget_init': 'chrono'}``).
+    connection: ``'stacked'`` (the seed: :math:`x^{(l)} = y^{(l-1)}`); ``'residual'``
+      (:math:`x^{(l+1)} = y^{(l)} + P x^{(l)}` for :math:`l \ge 1`, with :math:`P` the identity or,
+      where widths differ, a learned projection ``residual_proj``); ``'skip'`` (Graves 2013: every
+      layer also reads the network input, :math:`x^{(l)} = [x; y^{(l-1)}]`, and the output is
+      :math:`[y^{(0)}; \dots; y^{(L-1)}]`).
+    dropout_rate: dropout on every layer's output, the non-recurrent connections of Zaremba et al.
+      2014 (the recurrent state is never dropped). Needs the ``'dropout'`` rng when not
+      ``deterministic``.
+    dropout_mode: ``'step'`` (a fresh mask per time step) or ``'tied'`` (one mask per sequence and
+      layer, shared across time: variational dropout, Gal & Ghahramani 2016).
+    layer_norm: layer-normalize every layer's output (after the residual add).
+    bidirectional: each layer runs a forward and a backward cell (``reverse_cell``) over the whole
+      sequence of the layer below; their outputs are merged by ``merge`` (``'concat'``/``'sum'``).
+    execution: ``'time'`` (the reference: one scan over time, every layer's per-step ``__call__``;
+      bidirectional layers are scanned layer by layer), ``'layer'`` (each layer scanned over the
+      whole sequence with its input projection hoisted out of the loop as one matmul, as cuDNN
+      does; linear-recurrence cells also hoist their readout), ``'parallel'`` (linear-recurrence
+      cells only: associative scan over time), or ``'auto'`` (``'parallel'`` for linear cells on an
+      accelerator, else ``'layer'``). All use the same parameter tree and give the same numbers.
+    unroll: scan unroll factor.
+    remat: rematerialize each scan step in the backward pass (memory ~ carries, for long sequences).
+    initial_carry: ``'zeros'`` or ``'learned'`` (a parameter per layer, broadcast over the batch).
+    dtype: computation dtype of the matmuls (e.g. ``jnp.bfloat16``); carries and parameters stay in
+      ``param_dtype``.
+  """
+
+  cell: str | type = 'lstm'
+  features: int | Sequence[int] = 128
+  num_layers: int | None = None
+  cell_kwargs: Mapping[str, Any] | None = None
+  connection: str = 'stacked'
+  dropout_rate: float = 0.0
+  dropout_mode: str = 'step'
+  layer_norm: bool = False
+  bidirectional: bool = False
+  merge: str = 'concat'
+  execution: str = 'auto'
+  unroll: int = 1
+  remat: bool = False
+  initial_carry: str = 'zeros'
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
+
+  def __post_init__(self):
+    # Validate at construction, before any compute, with messages that name the valid choices.
+    for name, value, choices in (
+        ('connection', self.connection, CONNECTIONS),
+        ('dropout_mode', self.dropout_mode, DROPOUT_MODES),
+        ('merge', self.merge, MERGES),
+        ('execution', self.execution, EXECUTIONS),
+        ('initial_carry', self.initial_carry, INITIAL_CARRIES),
+    ):
+      if value not in choices:
+        raise ValueError(f'DeepRNN: unknown {name} {value!r}; choose one of {list(choices)}')
+    resolve_cell(self.cell)
+    widths = self.layer_features
+    if not widths or any(not isinstance(w, int) or w <= 0 for w in widths):
+      raise ValueError(f'DeepRNN: features must be positive integers, one per layer; got {self.features!r}')
+    if not 0.0 <= self.dropout_rate < 1.0:
+      raise ValueError(f'DeepRNN: dropout_rate must be in [0, 1); got {self.dropout_rate!r}')
+    if not isinstance(self.unroll, int) or self.unroll < 1:
+      raise ValueError(f'DeepRNN: unroll must be a positive integer; got {self.unroll!r}')
+    if self.execution == 'parallel' and not issubclass(resolve_cell(self.cell), LinearRecurrentCell):
+      raise ValueError(
+          f"DeepRNN: execution='parallel' needs a linear-recurrence cell (mingru, lru); "
+          f"{self.cell!r} is not one: use 'layer' or 'time'"
+      )
+    super().__post_init__()
+
+  @property
+  def layer_features(self) -> tuple[int, ...]:
+    """Hidden size of each layer."""
+    if isinstance(self.features, int):
+      num_layers = 1 if self.num_layers is None else self.num_layers
+      if not isinstance(num_layers, int) or num_layers < 1:
+        raise ValueError(f'DeepRNN: num_layers must be a positive integer; got {self.num_layers!r}')
+      return (self.features,) * num_layers
+    widths = tuple(self.features)
+    if self.num_layers is not None and self.num_layers != len(widths):
+      raise ValueError(f'DeepRNN: num_layers={self.num_layers} but features has {len(widths)} entries')
+    return widths
+
+  @property
+  def layer_out_features(self) -> tuple[int, ...]:
+    return tuple(w * (2 if self.bidirectional and self.merge == 'concat' else 1) for w in self.layer_features)
+
+  def setup(self):
+    cell_cls = resolve_cell(self.cell)
+    fields = {f.name for f in dataclasses.fields(cell_cls)}
+    kwargs = dict(self.cell_kwargs or {})
+    for name in ('dtype', 'param_dtype'):
+      if name in fields:
+        kwargs.setdefault(name, getattr(self, name))
+    out_widths = self.layer_out_features
+    layers = []
+    for l, width in enumerate(self.layer_features):
+      residual = self.connection == 'residual' and l > 0
+      layers.append(
+          _Layer(
+              cell=cell_cls(features=width, **kwargs),
+              reverse_cell=cell_cls(features=width, **kwargs) if self.bidirectional else None,
+              merge=self.merge,
+              residual=residual,
+              project_residual=residual and out_widths[l - 1] != out_widths[l],
+              layer_norm=self.layer_norm,
+              carry_mode=self.initial_carry,
+              dtype=self.dtype,
+              param_dtype=self.param_dtype,
+          )
+      )
+    self.layer = layers
+
+  # -- public entry points -------------------------------------------------------------------------
+
+  def __call__(
+      self,
+      x: Array,
+      seq_lengths: Array | None = None,
+      *,
+      initial_carries: Sequence[Carry] | None = None,
+      deterministic: bool = True,
+  ) -> tuple[tuple[Carry, ...], Array]:
+    """Runs the network over ``x`` ``[batch, time, features]``; ``seq_lengths`` ``[batch]`` int."""
+    batch, time = x.shape[:2]
+    valid = None if seq_lengths is None else jnp.arange(time)[None, :] < seq_lengths[:, None]
+    carries = self.initialize_carries(batch) if initial_carries is None else tuple(initial_carries)
+    masks = self._dropout_masks(batch, time, deterministic)
+    execution = self.resolved_execution
+    if execution == 'time' and not self.bidirectional:
+      return self._time_major(x, valid, carries, masks)
+    return self._layer_major(x, valid, seq_lengths, carries, masks, execution)
+
+  def initialize_carries(self, batch_size: int) -> tuple[Carry, ...]:
+    """Per layer, the carry before the first step (``(forward, backward)`` if bidirectional)."""
+    return tuple(layer.initial_carry(batch_size) for layer in self.layer)
+
+  def step(
+      self, carries: Sequence[Carry], x_t: Array, valid_t: Array | None = None, dropout_masks=None
+  ) -> tuple[tuple[Carry, ...], Array]:
+    """One time step through all layers: ``x_t`` ``[batch, features]`` -> ``(carries, y_t)``.
+
+    Streaming inference: ``model.apply(params, carries, x_t, method='step')`` with carries from
+    ``method='initialize_carries'``. Rows where ``valid_t`` is False keep their carries and output
+    zeros. Unidirectional networks only: a backward direction needs the whole sequence.
+    """
+    if self.bidirectional:
+      raise ValueError('DeepRNN.step: a bidirectional layer needs the whole sequence; call the module instead')
+    layer_input, outputs, new_carries = x_t, [], []
+    for l, layer in enumerate(self.layer):
+      if self.connection == 'skip' and l > 0:
+        layer_input = jnp.concatenate([x_t, layer_input], axis=-1)
+      carry, y = layer.cell(carries[l], layer_input)
+      y = layer.post(y, layer_input, None if dropout_masks is None else dropout_masks[l])
+      if valid_t is not None:
+        carry = _hold_where_invalid(valid_t, carry, carries[l])
+        y = _zero_invalid(valid_t, y)
+      new_carries.append(carry)
+      outputs.append(y)
+      layer_input = y
+    out = jnp.concatenate(outputs, axis=-1) if self.connection == 'skip' else outputs[-1]
+    return tuple(new_carries), out
+
+  @property
+  def resolved_execution(self) -> str:
+    """The execution path ``'auto'`` stands for, given the cell and the backend."""
+    if self.execution != 'auto':
+      return self.execution
+    linear = issubclass(resolve_cell(self.cell), LinearRecurrentCell)
+    # The associative scan does O(T log T) work: it wins where parallel hardware hides the depth.
+    return 'parallel' if linear and jax.default_backend() != 'cpu' else 'layer'
+
+  # -- execution paths -----------------------------------------------------------------------------
+
+  def _scan(self, body: Callable, module: nn.Module, carry: Carry, xs: Any) -> tuple[Carry, Any]:
+    """``nn.scan`` over axis 1 of ``xs`` with ``module``'s parameters broadcast to every step."""
+    if self.remat:
+      body = nn.remat(body)
+    scan = nn.scan(
+        body,
+        variable_broadcast='params',
+        split_rngs={'params': False},
+        in_axes=1,
+        out_axes=1,
+        unroll=self.unroll,
+    )
+    return scan(module, carry, xs)
+
+  def _time_major(self, x, valid, carries, masks):
+    """One scan over time; each step runs all layers (``step``)."""
+    time = x.shape[1]
+    # Masks as per-step inputs: tied ones ([batch, 1, H]) are broadcast over time.
+    masks = None if masks is None else tuple(jnp.broadcast_to(m, m.shape[:1] + (time,) + m.shape[2:]) for m in masks)
+
+    def body(module, carries, inputs):
+      x_t, valid_t, masks_t = inputs
+      return module.step(carries, x_t, valid_t, masks_t)
+
+    return self._scan(body, self, tuple(carries), (x, valid, masks))
+
+  def _layer_major(self, x, valid, lengths, carries, masks, execution):
+    """Layer by layer, each over the whole sequence (``execution`` in time / layer / parallel)."""
+    layer_input, outputs, finals = x, [], []
+    for l, layer in enumerate(self.layer):
+      if self.connection == 'skip' and l > 0:
+        layer_input = jnp.concatenate([x, layer_input], axis=-1)
+      if self.bidirectional:
+        forward_carry, backward_carry = carries[l]
+        final_f, y_f = self._run_cell(layer.cell, layer_input, valid, forward_carry, execution)
+        final_b, y_b = self._run_cell(
+            layer.reverse_cell, reverse_padded(layer_input, lengths), valid, backward_carry, execution
+        )
+        final, y = (final_f, final_b), layer.merge_directions(y_f, reverse_padded(y_b, lengths))
+      else:
+        final, y = self._run_cell(layer.cell, layer_input, valid, carries[l], execution)
+      y = _zero_invalid(valid, layer.post(y, layer_input, None if masks is None else masks[l]))
+      finals.append(final)
+      outputs.append(y)
+      layer_input = y
+    out = jnp.concatenate(outputs, axis=-1) if self.connection == 'skip' else outputs[-1]
+    return tuple(finals), out
+
+  def _run_cell(self, cell, x, valid, carry, execution):
+    """One cell over a whole sequence ``[batch, time, in]`` -> ``(final carry, [batch, time, H])``."""
+    linear = isinstance(cell, LinearRecurrentCell)
+    if linear and execution in ('layer', 'parallel'):
+      # Input projection and readout hoisted; only the elementwise recurrence runs over time.
+      xp = cell.project_inputs(x)
+      a, b = cell.coefficients(xp)
+      h = linear_recurrence(a, b, carry, valid, parallel=execution == 'parallel', unroll=self.unroll)
+      return h[:, -1], _zero_invalid(valid, cell.readout(h, xp))
+
+    hoisted = execution == 'layer' and hasattr(cell, 'project_inputs')
+    inputs = cell.project_inputs(x) if hoisted else x
+
+    def body(cell, carry, step_inputs):
+      x_t, valid_t = step_inputs
+      new_carry, y = cell.recur(carry, x_t) if hoisted else cell(carry, x_t)
+      if valid_t is not None:
+        new_carry = _hold_where_invalid(valid_t, new_carry, carry)
+      return new_carry, y
+
+    final, y = self._scan(body, cell, carry, (inputs, valid))
+    return final, _zero_invalid(valid, y)
+
+  def _dropout_masks(self, batch: int, time: int, deterministic: bool) -> tuple[Array, ...] | None:
+    """Per layer, a scaled keep mask ``[batch, time or 1, out]``, drawn once outside every scan so
+    that all execution paths apply the same masks."""
+    if deterministic or self.dropout_rate == 0.0:
+      return None
+    keep = 1.0 - self.dropout_rate
+    steps = time if self.dropout_mode == 'step' else 1
+    rng = self.make_rng('dropout')
+    masks = []
+    for width, key in zip(self.layer_out_features, jax.random.split(rng, len(self.layer_features))):
+      masks.append(jax.random.bernoulli(key, keep, (batch, steps, width)).astype(jnp.float32) / keep)
+    return tuple(masks)
