@@ -1,0 +1,174 @@
+"""The task protocol: what every workload gives the trainer and the report.
+
+A *batch* is a dict of arrays:
+
+* ``inputs``:  ``[batch, time]`` int32 token ids (``input_kind='tokens'``) or
+  ``[batch, time, input_size]`` float32 features (``input_kind='features'``);
+* ``targets``: ``[batch]`` int32 class ids (``'class'``), ``[batch, output_size]`` float32
+  (``'regression'``), ``[batch, time]`` int32 (``'per_step_class'``) or
+  ``[batch, time, output_size]`` {0, 1} float32 (``'per_step_binary'``, e.g. piano rolls);
+* ``lengths``: ``[batch]`` int32 valid steps per sequence (right padding); always present;
+* ``weight`` (optional): ``[batch]`` float32 per-example weight; the evaluator sets 0 on the rows it
+  pads to fill a fixed-shape eval batch, so padded rows never count.
+
+A model for the task returns ``outputs`` of shape ``[batch, output_size]`` (class logits or
+regression values) or ``[batch, time, output_size]`` (per-step logits), zero past each length.
+
+Metrics are returned as ``{name: (total, count)}`` so that averages over many eval batches are exact:
+the mean of a metric is ``sum(totals) / sum(counts)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Literal, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+Batch = dict[str, Any]
+InputKind = Literal['tokens', 'features']
+OutputKind = Literal['class', 'regression', 'per_step_class', 'per_step_binary']
+MetricSums = dict[str, tuple[jax.Array, jax.Array]]
+
+OUTPUT_KINDS = ('class', 'regression', 'per_step_class', 'per_step_binary')
+
+
+@dataclasses.dataclass(frozen=True)
+class Threshold:
+  """A level of ``metric`` on ``split`` that counts as "solved"; ``mode`` says which way is better."""
+
+  metric: str
+  value: float
+  mode: Literal['min', 'max']
+
+  def reached(self, value: float) -> bool:
+    return value <= self.value if self.mode == 'min' else value >= self.value
+
+
+@dataclasses.dataclass(frozen=True)
+class Baseline:
+  """The level a model must beat (chance, or the best memoryless predictor) on ``metric``."""
+
+  metric: str
+  value: float
+  description: str
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Task:
+  """One workload.
+
+  Attributes:
+    name: registry name.
+    input_kind / input_size: token ids with a vocabulary of ``input_size`` (index 0 is padding where
+      the task pads), or ``input_size`` real features per step.
+    output_kind / output_size: see the module docstring.
+    seq_len: the (maximum) training sequence length.
+    train_batch: ``(key, step, batch_size) -> batch``; a pure, jittable function of the run's data key
+      and the step number, so a resumed run sees exactly the batches an uninterrupted one would.
+      ``batch_size`` is static.
+    eval_splits: fixed NumPy batches by split name (``'val'``, ``'test'``, and e.g. ``'test_len2x'``
+      for length generalization); the trainer evaluates them in fixed-shape chunks.
+    baseline: what a model must beat.
+    threshold: the level that counts as solving the task (for "steps to threshold"), or None.
+    metric_modes: ``'min'`` or ``'max'`` for each metric the task reports.
+    info: free-form facts for the report (e.g. number of random labels for ``capacity``).
+    train_data: for dataset tasks, the pytree of device arrays ``train_batch`` gathers from (None for
+      synthetic tasks). ``train_batch`` closes over it by default, but jit embeds closed-over arrays
+      in the compiled program as constants; a trainer that calls
+      ``train_batch(key, step, batch_size, data=task.train_data)`` with ``train_data`` passed as a
+      jit argument keeps them out of the executable (and out of the compilation cache).
+    length_buckets: for variable-length tasks, a few ascending padded lengths (the last is
+      ``seq_len``). ``train_batch(key, step, batch_size, bucket=i)`` (``i`` static) draws only
+      examples that fit ``length_buckets[i]`` and pads to that length, so a trainer can compile one
+      step per bucket and skip padded steps; without ``bucket`` batches are padded to ``seq_len``.
+    bucket_probs: the fraction of training examples in each bucket (see ``bucket_for_step``).
+  """
+
+  name: str
+  input_kind: InputKind
+  input_size: int
+  output_kind: OutputKind
+  output_size: int
+  seq_len: int
+  train_batch: Callable[[jax.Array, Any, int], Batch]
+  eval_splits: Mapping[str, Batch]
+  baseline: Baseline
+  threshold: Threshold | None = None
+  metric_modes: Mapping[str, str] = dataclasses.field(default_factory=dict)
+  info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  train_data: Any = None
+  length_buckets: tuple[int, ...] = ()
+  bucket_probs: tuple[float, ...] = ()
+
+  def loss_and_metrics(self, outputs: jax.Array, batch: Batch) -> tuple[jax.Array, MetricSums]:
+    """Mean training loss and metric sums for ``outputs`` of a model on ``batch``."""
+    return loss_and_metrics(self.output_kind, outputs, batch)
+
+
+def _weights(batch: Batch) -> jax.Array:
+  lengths = batch['lengths']
+  return batch.get('weight', jnp.ones(lengths.shape, jnp.float32)).astype(jnp.float32)
+
+
+def step_mask(lengths: jax.Array, time: int) -> jax.Array:
+  """``[batch, time]`` float mask: 1 where ``t < lengths[b]``."""
+  return (jnp.arange(time)[None, :] < lengths[:, None]).astype(jnp.float32)
+
+
+def loss_and_metrics(kind: str, outputs: jax.Array, batch: Batch) -> tuple[jax.Array, MetricSums]:
+  """The loss each output kind trains on, and its metrics as ``(total, count)``.
+
+  * ``class``: cross-entropy and accuracy, per example.
+  * ``regression``: mean squared error (averaged over output units), per example.
+  * ``per_step_class``: cross-entropy and accuracy per valid step (padding never counts).
+  * ``per_step_binary``: negative log-likelihood per valid frame, summed over the output units
+    (Boulanger-Lewandowski et al. 2012), and frame accuracy ``TP / (TP + FP + FN)`` (Bay et al. 2009).
+  """
+  targets = batch['targets']
+  w = _weights(batch)
+  outputs = outputs.astype(jnp.float32)
+  if kind == 'class':
+    ce = optax.softmax_cross_entropy_with_integer_labels(outputs, targets)
+    acc = (jnp.argmax(outputs, -1) == targets).astype(jnp.float32)
+    count = w.sum()
+    loss = (ce * w).sum() / jnp.maximum(count, 1.0)
+    return loss, {'loss': ((ce * w).sum(), count), 'accuracy': ((acc * w).sum(), count)}
+  if kind == 'regression':
+    se = jnp.mean(jnp.square(outputs - targets), axis=-1)
+    count = w.sum()
+    loss = (se * w).sum() / jnp.maximum(count, 1.0)
+    return loss, {'loss': ((se * w).sum(), count)}
+  mask = step_mask(batch['lengths'], outputs.shape[1]) * w[:, None]
+  count = mask.sum()
+  if kind == 'per_step_class':
+    ce = optax.softmax_cross_entropy_with_integer_labels(outputs, targets)
+    acc = (jnp.argmax(outputs, -1) == targets).astype(jnp.float32)
+    loss = (ce * mask).sum() / jnp.maximum(count, 1.0)
+    return loss, {'loss': ((ce * mask).sum(), count), 'accuracy': ((acc * mask).sum(), count)}
+  if kind == 'per_step_binary':
+    nll = optax.sigmoid_binary_cross_entropy(outputs, targets).sum(-1)
+    pred = (outputs > 0).astype(jnp.float32)
+    tp = (pred * targets).sum(-1)
+    fp_fn = (jnp.abs(pred - targets)).sum(-1)
+    loss = (nll * mask).sum() / jnp.maximum(count, 1.0)
+    return loss, {
+        'loss': ((nll * mask).sum(), count),
+        'frame_accuracy': ((tp * mask).sum(), ((tp + fp_fn) * mask).sum()),
+    }
+  raise ValueError(f'unknown output kind {kind!r}; expected one of {OUTPUT_KINDS}')
+
+
+def bucket_for_step(bucket_probs: tuple[float, ...], seed: int, step: int) -> int:
+  """Host-side bucket choice for step ``step``: a pure function of ``(seed, step)``, so a resumed run
+  draws the same bucket sequence; buckets are drawn in proportion to their training examples."""
+  rng = np.random.default_rng([int(seed), int(step)])
+  return int(rng.choice(len(bucket_probs), p=np.asarray(bucket_probs) / np.sum(bucket_probs)))
+
+
+def finalize(sums: Mapping[str, tuple[Any, Any]]) -> dict[str, float]:
+  """``{name: (total, count)}`` -> ``{name: total / count}`` as Python floats."""
+  return {k: float(np.asarray(t) / max(float(np.asarray(c)), 1e-12)) for k, (t, c) in sums.items()}

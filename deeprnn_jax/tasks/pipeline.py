@@ -1,0 +1,137 @@
+"""Plumbing shared by the dataset tasks: on-device shuffling, fixed splits, padding, length buckets.
+
+A dataset task keeps its training arrays on device and gathers each batch with indices that are a
+pure function of ``(key, step)``: epoch ``e = step // steps_per_epoch`` is a fresh permutation of
+the examples drawn from ``fold_in(key, e)``, and step ``step`` takes the next ``batch_size`` of it.
+No host work per step, and a resumed run sees the batches an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from deeprnn_jax.tasks.base import Batch
+
+# Fixed seed of every validation carve: the held-out examples must not move with the run's seed,
+# or runs of one grid point would be compared on different validation sets.
+SPLIT_SEED = 0
+
+
+def epoch_indices(key: jax.Array, step: Any, batch_size: int, num_examples: int) -> jax.Array:
+  """``[batch_size]`` example indices for ``step``: each epoch is a permutation from
+  ``fold_in(key, epoch)`` read in order (the tail of an epoch that does not fill a batch is dropped;
+  a batch larger than the dataset wraps around)."""
+  steps_per_epoch = max(num_examples // batch_size, 1)
+  step = jnp.asarray(step, jnp.int32)
+  epoch, pos = step // steps_per_epoch, step % steps_per_epoch
+  perm = jax.random.permutation(jax.random.fold_in(key, epoch), num_examples)
+  return perm[(pos * batch_size + jnp.arange(batch_size)) % num_examples]
+
+
+def array_stream(
+    arrays: Mapping[str, np.ndarray],
+    finish: Callable[[dict[str, jax.Array]], Batch],
+    *,
+    lengths: np.ndarray | None = None,
+    buckets: Sequence[int] = (),
+    time_keys: Sequence[str] = (),
+) -> tuple[Callable[..., Batch], dict[str, Any], tuple[float, ...]]:
+  """A jittable ``train_batch(key, step, batch_size, *, data=None, bucket=None)`` over ``arrays``.
+
+  Args:
+    arrays: NumPy arrays with a common leading example axis; moved to device once.
+    finish: turns the gathered arrays into a batch inside jit (e.g. uint8 -> float32 scaling).
+    lengths: ``[num_examples]`` valid lengths, needed for ``buckets``.
+    buckets: ascending padded lengths; bucket ``i`` holds the examples with
+      ``buckets[i-1] < length <= buckets[i]``.
+    time_keys: keys of ``arrays`` with a time axis (axis 1), cut to the bucket's length.
+
+  Returns:
+    ``(train_batch, train_data, bucket_probs)``; ``train_data`` is the device pytree that
+    ``train_batch`` reads (pass it as ``data=`` from inside a jitted step to keep it an argument).
+  """
+  num_examples = len(next(iter(arrays.values())))
+  members, probs = [], []
+  if buckets:
+    which = assign_buckets(np.asarray(lengths), buckets)
+    for i in range(len(buckets)):
+      idx = np.flatnonzero(which == i).astype(np.int32)
+      # An empty bucket still needs an index array; its probability is 0 so it is never chosen.
+      members.append(idx if idx.size else np.zeros(1, np.int32))
+      probs.append(idx.size / num_examples)
+  train_data = {
+      'arrays': {k: jnp.asarray(v) for k, v in arrays.items()},
+      'buckets': tuple(jnp.asarray(m) for m in members),
+  }
+  bucket_lens = tuple(int(b) for b in buckets)
+
+  def train_batch(key, step, batch_size, *, data=None, bucket=None):
+    data = train_data if data is None else data
+    if bucket is None:
+      idx = epoch_indices(key, step, batch_size, num_examples)
+      return finish({k: v[idx] for k, v in data['arrays'].items()})
+    pool = data['buckets'][bucket]
+    # Each bucket has its own stream of permutations, indexed by the global step.
+    idx = pool[epoch_indices(jax.random.fold_in(key, bucket + 1), step, batch_size, pool.shape[0])]
+    width = bucket_lens[bucket]
+    return finish({
+        k: (v[idx, :width] if k in time_keys else v[idx]) for k, v in data['arrays'].items()
+    })
+
+  return train_batch, train_data, tuple(probs)
+
+
+def carve_validation(num_examples: int, num_val: int) -> tuple[np.ndarray, np.ndarray]:
+  """Deterministic ``(train_idx, val_idx)`` split of ``range(num_examples)``, sorted, disjoint."""
+  if not 0 <= num_val < num_examples:
+    raise ValueError(f'num_val={num_val} must be in [0, {num_examples})')
+  perm = np.random.default_rng(SPLIT_SEED).permutation(num_examples)
+  return np.sort(perm[num_val:]), np.sort(perm[:num_val])
+
+
+def pad_sequences(seqs: Sequence[np.ndarray], length: int, dtype=np.int32) -> tuple[np.ndarray, np.ndarray]:
+  """Right-pads (and truncates) ``seqs`` to ``[len(seqs), length, ...]`` with zeros.
+
+  Returns ``(padded, lengths)`` with ``lengths = min(len(seq), length)`` as int32.
+  """
+  tail = np.asarray(seqs[0]).shape[1:] if len(seqs) else ()
+  out = np.zeros((len(seqs), length) + tuple(tail), dtype)
+  lens = np.zeros(len(seqs), np.int32)
+  for i, s in enumerate(seqs):
+    s = np.asarray(s)[:length]
+    out[i, : len(s)] = s
+    lens[i] = len(s)
+  return out, lens
+
+
+def default_buckets(max_len: int, smallest: int = 32) -> tuple[int, ...]:
+  """Powers of two from ``smallest`` below ``max_len``, then ``max_len``: few shapes to compile."""
+  out, b = [], smallest
+  while b < max_len:
+    out.append(b)
+    b *= 2
+  return tuple(out) + (max_len,)
+
+
+def assign_buckets(lengths: np.ndarray, buckets: Sequence[int]) -> np.ndarray:
+  """Index of the smallest bucket that holds each length (lengths must be ``<= buckets[-1]``)."""
+  return np.searchsorted(np.asarray(buckets), np.asarray(lengths), side='left').astype(np.int32)
+
+
+def class_batch(inputs: np.ndarray, labels: np.ndarray, lengths: np.ndarray) -> Batch:
+  """A fixed NumPy batch for a sequence-classification split."""
+  return {
+      'inputs': inputs,
+      'targets': np.asarray(labels, np.int32),
+      'lengths': np.asarray(lengths, np.int32),
+  }
+
+
+def majority_accuracy(train_labels: np.ndarray, test_labels: np.ndarray, num_classes: int) -> tuple[int, float]:
+  """The most frequent training label and the accuracy of always predicting it on ``test_labels``."""
+  majority = int(np.argmax(np.bincount(np.asarray(train_labels), minlength=num_classes)))
+  return majority, float(np.mean(np.asarray(test_labels) == majority))
