@@ -1,0 +1,254 @@
+"""DeepRNN and StackedCell: execution paths agree, padding never leaks, streaming equals the whole
+sequence, gradients stay finite, dropout does what it says."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
+import numpy as np
+import pytest
+
+import deeprnn_jax as dr
+
+BATCH, TIME, IN, HIDDEN = 3, 7, 5, 4
+LENGTHS = jnp.array([7, 4, 1])
+LINEAR = ('mingru', 'lru')
+
+
+def inputs(seed=0, batch=BATCH, time=TIME, features=IN):
+  return jax.random.normal(jax.random.key(seed), (batch, time, features))
+
+
+def assert_trees_close(got, want, tol=1e-5, msg=''):
+  got_leaves, want_leaves = jax.tree.leaves(got), jax.tree.leaves(want)
+  assert len(got_leaves) == len(want_leaves), msg
+  for g, w in zip(got_leaves, want_leaves):
+    np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=tol, atol=tol, err_msg=msg)
+
+
+def apply(model, params, x, lengths=None, **kwargs):
+  return jax.jit(lambda p, x, l: model.apply(p, x, l, **kwargs))(params, x, lengths)
+
+
+@pytest.mark.parametrize('bidirectional', [False, True], ids=['uni', 'bi'])
+@pytest.mark.parametrize('cell', sorted(dr.CELLS))
+def test_time_layer_parallel_agree(cell, bidirectional):
+  x = inputs()
+  executions = ('time', 'layer') + (('parallel',) if cell in LINEAR else ())
+  models = {e: dr.DeepRNN(cell=cell, features=HIDDEN, num_layers=2, bidirectional=bidirectional, execution=e) for e in executions}
+  params = models['time'].init(jax.random.key(0), x)
+  for lengths in (None, LENGTHS):
+    reference = apply(models['time'], params, x, lengths)
+    for execution in executions[1:]:
+      assert_trees_close(apply(models[execution], params, x, lengths), reference, msg=f'{execution}, lengths={lengths}')
+
+
+def _alone_vs_padded(model, params, x, lengths, tol=1e-5, **kwargs):
+  finals, outputs = apply(model, params, x, lengths, **kwargs)
+  for b, n in enumerate(np.asarray(lengths)):
+    alone_finals, alone_outputs = apply(model, params, x[b : b + 1, :n], None, **kwargs)
+    np.testing.assert_allclose(outputs[b, :n], alone_outputs[0], rtol=tol, atol=tol, err_msg=f'row {b}')
+    np.testing.assert_array_equal(outputs[b, n:], 0.0)
+    assert_trees_close(jax.tree.map(lambda c: c[b], finals), jax.tree.map(lambda c: c[0], alone_finals), tol, f'carry {b}')
+
+
+PADDING_CASES = {
+    'lstm-stacked': dict(cell='lstm', num_layers=3),
+    'gru-bidirectional-concat': dict(cell='gru', num_layers=2, bidirectional=True),
+    'mgu-bidirectional-sum-time': dict(cell='mgu', num_layers=2, bidirectional=True, merge='sum', execution='time'),
+    'rnn-skip-time': dict(cell='rnn', num_layers=3, connection='skip', execution='time'),
+    'ugrnn-skip-bidirectional': dict(cell='ugrnn', num_layers=2, connection='skip', bidirectional=True),
+    'indrnn-residual-widths': dict(cell='indrnn', features=(4, 6, 6), connection='residual', layer_norm=True),
+    'lstm-residual-time-learned': dict(cell='lstm', num_layers=3, connection='residual', execution='time', initial_carry='learned'),
+    'mingru-parallel-bidirectional': dict(cell='mingru', num_layers=2, execution='parallel', bidirectional=True),
+    'lru-parallel-residual': dict(cell='lru', num_layers=2, execution='parallel', connection='residual'),
+    'flax-optimized-lstm': dict(cell=nn.OptimizedLSTMCell, num_layers=2),
+}
+
+
+@pytest.mark.parametrize('case', sorted(PADDING_CASES))
+def test_padded_batch_equals_each_sequence_alone(case):
+  kwargs = dict(features=HIDDEN) | PADDING_CASES[case]
+  model = dr.DeepRNN(**kwargs)
+  x = inputs(1)
+  params = model.init(jax.random.key(0), x, LENGTHS)
+  if kwargs.get('initial_carry') == 'learned':  # a nonzero learned start, so it is really used
+    params = jax.tree.map(lambda p: p + 0.5, params)
+  _alone_vs_padded(model, params, x, LENGTHS)
+
+
+@pytest.mark.parametrize('flax_cell', [nn.LSTMCell, nn.OptimizedLSTMCell, nn.GRUCell, nn.SimpleCell, nn.MGUCell])
+def test_flax_cells_work_inside_the_stack(flax_cell):
+  x = inputs(2)
+  time_model = dr.DeepRNN(cell=flax_cell, features=HIDDEN, num_layers=2, execution='time')
+  layer_model = time_model.clone(execution='layer')
+  params = time_model.init(jax.random.key(0), x)
+  assert_trees_close(apply(layer_model, params, x, LENGTHS), apply(time_model, params, x, LENGTHS))
+  _, outputs = apply(time_model, params, x, LENGTHS)
+  np.testing.assert_array_equal(outputs[2, 1:], 0.0)
+
+
+def test_stacked_cell_steps_equal_the_full_sequence_run():
+  x = inputs(3)
+  model = dr.DeepRNN(cell='lstm', features=(4, 6, 3))
+  params = model.init(jax.random.key(0), x)['params']
+  finals, outputs = model.apply({'params': params}, x)
+
+  stack = dr.StackedCell(cells=(dr.LSTMCell(4), dr.LSTMCell(6), dr.LSTMCell(3)))
+  stack_params = {f'layer_{l}': params[f'layer_{l}']['cell'] for l in range(3)}
+  carry = stack.initialize_carry(jax.random.key(0), x[:, 0].shape)
+  step = jax.jit(lambda c, x_t: stack.apply({'params': stack_params}, c, x_t))
+  for t in range(TIME):
+    carry, y = step(carry, x[:, t])
+    np.testing.assert_allclose(y, outputs[:, t], rtol=1e-5, atol=1e-5)
+  assert_trees_close(carry, finals)
+
+  # The same StackedCell under flax.linen.RNN.
+  rnn_finals, rnn_outputs = nn.RNN(stack, return_carry=True).apply({'params': {'cell': stack_params}}, x)
+  np.testing.assert_allclose(rnn_outputs, outputs, rtol=1e-5, atol=1e-5)
+  assert_trees_close(rnn_finals, finals)
+
+
+def test_streaming_step_equals_the_full_sequence_run():
+  """DeepRNN.step streams any unidirectional configuration (here residual + layer norm + skip)."""
+  x = inputs(4)
+  for options in (dict(connection='residual', layer_norm=True, features=(4, 6, 6)), dict(connection='skip', num_layers=3)):
+    model = dr.DeepRNN(cell='gru', **(dict(features=HIDDEN) | options))
+    params = model.init(jax.random.key(0), x, LENGTHS)
+    finals, outputs = apply(model, params, x, LENGTHS)
+    carries = model.apply(params, BATCH, method='initialize_carries')
+    step = jax.jit(lambda c, x_t, v: model.apply(params, c, x_t, v, method='step'))
+    for t in range(TIME):
+      carries, y = step(carries, x[:, t], t < LENGTHS)
+      np.testing.assert_allclose(y, outputs[:, t], rtol=1e-5, atol=1e-5)
+    assert_trees_close(carries, finals)
+
+
+def test_remat_and_unroll_change_nothing():
+  x = inputs(5)
+  base = dr.DeepRNN(cell='lstm', features=HIDDEN, num_layers=2)
+  params = base.init(jax.random.key(0), x)
+
+  def loss(model, params):
+    return jnp.sum(model.apply(params, x, LENGTHS)[1] ** 2)
+
+  want = jax.value_and_grad(lambda p: loss(base, p))(params)
+  for variant in (base.clone(remat=True), base.clone(unroll=3), base.clone(execution='time', remat=True, unroll=2)):
+    assert_trees_close(jax.jit(jax.value_and_grad(lambda p: loss(variant, p)))(params), want)
+
+
+@pytest.mark.parametrize('cell', sorted(dr.CELLS))
+def test_gradients_are_finite_through_4_layers_and_200_steps(cell):
+  x = inputs(6, batch=2, time=200, features=3)
+  model = dr.DeepRNN(cell=cell, features=8, num_layers=4)
+  params = model.init(jax.random.key(0), x)
+  grads = jax.jit(jax.grad(lambda p: jnp.mean(model.apply(p, x, jnp.array([200, 150]))[1][:, -1] ** 2)))(params)
+  leaves = jax.tree.leaves(grads)
+  assert all(bool(jnp.all(jnp.isfinite(g))) for g in leaves)
+  # Gradient reaches the bottom layer's input weights (not silently zero).
+  assert float(jnp.abs(grads['params']['layer_0']['cell']['input_proj']['kernel']).sum()) > 0
+
+
+def test_elman_gradient_matches_finite_differences():
+  with jax.enable_x64(True):
+    x = jax.random.normal(jax.random.key(7), (2, 5, 3), jnp.float64)
+    model = dr.DeepRNN(cell='rnn', features=4, num_layers=2, param_dtype=jnp.float64)
+    params = model.init(jax.random.key(0), x)
+    flat, unravel = ravel_pytree(params)
+
+    def loss(theta):
+      return jnp.sum(jnp.sin(model.apply(unravel(theta), x, jnp.array([5, 3]))[1]))
+
+    grad = jax.grad(loss)(flat)
+    eps = 1e-6
+    for i in np.random.default_rng(0).choice(flat.size, 12, replace=False):
+      e = jnp.zeros_like(flat).at[i].set(eps)
+      numeric = (loss(flat + e) - loss(flat - e)) / (2 * eps)
+      np.testing.assert_allclose(grad[i], numeric, rtol=1e-6, atol=1e-8)
+
+
+def _dropout_run(mode, execution='layer', deterministic=False, seed=0):
+  x = inputs(8, time=6)
+  model = dr.DeepRNN(cell='rnn', features=32, dropout_rate=0.5, dropout_mode=mode, execution=execution)
+  params = model.init(jax.random.key(0), x)
+  no_dropout = model.clone(dropout_rate=0.0).apply(params, x)[1]
+  out = model.apply(params, x, deterministic=deterministic, rngs={'dropout': jax.random.key(seed)})[1]
+  return out, no_dropout
+
+
+def test_dropout_is_identity_when_deterministic():
+  out, no_dropout = _dropout_run('step', deterministic=True)
+  np.testing.assert_array_equal(out, no_dropout)
+
+
+@pytest.mark.parametrize('mode', ['step', 'tied'])
+def test_dropout_masks_per_step_or_tied_across_time(mode):
+  out, no_dropout = _dropout_run(mode)
+  dropped = np.asarray(out == 0.0)
+  kept = ~dropped
+  np.testing.assert_allclose(np.asarray(out)[kept], 2.0 * np.asarray(no_dropout)[kept], rtol=1e-6)
+  assert 0.3 < dropped.mean() < 0.7
+  same_over_time = np.all(dropped == dropped[:, :1], axis=1).all()
+  assert same_over_time == (mode == 'tied')
+  # The time-major path applies exactly the same masks.
+  np.testing.assert_allclose(_dropout_run(mode, execution='time')[0], out, rtol=1e-6, atol=1e-6)
+
+
+def test_learned_initial_carry_is_a_parameter_per_layer():
+  x = inputs(9)
+  model = dr.DeepRNN(cell='lstm', features=HIDDEN, num_layers=2, initial_carry='learned')
+  params = model.init(jax.random.key(0), x)
+  c, h = params['params']['layer_1']['initial_carry']
+  assert c.shape == h.shape == (HIDDEN,)
+  zeros_out = dr.DeepRNN(cell='lstm', features=HIDDEN, num_layers=2).apply(
+      {'params': {k: {'cell': v['cell']} for k, v in params['params'].items()}}, x
+  )
+  assert_trees_close(model.apply(params, x), zeros_out)  # learned carries start at zero
+  grads = jax.grad(lambda p: jnp.sum(model.apply(p, x)[1]))(params)
+  assert float(jnp.abs(grads['params']['layer_0']['initial_carry'][1]).sum()) > 0
+
+
+def test_residual_projection_only_where_widths_differ():
+  model = dr.DeepRNN(cell='gru', features=(4, 4, 6), connection='residual')
+  params = model.init(jax.random.key(0), inputs())['params']
+  assert 'residual_proj' not in params['layer_0'] and 'residual_proj' not in params['layer_1']
+  assert params['layer_2']['residual_proj']['kernel'].shape == (4, 6)
+
+
+def test_output_widths_of_skip_and_bidirectional():
+  x = inputs()
+  for kwargs, width in (
+      (dict(connection='skip', features=(4, 5)), 9),
+      (dict(bidirectional=True), 2 * HIDDEN),
+      (dict(bidirectional=True, merge='sum'), HIDDEN),
+  ):
+    model = dr.DeepRNN(cell='rnn', **(dict(features=HIDDEN) | kwargs))
+    assert model.init_with_output(jax.random.key(0), x)[0][1].shape == (BATCH, TIME, width)
+
+
+def test_bfloat16_compute_policy():
+  x = inputs(10)
+  model = dr.DeepRNN(cell='lstm', features=HIDDEN, num_layers=2, dtype=jnp.bfloat16, layer_norm=True)
+  params = model.init(jax.random.key(0), x)
+  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(params))
+  finals, outputs = apply(model, params, x, LENGTHS)
+  assert all(c.dtype == jnp.float32 for c in jax.tree.leaves(finals))
+  _, outputs32 = apply(model.clone(dtype=None), params, x, LENGTHS)
+  np.testing.assert_allclose(outputs, outputs32, atol=5e-2)
+
+
+@pytest.mark.parametrize(
+    'kwargs, message',
+    [
+        (dict(cell='lsmt'), "unknown cell 'lsmt'; choose one of"),
+        (dict(connection='dense'), "unknown connection 'dense'; choose one of"),
+        (dict(execution='parallel', cell='lstm'), "execution='parallel' needs a linear-recurrence cell"),
+        (dict(features=0), 'features must be positive integers'),
+        (dict(features=(4, 4), num_layers=3), 'num_layers=3 but features has 2 entries'),
+        (dict(dropout_rate=1.0), r'dropout_rate must be in \[0, 1\)'),
+        (dict(dropout_mode='column'), "unknown dropout_mode 'column'"),
+    ],
+)
+def test_bad_options_fail_at_construction(kwargs, message):
+  with pytest.raises(ValueError, match=message):
+    dr.DeepRNN(**kwargs)
