@@ -22,10 +22,9 @@ import numpy as np
 from deeprnn_jax.tasks import pipeline
 from deeprnn_jax.tasks.base import Baseline, Batch, Task, Threshold
 
-# Eval keys are folded from ``key(seed)`` with these tags, far from any training step number, so an
-# eval batch never equals a train batch drawn from the same root key.
-_EVAL_TAGS = {'val': 2_000_000_001, 'test': 2_000_000_002, 'test_len2x': 2_000_000_003,
-              'test_len4x': 2_000_000_004}
+# Eval keys are folded from ``key(seed)`` with this offset plus the sequence length, far from any
+# training step number, so an eval batch never equals a train batch drawn from the same root key.
+_EVAL_TAG = 2_000_000_000
 
 
 def _synthetic_task(*, generate, length: int, lengths_by_split: dict[str, int], seed: int,
@@ -40,11 +39,15 @@ def _synthetic_task(*, generate, length: int, lengths_by_split: dict[str, int], 
       raise ValueError('synthetic tasks have no length buckets')
     return generate(jax.random.fold_in(key, step), batch_size, length)
 
+  # Splits of one length are consecutive slices of one generated batch: one compile per length.
   root = jax.random.key(seed)
-  eval_splits = {
-      name: jax.tree.map(np.asarray, gen(jax.random.fold_in(root, _EVAL_TAGS[name]), num_eval, length))
-      for name, length in lengths_by_split.items()
-  }
+  eval_splits = {}
+  for eval_len in sorted(set(lengths_by_split.values())):
+    names = [n for n, l in lengths_by_split.items() if l == eval_len]
+    batch = jax.tree.map(np.asarray, gen(jax.random.fold_in(root, _EVAL_TAG + eval_len),
+                                         num_eval * len(names), eval_len))
+    for i, name in enumerate(names):
+      eval_splits[name] = jax.tree.map(lambda a, i=i: a[i * num_eval:(i + 1) * num_eval], batch)
   seq_len = length if seq_len is None else seq_len
   return Task(seq_len=seq_len, train_batch=train_batch, eval_splits=eval_splits, **fields)
 
