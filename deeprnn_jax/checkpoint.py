@@ -1,0 +1,114 @@
+"""Checkpoints of one run: the latest ones (periodic and final) and the best by validation metric.
+
+Layout, inside a run folder::
+
+  checkpoints/latest/<step>/{state, meta}   the newest ``keep`` saves (older ones are the fallback)
+  checkpoints/best/<step>/{state, meta}     the save with the best validation metric so far
+
+``state`` is an array pytree (parameters, optimizer state, rng keys, step) written by orbax's
+``StandardSave`` (tensorstore, no pickling); ``meta`` is JSON: the host-side loop state a resumed run
+needs to continue exactly (best value so far, threshold step, elapsed time, ...).
+
+orbax writes each save into a temporary folder and renames it on commit, so a kill during a save
+leaves the previous checkpoints intact; ``restore_latest`` also survives a committed-but-unreadable
+save by falling back to the one before it. This module is the only one that imports orbax.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+_log = logging.getLogger(__name__)
+
+
+def _abstract(tree: Any) -> Any:
+  """Shape/dtype stand-ins for a pytree of arrays: what a restore fills in."""
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype), tree)
+
+
+class Checkpointer:
+  """The latest and best checkpoints of one run (see the module docstring)."""
+
+  def __init__(self, directory: str, keep: int = 2):
+    self.directory = os.path.abspath(directory)
+    self._latest = self._manager('latest', keep)
+    self._best = self._manager('best', 1)
+
+  def _manager(self, name: str, keep: int) -> ocp.CheckpointManager:
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, cleanup_tmp_directories=True)
+    return ocp.CheckpointManager(os.path.join(self.directory, name), options=options,
+                                 item_names=('state', 'meta'))
+
+  @staticmethod
+  def _args(state: Any, meta: dict) -> ocp.args.Composite:
+    return ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
+
+  def save(self, step: int, state: Any, meta: dict) -> None:
+    """Saves ``state`` (host arrays) and ``meta`` as the latest checkpoint at ``step``."""
+    self._latest.save(step, args=self._args(state, meta), force=True)
+
+  def save_best(self, step: int, state: Any, meta: dict) -> None:
+    """Replaces the best checkpoint."""
+    self._best.save(step, args=self._args(state, meta), force=True)
+
+  def latest_step(self) -> int | None:
+    return self._latest.latest_step()
+
+  def best_step(self) -> int | None:
+    return self._best.latest_step()
+
+  def _restore(self, manager: ocp.CheckpointManager, step: int, like: Any) -> tuple[Any, dict]:
+    args = ocp.args.Composite(state=ocp.args.StandardRestore(_abstract(like)), meta=ocp.args.JsonRestore())
+    out = manager.restore(step, args=args)
+    return out['state'], dict(out['meta'])
+
+  def restore_latest(self, like: Any, max_step: int | None = None) -> tuple[int, Any, dict] | None:
+    """The newest readable checkpoint at or before ``max_step``: ``(step, state, meta)``, or None.
+
+    ``like`` is a pytree with the structure, shapes and dtypes of the state. A checkpoint that fails
+    to restore (truncated, garbled) is skipped with a warning and the one before it is tried.
+    """
+    for step in sorted(self._latest.all_steps(), reverse=True):
+      if max_step is not None and step > max_step:
+        continue
+      try:
+        state, meta = self._restore(self._latest, step, like)
+      except Exception as e:  # pylint: disable=broad-except
+        _log.warning('checkpoint %s/latest/%d is unreadable (%s: %s); trying an older one',
+                     self.directory, step, type(e).__name__, str(e).splitlines()[0] if str(e) else '')
+        continue
+      if meta.get('step') != step:
+        _log.warning('checkpoint %s/latest/%d has mismatched metadata; trying an older one', self.directory, step)
+        continue
+      return step, state, meta
+    return None
+
+  def restore_best(self, like: Any) -> tuple[int, Any, dict] | None:
+    step = self.best_step()
+    if step is None:
+      return None
+    state, meta = self._restore(self._best, step, like)
+    return step, state, meta
+
+  def discard_after(self, step: int) -> None:
+    """Deletes checkpoints newer than ``step``: a run resumed at ``step`` rewrites that future."""
+    for manager in (self._latest, self._best):
+      manager.wait_until_finished()
+      for s in manager.all_steps():
+        if s > step:
+          manager.delete(s)
+
+  def wait(self) -> None:
+    """Blocks until the background writes are committed."""
+    self._latest.wait_until_finished()
+    self._best.wait_until_finished()
+
+  def close(self) -> None:
+    self._latest.close()
+    self._best.close()

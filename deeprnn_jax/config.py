@@ -1,0 +1,485 @@
+"""The run configuration: its schema, defaults, command-line overrides and validation.
+
+A config is an ``ml_collections.ConfigDict`` with six groups (``task``, ``model``, ``optim``,
+``train``, ``sweep``, ``logging``). ``default_config()`` holds every key there is; a config file
+starts from it and changes what it needs. ``validate`` checks a config against the schema *before any
+compute*: unknown keys, unknown cells or tasks, wrong types and impossible sizes each raise a
+``ConfigError`` whose one-line message names the key and, for choices, the valid values.
+
+Sweep axes are data: ``sweep.axes`` maps a dotted key (``'model.depth'``) to the list of values to
+try; the grid is their product. ConfigDict forbids dots in field names, so the axes are stored nested
+(``sweep.axes.model.depth``); ``sweep_axes({'model.depth': [1, 2]})`` builds that from dotted keys and
+``flat_axes`` reads it back.
+
+Nothing here imports wandb, orbax or the model code: validating a config is cheap and side-effect free.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import dataclasses
+import json
+from typing import Any, Callable, Iterable, Mapping
+
+import ml_collections
+
+# Keys whose value is a free-form mapping (checked by their own rule, not key by key).
+_MAPPING_KEYS = ('task.options', 'model.cell_kwargs', 'sweep.axes')
+
+
+class ConfigError(ValueError):
+  """A config mistake, with a one-line message that names the key and says how to fix it."""
+
+  def __init__(self, key: str, message: str):
+    self.key = key
+    super().__init__(f'config key {key!r}: {message}' if key else message)
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """Every key a config may set, with its default."""
+  c = ml_collections.ConfigDict()
+
+  c.task = ml_collections.ConfigDict()
+  c.task.name = 'adding'
+  c.task.options = ml_collections.ConfigDict()   # keyword options of the task factory
+
+  c.model = ml_collections.ConfigDict()
+  c.model.cell = 'lstm'
+  c.model.depth = 1                # number of stacked recurrent layers
+  c.model.width = 64               # hidden features per layer (solved per variant when matching params)
+  c.model.connection = 'stacked'   # 'stacked' | 'residual' | 'skip'
+  c.model.dropout_rate = 0.0       # between recurrent layers
+  c.model.dropout_mode = 'step'    # 'step' | 'tied' (one mask for all time steps)
+  c.model.layer_norm = False
+  c.model.bidirectional = False
+  c.model.merge = 'concat'
+  c.model.execution = 'auto'
+  c.model.unroll = 1
+  c.model.remat = False
+  c.model.dtype = 'float32'        # compute dtype; parameters stay float32
+  c.model.initial_carry = 'zeros'
+  c.model.cell_kwargs = ml_collections.ConfigDict()
+  c.model.embed_features = None    # token tasks: embedding size (None: the width)
+  c.model.input_features = None    # feature tasks: optional input projection size
+  c.model.pooling = 'last'
+  c.model.head_features = ()       # hidden sizes of the MLP head
+  c.model.head_dropout_rate = 0.0
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.name = 'adam'            # 'adam' | 'adamw' | 'sgd' (with momentum) | 'rmsprop'
+  c.optim.learning_rate = 1e-3     # peak rate, reached after the warmup
+  c.optim.schedule = 'constant'    # after warmup: 'constant' | 'cosine'
+  c.optim.warmup_steps = 0
+  c.optim.cosine_final_fraction = 0.0   # cosine ends at this fraction of the peak rate
+  c.optim.momentum = 0.9           # sgd and rmsprop
+  c.optim.beta1 = 0.9              # adam(w)
+  c.optim.beta2 = 0.999
+  c.optim.eps = 1e-8
+  c.optim.weight_decay = 0.0       # decoupled for adamw, L2 added to the gradient otherwise
+  c.optim.clip_global_norm = 1.0   # 0 turns clipping off
+
+  c.train = ml_collections.ConfigDict()
+  c.train.seed = 0
+  c.train.num_steps = 1000
+  c.train.batch_size = 64
+  c.train.log_every_steps = 50
+  c.train.eval_every_steps = 200
+  c.train.checkpoint_every_steps = 500
+  c.train.keep_checkpoints = 2     # latest ones kept; the older one is the fallback if the newest is bad
+  c.train.eval_batch_size = 512
+  c.train.eval_splits = ()         # evaluated at every eval; empty: all the task has
+  c.train.early_stop = False       # stop a seed once it reaches the task threshold
+  c.train.progress_bar = True
+
+  c.sweep = ml_collections.ConfigDict()
+  c.sweep.axes = ml_collections.ConfigDict()   # nested dotted key -> list of values
+  c.sweep.seeds = (0,)
+  c.sweep.param_budget = 0         # >0: solve model.width per variant to this parameter count
+  c.sweep.param_tolerance = 0.02
+  c.sweep.vmap_seeds = True        # train the seeds of a grid point in one vmapped program
+
+  c.logging = ml_collections.ConfigDict()
+  c.logging.wandb_mode = None      # 'online' | 'offline' | 'disabled'; None: $WANDB_MODE, else by API key
+  c.logging.project = 'deeprnn-jax'
+  c.logging.entity = None
+  c.logging.group = None           # default: the sweep's name (its workdir's folder name)
+  c.logging.job_type = None
+  c.logging.tags = ()
+  c.logging.wandb_dir = None       # default: each run's own folder
+  return c
+
+
+# ----------------------------------------------------------------------------------------------
+# Rules: each takes (key, value) and returns the normalized value or raises ConfigError.
+
+
+def _typename(v):
+  return type(v).__name__
+
+
+def _int(lo: int | None = None, optional: bool = False):
+  def rule(key, v):
+    if v is None and optional:
+      return None
+    if isinstance(v, bool) or not isinstance(v, int):
+      raise ConfigError(key, f'must be an int{" or None" if optional else ""}, got {_typename(v)} {v!r}')
+    if lo is not None and v < lo:
+      raise ConfigError(key, f'must be >= {lo}, got {v}')
+    return v
+  return rule
+
+
+def _float(lo: float | None = None, hi: float | None = None, lo_open=False, hi_open=False):
+  def rule(key, v):
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+      raise ConfigError(key, f'must be a number, got {_typename(v)} {v!r}')
+    v = float(v)
+    if v != v:
+      raise ConfigError(key, 'must be a number, got nan')
+    bad_lo = lo is not None and (v <= lo if lo_open else v < lo)
+    bad_hi = hi is not None and (v >= hi if hi_open else v > hi)
+    if bad_lo or bad_hi:
+      lb = '(' if lo_open else '['
+      rb = ')' if hi_open else ']'
+      raise ConfigError(key, f'must be in {lb}{lo if lo is not None else "-inf"}, '
+                             f'{hi if hi is not None else "inf"}{rb}, got {v}')
+    return v
+  return rule
+
+
+def _bool(key, v):
+  if not isinstance(v, bool):
+    raise ConfigError(key, f'must be True or False, got {_typename(v)} {v!r}')
+  return v
+
+
+def _str(optional: bool = False):
+  def rule(key, v):
+    if v is None and optional:
+      return None
+    if not isinstance(v, str) or not v:
+      raise ConfigError(key, f'must be a non-empty string{" or None" if optional else ""}, got {v!r}')
+    return v
+  return rule
+
+
+def _choice(choices: Iterable[str] | Callable[[], Iterable[str]], optional: bool = False):
+  def rule(key, v):
+    valid = sorted(choices() if callable(choices) else choices)
+    if v is None and optional:
+      return None
+    if not isinstance(v, str) or v not in valid:
+      raise ConfigError(key, f'unknown value {v!r}; valid: {", ".join(valid)}')
+    return v
+  return rule
+
+
+def _tuple_of(item_rule):
+  def rule(key, v):
+    if not isinstance(v, (list, tuple)):
+      raise ConfigError(key, f'must be a list or tuple, got {_typename(v)} {v!r}')
+    return tuple(item_rule(key, x) for x in v)
+  return rule
+
+
+def _mapping(key, v):
+  if not isinstance(v, (Mapping, ml_collections.ConfigDict)):
+    raise ConfigError(key, f'must be a mapping, got {_typename(v)} {v!r}')
+  return v
+
+
+def _cell_names():
+  from deeprnn_jax import CELLS  # pylint: disable=g-import-not-at-top
+  return CELLS.keys()
+
+
+def _task_names():
+  from deeprnn_jax.tasks import TASKS  # pylint: disable=g-import-not-at-top
+  return TASKS.keys()
+
+
+_RATE = _float(0.0, 1.0, hi_open=True)
+
+RULES: dict[str, Callable[[str, Any], Any]] = {
+    'task.name': _choice(_task_names),
+    'task.options': _mapping,
+    'model.cell': _choice(_cell_names),
+    'model.depth': _int(1),
+    'model.width': _int(1),
+    'model.connection': _choice(('stacked', 'residual', 'skip')),
+    'model.dropout_rate': _RATE,
+    'model.dropout_mode': _choice(('step', 'tied')),
+    'model.layer_norm': _bool,
+    'model.bidirectional': _bool,
+    'model.merge': _choice(('concat', 'sum')),
+    'model.execution': _choice(('auto', 'time', 'layer', 'parallel')),
+    'model.unroll': _int(1),
+    'model.remat': _bool,
+    'model.dtype': _choice(('float32', 'bfloat16')),
+    'model.initial_carry': _choice(('zeros', 'learned')),
+    'model.cell_kwargs': _mapping,
+    'model.embed_features': _int(1, optional=True),
+    'model.input_features': _int(1, optional=True),
+    'model.pooling': _choice(('last', 'mean', 'max')),
+    'model.head_features': _tuple_of(_int(1)),
+    'model.head_dropout_rate': _RATE,
+    'optim.name': _choice(('adam', 'adamw', 'sgd', 'rmsprop')),
+    'optim.learning_rate': _float(0.0, lo_open=True),
+    'optim.schedule': _choice(('constant', 'cosine')),
+    'optim.warmup_steps': _int(0),
+    'optim.cosine_final_fraction': _float(0.0, 1.0),
+    'optim.momentum': _RATE,
+    'optim.beta1': _RATE,
+    'optim.beta2': _RATE,
+    'optim.eps': _float(0.0, lo_open=True),
+    'optim.weight_decay': _float(0.0),
+    'optim.clip_global_norm': _float(0.0),
+    'train.seed': _int(0),
+    'train.num_steps': _int(1),
+    'train.batch_size': _int(1),
+    'train.log_every_steps': _int(1),
+    'train.eval_every_steps': _int(1),
+    'train.checkpoint_every_steps': _int(1),
+    'train.keep_checkpoints': _int(1),
+    'train.eval_batch_size': _int(1),
+    'train.eval_splits': _tuple_of(_str()),
+    'train.early_stop': _bool,
+    'train.progress_bar': _bool,
+    'sweep.axes': _mapping,
+    'sweep.seeds': _tuple_of(_int(0)),
+    'sweep.param_budget': _int(0),
+    'sweep.param_tolerance': _float(0.0, 0.5, lo_open=True),
+    'sweep.vmap_seeds': _bool,
+    'logging.wandb_mode': _choice(('online', 'offline', 'disabled'), optional=True),
+    'logging.project': _str(),
+    'logging.entity': _str(optional=True),
+    'logging.group': _str(optional=True),
+    'logging.job_type': _str(optional=True),
+    'logging.tags': _tuple_of(_str()),
+    'logging.wandb_dir': _str(optional=True),
+}
+
+# Keys a sweep may vary: everything that describes one run, and the parameter budget (so a sweep can
+# compare depths at several matched sizes).
+SWEEPABLE = tuple(k for k in RULES if not k.startswith('sweep.') and k != 'train.seed') + ('sweep.param_budget',)
+
+
+# ----------------------------------------------------------------------------------------------
+# Plain-dict views.
+
+
+def to_dict(config: ml_collections.ConfigDict | Mapping) -> dict:
+  """A deep plain-dict copy (tuples kept), so editing it never touches the ConfigDict."""
+  if isinstance(config, ml_collections.ConfigDict):
+    config = config.to_dict()
+  return copy.deepcopy(dict(config))
+
+
+def from_dict(d: Mapping) -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(copy.deepcopy(dict(d)))
+
+
+def flatten(d: Mapping, prefix: str = '', stop: Iterable[str] = _MAPPING_KEYS) -> dict[str, Any]:
+  """``{'a': {'b': 1}}`` -> ``{'a.b': 1}``; keys in ``stop`` keep their mapping value whole."""
+  out = {}
+  for k, v in d.items():
+    key = f'{prefix}{k}'
+    if isinstance(v, (Mapping, ml_collections.ConfigDict)) and key not in stop:
+      out.update(flatten(v, key + '.', stop))
+    else:
+      out[key] = v
+  return out
+
+
+def get_path(d: Mapping, key: str) -> Any:
+  for part in key.split('.'):
+    d = d[part]
+  return d
+
+
+def set_path(d: dict, key: str, value: Any) -> None:
+  """Sets a dotted key in a nested plain dict, creating intermediate dicts."""
+  parts = key.split('.')
+  for part in parts[:-1]:
+    nxt = d.get(part)
+    if not isinstance(nxt, dict):
+      nxt = d[part] = {}
+    d = nxt
+  d[parts[-1]] = value
+
+
+def sweep_axes(axes: Mapping[str, Iterable[Any]]) -> ml_collections.ConfigDict:
+  """``{'model.depth': [1, 2]}`` -> the nested ConfigDict that ``sweep.axes`` stores."""
+  nested: dict = {}
+  for key, values in axes.items():
+    set_path(nested, key, list(values))
+  return ml_collections.ConfigDict(nested)
+
+
+def flat_axes(config: ml_collections.ConfigDict | Mapping) -> dict[str, list]:
+  """The sweep axes of a config as ``{dotted key: list of values}``, in a stable order.
+
+  Cells and depths come first (the axes every report groups by), then the rest alphabetically.
+  """
+  d = to_dict(config)
+  axes = flatten(d.get('sweep', {}).get('axes', {}) or {}, stop=())
+  first = [k for k in ('model.cell', 'model.depth', 'model.width') if k in axes]
+  rest = sorted(k for k in axes if k not in first)
+  return {k: list(axes[k]) if isinstance(axes[k], (list, tuple)) else axes[k] for k in first + rest}
+
+
+# ----------------------------------------------------------------------------------------------
+# Overrides.
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+  """``'model.depth=4'`` -> ``('model.depth', 4)``.
+
+  The value is parsed as a Python *literal* (``ast.literal_eval``: numbers, strings, tuples, lists,
+  dicts, True/False/None), never evaluated as code; anything that is not a literal is taken as a
+  plain string, so ``model.cell=lstm`` works without quotes.
+  """
+  if '=' not in text:
+    raise ConfigError(text, 'an override must look like key=value (e.g. --config.model.depth=4)')
+  key, raw = text.split('=', 1)
+  key = key.strip()
+  if key.startswith('config.'):
+    key = key[len('config.'):]
+  try:
+    value = ast.literal_eval(raw.strip())
+  except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+    value = raw.strip()
+  return key, value
+
+
+def apply_overrides(config: ml_collections.ConfigDict | Mapping,
+                    overrides: Iterable[tuple[str, Any] | str]) -> ml_collections.ConfigDict:
+  """A new config with ``overrides`` set; keys must exist (``sweep.axes.*`` may be new axes)."""
+  d = to_dict(config)
+  known = set(flatten(to_dict(default_config())))
+  for item in overrides:
+    key, value = parse_override(item) if isinstance(item, str) else item
+    inside_mapping = any(key.startswith(m + '.') for m in _MAPPING_KEYS)
+    if key not in known and not inside_mapping:
+      raise ConfigError(key, f'unknown key; {_suggest(key, known)}')
+    set_path(d, key, value)
+  return from_dict(d)
+
+
+def _suggest(key: str, known: Iterable[str]) -> str:
+  group = key.split('.')[0]
+  same_group = sorted(k for k in known if k.startswith(group + '.'))
+  if same_group:
+    return f'valid keys in {group!r}: {", ".join(same_group)}'
+  groups = sorted({k.split('.')[0] for k in known})
+  return f'valid groups: {", ".join(groups)}'
+
+
+# ----------------------------------------------------------------------------------------------
+# Validation.
+
+
+def validate(config: ml_collections.ConfigDict | Mapping) -> ml_collections.ConfigDict:
+  """Checks every key of ``config``; returns a normalized copy (tuples for lists, floats for rates).
+
+  Also checks the sweep: each axis names a sweepable key and has at least one value, and every value
+  passes that key's rule; seeds are distinct. Raises ``ConfigError`` on the first problem.
+  """
+  d = to_dict(config)
+  known = RULES.keys()
+  flat = flatten(d)
+  for key in flat:
+    if key not in known:
+      raise ConfigError(key, f'unknown key; {_suggest(key, known)}')
+  out: dict = {}
+  defaults = flatten(to_dict(default_config()))
+  for key, rule in RULES.items():
+    value = flat.get(key, defaults[key])
+    set_path(out, key, rule(key, value))
+  _check_task_options(out)
+  _check_cell_kwargs(out['model']['cell'], out['model'].get('cell_kwargs') or {})
+  _check_sweep(out)
+  return from_dict(out)
+
+
+def _check_task_options(d: dict) -> None:
+  from deeprnn_jax.tasks import task_options  # pylint: disable=g-import-not-at-top
+  name = d['task']['name']
+  valid = sorted(task_options(name))
+  for k in to_dict(d['task'].get('options') or {}):
+    if k not in valid:
+      raise ConfigError(f'task.options.{k}', f'unknown option for task {name!r}; valid: {", ".join(valid)}')
+
+
+def _check_cell_kwargs(cell: str, kwargs: Mapping) -> None:
+  if not kwargs:
+    return
+  from deeprnn_jax import CELLS  # pylint: disable=g-import-not-at-top
+  cls = CELLS[cell]
+  if dataclasses.is_dataclass(cls):
+    valid = sorted(f.name for f in dataclasses.fields(cls)
+                   if f.init and f.name not in ('parent', 'name', 'features'))
+    for k in kwargs:
+      if k not in valid:
+        raise ConfigError(f'model.cell_kwargs.{k}', f'unknown option for cell {cell!r}; valid: {", ".join(valid)}')
+
+
+def _check_sweep(d: dict) -> None:
+  seeds = d['sweep']['seeds']
+  if not seeds:
+    raise ConfigError('sweep.seeds', 'needs at least one seed, e.g. (0, 1, 2)')
+  if len(set(seeds)) != len(seeds):
+    raise ConfigError('sweep.seeds', f'seeds must be distinct, got {list(seeds)}')
+  axes = flat_axes(d)
+  for key, values in axes.items():
+    akey = f'sweep.axes.{key}'
+    if key not in SWEEPABLE:
+      hint = ('list seeds in sweep.seeds' if key == 'train.seed'
+              else f'{_suggest(key, SWEEPABLE)}')
+      raise ConfigError(akey, f'is not a key a sweep can vary; {hint}')
+    if not isinstance(values, (list, tuple)):
+      raise ConfigError(akey, f'must be a list of values, got {_typename(values)} {values!r}')
+    if not values:
+      raise ConfigError(akey, 'a sweep axis needs at least one value')
+    for v in values:
+      RULES[key](akey, v)
+    if len({json.dumps(v, sort_keys=True, default=str) for v in values}) != len(values):
+      raise ConfigError(akey, f'values repeat: {list(values)}')
+    if key == 'model.cell':
+      for cell in values:
+        _check_cell_kwargs(cell, d['model'].get('cell_kwargs') or {})
+  if d['sweep']['param_budget'] and 'model.width' in axes:
+    raise ConfigError('sweep.axes.model.width',
+                      'cannot sweep the width while sweep.param_budget solves it; drop one of the two')
+
+
+def fingerprint(config: ml_collections.ConfigDict | Mapping) -> str:
+  """A canonical JSON string of a config (key order and tuple/list differences removed)."""
+  return json.dumps(to_dict(config), sort_keys=True, default=list)
+
+
+# Keys that change how a run is launched or watched, never its numbers: they may differ between the
+# launches of one sweep (e.g. adding seeds, switching wandb off) without making it another sweep.
+RUNTIME_KEYS = ('logging', 'train.progress_bar', 'sweep.axes', 'sweep.seeds', 'sweep.vmap_seeds')
+
+
+def result_fingerprint(config: ml_collections.ConfigDict | Mapping) -> str:
+  """``fingerprint`` of the keys that decide a run's results (all but ``RUNTIME_KEYS``)."""
+  d = to_dict(config)
+  for key in RUNTIME_KEYS:
+    parts = key.split('.')
+    parent = d
+    for part in parts[:-1]:
+      parent = parent.get(part, {})
+    if isinstance(parent, dict):
+      parent.pop(parts[-1], None)
+  return fingerprint(d)
+
+
+def differing_keys(a: ml_collections.ConfigDict | Mapping, b: ml_collections.ConfigDict | Mapping) -> list[str]:
+  """Dotted keys whose values differ between two configs (RUNTIME_KEYS ignored)."""
+  fa = json.loads(result_fingerprint(a))
+  fb = json.loads(result_fingerprint(b))
+  fa, fb = flatten(fa, stop=()), flatten(fb, stop=())
+  return sorted(k for k in set(fa) | set(fb) if fa.get(k) != fb.get(k))

@@ -1,0 +1,276 @@
+"""What a run tells the world: its run-folder records and, on top, Weights & Biases.
+
+A run folder always holds
+
+* ``config.json``: the exact, resolved config of the run (written once);
+* ``status.json``: where the run stands: ``state`` is one of ``STATES``, with the step, timings,
+  the divergence step, or the error; rewritten atomically on every change;
+* ``metrics.jsonl``: one JSON object per line, ``{"step": s, "split": name, <metric>: value, ...}``;
+  the ``train`` split also carries per-layer gradient norms and the step rate.
+
+Every file is written atomically (a temporary file, then ``os.replace``) or appended line by line,
+so a kill at any moment leaves either the old or the new content, at worst a last partial line, which
+``read_metrics`` skips. wandb mirrors the metrics when it is available; any wandb failure (no network,
+init timeout, a bad key) turns into one warning and the run goes on with its local records. No
+secret is ever written: the records hold the config and metrics only, never the environment.
+
+This module is the only one that imports wandb (lazily, so a disabled run never pays for it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import netrc
+import os
+import tempfile
+from typing import Any, Iterable, Mapping
+
+_log = logging.getLogger(__name__)
+
+STATES = ('pending', 'running', 'finished', 'diverged', 'interrupted', 'failed')
+DONE_STATES = ('finished', 'diverged')   # a rerun of the sweep skips these
+
+CONFIG_FILE = 'config.json'
+STATUS_FILE = 'status.json'
+METRICS_FILE = 'metrics.jsonl'
+
+
+# ----------------------------------------------------------------------------------------------
+# Files.
+
+
+def atomic_write_text(path: str, text: str) -> None:
+  """Writes ``text`` so that readers see the old content or the new one, never a mix."""
+  directory = os.path.dirname(os.path.abspath(path))
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
+  try:
+    with os.fdopen(fd, 'w') as f:
+      f.write(text)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+    raise
+
+
+def _json_default(v):
+  if hasattr(v, 'tolist'):    # numpy / jax scalars and arrays
+    return v.tolist()
+  if isinstance(v, (set, frozenset)):
+    return sorted(v)
+  return str(v)
+
+
+def _finite(v):
+  """JSON has no NaN/Inf; keep them readable and parseable as strings."""
+  if isinstance(v, float) and not math.isfinite(v):
+    return str(v)
+  return v
+
+
+def dumps(obj: Any, **kwargs) -> str:
+  if isinstance(obj, Mapping):
+    obj = {k: _finite(v) for k, v in obj.items()}
+  return json.dumps(obj, default=_json_default, allow_nan=False, **kwargs)
+
+
+def write_json(path: str, obj: Any) -> None:
+  atomic_write_text(path, dumps(obj, indent=2, sort_keys=True) + '\n')
+
+
+def read_json(path: str) -> Any | None:
+  """The parsed file, or None if it is missing or not valid JSON (logged: a corrupt record)."""
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except FileNotFoundError:
+    return None
+  except (OSError, ValueError) as e:
+    _log.warning('ignoring unreadable %s (%s)', path, e)
+    return None
+
+
+def read_metrics(path: str) -> list[dict]:
+  """All well-formed records of a metrics file; a garbled or partial line is skipped with a warning."""
+  records = []
+  try:
+    with open(path) as f:
+      lines = f.readlines()
+  except FileNotFoundError:
+    return records
+  for i, line in enumerate(lines):
+    line = line.strip()
+    if not line:
+      continue
+    try:
+      rec = json.loads(line)
+    except ValueError:
+      _log.warning('%s: skipping garbled line %d', path, i + 1)
+      continue
+    if not isinstance(rec, dict) or not isinstance(rec.get('step'), int):
+      _log.warning('%s: skipping malformed record on line %d', path, i + 1)
+      continue
+    records.append(rec)
+  return records
+
+
+class MetricsLog:
+  """Appends records to ``metrics.jsonl``; each record is one line, flushed as written."""
+
+  def __init__(self, path: str):
+    self.path = path
+
+  def truncate_after(self, step: int) -> None:
+    """Keeps the well-formed records up to ``step``: a resumed run rewrites what came after."""
+    kept = [r for r in read_metrics(self.path) if r['step'] <= step]
+    atomic_write_text(self.path, ''.join(dumps(r) + '\n' for r in kept))
+
+  def reset(self) -> None:
+    atomic_write_text(self.path, '')
+
+  def append(self, records: Iterable[Mapping[str, Any]]) -> None:
+    text = ''.join(dumps(dict(r)) + '\n' for r in records)
+    if text:
+      with open(self.path, 'a') as f:
+        f.write(text)
+        f.flush()
+
+
+def read_status(run_dir: str) -> dict | None:
+  status = read_json(os.path.join(run_dir, STATUS_FILE))
+  if status is not None and (not isinstance(status, dict) or status.get('state') not in STATES):
+    _log.warning('ignoring malformed %s', os.path.join(run_dir, STATUS_FILE))
+    return None
+  return status
+
+
+def update_status(run_dir: str, **fields) -> dict:
+  """Merges ``fields`` into ``status.json`` (atomically) and returns the new status."""
+  if 'state' in fields and fields['state'] not in STATES:
+    raise ValueError(f'unknown run state {fields["state"]!r}; valid: {STATES}')
+  status = read_status(run_dir) or {}
+  status.update(fields)
+  write_json(os.path.join(run_dir, STATUS_FILE), status)
+  return status
+
+
+# ----------------------------------------------------------------------------------------------
+# wandb.
+
+
+def resolve_wandb_mode(mode: str | None) -> str:
+  """The config's mode if set, else ``$WANDB_MODE``, else online with an API key and offline without.
+
+  Only the *presence* of a key is checked (``$WANDB_API_KEY`` or a ``~/.netrc`` entry for the wandb
+  host); the key itself is never read into the run.
+  """
+  if mode:
+    return mode
+  env = os.environ.get('WANDB_MODE', '').strip().lower()
+  aliases = {'dryrun': 'offline', 'run': 'online'}
+  env = aliases.get(env, env)
+  if env in ('online', 'offline', 'disabled'):
+    return env
+  if os.environ.get('WANDB_API_KEY'):
+    return 'online'
+  try:
+    host = os.environ.get('WANDB_BASE_URL', 'https://api.wandb.ai').split('://')[-1].split('/')[0]
+    if netrc.netrc().authenticators(host):
+      return 'online'
+  except (OSError, netrc.NetrcParseError):
+    pass
+  return 'offline'
+
+
+class WandbRun:
+  """One wandb run that can never stop training: every call is guarded, the first failure disables it.
+
+  Several can be open in one process (``reinit='create_new'``): the seeds of a vmapped group each
+  get their own wandb run, grouped together by ``group``.
+  """
+
+  def __init__(self, mode: str, *, project: str, name: str, directory: str, config: Mapping[str, Any],
+               run_id: str | None = None, entity: str | None = None, group: str | None = None,
+               job_type: str | None = None, tags: Iterable[str] = (),
+               metric_modes: Mapping[str, str] | None = None):
+    self._run = None
+    self.mode = mode
+    if mode == 'disabled':
+      return
+    try:
+      import wandb  # pylint: disable=g-import-not-at-top
+      os.makedirs(directory, exist_ok=True)
+      settings = wandb.Settings(console='off', silent=True, disable_git=True, save_code=False,
+                                reinit='create_new', init_timeout=60.0)
+      # Under `wandb agent` the agent owns the run id (WANDB_RUN_ID); elsewhere ours makes resume work.
+      run_id = None if os.environ.get('WANDB_SWEEP_ID') else run_id
+      self._run = wandb.init(mode=mode, project=project, entity=entity, group=group, job_type=job_type,
+                             tags=list(tags) or None, name=name, id=run_id, resume='allow' if run_id else None,
+                             dir=directory, config=dict(config), allow_val_change=True, settings=settings)
+      self._run.define_metric('step')
+      for key, summary in (metric_modes or {}).items():
+        self._run.define_metric(key, step_metric='step', summary=summary)
+      self._run.define_metric('*', step_metric='step')
+    except Exception as e:  # pylint: disable=broad-except
+      self._fail('init', e)
+
+  @property
+  def active(self) -> bool:
+    return self._run is not None
+
+  def _fail(self, what: str, e: Exception) -> None:
+    _log.warning('wandb %s failed (%s: %s); continuing with local logs only',
+                 what, type(e).__name__, str(e).splitlines()[0] if str(e) else '')
+    self._run = None
+
+  def log(self, step: int, data: Mapping[str, Any]) -> None:
+    if self._run is None:
+      return
+    try:
+      self._run.log({**data, 'step': step})
+    except Exception as e:  # pylint: disable=broad-except
+      self._fail('log', e)
+
+  def summary(self, data: Mapping[str, Any]) -> None:
+    if self._run is None:
+      return
+    try:
+      self._run.summary.update(dict(data))
+    except Exception as e:  # pylint: disable=broad-except
+      self._fail('summary', e)
+
+  def finish(self, exit_code: int = 0) -> None:
+    if self._run is None:
+      return
+    try:
+      self._run.finish(exit_code=exit_code)
+    except Exception as e:  # pylint: disable=broad-except
+      self._fail('finish', e)
+    self._run = None
+
+
+class RunLogger:
+  """The metrics of one run: always to ``metrics.jsonl``, and mirrored to wandb.
+
+  ``log(step, split, metrics)`` writes ``{"step", "split", **metrics}`` locally and
+  ``{"<split>/<name>": value}`` to wandb.
+  """
+
+  def __init__(self, run_dir: str, wandb_run: WandbRun | None = None):
+    self.run_dir = run_dir
+    self.metrics = MetricsLog(os.path.join(run_dir, METRICS_FILE))
+    self.wandb = wandb_run
+
+  def log(self, step: int, split: str, metrics: Mapping[str, Any]) -> None:
+    values = {k: float(v) if not isinstance(v, (int, str)) else v for k, v in metrics.items()}
+    self.metrics.append([{'step': step, 'split': split, **values}])
+    if self.wandb is not None:
+      self.wandb.log(step, {f'{split}/{k}': v for k, v in values.items()})
+
+  def finish(self, exit_code: int = 0) -> None:
+    if self.wandb is not None:
+      self.wandb.finish(exit_code)

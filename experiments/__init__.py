@@ -1,0 +1,1 @@
+"""Orchestration on top of deeprnn_jax: configs -> sweeps of runs -> comparison reports."""

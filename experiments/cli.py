@@ -1,0 +1,90 @@
+"""What every command line of experiments/ shares: config loading, one-line errors, clean stops.
+
+* ``--config FILE --workdir DIR`` plus overrides ``--config.<key>=<value>`` (parsed as literals);
+* a mistake in the input prints ``error: <one line>`` and exits with code 2, before any compute;
+* SIGTERM or Ctrl-C asks training to stop: it checkpoints, marks the run ``interrupted`` and the
+  command exits with code 130 and says how to resume (a second Ctrl-C stops at once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from typing import Callable, Sequence
+
+from deeprnn_jax.config import ConfigError
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class _StopFlag:
+  """Set by SIGINT/SIGTERM; training polls it once per step (a Python bool, no device sync)."""
+
+  def __init__(self):
+    self.requested = False
+
+  def __call__(self) -> bool:
+    return self.requested
+
+  def handler(self, signum, frame):
+    del frame
+    if self.requested and signum == signal.SIGINT:
+      raise KeyboardInterrupt
+    self.requested = True
+    print(f'\n{signal.Signals(signum).name}: saving a checkpoint and stopping '
+          '(Ctrl-C again to stop at once)', file=sys.stderr)
+
+
+class _Parser(argparse.ArgumentParser):
+  """argparse that reports a usage mistake as one line and exit code 2."""
+
+  def error(self, message):
+    print(f'error: {message}', file=sys.stderr)
+    sys.exit(EXIT_USAGE)
+
+
+def make_parser(prog: str, description: str) -> argparse.ArgumentParser:
+  return _Parser(prog=prog, description=description, allow_abbrev=False)
+
+
+def main_with(parser: argparse.ArgumentParser, argv: Sequence[str] | None, command: Callable) -> int:
+  """Parses ``argv``, loads the config, installs the signal handlers and runs ``command``.
+
+  ``command(args, config, overrides, should_stop) -> exit code``. Arguments other than
+  ``--config.<key>=<value>`` are in ``args.point_args`` (the wandb agent's ``--<axis>=<value>``).
+  """
+  from experiments import sweep  # pylint: disable=g-import-not-at-top
+  parser.add_argument('--config', required=True, help='a config file with get_config()')
+  parser.add_argument('--workdir', required=True, help='the sweep folder: one sub-folder per run')
+  args, rest = parser.parse_known_args(argv)
+  overrides, point_args = [], []
+  for arg in rest:
+    if arg.startswith('--config.'):
+      overrides.append(arg[len('--config.'):])
+    elif arg.startswith('--') and '=' in arg:
+      point_args.append(arg)
+    else:
+      print(f'error: unrecognized argument {arg!r}; overrides look like --config.model.depth=4', file=sys.stderr)
+      return EXIT_USAGE
+  args.point_args = point_args
+  stop = _StopFlag()
+  try:
+    config = sweep.load_config(args.config, overrides)
+    old = {s: signal.signal(s, stop.handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+      return command(args, config, overrides, stop)
+    finally:
+      for s, h in old.items():
+        signal.signal(s, h)
+  except ConfigError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return EXIT_USAGE
+  except Exception as e:  # pylint: disable=broad-except
+    from deeprnn_jax.train import Interrupted  # pylint: disable=g-import-not-at-top
+    if isinstance(e, Interrupted):
+      print(f'{e}: python -m {parser.prog.split()[-1]} --config {args.config} --workdir {args.workdir}'
+            f'{"".join(" --config." + o for o in overrides)}', file=sys.stderr)
+      return EXIT_INTERRUPTED
+    raise

@@ -1,0 +1,522 @@
+"""Sweeps: a config's grid of runs, parameter matching, resumable scheduling, and wandb sweeps.
+
+* ``load_config(path, overrides)``: the config file's ``get_config()`` with command-line overrides,
+  validated.
+* ``expand(config)``: the grid, the product of ``sweep.axes``, as ``GridPoint``s (one per variant;
+  its seeds are ``sweep.seeds``). With ``sweep.param_budget`` the width of every variant is solved so
+  that its parameter count is within ``sweep.param_tolerance`` of the budget (Collins et al. 2017).
+  Parameter counts come from ``jax.eval_shape`` of the model's init: no compute, no memory.
+* ``run_sweep(config, workdir)``: trains every run that is not done yet. The seeds of a grid point
+  train together as one vmapped program (``sweep.vmap_seeds``; one by one if that runs out of
+  memory). Each run folder holds a lock while it trains, so two runners on one workdir split the
+  grid between them; a lock whose process died is taken over. JAX's persistent compilation cache is
+  on, so a rerun (or the next variant with the same shapes) skips XLA compilation.
+* ``export_wandb_sweep`` / ``python -m experiments.sweep agent ...``: the same grid as a wandb sweep
+  file, and the entry point ``wandb agent`` launches for each of its runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib.util
+import itertools
+import json
+import math
+import os
+import re
+import socket
+import sys
+import time
+from typing import Any, Callable, Iterable, Sequence
+
+import jax
+import ml_collections
+
+from deeprnn_jax import config as config_lib
+from deeprnn_jax import logging as log_lib
+from deeprnn_jax import train as train_lib
+from deeprnn_jax.config import ConfigError
+
+SWEEP_FILE = 'sweep.json'
+WANDB_SWEEP_FILE = 'wandb_sweep.yaml'
+LOCK_FILE = '.lock'
+STALE_LOCK_SECONDS = 600.0   # a lock not refreshed for this long belongs to a dead runner
+HEARTBEAT_SECONDS = 30.0
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading.
+
+
+def load_config(path: str, overrides: Iterable[str] = ()) -> ml_collections.ConfigDict:
+  """Runs ``get_config()`` of the file the user named and applies ``overrides`` (``key=value``).
+
+  Only this file is executed as code; override values are parsed as literals. Any problem is a
+  ``ConfigError`` with a one-line message.
+  """
+  if not os.path.isfile(path):
+    raise ConfigError('', f'config file {path!r} not found')
+  name = 'deeprnn_config_' + re.sub(r'\W', '_', os.path.abspath(path))
+  try:
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    get_config = getattr(module, 'get_config', None)
+    if not callable(get_config):
+      raise ConfigError('', f'config file {path!r} has no get_config() function')
+    config = get_config()
+  except ConfigError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    raise ConfigError('', f'config file {path!r} does not load: {type(e).__name__}: '
+                          f'{str(e).strip().splitlines()[0] if str(e).strip() else ""}') from e
+  if not isinstance(config, (ml_collections.ConfigDict, dict)):
+    raise ConfigError('', f'get_config() in {path!r} must return a ConfigDict, got {type(config).__name__}')
+  return config_lib.validate(config_lib.apply_overrides(config, overrides))
+
+
+# ----------------------------------------------------------------------------------------------
+# The grid.
+
+
+@dataclasses.dataclass(frozen=True)
+class GridPoint:
+  """One variant of the sweep: its axis values, its resolved config, and its seeds.
+
+  ``config`` is the run config of the first seed; ``run_config(seed)`` gives any seed's.
+  """
+
+  values: tuple[tuple[str, Any], ...]
+  config: ml_collections.ConfigDict
+  seeds: tuple[int, ...]
+  params: int
+
+  @property
+  def variant(self) -> str:
+    """The run-id stem: cell, depth, width, then every other axis, e.g. ``lstm-d2-w64-lr0.001``."""
+    m = self.config.model
+    parts = [m.cell, f'd{m.depth}', f'w{m.width}']
+    for key, value in self.values:
+      if key in ('model.cell', 'model.depth', 'model.width'):
+        continue
+      short = {'sweep.param_budget': 'p', 'optim.learning_rate': 'lr'}.get(key, key.split('.')[-1])
+      parts.append(f'{short}{_label(value)}')
+    return '-'.join(parts)
+
+  def run_id(self, seed: int) -> str:
+    return f'{self.variant}-s{seed}'
+
+  def run_config(self, seed: int) -> ml_collections.ConfigDict:
+    d = config_lib.to_dict(self.config)
+    d['train']['seed'] = seed
+    return config_lib.from_dict(d)
+
+
+def _label(value: Any) -> str:
+  if isinstance(value, (list, tuple)):
+    text = 'x'.join(_label(v) for v in value) or 'none'
+  elif isinstance(value, dict):
+    text = '_'.join(f'{k}{_label(v)}' for k, v in sorted(value.items())) or 'none'
+  else:
+    text = str(value)
+  return re.sub(r'[^A-Za-z0-9.]+', '_', text).strip('_') or 'none'
+
+
+def param_count(config: ml_collections.ConfigDict, task) -> int:
+  """Parameters of the model ``config`` describes, from shapes alone (``jax.eval_shape``)."""
+  model = train_lib.model_from_config(config, task)
+
+  def init():
+    key = jax.random.PRNGKey(0)
+    batch = task.train_batch(key, 0, 1)
+    return model.init({'params': key}, batch['inputs'], batch['lengths'], deterministic=True)['params']
+
+  shapes = jax.eval_shape(init)
+  return int(sum(math.prod(x.shape) * (2 if jax.numpy.issubdtype(x.dtype, jax.numpy.complexfloating) else 1)
+                 for x in jax.tree.leaves(shapes)))
+
+
+def solve_width(config: ml_collections.ConfigDict, task, budget: int, tolerance: float) -> tuple[int, int]:
+  """The width whose parameter count is closest to ``budget``: ``(width, count)``.
+
+  The count of a network of uniform width w is a quadratic in w (matrices w x w and w x input,
+  vectors of w), so three counts fix it; the rounded root and its neighbours are then counted
+  exactly and the closest taken. Raises ``ConfigError`` if even that misses by more than ``tolerance``.
+  """
+  def count(width: int) -> int:
+    d = config_lib.to_dict(config)
+    d['model']['width'] = width
+    return param_count(config_lib.from_dict(d), task)
+
+  counts = {w: count(w) for w in (8, 16, 32)}
+  # Quadratic a w^2 + b w + c through the three points.
+  (x0, y0), (x1, y1), (x2, y2) = counts.items()
+  a = ((y2 - y1) / (x2 - x1) - (y1 - y0) / (x1 - x0)) / (x2 - x0)
+  b = (y1 - y0) / (x1 - x0) - a * (x0 + x1)
+  c = y0 - a * x0 * x0 - b * x0
+  if a > 0:
+    root = (-b + math.sqrt(max(b * b - 4 * a * (c - budget), 0.0))) / (2 * a)
+  else:
+    root = (budget - c) / b if b > 0 else 1.0
+  guess = max(1, int(round(root)))
+  for w in {max(1, guess - 1), guess, guess + 1}:
+    counts.setdefault(w, count(w))
+  width = min(counts, key=lambda w: (abs(counts[w] - budget), w))
+  err = abs(counts[width] - budget) / budget
+  if err > tolerance:
+    m = config.model
+    raise ConfigError('sweep.param_budget',
+                      f'{budget} parameters cannot be matched within {tolerance:.0%} for {m.cell} depth '
+                      f'{m.depth}: the closest width {width} has {counts[width]}; raise the budget')
+  return width, counts[width]
+
+
+def expand(config: ml_collections.ConfigDict, *, tasks: dict | None = None) -> list[GridPoint]:
+  """Every grid point of ``config`` (validated, widths solved, tasks built once per task config)."""
+  config = config_lib.validate(config)
+  axes = config_lib.flat_axes(config)
+  tasks = {} if tasks is None else tasks
+  points, seen = [], {}
+  for combo in itertools.product(*axes.values()) if axes else [()]:
+    d = config_lib.to_dict(config)
+    for key, value in zip(axes, combo):
+      config_lib.set_path(d, key, value)
+    budget, tolerance = d['sweep']['param_budget'], d['sweep']['param_tolerance']
+    # A run's config keeps only what decides its numbers; the sweep's own shape stays in sweep.json.
+    d['sweep'] = {'param_budget': budget, 'param_tolerance': tolerance}
+    run = config_lib.validate(d)
+    task_key = config_lib.fingerprint(config_lib.to_dict(run.task))
+    if task_key not in tasks:
+      tasks[task_key] = train_lib.task_from_config(run)
+    task = tasks[task_key]
+    if budget:
+      width, params = solve_width(run, task, budget, tolerance)
+      d['model']['width'] = width
+      run = config_lib.validate(d)
+    else:
+      params = param_count(run, task)
+    point = GridPoint(values=tuple(zip(axes, combo)), config=run, seeds=tuple(config.sweep.seeds), params=params)
+    if point.variant in seen:
+      raise ConfigError('sweep.axes', f'two grid points get the run name {point.variant!r} '
+                                      f'({dict(seen[point.variant])} and {dict(point.values)}); '
+                                      'make their values distinct')
+    seen[point.variant] = point.values
+    points.append(point)
+  return points
+
+
+# ----------------------------------------------------------------------------------------------
+# Locks.
+
+
+class RunLock:
+  """An exclusive claim on a run folder by one runner process (``<run_dir>/.lock``).
+
+  Created with ``O_EXCL`` (atomic on local and NFS-like filesystems); holds the owner's host, pid
+  and a heartbeat (the file's mtime, refreshed while training). A lock is stale, and taken over,
+  when its process is gone (same host) or its heartbeat is older than ``STALE_LOCK_SECONDS``.
+  """
+
+  def __init__(self, run_dir: str):
+    self.path = os.path.join(run_dir, LOCK_FILE)
+    self.held = False
+    self._beat = 0.0
+
+  def _stale(self) -> bool:
+    try:
+      info = json.loads(open(self.path).read() or '{}')
+      age = time.time() - os.path.getmtime(self.path)
+    except FileNotFoundError:
+      return True
+    except (OSError, ValueError):
+      return time.time() - os.path.getmtime(self.path) > STALE_LOCK_SECONDS
+    if info.get('host') == socket.gethostname():
+      try:
+        os.kill(int(info.get('pid', -1)), 0)
+      except ProcessLookupError:
+        return True
+      except (PermissionError, ValueError, OverflowError):
+        pass
+    return age > STALE_LOCK_SECONDS
+
+  def acquire(self) -> bool:
+    os.makedirs(os.path.dirname(self.path), exist_ok=True)
+    for _ in range(2):
+      try:
+        fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+      except FileExistsError:
+        if not self._stale():
+          return False
+        try:
+          os.unlink(self.path)
+        except FileNotFoundError:
+          pass
+        continue
+      with os.fdopen(fd, 'w') as f:
+        f.write(json.dumps({'host': socket.gethostname(), 'pid': os.getpid(), 'since': time.time()}))
+      self.held, self._beat = True, time.time()
+      return True
+    return False
+
+  def heartbeat(self) -> None:
+    if self.held and time.time() - self._beat > HEARTBEAT_SECONDS:
+      try:
+        os.utime(self.path)
+      except OSError:
+        pass
+      self._beat = time.time()
+
+  def release(self) -> None:
+    if self.held:
+      try:
+        os.unlink(self.path)
+      except FileNotFoundError:
+        pass
+      self.held = False
+
+
+# ----------------------------------------------------------------------------------------------
+# Running.
+
+
+def enable_compilation_cache(directory: str | None = None) -> str:
+  """Turns on JAX's persistent compilation cache (``$JAX_COMPILATION_CACHE_DIR`` if set)."""
+  directory = (directory or os.environ.get('JAX_COMPILATION_CACHE_DIR')
+               or os.path.join(os.path.expanduser('~'), '.cache', 'deeprnn_jax', 'xla'))
+  os.makedirs(directory, exist_ok=True)
+  jax.config.update('jax_compilation_cache_dir', directory)
+  # Small recurrent programs compile in well under JAX's default 1 s threshold; cache them too.
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.1)
+  return directory
+
+
+def check_workdir(config: ml_collections.ConfigDict, workdir: str, points: Sequence[GridPoint]) -> None:
+  """Refuses (``ConfigError``) a workdir that is not writable or that holds a different sweep."""
+  workdir = os.path.abspath(workdir)
+  probe = workdir
+  while not os.path.exists(probe):
+    probe = os.path.dirname(probe)
+  if not os.path.isdir(probe) or not os.access(probe, os.W_OK | os.X_OK):
+    raise ConfigError('', f'workdir {workdir!r} is not writable')
+  old = log_lib.read_json(os.path.join(workdir, SWEEP_FILE))
+  if isinstance(old, dict) and 'config' in old:
+    keys = config_lib.differing_keys(old['config'], config)
+    if keys:
+      raise ConfigError('', f'workdir {workdir!r} holds a different sweep (differs in {", ".join(keys[:6])}); '
+                            'use another --workdir')
+  for point in points:
+    for seed in point.seeds:
+      old = log_lib.read_json(os.path.join(workdir, point.run_id(seed), log_lib.CONFIG_FILE))
+      if isinstance(old, dict) and config_lib.differing_keys(old, point.run_config(seed)):
+        raise ConfigError('', f'run folder {point.run_id(seed)!r} in {workdir!r} holds another config; '
+                              'use another --workdir')
+
+
+def write_sweep_file(config: ml_collections.ConfigDict, workdir: str, points: Sequence[GridPoint]) -> None:
+  os.makedirs(workdir, exist_ok=True)
+  path = os.path.join(workdir, SWEEP_FILE)
+  old = log_lib.read_json(path) or {}
+  runs = {r['run_id']: r for r in old.get('runs', []) if isinstance(r, dict) and 'run_id' in r}
+  for p in points:
+    for seed in p.seeds:
+      runs[p.run_id(seed)] = {'run_id': p.run_id(seed), 'variant': p.variant, 'seed': seed,
+                              'point': dict(p.values), 'width': p.config.model.width, 'params': p.params}
+  log_lib.write_json(path, {
+      'name': os.path.basename(os.path.abspath(workdir)),
+      'config': config_lib.to_dict(config),
+      'axes': config_lib.flat_axes(config),
+      'runs': list(runs.values()),
+      'created_at': old.get('created_at', time.time()),
+  })
+
+
+def _is_out_of_memory(e: BaseException) -> bool:
+  return 'RESOURCE_EXHAUSTED' in str(e) or 'Out of memory' in str(e)
+
+
+@dataclasses.dataclass
+class SweepResult:
+  """What one ``run_sweep`` call did, run ids by outcome."""
+
+  trained: list[str] = dataclasses.field(default_factory=list)
+  skipped: list[str] = dataclasses.field(default_factory=list)   # already done
+  locked: list[str] = dataclasses.field(default_factory=list)    # another runner holds them
+  failed: dict[str, str] = dataclasses.field(default_factory=dict)
+  states: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+def run_sweep(config: ml_collections.ConfigDict, workdir: str, *,
+              should_stop: Callable[[], bool] | None = None,
+              select: Callable[[GridPoint, int], bool] | None = None,
+              vmap_seeds: bool | None = None,
+              echo: Callable[[str], None] = print) -> SweepResult:
+  """Trains every run of the grid that is not done yet; see the module docstring.
+
+  Everything is validated (configs, tasks, parameter matching, the workdir) before anything is
+  written or trained. ``select(point, seed)`` limits the runs (the wandb agent trains one).
+  Raises ``Interrupted`` (after checkpointing) when ``should_stop()`` turns true.
+  """
+  should_stop = should_stop or (lambda: False)
+  points = expand(config)
+  check_workdir(config, workdir, points)
+  write_sweep_file(config, workdir, points)
+  enable_compilation_cache()
+  vmap = config.sweep.vmap_seeds if vmap_seeds is None else vmap_seeds
+  result = SweepResult()
+  total = len(points)
+  for n, point in enumerate(points, 1):
+    seeds = [s for s in point.seeds if select is None or select(point, s)]
+    todo = []
+    for seed in seeds:
+      run_id = point.run_id(seed)
+      status = log_lib.read_status(os.path.join(workdir, run_id))
+      if status and status['state'] in log_lib.DONE_STATES:
+        result.skipped.append(run_id)
+        result.states[run_id] = status['state']
+      else:
+        todo.append(seed)
+    if not todo:
+      continue
+    locks = {s: RunLock(os.path.join(workdir, point.run_id(s))) for s in todo}
+    mine = [s for s in todo if locks[s].acquire()]
+    result.locked += [point.run_id(s) for s in todo if s not in mine]
+    if not mine:
+      continue
+
+    def stop_and_beat(locks=locks):
+      for lock in locks.values():
+        lock.heartbeat()
+      return should_stop()
+
+    try:
+      groups = [mine] if vmap and len(mine) > 1 else [[s] for s in mine]
+      while groups:
+        group = groups.pop(0)
+        ids = [point.run_id(s) for s in group]
+        echo(f'[{n}/{total}] {point.variant} ({point.params} params): seed{"s" if len(group) > 1 else ""} '
+             f'{", ".join(map(str, group))}{" vmapped" if len(group) > 1 else ""}')
+        try:
+          statuses = train_lib.train_seeds([point.run_config(s) for s in group],
+                                           [os.path.join(workdir, i) for i in ids], should_stop=stop_and_beat)
+        except train_lib.Interrupted:
+          raise
+        except ConfigError:
+          raise
+        except Exception as e:  # pylint: disable=broad-except
+          if len(group) > 1 and _is_out_of_memory(e):
+            echo(f'  out of memory with {len(group)} seeds vmapped; training them one by one')
+            groups = [[s] for s in group] + groups
+            continue
+          msg = train_lib._short_error(e)  # pylint: disable=protected-access
+          echo(f'  failed: {msg}')
+          for i in ids:
+            result.failed[i] = msg
+            result.states[i] = 'failed'
+          continue
+        for i, status in zip(ids, statuses):
+          result.trained.append(i)
+          result.states[i] = status['state']
+          if status['state'] == 'diverged':
+            echo(f'  {i}: diverged at step {status.get("diverged_step")}')
+    finally:
+      for lock in locks.values():
+        lock.release()
+  return result
+
+
+# ----------------------------------------------------------------------------------------------
+# wandb sweeps.
+
+
+def wandb_sweep_config(config: ml_collections.ConfigDict, config_path: str, workdir: str,
+                       overrides: Sequence[str] = ()) -> dict:
+  """The grid as a wandb sweep (method ``grid``); each wandb run trains one (point, seed).
+
+  The command re-creates the same base config (the file and the overrides) and passes the point as
+  ``--<axis>=<value>`` arguments (wandb's ``${args}``) to ``python -m experiments.sweep agent``.
+  """
+  axes = config_lib.flat_axes(config)
+  parameters = {k: {'values': [list(v) if isinstance(v, tuple) else v for v in vals]} for k, vals in axes.items()}
+  parameters['train.seed'] = {'values': list(config.sweep.seeds)}
+  command = ['${env}', '${interpreter}', '-m', 'experiments.sweep', 'agent', '--config', config_path,
+             '--workdir', workdir, *[f'--config.{o}' if not o.startswith('config.') else f'--{o}' for o in overrides],
+             '${args}']
+  name = os.path.basename(os.path.abspath(workdir))
+  return {'name': name, 'program': 'experiments/sweep.py', 'method': 'grid',
+          'metric': {'name': 'val/loss', 'goal': 'minimize'},
+          'parameters': parameters, 'command': command}
+
+
+def export_wandb_sweep(config, config_path: str, workdir: str, overrides: Sequence[str] = (),
+                       path: str | None = None) -> str:
+  """Writes the wandb sweep file (``<workdir>/wandb_sweep.yaml``); returns its path."""
+  import yaml  # pylint: disable=g-import-not-at-top  (a dependency of wandb)
+  expand(config)   # the same validation as a local sweep, before writing anything
+  path = path or os.path.join(workdir, WANDB_SWEEP_FILE)
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  text = yaml.safe_dump(wandb_sweep_config(config, config_path, workdir, overrides), sort_keys=False)
+  log_lib.atomic_write_text(path, text)
+  return path
+
+
+def parse_point_args(args: Sequence[str], axes: dict[str, list]) -> tuple[dict[str, Any], int | None]:
+  """wandb's ``--<axis>=<value>`` arguments -> ``({axis: value}, seed)``; values parsed as literals."""
+  values, seed = {}, None
+  for arg in args:
+    key, value = config_lib.parse_override(arg.lstrip('-'))
+    if key == 'train.seed':
+      seed = value
+    elif key in axes:
+      values[key] = value
+    else:
+      raise ConfigError(key, f'is not an axis of this sweep; axes: {", ".join(list(axes) + ["train.seed"])}')
+  missing = [k for k in axes if k not in values]
+  if missing:
+    raise ConfigError(missing[0], 'no value given for this sweep axis')
+  return values, seed
+
+
+def _same(a, b) -> bool:
+  return json.dumps(a, sort_keys=True, default=list) == json.dumps(b, sort_keys=True, default=list)
+
+
+def agent_select(config: ml_collections.ConfigDict, args: Sequence[str]) -> Callable[[GridPoint, int], bool]:
+  """A ``select`` for ``run_sweep`` that keeps the single (point, seed) named by ``args``."""
+  axes = config_lib.flat_axes(config)
+  values, seed = parse_point_args(args, axes)
+  for key, value in values.items():
+    if not any(_same(value, v) for v in axes[key]):
+      raise ConfigError(key, f'value {value!r} is not on this sweep axis; values: {axes[key]}')
+  if seed is not None and seed not in config.sweep.seeds:
+    raise ConfigError('train.seed', f'seed {seed!r} is not in sweep.seeds {list(config.sweep.seeds)}')
+
+  def select(point: GridPoint, s: int) -> bool:
+    return all(_same(dict(point.values)[k], v) for k, v in values.items()) and (seed is None or s == seed)
+  return select
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """``python -m experiments.sweep {export,agent} --config FILE --workdir DIR [--config.k=v ...]``."""
+  from experiments import cli  # pylint: disable=g-import-not-at-top
+  parser = cli.make_parser('python -m experiments.sweep', __doc__.split('\n')[0])
+  parser.add_argument('command', choices=('export', 'agent'),
+                      help='export: write the wandb sweep file; agent: train one run (what `wandb agent` calls)')
+  parser.add_argument('--output', default=None, help='export: where to write the sweep file')
+  return cli.main_with(parser, argv, _sweep_command)
+
+
+def _sweep_command(args, config, overrides, should_stop) -> int:
+  if args.command == 'export':
+    if args.point_args:
+      raise ConfigError('', f'unrecognized arguments {args.point_args}; overrides look like --config.model.depth=4')
+    path = export_wandb_sweep(config, args.config, args.workdir, overrides, args.output)
+    print(f'wrote {path}\nstart it with: wandb sweep {path}   then on each machine: wandb agent <sweep id>')
+    return 0
+  result = run_sweep(config, args.workdir, should_stop=should_stop, select=agent_select(config, args.point_args),
+                     vmap_seeds=False)
+  return 1 if result.failed else 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
