@@ -123,7 +123,8 @@ def test_vocabulary_comes_from_train_only_with_pad_oov_and_cap():
   np.testing.assert_array_equal(task.eval_splits['val']['targets'], [train_labels[va[0]]])
   # Majority-label baseline, shown through the loss.
   logits = np.zeros((3, 2), np.float32)
-  logits[:, np.bincount(np.array(train_labels)[tr]).argmax()] = 1.0
+  assert task.info['majority_class'] == np.bincount(np.array(train_labels)[tr]).argmax()
+  logits[:, task.info['majority_class']] = 1.0
   assert _metrics(task, logits, t)['accuracy'] == pytest.approx(task.baseline.value)
   assert task.length_buckets == (2, 8) and sum(task.bucket_probs) == pytest.approx(1.0)
 

@@ -72,7 +72,7 @@ def text_classification_task(*, name: str, train_texts: Sequence[str], train_lab
             'num_train': len(train_idx), 'num_val': len(val_idx), 'num_test': len(test_labels),
             'truncated_fraction_train': float(np.mean(cut_all[train_idx])),
             'truncated_fraction_test': float(np.mean(cut_test)), 'oov_rate_test': oov_rate,
-            'chance_accuracy': 1 / num_classes},
+            'chance_accuracy': 1 / num_classes, 'majority_class': majority},
       train_data=train_data, length_buckets=buckets, bucket_probs=probs,
   )
 

@@ -1,0 +1,117 @@
+"""TFDS tasks without TensorFlow and without network: mock data, a real array_record dataset built
+here, and the error for a dataset that is not prepared."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from deeprnn_jax import tasks
+from deeprnn_jax.tasks import base, tfds_source, tfds_text, vocab
+
+KEY = jax.random.key(0)
+_loss_and_metrics = jax.jit(base.loss_and_metrics, static_argnums=0)
+
+
+@pytest.fixture()
+def mock_tfds():
+  with tfds.testing.mock_data(num_examples=24, policy=tfds.testing.MockPolicy.USE_CODE):
+    yield
+
+
+@pytest.mark.parametrize('name, options', [
+    ('imdb', dict(num_val=4, max_len=40)),
+    ('sst2', dict(num_val=4, max_len=40)),
+])
+def test_text_tasks_on_mock_data(mock_tfds, name, options):
+  task = tasks.make_task(name, **options)
+  assert task.input_kind == 'tokens' and task.output_kind == 'class' and task.seq_len == 40
+  assert task.length_buckets == (32, 40) and sum(task.bucket_probs) == pytest.approx(1.0)
+  val, test = task.eval_splits['val'], task.eval_splits['test']
+  assert val['inputs'].shape == (4, 40) and test['inputs'].shape == (24, 40)
+  for split in (val, test):
+    assert split['inputs'].dtype == np.int32 and np.all(split['lengths'] >= 1)
+    past = np.arange(40)[None, :] >= split['lengths'][:, None]
+    assert np.all(split['inputs'][past] == vocab.PAD) and np.all(split['inputs'][~past] != vocab.PAD)
+  fn = jax.jit(task.train_batch, static_argnames=('batch_size', 'bucket'))
+  b = fn(KEY, 1, batch_size=8, data=task.train_data)
+  assert b['inputs'].shape == (8, 40) and b['targets'].shape == (8,)
+  assert int(jnp.max(b['inputs'])) < task.input_size
+  # The majority-label predictor scores the stated baseline.
+  logits = np.zeros((24, 2), np.float32)
+  logits[:, task.info['majority_class']] = 1.0
+  m = base.finalize(_loss_and_metrics('class', jnp.asarray(logits), test)[1])
+  assert m['accuracy'] == pytest.approx(task.baseline.value)
+
+
+@pytest.mark.parametrize('name, options, shape', [
+    ('smnist', dict(num_val=4), (784, 1)),
+    ('psmnist', dict(num_val=4, mode='rows'), (28, 28)),
+])
+def test_sequential_mnist_on_mock_data(mock_tfds, name, options, shape):
+  task = tasks.make_task(name, **options)
+  assert task.eval_splits['test']['inputs'].shape == (24,) + shape
+  assert task.eval_splits['val']['inputs'].shape == (4,) + shape
+  x = task.eval_splits['test']['inputs']
+  assert x.dtype == np.float32 and 0.0 <= x.min() and x.max() <= 1.0
+  b = jax.jit(task.train_batch, static_argnums=2)(KEY, 0, 5)
+  assert b['inputs'].shape == (5,) + shape and b['inputs'].dtype == jnp.float32
+  assert task.baseline.value == pytest.approx(0.1) and task.info['permuted'] == (name == 'psmnist')
+
+
+def test_tiny_shakespeare_on_mock_data(mock_tfds):
+  task = tasks.make_task('tiny_shakespeare', seq_len=4)
+  assert task.output_kind == 'per_step_class' and task.input_size == task.output_size
+  assert task.baseline.metric == 'loss' and task.baseline.value > 0
+  b = jax.jit(task.train_batch, static_argnums=2)(KEY, 0, 3)
+  assert b['inputs'].shape == b['targets'].shape == (3, 4)
+
+
+@pytest.mark.parametrize('name, tfds_name', [
+    ('imdb', 'imdb_reviews'), ('sst2', 'glue/sst2'), ('smnist', 'mnist'),
+    ('tiny_shakespeare', 'tiny_shakespeare'),
+])
+def test_unprepared_dataset_error_says_how_to_prepare(tmp_path, name, tfds_name):
+  with pytest.raises(tfds_source.DatasetNotPreparedError) as e:
+    tasks.make_task(name, data_dir=str(tmp_path))
+  msg = str(e.value)
+  assert '\n' not in msg
+  assert f'tfds build {tfds_name} --file_format=array_record --data_dir={tmp_path}' in msg
+  assert 'pip install tensorflow-cpu' in msg
+
+
+class DeeprnnToyReviews(tfds.core.GeneratorBasedBuilder):
+  """A tiny text dataset, prepared here as array_record without TensorFlow."""
+
+  VERSION = tfds.core.Version('1.0.0')
+
+  def _info(self):
+    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+        'text': tfds.features.Text(), 'label': tfds.features.ClassLabel(num_classes=2)}))
+
+  def _split_generators(self, dl_manager):
+    del dl_manager
+    return {'train': self._generate_examples(['good film', 'bad film', 'good good', 'très bad']),
+            'test': self._generate_examples(['good plot', 'bad plot'])}
+
+  def _generate_examples(self, texts):
+    for i, text in enumerate(texts):
+      yield i, {'text': text, 'label': int('good' in text)}
+
+
+def test_real_array_record_source_reads_without_tensorflow(tmp_path):
+  DeeprnnToyReviews(data_dir=str(tmp_path), file_format='array_record').download_and_prepare()
+  train = tfds_source.load_split('deeprnn_toy_reviews', 'train', str(tmp_path))
+  test = tfds_source.load_split('deeprnn_toy_reviews', 'test', str(tmp_path))
+  texts = sorted(tfds_source.text_of(ex['text']) for ex in train)
+  assert texts == ['bad film', 'good film', 'good good', 'très bad']  # bytes decoded as UTF-8
+  task = tfds_text.text_classification_task(
+      name='toy', train_texts=[tfds_source.text_of(ex['text']) for ex in train],
+      train_labels=[int(ex['label']) for ex in train],
+      test_texts=[tfds_source.text_of(ex['text']) for ex in test],
+      test_labels=[int(ex['label']) for ex in test], num_classes=2, vocab_size=100, max_len=4,
+      num_val=1, buckets=None, threshold=None)
+  # 'plot' is only in test: OOV.
+  assert np.all(task.eval_splits['test']['inputs'][:, 1] == vocab.OOV)
+  assert task.eval_splits['test']['inputs'].shape == (2, 4)
