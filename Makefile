@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test test-fast install clean
+.PHONY: test test-fast install bench clean
 
 # (Re)install whenever pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -20,6 +20,12 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
+
+# PyTorch is the speed anchor. The default is the CPU build; on a GPU machine pass e.g. TORCH=torch.
+TORCH ?= torch==2.13.0
+bench: $(STAMP)
+	$(PY) -m pip install --quiet '$(TORCH)'
+	$(PY) -m benchmarks.bench --output BENCHMARKS.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache
