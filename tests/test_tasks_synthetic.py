@@ -1,4 +1,4 @@
-"""Synthetic tasks: generator statistics, exact layouts, and each baseline predictor scoring its number."""
+"""Synthetic tasks: generator statistics, exact layouts, each baseline predictor scoring its number."""
 
 import math
 
@@ -61,7 +61,8 @@ def test_adding_length_generalization_splits(adding_task):
   shapes = {k: v['inputs'].shape for k, v in adding_task.eval_splits.items()}
   assert shapes == {'val': (10000, 10, 2), 'test': (10000, 10, 2), 'test_len2x': (10000, 20, 2),
                     'test_len4x': (10000, 40, 2)}
-  assert not np.array_equal(adding_task.eval_splits['val']['inputs'], adding_task.eval_splits['test']['inputs'])
+  splits = adding_task.eval_splits
+  assert not np.array_equal(splits['val']['inputs'], splits['test']['inputs'])
   m = adding_task.eval_splits['test_len4x']['inputs'][..., 1]
   np.testing.assert_array_equal(m[:, :20].sum(1), 1)
   np.testing.assert_array_equal(m[:, 20:].sum(1), 1)
@@ -178,7 +179,8 @@ def test_capacity_is_a_fixed_memorization_set_and_chance_scores_the_baseline(cap
   rows = [np.flatnonzero((val['inputs'] == x).all(axis=(1, 2)))[0] for x in b['inputs']]
   np.testing.assert_array_equal(val['targets'][rows], b['targets'])
   # A uniform random guess: the mean accuracy of the 4 constant predictors is exactly 1/4.
-  accs = [_metrics(task, np.eye(4, dtype=np.float32)[np.full(2000, c)], val)['accuracy'] for c in range(4)]
+  eye = np.eye(4, dtype=np.float32)
+  accs = [_metrics(task, eye[np.full(2000, c)], val)['accuracy'] for c in range(4)]
   assert np.mean(accs) == pytest.approx(task.baseline.value) == pytest.approx(0.25)
   assert task.info['label_bits'] == 4000.0
 

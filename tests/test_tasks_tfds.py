@@ -1,6 +1,8 @@
 """TFDS tasks without TensorFlow and without network: mock data, a real array_record dataset built
 here, and the error for a dataset that is not prepared."""
 
+import io
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,7 +10,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from deeprnn_jax import tasks
-from deeprnn_jax.tasks import base, tfds_source, tfds_text, vocab
+from deeprnn_jax.tasks import base, image_sequences, tfds_image, tfds_source, tfds_text, vocab
 
 KEY = jax.random.key(0)
 _loss_and_metrics = jax.jit(base.loss_and_metrics, static_argnums=0)
@@ -115,3 +117,42 @@ def test_real_array_record_source_reads_without_tensorflow(tmp_path):
   # 'plot' is only in test: OOV.
   assert np.all(task.eval_splits['test']['inputs'][:, 1] == vocab.OOV)
   assert task.eval_splits['test']['inputs'].shape == (2, 4)
+
+
+class DeeprnnToyDigits(tfds.core.GeneratorBasedBuilder):
+  """Four 28x28 PNG images with TFDS mnist's features, prepared here without TensorFlow."""
+
+  VERSION = tfds.core.Version('1.0.0')
+
+  def _info(self):
+    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+        'image': tfds.features.Image(shape=(28, 28, 1)),
+        'label': tfds.features.ClassLabel(num_classes=10)}))
+
+  def _split_generators(self, dl_manager):
+    del dl_manager
+    return {'train': self._generate_examples(range(4))}
+
+  def _generate_examples(self, labels):
+    from PIL import Image  # pylint: disable=g-import-not-at-top
+    for i in labels:
+      image = np.zeros((28, 28), np.uint8)
+      image[i, :] = 255  # row i lit: the label is readable from the pixels
+      buf = io.BytesIO()
+      Image.fromarray(image).save(buf, format='PNG')  # PNG bytes: encoding needs no TensorFlow
+      yield i, {'image': buf.getvalue(), 'label': i}
+
+
+def test_real_array_record_images_decode_without_tensorflow(tmp_path):
+  DeeprnnToyDigits(data_dir=str(tmp_path), file_format='array_record').download_and_prepare()
+  images, labels = tfds_image._images('deeprnn_toy_digits', 'train', str(tmp_path))
+  assert images.shape == (4, 28, 28) and images.dtype == np.uint8
+  for image, label in zip(images, labels):
+    assert np.flatnonzero(image.max(axis=1)).tolist() == [label]
+  task = image_sequences.image_sequence_task(
+      name='toy', train_images=images, train_labels=labels, test_images=images, test_labels=labels,
+      max_value=255.0, num_classes=10, mode='pixels', permute=False, permutation_seed=0, num_val=1,
+      threshold=None)
+  x = task.eval_splits['test']['inputs']
+  assert x.shape == (4, 784, 1) and x.max() == 1.0
+  np.testing.assert_array_equal(x[labels == 2, 56:84, 0], 1.0)  # pixels 56..83 are row 2

@@ -131,7 +131,8 @@ def class_batch(inputs: np.ndarray, labels: np.ndarray, lengths: np.ndarray) -> 
   }
 
 
-def majority_accuracy(train_labels: np.ndarray, test_labels: np.ndarray, num_classes: int) -> tuple[int, float]:
+def majority_accuracy(train_labels: np.ndarray, test_labels: np.ndarray,
+                      num_classes: int) -> tuple[int, float]:
   """The most frequent training label and the accuracy of always predicting it on ``test_labels``."""
   majority = int(np.argmax(np.bincount(np.asarray(train_labels), minlength=num_classes)))
   return majority, float(np.mean(np.asarray(test_labels) == majority))

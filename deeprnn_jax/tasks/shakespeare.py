@@ -91,7 +91,8 @@ def tiny_shakespeare(*, seq_len: int = 128, data_dir: str | None = None, seed: i
   language modelling has no "solved" level. ``seed`` is accepted for uniformity and unused.
   """
   del seed
-  texts = {split: tfds_source.text_of(tfds_source.load_split('tiny_shakespeare', split, data_dir)[0]['text'])
-           for split in ('train', 'validation', 'test')}
+  texts = {}
+  for split in ('train', 'validation', 'test'):  # each split is one example: the whole text
+    texts[split] = tfds_source.text_of(tfds_source.load_split('tiny_shakespeare', split, data_dir)[0]['text'])
   return char_lm_task(name='tiny_shakespeare', train_text=texts['train'],
                       val_text=texts['validation'], test_text=texts['test'], seq_len=seq_len)

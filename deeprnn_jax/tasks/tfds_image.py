@@ -27,8 +27,9 @@ def smnist(*, mode: image_sequences.Mode = 'pixels', permute: bool = False,
            seed: int = 0) -> Task:
   """Sequential MNIST (see module docstring); ``data_dir`` is the TFDS data dir.
 
-  Baseline: chance accuracy 0.1. Threshold: accuracy >= 0.97 (sMNIST) or 0.9 (psMNIST), levels
-  an LSTM reaches (Le et al. 2015; Arjovsky et al. 2016 report ~0.98 / ~0.88-0.92).
+  Baseline: chance accuracy 0.1. Threshold: accuracy >= 0.97 (sMNIST) or 0.9 (psMNIST), about
+  what a well-tuned LSTM reaches (roughly 0.98-0.99 and 0.88-0.92 in Arjovsky et al. 2016 and
+  Cooijmans et al. 2017).
   ``seed`` is accepted for uniformity and unused: data and splits are fixed.
   """
   del seed
