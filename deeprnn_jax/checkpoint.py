@@ -64,14 +64,16 @@ class Checkpointer:
     return self._best.latest_step()
 
   def _restore(self, manager: ocp.CheckpointManager, step: int, like: Any) -> tuple[Any, dict]:
-    args = ocp.args.Composite(state=ocp.args.StandardRestore(_abstract(like)), meta=ocp.args.JsonRestore())
+    target = None if like is None else _abstract(like)
+    args = ocp.args.Composite(state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore())
     out = manager.restore(step, args=args)
     return out['state'], dict(out['meta'])
 
   def restore_latest(self, like: Any, max_step: int | None = None) -> tuple[int, Any, dict] | None:
     """The newest readable checkpoint at or before ``max_step``: ``(step, state, meta)``, or None.
 
-    ``like`` is a pytree with the structure, shapes and dtypes of the state. A checkpoint that fails
+    ``like`` is a pytree with the structure, shapes and dtypes of the state (None: the tree as
+    saved, nested dicts of NumPy arrays). A checkpoint that fails
     to restore (truncated, garbled) is skipped with a warning and the one before it is tried.
     """
     for step in sorted(self._latest.all_steps(), reverse=True):

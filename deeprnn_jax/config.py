@@ -48,6 +48,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.model.cell = 'lstm'
   c.model.depth = 1                # number of stacked recurrent layers
   c.model.width = 64               # hidden features per layer (solved per variant when matching params)
+  c.model.top_width = None         # the last layer's width if not `width` (parameter matching fine-tunes it)
   c.model.connection = 'stacked'   # 'stacked' | 'residual' | 'skip'
   c.model.dropout_rate = 0.0       # between recurrent layers
   c.model.dropout_mode = 'step'    # 'step' | 'tied' (one mask for all time steps)
@@ -73,6 +74,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.optim.warmup_steps = 0
   c.optim.cosine_final_fraction = 0.0   # cosine ends at this fraction of the peak rate
   c.optim.momentum = 0.9           # sgd and rmsprop
+  c.optim.rmsprop_decay = 0.9      # rmsprop's average of squared gradients
   c.optim.beta1 = 0.9              # adam(w)
   c.optim.beta2 = 0.999
   c.optim.eps = 1e-8
@@ -88,7 +90,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.train.checkpoint_every_steps = 500
   c.train.keep_checkpoints = 2     # latest ones kept; the older one is the fallback if the newest is bad
   c.train.eval_batch_size = 512
-  c.train.eval_splits = ()         # evaluated at every eval; empty: all the task has
+  c.train.eval_splits = ()         # evaluated at every eval (empty: all); a run's last eval covers all
   c.train.early_stop = False       # stop a seed once it reaches the task threshold
   c.train.progress_bar = True
 
@@ -207,6 +209,7 @@ RULES: dict[str, Callable[[str, Any], Any]] = {
     'model.cell': _choice(_cell_names),
     'model.depth': _int(1),
     'model.width': _int(1),
+    'model.top_width': _int(1, optional=True),
     'model.connection': _choice(('stacked', 'residual', 'skip')),
     'model.dropout_rate': _RATE,
     'model.dropout_mode': _choice(('step', 'tied')),
@@ -230,6 +233,7 @@ RULES: dict[str, Callable[[str, Any], Any]] = {
     'optim.warmup_steps': _int(0),
     'optim.cosine_final_fraction': _float(0.0, 1.0),
     'optim.momentum': _RATE,
+    'optim.rmsprop_decay': _RATE,
     'optim.beta1': _RATE,
     'optim.beta2': _RATE,
     'optim.eps': _float(0.0, lo_open=True),
@@ -449,9 +453,10 @@ def _check_sweep(d: dict) -> None:
     if key == 'model.cell':
       for cell in values:
         _check_cell_kwargs(cell, d['model'].get('cell_kwargs') or {})
-  if d['sweep']['param_budget'] and 'model.width' in axes:
-    raise ConfigError('sweep.axes.model.width',
-                      'cannot sweep the width while sweep.param_budget solves it; drop one of the two')
+  for key in ('model.width', 'model.top_width'):
+    if d['sweep']['param_budget'] and key in axes:
+      raise ConfigError(f'sweep.axes.{key}', 'cannot sweep the width while sweep.param_budget solves it; '
+                                             'drop one of the two')
 
 
 def fingerprint(config: ml_collections.ConfigDict | Mapping) -> str:

@@ -93,11 +93,20 @@ def task_from_config(config: ConfigDict):
     raise config_lib.ConfigError('task', f'{config.task.name!r} cannot be built: {_short_error(e)}') from e
 
 
+def check_task_config(config: ConfigDict, task: task_base.Task) -> None:
+  """The config checks that need the task: the eval splits it names must exist."""
+  names = tuple(task.eval_splits)
+  for s in config.train.eval_splits:
+    if s not in names:
+      raise config_lib.ConfigError('train.eval_splits', f'unknown split {s!r} for task {task.name!r}; '
+                                   f'valid: {", ".join(names)}')
+
+
 def model_from_config(config: ConfigDict, task: task_base.Task):
   """The model for ``task`` described by ``config.model``: the one place a config becomes modules."""
   m = config.model
   rnn = DeepRNN(
-      cell=m.cell, features=m.width, num_layers=m.depth, connection=m.connection,
+      cell=m.cell, features=layer_widths(config), connection=m.connection,
       dropout_rate=m.dropout_rate, dropout_mode=m.dropout_mode, layer_norm=m.layer_norm,
       bidirectional=m.bidirectional, merge=m.merge, execution=m.execution, unroll=m.unroll,
       remat=m.remat, initial_carry=m.initial_carry,
@@ -113,6 +122,12 @@ def model_from_config(config: ConfigDict, task: task_base.Task):
   if task.output_kind == 'regression':
     return models.Regressor(out_features=task.output_size, pooling=m.pooling, **common)
   return models.PerStepModel(out_features=task.output_size, **common)
+
+
+def layer_widths(config: ConfigDict) -> tuple[int, ...]:
+  """Per-layer hidden sizes: ``width`` for every layer, ``top_width`` (if set) for the last."""
+  m = config.model
+  return (m.width,) * (m.depth - 1) + (m.top_width or m.width,)
 
 
 def schedule_from_config(optim: ConfigDict, num_steps: int) -> optax.Schedule:
@@ -147,7 +162,7 @@ def optimizer_from_config(config: ConfigDict) -> tuple[optax.GradientTransformat
   elif o.name == 'sgd':
     parts.append(optax.sgd(lr, momentum=o.momentum or None))
   elif o.name == 'rmsprop':
-    parts.append(optax.rmsprop(lr, decay=o.beta2, eps=o.eps, momentum=o.momentum or None))
+    parts.append(optax.rmsprop(lr, decay=o.rmsprop_decay, eps=o.eps, momentum=o.momentum or None))
   else:
     raise config_lib.ConfigError('optim.name', f'unknown optimizer {o.name!r}')
   return optax.chain(*parts), lr
@@ -236,8 +251,8 @@ def _train_step(model, tx, task, batch_size: int, bucket: int | None, state: Tra
   (loss, sums), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  norms = {'total': optax.global_norm(grads)}
-  norms.update({k: optax.global_norm(v) for k, v in grad_groups(grads).items()})
+  norms = {'total': optax.tree.norm(grads)}
+  norms.update({k: optax.tree.norm(v) for k, v in grad_groups(grads).items()})
 
   live = active & (state.diverged_at < 0)
   finite = jnp.isfinite(loss) & jnp.isfinite(norms['total']) & _all_finite(params)
@@ -304,8 +319,11 @@ def _is_better(value: float, best: float | None, mode: str) -> bool:
   return best is None or (value < best if mode == 'min' else value > best)
 
 
-def _variant_name(config: ConfigDict) -> str:
-  return f'{config.model.cell}-d{config.model.depth}-w{config.model.width}'
+def variant_name(config: ConfigDict) -> str:
+  """``<cell>-d<depth>-w<width>[t<top width>]``: how runs and wandb job types name a model."""
+  m = config.model
+  top = f't{m.top_width}' if m.top_width and m.top_width != m.width else ''
+  return f'{m.cell}-d{m.depth}-w{m.width}{top}'
 
 
 def _fresh_meta() -> dict:
@@ -318,17 +336,19 @@ def _fresh_meta() -> dict:
 # The loop.
 
 
-def train(config: ConfigDict, workdir: str, *, should_stop: Callable[[], bool] | None = None) -> dict:
+def train(config: ConfigDict, workdir: str, *, should_stop: Callable[[], bool] | None = None,
+          task: task_base.Task | None = None) -> dict:
   """Trains one run into the run folder ``workdir`` (resuming it if it holds a checkpoint).
 
   Returns the run's final ``status.json`` content. Raises ``ConfigError`` on a bad config (before
   any compute) and ``Interrupted`` when ``should_stop()`` turned true (after saving a checkpoint).
+  ``task``: the task ``config.task`` describes, if the caller has built it already.
   """
-  return train_seeds([config], [workdir], should_stop=should_stop)[0]
+  return train_seeds([config], [workdir], should_stop=should_stop, task=task)[0]
 
 
 def train_seeds(configs: Sequence[ConfigDict], run_dirs: Sequence[str], *,
-                should_stop: Callable[[], bool] | None = None) -> list[dict]:
+                should_stop: Callable[[], bool] | None = None, task: task_base.Task | None = None) -> list[dict]:
   """Trains runs that differ only in ``train.seed`` together, as one vmapped program; see the module doc.
 
   Runs whose folder says they are done (finished or diverged) are not trained again; the others
@@ -337,7 +357,7 @@ def train_seeds(configs: Sequence[ConfigDict], run_dirs: Sequence[str], *,
   statuses = [log_lib.read_status(d) for d in run_dirs]
   todo = [i for i, s in enumerate(statuses) if not (s and s['state'] in log_lib.DONE_STATES)]
   if todo:
-    group = _SeedGroup([configs[i] for i in todo], [run_dirs[i] for i in todo], should_stop or (lambda: False))
+    group = _SeedGroup([configs[i] for i in todo], [run_dirs[i] for i in todo], should_stop or (lambda: False), task)
     for i, status in zip(todo, group.run()):
       statuses[i] = status
   return statuses
@@ -346,7 +366,7 @@ def train_seeds(configs: Sequence[ConfigDict], run_dirs: Sequence[str], *,
 class _SeedGroup:
   """The seeds of one grid point, trained together; one run folder per seed."""
 
-  def __init__(self, configs, run_dirs, should_stop):
+  def __init__(self, configs, run_dirs, should_stop, task=None):
     if len(configs) != len(run_dirs) or not configs:
       raise ValueError('train_seeds needs one run folder per config, and at least one')
     self.configs = [config_lib.validate(c) for c in configs]
@@ -360,6 +380,7 @@ class _SeedGroup:
     self.config = self.configs[0]
     self.run_dirs = [os.path.abspath(d) for d in run_dirs]
     self.should_stop = should_stop
+    self.task = task
     self.last_loss = float('nan')
 
   @staticmethod
@@ -386,13 +407,11 @@ class _SeedGroup:
 
   def _setup(self) -> None:
     c = self.config
-    self.task = task_from_config(c)
-    names = tuple(self.task.eval_splits)
-    self.splits = tuple(c.train.eval_splits) or names
-    for s in self.splits:
-      if s not in names:
-        raise config_lib.ConfigError('train.eval_splits', f'unknown split {s!r} for task {c.task.name!r}; '
-                                     f'valid: {", ".join(names)}')
+    if self.task is None:
+      self.task = task_from_config(c)
+    check_task_config(c, self.task)
+    self.splits = tuple(self.task.eval_splits)              # all of them at the end of a run
+    self.periodic = tuple(c.train.eval_splits) or self.splits   # at every eval
     self.model = model_from_config(c, self.task)
     self.tx, self.schedule = optimizer_from_config(c)
     threshold = self.task.threshold
@@ -427,7 +446,7 @@ class _SeedGroup:
           mode, project=c.logging.project, entity=c.logging.entity, name=os.path.basename(run_dir),
           run_id=wandb_id, directory=c.logging.wandb_dir or run_dir, config=wb_config,
           group=c.logging.group or os.path.basename(os.path.dirname(run_dir)),
-          job_type=c.logging.job_type or _variant_name(c), tags=c.logging.tags, metric_modes=modes)
+          job_type=c.logging.job_type or variant_name(c), tags=c.logging.tags, metric_modes=modes)
       self.loggers.append(log_lib.RunLogger(run_dir, run))
       self.wandb_ids.append(wandb_id)
     self.wandb_mode = mode
@@ -471,8 +490,8 @@ class _SeedGroup:
   # -- the loop ------------------------------------------------------------------------------------
 
   def run(self) -> list[dict]:
+    self._setup()             # every check on the config and the task, before anything is written
     self._prepare_folders()
-    self._setup()
     c = self.config
     statuses = [log_lib.read_status(d) for d in self.run_dirs]
     fresh = self.init_fn(jnp.asarray(self.seeds, jnp.uint32), self.task.train_data)
@@ -511,11 +530,13 @@ class _SeedGroup:
     done = {}
     data = self.task.train_data
     t0 = time.perf_counter()
-    compiled = {b: f.lower(state, jnp.asarray(active), data).compile() for b, f in self.step_fns.items()}
+    # Lowered from shapes alone: a fresh and a restored state give the same program (and cache key).
+    shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), (state, jnp.asarray(active), data))
+    compiled = {b: f.lower(*shapes).compile() for b, f in self.step_fns.items()}
     self.compile_seconds = time.perf_counter() - t0
     active_dev = jnp.asarray(active)
     bar = tqdm(total=c.num_steps, initial=start, disable=not c.progress_bar, dynamic_ncols=True,
-               desc=os.path.basename(self.run_dirs[0]) if num == 1 else f'{_variant_name(self.config)} x{num} seeds')
+               desc=os.path.basename(self.run_dirs[0]) if num == 1 else f'{variant_name(self.config)} x{num} seeds')
     step, seg_start, warm = start, start, False
     t_seg = time.perf_counter()
     try:
@@ -544,6 +565,8 @@ class _SeedGroup:
           state = self._log_train(state, step, active, seg_steps / max(seconds, 1e-9))
         finishing = self._evaluate(state, step, active) if eval_now else np.zeros(num, bool)
         finishing = active & (finishing | last)
+        if finishing.any():
+          self._evaluate_rest(state, step, finishing)
         if ckpt_now or stop_now or finishing.any():
           self._save(state, step, active if (ckpt_now or stop_now) else finishing)
         for i in np.flatnonzero(finishing):
@@ -603,10 +626,11 @@ class _SeedGroup:
       self.last_loss = float(np.mean(losses))
     return state.replace(acc=jax.tree.map(jnp.zeros_like, state.acc))
 
-  def evaluate(self, params) -> dict[str, dict[str, np.ndarray]]:
-    """Every eval split: ``{split: {metric: [S] values}}``, exact means over the split."""
+  def evaluate(self, params, splits: Sequence[str]) -> dict[str, dict[str, np.ndarray]]:
+    """``{split: {metric: [S] values}}``: exact means over each of ``splits``."""
     out = {}
-    for split, chunks in self.eval_data.items():
+    for split in splits:
+      chunks = self.eval_data[split]
       total = None
       for chunk in chunks:
         sums = self.eval_fn(params, chunk)
@@ -617,8 +641,8 @@ class _SeedGroup:
     return out
 
   def _evaluate(self, state: TrainState, step: int, active: np.ndarray) -> np.ndarray:
-    """Logs every split; tracks the best val metric and the threshold. Returns seeds to stop early."""
-    results = self.evaluate(state.params)
+    """Logs the periodic splits; tracks the best val metric and the threshold. Returns seeds to stop early."""
+    results = self.evaluate(state.params, self.periodic)
     threshold = self.task.threshold
     stop = np.zeros(len(active), bool)
     best_seeds = []
@@ -640,6 +664,16 @@ class _SeedGroup:
       for i in best_seeds:
         self.checkpointers[i].save_best(step, _slice(host, i), {**self.metas[i], 'step': step})
     return stop
+
+  def _evaluate_rest(self, state: TrainState, step: int, which: np.ndarray) -> None:
+    """A run's last evaluation (always at an eval step) adds the splits left out of the periodic ones."""
+    rest = [s for s in self.splits if s not in self.periodic]
+    if not rest:
+      return
+    results = self.evaluate(state.params, rest)
+    for i in np.flatnonzero(which):
+      for split, metrics in results.items():
+        self.loggers[i].log(step, split, {k: float(v[i]) for k, v in metrics.items()})
 
   def _save(self, state: TrainState, step: int, which: np.ndarray) -> None:
     host = flax.serialization.to_state_dict(jax.device_get(state))

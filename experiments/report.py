@@ -166,7 +166,7 @@ def summarize(run: Run, axes: Sequence[str], facts: dict) -> dict:
   main, mode = main_metric(facts)
   row = {
       'run_id': run.run_id, 'cell': c['model']['cell'], 'depth': c['model']['depth'],
-      'width': c['model']['width'], 'seed': c['train']['seed'], 'params': run.status.get('params'),
+      'width': c['model']['width'], 'top_width': c['model'].get('top_width'), 'seed': c['train']['seed'], 'params': run.status.get('params'),
       'status': run.state, 'steps': run.status.get('step'), 'diverged_step': run.status.get('diverged_step'),
   }
   for key in axes:

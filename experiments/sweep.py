@@ -80,7 +80,7 @@ def load_config(path: str, overrides: Iterable[str] = ()) -> ml_collections.Conf
 # The grid.
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class GridPoint:
   """One variant of the sweep: its axis values, its resolved config, and its seeds.
 
@@ -91,14 +91,14 @@ class GridPoint:
   config: ml_collections.ConfigDict
   seeds: tuple[int, ...]
   params: int
+  task: Any = dataclasses.field(default=None, repr=False)   # built once per distinct task config
 
   @property
   def variant(self) -> str:
-    """The run-id stem: cell, depth, width, then every other axis, e.g. ``lstm-d2-w64-lr0.001``."""
-    m = self.config.model
-    parts = [m.cell, f'd{m.depth}', f'w{m.width}']
+    """The run-id stem: cell, depth, width(s), then every other axis, e.g. ``lstm-d2-w64-lr0.001``."""
+    parts = [train_lib.variant_name(self.config)]
     for key, value in self.values:
-      if key in ('model.cell', 'model.depth', 'model.width'):
+      if key in ('model.cell', 'model.depth', 'model.width', 'model.top_width'):
         continue
       short = {'sweep.param_budget': 'p', 'optim.learning_rate': 'lr'}.get(key, key.split('.')[-1])
       parts.append(f'{short}{_label(value)}')
@@ -137,21 +137,13 @@ def param_count(config: ml_collections.ConfigDict, task) -> int:
                  for x in jax.tree.leaves(shapes)))
 
 
-def solve_width(config: ml_collections.ConfigDict, task, budget: int, tolerance: float) -> tuple[int, int]:
-  """The width whose parameter count is closest to ``budget``: ``(width, count)``.
+def _closest(count: Callable[[int], int], budget: int) -> tuple[int, int]:
+  """The integer x >= 1 whose ``count(x)`` is closest to ``budget``, for a count quadratic in x.
 
-  The count of a network of uniform width w is a quadratic in w (matrices w x w and w x input,
-  vectors of w), so three counts fix it; the rounded root and its neighbours are then counted
-  exactly and the closest taken. Raises ``ConfigError`` if even that misses by more than ``tolerance``.
+  Three counts fix the quadratic; its rounded root and the neighbours are then counted exactly.
   """
-  def count(width: int) -> int:
-    d = config_lib.to_dict(config)
-    d['model']['width'] = width
-    return param_count(config_lib.from_dict(d), task)
-
-  counts = {w: count(w) for w in (8, 16, 32)}
-  # Quadratic a w^2 + b w + c through the three points.
-  (x0, y0), (x1, y1), (x2, y2) = counts.items()
+  pts = [(x, count(x)) for x in (8, 16, 32)]
+  (x0, y0), (x1, y1), (x2, y2) = pts
   a = ((y2 - y1) / (x2 - x1) - (y1 - y0) / (x1 - x0)) / (x2 - x0)
   b = (y1 - y0) / (x1 - x0) - a * (x0 + x1)
   c = y0 - a * x0 * x0 - b * x0
@@ -160,16 +152,42 @@ def solve_width(config: ml_collections.ConfigDict, task, budget: int, tolerance:
   else:
     root = (budget - c) / b if b > 0 else 1.0
   guess = max(1, int(round(root)))
-  for w in {max(1, guess - 1), guess, guess + 1}:
-    counts.setdefault(w, count(w))
-  width = min(counts, key=lambda w: (abs(counts[w] - budget), w))
-  err = abs(counts[width] - budget) / budget
-  if err > tolerance:
+  counts = dict(pts)
+  for x in {max(1, guess - 1), guess, guess + 1}:
+    counts.setdefault(x, count(x))
+  best = min(counts, key=lambda x: (abs(counts[x] - budget), x))
+  return best, counts[best]
+
+
+def solve_width(config: ml_collections.ConfigDict, task, budget: int,
+                tolerance: float) -> tuple[int, int | None, int]:
+  """Widths whose parameter count is closest to ``budget``: ``(width, top_width or None, count)``.
+
+  The count of a network of uniform width w is a quadratic in w, so three counts fix it (see
+  ``_closest``). One unit of width moves the count by about 2/w of itself, too coarse for 2% when
+  deep networks are narrow; then the last layer's width (``model.top_width``) is solved too, for
+  the uniform widths around the solution, which moves the count in steps about ``depth`` times
+  finer. Raises ``ConfigError`` if even that misses by more than ``tolerance``.
+  """
+  def count(width: int, top: int | None = None) -> int:
+    d = config_lib.to_dict(config)
+    d['model']['width'], d['model']['top_width'] = width, top
+    return param_count(config_lib.from_dict(d), task)
+
+  width, n = _closest(count, budget)
+  best = (width, None, n)
+  if abs(n - budget) / budget > tolerance and config.model.depth > 1:
+    for base in {max(1, width - 1), width, width + 1}:
+      top, nt = _closest(functools.partial(count, base), budget)
+      if abs(nt - budget) < abs(best[2] - budget):
+        best = (base, None if top == base else top, nt)
+  if abs(best[2] - budget) / budget > tolerance:
     m = config.model
     raise ConfigError('sweep.param_budget',
                       f'{budget} parameters cannot be matched within {tolerance:.0%} for {m.cell} depth '
-                      f'{m.depth}: the closest width {width} has {counts[width]}; raise the budget')
-  return width, counts[width]
+                      f'{m.depth}: the closest (width {best[0]}, top width {best[1] or best[0]}) has '
+                      f'{best[2]}; try another budget or raise sweep.param_tolerance')
+  return best
 
 
 def expand(config: ml_collections.ConfigDict, *, tasks: dict | None = None) -> list[GridPoint]:
@@ -190,13 +208,14 @@ def expand(config: ml_collections.ConfigDict, *, tasks: dict | None = None) -> l
     if task_key not in tasks:
       tasks[task_key] = train_lib.task_from_config(run)
     task = tasks[task_key]
+    train_lib.check_task_config(run, task)
     if budget:
-      width, params = solve_width(run, task, budget, tolerance)
-      d['model']['width'] = width
+      d['model']['width'], d['model']['top_width'], params = solve_width(run, task, budget, tolerance)
       run = config_lib.validate(d)
     else:
       params = param_count(run, task)
-    point = GridPoint(values=tuple(zip(axes, combo)), config=run, seeds=tuple(config.sweep.seeds), params=params)
+    point = GridPoint(values=tuple(zip(axes, combo)), config=run, seeds=tuple(config.sweep.seeds), params=params,
+                      task=task)
     if point.variant in seen:
       raise ConfigError('sweep.axes', f'two grid points get the run name {point.variant!r} '
                                       f'({dict(seen[point.variant])} and {dict(point.values)}); '
@@ -321,7 +340,7 @@ def write_sweep_file(config: ml_collections.ConfigDict, workdir: str, points: Se
   for p in points:
     for seed in p.seeds:
       runs[p.run_id(seed)] = {'run_id': p.run_id(seed), 'variant': p.variant, 'seed': seed,
-                              'point': dict(p.values), 'width': p.config.model.width, 'params': p.params}
+                              'point': dict(p.values), 'width': p.config.model.width, 'top_width': p.config.model.top_width, 'params': p.params}
   log_lib.write_json(path, {
       'name': os.path.basename(os.path.abspath(workdir)),
       'config': config_lib.to_dict(config),
@@ -398,7 +417,8 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, *,
              f'{", ".join(map(str, group))}{" vmapped" if len(group) > 1 else ""}')
         try:
           statuses = train_lib.train_seeds([point.run_config(s) for s in group],
-                                           [os.path.join(workdir, i) for i in ids], should_stop=stop_and_beat)
+                                           [os.path.join(workdir, i) for i in ids], should_stop=stop_and_beat,
+                                           task=point.task)
         except train_lib.Interrupted:
           raise
         except ConfigError:

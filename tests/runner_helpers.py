@@ -1,0 +1,63 @@
+"""Tiny configs shared by the runner tests (train, sweep, report, CLI)."""
+
+from __future__ import annotations
+
+import textwrap
+
+from deeprnn_jax import config as config_lib
+from deeprnn_jax import logging as log_lib
+
+
+def tiny_config(**overrides):
+  """A run of a few steps on a tiny adding problem: fast to compile and to train."""
+  c = config_lib.default_config()
+  c.task.name = 'adding'
+  c.task.options = {'seq_len': 6, 'num_eval': 24, 'length_generalization': False}
+  c.model.cell = 'rnn'
+  c.model.width = 8
+  c.model.dropout_rate = 0.1       # so the per-step dropout rng is part of every trajectory tested
+  c.train.num_steps = 12
+  c.train.batch_size = 8
+  c.train.log_every_steps = 2
+  c.train.eval_every_steps = 4
+  c.train.checkpoint_every_steps = 4
+  c.train.eval_batch_size = 16
+  c.train.progress_bar = False
+  c.logging.wandb_mode = 'disabled'
+  return config_lib.apply_overrides(c, overrides.items())
+
+
+CONFIG_FILE = textwrap.dedent('''
+    from deeprnn_jax.config import default_config, sweep_axes
+
+    def get_config():
+      c = default_config()
+      c.task.name = 'adding'
+      c.task.options = {'seq_len': 6, 'num_eval': 24, 'length_generalization': False}
+      c.model.cell = 'rnn'
+      c.model.width = 8
+      c.model.dropout_rate = 0.1
+      c.train.num_steps = 8
+      c.train.batch_size = 8
+      c.train.log_every_steps = 2
+      c.train.eval_every_steps = 4
+      c.train.checkpoint_every_steps = 4
+      c.train.eval_batch_size = 16
+      c.train.progress_bar = False
+      c.logging.wandb_mode = 'disabled'
+      c.sweep.axes = sweep_axes({'model.cell': ['rnn', 'gru'], 'model.depth': [1, 2]})
+      c.sweep.seeds = (0, 1)
+      return c
+''')
+
+
+def write_config(tmp_path, text: str = CONFIG_FILE, name: str = 'cfg.py') -> str:
+  path = tmp_path / name
+  path.write_text(text)
+  return str(path)
+
+
+def records(run_dir: str, drop=('steps_per_sec',)) -> list[dict]:
+  """A run's metrics records without the wall-clock-dependent fields."""
+  return [{k: v for k, v in r.items() if k not in drop}
+          for r in log_lib.read_metrics(f'{run_dir}/{log_lib.METRICS_FILE}')]

@@ -1,0 +1,44 @@
+"""The shipped configs: each loads, validates, and (where its data needs no download) expands into
+its grid with matched parameter counts."""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import pytest
+
+from experiments import sweep
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = sorted(glob.glob(os.path.join(REPO, 'configs', '*.py')))
+NEEDS_DATA = {'imdb_sentiment.py'}   # TFDS data prepared by the user
+
+
+def test_there_are_configs():
+  names = {os.path.basename(p) for p in CONFIGS}
+  assert {'quickstart.py', 'imdb_sentiment.py'} <= names
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=[os.path.basename(p) for p in CONFIGS])
+def test_config_loads_and_validates(path):
+  config = sweep.load_config(path)
+  assert config.train.num_steps > 0
+
+
+EXPANDABLE = [pytest.param(p, id=os.path.basename(p),
+                           marks=() if os.path.basename(p) == 'quickstart.py' else pytest.mark.slow)
+              for p in CONFIGS if os.path.basename(p) not in NEEDS_DATA]
+
+
+@pytest.mark.parametrize('path', EXPANDABLE)
+def test_config_grid_expands(path):
+  """The grid builds (tasks, parameter matching within tolerance); the studies' tasks are large, so
+  all but the quickstart are slow tests."""
+  config = sweep.load_config(path)
+  points = sweep.expand(config)
+  assert points and len({p.variant for p in points}) == len(points)
+  if config.sweep.param_budget:
+    for p in points:
+      budget = p.config.sweep.param_budget
+      assert abs(p.params - budget) / budget <= p.config.sweep.param_tolerance, p.variant

@@ -1,0 +1,134 @@
+"""Sweeps end to end: grid -> runs -> report; resumable scheduling; parameter matching; wandb agent."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from deeprnn_jax import config as config_lib
+from deeprnn_jax import logging as log_lib
+from experiments import run as run_cli
+from experiments import sweep
+
+from runner_helpers import tiny_config, write_config
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPORT_FILES = ('report.md', 'summary.csv', 'learning_curves.png', 'final_vs_depth.png',
+                'convergence_vs_depth.png', 'grad_norms.png', 'diverged.png')
+
+
+def test_tiny_sweep_writes_every_report_file_and_a_rerun_trains_nothing(tmp_path, capsys):
+  cfg = write_config(tmp_path)
+  workdir = str(tmp_path / 'runs' / 'tiny')
+  assert run_cli.main(['--config', cfg, '--workdir', workdir]) == 0
+  out = capsys.readouterr().out
+  assert 'sweep' in out and '8 finished' in out
+  runs = sorted(d for d in os.listdir(workdir) if os.path.isdir(os.path.join(workdir, d)))
+  assert runs == [f'{c}-d{d}-w8-s{s}' for c in ('gru', 'rnn') for d in (1, 2) for s in (0, 1)]
+  for run in runs:
+    assert {'config.json', 'metrics.jsonl', 'status.json', 'checkpoints'} <= set(os.listdir(os.path.join(workdir, run)))
+    assert log_lib.read_status(os.path.join(workdir, run))['vmapped_seeds'] == 2
+  for name in REPORT_FILES:
+    assert os.path.getsize(os.path.join(workdir, name)) > 0, name
+  summary = open(os.path.join(workdir, 'summary.csv')).read().splitlines()
+  assert len(summary) == 1 + 8
+  assert summary[0].startswith('run_id,cell,depth,width,top_width,seed,params,status')
+  report = open(os.path.join(workdir, 'report.md')).read()
+  assert '## Findings' in report and 'depth 2 vs depth 1' in report and '![' in report
+
+  # The same command again: everything is done, nothing is trained.
+  config = sweep.load_config(cfg)
+  result = sweep.run_sweep(config, workdir, echo=lambda s: None)
+  assert len(result.skipped) == 8 and not result.trained
+
+
+def test_a_sweep_resumes_the_runs_it_did_not_finish(tmp_path):
+  config = tiny_config(**{'sweep.axes': config_lib.sweep_axes({'model.depth': [1, 2]}), 'sweep.seeds': (0,),
+                          'model.dropout_rate': 0.0})
+  workdir = str(tmp_path / 'w')
+  calls = {'n': 0}
+
+  def stop_in_second_run():
+    calls['n'] += 1
+    return calls['n'] == config.train.num_steps + 3
+
+  from deeprnn_jax.train import Interrupted  # noqa: PLC0415
+  with pytest.raises(Interrupted):
+    sweep.run_sweep(config, workdir, should_stop=stop_in_second_run, echo=lambda s: None)
+  states = {r: log_lib.read_status(os.path.join(workdir, r))['state'] for r in ('rnn-d1-w8-s0', 'rnn-d2-w8-s0')}
+  assert states == {'rnn-d1-w8-s0': 'finished', 'rnn-d2-w8-s0': 'interrupted'}
+  assert not os.path.exists(os.path.join(workdir, 'rnn-d2-w8-s0', sweep.LOCK_FILE))
+  result = sweep.run_sweep(config, workdir, echo=lambda s: None)
+  assert result.skipped == ['rnn-d1-w8-s0'] and result.trained == ['rnn-d2-w8-s0']
+  assert log_lib.read_status(os.path.join(workdir, 'rnn-d2-w8-s0'))['resumed_from'] == 3
+
+
+def test_a_run_locked_by_a_live_runner_is_left_to_it(tmp_path):
+  config = tiny_config(**{'sweep.axes': config_lib.sweep_axes({'model.depth': [1, 2]})})
+  workdir = str(tmp_path / 'w')
+  held = sweep.RunLock(os.path.join(workdir, 'rnn-d1-w8-s0'))
+  assert held.acquire()                       # this process is alive: the lock is not stale
+  assert not sweep.RunLock(os.path.join(workdir, 'rnn-d1-w8-s0')).acquire()
+  result = sweep.run_sweep(config, workdir, echo=lambda s: None)
+  assert result.locked == ['rnn-d1-w8-s0'] and result.trained == ['rnn-d2-w8-s0']
+  held.release()
+  # a lock left by a process that no longer exists is taken over
+  with open(os.path.join(workdir, 'rnn-d1-w8-s0', sweep.LOCK_FILE), 'w') as f:
+    json.dump({'host': __import__('socket').gethostname(), 'pid': 2 ** 22 + 12345}, f)
+  assert sweep.RunLock(os.path.join(workdir, 'rnn-d1-w8-s0')).acquire()
+
+
+@pytest.mark.parametrize('cell,connection', [('lstm', 'stacked'), ('gru', 'residual'), ('rnn', 'skip')])
+def test_parameter_matching_within_two_percent(cell, connection):
+  config = tiny_config(**{
+      'model.cell': cell, 'model.connection': connection,
+      'sweep.axes': config_lib.sweep_axes({'model.depth': [1, 3]}),
+      'sweep.param_budget': 7000, 'sweep.param_tolerance': 0.02})
+  points = sweep.expand(config)
+  tasks = {}
+  assert [p.config.model.depth for p in points] == [1, 3]
+  for p in points:
+    # the count the runner reports is the count of the model it builds
+    from deeprnn_jax import train as train_lib  # noqa: PLC0415
+    task = tasks.setdefault('t', train_lib.task_from_config(p.config))
+    assert sweep.param_count(p.config, task) == p.params
+    assert abs(p.params - 7000) / 7000 <= 0.02, (p.variant, p.params)
+  widths = [p.config.model.width for p in points]
+  assert widths == sorted(widths, reverse=True)   # deeper is narrower at a fixed budget
+
+
+def test_parameter_matching_says_when_a_budget_cannot_be_met():
+  config = tiny_config(**{'sweep.axes': config_lib.sweep_axes({'model.depth': [1, 3]}), 'sweep.param_budget': 20})
+  with pytest.raises(config_lib.ConfigError, match='cannot be matched within 2%'):
+    sweep.expand(config)
+
+
+def test_wandb_agent_entry_point_runs_one_point_from_the_exported_sweep_file(tmp_path):
+  cfg = write_config(tmp_path)
+  workdir = str(tmp_path / 'runs' / 'agent')
+  config = sweep.load_config(cfg, ['train.num_steps=4'])
+  path = sweep.export_wandb_sweep(config, cfg, workdir, overrides=['train.num_steps=4'])
+  spec = yaml.safe_load(open(path))
+  assert spec['method'] == 'grid'
+  assert spec['parameters'] == {'model.cell': {'values': ['rnn', 'gru']}, 'model.depth': {'values': [1, 2]},
+                                'train.seed': {'values': [0, 1]}}
+  # What `wandb agent` does for one run of the grid: substitute the macros and run the command.
+  args = ['--model.cell=rnn', '--model.depth=1', '--train.seed=1']
+  command = []
+  for part in spec['command']:
+    command += {'${env}': [], '${interpreter}': [sys.executable], '${args}': args}.get(part, [part])
+  env = dict(os.environ, WANDB_MODE='offline', WANDB_SWEEP_ID='localtest', WANDB_RUN_ID='agentrun1',
+             WANDB_DIR=str(tmp_path / 'wandb'), WANDB_CACHE_DIR=str(tmp_path / 'wandb_cache'),
+             WANDB_CONFIG_DIR=str(tmp_path / 'wandb_config'))
+  env.pop('WANDB_API_KEY', None)
+  proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  runs = [d for d in os.listdir(workdir) if os.path.isdir(os.path.join(workdir, d))]
+  assert runs == ['rnn-d1-w8-s1']
+  status = log_lib.read_status(os.path.join(workdir, 'rnn-d1-w8-s1'))
+  assert status['state'] == 'finished' and status['step'] == 4 and status['vmapped_seeds'] == 1

@@ -1,0 +1,134 @@
+"""Every mistake in the input: a one-line message that names the key (and the valid choices), exit
+code 2, and nothing written. Each case is (command-line arguments or config text, expected text)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from experiments import run as run_cli
+
+from runner_helpers import CONFIG_FILE, write_config
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# (overrides, a fragment of the one-line message)
+BAD_OVERRIDES = [
+    (['--config.modle.depth=2'], "config key 'modle.depth': unknown key; valid groups: logging, model, optim"),
+    (['--config.model.dept=2'], "config key 'model.dept': unknown key; valid keys in 'model': model.bidirectional"),
+    (['--config.model.cell=lstmm'], "config key 'model.cell': unknown value 'lstmm'; valid: gru, indrnn, irnn, lru"),
+    (['--config.task.name=adding2'], "config key 'task.name': unknown value 'adding2'; valid: adding, capacity"),
+    (['--config.model.depth=0'], "config key 'model.depth': must be >= 1, got 0"),
+    (['--config.model.width=-8'], "config key 'model.width': must be >= 1, got -8"),
+    (['--config.model.depth=2.5'], "config key 'model.depth': must be an int, got float 2.5"),
+    (["--config.train.num_steps='many'"], "config key 'train.num_steps': must be an int, got str 'many'"),
+    (['--config.train.batch_size=True'], "config key 'train.batch_size': must be an int, got bool True"),
+    (['--config.optim.learning_rate=0'], "config key 'optim.learning_rate': must be in (0.0, inf], got 0.0"),
+    (['--config.model.dropout_rate=1.5'], "config key 'model.dropout_rate': must be in [0.0, 1.0), got 1.5"),
+    (['--config.optim.name=adagrad'], "config key 'optim.name': unknown value 'adagrad'; valid: adam, adamw, rmsprop, sgd"),
+    (['--config.model.layer_norm=yes'], "config key 'model.layer_norm': must be True or False, got str 'yes'"),
+    (['--config.sweep.axes.model.depth=[]'], "config key 'sweep.axes.model.depth': a sweep axis needs at least one value"),
+    (['--config.sweep.axes.model.colour=[1]'], "config key 'sweep.axes.model.colour': is not a key a sweep can vary"),
+    (["--config.sweep.axes.model.cell=['rnn','nope']"], "config key 'sweep.axes.model.cell': unknown value 'nope'"),
+    (['--config.sweep.axes.train.seed=[1,2]'], 'is not a key a sweep can vary; list seeds in sweep.seeds'),
+    (['--config.sweep.seeds=()'], "config key 'sweep.seeds': needs at least one seed"),
+    (['--config.sweep.seeds=(0,0)'], "config key 'sweep.seeds': seeds must be distinct"),
+    (['--config.task.options.sequence_length=5'], "config key 'task.options.sequence_length': unknown option for task 'adding'; valid: length_generalization, num_eval, seed, seq_len"),
+    (['--config.model.cell_kwargs.forget_bias=1.0'], "config key 'model.cell_kwargs.forget_bias': unknown option for cell"),
+    (['--config.task.options.seq_len=1'], "config key 'task': 'adding' cannot be built: ValueError: adding needs seq_len >= 2, got 1"),
+    (["--config.train.eval_splits=('val','dev')"], "config key 'train.eval_splits': unknown split 'dev' for task 'adding'; valid: val, test"),
+    (['--config.sweep.param_budget=50'], "config key 'sweep.param_budget': 50 parameters cannot be matched within 2%"),
+    (['--config.logging.wandb_mode=sometimes'], "config key 'logging.wandb_mode': unknown value 'sometimes'; valid: disabled, offline, online"),
+    (['--config.model.depth'], "config key 'model.depth': an override must look like key=value"),
+    (['model.depth=2'], "unrecognized argument 'model.depth=2'"),
+    (['--model.depth=2'], "unrecognized arguments ['--model.depth=2']"),
+    (["--config.model.width=__import__('os').getcwd()"], "config key 'model.width': must be an int, got str"),
+]
+
+BAD_FILES = [
+    ('def get_config(:\n', "does not load: SyntaxError"),
+    ('x = 1\n', 'has no get_config() function'),
+    ('def get_config():\n  raise RuntimeError("boom")\n', 'does not load: RuntimeError: boom'),
+    ('def get_config():\n  return [1, 2]\n', 'get_config() in'),
+    (CONFIG_FILE.replace("c.model.width = 8", "c.model.widht = 8"), "config key 'model.widht': unknown key"),
+]
+
+
+def _run(argv, capsys):
+  code = run_cli.main(argv)
+  err = capsys.readouterr().err.strip()
+  return code, err
+
+
+@pytest.mark.parametrize('overrides,message', BAD_OVERRIDES, ids=[o[0] for o, _ in BAD_OVERRIDES])
+def test_bad_override_is_one_line_exit_2_nothing_written(tmp_path, capsys, overrides, message):
+  workdir = tmp_path / 'runs' / 'x'
+  code, err = _run(['--config', write_config(tmp_path), '--workdir', str(workdir), *overrides], capsys)
+  assert code == 2
+  assert err.startswith('error: ') and '\n' not in err, err
+  assert message in err, err
+  assert not workdir.exists()
+
+
+@pytest.mark.parametrize('text,message', BAD_FILES, ids=[m for _, m in BAD_FILES])
+def test_bad_config_file_is_one_line_exit_2(tmp_path, capsys, text, message):
+  workdir = tmp_path / 'runs' / 'x'
+  code, err = _run(['--config', write_config(tmp_path, text), '--workdir', str(workdir)], capsys)
+  assert (code, '\n' in err) == (2, False), err
+  assert message in err, err
+  assert not workdir.exists()
+
+
+def test_missing_config_file(tmp_path, capsys):
+  code, err = _run(['--config', str(tmp_path / 'nope.py'), '--workdir', str(tmp_path / 'w')], capsys)
+  assert code == 2 and 'nope.py' in err and 'not found' in err
+
+
+def test_a_workdir_holding_another_sweep_is_refused_untouched(tmp_path, capsys):
+  cfg = write_config(tmp_path)
+  workdir = tmp_path / 'w'
+  assert run_cli.main(['--config', cfg, '--workdir', str(workdir), '--dry-run']) == 0
+  # a dry run writes nothing; a real sweep.json from a shorter sweep:
+  from experiments import sweep  # noqa: PLC0415
+  config = sweep.load_config(cfg, ['train.num_steps=4'])
+  sweep.write_sweep_file(config, str(workdir), sweep.expand(config))
+  before = (workdir / 'sweep.json').read_text()
+  code, err = _run(['--config', cfg, '--workdir', str(workdir)], capsys)
+  assert code == 2 and 'holds a different sweep (differs in train.num_steps)' in err
+  assert (workdir / 'sweep.json').read_text() == before
+
+
+def test_an_unwritable_workdir_is_refused(tmp_path, capsys):
+  if os.geteuid() == 0:
+    pytest.skip('root can write anywhere')
+  locked = tmp_path / 'locked'
+  locked.mkdir()
+  locked.chmod(0o500)
+  try:
+    code, err = _run(['--config', write_config(tmp_path), '--workdir', str(locked / 'x')], capsys)
+  finally:
+    locked.chmod(0o700)
+  assert code == 2 and 'is not writable' in err
+
+
+def test_a_missing_dataset_is_a_one_line_error(tmp_path, capsys):
+  text = CONFIG_FILE.replace("c.task.name = 'adding'", "c.task.name = 'polyphonic'").replace(
+      "c.task.options = {'seq_len': 6, 'num_eval': 24, 'length_generalization': False}",
+      f"c.task.options = {{'path': {str(tmp_path / 'missing.pickle')!r}}}")
+  code, err = _run(['--config', write_config(tmp_path, text), '--workdir', str(tmp_path / 'w')], capsys)
+  assert code == 2 and "'polyphonic' cannot be built: FileNotFoundError" in err and '\n' not in err
+
+
+def test_the_real_command_line_exits_2(tmp_path):
+  """The same through `python -m experiments.run`, as a user types it."""
+  proc = subprocess.run([sys.executable, '-m', 'experiments.run', '--config', write_config(tmp_path),
+                         '--workdir', str(tmp_path / 'w'), '--config.model.cell=lstmm'],
+                        cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 2
+  assert proc.stderr.strip().splitlines() == [
+      "error: config key 'model.cell': unknown value 'lstmm'; valid: gru, indrnn, irnn, lru, lstm, mgu, "
+      "mingru, rnn, ugrnn"]

@@ -1,0 +1,207 @@
+"""The training loop: exact resume, vmapped seeds == separate runs, divergence, early stop, logs."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import glob
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from deeprnn_jax import checkpoint as checkpoint_lib
+from deeprnn_jax import logging as log_lib
+from deeprnn_jax import tasks as tasks_lib
+from deeprnn_jax import train as train_lib
+from deeprnn_jax.tasks import synthetic
+from deeprnn_jax.tasks.base import Threshold
+
+from runner_helpers import records, tiny_config
+
+
+class _StopAfter:
+  """should_stop() that turns true after n calls (one call per step)."""
+
+  def __init__(self, n, crash=False):
+    self.n, self.calls, self.crash = n, 0, crash
+
+  def __call__(self):
+    self.calls += 1
+    if self.calls >= self.n and self.crash:
+      raise RuntimeError('simulated crash')   # dies without saving, like a kill
+    return self.calls >= self.n
+
+
+def _final_state(run_dir):
+  ck = checkpoint_lib.Checkpointer(os.path.join(run_dir, 'checkpoints'))
+  try:
+    step, state, _ = ck.restore_latest(None)
+    return step, state
+  finally:
+    ck.close()
+
+
+def test_resume_after_interrupt_and_crash_equals_uninterrupted(tmp_path):
+  # Two layers, dropout, adamw with weight decay and a warmup + cosine schedule: every piece of state
+  # a resumed run must restore (params, optimizer moments and count, rng, the interval's sums).
+  config = tiny_config(**{'model.depth': 2, 'optim.name': 'adamw', 'optim.weight_decay': 0.1,
+                          'optim.schedule': 'cosine', 'optim.warmup_steps': 3})
+  straight = str(tmp_path / 'straight')
+  status = train_lib.train(config, straight)
+
+  resumed = str(tmp_path / 'resumed')
+  # A clean stop (Ctrl-C) mid-interval at step 3: checkpointed there, marked interrupted.
+  with pytest.raises(train_lib.Interrupted):
+    train_lib.train(config, resumed, should_stop=_StopAfter(3))
+  assert log_lib.read_status(resumed)['state'] == 'interrupted'
+  # A crash at step 7 (no save): the metrics after the last checkpoint (step 4) get rewritten.
+  with pytest.raises(RuntimeError, match='simulated crash'):
+    train_lib.train(config, resumed, should_stop=_StopAfter(4, crash=True))
+  assert log_lib.read_status(resumed)['state'] == 'failed'
+  resumed_status = train_lib.train(config, resumed)
+
+  assert resumed_status['state'] == 'finished' and resumed_status['resumed_from'] == 4
+  assert records(resumed) == records(straight)
+  (s1, a), (s2, b) = _final_state(straight), _final_state(resumed)
+  assert s1 == s2 == config.train.num_steps
+  leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
+  assert len(leaves_a) == len(leaves_b) > 5
+  for x, y in zip(leaves_a, leaves_b):
+    np.testing.assert_array_equal(x, y)
+
+  # What the uninterrupted run recorded along the way.
+  train = [r for r in records(straight) if r['split'] == 'train']
+  assert {'grad_norm', 'grad_norm/layer_0', 'grad_norm/layer_1', 'grad_norm/out'} <= set(train[0])
+  assert train[0]['learning_rate'] < train[1]['learning_rate']   # warming up
+  assert status['compile_seconds'] > 0 and status['steps_per_sec'] > 0
+  assert status['params'] > 0 and status['task']['name'] == 'adding'
+  assert json.load(open(os.path.join(straight, 'config.json')))['model']['depth'] == 2
+  assert os.listdir(os.path.join(straight, 'checkpoints', 'best'))
+  assert sorted(os.listdir(os.path.join(straight, 'checkpoints', 'latest'))) == ['12', '8']
+
+
+def test_vmapped_seeds_equal_separate_runs(tmp_path):
+  configs = [tiny_config(**{'train.seed': s}) for s in (0, 1)]
+  together = [str(tmp_path / f'v{s}') for s in (0, 1)]
+  statuses = train_lib.train_seeds(configs, together)
+  assert [s['vmapped_seeds'] for s in statuses] == [2, 2]
+  for s, config in enumerate(configs):
+    alone = str(tmp_path / f'a{s}')
+    assert train_lib.train(config, alone)['vmapped_seeds'] == 1
+    a, b = records(together[s]), records(alone)
+    assert [(r['step'], r['split']) for r in a] == [(r['step'], r['split']) for r in b]
+    for ra, rb in zip(a, b):
+      for k in ra:
+        if isinstance(ra[k], float):
+          np.testing.assert_allclose(ra[k], rb[k], rtol=2e-5, atol=1e-7, err_msg=f'{k} at step {ra["step"]}')
+  # and the two seeds really are different runs
+  assert records(together[0])[0]['loss'] != records(together[1])[0]['loss']
+
+
+def test_divergence_stops_the_run_with_its_step(tmp_path):
+  config = tiny_config(**{'optim.name': 'sgd', 'optim.learning_rate': 1e12, 'optim.clip_global_norm': 0.0,
+                          'train.num_steps': 40, 'train.log_every_steps': 40, 'train.eval_every_steps': 40,
+                          'train.checkpoint_every_steps': 40})
+  run_dir = str(tmp_path / 'run')
+  status = train_lib.train(config, run_dir)
+  assert status['state'] == 'diverged'
+  assert 0 <= status['diverged_step'] < 40
+  # The run stopped at the first sync after diverging and logged nothing non-finite.
+  for r in log_lib.read_metrics(os.path.join(run_dir, log_lib.METRICS_FILE)):
+    assert all(np.isfinite(v) for v in r.values() if isinstance(v, float))
+
+
+def test_early_stop_at_task_threshold(tmp_path, monkeypatch):
+  @functools.wraps(synthetic.adding)
+  def easy(**kwargs):
+    return dataclasses.replace(synthetic.adding(**kwargs), threshold=Threshold('loss', 1e3, 'min'))
+  monkeypatch.setitem(tasks_lib.TASKS, 'adding_easy', easy)
+  config = tiny_config(**{'task.name': 'adding_easy', 'train.early_stop': True})
+  run_dir = str(tmp_path / 'run')
+  status = train_lib.train(config, run_dir)
+  assert status['state'] == 'finished' and status['stopped_early']
+  assert status['step'] == status['threshold_step'] == config.train.eval_every_steps
+  # The last eval of a run covers every split.
+  splits = {r['split'] for r in log_lib.read_metrics(os.path.join(run_dir, log_lib.METRICS_FILE))}
+  assert splits == {'train', 'val', 'test'}
+
+
+@pytest.mark.parametrize('name', ['adam', 'sgd', 'rmsprop'])
+def test_each_optimizer_lowers_the_loss(name):
+  config = tiny_config(**{'optim.name': name, 'optim.learning_rate': 0.05 if name != 'adam' else 0.01})
+  tx, schedule = train_lib.optimizer_from_config(config)
+  params = {'w': jnp.ones((3, 3)), 'b': jnp.ones(3)}
+  loss = lambda p: jnp.sum(p['w'] ** 2) + jnp.sum(p['b'] ** 2)
+  state = tx.init(params)
+  start = loss(params)
+  for _ in range(5):
+    updates, state = tx.update(jax.grad(loss)(params), state, params)
+    params = jax.tree.map(lambda p, u: p + u, params, updates)
+  assert loss(params) < start
+  assert float(schedule(0)) == pytest.approx(config.optim.learning_rate)
+
+
+def test_wandb_offline_run_lands_in_the_run_folder_without_the_key(tmp_path, monkeypatch):
+  secret = 'not-a-real-key-0123456789abcdef0123456789abcdef'
+  monkeypatch.setenv('WANDB_API_KEY', secret)
+  monkeypatch.setenv('WANDB_MODE', 'offline')
+  monkeypatch.setenv('WANDB_CACHE_DIR', str(tmp_path / 'wandb_cache'))
+  monkeypatch.setenv('WANDB_CONFIG_DIR', str(tmp_path / 'wandb_config'))
+  run_dir = str(tmp_path / 'sweep' / 'run')
+  # logging.wandb_mode None: taken from $WANDB_MODE
+  status = train_lib.train(tiny_config(**{'logging.wandb_mode': None}), run_dir)
+  assert status['state'] == 'finished' and status['wandb_mode'] == 'offline'
+  assert glob.glob(os.path.join(run_dir, 'wandb', 'offline-run-*', '*.wandb'))
+  for path in glob.glob(os.path.join(run_dir, '**', '*'), recursive=True):
+    if os.path.isfile(path):
+      with open(path, 'rb') as f:
+        assert secret.encode() not in f.read(), path
+
+
+def test_a_wandb_failure_never_stops_training(tmp_path, monkeypatch, caplog):
+  import wandb  # noqa: PLC0415
+
+  def broken(*args, **kwargs):
+    raise ConnectionError('no route to api.wandb.ai')
+  monkeypatch.setattr(wandb, 'init', broken)
+  status = train_lib.train(tiny_config(**{'logging.wandb_mode': 'online'}), str(tmp_path / 'run'))
+  assert status['state'] == 'finished'
+  assert 'wandb init failed' in caplog.text
+
+
+def test_wandb_mode_resolution(monkeypatch):
+  monkeypatch.delenv('WANDB_MODE', raising=False)
+  monkeypatch.delenv('WANDB_API_KEY', raising=False)
+  monkeypatch.setenv('HOME', '/nonexistent-home')
+  assert log_lib.resolve_wandb_mode(None) == 'offline'
+  monkeypatch.setenv('WANDB_API_KEY', 'x')
+  assert log_lib.resolve_wandb_mode(None) == 'online'
+  monkeypatch.setenv('WANDB_MODE', 'disabled')
+  assert log_lib.resolve_wandb_mode(None) == 'disabled'
+  assert log_lib.resolve_wandb_mode('offline') == 'offline'
+
+
+def test_checkpoint_falls_back_to_the_previous_one_when_the_newest_is_corrupt(tmp_path):
+  ck = checkpoint_lib.Checkpointer(str(tmp_path), keep=2)
+  state = {'w': np.arange(6, dtype=np.float32).reshape(2, 3), 'step': np.int32(0)}
+  ck.save(4, {**state, 'step': np.int32(4)}, {'step': 4})
+  ck.save(8, {**state, 'step': np.int32(8)}, {'step': 8})
+  ck.wait()
+  # garble every file of the newest save
+  for path in glob.glob(str(tmp_path / 'latest' / '8' / 'state' / '**' / '*'), recursive=True):
+    if os.path.isfile(path):
+      with open(path, 'wb') as f:
+        f.write(b'garbage')
+  step, restored, meta = ck.restore_latest(state)
+  ck.close()
+  assert step == 4 and meta['step'] == 4 and int(restored['step']) == 4
+
+
+def test_metrics_reader_skips_a_partial_last_line(tmp_path):
+  path = tmp_path / 'metrics.jsonl'
+  path.write_text('{"step": 2, "split": "train", "loss": 1.0}\n{"step": 4, "split": "tr')
+  assert log_lib.read_metrics(str(path)) == [{'step': 2, 'split': 'train', 'loss': 1.0}]
