@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test test-fast install bench clean
+.PHONY: test test-fast install demo bench clean
 
 # (Re)install whenever pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -20,6 +20,11 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
+
+# The quickstart sweep (depth x cell on bracket counting, ~5 min on 2 CPU cores) and its report:
+# runs/quickstart/report.md. Running it again resumes (finished runs are skipped).
+demo: $(STAMP)
+	$(PY) -m experiments.run --config configs/quickstart.py --workdir runs/quickstart
 
 # PyTorch is the speed anchor. The default is the CPU build; on a GPU machine pass e.g. TORCH=torch.
 TORCH ?= torch==2.13.0
