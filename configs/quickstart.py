@@ -3,8 +3,8 @@
 A depth x cell sweep on bracket counting (the ``parentheses`` task, after Collins et al. 2017): at
 each of 40 steps the model must output how many brackets are open, over two bracket types with
 saturating counters, among noise tokens. No download, and it runs in about 5 minutes on 2 CPU
-cores: 2 cells (vanilla RNN, GRU) x depths 1, 2, 3 at width 32 x 3 seeds, the seeds of each
-variant trained together as one vmapped program.
+cores: 3 cells (vanilla RNN, GRU, LSTM) x depths 1, 2, 3 at width 32 x 3 seeds, the seeds of
+each variant trained together as one vmapped program.
 
 Widths are fixed (not parameter-matched), so a deeper network is also a larger one; the report
 lists the parameter counts. For the fair, parameter-matched comparison set
@@ -29,6 +29,6 @@ def get_config():
   c.train.eval_every_steps = 100
   c.train.eval_splits = ('val',)       # the learning curves; test splits once, at the end
   c.train.checkpoint_every_steps = 500
-  c.sweep.axes = sweep_axes({'model.cell': ['rnn', 'gru'], 'model.depth': [1, 2, 3]})
+  c.sweep.axes = sweep_axes({'model.cell': ['rnn', 'gru', 'lstm'], 'model.depth': [1, 2, 3]})
   c.sweep.seeds = (0, 1, 2)
   return c

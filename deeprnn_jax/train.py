@@ -313,6 +313,17 @@ def _short_error(e: BaseException) -> str:
   return f'{type(e).__name__}: {text[0] if text else ""}'[:500]
 
 
+def _json_plain(v) -> bool:
+  """Numbers, strings, and lists/dicts of them: task facts worth keeping for the report."""
+  if isinstance(v, (int, float, str, bool)) or v is None:
+    return True
+  if isinstance(v, (list, tuple)):
+    return all(_json_plain(x) for x in v)
+  if isinstance(v, Mapping):
+    return all(isinstance(k, str) and _json_plain(x) for k, x in v.items())
+  return False
+
+
 def _is_better(value: float, best: float | None, mode: str) -> bool:
   if not np.isfinite(value):
     return False
@@ -484,7 +495,7 @@ class _SeedGroup:
         'threshold': (None if t.threshold is None else
                       {'metric': t.threshold.metric, 'value': t.threshold.value, 'mode': t.threshold.mode}),
         'metric_modes': {'loss': 'min', **dict(t.metric_modes)},
-        'info': {k: v for k, v in dict(t.info).items() if isinstance(v, (int, float, str, bool))},
+        'info': {k: v for k, v in dict(t.info).items() if _json_plain(v)},
     }
 
   # -- the loop ------------------------------------------------------------------------------------

@@ -316,7 +316,7 @@ def _log_scale(metric: str, values: Iterable[float]) -> bool:
   return metric in ('loss',) and bool(v) and min(v) > 0 and max(v) / min(v) > 20
 
 
-def _panels(n: int, plt, width: float = 4.2, height: float = 3.2):
+def _panels(n: int, plt, width: float = 5.0, height: float = 3.4):
   cols = min(n, 3)
   rows = math.ceil(n / cols)
   fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
@@ -380,12 +380,12 @@ def plot_vs_depth(path, vs: Sequence[Variant], axes_keys, facts, column: str, yl
       ax.errorbar(d, m, yerr=h, marker='o', capsize=3, label=cell)
     if reference_metric:
       _reference_lines(ax, facts, reference_metric)
-    ax.set(xlabel='depth (layers)', ylabel=ylabel, title=_other_label(axes_keys, other) or title)
+    ax.set(xlabel='depth (layers)', ylabel=ylabel, title=_other_label(axes_keys, other))
     ax.set_xticks(sorted({v.depth for v in vs}))
     ax.legend(fontsize=7)
     if reference_metric and _log_scale(reference_metric, all_values):
       ax.set_yscale('log')
-  fig.suptitle(title)
+  fig.suptitle(title, fontsize=10)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
@@ -406,6 +406,7 @@ def plot_grad_norms(path, vs: Sequence[Variant], axes_keys) -> None:
         per_layer.append(np.mean(vals) if vals else np.nan)
       ax.plot(range(v.depth), per_layer, marker='o', label=f'depth {v.depth}')
     ax.set_yscale('log')
+    ax.set_xticks(range(max(v.depth for v in vs)))
     ax.set(title=cell + (f' ({_other_label(axes_keys, other)})' if other else ''), xlabel='layer (0 = input side)',
            ylabel='mean gradient norm')
     ax.legend(fontsize=7)
@@ -438,7 +439,13 @@ def plot_length_generalization(path, vs: Sequence[Variant], axes_keys, facts, me
       stats = [v.stat(f'final_{s}_{metric}') for s in ['test', *splits]]
       ax.errorbar(xs, [s[0] for s in stats], yerr=[0 if not np.isfinite(s[1]) else s[1] for s in stats],
                   marker='o', capsize=3, label=f'depth {v.depth}')
-    _reference_lines(ax, facts, metric)
+    by_split = (facts.get('info') or {}).get('baseline_by_split')
+    base = facts.get('baseline') or {}
+    if isinstance(by_split, dict) and base.get('metric') == metric and all(s in by_split for s in ['test', *splits]):
+      ax.plot(xs, [by_split[s] for s in ['test', *splits]], color='0.3', ls='--', lw=1, marker='x',
+              label='baseline at each length')
+    else:
+      _reference_lines(ax, facts, metric)
     ax.set(title=cell + (f' ({_other_label(axes_keys, other)})' if other else ''),
            xlabel='test length / training length', ylabel=f'test {metric}')
     ax.set_xticks(xs)
@@ -516,6 +523,20 @@ def statements(vs: Sequence[Variant], axes_keys, facts: dict, metric: str, mode:
       if ra and rb:
         out.append(f'  speed: depth {deep.depth} trains at {np.mean(rb) / np.mean(ra):.2f}x the step rate of '
                    f'depth {shallow.depth}.')
+  # Cells side by side at each depth: "for which cell".
+  for depth, other in sorted({(v.depth, v.other) for v in vs}, key=lambda p: (p[0], tuple(map(str, p[1])))):
+    row = [v for v in vs if (v.depth, v.other) == (depth, other) and v.values(col)]
+    if len({v.cell for v in row}) < 2:
+      continue
+    row.sort(key=lambda v: np.mean(v.values(col)), reverse=mode == 'max')
+    top = row[0]
+    below = [v.cell for v in row[1:] if (d := diff_ci(v.values(col), top.values(col))) is not None
+             and not d[1] <= 0 <= d[2]]
+    label = f'depth {depth}' + (f' ({_other_label(axes_keys, other)})' if other else '')
+    ranking = ' > '.join(f'{v.cell} {_fmt(np.mean(v.values(col)), 3)}' for v in row)
+    out.append(f'**Cells at {label}** (final {ref} {metric}, best first): {ranking}'
+               + (f'; clearly behind {top.cell}: {", ".join(below)}.' if below else
+                  f'; none clearly behind {top.cell}.'))
   ranked = [(v, v.stat(col)) for v in vs if v.stat(col)[2] > 0]
   if ranked:
     best, (m, h, n) = min(ranked, key=lambda t: t[1][0] if mode == 'min' else -t[1][0])
@@ -612,7 +633,8 @@ def _markdown(workdir, runs, vs, axes, facts, metric, mode, ref, len_splits, plo
   found = statements(vs, axes, facts, metric, mode, ref)
   lines += [f'- {s}' if not s.startswith('  ') else f'  - {s.strip()}' for s in found] or ['- (not enough finished runs to compare)']
   lines += ['', '## Variants', '',
-            'Mean ± 95% CI half-width over finished seeds (n).', '']
+            'Mean ± 95% CI half-width over finished seeds (n). Steps/s and compile seconds are per '
+            'program: the seeds of a variant train together, vmapped.', '']
   cols = [('params', 'params'), (f'final_{ref}_{metric}', f'final {ref} {metric}'),
           (f'best_val_{metric}', f'best val {metric}'), ('steps_to_threshold', 'steps to threshold'),
           (f'val_{metric}_auc', f'val {metric} AUC'), ('generalization_gap', 'gen. gap')]
@@ -627,6 +649,8 @@ def _markdown(workdir, runs, vs, axes, facts, metric, mode, ref, len_splits, plo
     for col, _ in cols:
       if col == 'params':
         cells.append(str(v.runs[0].row.get('params') or 'n/a'))
+      elif col in ('steps_per_sec', 'compile_seconds'):   # one value per vmapped group: no spread to show
+        cells.append(_fmt(v.stat(col)[0], 3))
       elif col == 'steps_to_threshold':
         m, h, n = v.stat(col)
         cells.append(f'{_ci(m, h, n)}, {n}/{fin} reached' if n else f'0/{fin} reached')
