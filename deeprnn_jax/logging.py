@@ -37,6 +37,12 @@ STATUS_FILE = 'status.json'
 METRICS_FILE = 'metrics.jsonl'
 
 
+def one_line(e: BaseException) -> str:
+  """``'<Type>: <first line of the message>'``, for status files and one-line errors."""
+  text = str(e).strip().splitlines()
+  return f'{type(e).__name__}: {text[0] if text else ""}'[:500]
+
+
 # ----------------------------------------------------------------------------------------------
 # Files.
 
@@ -223,8 +229,7 @@ class WandbRun:
     return self._run is not None
 
   def _fail(self, what: str, e: Exception) -> None:
-    _log.warning('wandb %s failed (%s: %s); continuing with local logs only',
-                 what, type(e).__name__, str(e).splitlines()[0] if str(e) else '')
+    _log.warning('wandb %s failed (%s); continuing with local logs only', what, one_line(e))
     self._run = None
 
   def log(self, step: int, data: Mapping[str, Any]) -> None:

@@ -24,6 +24,7 @@ value). The host reads both every ``log_every_steps``.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import socket
 import time
@@ -47,6 +48,7 @@ from deeprnn_jax.stack import DeepRNN
 from deeprnn_jax.tasks import base as task_base
 
 ConfigDict = ml_collections.ConfigDict
+_log = logging.getLogger(__name__)
 
 
 class Interrupted(Exception):
@@ -90,7 +92,7 @@ def task_from_config(config: ConfigDict):
   except (ValueError, TypeError, FileNotFoundError) as e:
     if isinstance(e, config_lib.ConfigError):
       raise
-    raise config_lib.ConfigError('task', f'{config.task.name!r} cannot be built: {_short_error(e)}') from e
+    raise config_lib.ConfigError('task', f'{config.task.name!r} cannot be built: {log_lib.one_line(e)}') from e
 
 
 def check_task_config(config: ConfigDict, task: task_base.Task) -> None:
@@ -308,11 +310,6 @@ def _stack(trees):
   return jax.tree.map(lambda *xs: np.stack(xs), *trees)
 
 
-def _short_error(e: BaseException) -> str:
-  text = str(e).strip().splitlines()
-  return f'{type(e).__name__}: {text[0] if text else ""}'[:500]
-
-
 def _json_plain(v) -> bool:
   """Numbers, strings, and lists/dicts of them: task facts worth keeping for the report."""
   if isinstance(v, (int, float, str, bool)) or v is None:
@@ -480,7 +477,7 @@ class _SeedGroup:
           logger.metrics.truncate_after(step)
         return state, [dict(r[2]) for r in restored]
     if any(r is not None for r in restored):
-      log_lib._log.warning('no common checkpoint for seeds %s; restarting them from step 0', self.seeds)
+      _log.warning('no common checkpoint for seeds %s; restarting them from step 0', self.seeds)
     for ck, logger in zip(self.checkpointers, self.loggers):
       ck.discard_after(-1)
       logger.metrics.reset()
@@ -526,7 +523,7 @@ class _SeedGroup:
     except BaseException as e:
       for i, run_dir in enumerate(self.run_dirs):
         if (log_lib.read_status(run_dir) or {}).get('state') == 'running':
-          log_lib.update_status(run_dir, state='failed', error=_short_error(e), updated_at=time.time())
+          log_lib.update_status(run_dir, state='failed', error=log_lib.one_line(e), updated_at=time.time())
           self.loggers[i].finish(exit_code=1)
       raise
     finally:

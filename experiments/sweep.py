@@ -69,8 +69,7 @@ def load_config(path: str, overrides: Iterable[str] = ()) -> ml_collections.Conf
   except ConfigError:
     raise
   except Exception as e:  # pylint: disable=broad-except
-    raise ConfigError('', f'config file {path!r} does not load: {type(e).__name__}: '
-                          f'{str(e).strip().splitlines()[0] if str(e).strip() else ""}') from e
+    raise ConfigError('', f'config file {path!r} does not load: {log_lib.one_line(e)}') from e
   if not isinstance(config, (ml_collections.ConfigDict, dict)):
     raise ConfigError('', f'get_config() in {path!r} must return a ConfigDict, got {type(config).__name__}')
   return config_lib.validate(config_lib.apply_overrides(config, overrides))
@@ -428,7 +427,7 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, *,
             echo(f'  out of memory with {len(group)} seeds vmapped; training them one by one')
             groups = [[s] for s in group] + groups
             continue
-          msg = train_lib._short_error(e)  # pylint: disable=protected-access
+          msg = log_lib.one_line(e)
           echo(f'  failed: {msg}')
           for i in ids:
             result.failed[i] = msg

@@ -102,6 +102,13 @@ def test_a_workdir_holding_another_sweep_is_refused_untouched(tmp_path, capsys):
   assert (workdir / 'sweep.json').read_text() == before
 
 
+def test_a_workdir_that_cannot_be_created_is_refused(tmp_path, capsys):
+  blocker = tmp_path / 'a_file'
+  blocker.write_text('not a folder')
+  code, err = _run(['--config', write_config(tmp_path), '--workdir', str(blocker / 'runs')], capsys)
+  assert code == 2 and 'is not writable' in err and '\n' not in err
+
+
 def test_an_unwritable_workdir_is_refused(tmp_path, capsys):
   if os.geteuid() == 0:
     pytest.skip('root can write anywhere')
