@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 
 from deeprnn_jax import config as config_lib
@@ -27,28 +28,23 @@ def tiny_config(**overrides):
   return config_lib.apply_overrides(c, overrides.items())
 
 
-CONFIG_FILE = textwrap.dedent('''
-    from deeprnn_jax.config import default_config, sweep_axes
+def config_file_text(**overrides) -> str:
+  """A config file (as a user would write one) for ``tiny_config(**overrides)`` swept over 2 cells x
+  2 depths x 2 seeds; it imports nothing from the tests, so a subprocess can load it too."""
+  base = config_lib.to_dict(tiny_config(**{'train.num_steps': 8, **overrides}))
+  return textwrap.dedent(f'''
+      import json
+      from deeprnn_jax.config import from_dict, sweep_axes
 
-    def get_config():
-      c = default_config()
-      c.task.name = 'adding'
-      c.task.options = {'seq_len': 6, 'num_eval': 24, 'length_generalization': False}
-      c.model.cell = 'rnn'
-      c.model.width = 8
-      c.model.dropout_rate = 0.1
-      c.train.num_steps = 8
-      c.train.batch_size = 8
-      c.train.log_every_steps = 2
-      c.train.eval_every_steps = 4
-      c.train.checkpoint_every_steps = 4
-      c.train.eval_batch_size = 16
-      c.train.progress_bar = False
-      c.logging.wandb_mode = 'disabled'
-      c.sweep.axes = sweep_axes({'model.cell': ['rnn', 'gru'], 'model.depth': [1, 2]})
-      c.sweep.seeds = (0, 1)
-      return c
-''')
+      def get_config():
+        c = from_dict(json.loads({json.dumps(base)!r}))
+        c.sweep.axes = sweep_axes({{'model.cell': ['rnn', 'gru'], 'model.depth': [1, 2]}})
+        c.sweep.seeds = (0, 1)
+        return c
+  ''')
+
+
+CONFIG_FILE = config_file_text()
 
 
 def write_config(tmp_path, text: str = CONFIG_FILE, name: str = 'cfg.py') -> str:

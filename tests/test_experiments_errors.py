@@ -6,13 +6,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
 from experiments import run as run_cli
 
-from runner_helpers import CONFIG_FILE, write_config
+from runner_helpers import CONFIG_FILE, config_file_text, write_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -54,7 +53,7 @@ BAD_FILES = [
     ('x = 1\n', 'has no get_config() function'),
     ('def get_config():\n  raise RuntimeError("boom")\n', 'does not load: RuntimeError: boom'),
     ('def get_config():\n  return [1, 2]\n', 'get_config() in'),
-    (CONFIG_FILE.replace("c.model.width = 8", "c.model.widht = 8"), "config key 'model.widht': unknown key"),
+    (CONFIG_FILE.replace('  return c', '  c.model.widht = 8\n  return c'), "config key 'model.widht': unknown key"),
 ]
 
 
@@ -123,9 +122,7 @@ def test_an_unwritable_workdir_is_refused(tmp_path, capsys):
 
 
 def test_a_missing_dataset_is_a_one_line_error(tmp_path, capsys):
-  text = CONFIG_FILE.replace("c.task.name = 'adding'", "c.task.name = 'polyphonic'").replace(
-      "c.task.options = {'seq_len': 6, 'num_eval': 24, 'length_generalization': False}",
-      f"c.task.options = {{'path': {str(tmp_path / 'missing.pickle')!r}}}")
+  text = config_file_text(**{'task.name': 'polyphonic', 'task.options': {'path': str(tmp_path / 'missing.pickle')}})
   code, err = _run(['--config', write_config(tmp_path, text), '--workdir', str(tmp_path / 'w')], capsys)
   assert code == 2 and "'polyphonic' cannot be built: FileNotFoundError" in err and '\n' not in err
 
