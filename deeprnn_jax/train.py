@@ -571,12 +571,16 @@ class _SeedGroup:
         self._check_divergence(state, active, done)
         if log_now:
           state = self._log_train(state, step, active, seg_steps / max(seconds, 1e-9))
-        finishing = self._evaluate(state, step, active) if eval_now else np.zeros(num, bool)
+        finishing, best = np.zeros(num, bool), np.zeros(num, bool)
+        if eval_now:
+          results = self.evaluate(state.params, self.periodic)
+          self._log_eval(results, step, active)
+          finishing, best = self._track(results, step, active)
         finishing = active & (finishing | last)
-        if finishing.any():
-          self._evaluate_rest(state, step, finishing)
-        if ckpt_now or stop_now or finishing.any():
-          self._save(state, step, active if (ckpt_now or stop_now) else finishing)
+        rest = [s for s in self.splits if s not in self.periodic]
+        if finishing.any() and rest:   # a run's last evaluation covers every split
+          self._log_eval(self.evaluate(state.params, rest), step, finishing)
+        self._save(state, step, latest=active if (ckpt_now or stop_now) else finishing, best=best)
         for i in np.flatnonzero(finishing):
           done[i] = self._finish(i, step, 'finished', stopped_early=not last)
           active[i] = False
@@ -648,46 +652,42 @@ class _SeedGroup:
                     for k, (t, n) in total.items()}
     return out
 
-  def _evaluate(self, state: TrainState, step: int, active: np.ndarray) -> np.ndarray:
-    """Logs the periodic splits; tracks the best val metric and the threshold. Returns seeds to stop early."""
-    results = self.evaluate(state.params, self.periodic)
+  def _log_eval(self, results: dict[str, dict[str, np.ndarray]], step: int, which: np.ndarray) -> None:
+    for i in np.flatnonzero(which):
+      for split, metrics in results.items():
+        self.loggers[i].log(step, split, {k: float(v[i]) for k, v in metrics.items()})
+
+  def _track(self, results, step: int, active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Updates each seed's best val metric and threshold step; returns (seeds to stop early, seeds
+    with a new best)."""
     threshold = self.task.threshold
-    stop = np.zeros(len(active), bool)
-    best_seeds = []
+    stop, best = np.zeros(len(active), bool), np.zeros(len(active), bool)
+    val = results.get('val', {})
+    if self.best_metric not in val:
+      return stop, best
     for i in np.flatnonzero(active):
       meta = self.metas[i]
-      for split, metrics in results.items():
-        self.loggers[i].log(step, split, {k: float(v[i]) for k, v in metrics.items()})
-      val = results.get('val', {})
-      if self.best_metric in val:
-        value = float(val[self.best_metric][i])
-        if _is_better(value, meta['best_value'], self.best_mode):
-          meta['best_value'], meta['best_step'] = value, step
-          best_seeds.append(i)
-        if threshold and meta['threshold_step'] is None and np.isfinite(value) and threshold.reached(value):
-          meta['threshold_step'], meta['threshold_seconds'] = step, meta['train_seconds']
-          stop[i] = self.config.train.early_stop
-    if best_seeds:
-      host = flax.serialization.to_state_dict(jax.device_get(state))
-      for i in best_seeds:
-        self.checkpointers[i].save_best(step, _slice(host, i), {**self.metas[i], 'step': step})
-    return stop
+      value = float(val[self.best_metric][i])
+      if _is_better(value, meta['best_value'], self.best_mode):
+        meta['best_value'], meta['best_step'] = value, step
+        best[i] = True
+      if threshold and meta['threshold_step'] is None and np.isfinite(value) and threshold.reached(value):
+        meta['threshold_step'], meta['threshold_seconds'] = step, meta['train_seconds']
+        stop[i] = self.config.train.early_stop
+    return stop, best
 
-  def _evaluate_rest(self, state: TrainState, step: int, which: np.ndarray) -> None:
-    """A run's last evaluation (always at an eval step) adds the splits left out of the periodic ones."""
-    rest = [s for s in self.splits if s not in self.periodic]
-    if not rest:
+  def _save(self, state: TrainState, step: int, latest: np.ndarray, best: np.ndarray) -> None:
+    """Checkpoints: the latest for the seeds in ``latest``, the best for those in ``best``."""
+    if not (latest.any() or best.any()):
       return
-    results = self.evaluate(state.params, rest)
-    for i in np.flatnonzero(which):
-      for split, metrics in results.items():
-        self.loggers[i].log(step, split, {k: float(v[i]) for k, v in metrics.items()})
-
-  def _save(self, state: TrainState, step: int, which: np.ndarray) -> None:
     host = flax.serialization.to_state_dict(jax.device_get(state))
-    for i in np.flatnonzero(which):
-      self.metas[i]['step'] = step
-      self.checkpointers[i].save(step, _slice(host, i), dict(self.metas[i]))
+    for i in range(len(self.seeds)):
+      if latest[i] or best[i]:
+        self.metas[i]['step'] = step
+      if best[i]:
+        self.checkpointers[i].save_best(step, _slice(host, i), dict(self.metas[i]))
+      if latest[i]:
+        self.checkpointers[i].save(step, _slice(host, i), dict(self.metas[i]))
 
   def _finish(self, i: int, step: int, state: str, **extra) -> dict:
     meta = self.metas[i]
