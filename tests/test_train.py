@@ -205,3 +205,30 @@ def test_metrics_reader_skips_a_partial_last_line(tmp_path):
   path = tmp_path / 'metrics.jsonl'
   path.write_text('{"step": 2, "split": "train", "loss": 1.0}\n{"step": 4, "split": "tr')
   assert log_lib.read_metrics(str(path)) == [{'step': 2, 'split': 'train', 'loss': 1.0}]
+
+
+def test_dataset_task_with_length_buckets_resumes_exactly(tmp_path, monkeypatch):
+  """A dataset task: its arrays are a jit argument (train_data), one step program per length bucket,
+  the bucket of each step a function of the step: an interrupted run still matches."""
+  from deeprnn_jax.tasks import tfds_text  # noqa: PLC0415
+
+  words = ['good', 'bad', 'fine', 'awful', 'great', 'poor']
+  rng = np.random.default_rng(0)
+  texts = [' '.join(rng.choice(words, rng.integers(1, 9))) for _ in range(40)]
+  labels = [int(sum(w in ('good', 'fine', 'great') for w in t.split()) * 2 >= len(t.split())) for t in texts]
+
+  def toy_text(seed: int = 0):
+    del seed
+    return tfds_text.text_classification_task(
+        name='toy_text', train_texts=texts[:32], train_labels=labels[:32], test_texts=texts[32:],
+        test_labels=labels[32:], num_classes=2, vocab_size=8, max_len=8, num_val=6, buckets=(4, 8),
+        threshold=None)
+  monkeypatch.setitem(tasks_lib.TASKS, 'toy_text', toy_text)
+  config = tiny_config(**{'task.name': 'toy_text', 'task.options': {}, 'model.embed_features': 4})
+  straight, resumed = str(tmp_path / 'straight'), str(tmp_path / 'resumed')
+  assert train_lib.train(config, straight)['state'] == 'finished'
+  with pytest.raises(train_lib.Interrupted):
+    train_lib.train(config, resumed, should_stop=_StopAfter(5))
+  train_lib.train(config, resumed)
+  assert records(resumed) == records(straight)
+  assert {r['split'] for r in records(straight)} == {'train', 'val', 'test'}
