@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -48,8 +49,8 @@ def test_tiny_sweep_writes_every_report_file_and_a_rerun_trains_nothing(tmp_path
 
 
 def test_a_sweep_resumes_the_runs_it_did_not_finish(tmp_path):
-  config = tiny_config(**{'sweep.axes': config_lib.sweep_axes({'model.depth': [1, 2]}), 'sweep.seeds': (0,),
-                          'model.dropout_rate': 0.0})
+  config = tiny_config(**{'sweep.axes': config_lib.sweep_axes({'optim.learning_rate': [0.001, 0.002]}),
+                          'sweep.seeds': (0,)})
   workdir = str(tmp_path / 'w')
   calls = {'n': 0}
 
@@ -60,27 +61,29 @@ def test_a_sweep_resumes_the_runs_it_did_not_finish(tmp_path):
   from deeprnn_jax.train import Interrupted  # noqa: PLC0415
   with pytest.raises(Interrupted):
     sweep.run_sweep(config, workdir, should_stop=stop_in_second_run, echo=lambda s: None)
-  states = {r: log_lib.read_status(os.path.join(workdir, r))['state'] for r in ('rnn-d1-w8-s0', 'rnn-d2-w8-s0')}
-  assert states == {'rnn-d1-w8-s0': 'finished', 'rnn-d2-w8-s0': 'interrupted'}
-  assert not os.path.exists(os.path.join(workdir, 'rnn-d2-w8-s0', sweep.LOCK_FILE))
+  first, second = 'rnn-d1-w8-lr0.001-s0', 'rnn-d1-w8-lr0.002-s0'
+  states = {r: log_lib.read_status(os.path.join(workdir, r))['state'] for r in (first, second)}
+  assert states == {first: 'finished', second: 'interrupted'}
+  assert not os.path.exists(os.path.join(workdir, second, sweep.LOCK_FILE))
   result = sweep.run_sweep(config, workdir, echo=lambda s: None)
-  assert result.skipped == ['rnn-d1-w8-s0'] and result.trained == ['rnn-d2-w8-s0']
-  assert log_lib.read_status(os.path.join(workdir, 'rnn-d2-w8-s0'))['resumed_from'] == 3
+  assert result.skipped == [first] and result.trained == [second]
+  assert log_lib.read_status(os.path.join(workdir, second))['resumed_from'] == 3
 
 
 def test_a_run_locked_by_a_live_runner_is_left_to_it(tmp_path):
-  config = tiny_config(**{'sweep.axes': config_lib.sweep_axes({'model.depth': [1, 2]})})
+  config = tiny_config(**{'sweep.axes': config_lib.sweep_axes({'optim.learning_rate': [0.001, 0.002]})})
   workdir = str(tmp_path / 'w')
-  held = sweep.RunLock(os.path.join(workdir, 'rnn-d1-w8-s0'))
+  first, second = 'rnn-d1-w8-lr0.001-s0', 'rnn-d1-w8-lr0.002-s0'
+  held = sweep.RunLock(os.path.join(workdir, first))
   assert held.acquire()                       # this process is alive: the lock is not stale
-  assert not sweep.RunLock(os.path.join(workdir, 'rnn-d1-w8-s0')).acquire()
+  assert not sweep.RunLock(os.path.join(workdir, first)).acquire()
   result = sweep.run_sweep(config, workdir, echo=lambda s: None)
-  assert result.locked == ['rnn-d1-w8-s0'] and result.trained == ['rnn-d2-w8-s0']
+  assert result.locked == [first] and result.trained == [second]
   held.release()
   # a lock left by a process that no longer exists is taken over
-  with open(os.path.join(workdir, 'rnn-d1-w8-s0', sweep.LOCK_FILE), 'w') as f:
-    json.dump({'host': __import__('socket').gethostname(), 'pid': 2 ** 22 + 12345}, f)
-  assert sweep.RunLock(os.path.join(workdir, 'rnn-d1-w8-s0')).acquire()
+  with open(os.path.join(workdir, first, sweep.LOCK_FILE), 'w') as f:
+    json.dump({'host': socket.gethostname(), 'pid': 2 ** 22 + 12345}, f)
+  assert sweep.RunLock(os.path.join(workdir, first)).acquire()
 
 
 @pytest.mark.parametrize('cell,connection', [('lstm', 'stacked'), ('gru', 'residual'), ('rnn', 'skip')])
