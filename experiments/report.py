@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import io
 import math
 import os
 import sys
@@ -166,7 +167,8 @@ def summarize(run: Run, axes: Sequence[str], facts: dict) -> dict:
   main, mode = main_metric(facts)
   row = {
       'run_id': run.run_id, 'cell': c['model']['cell'], 'depth': c['model']['depth'],
-      'width': c['model']['width'], 'top_width': c['model'].get('top_width'), 'seed': c['train']['seed'], 'params': run.status.get('params'),
+      'width': c['model']['width'], 'top_width': c['model'].get('top_width'), 'seed': c['train']['seed'],
+      'params': run.status.get('params'),
       'status': run.state, 'steps': run.status.get('step'), 'diverged_step': run.status.get('diverged_step'),
   }
   for key in axes:
@@ -224,7 +226,6 @@ def write_csv(path: str, rows: Sequence[dict]) -> None:
   fields = []
   for r in rows:
     fields += [k for k in r if k not in fields]
-  import io  # pylint: disable=g-import-not-at-top
   buf = io.StringIO()
   w = csv.DictWriter(buf, fieldnames=fields)
   w.writeheader()
@@ -625,13 +626,15 @@ def _markdown(workdir, runs, vs, axes, facts, metric, mode, ref, len_splits, plo
               f'{ref} {metric} ({"lower" if mode == "min" else "higher"} is better).',
               f'Baseline: {base.get("metric")} = {_fmt(base.get("value"))} ({base.get("description", "")}).']
     if thr:
-      lines.append(f'Threshold ("solved"): {thr["metric"]} {"<=" if thr["mode"] == "min" else ">="} {_fmt(thr["value"])} on val.')
+      sign = '<=' if thr['mode'] == 'min' else '>='
+      lines.append(f'Threshold ("solved"): {thr["metric"]} {sign} {_fmt(thr["value"])} on val.')
     lines.append('')
   if axes:
     lines += ['Swept: ' + ', '.join(f'`{a}`' for a in axes) + '.', '']
   lines += ['## Findings', '']
   found = statements(vs, axes, facts, metric, mode, ref)
-  lines += [f'- {s}' if not s.startswith('  ') else f'  - {s.strip()}' for s in found] or ['- (not enough finished runs to compare)']
+  lines += ([f'- {s}' if not s.startswith('  ') else f'  - {s.strip()}' for s in found]
+            or ['- (not enough finished runs to compare)'])
   lines += ['', '## Variants', '',
             'Mean ± 95% CI half-width over finished seeds (n). Steps/s and compile seconds are per '
             'program: the seeds of a variant train together, vmapped.', '']

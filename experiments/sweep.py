@@ -338,8 +338,9 @@ def write_sweep_file(config: ml_collections.ConfigDict, workdir: str, points: Se
   runs = {r['run_id']: r for r in old.get('runs', []) if isinstance(r, dict) and 'run_id' in r}
   for p in points:
     for seed in p.seeds:
-      runs[p.run_id(seed)] = {'run_id': p.run_id(seed), 'variant': p.variant, 'seed': seed,
-                              'point': dict(p.values), 'width': p.config.model.width, 'top_width': p.config.model.top_width, 'params': p.params}
+      runs[p.run_id(seed)] = {'run_id': p.run_id(seed), 'variant': p.variant, 'seed': seed, 'point': dict(p.values),
+                              'width': p.config.model.width, 'top_width': p.config.model.top_width,
+                              'params': p.params}
   log_lib.write_json(path, {
       'name': os.path.basename(os.path.abspath(workdir)),
       'config': config_lib.to_dict(config),
