@@ -196,8 +196,9 @@ class DeepRNN(nn.Module):
       bidirectional layers are scanned layer by layer), ``'layer'`` (each layer scanned over the
       whole sequence with its input projection hoisted out of the loop as one matmul, as cuDNN
       does; linear-recurrence cells also hoist their readout), ``'parallel'`` (linear-recurrence
-      cells only: associative scan over time), or ``'auto'`` (``'parallel'`` for linear cells on an
-      accelerator, else ``'layer'``). All use the same parameter tree and give the same numbers.
+      cells only: associative scan over time), or ``'auto'``: ``'time'`` on CPU (the fastest there,
+      see ``resolved_execution``), and on accelerators ``'parallel'`` for linear cells, else
+      ``'layer'``. All use the same parameter tree and give the same numbers.
     unroll: scan unroll factor.
     remat: rematerialize each scan step in the backward pass (memory ~ carries, for long sequences).
     initial_carry: ``'zeros'`` or ``'learned'`` (a parameter per layer, broadcast over the batch).
@@ -346,9 +347,16 @@ class DeepRNN(nn.Module):
     """The execution path ``'auto'`` stands for, given the cell and the backend."""
     if self.execution != 'auto':
       return self.execution
+    if jax.default_backend() == 'cpu':
+      # Measured on XLA:CPU (benchmarks/): the per-step path is the fastest. One big hoisted input
+      # matmul runs at a lower FLOP rate there than the small per-step ones, and hoisting made the
+      # LSTM training step 1.2-1.4x slower; the associative scan does O(T log T) work and lost to
+      # the sequential scan at every shape, T = 2048 included.
+      return 'time'
+    # On accelerators the cuDNN recipe: big hoisted matmuls, and the associative scan's log-depth
+    # for linear recurrences.
     linear = issubclass(resolve_cell(self.cell), LinearRecurrentCell)
-    # The associative scan does O(T log T) work: it wins where parallel hardware hides the depth.
-    return 'parallel' if linear and jax.default_backend() != 'cpu' else 'layer'
+    return 'parallel' if linear else 'layer'
 
   # -- execution paths -----------------------------------------------------------------------------
 

@@ -252,3 +252,10 @@ def test_bfloat16_compute_policy():
 def test_bad_options_fail_at_construction(kwargs, message):
   with pytest.raises(ValueError, match=message):
     dr.DeepRNN(**kwargs)
+
+
+def test_auto_execution_picks_the_measured_fastest_path():
+  model = dr.DeepRNN(cell='lstm', features=HIDDEN)
+  want = 'time' if jax.default_backend() == 'cpu' else 'layer'
+  assert model.resolved_execution == want
+  assert dr.DeepRNN(cell='gru', execution='layer').resolved_execution == 'layer'
