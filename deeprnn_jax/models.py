@@ -95,33 +95,43 @@ class _SequenceModel(nn.Module):
     return nn.Dense(out_features, name='out')(h)
 
 
-class Classifier(_SequenceModel):
-  """Sequence -> class logits ``[batch, num_classes]``.
+class _PooledModel(_SequenceModel):
+  """Sequence -> one vector: encoder, ``DeepRNN``, pooling over valid steps, head.
 
   Attributes:
-    num_classes: number of classes.
     pooling: ``'last'`` (last valid step), ``'mean'`` or ``'max'`` over valid steps.
   """
 
-  num_classes: int = 2
   pooling: str = 'last'
+
+  @property
+  def num_outputs(self) -> int:
+    raise NotImplementedError
 
   @nn.compact
   def __call__(self, inputs, lengths=None, *, deterministic: bool = True):
     y = self.encode(inputs, lengths, deterministic)
-    return self.head(pool(y, lengths, self.pooling, self.rnn.bidirectional), self.num_classes, deterministic)
+    return self.head(pool(y, lengths, self.pooling, self.rnn.bidirectional), self.num_outputs, deterministic)
 
 
-class Regressor(_SequenceModel):
+class Classifier(_PooledModel):
+  """Sequence -> class logits ``[batch, num_classes]``."""
+
+  num_classes: int = 2
+
+  @property
+  def num_outputs(self) -> int:
+    return self.num_classes
+
+
+class Regressor(_PooledModel):
   """Sequence -> real vector ``[batch, out_features]`` (e.g. the adding problem's sum)."""
 
   out_features: int = 1
-  pooling: str = 'last'
 
-  @nn.compact
-  def __call__(self, inputs, lengths=None, *, deterministic: bool = True):
-    y = self.encode(inputs, lengths, deterministic)
-    return self.head(pool(y, lengths, self.pooling, self.rnn.bidirectional), self.out_features, deterministic)
+  @property
+  def num_outputs(self) -> int:
+    return self.out_features
 
 
 class PerStepModel(_SequenceModel):
