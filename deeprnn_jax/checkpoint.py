@@ -7,15 +7,20 @@ Layout, inside a run folder::
 
 ``state`` is an array pytree (parameters, optimizer state, rng keys, step) written by orbax's
 ``StandardSave`` (tensorstore, no pickling); ``meta`` is JSON: the host-side loop state a resumed run
-needs to continue exactly (best value so far, threshold step, elapsed time, ...).
+needs to continue exactly (best value so far, threshold step, elapsed time, ...), plus a SHA-256
+digest of the state's arrays.
 
 orbax writes each save into a temporary folder and renames it on commit, so a kill during a save
-leaves the previous checkpoints intact; ``restore_latest`` also survives a committed-but-unreadable
-save by falling back to the one before it. This module is the only one that imports orbax.
+leaves the previous checkpoints intact. A committed save can still be damaged later (truncated,
+garbled, files missing); orbax notices most of that, but flipped bytes inside an array file restore
+without complaint as wrong numbers, which the digest catches. ``restore_latest`` skips any save that
+does not restore or does not match its digest, with a warning, and falls back to the one before it.
+This module is the only one that imports orbax.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from typing import Any
@@ -25,6 +30,19 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 _log = logging.getLogger(__name__)
+
+
+_DIGEST = 'state_digest'
+
+
+def state_digest(tree: Any) -> str:
+  """SHA-256 over every array of ``tree``: its path, dtype, shape and bytes."""
+  h = hashlib.sha256()
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    a = np.ascontiguousarray(np.asarray(leaf))
+    h.update(f'{jax.tree_util.keystr(path)}|{a.dtype.str}|{a.shape}|'.encode())
+    h.update(a.tobytes())
+  return h.hexdigest()
 
 
 def _abstract(tree: Any) -> Any:
@@ -47,6 +65,7 @@ class Checkpointer:
 
   @staticmethod
   def _args(state: Any, meta: dict) -> ocp.args.Composite:
+    meta = {**meta, _DIGEST: state_digest(state)}
     return ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
 
   def save(self, step: int, state: Any, meta: dict) -> None:
@@ -67,14 +86,18 @@ class Checkpointer:
     target = None if like is None else _abstract(like)
     args = ocp.args.Composite(state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore())
     out = manager.restore(step, args=args)
-    return out['state'], dict(out['meta'])
+    state, meta = out['state'], dict(out['meta'])
+    digest = meta.pop(_DIGEST, None)
+    if digest is not None and state_digest(state) != digest:
+      raise ValueError('its arrays do not match the digest saved with them')
+    return state, meta
 
   def restore_latest(self, like: Any, max_step: int | None = None) -> tuple[int, Any, dict] | None:
     """The newest readable checkpoint at or before ``max_step``: ``(step, state, meta)``, or None.
 
     ``like`` is a pytree with the structure, shapes and dtypes of the state (None: the tree as
-    saved, nested dicts of NumPy arrays). A checkpoint that fails
-    to restore (truncated, garbled) is skipped with a warning and the one before it is tried.
+    saved, nested dicts of NumPy arrays). A checkpoint that fails to restore (truncated, garbled)
+    or whose arrays do not match their digest is skipped with a warning and the one before it is tried.
     """
     for step in sorted(self._latest.all_steps(), reverse=True):
       if max_step is not None and step > max_step:

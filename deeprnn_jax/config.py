@@ -109,6 +109,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.logging.job_type = None
   c.logging.tags = ()
   c.logging.wandb_dir = None       # default: each run's own folder
+  c.logging.wandb_timeout_seconds = 60.0   # wandb init/finish give up after this; the run goes on locally
   return c
 
 
@@ -262,6 +263,7 @@ RULES: dict[str, Callable[[str, Any], Any]] = {
     'logging.job_type': _str(optional=True),
     'logging.tags': _tuple_of(_str()),
     'logging.wandb_dir': _str(optional=True),
+    'logging.wandb_timeout_seconds': _float(0.0, lo_open=True),
 }
 
 # Keys a sweep may vary: everything that describes one run, and the parameter budget (so a sweep can

@@ -25,7 +25,8 @@ import math
 import netrc
 import os
 import tempfile
-from typing import Any, Iterable, Mapping
+import threading
+from typing import Any, Callable, Iterable, Mapping
 
 _log = logging.getLogger(__name__)
 
@@ -38,9 +39,15 @@ METRICS_FILE = 'metrics.jsonl'
 
 
 def one_line(e: BaseException) -> str:
-  """``'<Type>: <first line of the message>'``, for status files and one-line errors."""
+  """``'<Type>: <first line of the message>'``, for status files and one-line errors (secrets removed)."""
   text = str(e).strip().splitlines()
-  return f'{type(e).__name__}: {text[0] if text else ""}'[:500]
+  return redact(f'{type(e).__name__}: {text[0] if text else ""}')[:500]
+
+
+def redact(text: str) -> str:
+  """``text`` without the wandb API key: error messages (a library's included) end up in run folders."""
+  key = os.environ.get('WANDB_API_KEY', '').strip()
+  return text.replace(key, '<WANDB_API_KEY>') if len(key) >= 8 else text
 
 
 # ----------------------------------------------------------------------------------------------
@@ -49,11 +56,16 @@ def one_line(e: BaseException) -> str:
 
 def atomic_write_text(path: str, text: str) -> None:
   """Writes ``text`` so that readers see the old content or the new one, never a mix."""
+  atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+  """Writes ``data`` so that readers (another runner, a report) see the old content or the new one."""
   directory = os.path.dirname(os.path.abspath(path))
   fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
   try:
-    with os.fdopen(fd, 'w') as f:
-      f.write(text)
+    with os.fdopen(fd, 'wb') as f:
+      f.write(data)
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -192,31 +204,60 @@ def resolve_wandb_mode(mode: str | None) -> str:
   return 'offline'
 
 
+def call_with_timeout(fn: Callable[[], Any], seconds: float, what: str) -> Any:
+  """``fn()``, or ``TimeoutError`` if it has not returned after ``seconds``.
+
+  ``fn`` runs in a daemon thread that is left behind if it hangs: a call into a library that waits
+  on the network (wandb's init and finish) cannot then hold up training, nor the process's exit.
+  """
+  box = {}
+
+  def target():
+    try:
+      box['value'] = fn()
+    except BaseException as e:  # pylint: disable=broad-except  (handed to the caller)
+      box['error'] = e
+
+  thread = threading.Thread(target=target, name=what, daemon=True)
+  thread.start()
+  thread.join(seconds)
+  if thread.is_alive():
+    raise TimeoutError(f'{what} did not return within {seconds:g} s')
+  if 'error' in box:
+    raise box['error']
+  return box.get('value')
+
+
 class WandbRun:
   """One wandb run that can never stop training: every call is guarded, the first failure disables it.
 
-  Several can be open in one process (``reinit='create_new'``): the seeds of a vmapped group each
-  get their own wandb run, grouped together by ``group``.
+  ``init`` and ``finish`` (the calls that wait on the wandb server) give up after ``timeout``
+  seconds; a failure is logged once as a warning and kept in ``error``. Several runs can be open in
+  one process (``reinit='create_new'``): the seeds of a vmapped group each get their own wandb run,
+  grouped together by ``group``.
   """
 
   def __init__(self, mode: str, *, project: str, name: str, directory: str, config: Mapping[str, Any],
                run_id: str | None = None, entity: str | None = None, group: str | None = None,
                job_type: str | None = None, tags: Iterable[str] = (),
-               metric_modes: Mapping[str, str] | None = None):
+               metric_modes: Mapping[str, str] | None = None, timeout: float = 60.0):
     self._run = None
     self.mode = mode
+    self.timeout = timeout
+    self.error: str | None = None
     if mode == 'disabled':
       return
     try:
       import wandb  # pylint: disable=g-import-not-at-top
       os.makedirs(directory, exist_ok=True)
       settings = wandb.Settings(console='off', silent=True, disable_git=True, save_code=False,
-                                reinit='create_new', init_timeout=60.0)
+                                reinit='create_new', init_timeout=timeout)
       # Under `wandb agent` the agent owns the run id (WANDB_RUN_ID); elsewhere ours makes resume work.
       run_id = None if os.environ.get('WANDB_SWEEP_ID') else run_id
-      self._run = wandb.init(mode=mode, project=project, entity=entity, group=group, job_type=job_type,
-                             tags=list(tags) or None, name=name, id=run_id, resume='allow' if run_id else None,
-                             dir=directory, config=dict(config), allow_val_change=True, settings=settings)
+      init = lambda: wandb.init(mode=mode, project=project, entity=entity, group=group, job_type=job_type,
+                                tags=list(tags) or None, name=name, id=run_id, resume='allow' if run_id else None,
+                                dir=directory, config=dict(config), allow_val_change=True, settings=settings)
+      self._run = call_with_timeout(init, timeout, 'wandb.init')
       self._run.define_metric('step')
       for key, summary in (metric_modes or {}).items():
         self._run.define_metric(key, step_metric='step', summary=summary)
@@ -229,6 +270,7 @@ class WandbRun:
     return self._run is not None
 
   def _fail(self, what: str, e: Exception) -> None:
+    self.error = f'{what}: {one_line(e)}'
     _log.warning('wandb %s failed (%s); continuing with local logs only', what, one_line(e))
     self._run = None
 
@@ -251,8 +293,9 @@ class WandbRun:
   def finish(self, exit_code: int = 0) -> None:
     if self._run is None:
       return
+    run = self._run
     try:
-      self._run.finish(exit_code=exit_code)
+      call_with_timeout(lambda: run.finish(exit_code=exit_code), self.timeout, 'wandb finish')
     except Exception as e:  # pylint: disable=broad-except
       self._fail('finish', e)
     self._run = None

@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 
 from deeprnn_jax import checkpoint as checkpoint_lib
 from deeprnn_jax import config as config_lib
+from deeprnn_jax import faults
 from deeprnn_jax import logging as log_lib
 from deeprnn_jax import models
 from deeprnn_jax.stack import DeepRNN
@@ -444,26 +445,46 @@ class _SeedGroup:
     mode = log_lib.resolve_wandb_mode(c.logging.wandb_mode)
     modes = {f'{s}/{m}': self.task.metric_modes.get(m, 'min') for s in ('train', *self.splits)
              for m in ('loss', *self.metric_names)}
-    self.loggers, self.wandb_ids = [], []
+    self.loggers, self.wandb_ids, self.wandb_modes, self.wandb_errors = [], [], [], []
+    error = None
     for config, run_dir, status in zip(self.configs, self.run_dirs, statuses):
       wandb_id = (status or {}).get('wandb_id') or uuid.uuid4().hex[:12]
       flat = config_lib.flatten(config_lib.to_dict(config), stop=())
       wb_config = {**flat, 'cell': c.model.cell, 'depth': c.model.depth, 'width': c.model.width,
                    'seed': config.train.seed, 'params': params_count, 'task': c.task.name}
+      # After one failure the other seeds of the group go without wandb rather than each wait out
+      # the same timeout (the error is recorded in every seed's status).
       run = log_lib.WandbRun(
-          mode, project=c.logging.project, entity=c.logging.entity, name=os.path.basename(run_dir),
-          run_id=wandb_id, directory=c.logging.wandb_dir or run_dir, config=wb_config,
-          group=c.logging.group or os.path.basename(os.path.dirname(run_dir)),
-          job_type=c.logging.job_type or variant_name(c), tags=c.logging.tags, metric_modes=modes)
+          'disabled' if error else mode, project=c.logging.project, entity=c.logging.entity,
+          name=os.path.basename(run_dir), run_id=wandb_id, directory=c.logging.wandb_dir or run_dir,
+          config=wb_config, group=c.logging.group or os.path.basename(os.path.dirname(run_dir)),
+          job_type=c.logging.job_type or variant_name(c), tags=c.logging.tags, metric_modes=modes,
+          timeout=c.logging.wandb_timeout_seconds)
+      error = error or run.error
       self.loggers.append(log_lib.RunLogger(run_dir, run))
       self.wandb_ids.append(wandb_id)
-    self.wandb_mode = mode
+      self.wandb_modes.append(mode if run.active else 'disabled')
+      self.wandb_errors.append(error)
 
   def _resume(self, fresh: TrainState) -> tuple[TrainState, list[dict]]:
-    """The state to start from: the newest step every seed has a good checkpoint for, or step 0."""
+    """The state to start from: the newest step every seed can resume from, or step 0.
+
+    A seed can resume from a checkpoint that restores (``Checkpointer.restore_latest`` skips
+    unreadable ones) and that its ``metrics.jsonl`` is complete up to (``_logged_through``), so the
+    resumed curve has no hole. Records after the chosen step are dropped (the resumed run writes
+    them again) and so are newer checkpoints; with no such step the seeds start over, with a warning.
+    """
     like = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype),
                         flax.serialization.to_state_dict(fresh))
-    restored = [ck.restore_latest(like) for ck in self.checkpointers]
+    limits = []
+    for ck, logger, run_dir in zip(self.checkpointers, self.loggers, self.run_dirs):
+      limit = self._logged_through(log_lib.read_metrics(logger.metrics.path))
+      newest = ck.latest_step()
+      if newest is not None and newest > limit:
+        _log.warning('%s: metrics.jsonl lacks records after step %d; resuming from a checkpoint at or before it',
+                     run_dir, limit)
+      limits.append(limit)
+    restored = [ck.restore_latest(like, max_step=limit) for ck, limit in zip(self.checkpointers, limits)]
     if all(r is not None for r in restored):
       step = min(r[0] for r in restored)
       if any(r[0] != step for r in restored):
@@ -476,12 +497,31 @@ class _SeedGroup:
           ck.discard_after(step)
           logger.metrics.truncate_after(step)
         return state, [dict(r[2]) for r in restored]
-    if any(r is not None for r in restored):
-      _log.warning('no common checkpoint for seeds %s; restarting them from step 0', self.seeds)
+    if any(ck.latest_step() is not None for ck in self.checkpointers):
+      _log.warning('no checkpoint that all of %s can resume from; restarting them from step 0',
+                   ', '.join(os.path.basename(d) for d in self.run_dirs))
     for ck, logger in zip(self.checkpointers, self.loggers):
       ck.discard_after(-1)
       logger.metrics.reset()
     return fresh, [_fresh_meta() for _ in self.seeds]
+
+  def _due(self, step: int) -> tuple[bool, bool, bool]:
+    """What the loop does once ``step`` steps are done: (log train metrics, evaluate, checkpoint)."""
+    c = self.config.train
+    last = step == c.num_steps
+    return (step % c.log_every_steps == 0 or last, step % c.eval_every_steps == 0 or last,
+            step % c.checkpoint_every_steps == 0 or last)
+
+  def _logged_through(self, records: Sequence[dict]) -> int:
+    """The last step up to which ``records`` hold every train and eval record the loop writes."""
+    have = {(r['step'], r.get('split')) for r in records}
+    for step in range(1, self.config.train.num_steps + 1):
+      log_now, eval_now, _ = self._due(step)
+      want = (['train'] if log_now else []) + (
+          list(self.splits if step == self.config.train.num_steps else self.periodic) if eval_now else [])
+      if any((step, split) not in have for split in want):
+        return step - 1
+    return self.config.train.num_steps
 
   def _task_facts(self) -> dict:
     """What the report needs to know about the task without rebuilding it."""
@@ -515,15 +555,20 @@ class _SeedGroup:
         log_lib.update_status(
             run_dir, state='running', run_id=os.path.basename(run_dir), seed=self.seeds[i], step=start,
             num_steps=c.train.num_steps, params=params_count, vmapped_seeds=len(self.seeds), pid=os.getpid(),
-            host=socket.gethostname(), wandb_id=self.wandb_ids[i], wandb_mode=self.wandb_mode,
+            host=socket.gethostname(), wandb_id=self.wandb_ids[i], wandb_mode=self.wandb_modes[i],
+            wandb_error=self.wandb_errors[i],
             resumed_from=start or None, updated_at=time.time(), error=None, task=self._task_facts())
       return self._loop(state, start)
     except Interrupted:
       raise
     except BaseException as e:
+      # A second Ctrl-C (KeyboardInterrupt) stops at once: the runs are interrupted, not failed, and
+      # resume from their last periodic checkpoint.
+      stopped = isinstance(e, KeyboardInterrupt)
       for i, run_dir in enumerate(self.run_dirs):
         if (log_lib.read_status(run_dir) or {}).get('state') == 'running':
-          log_lib.update_status(run_dir, state='failed', error=log_lib.one_line(e), updated_at=time.time())
+          log_lib.update_status(run_dir, state='interrupted' if stopped else 'failed',
+                                error=None if stopped else log_lib.one_line(e), updated_at=time.time())
           self.loggers[i].finish(exit_code=1)
       raise
     finally:
@@ -542,6 +587,11 @@ class _SeedGroup:
     shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), (state, jnp.asarray(active), data))
     compiled = {b: f.lower(*shapes).compile() for b, f in self.step_fns.items()}
     self.compile_seconds = time.perf_counter() - t0
+    for i, meta in enumerate(self.metas):
+      # A checkpoint written as a run's last, whose process died before the run was marked done.
+      if meta.get('ended') or meta['step'] >= c.num_steps:
+        done[i] = self._finish(i, meta['step'], 'finished', stopped_early=meta.get('ended') == 'early')
+        active[i] = False
     active_dev = jnp.asarray(active)
     bar = tqdm(total=c.num_steps, initial=start, disable=not c.progress_bar, dynamic_ncols=True,
                desc=os.path.basename(self.run_dirs[0]) if num == 1 else f'{variant_name(self.config)} x{num} seeds')
@@ -551,11 +601,10 @@ class _SeedGroup:
       while step < c.num_steps and active.any():
         state = compiled[self._bucket(step)](state, active_dev, data)
         step += 1
+        faults.point(f'step:{step}')
         bar.update(1)
         last = step == c.num_steps
-        log_now = step % c.log_every_steps == 0 or last
-        eval_now = step % c.eval_every_steps == 0 or last
-        ckpt_now = step % c.checkpoint_every_steps == 0 or last
+        log_now, eval_now, ckpt_now = self._due(step)
         stop_now = self.should_stop()
         if not (log_now or eval_now or ckpt_now or stop_now):
           continue
@@ -580,6 +629,8 @@ class _SeedGroup:
         rest = [s for s in self.splits if s not in self.periodic]
         if finishing.any() and rest:   # a run's last evaluation covers every split
           self._log_eval(self.evaluate(state.params, rest), step, finishing)
+        for i in np.flatnonzero(finishing):   # its last checkpoint says so: a resume finishes it, trains no further
+          self.metas[i]['ended'] = 'last' if last else 'early'
         self._save(state, step, latest=active if (ckpt_now or stop_now) else finishing, best=best)
         for i in np.flatnonzero(finishing):
           done[i] = self._finish(i, step, 'finished', stopped_early=not last)
@@ -688,10 +739,12 @@ class _SeedGroup:
         self.checkpointers[i].save_best(step, _slice(host, i), dict(self.metas[i]))
       if latest[i]:
         self.checkpointers[i].save(step, _slice(host, i), dict(self.metas[i]))
+    faults.point(f'checkpoint:{step}')
 
   def _finish(self, i: int, step: int, state: str, **extra) -> dict:
     meta = self.metas[i]
     self.checkpointers[i].wait()
+    faults.point(f'finish:{step}')
     rate = meta['rate_steps'] / meta['rate_seconds'] if meta['rate_seconds'] > 0 else None
     status = log_lib.update_status(
         self.run_dirs[i], state=state, step=step, compile_seconds=self.compile_seconds,

@@ -3,12 +3,15 @@
 * ``--config FILE --workdir DIR`` plus overrides ``--config.<key>=<value>`` (parsed as literals);
 * a mistake in the input prints ``error: <one line>`` and exits with code 2, before any compute;
 * SIGTERM or Ctrl-C asks training to stop: it checkpoints, marks the run ``interrupted`` and the
-  command exits with code 130 and says how to resume (a second Ctrl-C stops at once).
+  command exits with code 130 and says how to resume (a second Ctrl-C stops at once: the runs are
+  marked ``interrupted`` and resume from their last periodic checkpoint).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import signal
 import sys
 from typing import Callable, Sequence
@@ -33,8 +36,10 @@ class _StopFlag:
     if self.requested and signum == signal.SIGINT:
       raise KeyboardInterrupt
     self.requested = True
-    print(f'\n{signal.Signals(signum).name}: saving a checkpoint and stopping '
-          '(Ctrl-C again to stop at once)', file=sys.stderr)
+    # os.write, not print: the handler may run while the main thread is inside a write to stderr (the
+    # progress bar), and re-entering that buffered stream would raise in the middle of training.
+    os.write(sys.stderr.fileno(), f'\n{signal.Signals(signum).name}: saving a checkpoint and stopping '
+             '(Ctrl-C again to stop at once)\n'.encode())
 
 
 class _Parser(argparse.ArgumentParser):
@@ -81,10 +86,14 @@ def main_with(parser: argparse.ArgumentParser, argv: Sequence[str] | None, comma
   except ConfigError as e:
     print(f'error: {e}', file=sys.stderr)
     return EXIT_USAGE
-  except Exception as e:  # pylint: disable=broad-except
+  except (Exception, KeyboardInterrupt) as e:  # pylint: disable=broad-except
     from deeprnn_jax.train import Interrupted  # pylint: disable=g-import-not-at-top
+    again = f'{parser.prog} {shlex.join(sys.argv[1:] if argv is None else argv)}'
     if isinstance(e, Interrupted):
-      print(f'{e}: python -m {parser.prog.split()[-1]} --config {args.config} --workdir {args.workdir}'
-            f'{"".join(" --config." + o for o in overrides)}', file=sys.stderr)
+      print(f'{e}: {again}', file=sys.stderr)
+      return EXIT_INTERRUPTED
+    if isinstance(e, KeyboardInterrupt):
+      print(f'stopped at once, without a new checkpoint; run the same command again to resume from the last '
+            f'one: {again}', file=sys.stderr)
       return EXIT_INTERRUPTED
     raise

@@ -222,6 +222,13 @@ def main_metric(facts: dict) -> tuple[str, str]:
   return metric, mode
 
 
+def _save(fig, path: str) -> None:
+  """Writes a figure as PNG atomically: two runners finishing together never leave a mixed file."""
+  buf = io.BytesIO()
+  fig.savefig(buf, format='png', dpi=110)
+  log_lib.atomic_write_bytes(path, buf.getvalue())
+
+
 def write_csv(path: str, rows: Sequence[dict]) -> None:
   fields = []
   for r in rows:
@@ -356,7 +363,7 @@ def plot_learning_curves(path, vs: Sequence[Variant], axes_keys, facts, metric, 
       ax.set_yscale('log')
   fig.suptitle(f'{split} {metric}: mean over seeds, 95% CI band')
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  _save(fig, path)
   plt.close(fig)
 
 
@@ -388,7 +395,7 @@ def plot_vs_depth(path, vs: Sequence[Variant], axes_keys, facts, column: str, yl
       ax.set_yscale('log')
   fig.suptitle(title, fontsize=10)
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  _save(fig, path)
   plt.close(fig)
 
 
@@ -413,7 +420,7 @@ def plot_grad_norms(path, vs: Sequence[Variant], axes_keys) -> None:
     ax.legend(fontsize=7)
   fig.suptitle('per-layer gradient norm over training')
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  _save(fig, path)
   plt.close(fig)
 
 
@@ -426,7 +433,7 @@ def plot_diverged(path, vs: Sequence[Variant]) -> None:
   ax.set_xticklabels([v.name for v in vs], rotation=60, ha='right', fontsize=7)
   ax.set(ylim=(0, 1), ylabel='fraction of seeds diverged', title='diverged runs per variant')
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  _save(fig, path)
   plt.close(fig)
 
 
@@ -453,7 +460,7 @@ def plot_length_generalization(path, vs: Sequence[Variant], axes_keys, facts, me
     ax.legend(fontsize=7)
   fig.suptitle('length generalization (final, mean and 95% CI over seeds)')
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  _save(fig, path)
   plt.close(fig)
 
 

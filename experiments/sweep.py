@@ -8,9 +8,10 @@
   Parameter counts come from ``jax.eval_shape`` of the model's init: no compute, no memory.
 * ``run_sweep(config, workdir)``: trains every run that is not done yet. The seeds of a grid point
   train together as one vmapped program (``sweep.vmap_seeds``; one by one if that runs out of
-  memory). Each run folder holds a lock while it trains, so two runners on one workdir split the
-  grid between them; a lock whose process died is taken over. JAX's persistent compilation cache is
-  on, so a rerun (or the next variant with the same shapes) skips XLA compilation.
+  memory). A runner holds each run's lock (``experiments/locks.py``) while it trains it, so several
+  runners on one workdir split the grid between them and never train a run twice; a runner that
+  dies (even by ``kill -9``) holds nothing. JAX's persistent compilation cache is on, so a rerun (or
+  the next variant with the same shapes) skips XLA compilation.
 * ``export_wandb_sweep`` / ``python -m experiments.sweep agent ...``: the same grid as a wandb sweep
   file, and the entry point ``wandb agent`` launches for each of its runs.
 """
@@ -25,7 +26,6 @@ import json
 import math
 import os
 import re
-import socket
 import sys
 import time
 from typing import Any, Callable, Iterable, Sequence
@@ -34,15 +34,14 @@ import jax
 import ml_collections
 
 from deeprnn_jax import config as config_lib
+from deeprnn_jax import faults
 from deeprnn_jax import logging as log_lib
 from deeprnn_jax import train as train_lib
 from deeprnn_jax.config import ConfigError
+from experiments.locks import LOCK_FILE, RunLock  # noqa: F401  (LOCK_FILE: part of this module's face)
 
 SWEEP_FILE = 'sweep.json'
 WANDB_SWEEP_FILE = 'wandb_sweep.yaml'
-LOCK_FILE = '.lock'
-STALE_LOCK_SECONDS = 600.0   # a lock not refreshed for this long belongs to a dead runner
-HEARTBEAT_SECONDS = 30.0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -225,76 +224,6 @@ def expand(config: ml_collections.ConfigDict, *, tasks: dict | None = None) -> l
 
 
 # ----------------------------------------------------------------------------------------------
-# Locks.
-
-
-class RunLock:
-  """An exclusive claim on a run folder by one runner process (``<run_dir>/.lock``).
-
-  Created with ``O_EXCL`` (atomic on local and NFS-like filesystems); holds the owner's host, pid
-  and a heartbeat (the file's mtime, refreshed while training). A lock is stale, and taken over,
-  when its process is gone (same host) or its heartbeat is older than ``STALE_LOCK_SECONDS``.
-  """
-
-  def __init__(self, run_dir: str):
-    self.path = os.path.join(run_dir, LOCK_FILE)
-    self.held = False
-    self._beat = 0.0
-
-  def _stale(self) -> bool:
-    try:
-      info = json.loads(open(self.path).read() or '{}')
-      age = time.time() - os.path.getmtime(self.path)
-    except FileNotFoundError:
-      return True
-    except (OSError, ValueError):
-      return time.time() - os.path.getmtime(self.path) > STALE_LOCK_SECONDS
-    if info.get('host') == socket.gethostname():
-      try:
-        os.kill(int(info.get('pid', -1)), 0)
-      except ProcessLookupError:
-        return True
-      except (PermissionError, ValueError, OverflowError):
-        pass
-    return age > STALE_LOCK_SECONDS
-
-  def acquire(self) -> bool:
-    os.makedirs(os.path.dirname(self.path), exist_ok=True)
-    for _ in range(2):
-      try:
-        fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-      except FileExistsError:
-        if not self._stale():
-          return False
-        try:
-          os.unlink(self.path)
-        except FileNotFoundError:
-          pass
-        continue
-      with os.fdopen(fd, 'w') as f:
-        f.write(json.dumps({'host': socket.gethostname(), 'pid': os.getpid(), 'since': time.time()}))
-      self.held, self._beat = True, time.time()
-      return True
-    return False
-
-  def heartbeat(self) -> None:
-    if self.held and time.time() - self._beat > HEARTBEAT_SECONDS:
-      try:
-        os.utime(self.path)
-      except OSError:
-        pass
-      self._beat = time.time()
-
-  def release(self) -> None:
-    if self.held:
-      try:
-        os.unlink(self.path)
-      except FileNotFoundError:
-        pass
-      self.held = False
-
-
-# ----------------------------------------------------------------------------------------------
 # Running.
 
 
@@ -385,30 +314,15 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, *,
   result = SweepResult()
   total = len(points)
   for n, point in enumerate(points, 1):
+    faults.point(f'point:{n}')
+    if should_stop():
+      raise train_lib.Interrupted(f'interrupted before {point.variant}; run the same command again to resume')
     seeds = [s for s in point.seeds if select is None or select(point, s)]
-    todo = []
-    for seed in seeds:
-      run_id = point.run_id(seed)
-      status = log_lib.read_status(os.path.join(workdir, run_id))
-      if status and status['state'] in log_lib.DONE_STATES:
-        result.skipped.append(run_id)
-        result.states[run_id] = status['state']
-      else:
-        todo.append(seed)
-    if not todo:
+    locks = _claim(point, seeds, workdir, result)
+    if not locks:
       continue
-    locks = {s: RunLock(os.path.join(workdir, point.run_id(s))) for s in todo}
-    mine = [s for s in todo if locks[s].acquire()]
-    result.locked += [point.run_id(s) for s in todo if s not in mine]
-    if not mine:
-      continue
-
-    def stop_and_beat(locks=locks):
-      for lock in locks.values():
-        lock.heartbeat()
-      return should_stop()
-
     try:
+      mine = list(locks)
       groups = [mine] if vmap and len(mine) > 1 else [[s] for s in mine]
       while groups:
         group = groups.pop(0)
@@ -417,7 +331,7 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, *,
              f'{", ".join(map(str, group))}{" vmapped" if len(group) > 1 else ""}')
         try:
           statuses = train_lib.train_seeds([point.run_config(s) for s in group],
-                                           [os.path.join(workdir, i) for i in ids], should_stop=stop_and_beat,
+                                           [os.path.join(workdir, i) for i in ids], should_stop=should_stop,
                                            task=point.task)
         except train_lib.Interrupted:
           raise
@@ -443,6 +357,38 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, *,
       for lock in locks.values():
         lock.release()
   return result
+
+
+def _claim(point: GridPoint, seeds: Sequence[int], workdir: str, result: SweepResult) -> dict[int, RunLock]:
+  """Locks the runs of ``point`` that are not done yet, in seed order: ``{seed: lock}``.
+
+  A run is done if its status says so; that is read again once its lock is held, since another
+  runner may have finished it in between. The first run found locked means another runner is on
+  this grid point: the point's remaining runs are left to it too, so the seeds of a point stay
+  together in one vmapped group (and follow exactly the trajectory they would in one runner).
+  """
+  locks = {}
+  for i, seed in enumerate(seeds):
+    run_id = point.run_id(seed)
+    run_dir = os.path.join(workdir, run_id)
+    if not _done_state(run_dir):
+      lock = RunLock(run_dir)
+      if not lock.acquire():
+        result.locked += [point.run_id(s) for s in seeds[i:] if not _done_state(os.path.join(workdir, point.run_id(s)))]
+        break
+      if not _done_state(run_dir):
+        locks[seed] = lock
+        continue
+      lock.release()
+    result.skipped.append(run_id)
+    result.states[run_id] = _done_state(run_dir)
+  return locks
+
+
+def _done_state(run_dir: str) -> str | None:
+  """The run's state if it is done (finished or diverged), else None."""
+  status = log_lib.read_status(run_dir)
+  return status['state'] if status and status['state'] in log_lib.DONE_STATES else None
 
 
 # ----------------------------------------------------------------------------------------------

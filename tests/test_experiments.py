@@ -54,9 +54,9 @@ def test_a_sweep_resumes_the_runs_it_did_not_finish(tmp_path):
   workdir = str(tmp_path / 'w')
   calls = {'n': 0}
 
-  def stop_in_second_run():
+  def stop_in_second_run():   # polled before each grid point and after each step: step 3 of the second run
     calls['n'] += 1
-    return calls['n'] == config.train.num_steps + 3
+    return calls['n'] == 1 + config.train.num_steps + 1 + 3
 
   from deeprnn_jax.train import Interrupted  # noqa: PLC0415
   with pytest.raises(Interrupted):
@@ -75,12 +75,12 @@ def test_a_run_locked_by_a_live_runner_is_left_to_it(tmp_path):
   workdir = str(tmp_path / 'w')
   first, second = 'rnn-d1-w8-lr0.001-s0', 'rnn-d1-w8-lr0.002-s0'
   held = sweep.RunLock(os.path.join(workdir, first))
-  assert held.acquire()                       # this process is alive: the lock is not stale
+  assert held.acquire()                       # flock: a second claim fails, even from this process
   assert not sweep.RunLock(os.path.join(workdir, first)).acquire()
   result = sweep.run_sweep(config, workdir, echo=lambda s: None)
   assert result.locked == [first] and result.trained == [second]
   held.release()
-  # a lock left by a process that no longer exists is taken over
+  # a lock file left by a process that no longer exists holds nothing (the kernel released its flock)
   with open(os.path.join(workdir, first, sweep.LOCK_FILE), 'w') as f:
     json.dump({'host': socket.gethostname(), 'pid': 2 ** 22 + 12345}, f)
   assert sweep.RunLock(os.path.join(workdir, first)).acquire()
