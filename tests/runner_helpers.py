@@ -28,18 +28,20 @@ def tiny_config(**overrides):
   return config_lib.apply_overrides(c, overrides.items())
 
 
-def config_file_text(**overrides) -> str:
-  """A config file (as a user would write one) for ``tiny_config(**overrides)`` swept over 2 cells x
-  2 depths x 2 seeds; it imports nothing from the tests, so a subprocess can load it too."""
+def config_file_text(*, axes=None, seeds=(0, 1), **overrides) -> str:
+  """A config file (as a user would write one) for ``tiny_config(**overrides)`` swept over ``axes``
+  (default 2 cells x 2 depths) and ``seeds``; it imports nothing from the tests, so a subprocess can
+  load it too."""
   base = config_lib.to_dict(tiny_config(**{'train.num_steps': 8, **overrides}))
+  axes = axes or {'model.cell': ['rnn', 'gru'], 'model.depth': [1, 2]}
   return textwrap.dedent(f'''
       import json
       from deeprnn_jax.config import from_dict, sweep_axes
 
       def get_config():
         c = from_dict(json.loads({json.dumps(base)!r}))
-        c.sweep.axes = sweep_axes({{'model.cell': ['rnn', 'gru'], 'model.depth': [1, 2]}})
-        c.sweep.seeds = (0, 1)
+        c.sweep.axes = sweep_axes({axes!r})
+        c.sweep.seeds = {tuple(seeds)!r}
         return c
   ''')
 
