@@ -306,10 +306,10 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, *,
   Raises ``Interrupted`` (after checkpointing) when ``should_stop()`` turns true.
   """
   should_stop = should_stop or (lambda: False)
+  enable_compilation_cache()   # first: building the tasks compiles their data generators
   points = expand(config)
   check_workdir(config, workdir, points)
   write_sweep_file(config, workdir, points)
-  enable_compilation_cache()
   vmap = config.sweep.vmap_seeds if vmap_seeds is None else vmap_seeds
   result = SweepResult()
   total = len(points)

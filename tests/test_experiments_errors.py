@@ -3,15 +3,18 @@ code 2, and nothing written. Each case is (command-line arguments or config text
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 
 import pytest
 
+from deeprnn_jax import config as config_lib
 from experiments import run as run_cli
+from experiments import sweep
 
-from runner_helpers import CONFIG_FILE, config_file_text, write_config
+from runner_helpers import CONFIG_FILE, config_file_text, tiny_config, write_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -50,6 +53,7 @@ BAD_OVERRIDES = [
 
 BAD_FILES = [
     ('def get_config(:\n', "does not load: SyntaxError"),
+    ('import deeprnn_jax.nope\n', "does not load: ModuleNotFoundError: No module named 'deeprnn_jax.nope'"),
     ('x = 1\n', 'has no get_config() function'),
     ('def get_config():\n  raise RuntimeError("boom")\n', 'does not load: RuntimeError: boom'),
     ('def get_config():\n  return [1, 2]\n', 'get_config() in'),
@@ -87,18 +91,56 @@ def test_missing_config_file(tmp_path, capsys):
   assert code == 2 and 'nope.py' in err and 'not found' in err
 
 
+def _tree(path) -> dict[str, bytes]:
+  """Every file under ``path`` with its content: to show that nothing was written or overwritten."""
+  return {str(p): p.read_bytes() for p in sorted(path.rglob('*')) if p.is_file()}
+
+
 def test_a_workdir_holding_another_sweep_is_refused_untouched(tmp_path, capsys):
   cfg = write_config(tmp_path)
   workdir = tmp_path / 'w'
   assert run_cli.main(['--config', cfg, '--workdir', str(workdir), '--dry-run']) == 0
-  # a dry run writes nothing; a real sweep.json from a shorter sweep:
-  from experiments import sweep  # noqa: PLC0415
+  # a dry run writes nothing; a real sweep.json from a shorter sweep, with a run folder of it:
   config = sweep.load_config(cfg, ['train.num_steps=4'])
-  sweep.write_sweep_file(config, str(workdir), sweep.expand(config))
-  before = (workdir / 'sweep.json').read_text()
+  points = sweep.expand(config)
+  sweep.write_sweep_file(config, str(workdir), points)
+  (workdir / points[0].run_id(0)).mkdir()
+  (workdir / points[0].run_id(0) / 'status.json').write_text('{"state": "finished"}')
+  before = _tree(workdir)
   code, err = _run(['--config', cfg, '--workdir', str(workdir)], capsys)
   assert code == 2 and 'holds a different sweep (differs in train.num_steps)' in err
-  assert (workdir / 'sweep.json').read_text() == before
+  assert _tree(workdir) == before
+
+
+def test_a_run_folder_holding_another_config_is_refused_untouched(tmp_path, capsys):
+  """No sweep.json (e.g. it was deleted), but a run folder of another config: refused all the same."""
+  workdir = tmp_path / 'w'
+  (workdir / 'rnn-d1-w8-s0').mkdir(parents=True)
+  (workdir / 'rnn-d1-w8-s0' / 'config.json').write_text(
+      json.dumps(config_lib.to_dict(tiny_config(**{'optim.learning_rate': 0.5}))))
+  before = _tree(workdir)
+  code, err = _run(['--config', write_config(tmp_path), '--workdir', str(workdir)], capsys)
+  assert code == 2 and "run folder 'rnn-d1-w8-s0'" in err and 'holds another config' in err and '\n' not in err
+  assert _tree(workdir) == before
+
+
+def test_a_config_path_that_is_a_folder(tmp_path, capsys):
+  code, err = _run(['--config', str(tmp_path), '--workdir', str(tmp_path / 'w')], capsys)
+  assert code == 2 and 'not found' in err and not (tmp_path / 'w').exists()
+
+
+@pytest.mark.parametrize('point,message', [
+    (['--model.cell=lstm', '--model.depth=1'], "config key 'model.cell': value 'lstm' is not on this sweep axis"),
+    (['--model.cell=rnn'], "config key 'model.depth': no value given for this sweep axis"),
+    (['--model.cell=rnn', '--model.depth=1', '--model.width=4'], "config key 'model.width': is not an axis"),
+    (['--model.cell=rnn', '--model.depth=1', '--train.seed=7'], "config key 'train.seed': seed 7 is not in"),
+])
+def test_a_bad_wandb_agent_point_is_one_line_exit_2(tmp_path, capsys, point, message):
+  workdir = tmp_path / 'w'
+  code = sweep.main(['agent', '--config', write_config(tmp_path), '--workdir', str(workdir), *point])
+  err = capsys.readouterr().err.strip()
+  assert (code, '\n' in err) == (2, False) and message in err, err
+  assert not workdir.exists()
 
 
 def test_a_workdir_that_cannot_be_created_is_refused(tmp_path, capsys):
@@ -125,6 +167,7 @@ def test_a_missing_dataset_is_a_one_line_error(tmp_path, capsys):
   text = config_file_text(**{'task.name': 'polyphonic', 'task.options': {'path': str(tmp_path / 'missing.pickle')}})
   code, err = _run(['--config', write_config(tmp_path, text), '--workdir', str(tmp_path / 'w')], capsys)
   assert code == 2 and "'polyphonic' cannot be built: FileNotFoundError" in err and '\n' not in err
+  assert not (tmp_path / 'w').exists()
 
 
 def test_the_real_command_line_exits_2(tmp_path):

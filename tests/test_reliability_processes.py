@@ -59,8 +59,8 @@ def _start(cfg, workdir, tmp_path, fault='', *extra, env=None):
                           cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _run(cfg, workdir, tmp_path, fault='', *extra, env=None):
-  proc = _start(cfg, workdir, tmp_path, fault, '--no-report', *extra, env=env)
+def _run(cfg, workdir, tmp_path, fault='', *extra, env=None, report=False):
+  proc = _start(cfg, workdir, tmp_path, fault, *(() if report else ('--no-report',)), *extra, env=env)
   out, err = proc.communicate(timeout=300)
   assert SECRET not in out + err
   return proc.returncode, out, err
@@ -172,11 +172,11 @@ def test_kills_and_signals_at_every_moment_lose_nothing(two_runners, tmp_path):
   assert [_state(workdir, r) for r in RUNS] == ['finished', 'finished', 'interrupted', 'interrupted']
 
   # 6. The same command once more (wandb offline this time, with an API key in the environment).
-  code, out, err = _run(cfg, workdir, tmp_path, '', '--config.logging.wandb_mode=offline',
+  code, out, err = _run(cfg, workdir, tmp_path, '', '--config.logging.wandb_mode=offline', report=True,
                         env={'WANDB_DIR': str(tmp_path / 'wandb'), 'WANDB_CACHE_DIR': str(tmp_path / 'wandb_cache'),
                              'WANDB_CONFIG_DIR': str(tmp_path / 'wandb_config')})
   assert code == 0, err[-2000:]
-  assert _trained(out) == {LR_B} and 'sweep' in out and '4 finished' in out
+  assert _trained(out) == {LR_B} and '4 finished' in out and os.path.exists(os.path.join(workdir, 'report.md'))
 
   # Nothing lost, nothing stale, nothing trained twice.
   for run in RUNS:
@@ -184,7 +184,7 @@ def test_kills_and_signals_at_every_moment_lose_nothing(two_runners, tmp_path):
     assert records(os.path.join(workdir, run)) == records(os.path.join(reference, run)), run
   assert {p: os.stat(p).st_mtime_ns for p in done} == done
   assert not os.path.exists(tmp_path / 'unpickled.log')
-  # wandb ran (offline) and no file anywhere holds the key.
+  # wandb ran (offline) and no file anywhere (run folders, wandb's, the report) holds the key.
   assert log_lib.read_status(os.path.join(workdir, f'{LR_B}-s0'))['wandb_mode'] == 'offline'
   for path in glob.glob(os.path.join(str(tmp_path), '**', '*'), recursive=True):
     if os.path.isfile(path):

@@ -23,9 +23,10 @@ from deeprnn_jax import train as train_lib
 from deeprnn_jax.tasks import base as task_base
 from deeprnn_jax.tasks import synthetic
 from experiments import report
+from experiments import run as run_cli
 from experiments import sweep
 
-from runner_helpers import records, tiny_config
+from runner_helpers import records, tiny_config, write_config
 
 CONFIG = tiny_config(**{'model.width': 4})   # 12 steps; logs every 2, evaluates and checkpoints every 4
 
@@ -99,7 +100,8 @@ CHECKPOINT_DAMAGE = [
 ]
 
 
-@pytest.mark.parametrize('damage,resumed_from,warning', CHECKPOINT_DAMAGE, ids=[d[0].__name__ for d in CHECKPOINT_DAMAGE])
+@pytest.mark.parametrize('damage,resumed_from,warning', CHECKPOINT_DAMAGE,
+                         ids=[d[0].__name__ for d in CHECKPOINT_DAMAGE])
 def test_a_damaged_checkpoint_falls_back_and_the_run_ends_as_if_never_stopped(runs, tmp_path, caplog, damage,
                                                                               resumed_from, warning):
   straight, stopped = runs
@@ -213,6 +215,17 @@ def test_a_second_ctrl_c_stops_at_once_and_the_run_resumes(runs, tmp_path):
   status = train_lib.train(CONFIG, run)
   assert status['state'] == 'finished' and status['resumed_from'] == 4
   assert records(run) == records(straight)
+
+
+def test_the_command_line_says_how_to_resume_after_a_second_ctrl_c(tmp_path, capsys, monkeypatch):
+  def ctrl_c(*args, **kwargs):
+    raise KeyboardInterrupt
+  monkeypatch.setattr(sweep, 'run_sweep', ctrl_c)
+  cfg, workdir = write_config(tmp_path), str(tmp_path / 'w')
+  assert run_cli.main(['--config', cfg, '--workdir', workdir, '--no-report']) == 130
+  assert capsys.readouterr().err.strip() == (
+      'stopped at once, without a new checkpoint; run the same command again to resume from the last one: '
+      f'python -m experiments.run --config {cfg} --workdir {workdir} --no-report')
 
 
 # ----------------------------------------------------------------------------------------------
