@@ -45,6 +45,7 @@ from deeprnn_jax import config as config_lib
 from deeprnn_jax import faults
 from deeprnn_jax import logging as log_lib
 from deeprnn_jax import models
+from deeprnn_jax import parallel
 from deeprnn_jax.stack import DeepRNN
 from deeprnn_jax.tasks import base as task_base
 
@@ -240,10 +241,11 @@ def _metric_names(model, task) -> tuple[str, ...]:
   return tuple(jax.eval_shape(f).keys())
 
 
-def _train_step(model, tx, task, batch_size: int, bucket: int | None, state: TrainState, active: jax.Array,
+def _train_step(model, tx, task, batch_size: int, bucket: int | None, mesh, state: TrainState, active: jax.Array,
                 data) -> TrainState:
   """One update of one seed (vmapped over seeds by the caller); a frozen seed (``~active``) keeps its state."""
-  batch = _batch(task, state.data_key, state.step, batch_size, data, bucket)
+  # With several devices the batch is split over them; the gradient all-reduce follows from it.
+  batch = parallel.shard_batch(_batch(task, state.data_key, state.step, batch_size, data, bucket), mesh)
   dropout_key = jax.random.fold_in(state.dropout_key, state.step)
 
   def loss_fn(params):
@@ -423,6 +425,10 @@ class _SeedGroup:
     self.periodic = tuple(c.train.eval_splits) or self.splits   # at every eval
     self.model = model_from_config(c, self.task)
     self.tx, self.schedule = optimizer_from_config(c)
+    self.mesh = parallel.data_mesh()       # None on one device; all devices (and hosts) otherwise
+    if self.mesh is not None and c.train.batch_size % self.mesh.size:
+      raise config_lib.ConfigError('train.batch_size', f'{c.train.batch_size} does not split over '
+                                   f'{self.mesh.size} devices; use a multiple of {self.mesh.size}')
     threshold = self.task.threshold
     self.best_metric = threshold.metric if threshold else 'loss'
     self.best_mode = threshold.mode if threshold else self.task.metric_modes.get('loss', 'min')
@@ -433,11 +439,12 @@ class _SeedGroup:
     # One step program per length bucket (one in all for fixed-length tasks).
     self.buckets = tuple(range(len(self.task.length_buckets))) or (None,)
     self.step_fns = {
-        b: jax.jit(jax.vmap(functools.partial(_train_step, self.model, self.tx, self.task, c.train.batch_size, b),
+        b: jax.jit(jax.vmap(functools.partial(_train_step, self.model, self.tx, self.task, c.train.batch_size, b,
+                                              self.mesh),
                             in_axes=(0, 0, None)), donate_argnums=(0,))
         for b in self.buckets}
     self.eval_fn = jax.jit(jax.vmap(functools.partial(_eval_chunk, self.model, self.task), in_axes=(0, None)))
-    self.eval_data = {s: [jax.device_put(ch) for ch in eval_chunks(self.task.eval_splits[s], c.train.eval_batch_size)]
+    self.eval_data = {s: [parallel.place(ch, self.mesh) for ch in eval_chunks(self.task.eval_splits[s], c.train.eval_batch_size)]
                       for s in self.splits}
 
   def _open_logs(self, params_count: int, statuses: list[dict | None]) -> None:
@@ -492,7 +499,7 @@ class _SeedGroup:
                     for r, ck in zip(restored, self.checkpointers)]
       if all(r is not None and r[0] == step for r in restored):
         state = flax.serialization.from_state_dict(fresh, _stack([r[1] for r in restored]))
-        state = jax.device_put(state)
+        state = parallel.place(state, self.mesh)
         for ck, logger in zip(self.checkpointers, self.loggers):
           ck.discard_after(step)
           logger.metrics.truncate_after(step)
@@ -542,7 +549,8 @@ class _SeedGroup:
     self._prepare_folders()
     c = self.config
     statuses = [log_lib.read_status(d) for d in self.run_dirs]
-    fresh = self.init_fn(jnp.asarray(self.seeds, jnp.uint32), self.task.train_data)
+    self.train_data = parallel.place(self.task.train_data, self.mesh)
+    fresh = parallel.place(self.init_fn(jnp.asarray(self.seeds, jnp.uint32), self.train_data), self.mesh)
     params_count = models.count_params(_slice(fresh.params, 0))
     self.checkpointers = [checkpoint_lib.Checkpointer(os.path.join(d, 'checkpoints'), c.train.keep_checkpoints)
                           for d in self.run_dirs]
@@ -581,10 +589,11 @@ class _SeedGroup:
     num = len(self.seeds)
     active = np.ones(num, bool)
     done = {}
-    data = self.task.train_data
+    data = self.train_data
     t0 = time.perf_counter()
     # Lowered from shapes alone: a fresh and a restored state give the same program (and cache key).
-    shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), (state, jnp.asarray(active), data))
+    shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+                          (state, parallel.place(jnp.asarray(active), self.mesh), data))
     compiled = {b: f.lower(*shapes).compile() for b, f in self.step_fns.items()}
     self.compile_seconds = time.perf_counter() - t0
     for i, meta in enumerate(self.metas):
@@ -592,7 +601,7 @@ class _SeedGroup:
       if meta.get('ended') or meta['step'] >= c.num_steps:
         done[i] = self._finish(i, meta['step'], 'finished', stopped_early=meta.get('ended') == 'early')
         active[i] = False
-    active_dev = jnp.asarray(active)
+    active_dev = parallel.place(jnp.asarray(active), self.mesh)
     bar = tqdm(total=c.num_steps, initial=start, disable=not c.progress_bar, dynamic_ncols=True,
                desc=os.path.basename(self.run_dirs[0]) if num == 1 else f'{variant_name(self.config)} x{num} seeds')
     step, seg_start, warm = start, start, False
@@ -640,7 +649,7 @@ class _SeedGroup:
             log_lib.update_status(self.run_dirs[i], state='interrupted', step=step, updated_at=time.time())
             self.loggers[i].finish(exit_code=1)
           raise Interrupted(f'interrupted at step {step}; run the same command again to resume')
-        active_dev = jnp.asarray(active)
+        active_dev = parallel.place(jnp.asarray(active), self.mesh)
         bar.set_postfix(loss=f'{self.last_loss:.4g}', steps_per_s=f'{seg_steps / max(seconds, 1e-9):.1f}',
                         refresh=False)
         seg_start, t_seg = step, time.perf_counter()
