@@ -1,5 +1,5 @@
-"""Reliability with real runner processes and real signals: kill -9 at exact moments, SIGTERM and
-Ctrl-C, two runners on one workdir, locks of dead runners, and nothing unpickled or leaked.
+"""Reliability with real runner processes and real signals: kill -9 at exact moments, SIGTERM, two
+runners on one workdir, locks of dead runners, and nothing unpickled or leaked.
 
 The moments are hit with the runner's test-only fault points (``deeprnn_jax/faults.py``): the runner
 sends itself the signal there, so no test depends on timing.
@@ -19,6 +19,8 @@ import pytest
 
 from deeprnn_jax import faults
 from deeprnn_jax import logging as log_lib
+from experiments import report
+from experiments import sweep
 
 from runner_helpers import config_file_text, records, write_config
 
@@ -89,104 +91,82 @@ def _wait_stopped(proc):
     time.sleep(0.02)
 
 
-@pytest.fixture(scope='module')
-def two_runners(tmp_path_factory):
-  """The sweep trained by two runners on one workdir. Runner X stops itself (SIGSTOP) at step 6 of
-  the first grid point while holding its locks; runner Y is run to the end meanwhile; then X goes on."""
-  tmp_path = tmp_path_factory.mktemp('two_runners')
-  cfg, workdir = _sweep_config(tmp_path), str(tmp_path / 'w')
-  x = _start(cfg, workdir, tmp_path, 'step:6=SIGSTOP', '--no-report')
-  try:
-    _wait_stopped(x)
-    y = _run(cfg, workdir, tmp_path)
-    x.send_signal(signal.SIGCONT)
-    x_out, x_err = x.communicate(timeout=300)
-  finally:
-    if x.poll() is None:
-      x.kill()
-  return tmp_path, workdir, (x.returncode, x_out, x_err), y
+def test_runners_stopped_and_killed_at_every_moment_never_overlap_and_lose_nothing(tmp_path):
+  """One sweep, two grid points x two vmapped seeds, run by a sequence of runner processes:
 
+  * runner X stops itself (SIGSTOP) inside step 7 of the first point, holding its locks; runner Y,
+    started meanwhile on the same workdir, leaves that point to X and trains the second;
+  * X is killed there (kill -9 inside a train step); its locks go with it, and each next runner,
+    started with the same command, takes the first point over at once and is killed or stopped at
+    the next kind of moment: while writing a checkpoint, SIGTERM, between runs.
 
-def test_two_runners_on_one_workdir_split_the_grid(two_runners):
-  tmp_path, workdir, (x_code, x_out, x_err), (y_code, y_out, y_err) = two_runners
-  assert (x_code, y_code) == (0, 0), (x_err[-2000:], y_err[-2000:])
-  # Y found the first point held by X (stopped, alive) and took the second; X then found it done.
-  assert _trained(x_out) == {LR_A} and _trained(y_out) == {LR_B}
-  assert '2 held by another runner' in y_out and 'held by another runner' not in x_out
-  for run in RUNS:
-    assert _state(workdir, run) == 'finished'
-    recs = records(os.path.join(workdir, run))
-    keys = [(r['step'], r['split']) for r in recs]
-    assert len(keys) == len(set(keys)) and max(k[0] for k in keys) == 12, run   # each record once
-    assert not os.path.exists(os.path.join(workdir, run, '.lock'))
-  assert json.load(open(os.path.join(workdir, 'sweep.json')))['axes'] == {'optim.learning_rate': [0.001, 0.002]}
-  assert not glob.glob(os.path.join(workdir, '**', '*.tmp'), recursive=True)
-  assert not os.path.exists(tmp_path / 'unpickled.log')
-
-
-def test_kills_and_signals_at_every_moment_lose_nothing(two_runners, tmp_path):
-  """One sweep, killed or stopped at each kind of moment in turn; after each, the same command again.
-
-  It must end with exactly the metrics of the uninterrupted sweep (the two-runner one: each run there
-  trained start to finish in one process), and never train a finished run again.
+  The sweep must end with exactly the metrics of an uninterrupted run, no run trained twice or by
+  two runners, the finished runs untouched, nothing unpickled, and the wandb key written nowhere.
   """
-  _, reference, _, _ = two_runners
   cfg, workdir = _sweep_config(tmp_path), str(tmp_path / 'w')
   a0, a1 = f'{LR_A}-s0', f'{LR_A}-s1'
 
-  # 1. kill -9 inside a train step (step 7): records go to step 6, past the checkpoint of step 4
-  #    (which orbax may or may not have committed yet: it writes in the background).
-  code, _, err = _run(cfg, workdir, tmp_path, 'step:7=SIGKILL')
-  assert code == -signal.SIGKILL, err[-2000:]
-  assert _state(workdir, a0) == 'running' and _latest(workdir, a0) in (['4'], ['4.orbax-checkpoint-tmp'])
+  # Two runners: Y finds the first point held by X (alive, stopped) and trains only the second.
+  x = _start(cfg, workdir, tmp_path, 'step:7=SIGSTOP', '--no-report')
+  try:
+    _wait_stopped(x)
+    code, out, err = _run(cfg, workdir, tmp_path)
+    assert code == 0, err[-2000:]
+    assert _trained(out) == {LR_B} and '2 finished; 2 held by another runner' in out
+    assert [_state(workdir, r) for r in RUNS] == ['running', 'running', 'finished', 'finished']
+    done = {p: os.stat(p).st_mtime_ns for p in glob.glob(os.path.join(workdir, LR_B + '*', '**'), recursive=True)}
+  finally:
+    x.kill()                 # 1. kill -9 inside a train step (step 7)
+    x.communicate()
+  # records up to step 6, past the last checkpoint (step 4, which orbax may not have committed yet)
   assert max(r['step'] for r in records(os.path.join(workdir, a0))) == 6
 
-  # 2. kill -9 while the checkpoint of step 8 is being written.
-  code, _, err = _run(cfg, workdir, tmp_path, 'checkpoint:8=SIGKILL')
-  assert code == -signal.SIGKILL, err[-2000:]
-  assert any(name.startswith('8.') and 'tmp' in name for name in _latest(workdir, a0)), _latest(workdir, a0)
+  # 2. kill -9 while the checkpoints of step 8 are being written (seed 1's was handed to orbax last).
+  #    The dead runner's locks are free at once: no timeout.
+  code, out, err = _run(cfg, workdir, tmp_path, 'checkpoint:8=SIGKILL')
+  assert code == -signal.SIGKILL and _trained(out) == {LR_A}, err[-2000:]
+  assert '8.orbax-checkpoint-tmp' in _latest(workdir, a1), _latest(workdir, a1)
 
   # 3. SIGTERM at step 10: a checkpoint there, status interrupted, exit 130, how to resume.
   code, _, err = _run(cfg, workdir, tmp_path, 'step:10=SIGTERM')
   assert code == 130, err[-2000:]
+  assert 'SIGTERM: saving a checkpoint and stopping' in err
   assert f'interrupted at step 10; run the same command again to resume: python -m experiments.run --config {cfg} ' \
          f'--workdir {workdir} --no-report' in err
   for run in (a0, a1):
     status = log_lib.read_status(os.path.join(workdir, run))
+    # resumed from the checkpoint of step 4, or from scratch if orbax had not committed it when X died
     assert (status['state'], status['step']) == ('interrupted', 10) and status['resumed_from'] in (None, 4)
     assert '10' in _latest(workdir, run)
 
-  # 4. kill -9 between runs: the first grid point is finished (steps 11 and 12), the second not started.
-  #    (A kill after a run's last checkpoint but before its final status: test_reliability_state.py.)
-  code, out, err = _run(cfg, workdir, tmp_path, 'point:2=SIGKILL')
-  assert code == -signal.SIGKILL, err[-2000:]
-  assert [_state(workdir, r) for r in RUNS] == ['finished', 'finished', None, None]
-  assert log_lib.read_status(os.path.join(workdir, a0))['resumed_from'] == 10
-  done = {p: os.stat(p).st_mtime_ns for p in glob.glob(os.path.join(workdir, LR_A + '*', '**'), recursive=True)}
-
-  # 5. Ctrl-C (SIGINT) at step 3 of the second grid point.
-  code, out, err = _run(cfg, workdir, tmp_path, 'step:3=SIGINT')
-  assert code == 130 and 'SIGINT: saving a checkpoint and stopping' in err, err[-2000:]
-  assert 'interrupted at step 3; run the same command again to resume' in err
-  assert _trained(out) == {LR_B}
-  assert [_state(workdir, r) for r in RUNS] == ['finished', 'finished', 'interrupted', 'interrupted']
-
-  # 6. The same command once more (wandb offline this time, with an API key in the environment).
-  code, out, err = _run(cfg, workdir, tmp_path, '', '--config.logging.wandb_mode=offline', report=True,
+  # 4. kill -9 between runs: the first point finishes (steps 11 and 12, wandb offline this time, with
+  #    the API key in the environment), and the runner dies before the next point.
+  code, out, err = _run(cfg, workdir, tmp_path, 'point:2=SIGKILL', '--config.logging.wandb_mode=offline',
                         env={'WANDB_DIR': str(tmp_path / 'wandb'), 'WANDB_CACHE_DIR': str(tmp_path / 'wandb_cache'),
                              'WANDB_CONFIG_DIR': str(tmp_path / 'wandb_config')})
-  assert code == 0, err[-2000:]
-  assert _trained(out) == {LR_B} and '4 finished' in out and os.path.exists(os.path.join(workdir, 'report.md'))
+  assert code == -signal.SIGKILL and _trained(out) == {LR_A}, err[-2000:]
+  status = log_lib.read_status(os.path.join(workdir, a0))
+  assert (status['state'], status['resumed_from'], status['wandb_mode']) == ('finished', 10, 'offline')
 
-  # Nothing lost, nothing stale, nothing trained twice.
-  for run in RUNS:
-    assert _state(workdir, run) == 'finished'
+  # The same command once more has nothing left to do.
+  config = sweep.load_config(cfg)
+  result = sweep.run_sweep(config, workdir, echo=lambda line: None)
+  assert not result.trained and sorted(result.skipped) == sorted(RUNS)
+  report.write_report(workdir)
+
+  # Exactly the metrics of an uninterrupted run; the second point untouched since Y finished it.
+  reference = str(tmp_path / 'reference')
+  sweep.run_sweep(config, reference, select=lambda point, seed: point.variant == LR_A, echo=lambda line: None)
+  for run in (a0, a1):
     assert records(os.path.join(workdir, run)) == records(os.path.join(reference, run)), run
   assert {p: os.stat(p).st_mtime_ns for p in done} == done
+  for run in RUNS:
+    keys = [(r['step'], r['split']) for r in records(os.path.join(workdir, run))]
+    assert len(keys) == len(set(keys)) and max(k[0] for k in keys) == 12, run
+    assert not os.path.exists(os.path.join(workdir, run, '.lock'))
   assert not os.path.exists(tmp_path / 'unpickled.log')
-  # wandb ran (offline) and no file anywhere (run folders, wandb's, the report) holds the key.
-  assert log_lib.read_status(os.path.join(workdir, f'{LR_B}-s0'))['wandb_mode'] == 'offline'
-  for path in glob.glob(os.path.join(str(tmp_path), '**', '*'), recursive=True):
+  # no file anywhere (run folders, wandb's, the report) holds the key
+  for path in glob.glob(os.path.join(workdir, '**', '*'), recursive=True) + glob.glob(str(tmp_path / 'wandb*' / '**')):
     if os.path.isfile(path):
       with open(path, 'rb') as f:
         assert SECRET.encode() not in f.read(), path
