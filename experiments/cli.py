@@ -36,9 +36,9 @@ class _StopFlag:
     if self.requested and signum == signal.SIGINT:
       raise KeyboardInterrupt
     self.requested = True
-    # os.write, not print: the handler may run while the main thread is inside a write to stderr (the
-    # progress bar), and re-entering that buffered stream would raise in the middle of training.
-    os.write(sys.stderr.fileno(), f'\n{signal.Signals(signum).name}: saving a checkpoint and stopping '
+    # os.write to fd 2, not print: the handler may run while the main thread is inside a write to
+    # sys.stderr (the progress bar), and re-entering that buffered stream would raise mid-training.
+    os.write(2, f'\n{signal.Signals(signum).name}: saving a checkpoint and stopping '
              '(Ctrl-C again to stop at once)\n'.encode())
 
 
