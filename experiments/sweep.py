@@ -23,6 +23,7 @@ import functools
 import importlib.util
 import itertools
 import json
+import logging
 import math
 import os
 import re
@@ -39,6 +40,8 @@ from deeprnn_jax import logging as log_lib
 from deeprnn_jax import train as train_lib
 from deeprnn_jax.config import ConfigError
 from experiments.locks import LOCK_FILE, RunLock  # noqa: F401  (LOCK_FILE: part of this module's face)
+
+_log = logging.getLogger(__name__)
 
 SWEEP_FILE = 'sweep.json'
 WANDB_SWEEP_FILE = 'wandb_sweep.yaml'
@@ -227,11 +230,19 @@ def expand(config: ml_collections.ConfigDict, *, tasks: dict | None = None) -> l
 # Running.
 
 
-def enable_compilation_cache(directory: str | None = None) -> str:
-  """Turns on JAX's persistent compilation cache (``$JAX_COMPILATION_CACHE_DIR`` if set)."""
+def enable_compilation_cache(directory: str | None = None) -> str | None:
+  """Turns on JAX's persistent compilation cache (``$JAX_COMPILATION_CACHE_DIR`` if set).
+
+  The cache only saves time: a folder that cannot be made (a read-only home) is a warning, not a
+  failure. Returns the folder, or None if the cache is off.
+  """
   directory = (directory or os.environ.get('JAX_COMPILATION_CACHE_DIR')
                or os.path.join(os.path.expanduser('~'), '.cache', 'deeprnn_jax', 'xla'))
-  os.makedirs(directory, exist_ok=True)
+  try:
+    os.makedirs(directory, exist_ok=True)
+  except OSError as e:
+    _log.warning('no compilation cache (%s); every program is compiled anew', log_lib.one_line(e))
+    return None
   jax.config.update('jax_compilation_cache_dir', directory)
   # Small recurrent programs compile in well under JAX's default 1 s threshold; cache them too.
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.1)

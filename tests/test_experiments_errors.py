@@ -150,6 +150,16 @@ def test_a_workdir_that_cannot_be_created_is_refused(tmp_path, capsys):
   assert code == 2 and 'is not writable' in err and '\n' not in err
 
 
+def test_a_cache_folder_that_cannot_be_made_does_not_hide_the_error(tmp_path, capsys, monkeypatch, caplog):
+  blocker = tmp_path / 'a_file'
+  blocker.write_text('not a folder')
+  monkeypatch.setenv('JAX_COMPILATION_CACHE_DIR', str(blocker / 'cache'))
+  code, err = _run(['--config', write_config(tmp_path), '--workdir', str(tmp_path / 'w'),
+                    '--config.task.options.seq_len=1'], capsys)   # an error found while building the grid
+  assert code == 2 and err.startswith("error: config key 'task': 'adding' cannot be built") and '\n' not in err
+  assert 'no compilation cache (' in caplog.text
+
+
 def test_an_unwritable_workdir_is_refused(tmp_path, capsys):
   if os.geteuid() == 0:
     pytest.skip('root can write anywhere')
