@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import time
 from typing import Any
 
 import jax
@@ -55,6 +56,12 @@ class Checkpointer:
 
   def __init__(self, directory: str, keep: int = 2):
     self.directory = os.path.abspath(directory)
+    for path in (self.directory, os.path.join(self.directory, 'latest'), os.path.join(self.directory, 'best')):
+      # A file where a checkpoint folder belongs would fail every save of every later attempt.
+      if os.path.lexists(path) and not os.path.isdir(path):
+        aside = f'{path}.damaged-{time.time_ns()}'
+        _log.warning('%s is not a folder; moved it to %s', path, aside)
+        os.replace(path, aside)
     self._latest = self._manager('latest', keep)
     self._best = self._manager('best', 1)
 

@@ -92,12 +92,18 @@ def _garble_all(run):
     open(path, 'wb').write(b'\x00garbage')
 
 
+def _file_for_folder(run):
+  shutil.rmtree(os.path.join(run, 'checkpoints', 'latest'))
+  open(os.path.join(run, 'checkpoints', 'latest'), 'w').write('not a folder')
+
+
 CHECKPOINT_DAMAGE = [
     # (damage to the newest checkpoint, step the run resumes from, warning)
     (_flip_bytes, 8, 'is unreadable'),
     (_truncate, 8, 'is unreadable'),
     (_garble_meta, 8, 'is unreadable (JSONDecodeError'),
     (_garble_all, None, 'restarting them from step 0'),
+    (_file_for_folder, None, 'checkpoints/latest is not a folder; moved it to'),
 ]
 
 
