@@ -265,7 +265,11 @@ def check_workdir(config: ml_collections.ConfigDict, workdir: str, points: Seque
                             'use another --workdir')
   for point in points:
     for seed in point.seeds:
-      old = log_lib.read_json(os.path.join(workdir, point.run_id(seed), log_lib.CONFIG_FILE))
+      run_dir = os.path.join(workdir, point.run_id(seed))
+      if os.path.lexists(run_dir) and not os.path.isdir(run_dir):
+        raise ConfigError('', f'{run_dir!r} should be the folder of run {point.run_id(seed)!r} but is a file; '
+                              'move it away or use another --workdir')
+      old = log_lib.read_json(os.path.join(run_dir, log_lib.CONFIG_FILE))
       if isinstance(old, dict) and config_lib.differing_keys(old, point.run_config(seed)):
         raise ConfigError('', f'run folder {point.run_id(seed)!r} in {workdir!r} holds another config; '
                               'use another --workdir')

@@ -124,6 +124,15 @@ def test_a_run_folder_holding_another_config_is_refused_untouched(tmp_path, caps
   assert _tree(workdir) == before
 
 
+def test_a_file_in_place_of_a_run_folder_is_refused_untouched(tmp_path, capsys):
+  workdir = tmp_path / 'w'
+  workdir.mkdir()
+  (workdir / 'gru-d2-w8-s1').write_text('notes')
+  code, err = _run(['--config', write_config(tmp_path), '--workdir', str(workdir)], capsys)
+  assert code == 2 and "should be the folder of run 'gru-d2-w8-s1' but is a file" in err and '\n' not in err
+  assert _tree(workdir) == {str(workdir / 'gru-d2-w8-s1'): b'notes'}
+
+
 def test_a_config_path_that_is_a_folder(tmp_path, capsys):
   code, err = _run(['--config', str(tmp_path), '--workdir', str(tmp_path / 'w')], capsys)
   assert code == 2 and 'not found' in err and not (tmp_path / 'w').exists()
