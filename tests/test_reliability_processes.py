@@ -125,7 +125,8 @@ def test_runners_stopped_and_killed_at_every_moment_never_overlap_and_lose_nothi
   #    The dead runner's locks are free at once: no timeout.
   code, out, err = _run(cfg, workdir, tmp_path, 'checkpoint:8=SIGKILL')
   assert code == -signal.SIGKILL and _trained(out) == {LR_A}, err[-2000:]
-  assert '8.orbax-checkpoint-tmp' in _latest(workdir, a1), _latest(workdir, a1)
+  # not committed: at most orbax's temporary folder for it exists (or not even that yet)
+  assert set(_latest(workdir, a1)) - {'4'} <= {'8.orbax-checkpoint-tmp'}, _latest(workdir, a1)
 
   # 3. SIGTERM at step 10: a checkpoint there, status interrupted, exit 130, how to resume.
   code, _, err = _run(cfg, workdir, tmp_path, 'step:10=SIGTERM')
