@@ -112,15 +112,16 @@ def test_a_wandb_error_or_hang_while_running_never_stops_training(tmp_path, wand
     assert {r['step'] for r in records(d)} == {2, 4}
 
 
-@pytest.mark.parametrize('key,errors', [('abc', ('AuthenticationError',)),
-                                        (SECRET, ('CommError: Timed out', 'TimeoutError: wandb.init did not return'))],
+@pytest.mark.parametrize('key,timeout,errors', [
+    ('abc', 60.0, ('AuthenticationError',)),   # refused before any connection
+    (SECRET, 1.0, ('CommError: Timed out', 'TimeoutError: wandb.init did not return'))],   # wandb's or ours
                          ids=['bad key', 'unreachable server'])
 def test_real_wandb_with_a_bad_key_or_no_server_warns_and_the_run_goes_on(tmp_path, wandb_env, monkeypatch, capfd,
-                                                                          caplog, key, errors):
+                                                                          caplog, key, timeout, errors):
   monkeypatch.setenv('WANDB_API_KEY', key)
   monkeypatch.setenv('WANDB_BASE_URL', 'http://127.0.0.1:9')   # nothing listens there: connection refused
   run_dir = str(tmp_path / 'run')
-  status = train_lib.train(_online(**{'logging.wandb_timeout_seconds': 1.0}), run_dir)
+  status = train_lib.train(_online(**{'logging.wandb_timeout_seconds': timeout}), run_dir)
   assert status['state'] == 'finished' and status['wandb_mode'] == 'disabled'
   assert 'wandb init failed' in caplog.text and any(e in status['wandb_error'] for e in errors), status
   assert {r['step'] for r in records(run_dir)} == {2, 4}
