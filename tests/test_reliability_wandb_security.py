@@ -49,6 +49,17 @@ def _scan_for(secret: str, *roots) -> list[str]:
   return hits
 
 
+def _train_two_seeds(tmp_path, release):
+  """Seeds 0 and 1 trained as one vmapped group with a 0.5 s wandb timeout; ``release`` is set after,
+  so a fake wandb call left waiting on it ends with the test. Returns (statuses, run dirs)."""
+  configs = [_online(**{'train.seed': s, 'logging.wandb_timeout_seconds': 0.5}) for s in (0, 1)]
+  dirs = [str(tmp_path / f's{s}') for s in (0, 1)]
+  try:
+    return train_lib.train_seeds(configs, dirs), dirs
+  finally:
+    release.set()
+
+
 def test_a_hanging_wandb_init_times_out_once_and_the_seeds_train_locally(tmp_path, wandb_env, monkeypatch, caplog):
   release, calls = threading.Event(), []
 
@@ -56,12 +67,7 @@ def test_a_hanging_wandb_init_times_out_once_and_the_seeds_train_locally(tmp_pat
     calls.append(1)
     release.wait()           # a wandb server that never answers
   monkeypatch.setattr(wandb_env, 'init', hang)
-  configs = [_online(**{'train.seed': s, 'logging.wandb_timeout_seconds': 0.5}) for s in (0, 1)]
-  dirs = [str(tmp_path / f's{s}') for s in (0, 1)]
-  try:
-    statuses = train_lib.train_seeds(configs, dirs)
-  finally:
-    release.set()
+  statuses, dirs = _train_two_seeds(tmp_path, release)
   assert [s['state'] for s in statuses] == ['finished', 'finished']
   assert len(calls) == 1     # the second seed does not wait out the same timeout again
   assert 'wandb init failed (TimeoutError: wandb.init did not return within 0.5 s)' in caplog.text
@@ -98,12 +104,7 @@ def test_a_wandb_error_or_hang_while_running_never_stops_training(tmp_path, wand
     fakes.append(_FakeRun(('log', 'finish')[len(fakes)], release))
     return fakes[-1]
   monkeypatch.setattr(wandb_env, 'init', init)
-  configs = [_online(**{'train.seed': s, 'logging.wandb_timeout_seconds': 0.5}) for s in (0, 1)]
-  dirs = [str(tmp_path / f's{s}') for s in (0, 1)]
-  try:
-    statuses = train_lib.train_seeds(configs, dirs)
-  finally:
-    release.set()
+  statuses, dirs = _train_two_seeds(tmp_path, release)
   assert [s['state'] for s in statuses] == ['finished', 'finished']
   assert caplog.text.count('wandb log failed (ConnectionError: Connection reset by peer)') == 1
   assert caplog.text.count('wandb finish failed (TimeoutError: wandb finish did not return within 0.5 s)') == 1
