@@ -21,17 +21,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from deeprnn_jax.stack import DeepRNN
+from deeprnn_jax.stack import DeepRNN, valid_mask
 
 Array = jax.Array
 POOLINGS = ('last', 'mean', 'max')
-
-
-def valid_mask(lengths: Array | None, batch: int, time: int) -> Array:
-  """``[batch, time]`` bool: ``t < lengths[b]`` (all True without lengths)."""
-  if lengths is None:
-    return jnp.ones((batch, time), bool)
-  return jnp.arange(time)[None, :] < lengths[:, None]
 
 
 def pool(outputs: Array, lengths: Array | None, pooling: str, bidirectional: bool = False) -> Array:

@@ -33,6 +33,13 @@ EXECUTIONS = ('auto', 'time', 'layer', 'parallel')
 INITIAL_CARRIES = ('zeros', 'learned')
 
 
+def valid_mask(lengths: Array | None, batch: int, time: int) -> Array:
+  """``[batch, time]`` bool: ``t < lengths[b]`` (all True without lengths)."""
+  if lengths is None:
+    return jnp.ones((batch, time), bool)
+  return jnp.arange(time)[None, :] < lengths[:, None]
+
+
 def _hold_where_invalid(valid: Array, new: Carry, old: Carry) -> Carry:
   """Per batch row: ``new`` where ``valid`` (``[batch]`` bool) else ``old``, for every carry leaf."""
   return jax.tree.map(lambda n, o: jnp.where(valid.reshape(valid.shape + (1,) * (n.ndim - 1)), n, o), new, old)
@@ -304,7 +311,7 @@ class DeepRNN(nn.Module):
   ) -> tuple[tuple[Carry, ...], Array]:
     """Runs the network over ``x`` ``[batch, time, features]``; ``seq_lengths`` ``[batch]`` int."""
     batch, time = x.shape[:2]
-    valid = None if seq_lengths is None else jnp.arange(time)[None, :] < seq_lengths[:, None]
+    valid = None if seq_lengths is None else valid_mask(seq_lengths, batch, time)
     carries = self.initialize_carries(batch) if initial_carries is None else tuple(initial_carries)
     masks = self._dropout_masks(batch, time, deterministic)
     execution = self.resolved_execution
