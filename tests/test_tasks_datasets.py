@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.stats
 
 from deeprnn_jax import tasks
 from deeprnn_jax.tasks import base, mnist1d, pipeline, polyphonic, shakespeare, tfds_text, vocab
@@ -60,6 +61,25 @@ def test_epoch_indices_visit_every_example_once_per_epoch_and_resume_exactly():
   np.testing.assert_array_equal(fn(KEY, 4, 4, 13), epoch1[4:8])  # a resumed run: same batch
   big = np.asarray(fn(KEY, 0, 20, 13))  # a batch larger than the data wraps around
   assert set(big) == set(range(13))
+
+
+@pytest.mark.parametrize('n', [1, 2, 3, 17, 256, 1000, 4097])
+def test_permuted_positions_is_a_bijection_of_the_examples(n):
+  perm = np.asarray(jax.jit(pipeline.permuted_positions, static_argnums=2)(KEY, jnp.arange(n), n))
+  np.testing.assert_array_equal(np.sort(perm), np.arange(n))
+
+
+def test_permuted_positions_are_uniform_over_keys():
+  # Where position 0 and position 5 land, over 4000 epochs of a 10-example dataset: each of the 10
+  # (resp. 100 ordered pairs of) outcomes must be about equally frequent (chi-square, p > 1e-4).
+  n, epochs = 10, 4000
+  fn = jax.jit(jax.vmap(lambda k: pipeline.permuted_positions(k, jnp.array([0, 5]), n)))
+  first, sixth = np.asarray(fn(jax.random.split(KEY, epochs))).T
+  assert np.all(first != sixth)
+  singles = np.bincount(first, minlength=n)
+  pairs = np.bincount(first * n + sixth, minlength=n * n)[[a * n + b for a in range(n) for b in range(n) if a != b]]
+  assert scipy.stats.chisquare(singles).pvalue > 1e-4
+  assert scipy.stats.chisquare(pairs).pvalue > 1e-4
 
 
 def test_array_stream_buckets_hold_only_fitting_examples():

@@ -21,15 +21,56 @@ from deeprnn_jax.tasks.base import Batch
 SPLIT_SEED = 0
 
 
+# Feistel rounds of ``permuted_positions``; 6 rounds of a full-avalanche round function mix well.
+FEISTEL_ROUNDS = 6
+
+
+def _round_function(half: jax.Array, round_key: jax.Array) -> jax.Array:
+  """A keyed uint32 mixer (the murmur3 / lowbias32 finalizer): every output bit depends on every
+  input bit."""
+  x = half ^ round_key
+  x = (x ^ (x >> 16)) * jnp.uint32(0x7FEB352D)
+  x = (x ^ (x >> 15)) * jnp.uint32(0x846CA68B)
+  return x ^ (x >> 16)
+
+
+def permuted_positions(key: jax.Array, positions: jax.Array, num_examples: int) -> jax.Array:
+  r"""``perm[positions]`` for a random permutation ``perm`` of ``range(num_examples)`` drawn from
+  ``key``, computed in O(len(positions)) without materializing ``perm``.
+
+  A balanced Feistel network over ``2k`` bits (the smallest even width with
+  :math:`2^{2k} \ge` ``num_examples``) is a bijection of :math:`[0, 2^{2k})`: with halves
+  :math:`(L, R)`, each round maps :math:`(L, R) \to (R, L \oplus F(R, k_r))`. Cycle walking
+  (re-applying it while the value is ``>= num_examples``; under 4 rounds on average, since the
+  domain is less than 4x too large) restricts it to a bijection of ``range(num_examples)``.
+  Sorting ``num_examples`` random keys instead costs O(N log N) per batch: 29 ms for N = 55,000
+  on a 2-core CPU, more than a small model's whole training step.
+  """
+  half_bits = max(1, (max(num_examples - 1, 1).bit_length() + 1) // 2)
+  mask = jnp.uint32((1 << half_bits) - 1)
+  round_keys = jax.random.bits(key, (FEISTEL_ROUNDS,), jnp.uint32)
+
+  def feistel(x):
+    left, right = x >> half_bits, x & mask
+    for r in range(FEISTEL_ROUNDS):
+      left, right = right, left ^ (_round_function(right, round_keys[r]) & mask)
+    return (left << half_bits) | right
+
+  n = jnp.uint32(num_examples)
+  x = feistel(positions.astype(jnp.uint32))
+  x = jax.lax.while_loop(lambda x: jnp.any(x >= n), lambda x: jnp.where(x >= n, feistel(x), x), x)
+  return x.astype(jnp.int32)
+
+
 def epoch_indices(key: jax.Array, step: Any, batch_size: int, num_examples: int) -> jax.Array:
   """``[batch_size]`` example indices for ``step``: each epoch is a permutation from
   ``fold_in(key, epoch)`` read in order (the tail of an epoch that does not fill a batch is dropped;
-  a batch larger than the dataset wraps around)."""
+  a batch larger than the dataset wraps around). O(batch_size) work, whatever the dataset size."""
   steps_per_epoch = max(num_examples // batch_size, 1)
   step = jnp.asarray(step, jnp.int32)
   epoch, pos = step // steps_per_epoch, step % steps_per_epoch
-  perm = jax.random.permutation(jax.random.fold_in(key, epoch), num_examples)
-  return perm[(pos * batch_size + jnp.arange(batch_size)) % num_examples]
+  positions = (pos * batch_size + jnp.arange(batch_size)) % num_examples
+  return permuted_positions(jax.random.fold_in(key, epoch), positions, num_examples)
 
 
 def array_stream(
