@@ -319,6 +319,29 @@ def _mean_curve(runs: Sequence[Run], split: str, metric: str):
   return steps, mean, half
 
 
+def metric_range(metric: str) -> tuple[float, float]:
+  """The values ``metric`` can take: accuracies lie in [0, 1], losses are >= 0."""
+  return (0.0, 1.0) if metric.endswith('accuracy') else (0.0, math.inf)
+
+
+def clipped_interval(metric: str, mean, half) -> tuple[np.ndarray, np.ndarray]:
+  """``(low, high)`` of ``mean +- half`` cut to ``metric_range``: a Student-t interval over few seeds
+  can reach past an accuracy of 1, which no run can."""
+  low, high = metric_range(metric)
+  mean, half = np.asarray(mean, np.float64), np.asarray(half, np.float64)
+  return np.clip(mean - half, low, high), np.clip(mean + half, low, high)
+
+
+def _error_bars(metric: str | None, means, halves) -> np.ndarray:
+  """``yerr`` rows (below, above) for ``errorbar``, clipped to the metric's range if it has one."""
+  means = np.asarray(means, np.float64)
+  halves = np.where(np.isfinite(halves), halves, 0.0)
+  if metric is None:
+    return np.stack([halves, halves])
+  low, high = clipped_interval(metric, means, halves)
+  return np.stack([means - low, high - means])
+
+
 def _log_scale(metric: str, values: Iterable[float]) -> bool:
   v = [x for x in values if x is not None and np.isfinite(x)]
   return metric in ('loss',) and bool(v) and min(v) > 0 and max(v) / min(v) > 20
@@ -353,7 +376,8 @@ def plot_learning_curves(path, vs: Sequence[Variant], axes_keys, facts, metric, 
       n = sum(r.state != 'diverged' for r in v.runs)
       ax.plot(steps, mean, color=color, label=f'depth {v.depth} (n={n})')
       ok = np.isfinite(half)
-      ax.fill_between(steps[ok], (mean - half)[ok], (mean + half)[ok], color=color, alpha=0.2, lw=0)
+      low, high = clipped_interval(metric, mean[ok], half[ok])
+      ax.fill_between(steps[ok], low, high, color=color, alpha=0.2, lw=0)
     _reference_lines(ax, facts, metric)
     title = cell + (f' ({_other_label(axes_keys, other)})' if other else '')
     ax.set(title=title, xlabel='step', ylabel=f'{split} {metric}')
@@ -380,12 +404,12 @@ def plot_vs_depth(path, vs: Sequence[Variant], axes_keys, facts, column: str, yl
       d, m, h = [], [], []
       for v in line:
         mean, half, n = v.stat(column)
-        d.append(v.depth), m.append(mean), h.append(0.0 if not np.isfinite(half) else half)
+        d.append(v.depth), m.append(mean), h.append(half)
         if annotate_reached and np.isfinite(mean):
           done = sum(r.state == 'finished' for r in v.runs)
           ax.annotate(f'{n}/{done}', (v.depth, mean), fontsize=7, textcoords='offset points', xytext=(3, 3))
       all_values += m
-      ax.errorbar(d, m, yerr=h, marker='o', capsize=3, label=cell)
+      ax.errorbar(d, m, yerr=_error_bars(reference_metric, m, h), marker='o', capsize=3, label=cell)
     if reference_metric:
       _reference_lines(ax, facts, reference_metric)
     ax.set(xlabel='depth (layers)', ylabel=ylabel, title=_other_label(axes_keys, other))
@@ -445,7 +469,8 @@ def plot_length_generalization(path, vs: Sequence[Variant], axes_keys, facts, me
   for ax, (cell, other) in zip(axs, panels):
     for v in sorted((v for v in vs if (v.cell, v.other) == (cell, other)), key=lambda v: v.depth):
       stats = [v.stat(f'final_{s}_{metric}') for s in ['test', *splits]]
-      ax.errorbar(xs, [s[0] for s in stats], yerr=[0 if not np.isfinite(s[1]) else s[1] for s in stats],
+      means = [s[0] for s in stats]
+      ax.errorbar(xs, means, yerr=_error_bars(metric, means, [s[1] for s in stats]),
                   marker='o', capsize=3, label=f'depth {v.depth}')
     by_split = (facts.get('info') or {}).get('baseline_by_split')
     base = facts.get('baseline') or {}
@@ -673,7 +698,8 @@ def _markdown(workdir, runs, vs, axes, facts, metric, mode, ref, len_splits, plo
     lines += [f'### {title}', '', f'![{title}]({file})', '']
   lines += ['## How to read this', '',
             '- A CI is a Student-t 95% interval over seeds; with one seed there is none. A difference is '
-            '"clear" when the Welch 95% interval of the difference of means excludes zero.',
+            '"clear" when the Welch 95% interval of the difference of means excludes zero. The plots cut '
+            'intervals to the values a metric can take (accuracy in [0, 1], loss >= 0); the tables do not.',
             '- Steps to threshold: the first evaluation at which the validation metric reached the task '
             'threshold; seeds that never reached it are left out of the mean and counted in "k/n reached".',
             f'- AUC: the mean validation {metric} over training (a faster-converging variant has a '

@@ -102,6 +102,17 @@ def test_confidence_intervals():
   assert report.diff_ci([1.0], [2.0, 3.0]) is None
 
 
+def test_plotted_intervals_stay_in_the_metric_range():
+  mean, half, _ = report.mean_ci([0.9, 0.99, 1.0])   # t interval 0.963 +- 0.137 reaches 1.10
+  assert mean + half > 1
+  low, high = report.clipped_interval('accuracy', [mean], [half])
+  assert high[0] == 1.0 and low[0] == pytest.approx(mean - half)
+  low, high = report.clipped_interval('frame_accuracy', [0.05], [0.1])
+  assert (low[0], high[0]) == (0.0, pytest.approx(0.15))
+  low, high = report.clipped_interval('loss', [0.1], [0.3])
+  assert (low[0], high[0]) == (0.0, pytest.approx(0.4))
+
+
 def test_report_command_line(tmp_path, workdir, capsys):
   assert report.main([workdir]) == 0
   assert capsys.readouterr().out.strip().endswith('report.md')
