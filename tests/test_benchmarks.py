@@ -23,3 +23,11 @@ def test_torch_baseline_when_installed():
 def test_train_flops_counts_every_layer():
   # Layer 0: (3 + 4) * 4 gates * 4; layer 1: (4 + 4) * 16; times 2 * tokens, times 3 for backward.
   assert impls.train_flops(TINY, 'lstm') == 3 * 2 * TINY.tokens * (7 * 16 + 8 * 16)
+
+
+def test_profile_finds_the_time_loop_and_its_ops():
+  from benchmarks import profile
+  wall, nanos, counts, loops = profile.profile_step(impls.ours(TINY, 'lstm', execution='time'), steps=2)
+  assert wall > 0 and loops and sum(nanos.values()) > 0
+  # Ops inside the time loop run once per time step (forward and backward loops: >= 5 per step).
+  assert max(counts.values()) >= TINY.time
