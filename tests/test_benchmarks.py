@@ -31,3 +31,15 @@ def test_profile_finds_the_time_loop_and_its_ops():
   assert wall > 0 and loops and sum(nanos.values()) > 0
   # Ops inside the time loop run once per time step (forward and backward loops: >= 5 per step).
   assert max(counts.values()) >= TINY.time
+
+
+def test_report_replaces_only_its_generated_section(tmp_path):
+  path = tmp_path / 'BENCHMARKS.md'
+  bench.write_report(str(path), 'first run')
+  text = path.read_text()
+  assert 'first run' in text and bench.BEGIN in text
+  path.write_text('# Analysis\n\n' + text + '\nWhat limits it: measured.\n')
+  bench.write_report(str(path), 'second run')
+  text = path.read_text()
+  assert 'second run' in text and 'first run' not in text
+  assert text.startswith('# Analysis') and text.endswith('What limits it: measured.\n')
