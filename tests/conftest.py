@@ -1,6 +1,7 @@
 """Shared test setup: strict rank promotion, float32 everywhere, small CPU-only runs."""
 
 import os
+import tempfile
 
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 os.environ.setdefault('WANDB_MODE', 'disabled')
@@ -31,3 +32,14 @@ def _jax_compilation_cache(tmp_path_factory):
   os.environ['JAX_COMPILATION_CACHE_DIR'] = path
   jax.config.update('jax_compilation_cache_dir', path)
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.1)
+
+
+@pytest.fixture(scope='session', autouse=True)
+def _temporary_files_inside_pytest_basetemp(tmp_path_factory):
+  """TFDS leaves an empty ``mkdtemp`` folder behind for every builder it makes of a dataset that is
+  not prepared (all the mock-data tests); make them in pytest's temp tree, which pytest prunes,
+  rather than in /tmp."""
+  previous = tempfile.tempdir
+  tempfile.tempdir = str(tmp_path_factory.mktemp('tempfile'))
+  yield
+  tempfile.tempdir = previous
