@@ -1,8 +1,9 @@
 """Data parallelism: one run over all devices, the batch sharded, the parameters replicated.
 
-The same code serves one device (no mesh: nothing changes), several local devices and several hosts
-(after ``jax.distributed.initialize()``, ``jax.devices()`` lists every host's devices). The train step
-is written for one device; ``shard_batch`` inside it tells XLA's SPMD partitioner to split the batch
+The same code serves one device (no mesh: nothing changes) and several local devices. (Several
+hosts would also need every host to feed and place its share of the data and only one of them to
+write the run's files; the runner does neither, so a run stays on one machine.) The train step is
+written for one device; ``shard_batch`` inside it tells XLA's SPMD partitioner to split the batch
 axis over the mesh, and the replicated parameters make it insert the gradient all-reduce itself.
 """
 
