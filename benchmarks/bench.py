@@ -96,7 +96,6 @@ def load_average() -> str:
   return f'{os.getloadavg()[0]:.2f}' if hasattr(os, 'getloadavg') else 'n/a'
 
 
-
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--cells', default='lstm,gru,rnn')

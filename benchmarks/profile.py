@@ -4,9 +4,9 @@
 
 Traces a few steps of one implementation from ``benchmarks.impls`` with ``jax.profiler`` and reads
 the trace back: the wall time per step, the ops the runtime executed per step ("thunks" on
-XLA:CPU) and the busiest ops with their count per step and mean duration. On XLA:CPU the ops of
-a time loop run one after another, so ``ops per step x per-op cost`` is what a small recurrent
-step costs; how that adds up is in BENCHMARKS.md.
+XLA:CPU) and the busiest ops with their count per step and mean duration. The ops of a time loop
+run in dependency order, step after step, so for a small recurrent model ``ops per step x per-op
+cost`` is what a training step costs; how that adds up is in BENCHMARKS.md.
 """
 
 from __future__ import annotations
