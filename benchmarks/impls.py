@@ -19,6 +19,7 @@ import numpy as np
 import optax
 
 import deeprnn_jax as dr
+from deeprnn_jax.train import over_seeds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,11 +76,12 @@ def _inputs(shape: Shape) -> jax.Array:
   return jax.random.normal(jax.random.key(0), (shape.batch, shape.time, shape.inputs))
 
 
-def jax_train_step(apply_fn: Callable, params, x, *, seeds: int | None = None) -> Bench:
+def jax_train_step(apply_fn: Callable, params, x, *, seeds: int | None = None, seed_program: str = 'vmap') -> Bench:
   """A jitted, buffer-donating train step closed over its state.
 
-  With ``seeds``, ``params`` carries a leading seed axis and the whole update is vmapped over it:
-  the seeds of one grid point trained as one program.
+  With ``seeds``, ``params`` carries a leading seed axis and one program updates every seed, as the
+  runner trains the seeds of a grid point: batched (``seed_program='vmap'``) or one after another
+  inside the program (``'loop'``).
   """
   opt = optax.adam(1e-3)
 
@@ -90,7 +92,7 @@ def jax_train_step(apply_fn: Callable, params, x, *, seeds: int | None = None) -
 
   init = opt.init
   if seeds is not None:
-    update = jax.vmap(update, in_axes=(0, 0, None))
+    update = over_seeds(update, (0, 0, None), seed_program)
     init = jax.vmap(opt.init)
   opt_state = init(params)
   start = time.perf_counter()
@@ -105,14 +107,14 @@ def jax_train_step(apply_fn: Callable, params, x, *, seeds: int | None = None) -
   return Bench(step, compile_seconds)
 
 
-def ours(shape: Shape, cell: str, *, seeds: int | None = None, **options) -> Bench:
+def ours(shape: Shape, cell: str, *, seeds: int | None = None, seed_program: str = 'vmap', **options) -> Bench:
   x = _inputs(shape)
   model = dr.DeepRNN(cell=cell, features=shape.hidden, num_layers=shape.layers, **options)
   if seeds is None:
     params = model.init(jax.random.key(1), x)
   else:
     params = jax.vmap(lambda k: model.init(k, x))(jax.random.split(jax.random.key(1), seeds))
-  return jax_train_step(lambda p, x: model.apply(p, x)[1], params, x, seeds=seeds)
+  return jax_train_step(lambda p, x: model.apply(p, x)[1], params, x, seeds=seeds, seed_program=seed_program)
 
 
 def flax_stack(shape: Shape, cell: str) -> Bench:

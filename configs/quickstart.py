@@ -4,7 +4,7 @@ A depth x cell sweep on bracket counting (the ``parentheses`` task, after Collin
 each of 40 steps the model must output how many brackets are open, over two bracket types with
 saturating counters, among noise tokens. No download, and it runs in about 4-5 minutes on 2 CPU
 cores: 3 cells (vanilla RNN, GRU, LSTM) x depths 1, 2, 3 at width 32 x 3 seeds, the seeds of
-each variant trained together as one vmapped program.
+each variant trained together as one program.
 
 Widths are fixed (not parameter-matched), so a deeper network is also a larger one; the report
 lists the parameter counts. For the fair, parameter-matched comparison set

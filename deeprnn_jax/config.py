@@ -36,6 +36,9 @@ class ConfigError(ValueError):
     super().__init__(f'config key {key!r}: {message}' if key else message)
 
 
+SEED_PROGRAMS = ('auto', 'vmap', 'loop', 'separate')
+
+
 def default_config() -> ml_collections.ConfigDict:
   """Every key a config may set, with its default."""
   c = ml_collections.ConfigDict()
@@ -99,7 +102,10 @@ def default_config() -> ml_collections.ConfigDict:
   c.sweep.seeds = (0,)
   c.sweep.param_budget = 0         # >0: solve model.width per variant to this parameter count
   c.sweep.param_tolerance = 0.02
-  c.sweep.vmap_seeds = True        # train the seeds of a grid point in one vmapped program
+  # How the seeds of a grid point train: 'vmap' (one program, seeds batched: fills an accelerator),
+  # 'loop' (one program, seeds one after another inside it: the fastest on CPU), 'separate' (one run
+  # at a time), 'auto' ('loop' on CPU, 'vmap' on accelerators).
+  c.sweep.seed_program = 'auto'
 
   c.logging = ml_collections.ConfigDict()
   c.logging.wandb_mode = None      # 'online' | 'offline' | 'disabled'; None: $WANDB_MODE, else by API key
@@ -255,7 +261,7 @@ RULES: dict[str, Callable[[str, Any], Any]] = {
     'sweep.seeds': _tuple_of(_int(0)),
     'sweep.param_budget': _int(0),
     'sweep.param_tolerance': _float(0.0, 0.5, lo_open=True),
-    'sweep.vmap_seeds': _bool,
+    'sweep.seed_program': _choice(SEED_PROGRAMS),
     'logging.wandb_mode': _choice(('online', 'offline', 'disabled'), optional=True),
     'logging.project': _str(),
     'logging.entity': _str(optional=True),
@@ -468,7 +474,7 @@ def fingerprint(config: ml_collections.ConfigDict | Mapping) -> str:
 
 # Keys that change how a run is launched or watched, never its numbers: they may differ between the
 # launches of one sweep (e.g. adding seeds, switching wandb off) without making it another sweep.
-RUNTIME_KEYS = ('logging', 'train.progress_bar', 'sweep.axes', 'sweep.seeds', 'sweep.vmap_seeds')
+RUNTIME_KEYS = ('logging', 'train.progress_bar', 'sweep.axes', 'sweep.seeds', 'sweep.seed_program')
 
 
 def result_fingerprint(config: ml_collections.ConfigDict | Mapping) -> str:

@@ -233,7 +233,7 @@ class WandbRun:
 
   ``init`` and ``finish`` (the calls that wait on the wandb server) give up after ``timeout``
   seconds; a failure is logged once as a warning and kept in ``error``. Several runs can be open in
-  one process (``reinit='create_new'``): the seeds of a vmapped group each get their own wandb run,
+  one process (``reinit='create_new'``): the seeds of a group each get their own wandb run,
   grouped together by ``group``.
   """
 

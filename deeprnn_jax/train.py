@@ -1,10 +1,14 @@
-"""Training: one jitted step for the whole update, seeds as a vmapped axis, eval, checkpoints, resume.
+"""Training: one jitted step for the whole update, seeds as one program, eval, checkpoints, resume.
 
 ``train(config, workdir)`` trains one run into the run folder ``workdir``; ``train_seeds(configs,
 run_dirs)`` trains several runs that differ only in ``train.seed`` *together*: every array of the
-``TrainState`` has a leading seed axis and the step is ``jax.vmap``-ed over it, so S small recurrent
-models fill the hardware that one leaves idle. A single run is the same program with S = 1, and each
-seed of a group follows exactly the trajectory it would follow alone:
+``TrainState`` has a leading seed axis and one compiled step updates every seed, so the seeds share
+one compilation, one dispatch per step and one evaluation call. ``sweep.seed_program`` says how the
+step covers the seed axis: ``jax.vmap`` (the seeds batched, so S small recurrent models fill an
+accelerator that one leaves idle) or ``lax.map`` (one seed after another inside the program, each
+with the unbatched computation: on CPU batched matmuls run slower than S separate ones, see
+BENCHMARKS.md). A single run is the same program with S = 1, and each seed of a group follows the
+trajectory it would follow alone:
 
 * a seed's keys come from its seed only (``PRNGKey(seed)`` split into init, dropout and data keys);
 * batches are ``task.train_batch(data_key, step, batch_size)``, a pure function of (key, step), and
@@ -241,9 +245,36 @@ def _metric_names(model, task) -> tuple[str, ...]:
   return tuple(jax.eval_shape(f).keys())
 
 
+def resolve_seed_program(name: str) -> str:
+  """``sweep.seed_program`` for this backend: ``'auto'`` is ``'loop'`` on CPU, ``'vmap'`` elsewhere.
+
+  Measured on a 2-core CPU (BENCHMARKS.md): one training step of 8 vmapped seeds ran at 0.61x the
+  throughput of 8 separate steps (small LSTM), the same seeds looped inside one program at 1.03x.
+  """
+  if name != 'auto':
+    return name
+  return 'loop' if jax.default_backend() == 'cpu' else 'vmap'
+
+
+def over_seeds(fn: Callable, in_axes: Sequence[int | None], program: str) -> Callable:
+  """``fn`` of one seed, applied to every seed: arguments whose ``in_axes`` entry is 0 carry a leading
+  seed axis, those with None are shared. ``program='loop'`` runs the seeds one after another inside
+  the program (``lax.map``); anything else batches them (``jax.vmap``)."""
+  if program != 'loop':
+    return jax.vmap(fn, in_axes=tuple(in_axes))
+
+  def looped(*args):
+    def one_seed(per_seed):
+      per_seed = iter(per_seed)
+      return fn(*(next(per_seed) if axis == 0 else a for a, axis in zip(args, in_axes)))
+    return jax.lax.map(one_seed, tuple(a for a, axis in zip(args, in_axes) if axis == 0))
+
+  return looped
+
+
 def _train_step(model, tx, task, batch_size: int, bucket: int | None, mesh, state: TrainState, active: jax.Array,
                 data) -> TrainState:
-  """One update of one seed (vmapped over seeds by the caller); a frozen seed (``~active``) keeps its state."""
+  """One update of one seed (``over_seeds`` covers the seed axis); a frozen seed (``~active``) keeps its state."""
   # With several devices the batch is split over them; the gradient all-reduce follows from it.
   batch = parallel.shard_batch(_batch(task, state.data_key, state.step, batch_size, data, bucket), mesh)
   dropout_key = jax.random.fold_in(state.dropout_key, state.step)
@@ -360,7 +391,7 @@ def train(config: ConfigDict, workdir: str, *, should_stop: Callable[[], bool] |
 
 def train_seeds(configs: Sequence[ConfigDict], run_dirs: Sequence[str], *,
                 should_stop: Callable[[], bool] | None = None, task: task_base.Task | None = None) -> list[dict]:
-  """Trains runs that differ only in ``train.seed`` together, as one vmapped program; see the module doc.
+  """Trains runs that differ only in ``train.seed`` together, as one program; see the module doc.
 
   Runs whose folder says they are done (finished or diverged) are not trained again; the others
   resume from their checkpoints. Returns each run's final status, in order.
@@ -425,7 +456,7 @@ class _SeedGroup:
     self.periodic = tuple(c.train.eval_splits) or self.splits   # at every eval
     self.model = model_from_config(c, self.task)
     self.tx, self.schedule = optimizer_from_config(c)
-    self.mesh = parallel.data_mesh()       # None on one device; all devices (and hosts) otherwise
+    self.mesh = parallel.data_mesh()       # None on one device; all local devices otherwise
     if self.mesh is not None and c.train.batch_size % self.mesh.size:
       raise config_lib.ConfigError('train.batch_size', f'{c.train.batch_size} does not split over '
                                    f'{self.mesh.size} devices; use a multiple of {self.mesh.size}')
@@ -434,16 +465,17 @@ class _SeedGroup:
     self.best_mode = threshold.mode if threshold else self.task.metric_modes.get('loss', 'min')
     self.metric_names = _metric_names(self.model, self.task)
 
+    self.seed_program = resolve_seed_program(c.sweep.seed_program) if len(self.seeds) > 1 else 'vmap'
+    per_seed = lambda fn, in_axes: over_seeds(fn, in_axes, self.seed_program)
     init = functools.partial(_init_one, self.model, self.tx, self.task, self.metric_names)
-    self.init_fn = jax.jit(jax.vmap(init, in_axes=(0, None)))
+    self.init_fn = jax.jit(per_seed(init, (0, None)))
     # One step program per length bucket (one in all for fixed-length tasks).
     self.buckets = tuple(range(len(self.task.length_buckets))) or (None,)
     self.step_fns = {
-        b: jax.jit(jax.vmap(functools.partial(_train_step, self.model, self.tx, self.task, c.train.batch_size, b,
-                                              self.mesh),
-                            in_axes=(0, 0, None)), donate_argnums=(0,))
+        b: jax.jit(per_seed(functools.partial(_train_step, self.model, self.tx, self.task, c.train.batch_size, b,
+                                              self.mesh), (0, 0, None)), donate_argnums=(0,))
         for b in self.buckets}
-    self.eval_fn = jax.jit(jax.vmap(functools.partial(_eval_chunk, self.model, self.task), in_axes=(0, None)))
+    self.eval_fn = jax.jit(per_seed(functools.partial(_eval_chunk, self.model, self.task), (0, None)))
     self.eval_data = {s: [parallel.place(ch, self.mesh) for ch in eval_chunks(self.task.eval_splits[s], c.train.eval_batch_size)]
                       for s in self.splits}
 
@@ -562,7 +594,8 @@ class _SeedGroup:
       for i, run_dir in enumerate(self.run_dirs):
         log_lib.update_status(
             run_dir, state='running', run_id=os.path.basename(run_dir), seed=self.seeds[i], step=start,
-            num_steps=c.train.num_steps, params=params_count, vmapped_seeds=len(self.seeds), pid=os.getpid(),
+            num_steps=c.train.num_steps, params=params_count, seeds_in_program=len(self.seeds),
+            seed_program=self.seed_program, pid=os.getpid(),
             host=socket.gethostname(), wandb_id=self.wandb_ids[i], wandb_mode=self.wandb_modes[i],
             wandb_error=self.wandb_errors[i],
             resumed_from=start or None, updated_at=time.time(), error=None, task=self._task_facts())
@@ -659,7 +692,7 @@ class _SeedGroup:
 
   def _bucket(self, step: int) -> int | None:
     """The length bucket of ``step``: a function of the step alone (seed 0 for every run), so all the
-    seeds of a vmapped group share one bucket per step and each still matches its separate run."""
+    seeds of a group share one bucket per step and each still matches its separate run."""
     if self.buckets == (None,):
       return None
     return task_base.bucket_for_step(self.task.bucket_probs, 0, step)

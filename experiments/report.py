@@ -669,7 +669,7 @@ def _markdown(workdir, runs, vs, axes, facts, metric, mode, ref, len_splits, plo
             or ['- (not enough finished runs to compare)'])
   lines += ['', '## Variants', '',
             'Mean ± 95% CI half-width over finished seeds (n). Steps/s and compile seconds are per '
-            'program: the seeds of a variant train together, vmapped.', '']
+            'program: the seeds of a variant train together in one.', '']
   cols = [('params', 'params'), (f'final_{ref}_{metric}', f'final {ref} {metric}'),
           (f'best_val_{metric}', f'best val {metric}'), ('steps_to_threshold', 'steps to threshold'),
           (f'val_{metric}_auc', f'val {metric} AUC'), ('generalization_gap', 'gen. gap')]
@@ -684,7 +684,7 @@ def _markdown(workdir, runs, vs, axes, facts, metric, mode, ref, len_splits, plo
     for col, _ in cols:
       if col == 'params':
         cells.append(str(v.runs[0].row.get('params') or 'n/a'))
-      elif col in ('steps_per_sec', 'compile_seconds'):   # one value per vmapped group: no spread to show
+      elif col in ('steps_per_sec', 'compile_seconds'):   # one value per seed group: no spread to show
         cells.append(_fmt(v.stat(col)[0], 3))
       elif col == 'steps_to_threshold':
         m, h, n = v.stat(col)

@@ -7,8 +7,8 @@
   that its parameter count is within ``sweep.param_tolerance`` of the budget (Collins et al. 2017).
   Parameter counts come from ``jax.eval_shape`` of the model's init: no compute, no memory.
 * ``run_sweep(config, workdir)``: trains every run that is not done yet. The seeds of a grid point
-  train together as one vmapped program (``sweep.vmap_seeds``; one by one if that runs out of
-  memory). A runner holds each run's lock (``experiments/locks.py``) while it trains it, so several
+  train together as one program (``sweep.seed_program``: vmapped, or looped inside the program
+  on CPU; one by one if that runs out of memory). A runner holds each run's lock (``experiments/locks.py``) while it trains it, so several
   runners on one workdir split the grid between them and never train a run twice; a runner that
   dies (even by ``kill -9``) holds nothing. JAX's persistent compilation cache is on, so a rerun (or
   the next variant with the same shapes) skips XLA compilation.
@@ -312,7 +312,7 @@ class SweepResult:
 def run_sweep(config: ml_collections.ConfigDict, workdir: str, *,
               should_stop: Callable[[], bool] | None = None,
               select: Callable[[GridPoint, int], bool] | None = None,
-              vmap_seeds: bool | None = None,
+              seeds_together: bool | None = None,
               echo: Callable[[str], None] = print) -> SweepResult:
   """Trains every run of the grid that is not done yet; see the module docstring.
 
@@ -325,7 +325,8 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, *,
   points = expand(config)
   check_workdir(config, workdir, points)
   write_sweep_file(config, workdir, points)
-  vmap = config.sweep.vmap_seeds if vmap_seeds is None else vmap_seeds
+  together = config.sweep.seed_program != 'separate' if seeds_together is None else seeds_together
+  how = f' in one program ({train_lib.resolve_seed_program(config.sweep.seed_program)})' 
   result = SweepResult()
   total = len(points)
   for n, point in enumerate(points, 1):
@@ -338,12 +339,12 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, *,
       continue
     try:
       mine = list(locks)
-      groups = [mine] if vmap and len(mine) > 1 else [[s] for s in mine]
+      groups = [mine] if together and len(mine) > 1 else [[s] for s in mine]
       while groups:
         group = groups.pop(0)
         ids = [point.run_id(s) for s in group]
         echo(f'[{n}/{total}] {point.variant} ({point.params} params): seed{"s" if len(group) > 1 else ""} '
-             f'{", ".join(map(str, group))}{" vmapped" if len(group) > 1 else ""}')
+             f'{", ".join(map(str, group))}{how if len(group) > 1 else ""}')
         try:
           statuses = train_lib.train_seeds([point.run_config(s) for s in group],
                                            [os.path.join(workdir, i) for i in ids], should_stop=should_stop,
@@ -354,7 +355,7 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, *,
           raise
         except Exception as e:  # pylint: disable=broad-except
           if len(group) > 1 and _is_out_of_memory(e):
-            echo(f'  out of memory with {len(group)} seeds vmapped; training them one by one')
+            echo(f'  out of memory with {len(group)} seeds in one program; training them one by one')
             groups = [[s] for s in group] + groups
             continue
           msg = log_lib.one_line(e)
@@ -380,7 +381,7 @@ def _claim(point: GridPoint, seeds: Sequence[int], workdir: str, result: SweepRe
   A run is done if its status says so; that is read again once its lock is held, since another
   runner may have finished it in between. The first run found locked means another runner is on
   this grid point: the point's remaining runs are left to it too, so the seeds of a point stay
-  together in one vmapped group (and follow exactly the trajectory they would in one runner).
+  together in one group (and follow exactly the trajectory they would in one runner).
   """
   locks = {}
   for i, seed in enumerate(seeds):
@@ -495,7 +496,7 @@ def _sweep_command(args, config, overrides, should_stop) -> int:
     print(f'wrote {path}\nstart it with: wandb sweep {path}   then on each machine: wandb agent <sweep id>')
     return 0
   result = run_sweep(config, args.workdir, should_stop=should_stop, select=agent_select(config, args.point_args),
-                     vmap_seeds=False)
+                     seeds_together=False)
   return 1 if result.failed else 0
 
 

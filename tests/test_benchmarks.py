@@ -9,7 +9,8 @@ TINY = impls.Shape('tiny', batch=2, time=5, inputs=3, hidden=4, layers=2)
 
 
 def test_every_implementation_trains_one_step():
-  benches = {'ours': impls.ours(TINY, 'gru'), 'flax': impls.flax_stack(TINY, 'gru'), 'seeds': impls.ours(TINY, 'gru', seeds=3)}
+  benches = {'ours': impls.ours(TINY, 'gru'), 'flax': impls.flax_stack(TINY, 'gru'), 'seeds': impls.ours(TINY, 'gru', seeds=3),
+             'looped': impls.ours(TINY, 'gru', seeds=3, seed_program='loop')}
   rates = bench.race(benches, TINY.tokens, repeats=2, seconds=0.0)
   assert all(r.shape == (2,) and np.all(r > 0) for r in rates.values())
   assert all(b.compile_seconds > 0 for b in benches.values())

@@ -33,7 +33,7 @@ def test_tiny_sweep_writes_every_report_file_and_a_rerun_trains_nothing(tmp_path
   assert runs == [f'{c}-d{d}-w8-s{s}' for c in ('gru', 'rnn') for d in (1, 2) for s in (0, 1)]
   for run in runs:
     assert {'config.json', 'metrics.jsonl', 'status.json', 'checkpoints'} <= set(os.listdir(os.path.join(workdir, run)))
-    assert log_lib.read_status(os.path.join(workdir, run))['vmapped_seeds'] == 2
+    assert log_lib.read_status(os.path.join(workdir, run))['seeds_in_program'] == 2
   for name in REPORT_FILES:
     assert os.path.getsize(os.path.join(workdir, name)) > 0, name
   summary = open(os.path.join(workdir, 'summary.csv')).read().splitlines()
@@ -134,4 +134,4 @@ def test_wandb_agent_entry_point_runs_one_point_from_the_exported_sweep_file(tmp
   runs = [d for d in os.listdir(workdir) if os.path.isdir(os.path.join(workdir, d))]
   assert runs == ['rnn-d1-w8-s1']
   status = log_lib.read_status(os.path.join(workdir, 'rnn-d1-w8-s1'))
-  assert status['state'] == 'finished' and status['step'] == 4 and status['vmapped_seeds'] == 1
+  assert status['state'] == 'finished' and status['step'] == 4 and status['seeds_in_program'] == 1

@@ -20,16 +20,19 @@ SCRIPT = textwrap.dedent('''
     from deeprnn_jax import train
     from runner_helpers import records, tiny_config
 
-    config = tiny_config(**{'train.batch_size': int(sys.argv[2])})
-    train.train(config, sys.argv[1])
-    print(json.dumps({'devices': jax.device_count(), 'records': records(sys.argv[1], drop=('steps_per_sec', 'time'))}))
+    # argv: workdir, batch size, number of seeds (trained together, looped inside one program)
+    seeds = range(int(sys.argv[3]))
+    configs = [tiny_config(**{'train.batch_size': int(sys.argv[2]), 'train.seed': s, 'sweep.seed_program': 'loop'})
+               for s in seeds]
+    train.train_seeds(configs, [f'{sys.argv[1]}/s{s}' for s in seeds])
+    print(json.dumps({'devices': jax.device_count(), 'records': records(f'{sys.argv[1]}/s0', drop=('steps_per_sec', 'time'))}))
 ''')
 
 
-def _train_on(devices: int, workdir, batch_size: int = 8) -> subprocess.CompletedProcess:
+def _train_on(devices: int, workdir, batch_size: int = 8, seeds: int = 1) -> subprocess.CompletedProcess:
   env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, TESTS]), JAX_PLATFORMS='cpu')
   env['XLA_FLAGS'] = (env.get('XLA_FLAGS', '') + f' --xla_force_host_platform_device_count={devices}').strip()
-  return subprocess.run([sys.executable, '-c', SCRIPT, str(workdir), str(batch_size)], env=env,
+  return subprocess.run([sys.executable, '-c', SCRIPT, str(workdir), str(batch_size), str(seeds)], env=env,
                         capture_output=True, text=True, timeout=300)
 
 
@@ -38,16 +41,20 @@ def _losses(records):
 
 
 def test_four_devices_follow_the_single_device_trajectory(tmp_path):
+  # Seed 0 trained alone on 1 device, alone on 4, and with seed 1 looped in one program on 4.
   runs = {}
-  for devices in (1, 4):
-    done = _train_on(devices, tmp_path / f'd{devices}')
+  for devices, seeds in ((1, 1), (4, 1), (4, 2)):
+    done = _train_on(devices, tmp_path / f'd{devices}s{seeds}', seeds=seeds)
     assert done.returncode == 0, done.stderr[-2000:]
-    runs[devices] = json.loads(done.stdout.strip().splitlines()[-1])
-  assert runs[4]['devices'] == 4 and runs[1]['devices'] == 1
-  one, four = _losses(runs[1]['records']), _losses(runs[4]['records'])
-  assert len(one) >= 6 and [s for s, _ in one] == [s for s, _ in four]
-  for (step, a), (_, b) in zip(one, four):
-    assert b == pytest.approx(a, rel=1e-4, abs=1e-6), f'step {step}'
+    runs[devices, seeds] = json.loads(done.stdout.strip().splitlines()[-1])
+  assert [runs[k]['devices'] for k in runs] == [1, 4, 4]
+  one = _losses(runs[1, 1]['records'])
+  assert len(one) >= 6
+  for key in ((4, 1), (4, 2)):
+    other = _losses(runs[key]['records'])
+    assert [s for s, _ in one] == [s for s, _ in other]
+    for (step, a), (_, b) in zip(one, other):
+      assert b == pytest.approx(a, rel=1e-4, abs=1e-6), f'{key}: step {step}'
 
 
 def test_a_batch_that_does_not_split_over_the_devices_is_refused(tmp_path):

@@ -1,4 +1,4 @@
-"""The training loop: exact resume, vmapped seeds == separate runs, divergence, early stop, logs."""
+"""The training loop: exact resume, seeds in one program == separate runs, divergence, early stop, logs."""
 
 from __future__ import annotations
 
@@ -84,14 +84,15 @@ def test_resume_after_interrupt_and_crash_equals_uninterrupted(tmp_path):
   assert sorted(os.listdir(os.path.join(straight, 'checkpoints', 'latest'))) == ['12', '8']
 
 
-def test_vmapped_seeds_equal_separate_runs(tmp_path):
-  configs = [tiny_config(**{'train.seed': s}) for s in (0, 1)]
+@pytest.mark.parametrize('program', ['vmap', 'loop'])
+def test_seeds_in_one_program_equal_separate_runs(tmp_path, program):
+  configs = [tiny_config(**{'train.seed': s, 'sweep.seed_program': program}) for s in (0, 1)]
   together = [str(tmp_path / f'v{s}') for s in (0, 1)]
   statuses = train_lib.train_seeds(configs, together)
-  assert [s['vmapped_seeds'] for s in statuses] == [2, 2]
+  assert [(s['seeds_in_program'], s['seed_program']) for s in statuses] == [(2, program)] * 2
   for s, config in enumerate(configs):
     alone = str(tmp_path / f'a{s}')
-    assert train_lib.train(config, alone)['vmapped_seeds'] == 1
+    assert train_lib.train(config, alone)['seeds_in_program'] == 1
     a, b = records(together[s]), records(alone)
     assert [(r['step'], r['split']) for r in a] == [(r['step'], r['split']) for r in b]
     for ra, rb in zip(a, b):
