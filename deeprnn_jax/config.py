@@ -379,7 +379,16 @@ def apply_overrides(config: ml_collections.ConfigDict | Mapping,
   return from_dict(d)
 
 
+# Keys that were renamed: the old name's error says what replaced it.
+_RENAMED = {
+    'sweep.vmap_seeds': "renamed sweep.seed_program: 'auto' (default), 'vmap', 'loop' or 'separate' "
+                        "(vmap_seeds=False is 'separate')",
+}
+
+
 def _suggest(key: str, known: Iterable[str]) -> str:
+  if key in _RENAMED:
+    return _RENAMED[key]
   group = key.split('.')[0]
   same_group = sorted(k for k in known if k.startswith(group + '.'))
   if same_group:

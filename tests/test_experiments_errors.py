@@ -45,6 +45,8 @@ BAD_OVERRIDES = [
     (["--config.train.eval_splits=('val','dev')"], "config key 'train.eval_splits': unknown split 'dev' for task 'adding'; valid: val, test"),
     (['--config.sweep.param_budget=50'], "config key 'sweep.param_budget': 50 parameters cannot be matched within 2%"),
     (['--config.logging.wandb_mode=sometimes'], "config key 'logging.wandb_mode': unknown value 'sometimes'; valid: disabled, offline, online"),
+    (['--config.sweep.seed_program=fast'], "config key 'sweep.seed_program': unknown value 'fast'; valid: auto, loop, separate, vmap"),
+    (['--config.sweep.vmap_seeds=False'], "config key 'sweep.vmap_seeds': unknown key; renamed sweep.seed_program: 'auto' (default), 'vmap', 'loop' or 'separate' (vmap_seeds=False is 'separate')"),
     (['--config.model.depth'], "config key 'model.depth': an override must look like key=value"),
     (['model.depth=2'], "unrecognized argument 'model.depth=2'"),
     (['--model.depth=2'], "unrecognized arguments ['--model.depth=2']"),
