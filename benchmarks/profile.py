@@ -28,26 +28,23 @@ from benchmarks.bench import SHAPES
 _CONTAINERS = ('ThunkExecutor', '$', 'while', 'conditional', 'call')
 
 
-def op_times(trace_dir: str, steps: int) -> tuple[collections.Counter, collections.Counter, collections.Counter]:
-  """Per step, over the runtime's threads: nanoseconds and executions of each op, and nanoseconds
-  of each loop (``while``) as a whole."""
+def op_times(trace_dir: str, steps: int) -> tuple[collections.Counter, collections.Counter]:
+  """Per step, over the runtime's threads: nanoseconds and executions of each op."""
   path = glob.glob(f'{trace_dir}/**/*.xplane.pb', recursive=True)[0]
-  nanos, counts, loops = collections.Counter(), collections.Counter(), collections.Counter()
+  nanos, counts = collections.Counter(), collections.Counter()
   for plane in ProfileData.from_file(path).planes:
     for line in plane.lines:
       if line.name == 'python':
         continue
       for event in line.events:
-        if event.name.startswith('while'):
-          loops[event.name] += event.duration_ns / steps
-        elif not event.name.startswith(_CONTAINERS):
+        if not event.name.startswith(_CONTAINERS):
           nanos[event.name] += event.duration_ns / steps
           counts[event.name] += 1 / steps
-  return nanos, counts, loops
+  return nanos, counts
 
 
 def profile_step(bench: impls.Bench, steps: int = 3):
-  """``(seconds per step untraced, op nanoseconds, op counts, loop nanoseconds)``, all per step."""
+  """``(seconds per step untraced, op nanoseconds, op counts)``, the last two per step."""
   for _ in range(3):   # warm up outside the trace
     bench.step()
   start = time.perf_counter()
@@ -76,12 +73,11 @@ def main(argv=None) -> int:
     bench = impls.ours(shape, args.cell, execution=args.execution)
   else:
     bench = impls.flax_stack(shape, args.cell)
-  wall, nanos, counts, loops = profile_step(bench, args.steps)
+  wall, nanos, counts = profile_step(bench, args.steps)
   busy = sum(nanos.values()) / 1e6
   print(f'{args.impl} {args.cell} {args.shape} (execution={args.execution}) on {jax.devices()[0].device_kind}: '
         f'{wall * 1e3:.1f} ms per step untraced, {sum(counts.values()):,.0f} ops per step, '
         f'{busy:.1f} ms of op time per step (summed over threads)')
-  print('loops (traced, ms per step): ' + ', '.join(f'{k} {v / 1e6:.1f}' for k, v in loops.most_common()))
   print(f'{"ms/step":>9} {"per step":>9} {"us each":>9}  op')
   for name, ns in nanos.most_common(args.top):
     print(f'{ns / 1e6:9.2f} {counts[name]:9.0f} {ns / 1e3 / counts[name]:9.1f}  {name}')

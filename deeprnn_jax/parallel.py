@@ -1,4 +1,9 @@
-"""Data parallelism: one run over all devices, the batch sharded, the parameters replicated.
+"""How work shares programs and devices: seeds in one program, and one run over all local devices.
+
+Seeds: ``over_seeds`` turns the step of one seed into a step of S seeds in one program, batched
+(``vmap``) or one after another inside it (``loop``); ``resolve_seed_program`` picks per backend.
+
+Data parallelism: the batch sharded, the parameters replicated.
 
 The same code serves one device (no mesh: nothing changes) and several local devices. (Several
 hosts would also need every host to feed and place its share of the data and only one of them to
@@ -9,7 +14,7 @@ axis over the mesh, and the replicated parameters make it insert the gradient al
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import jax
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
@@ -39,3 +44,30 @@ def shard_batch(batch: Any, mesh: Mesh | None) -> Any:
     return batch
   sharding = NamedSharding(mesh, PartitionSpec(AXIS))
   return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, sharding), batch)
+
+
+def resolve_seed_program(name: str) -> str:
+  """``sweep.seed_program`` for this backend: ``'auto'`` is ``'loop'`` on CPU, ``'vmap'`` elsewhere.
+
+  Measured on a 2-core CPU (BENCHMARKS.md): one training step of 8 vmapped seeds ran at 0.63x the
+  throughput of 8 separate steps (small LSTM), the same seeds looped inside one program at 1.10x.
+  """
+  if name != 'auto':
+    return name
+  return 'loop' if jax.default_backend() == 'cpu' else 'vmap'
+
+
+def over_seeds(fn: Callable, in_axes: Sequence[int | None], program: str) -> Callable:
+  """``fn`` of one seed, applied to every seed: arguments whose ``in_axes`` entry is 0 carry a leading
+  seed axis, those with None are shared. ``program='loop'`` runs the seeds one after another inside
+  the program (``lax.map``); anything else batches them (``jax.vmap``)."""
+  if program != 'loop':
+    return jax.vmap(fn, in_axes=tuple(in_axes))
+
+  def looped(*args):
+    def one_seed(per_seed):
+      per_seed = iter(per_seed)
+      return fn(*(next(per_seed) if axis == 0 else a for a, axis in zip(args, in_axes)))
+    return jax.lax.map(one_seed, tuple(a for a, axis in zip(args, in_axes) if axis == 0))
+
+  return looped

@@ -245,36 +245,9 @@ def _metric_names(model, task) -> tuple[str, ...]:
   return tuple(jax.eval_shape(f).keys())
 
 
-def resolve_seed_program(name: str) -> str:
-  """``sweep.seed_program`` for this backend: ``'auto'`` is ``'loop'`` on CPU, ``'vmap'`` elsewhere.
-
-  Measured on a 2-core CPU (BENCHMARKS.md): one training step of 8 vmapped seeds ran at 0.61x the
-  throughput of 8 separate steps (small LSTM), the same seeds looped inside one program at 1.03x.
-  """
-  if name != 'auto':
-    return name
-  return 'loop' if jax.default_backend() == 'cpu' else 'vmap'
-
-
-def over_seeds(fn: Callable, in_axes: Sequence[int | None], program: str) -> Callable:
-  """``fn`` of one seed, applied to every seed: arguments whose ``in_axes`` entry is 0 carry a leading
-  seed axis, those with None are shared. ``program='loop'`` runs the seeds one after another inside
-  the program (``lax.map``); anything else batches them (``jax.vmap``)."""
-  if program != 'loop':
-    return jax.vmap(fn, in_axes=tuple(in_axes))
-
-  def looped(*args):
-    def one_seed(per_seed):
-      per_seed = iter(per_seed)
-      return fn(*(next(per_seed) if axis == 0 else a for a, axis in zip(args, in_axes)))
-    return jax.lax.map(one_seed, tuple(a for a, axis in zip(args, in_axes) if axis == 0))
-
-  return looped
-
-
 def _train_step(model, tx, task, batch_size: int, bucket: int | None, mesh, state: TrainState, active: jax.Array,
                 data) -> TrainState:
-  """One update of one seed (``over_seeds`` covers the seed axis); a frozen seed (``~active``) keeps its state."""
+  """One update of one seed (``parallel.over_seeds`` covers the seed axis); a frozen seed (``~active``) keeps its state."""
   # With several devices the batch is split over them; the gradient all-reduce follows from it.
   batch = parallel.shard_batch(_batch(task, state.data_key, state.step, batch_size, data, bucket), mesh)
   dropout_key = jax.random.fold_in(state.dropout_key, state.step)
@@ -465,8 +438,8 @@ class _SeedGroup:
     self.best_mode = threshold.mode if threshold else self.task.metric_modes.get('loss', 'min')
     self.metric_names = _metric_names(self.model, self.task)
 
-    self.seed_program = resolve_seed_program(c.sweep.seed_program) if len(self.seeds) > 1 else 'vmap'
-    per_seed = lambda fn, in_axes: over_seeds(fn, in_axes, self.seed_program)
+    self.seed_program = parallel.resolve_seed_program(c.sweep.seed_program) if len(self.seeds) > 1 else 'vmap'
+    per_seed = lambda fn, in_axes: parallel.over_seeds(fn, in_axes, self.seed_program)
     init = functools.partial(_init_one, self.model, self.tx, self.task, self.metric_names)
     self.init_fn = jax.jit(per_seed(init, (0, None)))
     # One step program per length bucket (one in all for fixed-length tasks).

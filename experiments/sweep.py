@@ -37,6 +37,7 @@ import ml_collections
 from deeprnn_jax import config as config_lib
 from deeprnn_jax import faults
 from deeprnn_jax import logging as log_lib
+from deeprnn_jax import parallel
 from deeprnn_jax import train as train_lib
 from deeprnn_jax.config import ConfigError
 from experiments.locks import LOCK_FILE, RunLock  # noqa: F401  (LOCK_FILE: part of this module's face)
@@ -326,7 +327,7 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, *,
   check_workdir(config, workdir, points)
   write_sweep_file(config, workdir, points)
   together = config.sweep.seed_program != 'separate' if seeds_together is None else seeds_together
-  how = f' in one program ({train_lib.resolve_seed_program(config.sweep.seed_program)})' 
+  how = f' in one program ({parallel.resolve_seed_program(config.sweep.seed_program)})'
   result = SweepResult()
   total = len(points)
   for n, point in enumerate(points, 1):

@@ -26,10 +26,10 @@ def test_train_flops_counts_every_layer():
   assert impls.train_flops(TINY, 'lstm') == 3 * 2 * TINY.tokens * (7 * 16 + 8 * 16)
 
 
-def test_profile_finds_the_time_loop_and_its_ops():
+def test_profile_finds_the_ops_of_the_time_loop():
   from benchmarks import profile
-  wall, nanos, counts, loops = profile.profile_step(impls.ours(TINY, 'lstm', execution='time'), steps=2)
-  assert wall > 0 and loops and sum(nanos.values()) > 0
+  wall, nanos, counts = profile.profile_step(impls.ours(TINY, 'lstm', execution='time'), steps=2)
+  assert wall > 0 and sum(nanos.values()) > 0
   # Ops inside the time loop run once per time step (forward and backward loops: >= 5 per step).
   assert max(counts.values()) >= TINY.time
 

@@ -7,6 +7,8 @@ import sys
 import textwrap
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from deeprnn_jax import parallel
@@ -65,3 +67,17 @@ def test_a_batch_that_does_not_split_over_the_devices_is_refused(tmp_path):
 
 def test_one_device_needs_no_mesh():
   assert parallel.data_mesh(jax.devices()[:1]) is None
+
+
+def test_looped_seeds_compute_what_vmapped_seeds_do():
+  def fn(w, shared, scale):
+    return {'y': jnp.tanh(shared @ w) * scale, 'norm': jnp.sum(w * w)}
+  w = jax.random.normal(jax.random.key(0), (3, 4, 2))       # 3 seeds
+  shared = jax.random.normal(jax.random.key(1), (5, 4))
+  scale = jnp.arange(3.0)
+  vmapped = jax.jit(parallel.over_seeds(fn, (0, None, 0), 'vmap'))(w, shared, scale)
+  looped = jax.jit(parallel.over_seeds(fn, (0, None, 0), 'loop'))(w, shared, scale)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), vmapped, looped)
+  assert looped['y'].shape == (3, 5, 2)
+  assert parallel.resolve_seed_program('auto') == ('loop' if jax.default_backend() == 'cpu' else 'vmap')
+  assert parallel.resolve_seed_program('vmap') == 'vmap'

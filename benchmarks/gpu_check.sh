@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The speed suite on a GPU machine, in one short run (about 5 minutes on one H200 is the plan; not
+# yet run: no GPU has been lent to this project so far).
+#
+#   bash benchmarks/gpu_check.sh [OUTPUT_DIR]
+#
+# Needs a Python with jax (CUDA build), flax, optax and, for the cuDNN column, torch (CUDA build):
+# the benchmarks import only the library (deeprnn_jax's core), not the runner. Writes
+# OUTPUT_DIR/BENCHMARKS-gpu.md (the generated report: every execution path vs PyTorch/cuDNN and a
+# Flax stack, compile times, 8 seeds vmapped/looped vs separate, associative vs sequential scan at
+# T 2048) and OUTPUT_DIR/profile-medium-lstm.txt (where a medium LSTM step's time goes).
+set -euo pipefail
+out="${1:-${OUT:-.}}"
+mkdir -p "$out"
+cd "$(dirname "$0")/.."
+export PYTHONUNBUFFERED=1
+python3 -c 'import jax, torch; print("jax", jax.__version__, jax.devices(), "| torch", torch.__version__, torch.cuda.is_available())'
+python3 -m benchmarks.bench --executions --repeats 3 --seconds 0.5 --output "$out/BENCHMARKS-gpu.md"
+for execution in time layer; do
+  python3 -m benchmarks.profile --shape medium --cell lstm --execution "$execution" --top 15
+done > "$out/profile-medium-lstm.txt" 2>&1
