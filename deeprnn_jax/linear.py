@@ -22,7 +22,6 @@ from typing import ClassVar
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from jax.nn import initializers as jinit
 
 from deeprnn_jax.cells import Cell, get_activation
 from deeprnn_jax.inits import get_initializer
