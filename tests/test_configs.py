@@ -4,6 +4,7 @@ its grid with matched parameter counts."""
 from __future__ import annotations
 
 import glob
+import json
 import os
 
 import pytest
@@ -42,3 +43,12 @@ def test_config_grid_expands(path):
     for p in points:
       budget = p.config.sweep.param_budget
       assert abs(p.params - budget) / budget <= p.config.sweep.param_tolerance, p.variant
+
+
+def test_a_sweep_made_before_the_seed_program_rename_is_the_same_sweep():
+  from deeprnn_jax import config as config_lib
+  new = config_lib.to_dict(config_lib.default_config())
+  old = json.loads(json.dumps(new))
+  del old['sweep']['seed_program']
+  old['sweep']['vmap_seeds'] = True   # what a config.json written before the rename holds
+  assert config_lib.result_fingerprint(old) == config_lib.result_fingerprint(new)
