@@ -49,8 +49,9 @@ def shard_batch(batch: Any, mesh: Mesh | None) -> Any:
 def resolve_seed_program(name: str) -> str:
   """``sweep.seed_program`` for this backend: ``'auto'`` is ``'loop'`` on CPU, ``'vmap'`` elsewhere.
 
-  Measured on a 2-core CPU (BENCHMARKS.md): one training step of 8 vmapped seeds ran at 0.63x the
-  throughput of 8 separate steps (small LSTM), the same seeds looped inside one program at 1.10x.
+  Measured on a 2-core CPU (BENCHMARKS.md): one training step of 8 vmapped seeds ran at 0.57-0.63x
+  the throughput of 8 separate steps (small LSTM), the same seeds looped inside one program at
+  1.00-1.10x.
   """
   if name != 'auto':
     return name
