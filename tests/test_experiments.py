@@ -13,14 +13,24 @@ import yaml
 
 from deeprnn_jax import config as config_lib
 from deeprnn_jax import logging as log_lib
+from deeprnn_jax import parallel
 from experiments import run as run_cli
 from experiments import sweep
 
-from runner_helpers import tiny_config, write_config
+from runner_helpers import config_file_text, tiny_config, write_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPORT_FILES = ('report.md', 'summary.csv', 'learning_curves.png', 'final_vs_depth.png',
                 'convergence_vs_depth.png', 'grad_norms.png', 'diverged.png')
+
+
+def test_seed_program_separate_trains_one_seed_at_a_time(tmp_path):
+  text = config_file_text(axes={'model.depth': [1]}, **{'sweep.seed_program': 'separate', 'train.num_steps': 2})
+  workdir = str(tmp_path / 'runs')
+  assert run_cli.main(['--config', write_config(tmp_path, text), '--workdir', workdir]) == 0
+  for seed in (0, 1):
+    status = log_lib.read_status(os.path.join(workdir, f'rnn-d1-w8-s{seed}'))
+    assert status['state'] == 'finished' and status['seeds_in_program'] == 1
 
 
 def test_tiny_sweep_writes_every_report_file_and_a_rerun_trains_nothing(tmp_path, capsys):
@@ -33,7 +43,8 @@ def test_tiny_sweep_writes_every_report_file_and_a_rerun_trains_nothing(tmp_path
   assert runs == [f'{c}-d{d}-w8-s{s}' for c in ('gru', 'rnn') for d in (1, 2) for s in (0, 1)]
   for run in runs:
     assert {'config.json', 'metrics.jsonl', 'status.json', 'checkpoints'} <= set(os.listdir(os.path.join(workdir, run)))
-    assert log_lib.read_status(os.path.join(workdir, run))['seeds_in_program'] == 2
+    status = log_lib.read_status(os.path.join(workdir, run))
+    assert status['seeds_in_program'] == 2 and status['seed_program'] == parallel.resolve_seed_program('auto')
   for name in REPORT_FILES:
     assert os.path.getsize(os.path.join(workdir, name)) > 0, name
   summary = open(os.path.join(workdir, 'summary.csv')).read().splitlines()
