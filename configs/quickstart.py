@@ -2,7 +2,7 @@
 
 A depth x cell sweep on bracket counting (the ``parentheses`` task, after Collins et al. 2017): at
 each of 40 steps the model must output how many brackets are open, over two bracket types with
-saturating counters, among noise tokens. No download, and it runs in about 4-5 minutes on 2 CPU
+saturating counters, among noise tokens. No download, and it runs in about 4 minutes on 2 CPU
 cores: 3 cells (vanilla RNN, GRU, LSTM) x depths 1, 2, 3 at width 32 x 3 seeds, the seeds of
 each variant trained together as one program.
 
