@@ -47,13 +47,16 @@ def shard_batch(batch: Any, mesh: Mesh | None) -> Any:
 
 
 def resolve_seed_program(name: str) -> str:
-  """``sweep.seed_program`` for this backend: ``'auto'`` is ``'loop'`` on CPU, ``'vmap'`` elsewhere.
+  """How seeds that train together share their program, ``'vmap'`` or ``'loop'``, from
+  ``sweep.seed_program``: ``'auto'`` is ``'loop'`` on CPU and ``'vmap'`` elsewhere. ``'separate'``
+  makes the sweep train one seed per program; seeds handed over together still train together, as
+  ``'auto'`` would.
 
   Measured on a 2-core CPU (BENCHMARKS.md): one training step of 8 vmapped seeds ran at 0.57-0.63x
   the throughput of 8 separate steps (small LSTM), the same seeds looped inside one program at
   1.00-1.10x.
   """
-  if name != 'auto':
+  if name in ('vmap', 'loop'):
     return name
   return 'loop' if jax.default_backend() == 'cpu' else 'vmap'
 

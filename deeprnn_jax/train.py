@@ -438,9 +438,7 @@ class _SeedGroup:
     self.best_mode = threshold.mode if threshold else self.task.metric_modes.get('loss', 'min')
     self.metric_names = _metric_names(self.model, self.task)
 
-    # 'separate' is the sweep's choice to make groups of one; seeds handed over together train together.
-    program = 'auto' if c.sweep.seed_program == 'separate' else c.sweep.seed_program
-    self.seed_program = parallel.resolve_seed_program(program) if len(self.seeds) > 1 else 'vmap'
+    self.seed_program = parallel.resolve_seed_program(c.sweep.seed_program) if len(self.seeds) > 1 else 'vmap'
     per_seed = lambda fn, in_axes: parallel.over_seeds(fn, in_axes, self.seed_program)
     init = functools.partial(_init_one, self.model, self.tx, self.task, self.metric_names)
     self.init_fn = jax.jit(per_seed(init, (0, None)))

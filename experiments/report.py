@@ -465,17 +465,18 @@ def plot_length_generalization(path, vs: Sequence[Variant], axes_keys, facts, me
   plt = _plt()
   panels = sorted({(v.cell, v.other) for v in vs}, key=lambda p: (p[0], tuple(map(str, p[1]))))
   fig, axs = _panels(len(panels), plt)
+  lengths = ['test', *splits]   # the training length, then the longer test splits
   xs = [1] + [int(s.split('len')[1].rstrip('x')) for s in splits]
   for ax, (cell, other) in zip(axs, panels):
     for v in sorted((v for v in vs if (v.cell, v.other) == (cell, other)), key=lambda v: v.depth):
-      stats = [v.stat(f'final_{s}_{metric}') for s in ['test', *splits]]
+      stats = [v.stat(f'final_{s}_{metric}') for s in lengths]
       means = [s[0] for s in stats]
       ax.errorbar(xs, means, yerr=_error_bars(metric, means, [s[1] for s in stats]),
                   marker='o', capsize=3, label=f'depth {v.depth}')
     by_split = (facts.get('info') or {}).get('baseline_by_split')
     base = facts.get('baseline') or {}
-    if isinstance(by_split, dict) and base.get('metric') == metric and all(s in by_split for s in ['test', *splits]):
-      ax.plot(xs, [by_split[s] for s in ['test', *splits]], color='0.3', ls='--', lw=1, marker='x',
+    if isinstance(by_split, dict) and base.get('metric') == metric and all(s in by_split for s in lengths):
+      ax.plot(xs, [by_split[s] for s in lengths], color='0.3', ls='--', lw=1, marker='x',
               label='baseline at each length')
     else:
       _reference_lines(ax, facts, metric)

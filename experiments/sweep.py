@@ -8,9 +8,9 @@
   Parameter counts come from ``jax.eval_shape`` of the model's init: no compute, no memory.
 * ``run_sweep(config, workdir)``: trains every run that is not done yet. The seeds of a grid point
   train together as one program (``sweep.seed_program``: vmapped, or looped inside the program
-  on CPU; one by one if that runs out of memory). A runner holds each run's lock (``experiments/locks.py``) while it trains it, so several
-  runners on one workdir split the grid between them and never train a run twice; a runner that
-  dies (even by ``kill -9``) holds nothing. JAX's persistent compilation cache is on, so a rerun (or
+  on CPU; one by one if that runs out of memory). A runner holds each run's lock
+  (``experiments/locks.py``) while it trains it, so several runners on one workdir split the grid
+  between them and never train a run twice; a runner that dies (even by ``kill -9``) holds nothing. JAX's persistent compilation cache is on, so a rerun (or
   the next variant with the same shapes) skips XLA compilation.
 * ``export_wandb_sweep`` / ``python -m experiments.sweep agent ...``: the same grid as a wandb sweep
   file, and the entry point ``wandb agent`` launches for each of its runs.

@@ -81,3 +81,4 @@ def test_looped_seeds_compute_what_vmapped_seeds_do():
   assert looped['y'].shape == (3, 5, 2)
   assert parallel.resolve_seed_program('auto') == ('loop' if jax.default_backend() == 'cpu' else 'vmap')
   assert parallel.resolve_seed_program('vmap') == 'vmap'
+  assert parallel.resolve_seed_program('separate') == parallel.resolve_seed_program('auto')
