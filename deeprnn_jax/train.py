@@ -47,10 +47,11 @@ from tqdm.auto import tqdm
 from deeprnn_jax import checkpoint as checkpoint_lib
 from deeprnn_jax import config as config_lib
 from deeprnn_jax import faults
-from deeprnn_jax import logging as log_lib
+from deeprnn_jax import runlog
 from deeprnn_jax import models
 from deeprnn_jax import parallel
-from deeprnn_jax.stack import DeepRNN
+from deeprnn_jax.build import (check_task_config, model_from_config, optimizer_from_config, task_from_config,
+                               variant_name)
 from deeprnn_jax.tasks import base as task_base
 
 ConfigDict = ml_collections.ConfigDict
@@ -80,100 +81,6 @@ class TrainState:
   data_key: jax.Array
   diverged_at: jax.Array
   acc: Any
-
-
-# ----------------------------------------------------------------------------------------------
-# Config -> task, model, optimizer.
-
-
-def task_from_config(config: ConfigDict):
-  """The task named by ``config.task`` (``make_task(name, **options)``).
-
-  A task that cannot be built from these options (a bad value, a dataset that is not prepared)
-  raises ``ConfigError`` with the task's own one-line message.
-  """
-  from deeprnn_jax.tasks import make_task  # pylint: disable=g-import-not-at-top
-  try:
-    return make_task(config.task.name, **config_lib.to_dict(config.task.options or {}))
-  except (ValueError, TypeError, FileNotFoundError) as e:
-    if isinstance(e, config_lib.ConfigError):
-      raise
-    raise config_lib.ConfigError('task', f'{config.task.name!r} cannot be built: {log_lib.one_line(e)}') from e
-
-
-def check_task_config(config: ConfigDict, task: task_base.Task) -> None:
-  """The config checks that need the task: the eval splits it names must exist."""
-  names = tuple(task.eval_splits)
-  for s in config.train.eval_splits:
-    if s not in names:
-      raise config_lib.ConfigError('train.eval_splits', f'unknown split {s!r} for task {task.name!r}; '
-                                   f'valid: {", ".join(names)}')
-
-
-def model_from_config(config: ConfigDict, task: task_base.Task):
-  """The model for ``task`` described by ``config.model``: the one place a config becomes modules."""
-  m = config.model
-  rnn = DeepRNN(
-      cell=m.cell, features=layer_widths(config), connection=m.connection,
-      dropout_rate=m.dropout_rate, dropout_mode=m.dropout_mode, layer_norm=m.layer_norm,
-      bidirectional=m.bidirectional, merge=m.merge, execution=m.execution, unroll=m.unroll,
-      remat=m.remat, initial_carry=m.initial_carry,
-      dtype={'float32': None, 'bfloat16': jnp.bfloat16}[m.dtype],
-      cell_kwargs=config_lib.to_dict(m.cell_kwargs or {}) or None)
-  if task.input_kind == 'tokens':
-    inputs = dict(vocab_size=task.input_size, embed_features=m.embed_features or m.width)
-  else:
-    inputs = dict(input_features=m.input_features)
-  common = dict(rnn=rnn, head_features=tuple(m.head_features), dropout_rate=m.head_dropout_rate, **inputs)
-  if task.output_kind == 'class':
-    return models.Classifier(num_classes=task.output_size, pooling=m.pooling, **common)
-  if task.output_kind == 'regression':
-    return models.Regressor(out_features=task.output_size, pooling=m.pooling, **common)
-  return models.PerStepModel(out_features=task.output_size, **common)
-
-
-def layer_widths(config: ConfigDict) -> tuple[int, ...]:
-  """Per-layer hidden sizes: ``width`` for every layer, ``top_width`` (if set) for the last."""
-  m = config.model
-  return (m.width,) * (m.depth - 1) + (m.top_width or m.width,)
-
-
-def schedule_from_config(optim: ConfigDict, num_steps: int) -> optax.Schedule:
-  """Linear warmup from 0 to ``learning_rate``, then constant or cosine decay to the end."""
-  peak, warmup = optim.learning_rate, min(optim.warmup_steps, num_steps)
-  if optim.schedule == 'cosine':
-    return optax.warmup_cosine_decay_schedule(
-        0.0, peak, warmup, max(num_steps, warmup + 1), end_value=peak * optim.cosine_final_fraction)
-  if warmup == 0:
-    return optax.constant_schedule(peak)
-  return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), optax.constant_schedule(peak)], [warmup])
-
-
-def optimizer_from_config(config: ConfigDict) -> tuple[optax.GradientTransformation, optax.Schedule]:
-  """The optax chain of ``config.optim``: clip -> (L2) -> optimizer, and its learning-rate schedule.
-
-  Weight decay applies to matrices only (not biases or norms): decoupled in adamw, added to the
-  gradient (L2) for the others.
-  """
-  o = config.optim
-  lr = schedule_from_config(o, config.train.num_steps)
-  decay_mask = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)
-  parts = []
-  if o.clip_global_norm > 0:
-    parts.append(optax.clip_by_global_norm(o.clip_global_norm))
-  if o.weight_decay > 0 and o.name != 'adamw':
-    parts.append(optax.add_decayed_weights(o.weight_decay, mask=decay_mask))
-  if o.name == 'adam':
-    parts.append(optax.adam(lr, b1=o.beta1, b2=o.beta2, eps=o.eps))
-  elif o.name == 'adamw':
-    parts.append(optax.adamw(lr, b1=o.beta1, b2=o.beta2, eps=o.eps, weight_decay=o.weight_decay, mask=decay_mask))
-  elif o.name == 'sgd':
-    parts.append(optax.sgd(lr, momentum=o.momentum or None))
-  elif o.name == 'rmsprop':
-    parts.append(optax.rmsprop(lr, decay=o.rmsprop_decay, eps=o.eps, momentum=o.momentum or None))
-  else:
-    raise config_lib.ConfigError('optim.name', f'unknown optimizer {o.name!r}')
-  return optax.chain(*parts), lr
 
 
 # ----------------------------------------------------------------------------------------------
@@ -334,13 +241,6 @@ def _is_better(value: float, best: float | None, mode: str) -> bool:
   return best is None or (value < best if mode == 'min' else value > best)
 
 
-def variant_name(config: ConfigDict) -> str:
-  """``<cell>-d<depth>-w<width>[t<top width>]``: how runs and wandb job types name a model."""
-  m = config.model
-  top = f't{m.top_width}' if m.top_width and m.top_width != m.width else ''
-  return f'{m.cell}-d{m.depth}-w{m.width}{top}'
-
-
 def _fresh_meta() -> dict:
   """Host-side loop state that a checkpoint carries next to the arrays."""
   return {'step': 0, 'best_value': None, 'best_step': None, 'threshold_step': None,
@@ -369,8 +269,8 @@ def train_seeds(configs: Sequence[ConfigDict], run_dirs: Sequence[str], *,
   Runs whose folder says they are done (finished or diverged) are not trained again; the others
   resume from their checkpoints. Returns each run's final status, in order.
   """
-  statuses = [log_lib.read_status(d) for d in run_dirs]
-  todo = [i for i, s in enumerate(statuses) if not (s and s['state'] in log_lib.DONE_STATES)]
+  statuses = [runlog.read_status(d) for d in run_dirs]
+  todo = [i for i, s in enumerate(statuses) if not (s and s['state'] in runlog.DONE_STATES)]
   if todo:
     group = _SeedGroup([configs[i] for i in todo], [run_dirs[i] for i in todo], should_stop or (lambda: False), task)
     for i, status in zip(todo, group.run()):
@@ -411,14 +311,14 @@ class _SeedGroup:
     """Writes (or checks) each run's config.json; a folder holding another config is refused."""
     for config, run_dir in zip(self.configs, self.run_dirs):
       os.makedirs(run_dir, exist_ok=True)
-      path = os.path.join(run_dir, log_lib.CONFIG_FILE)
-      old = log_lib.read_json(path)
+      path = os.path.join(run_dir, runlog.CONFIG_FILE)
+      old = runlog.read_json(path)
       if old is not None and config_lib.result_fingerprint(old) != config_lib.result_fingerprint(config):
         keys = ', '.join(config_lib.differing_keys(old, config)[:5])
         raise config_lib.ConfigError('', f'{run_dir} holds a run with a different config ({keys}); '
                                      'use another workdir')
       if old is None:
-        log_lib.write_json(path, config_lib.to_dict(config))
+        runlog.write_json(path, config_lib.to_dict(config))
 
   def _setup(self) -> None:
     c = self.config
@@ -454,7 +354,7 @@ class _SeedGroup:
 
   def _open_logs(self, params_count: int, statuses: list[dict | None]) -> None:
     c = self.config
-    mode = log_lib.resolve_wandb_mode(c.logging.wandb_mode)
+    mode = runlog.resolve_wandb_mode(c.logging.wandb_mode)
     modes = {f'{s}/{m}': self.task.metric_modes.get(m, 'min') for s in ('train', *self.splits)
              for m in ('loss', *self.metric_names)}
     self.loggers, self.wandb_ids, self.wandb_modes, self.wandb_errors = [], [], [], []
@@ -466,14 +366,14 @@ class _SeedGroup:
                    'seed': config.train.seed, 'params': params_count, 'task': c.task.name}
       # After one failure the other seeds of the group go without wandb rather than each wait out
       # the same timeout (the error is recorded in every seed's status).
-      run = log_lib.WandbRun(
+      run = runlog.WandbRun(
           'disabled' if error else mode, project=c.logging.project, entity=c.logging.entity,
           name=os.path.basename(run_dir), run_id=wandb_id, directory=c.logging.wandb_dir or run_dir,
           config=wb_config, group=c.logging.group or os.path.basename(os.path.dirname(run_dir)),
           job_type=c.logging.job_type or variant_name(c), tags=c.logging.tags, metric_modes=modes,
           timeout=c.logging.wandb_timeout_seconds)
       error = error or run.error
-      self.loggers.append(log_lib.RunLogger(run_dir, run))
+      self.loggers.append(runlog.RunLogger(run_dir, run))
       self.wandb_ids.append(wandb_id)
       self.wandb_modes.append(mode if run.active else 'disabled')
       self.wandb_errors.append(error)
@@ -490,7 +390,7 @@ class _SeedGroup:
                         flax.serialization.to_state_dict(fresh))
     limits = []
     for ck, logger, run_dir in zip(self.checkpointers, self.loggers, self.run_dirs):
-      limit = self._logged_through(log_lib.read_metrics(logger.metrics.path))
+      limit = self._logged_through(runlog.read_metrics(logger.metrics.path))
       newest = ck.latest_step()
       if newest is not None and newest > limit:
         _log.warning('%s: metrics.jsonl lacks records after step %d; resuming from a checkpoint at or before it',
@@ -553,7 +453,7 @@ class _SeedGroup:
     self._setup()             # every check on the config and the task, before anything is written
     self._prepare_folders()
     c = self.config
-    statuses = [log_lib.read_status(d) for d in self.run_dirs]
+    statuses = [runlog.read_status(d) for d in self.run_dirs]
     self.train_data = parallel.place(self.task.train_data, self.mesh)
     fresh = parallel.place(self.init_fn(jnp.asarray(self.seeds, jnp.uint32), self.train_data), self.mesh)
     params_count = models.count_params(_slice(fresh.params, 0))
@@ -565,7 +465,7 @@ class _SeedGroup:
       del fresh
       start = int(self.metas[0]['step'])
       for i, run_dir in enumerate(self.run_dirs):
-        log_lib.update_status(
+        runlog.update_status(
             run_dir, state='running', run_id=os.path.basename(run_dir), seed=self.seeds[i], step=start,
             num_steps=c.train.num_steps, params=params_count, seeds_in_program=len(self.seeds),
             seed_program=self.seed_program, pid=os.getpid(),
@@ -580,9 +480,9 @@ class _SeedGroup:
       # resume from their last periodic checkpoint.
       stopped = isinstance(e, KeyboardInterrupt)
       for i, run_dir in enumerate(self.run_dirs):
-        if (log_lib.read_status(run_dir) or {}).get('state') == 'running':
-          log_lib.update_status(run_dir, state='interrupted' if stopped else 'failed',
-                                error=None if stopped else log_lib.one_line(e), updated_at=time.time())
+        if (runlog.read_status(run_dir) or {}).get('state') == 'running':
+          runlog.update_status(run_dir, state='interrupted' if stopped else 'failed',
+                                error=None if stopped else runlog.one_line(e), updated_at=time.time())
           self.loggers[i].finish(exit_code=1)
       raise
     finally:
@@ -652,7 +552,7 @@ class _SeedGroup:
           active[i] = False
         if stop_now and active.any():
           for i in np.flatnonzero(active):
-            log_lib.update_status(self.run_dirs[i], state='interrupted', step=step, updated_at=time.time())
+            runlog.update_status(self.run_dirs[i], state='interrupted', step=step, updated_at=time.time())
             self.loggers[i].finish(exit_code=1)
           raise Interrupted(f'interrupted at step {step}; run the same command again to resume')
         active_dev = parallel.place(jnp.asarray(active), self.mesh)
@@ -761,7 +661,7 @@ class _SeedGroup:
     self.checkpointers[i].wait()
     faults.point(f'finish:{step}')
     rate = meta['rate_steps'] / meta['rate_seconds'] if meta['rate_seconds'] > 0 else None
-    status = log_lib.update_status(
+    status = runlog.update_status(
         self.run_dirs[i], state=state, step=step, compile_seconds=self.compile_seconds,
         steps_per_sec=rate, train_seconds=meta['train_seconds'], best_step=meta['best_step'],
         best_value=meta['best_value'], best_metric=f'val/{self.best_metric}',

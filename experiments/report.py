@@ -35,7 +35,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from deeprnn_jax import config as config_lib
-from deeprnn_jax import logging as log_lib
+from deeprnn_jax import runlog
 
 REPORT_FILE = 'report.md'
 SUMMARY_FILE = 'summary.csv'
@@ -119,17 +119,17 @@ def load_runs(workdir: str) -> list[Run]:
     run_dir = os.path.join(workdir, name)
     if not os.path.isdir(run_dir):
       continue
-    config = log_lib.read_json(os.path.join(run_dir, log_lib.CONFIG_FILE))
+    config = runlog.read_json(os.path.join(run_dir, runlog.CONFIG_FILE))
     if not isinstance(config, dict):
       continue
-    status = log_lib.read_status(run_dir) or {'state': 'pending'}
-    runs.append(Run(name, config, status, log_lib.read_metrics(os.path.join(run_dir, log_lib.METRICS_FILE))))
+    status = runlog.read_status(run_dir) or {'state': 'pending'}
+    runs.append(Run(name, config, status, runlog.read_metrics(os.path.join(run_dir, runlog.METRICS_FILE))))
   return runs
 
 
 def _axes(workdir: str, runs: Sequence[Run]) -> list[str]:
   """The swept keys: from sweep.json, else the config keys whose values differ between runs."""
-  sweep = log_lib.read_json(os.path.join(workdir, 'sweep.json'))
+  sweep = runlog.read_json(os.path.join(workdir, 'sweep.json'))
   if isinstance(sweep, dict) and isinstance(sweep.get('axes'), dict):
     return list(sweep['axes'])
   flats = [config_lib.flatten(r.config, stop=()) for r in runs]
@@ -226,7 +226,7 @@ def _save(fig, path: str) -> None:
   """Writes a figure as PNG atomically: two runners finishing together never leave a mixed file."""
   buf = io.BytesIO()
   fig.savefig(buf, format='png', dpi=110)
-  log_lib.atomic_write_bytes(path, buf.getvalue())
+  runlog.atomic_write_bytes(path, buf.getvalue())
 
 
 def write_csv(path: str, rows: Sequence[dict]) -> None:
@@ -238,7 +238,7 @@ def write_csv(path: str, rows: Sequence[dict]) -> None:
   w.writeheader()
   for r in rows:
     w.writerow({k: ('' if r.get(k) is None else r.get(k)) for k in fields})
-  log_lib.atomic_write_text(path, buf.getvalue())
+  runlog.atomic_write_text(path, buf.getvalue())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -640,7 +640,7 @@ def write_report(workdir: str) -> str:
 
   md = _markdown(workdir, runs, vs, axes, facts, metric, mode, ref, len_splits, plots)
   path = os.path.join(workdir, REPORT_FILE)
-  log_lib.atomic_write_text(path, md)
+  runlog.atomic_write_text(path, md)
   return path
 
 

@@ -17,7 +17,7 @@ import sys
 from typing import Sequence
 
 from deeprnn_jax import config as config_lib
-from deeprnn_jax import logging as log_lib
+from deeprnn_jax import runlog
 from deeprnn_jax.config import ConfigError
 from experiments import cli
 from experiments import sweep
@@ -43,7 +43,7 @@ def _run(args, config, overrides, should_stop) -> int:
   if args.dry_run:
     for point in sweep.expand(config):
       for seed in point.seeds:
-        status = log_lib.read_status(os.path.join(args.workdir, point.run_id(seed))) or {}
+        status = runlog.read_status(os.path.join(args.workdir, point.run_id(seed))) or {}
         print(f'{point.run_id(seed):40s} params={point.params:<9d} {status.get("state", "new")}')
     return 0
   result = sweep.run_sweep(config, args.workdir, should_stop=should_stop)

@@ -36,8 +36,9 @@ import ml_collections
 
 from deeprnn_jax import config as config_lib
 from deeprnn_jax import faults
-from deeprnn_jax import logging as log_lib
+from deeprnn_jax import runlog
 from deeprnn_jax import parallel
+from deeprnn_jax import build
 from deeprnn_jax import train as train_lib
 from deeprnn_jax.config import ConfigError
 from experiments.locks import LOCK_FILE, RunLock  # noqa: F401  (LOCK_FILE: part of this module's face)
@@ -72,7 +73,7 @@ def load_config(path: str, overrides: Iterable[str] = ()) -> ml_collections.Conf
   except ConfigError:
     raise
   except Exception as e:  # pylint: disable=broad-except
-    raise ConfigError('', f'config file {path!r} does not load: {log_lib.one_line(e)}') from e
+    raise ConfigError('', f'config file {path!r} does not load: {runlog.one_line(e)}') from e
   if not isinstance(config, (ml_collections.ConfigDict, dict)):
     raise ConfigError('', f'get_config() in {path!r} must return a ConfigDict, got {type(config).__name__}')
   return config_lib.validate(config_lib.apply_overrides(config, overrides))
@@ -98,7 +99,7 @@ class GridPoint:
   @property
   def variant(self) -> str:
     """The run-id stem: cell, depth, width(s), then every other axis, e.g. ``lstm-d2-w64-lr0.001``."""
-    parts = [train_lib.variant_name(self.config)]
+    parts = [build.variant_name(self.config)]
     for key, value in self.values:
       if key in ('model.cell', 'model.depth', 'model.width', 'model.top_width'):
         continue
@@ -123,20 +124,6 @@ def _label(value: Any) -> str:
   else:
     text = str(value)
   return re.sub(r'[^A-Za-z0-9.]+', '_', text).strip('_') or 'none'
-
-
-def param_count(config: ml_collections.ConfigDict, task) -> int:
-  """Parameters of the model ``config`` describes, from shapes alone (``jax.eval_shape``)."""
-  model = train_lib.model_from_config(config, task)
-
-  def init():
-    key = jax.random.PRNGKey(0)
-    batch = task.train_batch(key, 0, 1)
-    return model.init({'params': key}, batch['inputs'], batch['lengths'], deterministic=True)['params']
-
-  shapes = jax.eval_shape(init)
-  return int(sum(math.prod(x.shape) * (2 if jax.numpy.issubdtype(x.dtype, jax.numpy.complexfloating) else 1)
-                 for x in jax.tree.leaves(shapes)))
 
 
 def _closest(count: Callable[[int], int], budget: int) -> tuple[int, int]:
@@ -174,7 +161,7 @@ def solve_width(config: ml_collections.ConfigDict, task, budget: int,
   def count(width: int, top: int | None = None) -> int:
     d = config_lib.to_dict(config)
     d['model']['width'], d['model']['top_width'] = width, top
-    return param_count(config_lib.from_dict(d), task)
+    return build.param_count(config_lib.from_dict(d), task)
 
   width, n = _closest(count, budget)
   best = (width, None, n)
@@ -208,14 +195,14 @@ def expand(config: ml_collections.ConfigDict, *, tasks: dict | None = None) -> l
     run = config_lib.validate(d)
     task_key = config_lib.fingerprint(config_lib.to_dict(run.task))
     if task_key not in tasks:
-      tasks[task_key] = train_lib.task_from_config(run)
+      tasks[task_key] = build.task_from_config(run)
     task = tasks[task_key]
-    train_lib.check_task_config(run, task)
+    build.check_task_config(run, task)
     if budget:
       d['model']['width'], d['model']['top_width'], params = solve_width(run, task, budget, tolerance)
       run = config_lib.validate(d)
     else:
-      params = param_count(run, task)
+      params = build.param_count(run, task)
     point = GridPoint(values=tuple(zip(axes, combo)), config=run, seeds=tuple(config.sweep.seeds), params=params,
                       task=task)
     if point.variant in seen:
@@ -242,7 +229,7 @@ def enable_compilation_cache(directory: str | None = None) -> str | None:
   try:
     os.makedirs(directory, exist_ok=True)
   except OSError as e:
-    _log.warning('no compilation cache (%s); every program is compiled anew', log_lib.one_line(e))
+    _log.warning('no compilation cache (%s); every program is compiled anew', runlog.one_line(e))
     return None
   jax.config.update('jax_compilation_cache_dir', directory)
   # Small recurrent programs compile in well under JAX's default 1 s threshold; cache them too.
@@ -258,7 +245,7 @@ def check_workdir(config: ml_collections.ConfigDict, workdir: str, points: Seque
     probe = os.path.dirname(probe)
   if not os.path.isdir(probe) or not os.access(probe, os.W_OK | os.X_OK):
     raise ConfigError('', f'workdir {workdir!r} is not writable')
-  old = log_lib.read_json(os.path.join(workdir, SWEEP_FILE))
+  old = runlog.read_json(os.path.join(workdir, SWEEP_FILE))
   if isinstance(old, dict) and 'config' in old:
     keys = config_lib.differing_keys(old['config'], config)
     if keys:
@@ -270,7 +257,7 @@ def check_workdir(config: ml_collections.ConfigDict, workdir: str, points: Seque
       if os.path.lexists(run_dir) and not os.path.isdir(run_dir):
         raise ConfigError('', f'{run_dir!r} should be the folder of run {point.run_id(seed)!r} but is a file; '
                               'move it away or use another --workdir')
-      old = log_lib.read_json(os.path.join(run_dir, log_lib.CONFIG_FILE))
+      old = runlog.read_json(os.path.join(run_dir, runlog.CONFIG_FILE))
       if isinstance(old, dict) and config_lib.differing_keys(old, point.run_config(seed)):
         raise ConfigError('', f'run folder {point.run_id(seed)!r} in {workdir!r} holds another config; '
                               'use another --workdir')
@@ -279,14 +266,14 @@ def check_workdir(config: ml_collections.ConfigDict, workdir: str, points: Seque
 def write_sweep_file(config: ml_collections.ConfigDict, workdir: str, points: Sequence[GridPoint]) -> None:
   os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, SWEEP_FILE)
-  old = log_lib.read_json(path) or {}
+  old = runlog.read_json(path) or {}
   runs = {r['run_id']: r for r in old.get('runs', []) if isinstance(r, dict) and 'run_id' in r}
   for p in points:
     for seed in p.seeds:
       runs[p.run_id(seed)] = {'run_id': p.run_id(seed), 'variant': p.variant, 'seed': seed, 'point': dict(p.values),
                               'width': p.config.model.width, 'top_width': p.config.model.top_width,
                               'params': p.params}
-  log_lib.write_json(path, {
+  runlog.write_json(path, {
       'name': os.path.basename(os.path.abspath(workdir)),
       'config': config_lib.to_dict(config),
       'axes': config_lib.flat_axes(config),
@@ -359,7 +346,7 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, *,
             echo(f'  out of memory with {len(group)} seeds in one program; training them one by one')
             groups = [[s] for s in group] + groups
             continue
-          msg = log_lib.one_line(e)
+          msg = runlog.one_line(e)
           echo(f'  failed: {msg}')
           for i in ids:
             result.failed[i] = msg
@@ -404,8 +391,8 @@ def _claim(point: GridPoint, seeds: Sequence[int], workdir: str, result: SweepRe
 
 def _done_state(run_dir: str) -> str | None:
   """The run's state if it is done (finished or diverged), else None."""
-  status = log_lib.read_status(run_dir)
-  return status['state'] if status and status['state'] in log_lib.DONE_STATES else None
+  status = runlog.read_status(run_dir)
+  return status['state'] if status and status['state'] in runlog.DONE_STATES else None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -439,7 +426,7 @@ def export_wandb_sweep(config, config_path: str, workdir: str, overrides: Sequen
   path = path or os.path.join(workdir, WANDB_SWEEP_FILE)
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   text = yaml.safe_dump(wandb_sweep_config(config, config_path, workdir, overrides), sort_keys=False)
-  log_lib.atomic_write_text(path, text)
+  runlog.atomic_write_text(path, text)
   return path
 
 

@@ -6,7 +6,7 @@ import json
 import textwrap
 
 from deeprnn_jax import config as config_lib
-from deeprnn_jax import logging as log_lib
+from deeprnn_jax import runlog
 
 
 def tiny_config(**overrides):
@@ -58,4 +58,4 @@ def write_config(tmp_path, text: str = CONFIG_FILE, name: str = 'cfg.py') -> str
 def records(run_dir: str, drop=('steps_per_sec',)) -> list[dict]:
   """A run's metrics records without the wall-clock-dependent fields."""
   return [{k: v for k, v in r.items() if k not in drop}
-          for r in log_lib.read_metrics(f'{run_dir}/{log_lib.METRICS_FILE}')]
+          for r in runlog.read_metrics(f'{run_dir}/{runlog.METRICS_FILE}')]

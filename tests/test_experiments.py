@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from deeprnn_jax import config as config_lib
-from deeprnn_jax import logging as log_lib
+from deeprnn_jax import runlog
 from deeprnn_jax import parallel
 from experiments import run as run_cli
 from experiments import sweep
@@ -29,7 +29,7 @@ def test_seed_program_separate_trains_one_seed_at_a_time(tmp_path):
   workdir = str(tmp_path / 'runs')
   assert run_cli.main(['--config', write_config(tmp_path, text), '--workdir', workdir]) == 0
   for seed in (0, 1):
-    status = log_lib.read_status(os.path.join(workdir, f'rnn-d1-w8-s{seed}'))
+    status = runlog.read_status(os.path.join(workdir, f'rnn-d1-w8-s{seed}'))
     assert status['state'] == 'finished' and status['seeds_in_program'] == 1
 
 
@@ -43,7 +43,7 @@ def test_tiny_sweep_writes_every_report_file_and_a_rerun_trains_nothing(tmp_path
   assert runs == [f'{c}-d{d}-w8-s{s}' for c in ('gru', 'rnn') for d in (1, 2) for s in (0, 1)]
   for run in runs:
     assert {'config.json', 'metrics.jsonl', 'status.json', 'checkpoints'} <= set(os.listdir(os.path.join(workdir, run)))
-    status = log_lib.read_status(os.path.join(workdir, run))
+    status = runlog.read_status(os.path.join(workdir, run))
     assert status['seeds_in_program'] == 2 and status['seed_program'] == parallel.resolve_seed_program('auto')
   for name in REPORT_FILES:
     assert os.path.getsize(os.path.join(workdir, name)) > 0, name
@@ -73,12 +73,12 @@ def test_a_sweep_resumes_the_runs_it_did_not_finish(tmp_path):
   with pytest.raises(Interrupted):
     sweep.run_sweep(config, workdir, should_stop=stop_in_second_run, echo=lambda s: None)
   first, second = 'rnn-d1-w8-lr0.001-s0', 'rnn-d1-w8-lr0.002-s0'
-  states = {r: log_lib.read_status(os.path.join(workdir, r))['state'] for r in (first, second)}
+  states = {r: runlog.read_status(os.path.join(workdir, r))['state'] for r in (first, second)}
   assert states == {first: 'finished', second: 'interrupted'}
   assert not os.path.exists(os.path.join(workdir, second, sweep.LOCK_FILE))
   result = sweep.run_sweep(config, workdir, echo=lambda s: None)
   assert result.skipped == [first] and result.trained == [second]
-  assert log_lib.read_status(os.path.join(workdir, second))['resumed_from'] == 3
+  assert runlog.read_status(os.path.join(workdir, second))['resumed_from'] == 3
 
 
 def test_a_run_locked_by_a_live_runner_is_left_to_it(tmp_path):
@@ -108,9 +108,9 @@ def test_parameter_matching_within_two_percent(cell, connection):
   assert [p.config.model.depth for p in points] == [1, 3]
   for p in points:
     # the count the runner reports is the count of the model it builds
-    from deeprnn_jax import train as train_lib  # noqa: PLC0415
-    task = tasks.setdefault('t', train_lib.task_from_config(p.config))
-    assert sweep.param_count(p.config, task) == p.params
+    from deeprnn_jax import build  # noqa: PLC0415
+    task = tasks.setdefault('t', build.task_from_config(p.config))
+    assert build.param_count(p.config, task) == p.params
     assert abs(p.params - 7000) / 7000 <= 0.02, (p.variant, p.params)
   widths = [p.config.model.width for p in points]
   assert widths == sorted(widths, reverse=True)   # deeper is narrower at a fixed budget
@@ -144,5 +144,5 @@ def test_wandb_agent_entry_point_runs_one_point_from_the_exported_sweep_file(tmp
   assert proc.returncode == 0, proc.stderr[-2000:]
   runs = [d for d in os.listdir(workdir) if os.path.isdir(os.path.join(workdir, d))]
   assert runs == ['rnn-d1-w8-s1']
-  status = log_lib.read_status(os.path.join(workdir, 'rnn-d1-w8-s1'))
+  status = runlog.read_status(os.path.join(workdir, 'rnn-d1-w8-s1'))
   assert status['state'] == 'finished' and status['step'] == 4 and status['seeds_in_program'] == 1

@@ -18,7 +18,7 @@ import time
 import pytest
 
 from deeprnn_jax import faults
-from deeprnn_jax import logging as log_lib
+from deeprnn_jax import runlog
 from experiments import report
 from experiments import sweep
 
@@ -74,7 +74,7 @@ def _trained(out: str) -> set[str]:
 
 
 def _state(workdir, run):
-  return (log_lib.read_status(os.path.join(workdir, run)) or {}).get('state')
+  return (runlog.read_status(os.path.join(workdir, run)) or {}).get('state')
 
 
 def _latest(workdir, run):
@@ -135,7 +135,7 @@ def test_runners_stopped_and_killed_at_every_moment_never_overlap_and_lose_nothi
   assert f'interrupted at step 10; run the same command again to resume: python -m experiments.run --config {cfg} ' \
          f'--workdir {workdir} --no-report' in err
   for run in (a0, a1):
-    status = log_lib.read_status(os.path.join(workdir, run))
+    status = runlog.read_status(os.path.join(workdir, run))
     # resumed from the checkpoint of step 4, or from scratch if orbax had not committed it when X died
     assert (status['state'], status['step']) == ('interrupted', 10) and status['resumed_from'] in (None, 4)
     assert '10' in _latest(workdir, run)
@@ -146,7 +146,7 @@ def test_runners_stopped_and_killed_at_every_moment_never_overlap_and_lose_nothi
                         env={'WANDB_DIR': str(tmp_path / 'wandb'), 'WANDB_CACHE_DIR': str(tmp_path / 'wandb_cache'),
                              'WANDB_CONFIG_DIR': str(tmp_path / 'wandb_config')})
   assert code == -signal.SIGKILL and _trained(out) == {LR_A}, err[-2000:]
-  status = log_lib.read_status(os.path.join(workdir, a0))
+  status = runlog.read_status(os.path.join(workdir, a0))
   assert (status['state'], status['resumed_from'], status['wandb_mode']) == ('finished', 10, 'offline')
 
   # The same command once more has nothing left to do.

@@ -19,7 +19,7 @@ import pytest
 
 from deeprnn_jax import config as config_lib
 from deeprnn_jax import faults
-from deeprnn_jax import logging as log_lib
+from deeprnn_jax import runlog
 from deeprnn_jax import train as train_lib
 from deeprnn_jax.tasks import base as task_base
 from deeprnn_jax.tasks import synthetic
@@ -139,12 +139,12 @@ def test_flipped_bytes_that_orbax_restores_without_complaint_are_caught_by_the_d
 
 
 def _lines(run):
-  return open(os.path.join(run, log_lib.METRICS_FILE)).read().splitlines(keepends=True)
+  return open(os.path.join(run, runlog.METRICS_FILE)).read().splitlines(keepends=True)
 
 
 def _future_records_and_a_partial_line(run, straight):
   """What a kill leaves: records past the checkpoint (here a step-12 record) and half a line."""
-  with open(os.path.join(run, log_lib.METRICS_FILE), 'a') as f:
+  with open(os.path.join(run, runlog.METRICS_FILE), 'a') as f:
     f.write(_lines(straight)[-1] + '{"step": 12, "split": "tr')
 
 
@@ -152,12 +152,12 @@ def _garble_a_middle_line(run, straight):
   lines = _lines(run)
   i = next(i for i, line in enumerate(lines) if json.loads(line)['step'] == 6)
   lines[i] = 'x' * (len(lines[i]) - 1) + '\n'
-  open(os.path.join(run, log_lib.METRICS_FILE), 'w').write(''.join(lines))
+  open(os.path.join(run, runlog.METRICS_FILE), 'w').write(''.join(lines))
 
 
 def _lose_the_tail(run, straight):
   lines = [line for line in _lines(run) if json.loads(line)['step'] < 10]
-  open(os.path.join(run, log_lib.METRICS_FILE), 'w').write(''.join(lines))
+  open(os.path.join(run, runlog.METRICS_FILE), 'w').write(''.join(lines))
 
 
 METRICS_DAMAGE = [
@@ -188,13 +188,13 @@ def test_a_run_killed_after_its_last_checkpoint_or_with_a_damaged_status_is_fini
   trained, and nothing fails on the next try either (the crash loop this once was)."""
   straight, _ = runs
   run = _copy(straight, tmp_path)
-  before = log_lib.read_status(run)
-  path = os.path.join(run, log_lib.STATUS_FILE)
+  before = runlog.read_status(run)
+  path = os.path.join(run, runlog.STATUS_FILE)
   if status_text == 'running':
-    log_lib.update_status(run, state='running')
+    runlog.update_status(run, state='running')
   else:
     open(path, 'w').write(status_text)
-    assert log_lib.read_status(run) is None and 'ignoring unreadable' in caplog.text
+    assert runlog.read_status(run) is None and 'ignoring unreadable' in caplog.text
   status = train_lib.train(CONFIG, run)
   assert (status['state'], status['step'], status['resumed_from']) == ('finished', 12, 12)
   assert status['train_seconds'] == before['train_seconds']   # not one step trained
@@ -215,7 +215,7 @@ def test_a_second_ctrl_c_stops_at_once_and_the_run_resumes(runs, tmp_path):
     return False
   with pytest.raises(KeyboardInterrupt):
     train_lib.train(CONFIG, run, should_stop=ctrl_c_twice)
-  status = log_lib.read_status(run)
+  status = runlog.read_status(run)
   assert status['state'] == 'interrupted' and status['error'] is None
   status = train_lib.train(CONFIG, run)
   assert status['state'] == 'finished' and status['resumed_from'] == 4
@@ -235,11 +235,11 @@ def test_ctrl_c_checkpoints_marks_the_run_interrupted_and_says_how_to_resume(run
   assert 'SIGINT: saving a checkpoint and stopping (Ctrl-C again to stop at once)' in err
   assert f'interrupted at step 7; run the same command again to resume: python -m experiments.run {" ".join(argv)}' in err
   run = str(tmp_path / 'w' / 'rnn-d1-w4-lr0.001-s0')
-  assert (log_lib.read_status(run)['state'], log_lib.read_status(run)['step']) == ('interrupted', 7)
+  assert (runlog.read_status(run)['state'], runlog.read_status(run)['step']) == ('interrupted', 7)
   assert '7' in os.listdir(os.path.join(run, 'checkpoints', 'latest'))
   monkeypatch.delenv(faults.ENV)
   assert run_cli.main(argv) == 0
-  assert log_lib.read_status(run)['resumed_from'] == 7 and records(run) == records(straight)
+  assert runlog.read_status(run)['resumed_from'] == 7 and records(run) == records(straight)
 
 
 def test_the_command_line_says_how_to_resume_after_a_second_ctrl_c(tmp_path, capsys, monkeypatch):
@@ -330,8 +330,8 @@ def test_a_sweep_goes_on_after_a_diverged_variant_and_the_report_counts_it(tmp_p
 
 @pytest.mark.parametrize('text', ['', '{"state": "runn', '[1, 2]', '{"state": "exploded"}'])
 def test_an_unreadable_status_file_is_ignored_with_a_warning(tmp_path, caplog, text):
-  (tmp_path / log_lib.STATUS_FILE).write_text(text)
-  assert log_lib.read_status(str(tmp_path)) is None
+  (tmp_path / runlog.STATUS_FILE).write_text(text)
+  assert runlog.read_status(str(tmp_path)) is None
   if text:
     assert 'unreadable' in caplog.text or 'malformed' in caplog.text
 
@@ -341,9 +341,9 @@ def test_the_report_reads_around_damaged_records(tmp_path, caplog):
   run = tmp_path / 'w' / 'rnn-d1-w4-s0'
   run.mkdir(parents=True)
   c = config_lib.to_dict(CONFIG)
-  (run / log_lib.CONFIG_FILE).write_text(json.dumps(c))
-  (run / log_lib.STATUS_FILE).write_text(json.dumps({'state': 'finished', 'step': 12}))
-  (run / log_lib.METRICS_FILE).write_text('{"step": 4, "split": "val", "loss": 0.5}\n\x00\x00garbage\n'
+  (run / runlog.CONFIG_FILE).write_text(json.dumps(c))
+  (run / runlog.STATUS_FILE).write_text(json.dumps({'state': 'finished', 'step': 12}))
+  (run / runlog.METRICS_FILE).write_text('{"step": 4, "split": "val", "loss": 0.5}\n\x00\x00garbage\n'
                                           '{"step": 12, "split": "val", "loss": 0.25}\n{"step": 12, "spl')
   report.write_report(str(tmp_path / 'w'))
   assert 'skipping garbled line 2' in caplog.text and 'skipping garbled line 4' in caplog.text

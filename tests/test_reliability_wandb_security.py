@@ -14,7 +14,7 @@ import threading
 import pytest
 
 from deeprnn_jax import config as config_lib
-from deeprnn_jax import logging as log_lib
+from deeprnn_jax import runlog
 from deeprnn_jax import train as train_lib
 from experiments import report
 from experiments import run as run_cli
@@ -177,9 +177,9 @@ def test_only_the_named_config_file_is_code_and_nothing_is_unpickled(tmp_path, m
   for folder in (workdir, run_dir, run_dir / 'checkpoints'):
     for name in ('get_config.py', '__init__.py', 'sitecustomize.py', 'conftest.py', 'config.py'):
       (folder / name).write_text(code + '\ndef get_config():\n  ' + code + '\n')
-  log_lib.update_status(str(run_dir), note=code)
-  with open(run_dir / log_lib.METRICS_FILE, 'a') as f:
-    f.write('{"step": 1, "split": "note", "text": %s}\n' % log_lib.dumps(code))
+  runlog.update_status(str(run_dir), note=code)
+  with open(run_dir / runlog.METRICS_FILE, 'a') as f:
+    f.write('{"step": 1, "split": "note", "text": %s}\n' % runlog.dumps(code))
 
   def no_unpickling(*args, **kwargs):
     raise AssertionError('something was unpickled')
@@ -188,7 +188,7 @@ def test_only_the_named_config_file_is_code_and_nothing_is_unpickled(tmp_path, m
   monkeypatch.chdir(workdir)
   result = sweep.run_sweep(config, str(workdir), echo=lambda s: None)
   assert result.trained == ['rnn-d1-w4-lr0.001-s0']
-  assert log_lib.read_status(str(run_dir))['resumed_from'] == 6
+  assert runlog.read_status(str(run_dir))['resumed_from'] == 6
   report.write_report(str(workdir))
   assert not os.path.exists(marker)
   assert config_lib.to_dict(sweep.load_config(cfg)) == config_lib.to_dict(config)

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from deeprnn_jax import checkpoint as checkpoint_lib
-from deeprnn_jax import logging as log_lib
+from deeprnn_jax import runlog
 from deeprnn_jax import tasks as tasks_lib
+from deeprnn_jax import build
 from deeprnn_jax import train as train_lib
 from deeprnn_jax.tasks import synthetic
 from deeprnn_jax.tasks.base import Threshold
@@ -57,11 +58,11 @@ def test_resume_after_interrupt_and_crash_equals_uninterrupted(tmp_path):
   # A clean stop (Ctrl-C) mid-interval at step 3: checkpointed there, marked interrupted.
   with pytest.raises(train_lib.Interrupted):
     train_lib.train(config, resumed, should_stop=_StopAfter(3))
-  assert log_lib.read_status(resumed)['state'] == 'interrupted'
+  assert runlog.read_status(resumed)['state'] == 'interrupted'
   # A crash at step 7 (no save): the metrics after the last checkpoint (step 4) get rewritten.
   with pytest.raises(RuntimeError, match='simulated crash'):
     train_lib.train(config, resumed, should_stop=_StopAfter(4, crash=True))
-  assert log_lib.read_status(resumed)['state'] == 'failed'
+  assert runlog.read_status(resumed)['state'] == 'failed'
   resumed_status = train_lib.train(config, resumed)
 
   assert resumed_status['state'] == 'finished' and resumed_status['resumed_from'] == 4
@@ -112,7 +113,7 @@ def test_divergence_stops_the_run_with_its_step(tmp_path):
   assert status['state'] == 'diverged'
   assert 0 <= status['diverged_step'] < 40
   # The run stopped at the first sync after diverging and logged nothing non-finite.
-  for r in log_lib.read_metrics(os.path.join(run_dir, log_lib.METRICS_FILE)):
+  for r in runlog.read_metrics(os.path.join(run_dir, runlog.METRICS_FILE)):
     assert all(np.isfinite(v) for v in r.values() if isinstance(v, float))
 
 
@@ -127,14 +128,14 @@ def test_early_stop_at_task_threshold(tmp_path, monkeypatch):
   assert status['state'] == 'finished' and status['stopped_early']
   assert status['step'] == status['threshold_step'] == config.train.eval_every_steps
   # The last eval of a run covers every split.
-  splits = {r['split'] for r in log_lib.read_metrics(os.path.join(run_dir, log_lib.METRICS_FILE))}
+  splits = {r['split'] for r in runlog.read_metrics(os.path.join(run_dir, runlog.METRICS_FILE))}
   assert splits == {'train', 'val', 'test'}
 
 
 @pytest.mark.parametrize('name', ['adam', 'sgd', 'rmsprop'])
 def test_each_optimizer_lowers_the_loss(name):
   config = tiny_config(**{'optim.name': name, 'optim.learning_rate': 0.05 if name != 'adam' else 0.01})
-  tx, schedule = train_lib.optimizer_from_config(config)
+  tx, schedule = build.optimizer_from_config(config)
   params = {'w': jnp.ones((3, 3)), 'b': jnp.ones(3)}
   loss = lambda p: jnp.sum(p['w'] ** 2) + jnp.sum(p['b'] ** 2)
   state = tx.init(params)
@@ -178,12 +179,12 @@ def test_wandb_mode_resolution(monkeypatch):
   monkeypatch.delenv('WANDB_MODE', raising=False)
   monkeypatch.delenv('WANDB_API_KEY', raising=False)
   monkeypatch.setenv('HOME', '/nonexistent-home')
-  assert log_lib.resolve_wandb_mode(None) == 'offline'
+  assert runlog.resolve_wandb_mode(None) == 'offline'
   monkeypatch.setenv('WANDB_API_KEY', 'x')
-  assert log_lib.resolve_wandb_mode(None) == 'online'
+  assert runlog.resolve_wandb_mode(None) == 'online'
   monkeypatch.setenv('WANDB_MODE', 'disabled')
-  assert log_lib.resolve_wandb_mode(None) == 'disabled'
-  assert log_lib.resolve_wandb_mode('offline') == 'offline'
+  assert runlog.resolve_wandb_mode(None) == 'disabled'
+  assert runlog.resolve_wandb_mode('offline') == 'offline'
 
 
 def test_checkpoint_falls_back_to_the_previous_one_when_the_newest_is_corrupt(tmp_path):
@@ -205,7 +206,7 @@ def test_checkpoint_falls_back_to_the_previous_one_when_the_newest_is_corrupt(tm
 def test_metrics_reader_skips_a_partial_last_line(tmp_path):
   path = tmp_path / 'metrics.jsonl'
   path.write_text('{"step": 2, "split": "train", "loss": 1.0}\n{"step": 4, "split": "tr')
-  assert log_lib.read_metrics(str(path)) == [{'step': 2, 'split': 'train', 'loss': 1.0}]
+  assert runlog.read_metrics(str(path)) == [{'step': 2, 'split': 'train', 'loss': 1.0}]
 
 
 def test_dataset_task_with_length_buckets_resumes_exactly(tmp_path, monkeypatch):

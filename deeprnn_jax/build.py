@@ -1,0 +1,133 @@
+"""Config -> task, model, optimizer: the one place a config is unpacked into objects.
+
+The trainer, the sweep (parameter matching, run names) and ``load_run`` all build from here, so a
+run is rebuilt exactly as it was trained. Never pass a ConfigDict into a Module: it stops here.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from deeprnn_jax import config as config_lib
+from deeprnn_jax import models
+from deeprnn_jax import runlog
+from deeprnn_jax.stack import DeepRNN
+from deeprnn_jax.tasks import base as task_base
+
+ConfigDict = ml_collections.ConfigDict
+
+
+def task_from_config(config: ConfigDict):
+  """The task named by ``config.task`` (``make_task(name, **options)``).
+
+  A task that cannot be built from these options (a bad value, a dataset that is not prepared)
+  raises ``ConfigError`` with the task's own one-line message.
+  """
+  from deeprnn_jax.tasks import make_task  # pylint: disable=g-import-not-at-top
+  try:
+    return make_task(config.task.name, **config_lib.to_dict(config.task.options or {}))
+  except (ValueError, TypeError, FileNotFoundError) as e:
+    if isinstance(e, config_lib.ConfigError):
+      raise
+    raise config_lib.ConfigError('task', f'{config.task.name!r} cannot be built: {runlog.one_line(e)}') from e
+
+
+def check_task_config(config: ConfigDict, task: task_base.Task) -> None:
+  """The config checks that need the task: the eval splits it names must exist."""
+  names = tuple(task.eval_splits)
+  for s in config.train.eval_splits:
+    if s not in names:
+      raise config_lib.ConfigError('train.eval_splits', f'unknown split {s!r} for task {task.name!r}; '
+                                   f'valid: {", ".join(names)}')
+
+
+def model_from_config(config: ConfigDict, task: task_base.Task):
+  """The model for ``task`` described by ``config.model``: the one place a config becomes modules."""
+  m = config.model
+  rnn = DeepRNN(
+      cell=m.cell, features=layer_widths(config), connection=m.connection,
+      dropout_rate=m.dropout_rate, dropout_mode=m.dropout_mode, layer_norm=m.layer_norm,
+      bidirectional=m.bidirectional, merge=m.merge, execution=m.execution, unroll=m.unroll,
+      remat=m.remat, initial_carry=m.initial_carry,
+      dtype={'float32': None, 'bfloat16': jnp.bfloat16}[m.dtype],
+      cell_kwargs=config_lib.to_dict(m.cell_kwargs or {}) or None)
+  if task.input_kind == 'tokens':
+    inputs = dict(vocab_size=task.input_size, embed_features=m.embed_features or m.width)
+  else:
+    inputs = dict(input_features=m.input_features)
+  common = dict(rnn=rnn, head_features=tuple(m.head_features), dropout_rate=m.head_dropout_rate, **inputs)
+  if task.output_kind == 'class':
+    return models.Classifier(num_classes=task.output_size, pooling=m.pooling, **common)
+  if task.output_kind == 'regression':
+    return models.Regressor(out_features=task.output_size, pooling=m.pooling, **common)
+  return models.PerStepModel(out_features=task.output_size, **common)
+
+
+def layer_widths(config: ConfigDict) -> tuple[int, ...]:
+  """Per-layer hidden sizes: ``width`` for every layer, ``top_width`` (if set) for the last."""
+  m = config.model
+  return (m.width,) * (m.depth - 1) + (m.top_width or m.width,)
+
+
+def schedule_from_config(optim: ConfigDict, num_steps: int) -> optax.Schedule:
+  """Linear warmup from 0 to ``learning_rate``, then constant or cosine decay to the end."""
+  peak, warmup = optim.learning_rate, min(optim.warmup_steps, num_steps)
+  if optim.schedule == 'cosine':
+    return optax.warmup_cosine_decay_schedule(
+        0.0, peak, warmup, max(num_steps, warmup + 1), end_value=peak * optim.cosine_final_fraction)
+  if warmup == 0:
+    return optax.constant_schedule(peak)
+  return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), optax.constant_schedule(peak)], [warmup])
+
+
+def optimizer_from_config(config: ConfigDict) -> tuple[optax.GradientTransformation, optax.Schedule]:
+  """The optax chain of ``config.optim``: clip -> (L2) -> optimizer, and its learning-rate schedule.
+
+  Weight decay applies to matrices only (not biases or norms): decoupled in adamw, added to the
+  gradient (L2) for the others.
+  """
+  o = config.optim
+  lr = schedule_from_config(o, config.train.num_steps)
+  decay_mask = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)
+  parts = []
+  if o.clip_global_norm > 0:
+    parts.append(optax.clip_by_global_norm(o.clip_global_norm))
+  if o.weight_decay > 0 and o.name != 'adamw':
+    parts.append(optax.add_decayed_weights(o.weight_decay, mask=decay_mask))
+  if o.name == 'adam':
+    parts.append(optax.adam(lr, b1=o.beta1, b2=o.beta2, eps=o.eps))
+  elif o.name == 'adamw':
+    parts.append(optax.adamw(lr, b1=o.beta1, b2=o.beta2, eps=o.eps, weight_decay=o.weight_decay, mask=decay_mask))
+  elif o.name == 'sgd':
+    parts.append(optax.sgd(lr, momentum=o.momentum or None))
+  elif o.name == 'rmsprop':
+    parts.append(optax.rmsprop(lr, decay=o.rmsprop_decay, eps=o.eps, momentum=o.momentum or None))
+  else:
+    raise config_lib.ConfigError('optim.name', f'unknown optimizer {o.name!r}')
+  return optax.chain(*parts), lr
+
+
+def variant_name(config: ConfigDict) -> str:
+  """``<cell>-d<depth>-w<width>[t<top width>]``: how runs and wandb job types name a model."""
+  m = config.model
+  top = f't{m.top_width}' if m.top_width and m.top_width != m.width else ''
+  return f'{m.cell}-d{m.depth}-w{m.width}{top}'
+
+
+def param_count(config: ml_collections.ConfigDict, task) -> int:
+  """Parameters of the model ``config`` describes, from shapes alone (``jax.eval_shape``)."""
+  model = model_from_config(config, task)
+
+  def init():
+    key = jax.random.PRNGKey(0)
+    batch = task.train_batch(key, 0, 1)
+    return model.init({'params': key}, batch['inputs'], batch['lengths'], deterministic=True)['params']
+
+  shapes = jax.eval_shape(init)
+  return int(sum(math.prod(x.shape) * (2 if jnp.issubdtype(x.dtype, jnp.complexfloating) else 1)
+                 for x in jax.tree.leaves(shapes)))
