@@ -24,6 +24,9 @@ from typing import Any, Callable, Iterable, Mapping
 
 import ml_collections
 
+from deeprnn_jax import models
+from deeprnn_jax import stack
+
 # Keys whose value is a free-form mapping (checked by their own rule, not key by key).
 _MAPPING_KEYS = ('task.options', 'model.cell_kwargs', 'sweep.axes')
 
@@ -217,21 +220,21 @@ RULES: dict[str, Callable[[str, Any], Any]] = {
     'model.depth': _int(1),
     'model.width': _int(1),
     'model.top_width': _int(1, optional=True),
-    'model.connection': _choice(('stacked', 'residual', 'skip')),
+    'model.connection': _choice(stack.CONNECTIONS),
     'model.dropout_rate': _RATE,
-    'model.dropout_mode': _choice(('step', 'tied')),
+    'model.dropout_mode': _choice(stack.DROPOUT_MODES),
     'model.layer_norm': _bool,
     'model.bidirectional': _bool,
-    'model.merge': _choice(('concat', 'sum')),
-    'model.execution': _choice(('auto', 'time', 'layer', 'parallel')),
+    'model.merge': _choice(stack.MERGES),
+    'model.execution': _choice(stack.EXECUTIONS),
     'model.unroll': _int(1),
     'model.remat': _bool,
     'model.dtype': _choice(('float32', 'bfloat16')),
-    'model.initial_carry': _choice(('zeros', 'learned')),
+    'model.initial_carry': _choice(stack.INITIAL_CARRIES),
     'model.cell_kwargs': _mapping,
     'model.embed_features': _int(1, optional=True),
     'model.input_features': _int(1, optional=True),
-    'model.pooling': _choice(('last', 'mean', 'max')),
+    'model.pooling': _choice(models.POOLINGS),
     'model.head_features': _tuple_of(_int(1)),
     'model.head_dropout_rate': _RATE,
     'optim.name': _choice(('adam', 'adamw', 'sgd', 'rmsprop')),

@@ -106,6 +106,10 @@ class _PooledModel(_SequenceModel):
     y = self.encode(inputs, lengths, deterministic)
     return self.head(pool(y, lengths, self.pooling, self.rnn.bidirectional), self.num_outputs, deterministic)
 
+  def predict(self, inputs, lengths=None):
+    """The most likely class ``[batch]`` int32 (for a ``Task.score``; a regressor has none)."""
+    return jnp.argmax(self(inputs, lengths), axis=-1).astype(jnp.int32)
+
 
 class Classifier(_PooledModel):
   """Sequence -> class logits ``[batch, num_classes]``."""
@@ -139,6 +143,10 @@ class PerStepModel(_SequenceModel):
     out = self.head(y, self.out_features, deterministic)
     valid = valid_mask(lengths, *out.shape[:2])[..., None]
     return jnp.where(valid, out, jnp.zeros((), out.dtype))
+
+  def predict(self, inputs, lengths=None):
+    """The most likely class at every step ``[batch, time]`` int32 (e.g. tags, for a ``Task.score``)."""
+    return jnp.argmax(self(inputs, lengths), axis=-1).astype(jnp.int32)
 
 
 def count_params(params) -> int:

@@ -86,6 +86,11 @@ class Task:
       examples that fit ``length_buckets[i]`` and pads to that length, so a trainer can compile one
       step per bucket and skip padded steps; without ``bucket`` batches are padded to ``seq_len``.
     bucket_probs: the fraction of training examples in each bucket (see ``bucket_for_step``).
+    score: for metrics of a whole split that are not means over examples (BLEU, entity-level F1):
+      ``score(split, predictions, batch) -> {metric: value}``, called on the host after an
+      evaluation with ``predictions`` the model's ``predict`` output for every example of the split
+      (``[n, ...]`` int32, padding rows removed) and ``batch`` the split's arrays. Its metrics are
+      reported beside the split's others; give their modes in ``metric_modes``. None: no such metrics.
   """
 
   name: str
@@ -103,6 +108,7 @@ class Task:
   train_data: Any = None
   length_buckets: tuple[int, ...] = ()
   bucket_probs: tuple[float, ...] = ()
+  score: Callable[[str, np.ndarray, Batch], Mapping[str, float]] | None = None
 
   def loss_and_metrics(self, outputs: jax.Array, batch: Batch) -> tuple[jax.Array, MetricSums]:
     """Mean training loss and metric sums for ``outputs`` of a model on ``batch``."""
