@@ -47,15 +47,21 @@ def check_task_config(config: ConfigDict, task: task_base.Task) -> None:
 
 
 def model_from_config(config: ConfigDict, task: task_base.Task):
-  """The model for ``task`` described by ``config.model``: the one place a config becomes modules."""
+  """The model for ``task`` described by ``config.model``: the one place a config becomes modules.
+
+  A combination the modules refuse (their own checks) is a ``ConfigError`` naming ``model``.
+  """
   m = config.model
-  rnn = DeepRNN(
-      cell=m.cell, features=layer_widths(config), connection=m.connection,
-      dropout_rate=m.dropout_rate, dropout_mode=m.dropout_mode, layer_norm=m.layer_norm,
-      bidirectional=m.bidirectional, merge=m.merge, execution=m.execution, unroll=m.unroll,
-      remat=m.remat, initial_carry=m.initial_carry,
-      dtype={'float32': None, 'bfloat16': jnp.bfloat16}[m.dtype],
-      cell_kwargs=config_lib.to_dict(m.cell_kwargs or {}) or None)
+  try:
+    rnn = DeepRNN(
+        cell=m.cell, features=layer_widths(config), connection=m.connection,
+        dropout_rate=m.dropout_rate, dropout_mode=m.dropout_mode, layer_norm=m.layer_norm,
+        bidirectional=m.bidirectional, merge=m.merge, execution=m.execution, unroll=m.unroll,
+        remat=m.remat, initial_carry=m.initial_carry,
+        dtype={'float32': None, 'bfloat16': jnp.bfloat16}[m.dtype],
+        cell_kwargs=config_lib.to_dict(m.cell_kwargs or {}) or None)
+  except (ValueError, TypeError) as e:
+    raise config_lib.ConfigError('model', runlog.one_line(e)) from e
   if task.input_kind == 'tokens':
     inputs = dict(vocab_size=task.input_size, embed_features=m.embed_features or m.width)
   else:

@@ -19,7 +19,10 @@ from __future__ import annotations
 import ast
 import copy
 import dataclasses
+import importlib.util
 import json
+import os
+import re
 from typing import Any, Callable, Iterable, Mapping
 
 import ml_collections
@@ -37,89 +40,6 @@ class ConfigError(ValueError):
   def __init__(self, key: str, message: str):
     self.key = key
     super().__init__(f'config key {key!r}: {message}' if key else message)
-
-
-SEED_PROGRAMS = ('auto', 'vmap', 'loop', 'separate')
-
-
-def default_config() -> ml_collections.ConfigDict:
-  """Every key a config may set, with its default."""
-  c = ml_collections.ConfigDict()
-
-  c.task = ml_collections.ConfigDict()
-  c.task.name = 'adding'
-  c.task.options = ml_collections.ConfigDict()   # keyword options of the task factory
-
-  c.model = ml_collections.ConfigDict()
-  c.model.cell = 'lstm'
-  c.model.depth = 1                # number of stacked recurrent layers
-  c.model.width = 64               # hidden features per layer (solved per variant when matching params)
-  c.model.top_width = None         # the last layer's width if not `width` (parameter matching fine-tunes it)
-  c.model.connection = 'stacked'   # 'stacked' | 'residual' | 'skip'
-  c.model.dropout_rate = 0.0       # between recurrent layers
-  c.model.dropout_mode = 'step'    # 'step' | 'tied' (one mask for all time steps)
-  c.model.layer_norm = False
-  c.model.bidirectional = False
-  c.model.merge = 'concat'
-  c.model.execution = 'auto'
-  c.model.unroll = 1
-  c.model.remat = False
-  c.model.dtype = 'float32'        # compute dtype; parameters stay float32
-  c.model.initial_carry = 'zeros'
-  c.model.cell_kwargs = ml_collections.ConfigDict()
-  c.model.embed_features = None    # token tasks: embedding size (None: the width)
-  c.model.input_features = None    # feature tasks: optional input projection size
-  c.model.pooling = 'last'
-  c.model.head_features = ()       # hidden sizes of the MLP head
-  c.model.head_dropout_rate = 0.0
-
-  c.optim = ml_collections.ConfigDict()
-  c.optim.name = 'adam'            # 'adam' | 'adamw' | 'sgd' (with momentum) | 'rmsprop'
-  c.optim.learning_rate = 1e-3     # peak rate, reached after the warmup
-  c.optim.schedule = 'constant'    # after warmup: 'constant' | 'cosine'
-  c.optim.warmup_steps = 0
-  c.optim.cosine_final_fraction = 0.0   # cosine ends at this fraction of the peak rate
-  c.optim.momentum = 0.9           # sgd and rmsprop
-  c.optim.rmsprop_decay = 0.9      # rmsprop's average of squared gradients
-  c.optim.beta1 = 0.9              # adam(w)
-  c.optim.beta2 = 0.999
-  c.optim.eps = 1e-8
-  c.optim.weight_decay = 0.0       # decoupled for adamw, L2 added to the gradient otherwise
-  c.optim.clip_global_norm = 1.0   # 0 turns clipping off
-
-  c.train = ml_collections.ConfigDict()
-  c.train.seed = 0
-  c.train.num_steps = 1000
-  c.train.batch_size = 64
-  c.train.log_every_steps = 50
-  c.train.eval_every_steps = 200
-  c.train.checkpoint_every_steps = 500
-  c.train.keep_checkpoints = 2     # latest ones kept; the older one is the fallback if the newest is bad
-  c.train.eval_batch_size = 512
-  c.train.eval_splits = ()         # evaluated at every eval (empty: all); a run's last eval covers all
-  c.train.early_stop = False       # stop a seed once it reaches the task threshold
-  c.train.progress_bar = True
-
-  c.sweep = ml_collections.ConfigDict()
-  c.sweep.axes = ml_collections.ConfigDict()   # nested dotted key -> list of values
-  c.sweep.seeds = (0,)
-  c.sweep.param_budget = 0         # >0: solve model.width per variant to this parameter count
-  c.sweep.param_tolerance = 0.02
-  # How the seeds of a grid point train: 'vmap' (one program, seeds batched: fills an accelerator),
-  # 'loop' (one program, seeds one after another inside it: the fastest on CPU), 'separate' (one run
-  # at a time), 'auto' ('loop' on CPU, 'vmap' on accelerators).
-  c.sweep.seed_program = 'auto'
-
-  c.logging = ml_collections.ConfigDict()
-  c.logging.wandb_mode = None      # 'online' | 'offline' | 'disabled'; None: $WANDB_MODE, else by API key
-  c.logging.project = 'deeprnn-jax'
-  c.logging.entity = None
-  c.logging.group = None           # default: the sweep's name (its workdir's folder name)
-  c.logging.job_type = None
-  c.logging.tags = ()
-  c.logging.wandb_dir = None       # default: each run's own folder
-  c.logging.wandb_timeout_seconds = 60.0   # wandb init/finish give up after this; the run goes on locally
-  return c
 
 
 # ----------------------------------------------------------------------------------------------
@@ -211,69 +131,90 @@ def _task_names():
   return TASKS.keys()
 
 
+SEED_PROGRAMS = ('auto', 'vmap', 'loop', 'separate')
 _RATE = _float(0.0, 1.0, hi_open=True)
 
-RULES: dict[str, Callable[[str, Any], Any]] = {
-    'task.name': _choice(_task_names),
-    'task.options': _mapping,
-    'model.cell': _choice(_cell_names),
-    'model.depth': _int(1),
-    'model.width': _int(1),
-    'model.top_width': _int(1, optional=True),
-    'model.connection': _choice(stack.CONNECTIONS),
-    'model.dropout_rate': _RATE,
-    'model.dropout_mode': _choice(stack.DROPOUT_MODES),
-    'model.layer_norm': _bool,
-    'model.bidirectional': _bool,
-    'model.merge': _choice(stack.MERGES),
-    'model.execution': _choice(stack.EXECUTIONS),
-    'model.unroll': _int(1),
-    'model.remat': _bool,
-    'model.dtype': _choice(('float32', 'bfloat16')),
-    'model.initial_carry': _choice(stack.INITIAL_CARRIES),
-    'model.cell_kwargs': _mapping,
-    'model.embed_features': _int(1, optional=True),
-    'model.input_features': _int(1, optional=True),
-    'model.pooling': _choice(models.POOLINGS),
-    'model.head_features': _tuple_of(_int(1)),
-    'model.head_dropout_rate': _RATE,
-    'optim.name': _choice(('adam', 'adamw', 'sgd', 'rmsprop')),
-    'optim.learning_rate': _float(0.0, lo_open=True),
-    'optim.schedule': _choice(('constant', 'cosine')),
-    'optim.warmup_steps': _int(0),
-    'optim.cosine_final_fraction': _float(0.0, 1.0),
-    'optim.momentum': _RATE,
-    'optim.rmsprop_decay': _RATE,
-    'optim.beta1': _RATE,
-    'optim.beta2': _RATE,
-    'optim.eps': _float(0.0, lo_open=True),
-    'optim.weight_decay': _float(0.0),
-    'optim.clip_global_norm': _float(0.0),
-    'train.seed': _int(0),
-    'train.num_steps': _int(1),
-    'train.batch_size': _int(1),
-    'train.log_every_steps': _int(1),
-    'train.eval_every_steps': _int(1),
-    'train.checkpoint_every_steps': _int(1),
-    'train.keep_checkpoints': _int(1),
-    'train.eval_batch_size': _int(1),
-    'train.eval_splits': _tuple_of(_str()),
-    'train.early_stop': _bool,
-    'train.progress_bar': _bool,
-    'sweep.axes': _mapping,
-    'sweep.seeds': _tuple_of(_int(0)),
-    'sweep.param_budget': _int(0),
-    'sweep.param_tolerance': _float(0.0, 0.5, lo_open=True),
-    'sweep.seed_program': _choice(SEED_PROGRAMS),
-    'logging.wandb_mode': _choice(('online', 'offline', 'disabled'), optional=True),
-    'logging.project': _str(),
-    'logging.entity': _str(optional=True),
-    'logging.group': _str(optional=True),
-    'logging.job_type': _str(optional=True),
-    'logging.tags': _tuple_of(_str()),
-    'logging.wandb_dir': _str(optional=True),
-    'logging.wandb_timeout_seconds': _float(0.0, lo_open=True),
+# The schema, the one place a key is declared: dotted key -> (default, rule). Comments say what the
+# key means; the rule's choices come from the modules that implement them.
+SCHEMA: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
+    'task.name': ('adding', _choice(_task_names)),
+    'task.options': ({}, _mapping),                  # keyword options of the task factory
+
+    'model.cell': ('lstm', _choice(_cell_names)),
+    'model.depth': (1, _int(1)),                     # number of stacked recurrent layers
+    'model.width': (64, _int(1)),                    # hidden features per layer (solved per variant when matching params)
+    'model.top_width': (None, _int(1, optional=True)),   # the last layer's width if not `width` (parameter matching fine-tunes it)
+    'model.connection': ('stacked', _choice(stack.CONNECTIONS)),
+    'model.dropout_rate': (0.0, _RATE),              # between recurrent layers
+    'model.dropout_mode': ('step', _choice(stack.DROPOUT_MODES)),   # 'tied': one mask for all time steps
+    'model.layer_norm': (False, _bool),
+    'model.bidirectional': (False, _bool),
+    'model.merge': ('concat', _choice(stack.MERGES)),
+    'model.execution': ('auto', _choice(stack.EXECUTIONS)),
+    'model.unroll': (1, _int(1)),
+    'model.remat': (False, _bool),
+    'model.dtype': ('float32', _choice(('float32', 'bfloat16'))),   # compute dtype; parameters stay float32
+    'model.initial_carry': ('zeros', _choice(stack.INITIAL_CARRIES)),
+    'model.cell_kwargs': ({}, _mapping),
+    'model.embed_features': (None, _int(1, optional=True)),   # token tasks: embedding size (None: the width)
+    'model.input_features': (None, _int(1, optional=True)),   # feature tasks: optional input projection size
+    'model.pooling': ('last', _choice(models.POOLINGS)),
+    'model.head_features': ((), _tuple_of(_int(1))),   # hidden sizes of the MLP head
+    'model.head_dropout_rate': (0.0, _RATE),
+
+    'optim.name': ('adam', _choice(('adam', 'adamw', 'sgd', 'rmsprop'))),   # sgd: with momentum
+    'optim.learning_rate': (1e-3, _float(0.0, lo_open=True)),   # peak rate, reached after the warmup
+    'optim.schedule': ('constant', _choice(('constant', 'cosine'))),   # after warmup
+    'optim.warmup_steps': (0, _int(0)),
+    'optim.cosine_final_fraction': (0.0, _float(0.0, 1.0)),   # cosine ends at this fraction of the peak rate
+    'optim.momentum': (0.9, _RATE),                  # sgd and rmsprop
+    'optim.rmsprop_decay': (0.9, _RATE),             # rmsprop's average of squared gradients
+    'optim.beta1': (0.9, _RATE),                     # adam(w)
+    'optim.beta2': (0.999, _RATE),
+    'optim.eps': (1e-8, _float(0.0, lo_open=True)),
+    'optim.weight_decay': (0.0, _float(0.0)),        # decoupled for adamw, L2 added to the gradient otherwise
+    'optim.clip_global_norm': (1.0, _float(0.0)),    # 0 turns clipping off
+
+    'train.seed': (0, _int(0)),
+    'train.num_steps': (1000, _int(1)),
+    'train.batch_size': (64, _int(1)),
+    'train.log_every_steps': (50, _int(1)),
+    'train.eval_every_steps': (200, _int(1)),
+    'train.checkpoint_every_steps': (500, _int(1)),
+    'train.keep_checkpoints': (2, _int(1)),          # latest ones kept; the older one is the fallback if the newest is bad
+    'train.eval_batch_size': (512, _int(1)),
+    'train.eval_splits': ((), _tuple_of(_str())),    # evaluated at every eval (empty: all); a run's last eval covers all
+    'train.early_stop': (False, _bool),              # stop a seed once it reaches the task threshold
+    'train.progress_bar': (True, _bool),
+
+    'sweep.axes': ({}, _mapping),                    # nested dotted key -> list of values
+    'sweep.seeds': ((0,), _tuple_of(_int(0))),
+    'sweep.param_budget': (0, _int(0)),              # >0: solve model.width per variant to this parameter count
+    'sweep.param_tolerance': (0.02, _float(0.0, 0.5, lo_open=True)),
+    # How the seeds of a grid point train: 'vmap' (one program, seeds batched: fills an accelerator),
+    # 'loop' (one program, seeds one after another inside it: the fastest on CPU), 'separate' (one run
+    # at a time), 'auto' ('loop' on CPU, 'vmap' on accelerators).
+    'sweep.seed_program': ('auto', _choice(SEED_PROGRAMS)),
+
+    'logging.wandb_mode': (None, _choice(('online', 'offline', 'disabled'), optional=True)),   # None: $WANDB_MODE, else by API key
+    'logging.project': ('deeprnn-jax', _str()),
+    'logging.entity': (None, _str(optional=True)),
+    'logging.group': (None, _str(optional=True)),    # default: the sweep's name (its workdir's folder name)
+    'logging.job_type': (None, _str(optional=True)),   # default: the variant name
+    'logging.tags': ((), _tuple_of(_str())),         # default: task, cell and depth
+    'logging.wandb_dir': (None, _str(optional=True)),   # default: each run's own folder
+    'logging.wandb_timeout_seconds': (60.0, _float(0.0, lo_open=True)),   # wandb init/finish give up after this; the run goes on locally
 }
+RULES: dict[str, Callable[[str, Any], Any]] = {k: rule for k, (_, rule) in SCHEMA.items()}
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """Every key a config may set, with its default (``SCHEMA``)."""
+  d: dict = {}
+  for key, (default, _) in SCHEMA.items():
+    set_path(d, key, copy.deepcopy(default))
+  return ml_collections.ConfigDict(d)
+
 
 # Keys a sweep may vary: everything that describes one run, and the parameter budget (so a sweep can
 # compare depths at several matched sizes).
@@ -370,7 +311,12 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 def apply_overrides(config: ml_collections.ConfigDict | Mapping,
                     overrides: Iterable[tuple[str, Any] | str]) -> ml_collections.ConfigDict:
-  """A new config with ``overrides`` set; keys must exist (``sweep.axes.*`` may be new axes)."""
+  """A new config with ``overrides`` set; keys must exist (``sweep.axes.*`` may be new axes).
+
+  An override of a key that is also a sweep axis *narrows the axis* to that one value
+  (``--config.model.depth=1`` on a depth sweep trains depth 1 only): the user asked for that value.
+  ``sweep.axes`` itself may be given whole as ``{'model.cell': [...], 'model.depth': [...]}``.
+  """
   d = to_dict(config)
   known = set(flatten(to_dict(default_config())))
   for item in overrides:
@@ -378,8 +324,43 @@ def apply_overrides(config: ml_collections.ConfigDict | Mapping,
     inside_mapping = any(key.startswith(m + '.') for m in _MAPPING_KEYS)
     if key not in known and not inside_mapping:
       raise ConfigError(key, f'unknown key; {_suggest(key, known)}')
+    if key == 'sweep.axes' and isinstance(value, Mapping):
+      value = to_dict(sweep_axes({k: v if isinstance(v, (list, tuple)) else [v] for k, v in value.items()}))
     set_path(d, key, value)
-  return from_dict(d)
+    if key in flat_axes(d):
+      set_path(d, f'sweep.axes.{key}', [value])
+  try:
+    return from_dict(d)
+  except (ValueError, TypeError, AttributeError) as e:   # e.g. a dotted name inside a mapping value
+    raise ConfigError('', f'the overrides do not make a valid config: {e}; dotted keys belong in the '
+                          'override name (--config.task.options.seq_len=40)') from e
+
+
+def load(path: str, overrides: Iterable[str] = ()) -> ml_collections.ConfigDict:
+  """Runs ``get_config()`` of the config file at ``path`` and applies ``overrides`` (``key=value``).
+
+  Only this file is executed as code; override values are parsed as literals. Any problem is a
+  ``ConfigError`` with a one-line message. The result is validated.
+  """
+  if not os.path.isfile(path):
+    raise ConfigError('', f'config file {path!r} not found')
+  name = 'deeprnn_config_' + re.sub(r'\W', '_', os.path.abspath(path))
+  try:
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    get_config = getattr(module, 'get_config', None)
+    if not callable(get_config):
+      raise ConfigError('', f'config file {path!r} has no get_config() function')
+    config = get_config()
+  except ConfigError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    first = (str(e).strip().splitlines() or [''])[0]
+    raise ConfigError('', f'config file {path!r} does not load: {type(e).__name__}: {first}') from e
+  if not isinstance(config, (ml_collections.ConfigDict, dict)):
+    raise ConfigError('', f'get_config() in {path!r} must return a ConfigDict, got {type(config).__name__}')
+  return validate(apply_overrides(config, overrides))
 
 
 # Keys that were renamed: the old name's error says what replaced it.
@@ -423,6 +404,7 @@ def validate(config: ml_collections.ConfigDict | Mapping) -> ml_collections.Conf
     set_path(out, key, rule(key, value))
   _check_task_options(out)
   _check_cell_kwargs(out['model']['cell'], out['model'].get('cell_kwargs') or {})
+  _check_execution(out['model']['cell'], out['model']['execution'])
   _check_sweep(out)
   return from_dict(out)
 
@@ -447,6 +429,15 @@ def _check_cell_kwargs(cell: str, kwargs: Mapping) -> None:
     for k in kwargs:
       if k not in valid:
         raise ConfigError(f'model.cell_kwargs.{k}', f'unknown option for cell {cell!r}; valid: {", ".join(valid)}')
+
+
+def _check_execution(cell: str, execution: str) -> None:
+  from deeprnn_jax import CELLS  # pylint: disable=g-import-not-at-top
+  from deeprnn_jax.linear import LinearRecurrentCell  # pylint: disable=g-import-not-at-top
+  if execution == 'parallel' and not issubclass(CELLS[cell], LinearRecurrentCell):
+    linear = sorted(k for k, v in CELLS.items() if issubclass(v, LinearRecurrentCell))
+    raise ConfigError('model.execution', f"'parallel' needs a linear-recurrence cell ({', '.join(linear)}); "
+                                         f"{cell!r} is not one: use 'auto', 'time' or 'layer'")
 
 
 def _check_sweep(d: dict) -> None:
@@ -477,6 +468,14 @@ def _check_sweep(d: dict) -> None:
     if d['sweep']['param_budget'] and key in axes:
       raise ConfigError(f'sweep.axes.{key}', 'cannot sweep the width while sweep.param_budget solves it; '
                                              'drop one of the two')
+
+
+def without_seed(config: ml_collections.ConfigDict | Mapping) -> dict:
+  """The config without ``train.seed`` and ``sweep``: what the runs of one grid point share."""
+  d = to_dict(config)
+  d['train'].pop('seed', None)
+  d.pop('sweep', None)
+  return d
 
 
 def fingerprint(config: ml_collections.ConfigDict | Mapping) -> str:
@@ -510,3 +509,36 @@ def differing_keys(a: ml_collections.ConfigDict | Mapping, b: ml_collections.Con
   fb = json.loads(result_fingerprint(b))
   fa, fb = flatten(fa, stop=()), flatten(fb, stop=())
   return sorted(k for k in set(fa) | set(fb) if fa.get(k) != fb.get(k))
+
+
+def continuation_problem(old: ml_collections.ConfigDict | Mapping,
+                         new: ml_collections.ConfigDict | Mapping) -> str | None:
+  """Why runs made with config ``old`` cannot go on as runs of ``new``; None if they can.
+
+  Equal configs can (a rerun resumes). A config that only raises ``train.num_steps`` extends a run:
+  it continues from its final checkpoint exactly as an uninterrupted longer run would, which holds
+  when nothing the run computed depends on the old length: a constant learning rate whose warmup
+  ended within the old steps, and an old end on the log and eval cadence (the interval sums and the
+  evaluations at the old end are the ones the longer run makes).
+  """
+  keys = differing_keys(old, new)
+  if not keys:
+    return None
+  if keys != ['train.num_steps']:
+    return f'differs in {", ".join(keys[:6])}'
+  o, n = to_dict(old), to_dict(new)
+  before, after = o['train']['num_steps'], n['train']['num_steps']
+  if after < before:
+    return f'train.num_steps {after} is below the {before} steps trained; only more steps can extend it'
+  why = []
+  if n['optim'].get('schedule') != 'constant':
+    why.append(f"the {n['optim'].get('schedule')!r} schedule depends on train.num_steps")
+  if n['optim'].get('warmup_steps', 0) > before:
+    why.append(f"the warmup ({n['optim']['warmup_steps']} steps) did not end within the {before} steps trained")
+  for key in ('log_every_steps', 'eval_every_steps'):
+    if before % n['train'][key]:
+      why.append(f'the {before} steps trained are not a multiple of train.{key}')
+  if why:
+    return f'train.num_steps {before} -> {after} cannot extend these runs: {"; ".join(why)}'
+  return None
+

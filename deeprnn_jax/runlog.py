@@ -19,11 +19,13 @@ This module is the only one that imports wandb (lazily, so a disabled run never 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
 import netrc
 import os
+import subprocess
 import tempfile
 import threading
 from typing import Any, Callable, Iterable, Mapping
@@ -36,6 +38,53 @@ DONE_STATES = ('finished', 'diverged')   # a rerun of the sweep skips these
 CONFIG_FILE = 'config.json'
 STATUS_FILE = 'status.json'
 METRICS_FILE = 'metrics.jsonl'
+CHECKPOINTS_DIR = 'checkpoints'
+LOCK_FILE = '.lock'
+
+
+class RunFolder:
+  """The layout of one run folder, in one place: every path and every record file of a run.
+
+  ``config.json`` (written once), ``status.json`` (merged atomically), ``metrics.jsonl`` (appended),
+  ``checkpoints/`` (``checkpoint.Checkpointer``) and ``lock`` (``experiments/locks.py``).
+  """
+
+  def __init__(self, path: str):
+    self.path = os.path.abspath(path)
+    self.config = os.path.join(self.path, CONFIG_FILE)
+    self.status = os.path.join(self.path, STATUS_FILE)
+    self.metrics = os.path.join(self.path, METRICS_FILE)
+    self.checkpoints = os.path.join(self.path, CHECKPOINTS_DIR)
+    self.lock = os.path.join(self.path, LOCK_FILE)
+
+  def read_config(self) -> dict | None:
+    return read_json(self.config)
+
+  def write_config(self, config: Any) -> None:
+    write_json(self.config, config.to_dict() if hasattr(config, 'to_dict') else dict(config))
+
+  def read_status(self) -> dict | None:
+    return read_status(self.path)
+
+  def update_status(self, **fields) -> dict:
+    return update_status(self.path, **fields)
+
+  def read_metrics(self) -> list[dict]:
+    return read_metrics(self.metrics)
+
+
+@functools.lru_cache(maxsize=None)
+def code_version() -> dict[str, Any]:
+  """``{'git_commit': sha, 'git_dirty': bool}`` of the deeprnn_jax source tree (empty outside git):
+  which code produced a run, kept in its status and its wandb config."""
+  here = os.path.dirname(os.path.abspath(__file__))
+  try:
+    git = lambda *a: subprocess.run(['git', *a], cwd=here, capture_output=True, text=True, timeout=10, check=True).stdout
+    commit = git('rev-parse', 'HEAD').strip()
+    dirty = bool(git('status', '--porcelain', '--untracked-files=no').strip())
+  except (OSError, subprocess.SubprocessError):
+    return {}
+  return {'git_commit': commit, 'git_dirty': dirty}
 
 
 def one_line(e: BaseException) -> str:
@@ -142,9 +191,10 @@ class MetricsLog:
   def __init__(self, path: str):
     self.path = path
 
-  def truncate_after(self, step: int) -> None:
-    """Keeps the well-formed records up to ``step``: a resumed run rewrites what came after."""
-    kept = [r for r in read_metrics(self.path) if r['step'] <= step]
+  def truncate_after(self, step: int, keep: Callable[[dict], bool] = lambda r: True) -> None:
+    """Keeps the well-formed records up to ``step`` (that ``keep`` accepts): a resumed run rewrites
+    what came after."""
+    kept = [r for r in read_metrics(self.path) if r['step'] <= step and keep(r)]
     atomic_write_text(self.path, ''.join(dumps(r) + '\n' for r in kept))
 
   def reset(self) -> None:
@@ -164,6 +214,16 @@ def read_status(run_dir: str) -> dict | None:
     _log.warning('ignoring malformed %s', os.path.join(run_dir, STATUS_FILE))
     return None
   return status
+
+
+def is_done(status: Mapping[str, Any] | None, num_steps: int) -> bool:
+  """Whether a run with ``status`` needs no more training toward ``num_steps`` steps: it diverged,
+  stopped early, or finished all of them (a finished run whose config now asks for more steps is
+  extended, see ``config.continuation_problem``)."""
+  if not status or status.get('state') not in DONE_STATES:
+    return False
+  return (status['state'] == 'diverged' or bool(status.get('stopped_early'))
+          or int(status.get('step') or 0) >= num_steps)
 
 
 def update_status(run_dir: str, **fields) -> dict:
@@ -313,11 +373,25 @@ class RunLogger:
     self.metrics = MetricsLog(os.path.join(run_dir, METRICS_FILE))
     self.wandb = wandb_run
 
-  def log(self, step: int, split: str, metrics: Mapping[str, Any]) -> None:
+  def log(self, step: int, split: str, metrics: Mapping[str, Any], to_wandb: bool = True) -> None:
     values = {k: float(v) if not isinstance(v, (int, str)) else v for k, v in metrics.items()}
     self.metrics.append([{'step': step, 'split': split, **values}])
-    if self.wandb is not None:
+    if self.wandb is not None and to_wandb:
       self.wandb.log(step, {f'{split}/{k}': v for k, v in values.items()})
+
+  def summary(self, status: Mapping[str, Any], records: Iterable[Mapping[str, Any]]) -> None:
+    """The wandb summary at the end of a run: the run's outcome and measures from its status, and the
+    last value of every metric (``<split>/<name>/last``; wandb's own summary keeps the best)."""
+    if self.wandb is None:
+      return
+    last = {}
+    for r in records:
+      for k, v in r.items():
+        if k not in ('step', 'split') and isinstance(v, (int, float)):
+          last[f"{r['split']}/{k}/last"] = v
+    keys = ('state', 'step', 'compile_seconds', 'steps_per_sec', 'train_seconds', 'best_step', 'best_value',
+            'threshold_step', 'threshold_seconds', 'diverged_step', 'stopped_early')
+    self.wandb.summary({**{k: status[k] for k in keys if k in status}, **last})
 
   def finish(self, exit_code: int = 0) -> None:
     if self.wandb is not None:

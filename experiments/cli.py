@@ -16,6 +16,7 @@ import signal
 import sys
 from typing import Callable, Sequence
 
+from deeprnn_jax import config as config_lib
 from deeprnn_jax.config import ConfigError
 
 EXIT_USAGE = 2
@@ -54,13 +55,14 @@ def make_parser(prog: str, description: str) -> argparse.ArgumentParser:
   return _Parser(prog=prog, description=description, allow_abbrev=False)
 
 
-def main_with(parser: argparse.ArgumentParser, argv: Sequence[str] | None, command: Callable) -> int:
+def main_with(parser: argparse.ArgumentParser, argv: Sequence[str] | None, command: Callable,
+              on_event: Callable[[str, int], None] | None = None) -> int:
   """Parses ``argv``, loads the config, installs the signal handlers and runs ``command``.
 
   ``command(args, config, overrides, should_stop) -> exit code``. Arguments other than
-  ``--config.<key>=<value>`` are in ``args.point_args`` (the wandb agent's ``--<axis>=<value>``).
+  ``--config.<key>=<value>`` are in ``args.point_args`` (the wandb agent's ``--<axis>=<value>``);
+  ``args.on_event`` is the trainer's event hook (``train.EventHook``; tests use it).
   """
-  from experiments import sweep  # pylint: disable=g-import-not-at-top
   parser.add_argument('--config', required=True, help='a config file with get_config()')
   parser.add_argument('--workdir', required=True, help='the sweep folder: one sub-folder per run')
   args, rest = parser.parse_known_args(argv)
@@ -74,9 +76,10 @@ def main_with(parser: argparse.ArgumentParser, argv: Sequence[str] | None, comma
       print(f'error: unrecognized argument {arg!r}; overrides look like --config.model.depth=4', file=sys.stderr)
       return EXIT_USAGE
   args.point_args = point_args
+  args.on_event = on_event
   stop = _StopFlag()
   try:
-    config = sweep.load_config(args.config, overrides)
+    config = config_lib.load(args.config, overrides)
     old = {s: signal.signal(s, stop.handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
       return command(args, config, overrides, stop)

@@ -32,7 +32,8 @@ import os
 import socket
 import time
 
-LOCK_FILE = '.lock'
+from deeprnn_jax.runlog import LOCK_FILE, RunFolder
+
 _UNSUPPORTED = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
 
 _log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ class RunLock:
   """An exclusive claim on one run folder by this process (see the module docstring)."""
 
   def __init__(self, run_dir: str):
-    self.path = os.path.join(run_dir, LOCK_FILE)
+    self.path = RunFolder(run_dir).lock
     self._fd: int | None = None
 
   @property

@@ -23,12 +23,13 @@ from experiments import cli
 from experiments import sweep
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, on_event=None) -> int:
+  """The command line; ``on_event``: the trainer's event hook (``train.EventHook``), for tests."""
   parser = cli.make_parser('python -m experiments.run', __doc__.split('\n')[0].strip('`'))
   parser.add_argument('--no-sweep', action='store_true', help='ignore sweep.axes; one run with train.seed')
   parser.add_argument('--dry-run', action='store_true', help='list the runs; train nothing')
   parser.add_argument('--no-report', action='store_true', help='do not write the report at the end')
-  return cli.main_with(parser, argv, _run)
+  return cli.main_with(parser, argv, _run, on_event)
 
 
 def _run(args, config, overrides, should_stop) -> int:
@@ -41,12 +42,17 @@ def _run(args, config, overrides, should_stop) -> int:
     d['sweep']['seeds'] = (d['train']['seed'],)
     config = config_lib.validate(d)
   if args.dry_run:
-    for point in sweep.expand(config):
+    points = sweep.expand(config)
+    sweep.check_workdir(config, args.workdir, points)   # refuses exactly what a real run would
+    for point in points:
       for seed in point.seeds:
         status = runlog.read_status(os.path.join(args.workdir, point.run_id(seed))) or {}
-        print(f'{point.run_id(seed):40s} params={point.params:<9d} {status.get("state", "new")}')
+        state = status.get('state', 'new')
+        if state == 'finished' and not runlog.is_done(status, point.config.train.num_steps):
+          state = f'finished at step {status.get("step")}; extends to {point.config.train.num_steps}'
+        print(f'{point.run_id(seed):40s} params={point.params:<9d} {state}')
     return 0
-  result = sweep.run_sweep(config, args.workdir, should_stop=should_stop)
+  result = sweep.run_sweep(config, args.workdir, should_stop=should_stop, on_event=args.on_event)
   counts = {}
   for state in result.states.values():
     counts[state] = counts.get(state, 0) + 1

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib.util
 import itertools
 import json
 import logging
@@ -35,7 +34,6 @@ import jax
 import ml_collections
 
 from deeprnn_jax import config as config_lib
-from deeprnn_jax import faults
 from deeprnn_jax import runlog
 from deeprnn_jax import parallel
 from deeprnn_jax import build
@@ -53,30 +51,7 @@ WANDB_SWEEP_FILE = 'wandb_sweep.yaml'
 # Loading.
 
 
-def load_config(path: str, overrides: Iterable[str] = ()) -> ml_collections.ConfigDict:
-  """Runs ``get_config()`` of the file the user named and applies ``overrides`` (``key=value``).
-
-  Only this file is executed as code; override values are parsed as literals. Any problem is a
-  ``ConfigError`` with a one-line message.
-  """
-  if not os.path.isfile(path):
-    raise ConfigError('', f'config file {path!r} not found')
-  name = 'deeprnn_config_' + re.sub(r'\W', '_', os.path.abspath(path))
-  try:
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    get_config = getattr(module, 'get_config', None)
-    if not callable(get_config):
-      raise ConfigError('', f'config file {path!r} has no get_config() function')
-    config = get_config()
-  except ConfigError:
-    raise
-  except Exception as e:  # pylint: disable=broad-except
-    raise ConfigError('', f'config file {path!r} does not load: {runlog.one_line(e)}') from e
-  if not isinstance(config, (ml_collections.ConfigDict, dict)):
-    raise ConfigError('', f'get_config() in {path!r} must return a ConfigDict, got {type(config).__name__}')
-  return config_lib.validate(config_lib.apply_overrides(config, overrides))
+load_config = config_lib.load   # the config file's get_config() with overrides, validated
 
 
 # ----------------------------------------------------------------------------------------------
@@ -247,19 +222,19 @@ def check_workdir(config: ml_collections.ConfigDict, workdir: str, points: Seque
     raise ConfigError('', f'workdir {workdir!r} is not writable')
   old = runlog.read_json(os.path.join(workdir, SWEEP_FILE))
   if isinstance(old, dict) and 'config' in old:
-    keys = config_lib.differing_keys(old['config'], config)
-    if keys:
-      raise ConfigError('', f'workdir {workdir!r} holds a different sweep (differs in {", ".join(keys[:6])}); '
-                            'use another --workdir')
+    problem = config_lib.continuation_problem(old['config'], config)
+    if problem:
+      raise ConfigError('', f'workdir {workdir!r} holds a different sweep ({problem}); use another --workdir')
   for point in points:
     for seed in point.seeds:
       run_dir = os.path.join(workdir, point.run_id(seed))
       if os.path.lexists(run_dir) and not os.path.isdir(run_dir):
         raise ConfigError('', f'{run_dir!r} should be the folder of run {point.run_id(seed)!r} but is a file; '
                               'move it away or use another --workdir')
-      old = runlog.read_json(os.path.join(run_dir, runlog.CONFIG_FILE))
-      if isinstance(old, dict) and config_lib.differing_keys(old, point.run_config(seed)):
-        raise ConfigError('', f'run folder {point.run_id(seed)!r} in {workdir!r} holds another config; '
+      old = runlog.RunFolder(run_dir).read_config()
+      problem = isinstance(old, dict) and config_lib.continuation_problem(old, point.run_config(seed))
+      if problem:
+        raise ConfigError('', f'run folder {point.run_id(seed)!r} in {workdir!r} holds another run ({problem}); '
                               'use another --workdir')
 
 
@@ -301,24 +276,28 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, *,
               should_stop: Callable[[], bool] | None = None,
               select: Callable[[GridPoint, int], bool] | None = None,
               seeds_together: bool | None = None,
-              echo: Callable[[str], None] = print) -> SweepResult:
+              echo: Callable[[str], None] = print,
+              on_event: train_lib.EventHook | None = None) -> SweepResult:
   """Trains every run of the grid that is not done yet; see the module docstring.
 
   Everything is validated (configs, tasks, parameter matching, the workdir) before anything is
   written or trained. ``select(point, seed)`` limits the runs (the wandb agent trains one).
-  Raises ``Interrupted`` (after checkpointing) when ``should_stop()`` turns true.
+  Raises ``Interrupted`` (after checkpointing) when ``should_stop()`` turns true. ``on_event``: the
+  trainer's hook (``train.EventHook``), also called as ``('point', n)`` before the n-th grid point.
   """
   should_stop = should_stop or (lambda: False)
+  on_event = on_event or (lambda name, step: None)
   enable_compilation_cache()   # first: building the tasks compiles their data generators
   points = expand(config)
   check_workdir(config, workdir, points)
   write_sweep_file(config, workdir, points)
   together = config.sweep.seed_program != 'separate' if seeds_together is None else seeds_together
-  how = f' in one program ({parallel.resolve_seed_program(config.sweep.seed_program)})'
+  seed_program = parallel.resolve_seed_program(config.sweep.seed_program)
+  how = f' in one program ({seed_program})'
   result = SweepResult()
   total = len(points)
   for n, point in enumerate(points, 1):
-    faults.point(f'point:{n}')
+    on_event('point', n)
     if should_stop():
       raise train_lib.Interrupted(f'interrupted before {point.variant}; run the same command again to resume')
     seeds = [s for s in point.seeds if select is None or select(point, s)]
@@ -336,7 +315,7 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, *,
         try:
           statuses = train_lib.train_seeds([point.run_config(s) for s in group],
                                            [os.path.join(workdir, i) for i in ids], should_stop=should_stop,
-                                           task=point.task)
+                                           task=point.task, seed_program=seed_program, on_event=on_event)
         except train_lib.Interrupted:
           raise
         except ConfigError:
@@ -371,28 +350,28 @@ def _claim(point: GridPoint, seeds: Sequence[int], workdir: str, result: SweepRe
   this grid point: the point's remaining runs are left to it too, so the seeds of a point stay
   together in one group (and follow exactly the trajectory they would in one runner).
   """
-  locks = {}
+  locks, steps = {}, point.config.train.num_steps
   for i, seed in enumerate(seeds):
     run_id = point.run_id(seed)
     run_dir = os.path.join(workdir, run_id)
-    if not _done_state(run_dir):
+    if not _done_state(run_dir, steps):
       lock = RunLock(run_dir)
       if not lock.acquire():
-        result.locked += [point.run_id(s) for s in seeds[i:] if not _done_state(os.path.join(workdir, point.run_id(s)))]
+        result.locked += [point.run_id(s) for s in seeds[i:] if not _done_state(os.path.join(workdir, point.run_id(s)), steps)]
         break
-      if not _done_state(run_dir):
+      if not _done_state(run_dir, steps):
         locks[seed] = lock
         continue
       lock.release()
     result.skipped.append(run_id)
-    result.states[run_id] = _done_state(run_dir)
+    result.states[run_id] = _done_state(run_dir, steps)
   return locks
 
 
-def _done_state(run_dir: str) -> str | None:
-  """The run's state if it is done (finished or diverged), else None."""
+def _done_state(run_dir: str, num_steps: int) -> str | None:
+  """The run's state if it is done (``runlog.is_done``), else None."""
   status = runlog.read_status(run_dir)
-  return status['state'] if status and status['state'] in runlog.DONE_STATES else None
+  return status['state'] if runlog.is_done(status, num_steps) else None
 
 
 # ----------------------------------------------------------------------------------------------

@@ -48,6 +48,10 @@ BAD_OVERRIDES = [
     (['--config.sweep.seed_program=fast'], "config key 'sweep.seed_program': unknown value 'fast'; valid: auto, loop, separate, vmap"),
     (['--config.sweep.vmap_seeds=False'], "config key 'sweep.vmap_seeds': unknown key; renamed sweep.seed_program: 'auto' (default), 'vmap', 'loop' or 'separate' (vmap_seeds=False is 'separate')"),
     (['--config.model.depth'], "config key 'model.depth': an override must look like key=value"),
+    (['--config.model.execution=parallel', '--config.model.cell=lstm'],
+     "config key 'model.execution': 'parallel' needs a linear-recurrence cell (lru, mingru); 'lstm' is not one"),
+    (["--config.sweep.axes={'model.cell': ['gru'], 'model.colour': [1]}"],
+     "config key 'sweep.axes.model.colour': is not a key a sweep can vary"),
     (['model.depth=2'], "unrecognized argument 'model.depth=2'"),
     (['--model.depth=2'], "unrecognized arguments ['--model.depth=2']"),
     (["--config.model.width=__import__('os').getcwd()"], "config key 'model.width': must be an int, got str"),
@@ -103,14 +107,14 @@ def test_a_workdir_holding_another_sweep_is_refused_untouched(tmp_path, capsys):
   workdir = tmp_path / 'w'
   assert run_cli.main(['--config', cfg, '--workdir', str(workdir), '--dry-run']) == 0
   # a dry run writes nothing; a real sweep.json from a shorter sweep, with a run folder of it:
-  config = sweep.load_config(cfg, ['train.num_steps=4'])
+  config = sweep.load_config(cfg, ['optim.learning_rate=0.5'])
   points = sweep.expand(config)
   sweep.write_sweep_file(config, str(workdir), points)
   (workdir / points[0].run_id(0)).mkdir()
   (workdir / points[0].run_id(0) / 'status.json').write_text('{"state": "finished"}')
   before = _tree(workdir)
   code, err = _run(['--config', cfg, '--workdir', str(workdir)], capsys)
-  assert code == 2 and 'holds a different sweep (differs in train.num_steps)' in err
+  assert code == 2 and 'holds a different sweep (differs in optim.learning_rate)' in err
   assert _tree(workdir) == before
 
 
@@ -122,7 +126,8 @@ def test_a_run_folder_holding_another_config_is_refused_untouched(tmp_path, caps
       json.dumps(config_lib.to_dict(tiny_config(**{'optim.learning_rate': 0.5}))))
   before = _tree(workdir)
   code, err = _run(['--config', write_config(tmp_path), '--workdir', str(workdir)], capsys)
-  assert code == 2 and "run folder 'rnn-d1-w8-s0'" in err and 'holds another config' in err and '\n' not in err
+  assert code == 2 and "run folder 'rnn-d1-w8-s0'" in err and 'holds another run (differs in optim.learning_rate' in err
+  assert '\n' not in err
   assert _tree(workdir) == before
 
 
@@ -200,3 +205,40 @@ def test_the_real_command_line_exits_2(tmp_path):
   assert proc.stderr.strip().splitlines() == [
       "error: config key 'model.cell': unknown value 'lstmm'; valid: gru, indrnn, irnn, lru, lstm, mgu, "
       "mingru, rnn, ugrnn"]
+
+
+def _dry_run(argv, capsys) -> list[str]:
+  assert run_cli.main(['--dry-run', *argv]) == 0
+  return [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+
+
+def test_the_axes_given_whole_as_a_dict_override(tmp_path, capsys):
+  """``--config.sweep.axes={...}`` with dotted axis names replaces the axes (it was a traceback)."""
+  argv = ['--config', write_config(tmp_path), '--workdir', str(tmp_path / 'w'),
+          "--config.sweep.axes={'model.cell': ['gru'], 'model.depth': [1, 2]}"]
+  assert _dry_run(argv, capsys) == ['gru-d1-w8-s0', 'gru-d1-w8-s1', 'gru-d2-w8-s0', 'gru-d2-w8-s1']
+
+
+def test_an_override_of_a_swept_key_narrows_its_axis(tmp_path, capsys):
+  """The config sweeps depth over [1, 2]; ``--config.model.depth=2`` asks for depth 2: only it runs
+  (it was silently ignored, and every depth listed)."""
+  argv = ['--config', write_config(tmp_path), '--workdir', str(tmp_path / 'w'), '--config.model.depth=2']
+  assert _dry_run(argv, capsys) == ['rnn-d2-w8-s0', 'rnn-d2-w8-s1', 'gru-d2-w8-s0', 'gru-d2-w8-s1']
+  config = sweep.load_config(write_config(tmp_path), ['model.depth=2'])
+  assert config_lib.flat_axes(config)['model.depth'] == [2]
+
+
+def test_a_finished_sweep_that_cannot_be_extended_says_why(tmp_path, capsys):
+  """A cosine schedule depends on the number of steps: more steps would be another run."""
+  cfg = write_config(tmp_path, config_file_text(axes={'model.cell': ['rnn']}, seeds=(0,),
+                                                **{'optim.schedule': 'cosine', 'train.num_steps': 4}))
+  workdir = str(tmp_path / 'w')
+  assert run_cli.main(['--config', cfg, '--workdir', workdir, '--no-report']) == 0
+  capsys.readouterr()
+  before = _tree(tmp_path / 'w')
+  for extra in ([], ['--dry-run']):   # the dry run refuses what the run refuses
+    code, err = _run(['--config', cfg, '--workdir', workdir, '--config.train.num_steps=8', *extra], capsys)
+    assert code == 2 and '\n' not in err, err
+    assert "train.num_steps 4 -> 8 cannot extend these runs: the 'cosine' schedule depends on train.num_steps" in err
+  assert _tree(tmp_path / 'w') == before
+

@@ -1,7 +1,7 @@
 """Reliability with real runner processes and real signals: kill -9 at exact moments, SIGTERM, two
 runners on one workdir, locks of dead runners, and nothing unpickled or leaked.
 
-The moments are hit with the runner's test-only fault points (``deeprnn_jax/faults.py``): the runner
+The moments are hit with the trainer's event hook (``tests/faults.py``): the runner
 sends itself the signal there, so no test depends on timing.
 """
 
@@ -17,11 +17,11 @@ import time
 
 import pytest
 
-from deeprnn_jax import faults
 from deeprnn_jax import runlog
 from experiments import report
 from experiments import sweep
 
+import faults
 from runner_helpers import config_file_text, records, write_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,16 +32,14 @@ RUNS = [f'{v}-s{s}' for v in (LR_A, LR_B) for s in (0, 1)]
 # The runner, with an audit hook that records (and refuses) any unpickling of objects: nothing a run
 # reads back (checkpoints, run folders) may be a pickle.
 AUDITED_RUN = '''
-import os, runpy, sys
+import os, sys
 def audit(event, args):
   if event == 'pickle.find_class':
     with open(os.environ['AUDIT_LOG'], 'a') as f:
       f.write(f'{args}\\n')
     raise RuntimeError(f'unpickling {args}')
 sys.addaudithook(audit)
-sys.argv[0] = 'experiments.run'
-runpy.run_module('experiments.run', run_name='__main__', alter_sys=True)
-'''
+''' + faults.RUNNER
 
 
 def _sweep_config(tmp_path) -> str:

@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 
 from deeprnn_jax import config as config_lib
-from deeprnn_jax import faults
 from deeprnn_jax import runlog
 from deeprnn_jax import train as train_lib
 from deeprnn_jax.tasks import base as task_base
@@ -27,6 +26,7 @@ from experiments import report
 from experiments import run as run_cli
 from experiments import sweep
 
+import faults
 from runner_helpers import config_file_text, records, tiny_config, write_config
 
 CONFIG = tiny_config(**{'model.width': 4})   # 12 steps; logs every 2, evaluates and checkpoints every 4
@@ -229,15 +229,13 @@ def test_ctrl_c_checkpoints_marks_the_run_interrupted_and_says_how_to_resume(run
   cfg = write_config(tmp_path, config_file_text(axes={'optim.learning_rate': [0.001]}, seeds=(0,),
                                                 **{'model.width': 4, 'train.num_steps': 12}))
   argv = ['--config', cfg, '--workdir', str(tmp_path / 'w'), '--no-report']
-  monkeypatch.setenv(faults.ENV, 'step:7=SIGINT')
-  assert run_cli.main(argv) == 130
+  assert run_cli.main(argv, on_event=faults.signal_at('step:7=SIGINT')) == 130
   err = capfd.readouterr().err
   assert 'SIGINT: saving a checkpoint and stopping (Ctrl-C again to stop at once)' in err
   assert f'interrupted at step 7; run the same command again to resume: python -m experiments.run {" ".join(argv)}' in err
   run = str(tmp_path / 'w' / 'rnn-d1-w4-lr0.001-s0')
   assert (runlog.read_status(run)['state'], runlog.read_status(run)['step']) == ('interrupted', 7)
   assert '7' in os.listdir(os.path.join(run, 'checkpoints', 'latest'))
-  monkeypatch.delenv(faults.ENV)
   assert run_cli.main(argv) == 0
   assert runlog.read_status(run)['resumed_from'] == 7 and records(run) == records(straight)
 
@@ -282,7 +280,7 @@ class _Poisoned(task_base.Task):
 
 def _poisoned_task(at_step=5):
   base = synthetic.adding(seq_len=6, num_eval=24, length_generalization=False)
-  data_keys = {seed: train_lib._keys(seed)[2] for seed in POISONS}   # pylint: disable=protected-access
+  data_keys = {seed: train_lib.seed_keys(seed)[2] for seed in POISONS}
 
   def train_batch(key, step, batch_size, **kwargs):
     batch = base.train_batch(key, step, batch_size, **kwargs)

@@ -1,0 +1,291 @@
+"""One seed's run: its folder, records, checkpoints and wandb run, behind one object.
+
+The trainer (``train.py``) steps the seeds of a grid point together as one program; everything that
+is *per seed* and lives on the host is a ``SeedRun``:
+
+* the run folder (``runlog.RunFolder``: ``config.json``, ``status.json``, ``metrics.jsonl``,
+  ``checkpoints/``);
+* its ``RunLogger`` (the metrics file, mirrored to wandb) and its ``Checkpointer``;
+* ``progress``: the host-side loop state a checkpoint carries beside the arrays, so that a resumed
+  run continues exactly (best value so far, threshold step, train time, ...);
+* its status transitions: ``start`` -> (``finish`` | ``interrupt`` | ``fail``).
+
+The loop asks a ``SeedRun`` for what it needs (where to resume, whether a value is a new best) and
+tells it what happened (a log record, a checkpoint, the end); it never touches the files itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import socket
+import time
+import uuid
+from typing import Any, Mapping, Sequence
+
+import ml_collections
+import numpy as np
+
+from deeprnn_jax import build
+from deeprnn_jax import checkpoint as checkpoint_lib
+from deeprnn_jax import config as config_lib
+from deeprnn_jax import runlog
+from deeprnn_jax.tasks import base as task_base
+
+_log = logging.getLogger(__name__)
+
+
+def fresh_progress() -> dict:
+  """Host-side loop state that a checkpoint carries next to the arrays (its ``meta``)."""
+  return {'step': 0, 'best_value': None, 'best_step': None, 'threshold_step': None,
+          'threshold_seconds': None, 'train_seconds': 0.0, 'rate_steps': 0, 'rate_seconds': 0.0}
+
+
+@dataclasses.dataclass(frozen=True)
+class Cadence:
+  """When the loop logs, evaluates and checkpoints, and which splits each evaluation covers.
+
+  Every periodic evaluation covers ``periodic``; a run's last one covers all ``splits``.
+  """
+
+  num_steps: int
+  log_every: int
+  eval_every: int
+  checkpoint_every: int
+  splits: tuple[str, ...]
+  periodic: tuple[str, ...]
+
+  @classmethod
+  def from_config(cls, config: ml_collections.ConfigDict, task: task_base.Task) -> 'Cadence':
+    t = config.train
+    splits = tuple(task.eval_splits)
+    return cls(t.num_steps, t.log_every_steps, t.eval_every_steps, t.checkpoint_every_steps, splits,
+               tuple(t.eval_splits) or splits)
+
+  def due(self, step: int) -> tuple[bool, bool, bool]:
+    """What the loop does once ``step`` steps are done: (log train metrics, evaluate, checkpoint)."""
+    last = step == self.num_steps
+    return (step % self.log_every == 0 or last, step % self.eval_every == 0 or last,
+            step % self.checkpoint_every == 0 or last)
+
+  def records_at(self, step: int) -> list[str]:
+    """The splits of the records a run writes at ``step`` (``'train'`` for the train metrics)."""
+    log_now, eval_now, _ = self.due(step)
+    evals = (self.splits if step == self.num_steps else self.periodic) if eval_now else ()
+    return (['train'] if log_now else []) + list(evals)
+
+  def logged_through(self, records: Sequence[dict]) -> int:
+    """The last step up to which ``records`` hold every record the loop writes."""
+    have = {(r['step'], r.get('split')) for r in records}
+    for step in range(1, self.num_steps + 1):
+      if any((step, split) not in have for split in self.records_at(step)):
+        return step - 1
+    return self.num_steps
+
+
+def _json_plain(v) -> bool:
+  """Numbers, strings, and lists/dicts of them: task facts worth keeping for the report."""
+  if isinstance(v, (int, float, str, bool)) or v is None:
+    return True
+  if isinstance(v, (list, tuple)):
+    return all(_json_plain(x) for x in v)
+  if isinstance(v, Mapping):
+    return all(isinstance(k, str) and _json_plain(x) for k, x in v.items())
+  return False
+
+
+def task_facts(task: task_base.Task, splits: Sequence[str]) -> dict:
+  """What the report needs to know about the task without rebuilding it."""
+  return {
+      'name': task.name, 'seq_len': task.seq_len, 'output_kind': task.output_kind, 'splits': list(splits),
+      'baseline': {'metric': task.baseline.metric, 'value': task.baseline.value,
+                   'description': task.baseline.description},
+      'threshold': (None if task.threshold is None else
+                    {'metric': task.threshold.metric, 'value': task.threshold.value, 'mode': task.threshold.mode}),
+      'metric_modes': {'loss': 'min', **dict(task.metric_modes)},
+      'info': {k: v for k, v in dict(task.info).items() if _json_plain(v)},
+  }
+
+
+class SeedRun:
+  """The host side of one seed of a grid point (see the module docstring).
+
+  Attributes:
+    config: the run's validated config. seed: ``config.train.seed``.
+    folder: its ``runlog.RunFolder``. logger / checkpointer: open between ``open`` and ``close``.
+    progress: the loop state carried by its checkpoints (``fresh_progress`` keys, plus ``ended``).
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict, run_dir: str):
+    self.config = config
+    self.seed = config.train.seed
+    self.folder = runlog.RunFolder(run_dir)
+    self.logger: runlog.RunLogger | None = None
+    self.checkpointer: checkpoint_lib.Checkpointer | None = None
+    self.progress = fresh_progress()
+    self.wandb_step = 0   # records up to this step already reached wandb (before a kill)
+    self.wandb_status: dict[str, Any] = {}   # its wandb id, mode and error, for status.json
+
+  @property
+  def name(self) -> str:
+    return os.path.basename(self.folder.path)
+
+  @property
+  def ended(self) -> str | None:
+    """``'last'`` or ``'early'`` once the run's last checkpoint is written, else None."""
+    return self.progress.get('ended')
+
+  # -- set-up ----------------------------------------------------------------------------------------
+
+  def claim_folder(self) -> None:
+    """Writes (or checks) the run's config.json; a folder holding another run's config is refused."""
+    os.makedirs(self.folder.path, exist_ok=True)
+    old = self.folder.read_config()
+    problem = old is not None and config_lib.continuation_problem(old, self.config)
+    if problem:
+      raise config_lib.ConfigError('', f'{self.folder.path} holds another run ({problem}); use another workdir')
+    if old is None or config_lib.differing_keys(old, self.config):   # new, or extended to more steps
+      self.folder.write_config(self.config)
+
+  def open(self, wandb_mode: str, params: int, metric_modes: Mapping[str, str]) -> None:
+    """Opens the checkpointer and the logger (metrics file + wandb, resumed under the run's wandb id)."""
+    c = self.config
+    status = self.folder.read_status() or {}
+    self.wandb_step = int(status.get('wandb_step') or 0)
+    self.checkpointer = checkpoint_lib.Checkpointer(self.folder.checkpoints, c.train.keep_checkpoints)
+    wandb_id = status.get('wandb_id') or uuid.uuid4().hex[:12]
+    flat = config_lib.flatten(config_lib.to_dict(c), stop=())
+    wb_config = {**flat, 'cell': c.model.cell, 'depth': c.model.depth, 'width': c.model.width,
+                 'seed': self.seed, 'params': params, 'task': c.task.name, **runlog.code_version()}
+    run = runlog.WandbRun(
+        wandb_mode, project=c.logging.project, entity=c.logging.entity, name=self.name, run_id=wandb_id,
+        directory=c.logging.wandb_dir or self.folder.path, config=wb_config,
+        group=c.logging.group or os.path.basename(os.path.dirname(self.folder.path)),
+        job_type=c.logging.job_type or build.variant_name(c), tags=c.logging.tags or _default_tags(c),
+        metric_modes=metric_modes, timeout=c.logging.wandb_timeout_seconds)
+    self.logger = runlog.RunLogger(self.folder.path, run)
+    self.wandb_status = {'wandb_id': wandb_id, 'wandb_mode': wandb_mode if run.active else 'disabled',
+                         'wandb_error': run.error}
+
+  def close(self) -> None:
+    if self.checkpointer is not None:
+      self.checkpointer.wait()
+      self.checkpointer.close()
+
+  # -- resume ----------------------------------------------------------------------------------------
+
+  def restorable(self, like: Any, cadence: Cadence, max_step: int | None = None) -> tuple[int, Any, dict] | None:
+    """The newest checkpoint this run can resume from, at or before ``max_step``: one that restores
+    and that ``metrics.jsonl`` is complete up to, so the resumed curve has no hole."""
+    limit = cadence.logged_through(runlog.read_metrics(self.folder.metrics))
+    newest = self.checkpointer.latest_step()
+    if newest is not None and newest > limit:
+      _log.warning('%s: metrics.jsonl lacks records after step %d; resuming from a checkpoint at or before it',
+                   self.folder.path, limit)
+    return self.checkpointer.restore_latest(like, max_step=limit if max_step is None else min(limit, max_step))
+
+  def rewind(self, step: int, progress: dict | None, cadence: Cadence) -> None:
+    """Goes on from ``step`` with ``progress`` (None: from scratch): newer checkpoints and records are
+    dropped (the run writes them again).
+
+    A run that ended at ``step`` but now has more steps to go (``train.num_steps`` raised) is
+    extended: its last evaluation's records that the longer run does not make are dropped too.
+    """
+    self.checkpointer.discard_after(step if progress else -1)
+    self.progress = dict(progress) if progress else fresh_progress()
+    if not progress:
+      self.logger.metrics.reset()
+      return
+    extended = self.progress.get('ended') == 'last' and step < cadence.num_steps
+    if extended:
+      del self.progress['ended']
+    wanted = set(cadence.records_at(step))
+    self.logger.metrics.truncate_after(step, keep=lambda r: not extended or r['step'] < step or r['split'] in wanted)
+
+  def start(self, *, step: int, params: int, seeds_in_program: int, seed_program: str, facts: dict) -> None:
+    self.folder.update_status(
+        state='running', run_id=self.name, seed=self.seed, step=step, num_steps=self.config.train.num_steps,
+        params=params, seeds_in_program=seeds_in_program, seed_program=seed_program, pid=os.getpid(),
+        host=socket.gethostname(), resumed_from=step or None, updated_at=time.time(), error=None, task=facts,
+        **self.wandb_status, **runlog.code_version())
+
+  # -- what happens during training -----------------------------------------------------------------
+
+  def log(self, step: int, split: str, metrics: Mapping[str, Any]) -> None:
+    """One record: always to metrics.jsonl; to wandb unless wandb already has it (sent before a kill)."""
+    self.logger.log(step, split, metrics, to_wandb=step > self.wandb_step)
+
+  def sent_to_wandb(self, step: int) -> None:
+    """Remembers (in status.json) that wandb has every record up to ``step``: a resumed run does not
+    send those steps again."""
+    if self.logger.wandb is not None and self.logger.wandb.active and step > self.wandb_step:
+      self.wandb_step = step
+      self.folder.update_status(wandb_step=step)
+
+  def add_time(self, seconds: float, steps: int, warm: bool) -> None:
+    p = self.progress
+    p['train_seconds'] += seconds
+    if warm:   # the first segment after compiling is warm-up, not steady state
+      p['rate_steps'] += steps
+      p['rate_seconds'] += seconds
+
+  def track(self, value: float, step: int, mode: str, threshold: task_base.Threshold | None) -> tuple[bool, bool]:
+    """Notes the validation value of ``step``: returns (a new best, the threshold reached just now)."""
+    p = self.progress
+    best = bool(np.isfinite(value)) and (p['best_value'] is None or
+                                         (value < p['best_value'] if mode == 'min' else value > p['best_value']))
+    if best:
+      p['best_value'], p['best_step'] = value, step
+    reached = bool(threshold and p['threshold_step'] is None and np.isfinite(value) and threshold.reached(value))
+    if reached:
+      p['threshold_step'], p['threshold_seconds'] = step, p['train_seconds']
+    return best, reached
+
+  def save(self, step: int, state: Any, *, latest: bool, best: bool) -> None:
+    """Checkpoints ``state`` (this seed's host arrays) as the latest and/or the best."""
+    self.progress['step'] = step
+    if best:
+      self.checkpointer.save_best(step, state, dict(self.progress))
+    if latest:
+      self.checkpointer.save(step, state, dict(self.progress))
+
+  # -- the end ----------------------------------------------------------------------------------------
+
+  def finish(self, step: int, state: str, compile_seconds: float, metric: str, **extra) -> dict:
+    """The run is done (``finished`` or ``diverged``): waits for its checkpoints, writes its status."""
+    p = self.progress
+    self.checkpointer.wait()
+    rate = p['rate_steps'] / p['rate_seconds'] if p['rate_seconds'] > 0 else None
+    status = self.folder.update_status(
+        state=state, step=step, compile_seconds=compile_seconds, steps_per_sec=rate,
+        train_seconds=p['train_seconds'], best_step=p['best_step'], best_value=p['best_value'],
+        best_metric=f'val/{metric}', threshold_step=p['threshold_step'],
+        threshold_seconds=p['threshold_seconds'], updated_at=time.time(), **extra)
+    self.logger.summary(status, runlog.read_metrics(self.folder.metrics))
+    self.logger.finish(exit_code=0 if state == 'finished' else 1)
+    return status
+
+  def interrupt(self, step: int) -> None:
+    """Stopped on request after checkpointing ``step``."""
+    self.folder.update_status(state='interrupted', step=step, updated_at=time.time())
+    self.logger.finish(exit_code=1)
+
+  def abort(self, error: BaseException) -> None:
+    """Stopped by an exception: a second Ctrl-C (``interrupted``, resumes from its newest checkpoint)
+    or an error (``failed``). The recorded step is the one a rerun resumes from."""
+    if (self.folder.read_status() or {}).get('state') != 'running':
+      return
+    stopped = isinstance(error, KeyboardInterrupt)
+    if self.checkpointer is not None:
+      self.checkpointer.wait()
+    step = (self.checkpointer.latest_step() if self.checkpointer is not None else None) or 0
+    self.folder.update_status(state='interrupted' if stopped else 'failed', step=step,
+                              error=None if stopped else runlog.one_line(error), updated_at=time.time())
+    if self.logger is not None:
+      self.logger.finish(exit_code=1)
+
+
+def _default_tags(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """Tags a dashboard filters by when the config names none: the task, the cell and the depth."""
+  return (config.task.name, config.model.cell, f'depth{config.model.depth}')
