@@ -17,7 +17,7 @@ from deeprnn_jax import parallel
 from experiments import run as run_cli
 from experiments import sweep
 
-from runner_helpers import config_file_text, tiny_config, write_config
+from runner_helpers import config_file_text, records, tiny_config, write_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPORT_FILES = ('report.md', 'summary.csv', 'learning_curves.png', 'final_vs_depth.png',
@@ -146,3 +146,42 @@ def test_wandb_agent_entry_point_runs_one_point_from_the_exported_sweep_file(tmp
   assert runs == ['rnn-d1-w8-s1']
   status = runlog.read_status(os.path.join(workdir, 'rnn-d1-w8-s1'))
   assert status['state'] == 'finished' and status['step'] == 4 and status['seeds_in_program'] == 1
+
+
+def test_the_seed_program_asked_for_is_the_one_that_trains(tmp_path, capsys):
+  """``sweep.seed_program='vmap'`` on CPU (where 'auto' is 'loop'): the console, status.json and the
+  program agree (the run config kept only the parameter budget of ``sweep``, so 'vmap' never reached
+  training before)."""
+  text = config_file_text(axes={'model.depth': [1]}, **{'sweep.seed_program': 'vmap', 'train.num_steps': 2})
+  workdir = str(tmp_path / 'runs')
+  assert run_cli.main(['--config', write_config(tmp_path, text), '--workdir', workdir, '--no-report']) == 0
+  assert 'seeds 0, 1 in one program (vmap)' in capsys.readouterr().out
+  for seed in (0, 1):
+    status = runlog.read_status(os.path.join(workdir, f'rnn-d1-w8-s{seed}'))
+    assert (status['seed_program'], status['seeds_in_program']) == ('vmap', 2)
+
+
+def test_a_finished_sweep_extended_to_more_steps_equals_the_longer_sweep(tmp_path, capsys):
+  """8 steps, then the same command with ``train.num_steps=12``: every run continues from its final
+  checkpoint, and its records and final state equal those of a sweep run for 12 steps at once
+  (constant learning rate; 8 is on the log and eval cadence)."""
+  cfg = write_config(tmp_path, config_file_text(axes={'model.cell': ['rnn']}))
+  short, longer = str(tmp_path / 'short'), str(tmp_path / 'long')
+  assert run_cli.main(['--config', cfg, '--workdir', short, '--no-report']) == 0
+  assert run_cli.main(['--config', cfg, '--workdir', longer, '--no-report', '--config.train.num_steps=12']) == 0
+  capsys.readouterr()
+  extend = ['--config', cfg, '--workdir', short, '--config.train.num_steps=12']
+  assert run_cli.main([*extend, '--dry-run']) == 0
+  assert 'finished at step 8; extends to 12' in capsys.readouterr().out
+  assert run_cli.main([*extend, '--no-report']) == 0
+  for seed in (0, 1):
+    run = f'rnn-d1-w8-s{seed}'
+    status = runlog.read_status(os.path.join(short, run))
+    assert (status['state'], status['step'], status['resumed_from']) == ('finished', 12, 8)
+    assert records(os.path.join(short, run)) == records(os.path.join(longer, run))
+    assert json.load(open(os.path.join(short, run, runlog.CONFIG_FILE)))['train']['num_steps'] == 12
+    digests = [json.load(open(os.path.join(w, run, 'checkpoints', 'latest', '12', 'meta', 'metadata')))['state_digest']
+               for w in (short, longer)]
+    assert digests[0] == digests[1]
+  again = sweep.run_sweep(sweep.load_config(cfg, ['train.num_steps=12']), short, echo=lambda s: None)
+  assert not again.trained and len(again.skipped) == 2   # and now it is done

@@ -234,3 +234,57 @@ def test_dataset_task_with_length_buckets_resumes_exactly(tmp_path, monkeypatch)
   train_lib.train(config, resumed)
   assert records(resumed) == records(straight)
   assert {r['split'] for r in records(straight)} == {'train', 'val', 'test'}
+
+
+class _RecordingWandb:
+  """Stands in for ``runlog.WandbRun``: an active run that records the steps it was sent."""
+
+  sent: list = []
+
+  def __init__(self, mode, **kwargs):
+    del mode, kwargs
+    self.error, self.active = None, True
+
+  def log(self, step, data):
+    type(self).sent.append((step, tuple(sorted(data))))
+
+  def summary(self, data):
+    pass
+
+  def finish(self, exit_code=0):
+    pass
+
+
+def test_a_crash_then_resume_sends_wandb_no_step_twice_and_status_names_the_resume_step(tmp_path, monkeypatch):
+  """A run that dies at step 7 (no checkpoint of its own; the newest is step 4) had sent wandb the
+  train records of steps 2, 4, 6. Its status says step 4 (where a rerun resumes; it said 0 before),
+  and the resumed run does not send steps 2-6 again: wandb's curve has each step once, and the
+  local records equal an uninterrupted run's."""
+  monkeypatch.setattr(runlog, 'WandbRun', _RecordingWandb)
+  _RecordingWandb.sent = []
+  config = tiny_config(**{'logging.wandb_mode': 'offline'})
+  straight = str(tmp_path / 'straight')
+  train_lib.train(config, straight)
+  _RecordingWandb.sent = []
+  run = str(tmp_path / 'run')
+  with pytest.raises(RuntimeError, match='simulated crash'):
+    train_lib.train(config, run, should_stop=_StopAfter(7, crash=True))
+  assert (runlog.read_status(run)['state'], runlog.read_status(run)['step']) == ('failed', 4)
+  train_lib.train(config, run)
+  steps = [(step, keys) for step, keys in _RecordingWandb.sent]
+  assert len(steps) == len(set(steps)), sorted(steps)
+  assert sorted({s for s, _ in steps}) == list(range(2, 13, 2))
+  assert records(run) == records(straight)
+
+
+def test_a_second_ctrl_c_records_the_step_a_rerun_resumes_from(tmp_path):
+  """KeyboardInterrupt (what a second Ctrl-C raises) at step 7: interrupted, at the newest checkpoint."""
+  def second_ctrl_c(event, step):
+    if (event, step) == ('step', 7):
+      raise KeyboardInterrupt
+  run = str(tmp_path / 'run')
+  with pytest.raises(KeyboardInterrupt):
+    train_lib.train(tiny_config(), run, on_event=second_ctrl_c)
+  status = runlog.read_status(run)
+  assert (status['state'], status['step'], status['error']) == ('interrupted', 4, None)
+  assert train_lib.train(tiny_config(), run)['resumed_from'] == 4
