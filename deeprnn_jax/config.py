@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterable, Mapping
 import ml_collections
 
 from deeprnn_jax import models
+from deeprnn_jax import progress
 from deeprnn_jax import stack
 
 # Keys whose value is a free-form mapping (checked by their own rule, not key by key).
@@ -185,7 +186,7 @@ SCHEMA: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
     'train.eval_batch_size': (512, _int(1)),
     'train.eval_splits': ((), _tuple_of(_str())),    # evaluated at every eval (empty: all); a run's last eval covers all
     'train.early_stop': (False, _bool),              # stop a seed once it reaches the task threshold
-    'train.progress_bar': (True, _bool),
+    'train.progress': ('auto', _choice(progress.MODES)),   # 'auto': a bar on a terminal, one line per eval otherwise
 
     'sweep.axes': ({}, _mapping),                    # nested dotted key -> list of values
     'sweep.seeds': ((0,), _tuple_of(_int(0))),
@@ -365,6 +366,8 @@ def load(path: str, overrides: Iterable[str] = ()) -> ml_collections.ConfigDict:
 
 # Keys that were renamed: the old name's error says what replaced it.
 _RENAMED = {
+    'train.progress_bar': "renamed train.progress: 'auto' (default: a bar on a terminal, one line per "
+                          "evaluation otherwise), 'bar', 'lines' or 'off' (progress_bar=False is 'off')",
     'sweep.vmap_seeds': "renamed sweep.seed_program: 'auto' (default), 'vmap', 'loop' or 'separate' "
                         "(vmap_seeds=False is 'separate')",
 }
@@ -486,7 +489,7 @@ def fingerprint(config: ml_collections.ConfigDict | Mapping) -> str:
 # Keys that change how a run is launched or watched, never its numbers: they may differ between the
 # launches of one sweep (e.g. adding seeds, switching wandb off) without making it another sweep.
 # 'sweep.vmap_seeds' is seed_program's old name, still in the config.json of sweeps made before.
-RUNTIME_KEYS = ('logging', 'train.progress_bar', 'sweep.axes', 'sweep.seeds', 'sweep.seed_program',
+RUNTIME_KEYS = ('logging', 'train.progress', 'train.progress_bar', 'sweep.axes', 'sweep.seeds', 'sweep.seed_program',
                 'sweep.vmap_seeds')
 
 

@@ -49,12 +49,12 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from tqdm.auto import tqdm
 
 from deeprnn_jax import build
 from deeprnn_jax import config as config_lib
 from deeprnn_jax import models
 from deeprnn_jax import parallel
+from deeprnn_jax import progress as progress_lib
 from deeprnn_jax import runlog
 from deeprnn_jax.seed_run import Cadence, SeedRun, task_facts
 from deeprnn_jax.tasks import base as task_base
@@ -432,7 +432,8 @@ class _Loop:
   on_event: EventHook
   done: dict[int, dict] = dataclasses.field(default_factory=dict)   # seed index -> final status
   compile_seconds: float = 0.0
-  last_loss: float = float('nan')   # mean over seeds of the latest train record, for the progress bar
+  last_loss: float | None = None    # mean over seeds of this sync point's train records, for the display
+  last_evals: dict | None = None    # this sync point's periodic evaluation, means over seeds
   rate: float = 0.0                 # steps per second since the previous sync point
   warm: bool = False                # a sync point has passed since compiling
   seg_start: int = 0                # step and time of the previous sync point
@@ -448,18 +449,18 @@ class _Loop:
       if run.ended or run.progress['step'] >= c.num_steps:   # its last checkpoint was written, not its status
         self.done[i] = self._finish(i, run.progress['step'], 'finished', stopped_early=run.ended == 'early')
         active[i] = False
-    with self._progress_bar(start) as bar:
+    with self._progress(start) as shown:
       step, self.t_seg, self.seg_start, on_device = start, time.perf_counter(), start, self._place(active)
       while step < c.num_steps and active.any():
         state = steps[self.programs.bucket(step)](state, on_device, self.data)
         step += 1
         self.on_event('step', step)
-        bar.update(1)
+        shown.step()
         due, stop = self.cadence.due(step), self.should_stop()
         if any(due) or stop:
           state = self._sync(state, step, active, due, stop)
           on_device = self._place(active)
-          bar.set_postfix(loss=f'{self.last_loss:.4g}', steps_per_s=f'{self.rate:.1f}', refresh=False)
+          shown.synced(step, self.rate, self.last_loss, self.last_evals)
     return [self.done[i] for i in range(len(runs))]
 
   # -- a sync point: the device catches up; the host logs, evaluates, checkpoints, stops ---------------
@@ -467,6 +468,7 @@ class _Loop:
   def _sync(self, state: TrainState, step: int, active: np.ndarray, due, stop: bool) -> TrainState:
     log_now, eval_now, ckpt_now = due
     last = step == self.cadence.num_steps
+    self.last_loss = self.last_evals = None
     jax.block_until_ready(state.step)
     self._time(step, active)
     self._stop_diverged(state, active)
@@ -476,6 +478,9 @@ class _Loop:
     if eval_now:
       results = self.programs.evaluate(state.params, self.cadence.periodic)
       self._log_eval(results, step, active)
+      if active.any():
+        self.last_evals = {split: {k: float(np.mean(v[active])) for k, v in metrics.items()}
+                           for split, metrics in results.items()}
       finishing, best = self._track(results, step, active)
     finishing = active & (finishing | last)
     rest = [s for s in self.cadence.splits if s not in self.cadence.periodic]
@@ -576,7 +581,7 @@ class _Loop:
   def _place(self, active: np.ndarray):
     return parallel.place(jnp.asarray(active), self.programs.mesh)
 
-  def _progress_bar(self, start: int):
+  def _progress(self, start: int) -> progress_lib.Progress:
     c, runs = self.runs[0].config, self.runs
-    return tqdm(total=c.train.num_steps, initial=start, disable=not c.train.progress_bar, dynamic_ncols=True,
-                desc=runs[0].name if len(runs) == 1 else f'{build.variant_name(c)} x{len(runs)} seeds')
+    name = runs[0].name if len(runs) == 1 else f'{build.variant_name(c)} x{len(runs)} seeds'
+    return progress_lib.Progress(c.train.progress, name, c.train.num_steps, start)

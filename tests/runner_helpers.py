@@ -23,7 +23,7 @@ def tiny_config(**overrides):
   c.train.eval_every_steps = 4
   c.train.checkpoint_every_steps = 4
   c.train.eval_batch_size = 16
-  c.train.progress_bar = False
+  c.train.progress = 'off'
   c.logging.wandb_mode = 'disabled'
   return config_lib.apply_overrides(c, overrides.items())
 

@@ -288,3 +288,32 @@ def test_a_second_ctrl_c_records_the_step_a_rerun_resumes_from(tmp_path):
   status = runlog.read_status(run)
   assert (status['state'], status['step'], status['error']) == ('interrupted', 4, None)
   assert train_lib.train(tiny_config(), run)['resumed_from'] == 4
+
+
+def test_plain_progress_lines_one_per_evaluation(tmp_path, capsys):
+  """``train.progress='lines'`` (the default when stdout is not a terminal, e.g. a cluster log): one
+  line per evaluation with the step, the train loss, each evaluated split's metrics, the rate and
+  the ETA; the numbers are the seeds' means of what metrics.jsonl holds."""
+  configs = [tiny_config(**{'train.progress': 'lines', 'train.seed': s}) for s in (0, 1)]
+  dirs = [str(tmp_path / f's{s}') for s in (0, 1)]
+  train_lib.train_seeds(configs, dirs)
+  lines = capsys.readouterr().out.strip().splitlines()
+  assert [line.split(' | ')[0] for line in lines] == [f'rnn-d1-w8 x2 seeds step {s}/12' for s in (4, 8, 12)]
+  for line, step in zip(lines, (4, 8, 12)):
+    parts = line.split(' | ')
+    val = [r for d in dirs for r in records(d) if r['step'] == step and r['split'] == 'val']
+    train = [r for d in dirs for r in records(d) if r['step'] == step and r['split'] == 'train']
+    assert parts[1] == f'train loss {np.mean([r["loss"] for r in train]):.4g}'
+    assert parts[2].split()[:3] == ['val', 'loss', f'{np.mean([r["loss"] for r in val]):.4g}']
+    assert parts[-2].endswith(' steps/s') and parts[-1].startswith('ETA ')
+
+
+def test_progress_auto_is_a_bar_on_a_terminal_and_lines_otherwise():
+  from deeprnn_jax import progress  # noqa: PLC0415
+
+  class Tty:
+    def isatty(self):
+      return True
+  assert progress.resolve('auto', Tty()) == 'bar'
+  assert progress.resolve('auto', open(os.devnull, 'w')) == 'lines'
+  assert progress.resolve('off', Tty()) == 'off'
