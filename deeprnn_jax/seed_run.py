@@ -203,8 +203,10 @@ class SeedRun:
     wanted = set(cadence.records_at(step))
     self.logger.metrics.truncate_after(step, keep=lambda r: not extended or r['step'] < step or r['split'] in wanted)
 
-  def start(self, *, step: int, params: int, seeds_in_program: int, seed_program: str, facts: dict) -> None:
-    self.folder.update_status(
+  def start(self, *, step: int, params: int, seeds_in_program: int, seed_program: str, facts: dict,
+            **launch) -> None:
+    """The run is training from ``step``; ``launch``: how it was launched (e.g. ``workers``)."""
+    self.folder.update_status(**launch,
         state='running', run_id=self.name, seed=self.seed, step=step, num_steps=self.config.train.num_steps,
         params=params, seeds_in_program=seeds_in_program, seed_program=seed_program, pid=os.getpid(),
         host=socket.gethostname(), resumed_from=step or None, updated_at=time.time(), error=None, task=facts,

@@ -328,11 +328,13 @@ def train(config: ConfigDict, workdir: str, *, should_stop: Callable[[], bool] |
 
 def train_seeds(configs: Sequence[ConfigDict], run_dirs: Sequence[str], *,
                 should_stop: Callable[[], bool] | None = None, task: task_base.Task | None = None,
-                seed_program: str | None = None, on_event: EventHook | None = None) -> list[dict]:
+                seed_program: str | None = None, on_event: EventHook | None = None,
+                facts: Mapping[str, Any] | None = None) -> list[dict]:
   """Trains runs that differ only in ``train.seed`` together, as one program; see the module doc.
 
   ``seed_program``: ``'vmap'``, ``'loop'`` or ``'auto'`` (``parallel.resolve_seed_program``); None:
-  the configs' ``sweep.seed_program``.
+  the configs' ``sweep.seed_program``. ``facts``: how the runs are launched (e.g. ``{'workers': 2}``,
+  the processes sharing the machine), written into each run's status.json for the report.
   Runs whose folder says they are done (finished or diverged) are not trained again; the others
   resume from their checkpoints. Returns each run's final status, in order.
   """
@@ -352,12 +354,13 @@ def train_seeds(configs: Sequence[ConfigDict], run_dirs: Sequence[str], *,
     build.check_task_config(configs[0], task)   # every check on the config and the task before any write
     seed_program = seed_program or configs[0].sweep.seed_program
     for i, status in zip(todo, _train_group(runs, task, seed_program, should_stop or (lambda: False),
-                                            on_event or (lambda name, step: None))):
+                                            on_event or (lambda name, step: None), dict(facts or {}))):
       statuses[i] = status
   return statuses
 
 
-def _train_group(runs: list[SeedRun], task: task_base.Task, seed_program: str, should_stop, on_event) -> list[dict]:
+def _train_group(runs: list[SeedRun], task: task_base.Task, seed_program: str, should_stop, on_event,
+                 facts: dict) -> list[dict]:
   """Trains the seeds of one grid point: set up, resume, then the loop of ``_run_loop``."""
   config = runs[0].config
   programs = Programs(config, task, len(runs), seed_program)
@@ -383,7 +386,7 @@ def _train_group(runs: list[SeedRun], task: task_base.Task, seed_program: str, s
     start = int(runs[0].progress['step'])
     for run in runs:
       run.start(step=start, params=params, seeds_in_program=len(runs), seed_program=programs.seed_program,
-                facts=task_facts(task, cadence.splits))
+                facts=task_facts(task, cadence.splits), **facts)
     return _Loop(runs, programs, cadence, data, should_stop, on_event).run(state, start)
   except Interrupted:
     raise

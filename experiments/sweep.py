@@ -277,13 +277,15 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, *,
               select: Callable[[GridPoint, int], bool] | None = None,
               seeds_together: bool | None = None,
               echo: Callable[[str], None] = print,
-              on_event: train_lib.EventHook | None = None) -> SweepResult:
+              on_event: train_lib.EventHook | None = None,
+              facts: dict | None = None) -> SweepResult:
   """Trains every run of the grid that is not done yet; see the module docstring.
 
   Everything is validated (configs, tasks, parameter matching, the workdir) before anything is
   written or trained. ``select(point, seed)`` limits the runs (the wandb agent trains one).
   Raises ``Interrupted`` (after checkpointing) when ``should_stop()`` turns true. ``on_event``: the
   trainer's hook (``train.EventHook``), also called as ``('point', n)`` before the n-th grid point.
+  ``facts``: how the sweep is launched (``train.train_seeds``), kept in each run's status.json.
   """
   should_stop = should_stop or (lambda: False)
   on_event = on_event or (lambda name, step: None)
@@ -315,7 +317,8 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, *,
         try:
           statuses = train_lib.train_seeds([point.run_config(s) for s in group],
                                            [os.path.join(workdir, i) for i in ids], should_stop=should_stop,
-                                           task=point.task, seed_program=seed_program, on_event=on_event)
+                                           task=point.task, seed_program=seed_program, on_event=on_event,
+                                           facts=facts)
         except train_lib.Interrupted:
           raise
         except ConfigError:
