@@ -24,29 +24,54 @@ import jax.numpy as jnp
 from deeprnn_jax.stack import DeepRNN, valid_mask
 
 Array = jax.Array
-POOLINGS = ('last', 'mean', 'max')
+POOLINGS = ('last', 'mean', 'max', 'flatten', 'attention')
 
 
-def pool(outputs: Array, lengths: Array | None, pooling: str, bidirectional: bool = False) -> Array:
-  """Pools ``[batch, time, H]`` RNN outputs over each sequence's valid steps -> ``[batch, H']``.
+def pool(outputs: Array, lengths: Array | None, pooling: str, bidirectional: bool = False,
+         query: Array | None = None) -> Array:
+  r"""Reads ``[batch, time, H]`` RNN outputs :math:`y_t` over each sequence's valid steps
+  :math:`t < \ell_b` -> ``[batch, H']``.
 
-  ``'last'``: the output at the last valid step; for a bidirectional network, where that step is
-  only the backward direction's first, the outputs at the last *and* the first valid step are
-  concatenated (``H' = 2H``), which holds both directions' summary of the whole sequence.
-  ``'mean'`` / ``'max'``: over valid steps only.
+  * ``'last'``: :math:`y_{\ell_b - 1}`; for a bidirectional network, where that step is only the
+    backward direction's first, the outputs at the last *and* the first valid step are concatenated
+    (``H' = 2H``), which holds both directions' summary of the whole sequence.
+  * ``'mean'`` / ``'max'``: over valid steps only.
+  * ``'flatten'``: every step's output side by side, :math:`[m_0 y_0, \dots, m_{T-1} y_{T-1}]`
+    (``H' = T H``) with :math:`m_t = [t < \ell_b]`: padded steps are zeroed, so they cannot leak
+    into the head. The readout of MNIST-1D's reference recurrent models (Greydanus 2020); it fixes
+    the sequence length ``T`` (the head's input width is ``T H``), so it is for fixed-length tasks.
+  * ``'attention'``: attention pooling with a learned query :math:`q` (``query``, ``[H]``):
+    :math:`s_t = q^\top y_t / \sqrt{H}`, :math:`a = \mathrm{softmax}(s)` over the valid steps only
+    (:math:`a_t = 0` for padded ones), :math:`\sum_t a_t y_t`. Scores and weights are float32 whatever
+    the compute dtype.
+
+  A sequence of length 0 pools to zeros with ``'mean'``, ``'flatten'`` and ``'attention'``, never NaN.
   """
-  batch, time = outputs.shape[:2]
+  batch, time, features = outputs.shape
   if pooling == 'last':
     last = (jnp.full((batch,), time) if lengths is None else jnp.maximum(lengths, 1)) - 1
     pooled = jnp.take_along_axis(outputs, last[:, None, None], axis=1)[:, 0]
     return jnp.concatenate([pooled, outputs[:, 0]], axis=-1) if bidirectional else pooled
+  if pooling not in POOLINGS:
+    raise ValueError(f'unknown pooling {pooling!r}; choose one of {list(POOLINGS)}')
   valid = valid_mask(lengths, batch, time)[..., None]
+  zero = jnp.zeros((), outputs.dtype)
   if pooling == 'mean':
     count = jnp.maximum(valid.sum(axis=1), 1).astype(outputs.dtype)
-    return jnp.where(valid, outputs, 0).sum(axis=1) / count
+    return jnp.where(valid, outputs, zero).sum(axis=1) / count
   if pooling == 'max':
     return jnp.where(valid, outputs, jnp.finfo(outputs.dtype).min).max(axis=1)
-  raise ValueError(f'unknown pooling {pooling!r}; choose one of {list(POOLINGS)}')
+  if pooling == 'flatten':
+    return jnp.where(valid, outputs, zero).reshape(batch, time * features)
+  if query is None:
+    raise ValueError("pooling='attention' needs the learned query ([features])")
+  y = outputs.astype(jnp.float32)
+  scores = jnp.einsum('bth,h->bt', y, query.astype(jnp.float32))[..., None] / jnp.sqrt(float(features))
+  # Padded steps get the lowest score and then exactly zero weight: softmax over the valid steps only.
+  scores = jnp.where(valid, scores, jnp.finfo(jnp.float32).min)
+  weights = jnp.exp(scores - scores.max(axis=1, keepdims=True)) * valid
+  weights = weights / jnp.maximum(weights.sum(axis=1, keepdims=True), jnp.finfo(jnp.float32).tiny)
+  return (weights * y).sum(axis=1).astype(outputs.dtype)
 
 
 class _SequenceModel(nn.Module):
@@ -89,10 +114,13 @@ class _SequenceModel(nn.Module):
 
 
 class _PooledModel(_SequenceModel):
-  """Sequence -> one vector: encoder, ``DeepRNN``, pooling over valid steps, head.
+  """Sequence -> one vector: encoder, ``DeepRNN``, a readout over valid steps (``pool``), head.
 
   Attributes:
-    pooling: ``'last'`` (last valid step), ``'mean'`` or ``'max'`` over valid steps.
+    pooling: one of ``POOLINGS``: ``'last'`` (last valid step), ``'mean'`` or ``'max'`` over valid
+      steps, ``'flatten'`` (all steps concatenated; the length seen at init is the only one the head
+      accepts), ``'attention'`` (a learned query ``attention_query``, ``[H]``, scores each step; softmax
+      over valid steps).
   """
 
   pooling: str = 'last'
@@ -104,7 +132,27 @@ class _PooledModel(_SequenceModel):
   @nn.compact
   def __call__(self, inputs, lengths=None, *, deterministic: bool = True):
     y = self.encode(inputs, lengths, deterministic)
-    return self.head(pool(y, lengths, self.pooling, self.rnn.bidirectional), self.num_outputs, deterministic)
+    query = None
+    if self.pooling == 'attention':
+      # Zeros: every valid step weighs the same at init, so the readout starts as mean pooling and
+      # learns where to look.
+      query = self.param('attention_query', nn.initializers.zeros_init(), (y.shape[-1],), jnp.float32)
+    pooled = pool(y, lengths, self.pooling, self.rnn.bidirectional, query)
+    if self.pooling == 'flatten':
+      self._check_flatten_length(pooled, y.shape[1])
+    return self.head(pooled, self.num_outputs, deterministic)
+
+  def _check_flatten_length(self, pooled: Array, time: int) -> None:
+    """A one-line error instead of Flax's kernel-shape mismatch when the length is not the init one."""
+    first = 'head_0' if self.head_features else 'out'
+    params = self.variables.get('params', {})
+    if first in params:
+      want = params[first]['kernel'].shape[0]
+      if pooled.shape[-1] != want:
+        per_step = pooled.shape[-1] // time
+        raise ValueError(f"pooling='flatten' reads exactly {want // per_step} steps (the length at init), got "
+                         f"{time}: pad or crop inputs to {want // per_step} steps, or pool with 'last', 'mean', "
+                         "'max' or 'attention' for varying lengths")
 
   def predict(self, inputs, lengths=None):
     """The most likely class ``[batch]`` int32 (for a ``Task.score``; a regressor has none)."""

@@ -7,17 +7,19 @@ sweep runs. Writes, into the sweep folder:
 * ``summary.csv``: one row per run: cell, depth, width, seed, params, status, final train / val /
   test metrics, steps and seconds to the task threshold, area under the validation curve, the
   generalization gap, length-generalization metrics where the task has them, speed;
-* ``learning_curves.png``: validation metric vs step, one panel per cell, one line per depth (mean
-  over seeds and its 95% CI band), the task baseline and threshold drawn in;
-* ``final_vs_depth.png``, ``convergence_vs_depth.png``: final metric and steps to threshold vs
-  depth, one line per cell, 95% CIs;
-* ``grad_norms.png``: mean gradient norm per layer (the vanishing/exploding diagnostic);
-* ``diverged.png``: the fraction of diverged runs per variant;
-* ``length_generalization.png`` where the task has longer test splits;
-* ``report.md``: the statements in words, the variant table and the plots.
+* the figures of ``experiments.plots`` (learning curves, final metric and convergence vs depth,
+  per-layer gradient norms, diverged runs, length generalization);
+* ``report.md``: the statements in words, every comparison with its numbers, the variant table, the
+  published values the sweep's config cites beside ours, and the plots.
 
-CIs are Student-t intervals over seeds (mean +- t_{0.975, n-1} s / sqrt(n)); a difference between
-two variants is called clear when the Welch interval of the difference excludes zero.
+The statistics are ``experiments.stats``: Student-t intervals over seeds, Welch comparisons, and
+Holm's correction over the whole family of comparisons one report makes; a difference is called
+clear only when it holds after that correction. The report says which method made each number.
+
+Published references: a sweep config may carry ``report.published``, a mapping
+``label -> {cell, depth, metric, split, value, solved, source, note}`` (every field but ``source``
+optional; see ``published_rows``). The report reads it from ``sweep.json`` (else from a run's
+``config.json``) and tolerates its absence.
 """
 
 from __future__ import annotations
@@ -26,56 +28,28 @@ import argparse
 import csv
 import dataclasses
 import io
-import math
+import logging
 import os
 import sys
 import time
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from deeprnn_jax import config as config_lib
 from deeprnn_jax import runlog
+from experiments import plots
+from experiments import stats
+# Public names report.py has always had; the statistics now live in experiments.stats.
+from experiments.stats import clipped_interval, diff_ci, mean_ci, metric_range  # noqa: F401
 
 REPORT_FILE = 'report.md'
 SUMMARY_FILE = 'summary.csv'
+SWEEP_FILE = 'sweep.json'
+CORRECTION = 'holm'   # the report's family correction (see experiments.stats for why Holm)
+_CORRECTION_NAMES = {'holm': 'Holm', 'bh': 'Benjamini-Hochberg'}
 _IGNORED_TRAIN_KEYS = ('steps_per_sec', 'learning_rate')
-
-
-# ----------------------------------------------------------------------------------------------
-# Statistics.
-
-
-def _t975(dof: int) -> float:
-  from scipy import stats  # pylint: disable=g-import-not-at-top  (scipy comes with scikit-learn)
-  return float(stats.t.ppf(0.975, dof))
-
-
-def mean_ci(values: Iterable[float]) -> tuple[float, float, int]:
-  """``(mean, half-width of the 95% CI, n)`` of the finite values; the half-width is nan for n < 2."""
-  x = np.asarray([v for v in values if v is not None and np.isfinite(v)], np.float64)
-  if x.size == 0:
-    return float('nan'), float('nan'), 0
-  if x.size == 1:
-    return float(x[0]), float('nan'), 1
-  return float(x.mean()), _t975(x.size - 1) * float(x.std(ddof=1)) / math.sqrt(x.size), int(x.size)
-
-
-def diff_ci(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, float] | None:
-  """Welch's 95% CI of ``mean(a) - mean(b)``: ``(difference, low, high)``, None if either has n < 2."""
-  a = np.asarray([v for v in a if v is not None and np.isfinite(v)], np.float64)
-  b = np.asarray([v for v in b if v is not None and np.isfinite(v)], np.float64)
-  if a.size < 2 or b.size < 2:
-    return None
-  va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
-  d = float(a.mean() - b.mean())
-  se = math.sqrt(va + vb)
-  if se == 0:
-    return d, d, d
-  dof = (va + vb) ** 2 / (va ** 2 / (a.size - 1) + vb ** 2 / (b.size - 1))
-  h = _t975(max(int(dof), 1)) * se
-  return d, d - h, d + h
-
+_log = logging.getLogger(__name__)
 
 # ----------------------------------------------------------------------------------------------
 # Reading runs.
@@ -127,10 +101,16 @@ def load_runs(workdir: str) -> list[Run]:
   return runs
 
 
+def _read_sweep(workdir: str) -> dict:
+  """The sweep's ``sweep.json`` (its config, axes and runs), ``{}`` when there is none."""
+  sweep = runlog.read_json(os.path.join(workdir, SWEEP_FILE))
+  return sweep if isinstance(sweep, dict) else {}
+
+
 def _axes(workdir: str, runs: Sequence[Run]) -> list[str]:
   """The swept keys: from sweep.json, else the config keys whose values differ between runs."""
-  sweep = runlog.read_json(os.path.join(workdir, 'sweep.json'))
-  if isinstance(sweep, dict) and isinstance(sweep.get('axes'), dict):
+  sweep = _read_sweep(workdir)
+  if isinstance(sweep.get('axes'), dict):
     return list(sweep['axes'])
   flats = [config_lib.flatten(r.config, stop=()) for r in runs]
   keys = sorted({k for f in flats for k in f})
@@ -222,12 +202,6 @@ def main_metric(facts: dict) -> tuple[str, str]:
   return metric, mode
 
 
-def _save(fig, path: str) -> None:
-  """Writes a figure as PNG atomically: two runners finishing together never leave a mixed file."""
-  buf = io.BytesIO()
-  fig.savefig(buf, format='png', dpi=110)
-  runlog.atomic_write_bytes(path, buf.getvalue())
-
 
 def write_csv(path: str, rows: Sequence[dict]) -> None:
   fields = []
@@ -276,222 +250,79 @@ def variants(runs: Sequence[Run], axes: Sequence[str]) -> list[Variant]:
   return sorted(groups.values(), key=lambda v: (v.cell, tuple(map(str, v.other)), v.depth))
 
 
-def _other_label(axes: Sequence[str], other: tuple) -> str:
-  keys = [k for k in axes if k not in ('model.cell', 'model.depth')]
-  return ', '.join(f'{k.split(".")[-1]}={v}' for k, v in zip(keys, other))
-
-
 # ----------------------------------------------------------------------------------------------
-# Plots.
+# The comparisons one report makes, as one family.
 
 
-def _plt():
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  return plt
+def _lines(vs: Sequence[Variant]) -> list[tuple[str, tuple, list[Variant]]]:
+  """``(cell, other, variants by depth)`` for every depth line of the grid."""
+  groups = sorted({(v.cell, v.other) for v in vs}, key=lambda p: (p[0], tuple(map(str, p[1]))))
+  return [(c, o, sorted([v for v in vs if (v.cell, v.other) == (c, o)], key=lambda v: v.depth)) for c, o in groups]
 
 
-def _reference_lines(ax, facts: dict, metric: str) -> None:
-  base = facts.get('baseline') or {}
-  if base.get('metric') == metric and base.get('value') is not None:
-    ax.axhline(base['value'], color='0.3', ls='--', lw=1, label=f'baseline {base["value"]:.3g}')
-  thr = facts.get('threshold') or {}
-  if thr.get('metric') == metric:
-    ax.axhline(thr['value'], color='tab:green', ls=':', lw=1, label=f'threshold {thr["value"]:.3g}')
+def _cell_rows(vs: Sequence[Variant], col: str, mode: str) -> list[tuple[int, tuple, list[Variant]]]:
+  """``(depth, other, variants best first)`` where two or more cells have values at one depth."""
+  out = []
+  for depth, other in sorted({(v.depth, v.other) for v in vs}, key=lambda p: (p[0], tuple(map(str, p[1])))):
+    row = [v for v in vs if (v.depth, v.other) == (depth, other) and v.values(col)]
+    if len({v.cell for v in row}) >= 2:
+      row.sort(key=lambda v: np.mean(v.values(col)), reverse=mode == 'max')
+      out.append((depth, other, row))
+  return out
 
 
-def _mean_curve(runs: Sequence[Run], split: str, metric: str):
-  """Mean and 95% CI over seeds at each eval step (seeds that stopped early hold their last value)."""
-  curves = [r.curve(split, metric) for r in runs if r.state != 'diverged']
-  curves = [c for c in curves if c[0].size]
-  if not curves:
-    return None
-  steps = np.unique(np.concatenate([c[0] for c in curves]))
-  table = np.full((len(curves), steps.size), np.nan)
-  for i, (s, v) in enumerate(curves):
-    idx = np.searchsorted(s, steps, side='right') - 1   # the last value at or before each step
-    ok = idx >= 0
-    table[i, ok] = v[idx[ok]]
-  stats = [mean_ci(table[:, j]) for j in range(steps.size)]
-  mean = np.array([m for m, _, _ in stats])
-  half = np.array([h for _, h, _ in stats])
-  return steps, mean, half
+def _ranked(vs: Sequence[Variant], col: str, mode: str) -> list[Variant]:
+  """The variants with a value of ``col``, best mean first."""
+  ranked = [v for v in vs if v.values(col)]
+  return sorted(ranked, key=lambda v: np.mean(v.values(col)), reverse=mode == 'max')
 
 
-def metric_range(metric: str) -> tuple[float, float]:
-  """The values ``metric`` can take: accuracies lie in [0, 1], losses are >= 0."""
-  return (0.0, 1.0) if metric.endswith('accuracy') else (0.0, math.inf)
+@dataclasses.dataclass
+class Family:
+  """Every comparison a report states a verdict on, Welch-tested and corrected together.
+
+  ``results`` maps ``(column, variant a, variant b)`` to the comparison of ``a - b``; ``get`` also
+  answers ``(column, b, a)`` (the same test, flipped), so each pair is tested and counted once.
+  """
+
+  results: dict[tuple[str, str, str], stats.Comparison]
+  method: str = CORRECTION
+
+  @property
+  def m(self) -> int:
+    return len(self.results)
+
+  def get(self, column: str, a: Variant, b: Variant) -> stats.Comparison | None:
+    if (column, a.name, b.name) in self.results:
+      return self.results[(column, a.name, b.name)]
+    c = self.results.get((column, b.name, a.name))
+    return None if c is None else c.flipped()
 
 
-def clipped_interval(metric: str, mean, half) -> tuple[np.ndarray, np.ndarray]:
-  """``(low, high)`` of ``mean +- half`` cut to ``metric_range``: a Student-t interval over few seeds
-  can reach past an accuracy of 1, which no run can."""
-  low, high = metric_range(metric)
-  mean, half = np.asarray(mean, np.float64), np.asarray(half, np.float64)
-  return np.clip(mean - half, low, high), np.clip(mean + half, low, high)
+def comparisons(vs: Sequence[Variant], facts: dict, metric: str, mode: str, ref: str,
+                method: str = CORRECTION) -> Family:
+  """The family: each deeper variant vs the shallowest of its line (final metric, and steps to the
+  threshold where the task has one), each cell vs the best cell at a depth, the best variant vs
+  each other one."""
+  col = f'final_{ref}_{metric}'
+  pairs: dict[tuple[str, str, str], tuple[list, list]] = {}
 
+  def add(column, a, b):
+    if (column, b.name, a.name) not in pairs:
+      pairs[(column, a.name, b.name)] = (a.values(column), b.values(column))
 
-def _error_bars(metric: str | None, means, halves) -> np.ndarray:
-  """``yerr`` rows (below, above) for ``errorbar``, clipped to the metric's range if it has one."""
-  means = np.asarray(means, np.float64)
-  halves = np.where(np.isfinite(halves), halves, 0.0)
-  if metric is None:
-    return np.stack([halves, halves])
-  low, high = clipped_interval(metric, means, halves)
-  return np.stack([means - low, high - means])
-
-
-def _log_scale(metric: str, values: Iterable[float]) -> bool:
-  v = [x for x in values if x is not None and np.isfinite(x)]
-  return metric in ('loss',) and bool(v) and min(v) > 0 and max(v) / min(v) > 20
-
-
-def _panels(n: int, plt, width: float = 5.0, height: float = 3.4):
-  cols = min(n, 3)
-  rows = math.ceil(n / cols)
-  fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
-  for ax in axes.flat[n:]:
-    ax.set_visible(False)
-  return fig, list(axes.flat)
-
-
-def plot_learning_curves(path, vs: Sequence[Variant], axes_keys, facts, metric, split='val') -> None:
-  plt = _plt()
-  panels = sorted({(v.cell, v.other) for v in vs}, key=lambda p: (p[0], tuple(map(str, p[1]))))
-  fig, axs = _panels(len(panels), plt)
-  depths = sorted({v.depth for v in vs})
-  colors = plt.get_cmap('viridis')(np.linspace(0, 0.9, max(len(depths), 1)))
-  all_values = []
-  for ax, (cell, other) in zip(axs, panels):
-    for v in vs:
-      if (v.cell, v.other) != (cell, other):
-        continue
-      mc = _mean_curve(v.runs, split, metric)
-      if mc is None:
-        continue
-      steps, mean, half = mc
-      all_values += list(mean)
-      color = colors[depths.index(v.depth)]
-      n = sum(r.state != 'diverged' for r in v.runs)
-      ax.plot(steps, mean, color=color, label=f'depth {v.depth} (n={n})')
-      ok = np.isfinite(half)
-      low, high = clipped_interval(metric, mean[ok], half[ok])
-      ax.fill_between(steps[ok], low, high, color=color, alpha=0.2, lw=0)
-    _reference_lines(ax, facts, metric)
-    title = cell + (f' ({_other_label(axes_keys, other)})' if other else '')
-    ax.set(title=title, xlabel='step', ylabel=f'{split} {metric}')
-    ax.legend(fontsize=7)
-  for ax in axs[:len(panels)]:
-    if _log_scale(metric, all_values):
-      ax.set_yscale('log')
-  fig.suptitle(f'{split} {metric}: mean over seeds, 95% CI band')
-  fig.tight_layout()
-  _save(fig, path)
-  plt.close(fig)
-
-
-def plot_vs_depth(path, vs: Sequence[Variant], axes_keys, facts, column: str, ylabel: str, title: str,
-                  reference_metric: str | None = None, annotate_reached: bool = False) -> None:
-  plt = _plt()
-  others = sorted({v.other for v in vs}, key=lambda o: tuple(map(str, o)))
-  fig, axs = _panels(len(others), plt)
-  all_values = []
-  for ax, other in zip(axs, others):
-    cells = sorted({v.cell for v in vs if v.other == other})
-    for cell in cells:
-      line = sorted([v for v in vs if v.cell == cell and v.other == other], key=lambda v: v.depth)
-      d, m, h = [], [], []
-      for v in line:
-        mean, half, n = v.stat(column)
-        d.append(v.depth), m.append(mean), h.append(half)
-        if annotate_reached and np.isfinite(mean):
-          done = sum(r.state == 'finished' for r in v.runs)
-          ax.annotate(f'{n}/{done}', (v.depth, mean), fontsize=7, textcoords='offset points', xytext=(3, 3))
-      all_values += m
-      ax.errorbar(d, m, yerr=_error_bars(reference_metric, m, h), marker='o', capsize=3, label=cell)
-    if reference_metric:
-      _reference_lines(ax, facts, reference_metric)
-    ax.set(xlabel='depth (layers)', ylabel=ylabel, title=_other_label(axes_keys, other))
-    ax.set_xticks(sorted({v.depth for v in vs}))
-    ax.legend(fontsize=7)
-    if reference_metric and _log_scale(reference_metric, all_values):
-      ax.set_yscale('log')
-  fig.suptitle(title, fontsize=10)
-  fig.tight_layout()
-  _save(fig, path)
-  plt.close(fig)
-
-
-def plot_grad_norms(path, vs: Sequence[Variant], axes_keys) -> None:
-  """Mean gradient norm of each recurrent layer over training (log scale), one line per depth."""
-  plt = _plt()
-  panels = sorted({(v.cell, v.other) for v in vs}, key=lambda p: (p[0], tuple(map(str, p[1]))))
-  fig, axs = _panels(len(panels), plt)
-  for ax, (cell, other) in zip(axs, panels):
-    for v in sorted((v for v in vs if (v.cell, v.other) == (cell, other)), key=lambda v: v.depth):
-      per_layer = []
-      for layer in range(v.depth):
-        key = f'grad_norm/layer_{layer}'
-        vals = [np.mean([r[key] for r in run.records if r.get('split') == 'train' and key in r])
-                for run in v.runs if any(key in r for r in run.records)]
-        per_layer.append(np.mean(vals) if vals else np.nan)
-      ax.plot(range(v.depth), per_layer, marker='o', label=f'depth {v.depth}')
-    ax.set_yscale('log')
-    ax.set_xticks(range(max(v.depth for v in vs)))
-    ax.set(title=cell + (f' ({_other_label(axes_keys, other)})' if other else ''), xlabel='layer (0 = input side)',
-           ylabel='mean gradient norm')
-    ax.legend(fontsize=7)
-  fig.suptitle('per-layer gradient norm over training')
-  fig.tight_layout()
-  _save(fig, path)
-  plt.close(fig)
-
-
-def plot_diverged(path, vs: Sequence[Variant]) -> None:
-  plt = _plt()
-  fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * len(vs) + 1.5), 3.2))
-  frac = [sum(r.state == 'diverged' for r in v.runs) / len(v.runs) for v in vs]
-  ax.bar(range(len(vs)), frac, color='tab:red')
-  ax.set_xticks(range(len(vs)))
-  ax.set_xticklabels([v.name for v in vs], rotation=60, ha='right', fontsize=7)
-  ax.set(ylim=(0, 1), ylabel='fraction of seeds diverged', title='diverged runs per variant')
-  fig.tight_layout()
-  _save(fig, path)
-  plt.close(fig)
-
-
-def plot_length_generalization(path, vs: Sequence[Variant], axes_keys, facts, metric, splits) -> None:
-  plt = _plt()
-  panels = sorted({(v.cell, v.other) for v in vs}, key=lambda p: (p[0], tuple(map(str, p[1]))))
-  fig, axs = _panels(len(panels), plt)
-  lengths = ['test', *splits]   # the training length, then the longer test splits
-  xs = [1] + [int(s.split('len')[1].rstrip('x')) for s in splits]
-  for ax, (cell, other) in zip(axs, panels):
-    for v in sorted((v for v in vs if (v.cell, v.other) == (cell, other)), key=lambda v: v.depth):
-      stats = [v.stat(f'final_{s}_{metric}') for s in lengths]
-      means = [s[0] for s in stats]
-      ax.errorbar(xs, means, yerr=_error_bars(metric, means, [s[1] for s in stats]),
-                  marker='o', capsize=3, label=f'depth {v.depth}')
-    by_split = (facts.get('info') or {}).get('baseline_by_split')
-    base = facts.get('baseline') or {}
-    if isinstance(by_split, dict) and base.get('metric') == metric and all(s in by_split for s in lengths):
-      ax.plot(xs, [by_split[s] for s in lengths], color='0.3', ls='--', lw=1, marker='x',
-              label='baseline at each length')
-    else:
-      _reference_lines(ax, facts, metric)
-    ax.set(title=cell + (f' ({_other_label(axes_keys, other)})' if other else ''),
-           xlabel='test length / training length', ylabel=f'test {metric}')
-    ax.set_xticks(xs)
-    ax.legend(fontsize=7)
-  fig.suptitle('length generalization (final, mean and 95% CI over seeds)')
-  fig.tight_layout()
-  _save(fig, path)
-  plt.close(fig)
-
-
-# ----------------------------------------------------------------------------------------------
-# Words.
+  for _, _, line in _lines(vs):
+    for deep in line[1:]:
+      add(col, deep, line[0])
+      if facts.get('threshold'):
+        add('steps_to_threshold', deep, line[0])
+  for _, _, row in _cell_rows(vs, col, mode):
+    for v in row[1:]:
+      add(col, v, row[0])
+  ranked = _ranked(vs, col, mode)
+  for v in ranked[1:]:
+    add(col, v, ranked[0])
+  return Family(stats.compare(pairs, method=method), method)
 
 
 def _fmt(x: float | None, digits: int = 4) -> str:
@@ -508,17 +339,62 @@ def _ci(mean: float, half: float, n: int) -> str:
   return f'{_fmt(mean)} ± {_fmt(half, 2)} (n={n})'
 
 
-def statements(vs: Sequence[Variant], axes_keys, facts: dict, metric: str, mode: str, ref: str) -> list[str]:
-  """The report's comparisons in words: depth within each cell, then the best variant overall."""
+def _interval(low: float, high: float) -> str:
+  return f'[{_fmt(low, 3)}, {_fmt(high, 3)}]'
+
+
+def _seeds(n: int | None) -> str:
+  if n is None:
+    return 'none (no difference)'
+  return f'> {stats.MAX_SEEDS}' if n > stats.MAX_SEEDS else str(n)
+
+
+def verdict(c: stats.Comparison | None) -> str:
+  """The words for one comparison: clear or not after the correction, with its numbers."""
+  if c is None:
+    return 'too few seeds for a test'
+  w, name = c.welch, _CORRECTION_NAMES[c.method]
+  numbers = (f'difference {_fmt(w.diff, 3)}, 95% CI {_interval(w.low, w.high)}, '
+             f"Hedges' g {_fmt(c.g, 2)}")
+  if c.clear:
+    return f'clear: {name}-adjusted p = {_fmt(c.p_adjusted, 2)} over {c.m} tests; {numbers}'
+  alone = (f' (uncorrected p = {_fmt(w.pvalue, 2)}: alone, its 95% CI would exclude 0)'
+           if c.clear_uncorrected else '')
+  need = ('' if c.seeds is None else
+          f'; about {_seeds(c.seeds)} seeds per variant would resolve a difference this large at this spread')
+  return f'not distinguishable: {name}-adjusted p = {_fmt(c.p_adjusted, 2)} over {c.m} tests{alone}; {numbers}{need}'
+
+
+def depth_basis(shallow: Variant, deep: Variant) -> str:
+  """Whether a depth comparison holds the width or the parameter count fixed (``sweep.param_budget``)."""
+  pa, pb = shallow.runs[0].row.get('params'), deep.runs[0].row.get('params')
+  params = f'{pb} vs {pa} params' if pa and pb else 'params n/a'
+  sweep_cfg = shallow.runs[0].config.get('sweep') or {}
+  budget = sweep_cfg.get('param_budget') or 0
+  if budget:
+    tol = sweep_cfg.get('param_tolerance')
+    within = f' ± {tol:.0%}' if isinstance(tol, (int, float)) else ''
+    return f'equal parameters, budget {budget}{within}: {params}'
+  wa, wb = shallow.runs[0].row.get('width'), deep.runs[0].row.get('width')
+  width = f'equal width {wa}' if wa == wb else f'widths {wb} vs {wa}'
+  return f'{width}, deeper = more parameters: {params}'
+
+
+# ----------------------------------------------------------------------------------------------
+# Words.
+
+
+def statements(vs: Sequence[Variant], axes_keys, facts: dict, metric: str, mode: str, ref: str,
+               family: Family | None = None) -> list[str]:
+  """The report's comparisons in words: depth within each cell, cells at each depth, the best variant."""
+  family = comparisons(vs, facts, metric, mode, ref) if family is None else family
   out = []
   better = (lambda a, b: a < b) if mode == 'min' else (lambda a, b: a > b)
   col = f'final_{ref}_{metric}'
   base = facts.get('baseline') or {}
   thr = facts.get('threshold')
-  groups = sorted({(v.cell, v.other) for v in vs}, key=lambda p: (p[0], tuple(map(str, p[1]))))
-  for cell, other in groups:
-    line = sorted([v for v in vs if (v.cell, v.other) == (cell, other)], key=lambda v: v.depth)
-    label = cell + (f' ({_other_label(axes_keys, other)})' if other else '')
+  for cell, other, line in _lines(vs):
+    label = cell + (f' ({plots.other_label(axes_keys, other)})' if other else '')
     if len(line) < 2:
       continue
     shallow = line[0]
@@ -528,28 +404,21 @@ def statements(vs: Sequence[Variant], axes_keys, facts: dict, metric: str, mode:
       if not a_vals or not b_vals:
         continue
       ma, mb = np.mean(a_vals), np.mean(b_vals)
-      d = diff_ci(b_vals, a_vals)
       rel = (mb - ma) / abs(ma) if ma else float('nan')
-      verdict = 'better' if better(mb, ma) else 'worse'
-      if d is None:
-        clarity = 'too few seeds for a CI'
-      elif d[1] > 0 or d[2] < 0:
-        clarity = f'clear: 95% CI of the difference [{_fmt(d[1], 3)}, {_fmt(d[2], 3)}] excludes 0'
-      else:
-        clarity = f'not distinguishable: 95% CI of the difference [{_fmt(d[1], 3)}, {_fmt(d[2], 3)}] includes 0'
-      out.append(f'**{label}**: depth {deep.depth} vs depth {shallow.depth}: final {ref} {metric} '
-                 f'{_fmt(mb)} vs {_fmt(ma)} ({rel:+.0%}, {verdict}; {clarity}).')
+      direction = 'better' if better(mb, ma) else 'worse'
+      out.append(f'**{label}**: depth {deep.depth} vs depth {shallow.depth} ({depth_basis(shallow, deep)}): '
+                 f'final {ref} {metric} {_fmt(mb)} vs {_fmt(ma)} ({rel:+.0%}, {direction}; '
+                 f'{verdict(family.get(col, deep, shallow))}).')
       if thr:
         sa, sb = shallow.values('steps_to_threshold'), deep.values('steps_to_threshold')
         na, nb = len(shallow.runs), len(deep.runs)
         if sa and sb:
           fewer = (np.mean(sa) - np.mean(sb)) / np.mean(sa)
-          d2 = diff_ci(sb, sa)
-          ci = '' if d2 is None else f'; 95% CI of the difference [{_fmt(d2[1], 3)}, {_fmt(d2[2], 3)}] steps'
+          c = family.get('steps_to_threshold', deep, shallow)
           out.append(f'  depth {deep.depth} reached the threshold ({metric} {"<=" if thr["mode"] == "min" else ">="} '
                      f'{_fmt(thr["value"])}) in {abs(fewer):.0%} {"fewer" if fewer >= 0 else "more"} steps than depth '
                      f'{shallow.depth} (mean {np.mean(sb):.0f} vs {np.mean(sa):.0f}; {len(sb)}/{nb} vs '
-                     f'{len(sa)}/{na} seeds reached it{ci}).')
+                     f'{len(sa)}/{na} seeds reached it; {verdict(c)}).')
         elif sa or sb:
           out.append(f'  threshold reached by {len(sb)}/{nb} seeds at depth {deep.depth} and {len(sa)}/{na} '
                      f'at depth {shallow.depth}.')
@@ -558,31 +427,24 @@ def statements(vs: Sequence[Variant], axes_keys, facts: dict, metric: str, mode:
         out.append(f'  speed: depth {deep.depth} trains at {np.mean(rb) / np.mean(ra):.2f}x the step rate of '
                    f'depth {shallow.depth}.')
   # Cells side by side at each depth: "for which cell".
-  for depth, other in sorted({(v.depth, v.other) for v in vs}, key=lambda p: (p[0], tuple(map(str, p[1])))):
-    row = [v for v in vs if (v.depth, v.other) == (depth, other) and v.values(col)]
-    if len({v.cell for v in row}) < 2:
-      continue
-    row.sort(key=lambda v: np.mean(v.values(col)), reverse=mode == 'max')
+  for depth, other, row in _cell_rows(vs, col, mode):
     top = row[0]
-    below = [v.cell for v in row[1:] if (d := diff_ci(v.values(col), top.values(col))) is not None
-             and not d[1] <= 0 <= d[2]]
-    label = f'depth {depth}' + (f' ({_other_label(axes_keys, other)})' if other else '')
+    below = [v.cell for v in row[1:] if (c := family.get(col, v, top)) is not None and c.clear]
+    label = f'depth {depth}' + (f' ({plots.other_label(axes_keys, other)})' if other else '')
     ranking = ' > '.join(f'{v.cell} {_fmt(np.mean(v.values(col)), 3)}' for v in row)
     out.append(f'**Cells at {label}** (final {ref} {metric}, best first): {ranking}'
                + (f'; clearly behind {top.cell}: {", ".join(below)}.' if below else
                   f'; none clearly behind {top.cell}.'))
-  ranked = [(v, v.stat(col)) for v in vs if v.stat(col)[2] > 0]
+  ranked = _ranked(vs, col, mode)
   if ranked:
-    best, (m, h, n) = min(ranked, key=lambda t: t[1][0] if mode == 'min' else -t[1][0])
-    out.append(f'**Best variant** by final {ref} {metric}: {best.name} with {_ci(m, h, n)}.')
-    rivals = [v for v, _ in ranked if v is not best]
-    if rivals:
-      same = [v.name for v in rivals if (d := diff_ci(v.values(col), best.values(col))) is not None
-              and d[1] <= 0 <= d[2]]
-      if same:
-        out.append(f'  Not clearly different from it (95% CI of the difference includes 0): {", ".join(same)}.')
+    best = ranked[0]
+    out.append(f'**Best variant** by final {ref} {metric}: {best.name} with {_ci(*best.stat(col))}.')
+    same = [v.name for v in ranked[1:] if (c := family.get(col, v, best)) is not None and not c.clear]
+    if same:
+      out.append(f'  Not clearly different from it (after {_CORRECTION_NAMES[family.method]}\'s correction): '
+                 f'{", ".join(same)}.')
   if base.get('metric') == metric and ranked:
-    beat = [v.name for v, (m, _, _) in ranked if better(m, base['value'])]
+    beat = [v.name for v in ranked if better(v.stat(col)[0], base['value'])]
     out.append(f'{len(beat)} of {len(ranked)} variants beat the baseline ({base.get("description", "")}: '
                f'{_fmt(base["value"])}) on mean final {ref} {metric}.')
   div = [(v.name, sum(r.state == 'diverged' for r in v.runs), len(v.runs)) for v in vs]
@@ -590,6 +452,101 @@ def statements(vs: Sequence[Variant], axes_keys, facts: dict, metric: str, mode:
   if div:
     out.append('Diverged: ' + '; '.join(f'{n}: {k}/{t} seeds' for n, k, t in div) + '.')
   return out
+
+
+def comparison_table(family: Family) -> list[str]:
+  """Markdown rows: every comparison of the family with every number behind its verdict."""
+  if not family.m:
+    return []
+  level = 1 - stats.ALPHA / family.m
+  name = _CORRECTION_NAMES[family.method]
+  lines = ['| comparison (a − b) | on | difference | 95% CI (Welch) | '
+           f'{level:.2%} CI (simultaneous) | Hedges\' g | p (Welch) | p ({name}) | verdict | seeds for 80% power |',
+           '|---|---|---|---|---|---|---|---|---|---|']
+  for (column, a, b), c in family.results.items():
+    w = c.welch
+    lines.append(f'| {a} − {b} | {column} | {_fmt(w.diff, 3)} | {_interval(w.low, w.high)} | '
+                 f'{_interval(*c.simultaneous)} | {_fmt(c.g, 2)} | {_fmt(w.pvalue, 2)} | {_fmt(c.p_adjusted, 2)} | '
+                 f'{"clear" if c.clear else "not distinguishable"} | {_seeds(c.seeds)} |')
+  return lines
+
+
+# ----------------------------------------------------------------------------------------------
+# Published values beside ours.
+
+
+def published(workdir: str, runs: Sequence[Run]) -> dict:
+  """``report.published`` of the sweep's config (sweep.json), else of a run's config; ``{}`` if none."""
+  sweep = _read_sweep(workdir)
+  configs = [sweep.get('config')] + [r.config for r in runs]
+  for c in configs:
+    entries = ((c or {}).get('report') or {}).get('published') if isinstance(c, dict) else None
+    if isinstance(entries, dict) and entries:
+      return entries
+  return {}
+
+
+def _matching(vs: Sequence[Variant], label: str, entry: dict) -> list[Variant]:
+  cell, depth = entry.get('cell') or label, entry.get('depth')
+  return [v for v in vs if cell in ('*', v.cell) and (depth is None or v.depth == depth)]
+
+
+def published_rows(vs: Sequence[Variant], entries: dict, facts: dict, metric: str, ref: str) -> list[str]:
+  """Markdown rows: each published value (or finding) beside ours, and whether they agree.
+
+  An entry ``label -> {...}`` names the variants it is about by ``cell`` (default: the label; ``'*'``:
+  every cell) and ``depth`` (default: every depth), the number by ``metric`` (default
+  the report's) and ``split`` (default the report's: test, else val), and states either ``value``
+  (a published number: it agrees when it lies inside our 95% interval) or ``solved`` (True: the
+  cell reaches the task threshold; False: it stays at the baseline; agrees when every / no finished
+  seed of ours reached the threshold), with its ``source`` and an optional ``note``.
+  """
+  thr = facts.get('threshold') or {}
+  base = facts.get('baseline') or {}
+  rows = []
+  for label, entry in entries.items():
+    if not isinstance(entry, dict):
+      _log.warning('report.published[%r] is not a mapping; left out', label)
+      continue
+    m, split = entry.get('metric') or metric, entry.get('split') or ref
+    source = entry.get('source', '') + (f' ({entry["note"]})' if entry.get('note') else '')
+    matched = _matching(vs, label, entry)
+    if not matched:
+      rows.append(f'| {label} | no variant of this sweep | | | | {source} |')
+      continue
+    for v in matched:
+      if entry.get('value') is not None:
+        value = float(entry['value'])
+        mean, half, n = v.stat(f'final_{split}_{m}')
+        claim = f'{split} {m} {_fmt(value)}'
+        ours = f'{split} {m} {_ci(mean, half, n)}'
+        if n == 0:
+          agrees = 'n/a (no finished seed)'
+        elif n < 2 or not np.isfinite(half):
+          agrees = f'n/a (one seed; ours {mean - value:+.3g} from it)'
+        elif abs(mean - value) <= half:
+          agrees = 'yes (inside our 95% CI)'
+        else:
+          agrees = f'no: ours is {mean - value:+.3g} from it, outside our 95% CI'
+      elif entry.get('solved') is not None:
+        solved = bool(entry['solved'])
+        fin = sum(r.state == 'finished' for r in v.runs)
+        k = len(v.values('steps_to_threshold'))
+        claim = 'solves (reaches the threshold)' if solved else 'stays at the baseline'
+        mean, half, n = v.stat(f'final_{split}_{m}')
+        sign = '<=' if thr.get('mode') == 'min' else '>='
+        ours = (f'{k}/{fin} seeds reached {thr.get("metric")} {sign} {_fmt(thr.get("value"))}; final {split} {m} '
+                f'{_ci(mean, half, n)}' + (f' (baseline {_fmt(base.get("value"))})' if base.get('metric') == m else ''))
+        want = fin if solved else 0
+        agrees = ('n/a (no finished seed)' if not fin else 'yes' if k == want else
+                  'no' if k == fin - want else f'partly ({k}/{fin})')
+      else:
+        _log.warning('report.published[%r] has neither value nor solved; left out', label)
+        continue
+      rows.append(f'| {label} | {v.name} | {claim} | {ours} | {agrees} | {source} |')
+  if not rows:
+    return []
+  return ['| reference | our variant | published | ours | agrees? | source |', '|---|---|---|---|---|---|', *rows]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -611,40 +568,15 @@ def write_report(workdir: str) -> str:
   splits = facts.get('splits') or []
   ref = 'test' if 'test' in splits or any(f'final_test_{metric}' in r.row for r in runs) else 'val'
   len_splits = sorted((s for s in splits if s.startswith('test_len')), key=lambda s: int(s[8:].rstrip('x')))
-
-  plots = {}
-  plots['learning_curves.png'] = 'Validation curves'
-  plot_learning_curves(os.path.join(workdir, 'learning_curves.png'), vs, axes, facts, metric)
-  plots['final_vs_depth.png'] = f'Final {ref} {metric} vs depth'
-  plot_vs_depth(os.path.join(workdir, 'final_vs_depth.png'), vs, axes, facts, f'final_{ref}_{metric}',
-                f'final {ref} {metric}', f'final {ref} {metric} vs depth (mean, 95% CI over seeds)',
-                reference_metric=metric)
-  if facts.get('threshold') and any(r.row.get('steps_to_threshold') is not None for r in runs):
-    plots['convergence_vs_depth.png'] = 'Steps to the task threshold vs depth'
-    plot_vs_depth(os.path.join(workdir, 'convergence_vs_depth.png'), vs, axes, facts, 'steps_to_threshold',
-                  'steps to threshold', 'steps to reach the threshold (seeds that reached / finished)',
-                  annotate_reached=True)
-  else:
-    plots['convergence_vs_depth.png'] = f'Area under the validation curve vs depth (mean val {metric} over training)'
-    plot_vs_depth(os.path.join(workdir, 'convergence_vs_depth.png'), vs, axes, facts, f'val_{metric}_auc',
-                  f'mean val {metric} over training', f'convergence: area under the val {metric} curve',
-                  reference_metric=metric)
-  plots['grad_norms.png'] = 'Per-layer gradient norms'
-  plot_grad_norms(os.path.join(workdir, 'grad_norms.png'), vs, axes)
-  plots['diverged.png'] = 'Diverged runs per variant'
-  plot_diverged(os.path.join(workdir, 'diverged.png'), vs)
-  if len_splits:
-    plots['length_generalization.png'] = 'Length generalization'
-    plot_length_generalization(os.path.join(workdir, 'length_generalization.png'), vs, axes, facts, metric,
-                               len_splits)
-
-  md = _markdown(workdir, runs, vs, axes, facts, metric, mode, ref, len_splits, plots)
+  figures = plots.write_all(workdir, vs, axes, facts, metric, ref, len_splits)
+  family = comparisons(vs, facts, metric, mode, ref)
+  md = _markdown(workdir, runs, vs, axes, facts, metric, mode, ref, len_splits, figures, family)
   path = os.path.join(workdir, REPORT_FILE)
   runlog.atomic_write_text(path, md)
   return path
 
 
-def _markdown(workdir, runs, vs, axes, facts, metric, mode, ref, len_splits, plots) -> str:
+def _markdown(workdir, runs, vs, axes, facts, metric, mode, ref, len_splits, figures, family) -> str:
   name = os.path.basename(os.path.abspath(workdir))
   states = {}
   for r in runs:
@@ -664,10 +596,32 @@ def _markdown(workdir, runs, vs, axes, facts, metric, mode, ref, len_splits, plo
     lines.append('')
   if axes:
     lines += ['Swept: ' + ', '.join(f'`{a}`' for a in axes) + '.', '']
+  if len({v.depth for v in vs}) > 1:
+    budgets = {(r.config.get('sweep') or {}).get('param_budget') or 0 for r in runs}
+    if budgets == {0}:
+      lines += ['Depth is compared **at equal width**: a deeper network has more parameters (the params '
+                'column), so a gain with depth may be a gain with size.', '']
+    else:
+      lines += [f'Depth is compared **at equal parameters**: `sweep.param_budget` = '
+                f'{", ".join(str(b) for b in sorted(budgets))}, the width solved per variant to match it.', '']
   lines += ['## Findings', '']
-  found = statements(vs, axes, facts, metric, mode, ref)
+  found = statements(vs, axes, facts, metric, mode, ref, family)
   lines += ([f'- {s}' if not s.startswith('  ') else f'  - {s.strip()}' for s in found]
             or ['- (not enough finished runs to compare)'])
+  table = comparison_table(family)
+  if table:
+    lines += ['', '## Comparisons', '',
+              f'The {family.m} tests this report makes, one family: Welch\'s t-test per pair (scipy.stats.ttest_ind, '
+              f'equal_var=False), {_CORRECTION_NAMES[family.method]}\'s correction over all {family.m}; "clear" means '
+              f'the {_CORRECTION_NAMES[family.method]}-adjusted p is at most {stats.ALPHA}. Seeds for 80% power: per '
+              f'variant, at level {stats.ALPHA}/{family.m}, if the observed difference and spread were the truth.',
+              '', *table]
+  refs = published_rows(vs, published(workdir, runs), facts, metric, ref)
+  if refs:
+    lines += ['', '## Published reference', '',
+              'The values the sweep\'s config cites (`report.published`), beside ours. A published number agrees '
+              'when it lies inside our 95% interval; a published "solves" / "stays at the baseline" agrees when '
+              'every / no finished seed of ours reached the task threshold.', '', *refs]
   lines += ['', '## Variants', '',
             'Mean ± 95% CI half-width over finished seeds (n). Steps/s and compile seconds are per '
             'program: the seeds of a variant train together in one.', '']
@@ -695,16 +649,32 @@ def _markdown(workdir, runs, vs, axes, facts, metric, mode, ref, len_splits, plo
     lines.append(f'| {v.name} | {len(v.runs)} | {div} | ' + ' | '.join(cells) + ' |')
   lines += ['', 'One row per run: `summary.csv`. Curves per run: `<run>/metrics.jsonl` (and wandb).', '',
             '## Plots', '']
-  for file, title in plots.items():
+  for file, title in figures.items():
     lines += [f'### {title}', '', f'![{title}]({file})', '']
-  lines += ['## How to read this', '',
-            '- A CI is a Student-t 95% interval over seeds; with one seed there is none. A difference is '
-            '"clear" when the Welch 95% interval of the difference of means excludes zero. The plots cut '
-            'intervals to the values a metric can take (accuracy in [0, 1], loss >= 0); the tables do not.',
+  correction = _CORRECTION_NAMES[family.method]
+  lines += ['## How to read this: which method made each number', '',
+            '- Mean ± half-width: the mean over finished seeds and its Student-t 95% interval, '
+            't_{0.975, n-1} s / sqrt(n) (scipy.stats.t); one seed has none. The plots cut intervals to the '
+            'values a metric can take (accuracy in [0, 1], loss >= 0); the tables do not.',
+            '- Difference of two variants: Welch\'s unequal-variance t-test and its 95% interval, with the '
+            'Welch-Satterthwaite degrees of freedom (scipy.stats.ttest_ind(equal_var=False) and its '
+            'confidence_interval()).',
+            f'- Clear: the report makes many comparisons, so some uncorrected "clear" calls would be noise. All of '
+            f'them form one family, corrected with {correction}\'s step-down method (Holm 1979): the chance of any '
+            f'false "clear" in the report stays at {stats.ALPHA}, whatever the dependence between comparisons (they '
+            f'share variants). A difference is clear only when its {correction}-adjusted p-value is at most '
+            f'{stats.ALPHA}. The simultaneous interval (level 1 - {stats.ALPHA}/m, Bonferroni) holds for all m at '
+            f'once; when it excludes 0 the difference is clear.',
+            '- Effect size: Hedges\' g, the difference over the pooled standard deviation with the exact '
+            'small-sample correction (Hedges 1981); the difference itself comes with its Welch interval.',
+            f'- Seeds for 80% power: the fewest seeds per variant at which a two-sided two-sample t-test at level '
+            f'{stats.ALPHA}/m detects the observed difference 80% of the time if the observed difference and '
+            'pooled spread were the truth (noncentral t, scipy.stats.nct; Cohen 1988). Over 3 seeds the spread '
+            'is itself uncertain: read it as an order of magnitude.',
             '- Steps to threshold: the first evaluation at which the validation metric reached the task '
             'threshold; seeds that never reached it are left out of the mean and counted in "k/n reached".',
-            f'- AUC: the mean validation {metric} over training (a faster-converging variant has a '
-            f'{"lower" if mode == "min" else "higher"} value).',
+            f'- AUC: the mean validation {metric} over training, trapezoid rule (numpy.trapezoid) (a '
+            f'faster-converging variant has a {"lower" if mode == "min" else "higher"} value).',
             f'- Generalization gap: final {ref} minus final train {metric} (sign flipped for accuracy), so '
             'positive means worse on held-out data.',
             '- Diverged runs (NaN/Inf loss, gradients or parameters) are excluded from means and counted apart.', '']

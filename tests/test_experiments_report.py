@@ -1,4 +1,5 @@
-"""The report, from run folders written by hand: the numbers, the CIs and the words it states."""
+"""The report, from run folders written by hand: the numbers, the CIs, the corrected verdicts, the
+published references and the words it states."""
 
 from __future__ import annotations
 
@@ -11,21 +12,24 @@ import pytest
 
 from deeprnn_jax import config as config_lib
 from experiments import report
+from experiments import stats
 
 TASK = {'name': 'toy', 'seq_len': 10, 'output_kind': 'regression', 'splits': ['val', 'test', 'test_len2x'],
         'baseline': {'metric': 'loss', 'value': 1.0, 'description': 'predict the mean'},
         'threshold': {'metric': 'loss', 'value': 0.1, 'mode': 'min'}, 'metric_modes': {'loss': 'min'}}
 
 
-def _write_run(workdir, cell, depth, seed, val_curve, state='finished', test=None):
+def _write_run(workdir, cell, depth, seed, val_curve, state='finished', test=None, task=TASK, param_budget=0):
   run_id = f'{cell}-d{depth}-w8-s{seed}'
   d = os.path.join(workdir, run_id)
   os.makedirs(d)
   c = config_lib.to_dict(config_lib.default_config())
   c['model'].update(cell=cell, depth=depth, width=8)
   c['train'].update(seed=seed, num_steps=100)
+  c['sweep'] = {'param_budget': param_budget, 'param_tolerance': 0.02}   # what a sweep's run config keeps
   json.dump(c, open(os.path.join(d, 'config.json'), 'w'))
-  status = {'state': state, 'step': 100, 'params': 100 * depth, 'task': TASK, 'steps_per_sec': 100.0 / depth,
+  params = param_budget or 100 * depth
+  status = {'state': state, 'step': 100, 'params': params, 'task': task, 'steps_per_sec': 100.0 / depth,
             'compile_seconds': 1.0}
   if state == 'diverged':
     status['diverged_step'] = 30
@@ -65,18 +69,23 @@ def test_report_files_numbers_and_statements(workdir):
   r = rows['gru-d1-w8-s0']
   assert int(r['steps_to_threshold']) == 80 and int(rows['gru-d2-w8-s0']['steps_to_threshold']) == 40
   assert float(r['final_test_len2x_loss']) == pytest.approx(2 * float(r['final_test_loss']))
-  # generalization gap: test minus train (train loss is 0.9 x val here)
-  assert float(r['generalization_gap']) == pytest.approx(float(r['final_test_loss']) - float(r['final_train_loss']))
-  # AUC: trapezoids over the val curve divided by its span
+  # generalization gap: this run's test loss is its last val loss v and its last train loss 0.9 v,
+  # so the gap (test minus train) is 0.1 v
   vals = [json.loads(l)['loss'] for l in open(os.path.join(workdir, 'gru-d1-w8-s0', 'metrics.jsonl'))
           if '"val"' in l]
+  assert float(r['generalization_gap']) == pytest.approx(0.1 * vals[-1], rel=1e-9)
+  # AUC: trapezoids over the val curve divided by its span
   assert float(r['val_loss_auc']) == pytest.approx(np.trapezoid(vals, range(20, 101, 20)) / 80)
   assert rows['rnn-d2-w8-s3']['status'] == 'diverged' and rows['rnn-d2-w8-s3']['diverged_step'] == '30'
 
   text = open(path).read()
-  assert '**gru**: depth 2 vs depth 1: final test loss' in text
-  assert 'better; clear: 95% CI of the difference' in text
+  assert ('**gru**: depth 2 vs depth 1 (equal width 8, deeper = more parameters: 200 vs 100 params): '
+          'final test loss') in text
+  assert 'Depth is compared **at equal width**' in text
+  assert 'better; clear: Holm-adjusted p = ' in text and 'over 7 tests' in text
   assert 'depth 2 reached the threshold (loss <= 0.1) in 50% fewer steps than depth 1 (mean 40 vs 80; 3/3 vs 3/3' in text
+  assert '## Comparisons' in text and '| gru-d2-w8 − gru-d1-w8 | final_test_loss | -0.06 |' in text
+  assert "Holm's step-down method" in text and 'scipy.stats.ttest_ind' in text and 'scipy.stats.nct' in text
   assert 'Diverged: rnn-d2-w8: 1/4 seeds.' in text
   assert '4 of 4 variants beat the baseline' in text
   assert '![Validation curves](learning_curves.png)' in text
@@ -89,28 +98,96 @@ def test_no_difference_is_called_not_distinguishable(tmp_path):
     _write_run(w, 'lstm', 1, seed, [0.5, 0.3, 0.2, 0.15, a])
     _write_run(w, 'lstm', 4, seed, [0.5, 0.3, 0.2, 0.15, b])
   text = open(report.write_report(w)).read()
-  assert 'depth 4 vs depth 1' in text and 'not distinguishable: 95% CI of the difference' in text
+  assert 'depth 4 vs depth 1' in text and 'not distinguishable: Holm-adjusted p = ' in text
 
 
-def test_confidence_intervals():
+def test_confidence_intervals_are_the_t_table_intervals():
+  """The names report.py has always exported: t_{0.975, 2} = 4.303 (s = 1, n = 3); Welch with n = 3
+  and s^2 = 1 on both sides has df = 4 exactly and t_{0.975, 4} = 2.776."""
   mean, half, n = report.mean_ci([1.0, 2.0, 3.0])
-  # t_{0.975, 2} = 4.3027, s = 1
-  assert (mean, n) == (2.0, 3) and half == pytest.approx(4.3027 / np.sqrt(3), rel=1e-4)
+  assert (mean, n) == (2.0, 3) and half == pytest.approx(4.303 / np.sqrt(3), rel=1e-3)
   assert np.isnan(report.mean_ci([5.0])[1])
   d, lo, hi = report.diff_ci([10.0, 11.0, 12.0], [1.0, 2.0, 3.0])
-  assert d == 9.0 and lo > 0 and hi > lo
+  half = 2.776 * np.sqrt(1 / 3 + 1 / 3)
+  assert d == 9.0 and (lo, hi) == (pytest.approx(9 - half, rel=1e-3), pytest.approx(9 + half, rel=1e-3))
   assert report.diff_ci([1.0], [2.0, 3.0]) is None
+  assert report.clipped_interval is stats.clipped_interval and report.metric_range('accuracy') == (0.0, 1.0)
 
 
-def test_plotted_intervals_stay_in_the_metric_range():
-  mean, half, _ = report.mean_ci([0.9, 0.99, 1.0])   # t interval 0.963 +- 0.137 reaches 1.10
-  assert mean + half > 1
-  low, high = report.clipped_interval('accuracy', [mean], [half])
-  assert high[0] == 1.0 and low[0] == pytest.approx(mean - half)
-  low, high = report.clipped_interval('frame_accuracy', [0.05], [0.1])
-  assert (low[0], high[0]) == (0.0, pytest.approx(0.15))
-  low, high = report.clipped_interval('loss', [0.1], [0.3])
-  assert (low[0], high[0]) == (0.0, pytest.approx(0.4))
+UNREACHED = dict(TASK, threshold={'metric': 'loss', 'value': 0.001, 'mode': 'min'})
+
+
+def test_a_difference_clear_alone_is_not_clear_after_the_correction(tmp_path):
+  """Depth 2's final losses (0.75, 0.85, 0.95) vs depth 1's (1.0, 1.1, 1.2): Welch p = 0.0376 (df 4),
+  so the uncorrected 95% interval excludes 0. The report makes 3 tests (depth 2 and depth 3 vs depth 1;
+  the best, depth 2, vs depth 3; depth 2 vs depth 1 again is the same test), so Holm multiplies the
+  smallest p by 3: 0.11, not clear."""
+  w = str(tmp_path / 'family')
+  os.makedirs(w)
+  for seed, (d1, d2) in enumerate([(1.0, 0.75), (1.1, 0.85), (1.2, 0.95)]):
+    _write_run(w, 'gru', 1, seed, [1.5, 1.4, 1.3, 1.2, d1], task=UNREACHED)
+    _write_run(w, 'gru', 2, seed, [1.5, 1.4, 1.3, 1.2, d2], task=UNREACHED)
+    _write_run(w, 'gru', 3, seed, [1.5, 1.4, 1.3, 1.2, d1], task=UNREACHED)
+  text = open(report.write_report(w)).read()
+  line = next(l for l in text.splitlines() if 'depth 2 vs depth 1' in l)
+  assert 'better; not distinguishable: Holm-adjusted p = 0.11 over 3 tests' in line
+  assert '(uncorrected p = 0.038: alone, its 95% CI would exclude 0)' in line
+  assert 'seeds per variant would resolve a difference this large at this spread' in line
+  row = next(l for l in text.splitlines() if l.startswith('| gru-d2-w8 − gru-d1-w8 |'))
+  cells = [c.strip() for c in row.split('|')[1:-1]]
+  low, high = (float(x) for x in cells[3].strip('[]').split(','))
+  assert 0 < -high < -low   # the 95% interval of depth 2 - depth 1 excludes 0 ...
+  s_low, s_high = (float(x) for x in cells[4].strip('[]').split(','))
+  assert s_low < 0 < s_high   # ... the simultaneous one (1 - 0.05/3) does not
+  assert cells[8] == 'not distinguishable' and int(cells[9]) > 3
+  assert 'Not clearly different from it' in text and 'gru-d1-w8' in text.split('Not clearly different from it')[1]
+
+
+def test_depth_at_equal_parameters_is_said(tmp_path):
+  w = str(tmp_path / 'matched')
+  os.makedirs(w)
+  for seed in range(2):
+    for depth in (1, 2):
+      _write_run(w, 'lstm', depth, seed, [0.5, 0.4, 0.3, 0.2, 0.1 + 0.01 * seed], param_budget=2000)
+  text = open(report.write_report(w)).read()
+  assert 'Depth is compared **at equal parameters**: `sweep.param_budget` = 2000' in text
+  assert 'depth 2 vs depth 1 (equal parameters, budget 2000 ± 2%: 2000 vs 2000 params)' in text
+
+
+def test_published_values_are_shown_beside_ours(tmp_path):
+  """sweep.json's config carries report.published: a number (inside or outside our interval) and a
+  finding (solves / stays at the baseline), each beside what the runs gave."""
+  w = str(tmp_path / 'pub')
+  os.makedirs(w)
+  for seed, (good, bad) in enumerate([(0.05, 0.9), (0.06, 0.95), (0.07, 1.0)]):
+    _write_run(w, 'lstm', 1, seed, [0.5, 0.2, 0.09, 0.08, good])   # reaches loss <= 0.1 at step 60
+    _write_run(w, 'rnn', 1, seed, [1.0, 1.0, 0.95, 0.9, bad])
+  published = {
+      'lstm': {'solved': True, 'source': 'Hochreiter & Schmidhuber 1997'},
+      'rnn': {'solved': False, 'source': 'Le et al. 2015'},
+      'lstm test loss': {'cell': 'lstm', 'depth': 1, 'metric': 'loss', 'value': 0.06, 'source': 'a paper',
+                         'note': 'Table 1'},
+      'rnn test loss': {'cell': 'rnn', 'value': 0.5, 'source': 'another paper'},
+      'gru': {'solved': True, 'source': 'not in this sweep'},
+  }
+  config = config_lib.to_dict(config_lib.default_config())
+  config['report'] = {'published': published}
+  json.dump({'config': config, 'axes': {'model.cell': ['lstm', 'rnn']}}, open(os.path.join(w, 'sweep.json'), 'w'))
+  text = open(report.write_report(w)).read()
+  assert '## Published reference' in text
+  rows = {l.split('|')[1].strip(): [c.strip() for c in l.split('|')[1:-1]]
+          for l in text.split('## Published reference')[1].split('## Variants')[0].splitlines() if l.startswith('| ')}
+  assert rows['lstm'][1:3] == ['lstm-d1-w8', 'solves (reaches the threshold)'] and rows['lstm'][4] == 'yes'
+  assert rows['lstm'][3].startswith('3/3 seeds reached loss <= 0.1')
+  assert rows['rnn'][2:] == [rows['rnn'][2], rows['rnn'][3], 'yes', 'Le et al. 2015']
+  assert rows['rnn'][3].startswith('0/3 seeds reached') and 'baseline 1' in rows['rnn'][3]
+  assert rows['lstm test loss'][4] == 'yes (inside our 95% CI)' and rows['lstm test loss'][5] == 'a paper (Table 1)'
+  assert rows['rnn test loss'][2] == 'test loss 0.5' and rows['rnn test loss'][4].startswith('no: ours is +0.45')
+  assert rows['gru'][1] == 'no variant of this sweep'
+
+
+def test_no_published_reference_no_section(workdir):
+  assert '## Published reference' not in open(report.write_report(workdir)).read()
 
 
 def test_report_command_line(tmp_path, workdir, capsys):

@@ -20,16 +20,113 @@ def seed_classifier(**kwargs):
   return dr.Classifier(rnn=rnn, num_classes=2, vocab_size=VOCAB, embed_features=EMBED, **kwargs)
 
 
+def with_random_query(params, key=jax.random.key(7)):
+  """The attention query starts at zero (= mean pooling); a random one makes the softmax matter."""
+  if 'attention_query' not in params['params']:
+    return params
+  q = params['params']['attention_query']
+  return {'params': {**params['params'], 'attention_query': 3.0 * jax.random.normal(key, q.shape)}}
+
+
 @pytest.mark.parametrize(
-    'pooling, bidirectional', [('last', False), ('mean', False), ('max', False), ('last', True)]
+    'pooling, bidirectional', [('last', False), ('mean', False), ('max', False), ('last', True),
+                               ('attention', False), ('attention', True)]
 )
 def test_pooled_logits_of_padded_batch_equal_each_sequence_alone(pooling, bidirectional):
   model = seed_classifier(pooling=pooling, bidirectional=bidirectional)
-  params = model.init(jax.random.key(0), TOKENS, LENGTHS)
+  params = with_random_query(model.init(jax.random.key(0), TOKENS, LENGTHS))
   logits = jax.jit(model.apply)(params, TOKENS, LENGTHS)
   for b, n in enumerate(np.asarray(LENGTHS)):
     alone = model.apply(params, TOKENS[b : b + 1, :n])
     np.testing.assert_allclose(logits[b], alone[0], rtol=1e-5, atol=1e-5)
+
+
+def test_flatten_logits_of_padded_batch_equal_each_padded_sequence_alone():
+  """Flatten fixes the length, so a sequence 'alone' is a batch of one, still padded to 6 steps."""
+  model = seed_classifier(pooling='flatten', bidirectional=True)
+  params = model.init(jax.random.key(0), TOKENS, LENGTHS)
+  assert params['params']['out']['kernel'].shape == (6 * 2 * HIDDEN, 2)   # time x (both directions' H)
+  logits = jax.jit(model.apply)(params, TOKENS, LENGTHS)
+  for b in range(len(LENGTHS)):
+    alone = model.apply(params, TOKENS[b : b + 1], LENGTHS[b : b + 1])
+    np.testing.assert_allclose(logits[b], alone[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('pooling', ['flatten', 'attention', 'mean', 'max', 'last'])
+def test_readouts_ignore_what_the_padded_steps_hold(pooling):
+  """Other tokens (not the pad id) past each length: the same logits."""
+  model = seed_classifier(pooling=pooling, bidirectional=True)
+  params = with_random_query(model.init(jax.random.key(0), TOKENS, LENGTHS))
+  junk = jax.random.randint(jax.random.key(3), TOKENS.shape, 1, VOCAB)
+  padded_with_junk = jnp.where(jnp.arange(6)[None, :] < LENGTHS[:, None], TOKENS, junk)
+  assert (padded_with_junk != TOKENS).any()
+  np.testing.assert_allclose(model.apply(params, padded_with_junk, LENGTHS), model.apply(params, TOKENS, LENGTHS),
+                             rtol=1e-5, atol=1e-5)
+
+
+def np_readout(y, lengths, pooling, bidirectional=False, query=None):
+  """The readout equations in NumPy, one sequence at a time over its valid steps y[b, :n]."""
+  out = []
+  for b, n in enumerate(lengths):
+    v = y[b, :n]
+    if pooling == 'last':
+      out.append(np.concatenate([v[-1], v[0]]) if bidirectional else v[-1])
+    elif pooling == 'mean':
+      out.append(v.mean(axis=0))
+    elif pooling == 'max':
+      out.append(v.max(axis=0))
+    elif pooling == 'flatten':
+      full = np.zeros_like(y[b])
+      full[:n] = v
+      out.append(full.reshape(-1))
+    elif pooling == 'attention':
+      s = v @ query / np.sqrt(y.shape[-1])
+      a = np.exp(s - s.max())
+      out.append((a / a.sum()) @ v)
+  return np.stack(out)
+
+
+@pytest.mark.parametrize('pooling', dr.models.POOLINGS)
+@pytest.mark.parametrize('bidirectional', [False, True])
+def test_every_readout_matches_its_numpy_equations(pooling, bidirectional):
+  """Every name in POOLINGS (the config's choices) has a NumPy reference here: a new readout must add one."""
+  rng = np.random.default_rng(0)
+  y = rng.normal(size=(4, 6, 5)).astype(np.float32)
+  lengths = np.array([6, 3, 1, 4])
+  query = rng.normal(size=5).astype(np.float32) * 2
+  want = np_readout(y, lengths, pooling, bidirectional, query)
+  got = dr.models.pool(jnp.asarray(y), jnp.asarray(lengths), pooling, bidirectional, jnp.asarray(query))
+  assert got.shape == want.shape
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  # Without lengths every step is valid.
+  full = dr.models.pool(jnp.asarray(y), None, pooling, bidirectional, jnp.asarray(query))
+  np.testing.assert_allclose(full, np_readout(y, [6] * 4, pooling, bidirectional, query), rtol=1e-5, atol=1e-6)
+
+
+def test_empty_sequences_pool_to_zeros_not_nan():
+  y = jnp.ones((2, 3, 4))
+  lengths = jnp.array([0, 3])
+  for pooling in ('mean', 'flatten', 'attention'):
+    got = dr.models.pool(y, lengths, pooling, query=jnp.ones(4))
+    np.testing.assert_array_equal(got[0], 0.0)
+    assert np.isfinite(np.asarray(got)).all()
+
+
+def test_attention_starts_as_mean_pooling():
+  """The query is zero at init: equal weights over the valid steps, i.e. the mean."""
+  attention, mean = seed_classifier(pooling='attention'), seed_classifier(pooling='mean')
+  params = attention.init(jax.random.key(0), TOKENS, LENGTHS)
+  np.testing.assert_array_equal(params['params']['attention_query'], 0.0)
+  shared = {'params': {k: v for k, v in params['params'].items() if k != 'attention_query'}}
+  np.testing.assert_allclose(attention.apply(params, TOKENS, LENGTHS), mean.apply(shared, TOKENS, LENGTHS),
+                             rtol=1e-5, atol=1e-6)
+
+
+def test_flatten_on_another_length_is_a_one_line_error():
+  model = seed_classifier(pooling='flatten')
+  params = model.init(jax.random.key(0), TOKENS, LENGTHS)
+  with pytest.raises(ValueError, match=r"pooling='flatten' reads exactly 6 steps .* got 4: pad or crop"):
+    model.apply(params, TOKENS[:, :4], jnp.minimum(LENGTHS, 4))
 
 
 def test_the_seeds_h_n_after_padding_reads_pad_tokens():
