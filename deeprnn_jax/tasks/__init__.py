@@ -8,6 +8,9 @@ Synthetic (generated on device): ``adding``, ``copy``, ``parentheses``, ``capaci
 No download: ``mnist1d`` (+ ``mnist1d_shuffled``), ``digits``.
 TFDS (prepared as array_record): ``imdb``, ``sst2``, ``smnist`` (+ ``psmnist``), ``tiny_shakespeare``.
 Local pickle: ``polyphonic`` (+ ``jsb_chorales``, ``nottingham``, ``musedata``, ``piano_midi``).
+Tagging (named entities): ``ner_conll`` (local CoNLL files), ``conll2003`` (TFDS).
+Speech (keyword spotting, log-mel features): ``keyword_spotting`` (a local folder of WAV files),
+``speech_commands`` (TFDS).
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from deeprnn_jax.tasks import digits as _digits
 from deeprnn_jax.tasks import mnist1d as _mnist1d
 from deeprnn_jax.tasks import polyphonic as _polyphonic
 from deeprnn_jax.tasks import shakespeare as _shakespeare
+from deeprnn_jax.tasks import speech as _speech
 from deeprnn_jax.tasks import synthetic as _synthetic
+from deeprnn_jax.tasks import tagging as _tagging
 from deeprnn_jax.tasks import tfds_image as _tfds_image
 from deeprnn_jax.tasks import tfds_text as _tfds_text
 from deeprnn_jax.tasks.base import Baseline, Task, Threshold, bucket_for_step, finalize, loss_and_metrics
@@ -39,6 +44,10 @@ TASKS: dict[str, Callable[..., Task]] = {
     'sst2': _tfds_text.sst2,
     'tiny_shakespeare': _shakespeare.tiny_shakespeare,
     'polyphonic': _polyphonic.polyphonic,
+    'ner_conll': _tagging.ner_conll,
+    'conll2003': _tagging.conll2003,
+    'keyword_spotting': _speech.keyword_spotting,
+    'speech_commands': _speech.speech_commands,
     **{name: functools.partial(_polyphonic.polyphonic, dataset=name) for name in _polyphonic.FILES},
 }
 
