@@ -488,8 +488,9 @@ def fingerprint(config: ml_collections.ConfigDict | Mapping) -> str:
 
 # Keys that change how a run is launched or watched, never its numbers: they may differ between the
 # launches of one sweep (e.g. adding seeds, switching wandb off) without making it another sweep.
-# 'sweep.vmap_seeds' is seed_program's old name, still in the config.json of sweeps made before.
-RUNTIME_KEYS = ('logging', 'train.progress', 'train.progress_bar', 'sweep.axes', 'sweep.seeds', 'sweep.seed_program',
+# 'code' is the code version a run folder's config.json records; 'sweep.vmap_seeds' and
+# 'train.progress_bar' are old names, still in the config.json of sweeps made before.
+RUNTIME_KEYS = ('code', 'logging', 'train.progress', 'train.progress_bar', 'sweep.axes', 'sweep.seeds', 'sweep.seed_program',
                 'sweep.vmap_seeds')
 
 

@@ -61,7 +61,9 @@ class RunFolder:
     return read_json(self.config)
 
   def write_config(self, config: Any) -> None:
-    write_json(self.config, config.to_dict() if hasattr(config, 'to_dict') else dict(config))
+    """Writes the run's config, with the version of the code that makes the run (``code``)."""
+    d = config.to_dict() if hasattr(config, 'to_dict') else dict(config)
+    write_json(self.config, {**d, 'code': code_version()})
 
   def read_status(self) -> dict | None:
     return read_status(self.path)

@@ -243,7 +243,8 @@ class Programs:
   (length bucket ``b``); ``init(seeds, data)``; ``evaluate(params, splits)``: exact means per seed.
   """
 
-  def __init__(self, config: ConfigDict, task: task_base.Task, num_seeds: int, seed_program: str):
+  def __init__(self, config: ConfigDict, task: task_base.Task, seed_program: str):
+    """``seed_program``: ``'vmap'`` or ``'loop'`` (resolved, ``parallel.resolve_seed_program``)."""
     c = config
     self.task = task
     self.model = build.model_from_config(c, task)
@@ -252,7 +253,7 @@ class Programs:
     if self.mesh is not None and c.train.batch_size % self.mesh.size:
       raise config_lib.ConfigError('train.batch_size', f'{c.train.batch_size} does not split over '
                                    f'{self.mesh.size} devices; use a multiple of {self.mesh.size}')
-    self.seed_program = parallel.resolve_seed_program(seed_program) if num_seeds > 1 else 'vmap'
+    self.seed_program = seed_program
     per_seed = lambda fn, in_axes: jax.jit(parallel.over_seeds(fn, in_axes, self.seed_program))
     self.metric_names = metric_names(self.model, task)
     self.init = per_seed(lambda seed, data: init_state(self.model, self.tx, task, seed, data=data,
@@ -363,7 +364,7 @@ def _train_group(runs: list[SeedRun], task: task_base.Task, seed_program: str, s
                  facts: dict) -> list[dict]:
   """Trains the seeds of one grid point: set up, resume, then the loop of ``_run_loop``."""
   config = runs[0].config
-  programs = Programs(config, task, len(runs), seed_program)
+  programs = Programs(config, task, parallel.resolve_seed_program(seed_program) if len(runs) > 1 else 'vmap')
   cadence = Cadence.from_config(config, task)
   for run in runs:
     run.claim_folder()

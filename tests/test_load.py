@@ -1,0 +1,100 @@
+"""Trained runs loaded back (``dr.load_run``) and evaluated (``experiments.evaluate``): a loaded run
+reproduces what it recorded; evaluations never touch the training records."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+import deeprnn_jax as dr
+from deeprnn_jax import runlog
+from deeprnn_jax import train as train_lib
+from experiments import evaluate as evaluate_cli
+
+from runner_helpers import records, tiny_config
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+  """One run alone and a group of two seeds (looped in one program), 12 steps each."""
+  root = tmp_path_factory.mktemp('load')
+  alone = str(root / 'w' / 'alone')
+  train_lib.train(tiny_config(), alone)
+  group = [str(root / 'w' / f'group-s{s}') for s in (0, 1)]
+  train_lib.train_seeds([tiny_config(**{'train.seed': s}) for s in (0, 1)], group, seed_program='loop')
+  return root, alone, group
+
+
+def _recorded(run_dir, step, split):
+  (r,) = [r for r in records(run_dir) if r['step'] == step and r['split'] == split]
+  return {k: v for k, v in r.items() if k not in ('step', 'split')}
+
+
+def test_a_loaded_run_reproduces_its_recorded_metrics_exactly(trained):
+  _, alone, group = trained
+  for run_dir in (alone, *group):
+    run = dr.load_run(run_dir, checkpoint='last')
+    assert run.step == 12
+    got = run.evaluate(['val', 'test'])
+    assert got == {'val': _recorded(run_dir, 12, 'val'), 'test': _recorded(run_dir, 12, 'test')}, run_dir
+    best = dr.load_run(run_dir, checkpoint='best')
+    status = runlog.read_status(run_dir)
+    assert best.step == status['best_step']
+    assert best.evaluate(['val'])['val']['loss'] == status['best_value']
+
+
+def test_load_run_unpacks_and_runs_the_model_on_a_batch(trained):
+  _, alone, _ = trained
+  model, params, task, config = dr.load_run(alone, checkpoint=8)
+  batch = task.eval_splits['test']
+  outputs = model.apply({'params': params}, batch['inputs'][:3], batch['lengths'][:3])
+  assert outputs.shape == (3, 1) and np.all(np.isfinite(outputs))
+  assert config.model.cell == 'rnn' and task.name == 'adding'
+
+
+@pytest.mark.parametrize('checkpoint,message', [(5, "no readable checkpoint 5 (latest steps: 8, 12)"),
+                                                ('first', "checkpoint must be 'best', 'last' or a step number")])
+def test_a_missing_checkpoint_is_a_one_line_error(trained, checkpoint, message):
+  _, alone, _ = trained
+  with pytest.raises((FileNotFoundError, ValueError), match=message.replace('(', r'\(').replace(')', r'\)')):
+    dr.load_run(alone, checkpoint=checkpoint)
+
+
+def test_a_folder_that_is_not_a_run(tmp_path):
+  with pytest.raises(dr.load.RunNotFoundError, match='is not a run folder'):
+    dr.load_run(str(tmp_path))
+
+
+def test_evaluate_a_sweep_on_a_rebuilt_task_writes_beside_the_runs(trained, capsys):
+  """``python -m experiments.evaluate DIR --config.task.options.seq_len=12``: every run of the
+  folder, on the task rebuilt at twice the training length; a table on stdout, one JSON line per run
+  and split in each run's evaluations.jsonl, and its training records untouched."""
+  root, alone, group = trained
+  before = {d: open(os.path.join(d, runlog.METRICS_FILE)).read() for d in (alone, *group)}
+  argv = [str(root / 'w'), '--split', 'test', '--checkpoint', 'last', '--config.task.options.seq_len=12']
+  assert evaluate_cli.main(argv) == 0
+  out = capsys.readouterr().out
+  assert 'alone' in out and 'group-s0' in out and 'group-s1' in out and 'test/loss' in out
+  for d in (alone, *group):
+    assert open(os.path.join(d, runlog.METRICS_FILE)).read() == before[d]
+    (line,) = open(os.path.join(d, evaluate_cli.EVALUATIONS_FILE)).read().splitlines()
+    rec = json.loads(line)
+    assert (rec['step'], rec['checkpoint'], rec['split'], rec['task_options']) == (12, 'last', 'test', {'seq_len': 12})
+    expected = dr.load_run(d, 'last', task_options={'seq_len': 12}).evaluate(['test'])['test']
+    assert rec['metrics'] == expected
+    assert expected != _recorded(d, 12, 'test')   # another task: other numbers
+
+
+@pytest.mark.parametrize('argv,message', [
+    (['--config.model.depth=2'], "only task options can change"),
+    (['--split', 'dev'], "unknown split 'dev'"),
+    (['--config.task.options.colour=1'], "unknown option for task 'adding'"),
+])
+def test_evaluate_mistakes_are_one_line_exit_2(trained, capsys, argv, message):
+  root, _, _ = trained
+  assert evaluate_cli.main([str(root / 'w'), *argv]) == 2
+  err = capsys.readouterr().err.strip()
+  assert err.startswith('error: ') and '\n' not in err and message in err, err
