@@ -352,6 +352,28 @@ class WandbRun:
     except Exception as e:  # pylint: disable=broad-except
       self._fail('summary', e)
 
+  def log_files(self, name: str, kind: str, paths: Iterable[str], table: tuple[str, list[dict]] | None = None,
+                images: Iterable[str] = ()) -> None:
+    """Logs ``paths`` as one artifact ``name`` of type ``kind``, ``table`` (key, rows) as a wandb
+    Table and ``images`` (PNG paths) as images under ``plots/``."""
+    if self._run is None:
+      return
+    try:
+      import wandb  # pylint: disable=g-import-not-at-top
+      artifact = wandb.Artifact(name, type=kind)
+      for path in paths:
+        artifact.add_file(path)
+      self._run.log_artifact(artifact)
+      data = {f'plots/{os.path.splitext(os.path.basename(p))[0]}': wandb.Image(p) for p in images}
+      if table is not None:
+        key, rows = table
+        columns = sorted({k for r in rows for k in r})
+        data[key] = wandb.Table(columns=columns, data=[[r.get(c) for c in columns] for r in rows])
+      if data:
+        self._run.log(data)
+    except Exception as e:  # pylint: disable=broad-except
+      self._fail('log_files', e)
+
   def finish(self, exit_code: int = 0) -> None:
     if self._run is None:
       return

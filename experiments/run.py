@@ -59,9 +59,10 @@ def _run(args, config, overrides, should_stop) -> int:
   print(f'sweep {args.workdir}: ' + ', '.join(f'{n} {s}' for s, n in sorted(counts.items()))
         + (f'; {len(result.locked)} held by another runner' if result.locked else ''))
   if not args.no_report:
-    from experiments import report  # pylint: disable=g-import-not-at-top
+    from experiments import publish, report  # pylint: disable=g-import-not-at-top
     path = report.write_report(args.workdir)
     print(f'report: {path}')
+    publish.publish(args.workdir)   # to wandb, for the runs that log there
   return 1 if result.failed else 0
 
 

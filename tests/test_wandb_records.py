@@ -1,0 +1,64 @@
+"""What a researcher finds in wandb, read from the offline files wandb wrote (``wandb_records``):
+grouping, tags, the code version, per-metric summaries (best and last), the report's measures, the
+report itself, and a resumed run whose segments share one id and never repeat a step."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from deeprnn_jax import runlog
+from experiments import run as run_cli
+
+import faults
+import wandb_records as wr
+from runner_helpers import config_file_text, write_config
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+  import wandb  # noqa: PLC0415
+  for var, name in (('WANDB_DIR', 'wandb'), ('WANDB_CACHE_DIR', 'wandb_cache'), ('WANDB_CONFIG_DIR', 'wandb_config')):
+    monkeypatch.setenv(var, str(tmp_path / name))
+  monkeypatch.setenv('WANDB_MODE', 'offline')
+  yield
+  wandb.teardown()
+
+
+def test_an_interrupted_then_resumed_offline_sweep_reads_whole_in_wandb(tmp_path, offline):
+  cfg = write_config(tmp_path, config_file_text(axes={'model.cell': ['rnn']}, seeds=(0,),
+                                                **{'logging.wandb_mode': 'offline', 'train.num_steps': 12}))
+  workdir = tmp_path / 'sweep'
+  argv = ['--config', cfg, '--workdir', str(workdir)]
+  assert run_cli.main(argv, on_event=faults.signal_at('step:7=SIGINT')) == 130
+  assert run_cli.main(argv) == 0
+  run_dir = str(workdir / 'rnn-d1-w8-s0')
+  status = runlog.read_status(run_dir)
+  segments = wr.segments(run_dir)
+  # the first start, the resume, and the report's update of the summary: one id
+  assert len(segments) == 3 and all(s.endswith(f'run-{status["wandb_id"]}.wandb') for s in segments)
+  recs = [r for s in segments for r in wr.records(s)]
+  run = wr.run_record(wr.records(segments[0]))
+  assert run.run_group == 'sweep' and run.job_type == 'rnn-d1-w8'
+  assert list(run.tags) == ['adding', 'rnn', 'depth1']
+  config = wr.config(recs)
+  assert (config['cell'], config['depth'], config['seed']) == ('rnn', 1, 0)
+  assert config['git_commit'] == status['git_commit'] and isinstance(config['git_dirty'], bool)
+  steps = wr.history_steps(recs)
+  train_steps = sorted(s for s in steps)
+  assert len(set(train_steps)) == len(set(steps)) and sorted(set(steps)) == list(range(2, 13, 2))
+  summary = wr.summary(recs)
+  records = runlog.read_metrics(os.path.join(run_dir, runlog.METRICS_FILE))
+  last_val = [r for r in records if r['split'] == 'val'][-1]
+  assert summary['val/loss/last'] == pytest.approx(last_val['loss'])
+  assert summary['val/loss']['min'] == pytest.approx(min(r['loss'] for r in records if r['split'] == 'val'))
+  assert summary['state'] == 'finished' and summary['best_step'] == status['best_step']
+  assert summary['report/val_loss_auc'] > 0 and 'report/generalization_gap' in summary
+  # the report, as one run of the group with the files as an artifact
+  reports = [p for p in wr.segments(str(workdir)) if 'report-' in p]
+  assert reports
+  report_recs = wr.records(reports[-1])
+  assert wr.run_record(report_recs).job_type == 'report'
+  kinds = {r.WhichOneof('record_type') for r in report_recs}
+  assert 'artifact' in kinds
