@@ -14,6 +14,7 @@ from deeprnn_jax.inits import INITIALIZERS, get_initializer
 from deeprnn_jax.linear import LinearRecurrentCell, LRUCell, MinGRUCell, linear_recurrence
 from deeprnn_jax.models import Classifier, PerStepModel, Regressor, count_params
 from deeprnn_jax.registry import CELLS, resolve_cell
+from deeprnn_jax.seq2seq import RecurrentDecoder, Seq2Seq
 from deeprnn_jax.stack import DeepRNN, StackedCell, reverse_padded
 
 try:  # tasks are written beside the core; the core must import without them

@@ -8,6 +8,8 @@ Synthetic (generated on device): ``adding``, ``copy``, ``parentheses``, ``capaci
 No download: ``mnist1d`` (+ ``mnist1d_shuffled``), ``digits``.
 TFDS (prepared as array_record): ``imdb``, ``sst2``, ``smnist`` (+ ``psmnist``), ``tiny_shakespeare``.
 Local pickle: ``polyphonic`` (+ ``jsb_chorales``, ``nottingham``, ``musedata``, ``piano_midi``).
+Transduction (``'sequence'``, for ``Seq2Seq``): ``reverse``, ``sort``, ``addition`` (on device),
+``scan``; translation: ``parallel_text`` (local aligned files), ``ted_pt_en`` (TFDS).
 Tagging (named entities): ``ner_conll`` (local CoNLL files), ``conll2003`` (TFDS).
 Speech (keyword spotting, log-mel features): ``keyword_spotting`` (a local folder of WAV files),
 ``speech_commands`` (TFDS).
@@ -28,6 +30,8 @@ from deeprnn_jax.tasks import synthetic as _synthetic
 from deeprnn_jax.tasks import tagging as _tagging
 from deeprnn_jax.tasks import tfds_image as _tfds_image
 from deeprnn_jax.tasks import tfds_text as _tfds_text
+from deeprnn_jax.tasks import transduction as _transduction
+from deeprnn_jax.tasks import translation as _translation
 from deeprnn_jax.tasks.base import Baseline, Task, Threshold, bucket_for_step, finalize, loss_and_metrics
 
 TASKS: dict[str, Callable[..., Task]] = {
@@ -49,6 +53,12 @@ TASKS: dict[str, Callable[..., Task]] = {
     'keyword_spotting': _speech.keyword_spotting,
     'speech_commands': _speech.speech_commands,
     **{name: functools.partial(_polyphonic.polyphonic, dataset=name) for name in _polyphonic.FILES},
+    'reverse': _transduction.reverse,
+    'sort': _transduction.sort,
+    'addition': _transduction.addition,
+    'scan': _transduction.scan,
+    'parallel_text': _translation.parallel_text,
+    'ted_pt_en': _translation.ted_pt_en,
 }
 
 

@@ -8,11 +8,18 @@ A *batch* is a dict of arrays:
   (``'regression'``), ``[batch, time]`` int32 (``'per_step_class'``) or
   ``[batch, time, output_size]`` {0, 1} float32 (``'per_step_binary'``, e.g. piano rolls);
 * ``lengths``: ``[batch]`` int32 valid steps per sequence (right padding); always present;
+* ``'sequence'`` (encoder-decoder transduction) nests them instead: ``inputs`` is
+  ``{'source': [batch, S] int32, 'target_in': [batch, T] int32}`` (``target_in`` is ``BOS`` then
+  the target), ``lengths`` is ``{'source': [batch], 'target': [batch]}`` and ``targets`` is
+  ``[batch, T]`` int32 (the target then ``EOS``; ``lengths['target']`` counts the ``EOS``). Token
+  ids ``PAD_ID``, ``BOS_ID``, ``EOS_ID``, ``OOV_ID`` below are shared by every sequence task and by
+  ``deeprnn_jax.Seq2Seq``; ids from ``NUM_SEQUENCE_SPECIALS`` up are the task's own tokens;
 * ``weight`` (optional): ``[batch]`` float32 per-example weight; the evaluator sets 0 on the rows it
   pads to fill a fixed-shape eval batch, so padded rows never count.
 
 A model for the task returns ``outputs`` of shape ``[batch, output_size]`` (class logits or
-regression values) or ``[batch, time, output_size]`` (per-step logits), zero past each length.
+regression values) or ``[batch, time, output_size]`` (per-step logits, or a decoder's logits
+``[batch, T, target_vocab]`` for ``'sequence'``), zero past each length.
 
 Metrics are returned as ``{name: (total, count)}`` so that averages over many eval batches are exact:
 the mean of a metric is ``sum(totals) / sum(counts)``.
@@ -30,10 +37,15 @@ import optax
 
 Batch = dict[str, Any]
 InputKind = Literal['tokens', 'features']
-OutputKind = Literal['class', 'regression', 'per_step_class', 'per_step_binary']
+OutputKind = Literal['class', 'regression', 'per_step_class', 'per_step_binary', 'sequence']
 MetricSums = dict[str, tuple[jax.Array, jax.Array]]
 
-OUTPUT_KINDS = ('class', 'regression', 'per_step_class', 'per_step_binary')
+OUTPUT_KINDS = ('class', 'regression', 'per_step_class', 'per_step_binary', 'sequence')
+
+# Token ids of the 'sequence' kind, on the source and the target side alike. PAD = 0 like every
+# other token task here, so zero-filled padding is PAD; decoding never emits PAD or BOS.
+PAD_ID, BOS_ID, EOS_ID, OOV_ID = 0, 1, 2, 3
+NUM_SEQUENCE_SPECIALS = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,6 +129,8 @@ class Task:
 
 def _weights(batch: Batch) -> jax.Array:
   lengths = batch['lengths']
+  if isinstance(lengths, Mapping):  # 'sequence': one weight per pair
+    lengths = lengths['target']
   return batch.get('weight', jnp.ones(lengths.shape, jnp.float32)).astype(jnp.float32)
 
 
@@ -133,6 +147,10 @@ def loss_and_metrics(kind: str, outputs: jax.Array, batch: Batch) -> tuple[jax.A
   * ``per_step_class``: cross-entropy and accuracy per valid step (padding never counts).
   * ``per_step_binary``: negative log-likelihood per valid frame, summed over the output units
     (Boulanger-Lewandowski et al. 2012), and frame accuracy ``TP / (TP + FP + FN)`` (Bay et al. 2009).
+  * ``sequence``: teacher-forced decoder logits ``[batch, T, V]``: token cross-entropy and token
+    ``accuracy`` over the ``lengths['target']`` valid target steps (``EOS`` included), and
+    ``exact_match``, per pair: 1 when every valid target token is the argmax. Decoded (free-running)
+    exact match and BLEU need the model's search and come from ``Task.score``.
   """
   targets = batch['targets']
   w = _weights(batch)
@@ -148,6 +166,16 @@ def loss_and_metrics(kind: str, outputs: jax.Array, batch: Batch) -> tuple[jax.A
     count = w.sum()
     loss = (se * w).sum() / jnp.maximum(count, 1.0)
     return loss, {'loss': ((se * w).sum(), count)}
+  if kind == 'sequence':
+    valid = step_mask(batch['lengths']['target'], outputs.shape[1])
+    mask = valid * w[:, None]
+    count = mask.sum()
+    ce = optax.softmax_cross_entropy_with_integer_labels(outputs, targets)
+    correct = (jnp.argmax(outputs, -1) == targets).astype(jnp.float32)
+    exact = jnp.min(jnp.maximum(correct, 1.0 - valid), axis=1)  # padding steps count as right
+    loss = (ce * mask).sum() / jnp.maximum(count, 1.0)
+    return loss, {'loss': ((ce * mask).sum(), count), 'accuracy': ((correct * mask).sum(), count),
+                  'exact_match': ((exact * w).sum(), w.sum())}
   mask = step_mask(batch['lengths'], outputs.shape[1]) * w[:, None]
   count = mask.sum()
   if kind == 'per_step_class':
