@@ -32,7 +32,7 @@ from deeprnn_jax import progress
 from deeprnn_jax import stack
 
 # Keys whose value is a free-form mapping (checked by their own rule, not key by key).
-_MAPPING_KEYS = ('task.options', 'model.cell_kwargs', 'sweep.axes')
+_MAPPING_KEYS = ('task.options', 'model.cell_kwargs', 'sweep.axes', 'report.published')
 
 
 class ConfigError(ValueError):
@@ -205,6 +205,10 @@ SCHEMA: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
     'logging.tags': ((), _tuple_of(_str())),         # default: task, cell and depth
     'logging.wandb_dir': (None, _str(optional=True)),   # default: each run's own folder
     'logging.wandb_timeout_seconds': (60.0, _float(0.0, lo_open=True)),   # wandb init/finish give up after this; the run goes on locally
+
+    # Published results the report shows beside ours: label -> {cell, depth, metric, split, value,
+    # solved, source, note} (experiments/report.py: published_rows).
+    'report.published': ({}, _mapping),
 }
 RULES: dict[str, Callable[[str, Any], Any]] = {k: rule for k, (_, rule) in SCHEMA.items()}
 
@@ -219,7 +223,7 @@ def default_config() -> ml_collections.ConfigDict:
 
 # Keys a sweep may vary: everything that describes one run, and the parameter budget (so a sweep can
 # compare depths at several matched sizes).
-SWEEPABLE = tuple(k for k in RULES if not k.startswith('sweep.') and k != 'train.seed') + ('sweep.param_budget',)
+SWEEPABLE = tuple(k for k in RULES if not k.startswith(('sweep.', 'report.')) and k != 'train.seed') + ('sweep.param_budget',)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -490,7 +494,7 @@ def fingerprint(config: ml_collections.ConfigDict | Mapping) -> str:
 # launches of one sweep (e.g. adding seeds, switching wandb off) without making it another sweep.
 # 'code' is the code version a run folder's config.json records; 'sweep.vmap_seeds' and
 # 'train.progress_bar' are old names, still in the config.json of sweeps made before.
-RUNTIME_KEYS = ('code', 'logging', 'train.progress', 'train.progress_bar', 'sweep.axes', 'sweep.seeds', 'sweep.seed_program',
+RUNTIME_KEYS = ('code', 'logging', 'report', 'train.progress', 'train.progress_bar', 'sweep.axes', 'sweep.seeds', 'sweep.seed_program',
                 'sweep.vmap_seeds')
 
 

@@ -12,8 +12,8 @@ import pytest
 from experiments import sweep
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = sorted(glob.glob(os.path.join(REPO, 'configs', '*.py')))
-NEEDS_DATA = {'imdb_sentiment.py'}   # TFDS data prepared by the user
+CONFIGS = sorted(glob.glob(os.path.join(REPO, 'configs', '**', '*.py'), recursive=True))
+NEEDS_DATA = {'imdb_sentiment.py', 'ner_conll.py', 'keyword_spotting.py'}   # data the user prepares or has
 
 
 def test_there_are_configs():
