@@ -64,6 +64,36 @@ def reverse_padded(x: Array, lengths: Array | None) -> Array:
   return jnp.take_along_axis(x, index, axis=1)
 
 
+def _checked_inputs(x: Array, seq_lengths: Any) -> Array | None:
+  """Refuses inputs ``DeepRNN`` would misread, in one line that names the fix; returns the lengths
+  as an int32 array.
+
+  Shapes and dtypes are static, so this runs once at trace time and costs nothing per step. Without
+  it, ``[batch, time]`` token ids initialise a kernel whose input axis is the batch, a list of
+  lengths fails deep inside with an unrelated TypeError, and complex inputs are cast to real.
+  """
+  shape, dtype = jnp.shape(x), jnp.result_type(x)
+  if len(shape) != 3:
+    if len(shape) == 2 and jnp.issubdtype(dtype, jnp.integer):
+      fix = 'token ids need an embedding first (e.g. models.Classifier(vocab_size=...) or nn.Embed)'
+    elif len(shape) == 2:
+      fix = 'add the missing axis: x[..., None] for one feature per step, x[None] for one sequence'
+    else:
+      fix = 'reshape to one feature axis after batch and time'
+    raise ValueError(f'DeepRNN expects inputs [batch, time, features], got shape {shape}: {fix}')
+  if jnp.issubdtype(dtype, jnp.complexfloating):
+    # No cell reads complex inputs: the LRU's complex numbers are its parameters and state.
+    raise ValueError(f'DeepRNN expects real inputs, got {dtype}: pass the real and imaginary parts as '
+                     'features, e.g. jnp.concatenate([x.real, x.imag], axis=-1)')
+  if seq_lengths is None:
+    return None
+  lengths = jnp.asarray(seq_lengths)
+  if not jnp.issubdtype(lengths.dtype, jnp.integer) or lengths.shape != shape[:1]:
+    raise ValueError(f'DeepRNN expects seq_lengths [batch] = ({shape[0]},) integers, got shape '
+                     f'{lengths.shape} {lengths.dtype}: one valid-step count per sequence')
+  return lengths.astype(jnp.int32)
+
+
 class StackedCell(nn.RNNCellBase):
   r"""L cells as one cell: one time step through all layers (the seed's stacked connection).
 
@@ -309,7 +339,9 @@ class DeepRNN(nn.Module):
       initial_carries: Sequence[Carry] | None = None,
       deterministic: bool = True,
   ) -> tuple[tuple[Carry, ...], Array]:
-    """Runs the network over ``x`` ``[batch, time, features]``; ``seq_lengths`` ``[batch]`` int."""
+    """Runs the network over ``x`` ``[batch, time, features]`` (real); ``seq_lengths`` ``[batch]``
+    integers (a JAX or NumPy array, list or tuple)."""
+    seq_lengths = _checked_inputs(x, seq_lengths)
     batch, time = x.shape[:2]
     valid = None if seq_lengths is None else valid_mask(seq_lengths, batch, time)
     carries = self.initialize_carries(batch) if initial_carries is None else tuple(initial_carries)

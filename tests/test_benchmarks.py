@@ -1,8 +1,12 @@
-"""The benchmark suite runs (tiny shapes; no timing is asserted: speed lives in `make bench`)."""
+"""The benchmark suite runs (tiny shapes; no timing is asserted: speed lives in `make bench`), and
+its implementations compute the same loss from the same weights, so their speeds compare like work."""
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import deeprnn_jax as dr
 from benchmarks import bench, impls
 
 TINY = impls.Shape('tiny', batch=2, time=5, inputs=3, hidden=4, layers=2)
@@ -44,3 +48,84 @@ def test_report_replaces_only_its_generated_section(tmp_path):
   text = path.read_text()
   assert 'second run' in text and 'first run' not in text
   assert text.startswith('# Analysis') and text.endswith('What limits it: measured.\n')
+
+
+# Every implementation's loss is the mean square of the top layer's outputs (impls' docstring);
+# its models are built here as impls builds them, and our weights are copied into the others.
+GATES = {'rnn': ('',), 'lstm': ('i', 'f', 'g', 'o'), 'gru': ('r', 'z', 'n')}
+FLAX_NAMES = {'rnn': 'SimpleCell', 'lstm': 'OptimizedLSTMCell', 'gru': 'GRUCell'}
+
+
+def _ours(cell):
+  """Our model as ``impls.ours`` builds it, with every weight (biases too) random and nonzero."""
+  x = impls._inputs(TINY)
+  model = dr.DeepRNN(cell=cell, features=TINY.hidden, num_layers=TINY.layers)
+  params = model.init(jax.random.key(1), x)
+  leaves, tree = jax.tree.flatten(params)
+  keys = jax.random.split(jax.random.key(2), len(leaves))
+  params = jax.tree.unflatten(tree, [p + 0.3 * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys)])
+  return x, (lambda p, x: jnp.mean(jnp.square(model.apply(p, x)[1]))), params
+
+
+def _blocks(cell, layer_params):
+  """Our fused kernels split per gate: ``{gate: (W_input, b_input, W_recurrent, b_recurrent)}``
+  (``b_recurrent`` zero where our cell has none), NumPy, ``x @ W`` layout."""
+  p = jax.tree.map(np.asarray, layer_params['cell'])
+  H = TINY.hidden
+  wi, bi, wh = p['input_proj']['kernel'], p['input_proj']['bias'], p['recurrent']['kernel']
+  bh = p['recurrent'].get('bias', np.zeros_like(bi))
+  return {g: tuple(a[..., k * H:(k + 1) * H] for a in (wi, bi, wh, bh)) for k, g in enumerate(GATES[cell])}
+
+
+def _to_flax(cell, params):
+  out = {}
+  for l in range(TINY.layers):
+    b = _blocks(cell, params['params'][f'layer_{l}'])
+    if cell == 'rnn':
+      wi, bi, wh, _ = b['']
+      p = {'i': {'kernel': wi, 'bias': bi}, 'h': {'kernel': wh}}
+    elif cell == 'lstm':  # OptimizedLSTMCell: input kernels without bias, recurrent ones with it
+      p = {}
+      for g, (wi, bi, wh, _) in b.items():
+        p['i' + g], p['h' + g] = {'kernel': wi}, {'kernel': wh, 'bias': bi}
+    else:  # GRUCell: r and z sum input and recurrent terms, so one bias each; n keeps both
+      p = {f'h{g}': {'kernel': wh} for g, (_, _, wh, _) in b.items()}
+      p |= {f'i{g}': {'kernel': wi, 'bias': bi + (bh if g != 'n' else 0.0)} for g, (wi, bi, _, bh) in b.items()}
+      p['hn']['bias'] = b['n'][3]
+    out[f'{FLAX_NAMES[cell]}_{l}'] = p
+  return {'params': out}
+
+
+@pytest.mark.parametrize('cell', ['rnn', 'lstm', 'gru'])
+def test_ours_and_plain_flax_compute_the_same_loss_from_the_same_weights(cell):
+  x, loss, params = _ours(cell)
+  flax_model = impls.FlaxStack(cell, TINY.hidden, TINY.layers)
+  flax_params = _to_flax(cell, params)
+  # The copy fills exactly the tree plain Flax makes (no parameter left at its initial value).
+  want_shapes = jax.tree.map(jnp.shape, flax_model.init(jax.random.key(0), x))
+  assert jax.tree.map(jnp.shape, flax_params) == want_shapes
+  flax_loss = lambda p, x: jnp.mean(jnp.square(flax_model.apply(p, x)))
+  # Two different float32 programs: relative 1e-5 holds on any CPU. The input gradient needs no
+  # weight mapping, so it also checks the backward pass.
+  ours_value, ours_grad = jax.jit(jax.value_and_grad(loss, argnums=1))(params, x)
+  flax_value, flax_grad = jax.jit(jax.value_and_grad(flax_loss, argnums=1))(flax_params, x)
+  assert float(ours_value) > 0.01
+  np.testing.assert_allclose(ours_value, flax_value, rtol=1e-5)
+  np.testing.assert_allclose(ours_grad, flax_grad, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize('cell', ['rnn', 'lstm', 'gru'])
+def test_torch_computes_our_loss_from_our_weights_when_installed(cell):
+  torch = pytest.importorskip('torch')
+  x, loss, params = _ours(cell)
+  # As impls.torch_module builds it: torch's gate order (i, f, g, o; r, z, n) is ours.
+  module = getattr(torch.nn, impls.TORCH_MODULES[cell])(TINY.inputs, TINY.hidden, TINY.layers, batch_first=True)
+  with torch.no_grad():
+    for l in range(TINY.layers):
+      cp = jax.tree.map(np.asarray, params['params'][f'layer_{l}']['cell'])
+      bh = cp['recurrent'].get('bias', np.zeros_like(cp['input_proj']['bias']))
+      for name, value in ((f'weight_ih_l{l}', cp['input_proj']['kernel'].T), (f'bias_ih_l{l}', cp['input_proj']['bias']),
+                          (f'weight_hh_l{l}', cp['recurrent']['kernel'].T), (f'bias_hh_l{l}', bh)):
+        getattr(module, name).copy_(torch.from_numpy(np.ascontiguousarray(value, np.float32)))
+    torch_value = module(torch.from_numpy(np.asarray(x)))[0].square().mean().item()
+  np.testing.assert_allclose(float(loss(params, x)), torch_value, rtol=1e-5)

@@ -77,7 +77,9 @@ def test_looped_seeds_compute_what_vmapped_seeds_do():
   scale = jnp.arange(3.0)
   vmapped = jax.jit(parallel.over_seeds(fn, (0, None, 0), 'vmap'))(w, shared, scale)
   looped = jax.jit(parallel.over_seeds(fn, (0, None, 0), 'loop'))(w, shared, scale)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), vmapped, looped)
+  # Two different programs (batched vs one seed at a time): float32 differs in the last bits, by
+  # CPU (1.4e-6 relative on an AMD EPYC), so the bound is 1e-5, not bit-identity.
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), vmapped, looped)
   assert looped['y'].shape == (3, 5, 2)
   assert parallel.resolve_seed_program('auto') == ('loop' if jax.default_backend() == 'cpu' else 'vmap')
   assert parallel.resolve_seed_program('vmap') == 'vmap'

@@ -102,9 +102,25 @@ def test_array_stream_buckets_hold_only_fitting_examples():
   assert whole['inputs'].shape == (3, 8)
   assert pipeline.default_buckets(400) == (32, 64, 128, 256, 400)
   assert pipeline.default_buckets(20) == (20,)
-  assert base.bucket_for_step(probs, 0, 5) == base.bucket_for_step(probs, 0, 5)
-  picks = [base.bucket_for_step((0.0, 1.0), 1, s) for s in range(20)]
-  assert picks == [1] * 20
+
+
+def test_bucket_for_step_draws_buckets_in_proportion_to_bucket_probs():
+  # Unnormalized probabilities, one of them zero. 20000 steps of seed 0; the draws are a fixed
+  # function of (seed, step), so the bounds below are met or not, never flaky. Measured: every
+  # bucket within 1.1 binomial standard deviations of its expectation (asserted: 4).
+  probs, steps = (3.0, 0.0, 2.0, 5.0), 20000
+  picks = np.array([base.bucket_for_step(probs, 0, s) for s in range(steps)])
+  p = np.asarray(probs) / sum(probs)
+  counts = np.bincount(picks, minlength=len(probs))
+  assert counts[1] == 0
+  z = (counts - steps * p)[p > 0] / np.sqrt(steps * p * (1 - p))[p > 0]
+  assert np.all(np.abs(z) < 4.0), (counts, z)
+  # Steps draw independently: consecutive equal buckets as often as sum(p^2) (0.38) says.
+  same = np.mean(picks[1:] == picks[:-1])
+  assert abs(same - np.sum(p**2)) < 4.0 * np.sqrt(np.sum(p**2) * (1 - np.sum(p**2)) / steps), same
+  # A pure function of (seed, step): a resumed run draws the same sequence, another seed another.
+  np.testing.assert_array_equal([base.bucket_for_step(probs, 0, s) for s in range(100)], picks[:100])
+  assert not np.array_equal([base.bucket_for_step(probs, 1, s) for s in range(100)], picks[:100])
 
 
 def test_carve_validation_is_deterministic_and_disjoint():
@@ -121,30 +137,38 @@ def test_carve_validation_is_deterministic_and_disjoint():
 def test_vocabulary_comes_from_train_only_with_pad_oov_and_cap():
   train = ['the cat sat', 'the dog sat', 'the cat ran', 'a bird flew', 'the the the']
   train_labels = [1, 0, 1, 1, 0]
-  test = ['the zebra sat', '', 'cat ' * 20]
+  # The last two test texts probe the vocabulary: every word of every split, once.
+  probes = ['the sat a cat dog bird', 'flew ran zebra']
+  test = ['the zebra sat', '', 'cat ' * 20] + probes
   task = tfds_text.text_classification_task(
-      name='toy', train_texts=train, train_labels=train_labels, test_texts=test, test_labels=[1, 0, 1],
+      name='toy', train_texts=train, train_labels=train_labels, test_texts=test, test_labels=[1, 0, 1, 0, 1],
       num_classes=2, vocab_size=5, max_len=8, num_val=1, buckets=(2, 8), threshold=None)
   tr, va = pipeline.carve_validation(5, 1)
-  train_only = vocab.build_vocab([vocab.tokenize(train[i]) for i in tr], 5)
-  assert sorted(train_only.values()) == [2, 3, 4]  # cap 5 = PAD + OOV + 3 words
-  assert task.input_size == 5 and task.info['pad_id'] == 0 and task.info['oov_id'] == 1
+  assert list(va) == [2]  # 'the cat ran' is carved as validation: the counts below assume it
+  # Counted by hand over the other four texts: the 5, sat 2, then a, bird, cat, dog, flew once
+  # each (ties alphabetical). The cap of 5 is PAD + OOV + 3 words. Counting the validation text too
+  # would give cat 2 (-> the, cat, sat); counting test, cat 21.
+  want = {'the': 2, 'sat': 3, 'a': 4}
   t = task.eval_splits['test']
-  ids = lambda words: [train_only.get(w, vocab.OOV) for w in words]
-  np.testing.assert_array_equal(t['inputs'][0], ids(['the', 'zebra', 'sat']) + [0] * 5)
-  assert t['inputs'][0][1] == vocab.OOV  # 'zebra' is not in train
-  np.testing.assert_array_equal(t['lengths'], [3, 1, 8])  # empty -> [OOV]; 20 tokens truncated to 8
+  words = [w for text in probes for w in text.split()]
+  ids = np.concatenate([t['inputs'][3][:6], t['inputs'][4][:3]])
+  vocabulary = {w: int(i) for w, i in zip(words, ids) if i != vocab.OOV}
+  assert vocabulary == want
+  assert task.input_size == 5 and task.info['pad_id'] == 0 and task.info['oov_id'] == 1
+  np.testing.assert_array_equal(t['inputs'][0], [2, vocab.OOV, 3] + [0] * 5)  # 'zebra': test only
+  np.testing.assert_array_equal(t['lengths'], [3, 1, 8, 6, 3])  # empty -> [OOV]; 20 tokens truncated to 8
   np.testing.assert_array_equal(t['inputs'][1], [vocab.OOV] + [0] * 7)
-  assert task.info['truncated_fraction_test'] == pytest.approx(1 / 3)
-  # A word seen only in the carved validation text is OOV too.
-  val_words = set(vocab.tokenize(train[va[0]])) - {w for i in tr for w in vocab.tokenize(train[i])}
-  assert all(w not in train_only for w in val_words)
-  np.testing.assert_array_equal(task.eval_splits['val']['targets'], [train_labels[va[0]]])
-  # Majority-label baseline, shown through the loss.
-  logits = np.zeros((3, 2), np.float32)
-  assert task.info['majority_class'] == np.bincount(np.array(train_labels)[tr]).argmax()
-  logits[:, task.info['majority_class']] = 1.0
-  assert _metrics(task, logits, t)['accuracy'] == pytest.approx(task.baseline.value)
+  np.testing.assert_array_equal(t['inputs'][2], [vocab.OOV] * 8)  # 'cat' did not make the cap
+  assert task.info['truncated_fraction_test'] == pytest.approx(1 / 5)
+  # The validation text is encoded with the training vocabulary: 'ran' (seen only there) is OOV.
+  np.testing.assert_array_equal(task.eval_splits['val']['inputs'], [[2, vocab.OOV, vocab.OOV] + [0] * 5])
+  np.testing.assert_array_equal(task.eval_splits['val']['targets'], [train_labels[2]])
+  # Majority-label baseline (train labels 1, 0, 1, 0 without the validation text: a tie, class 0
+  # first), shown through the accuracy of always predicting it: 2 of the 5 test labels are 0.
+  assert task.info['majority_class'] == 0 and task.baseline.value == pytest.approx(2 / 5)
+  logits = np.zeros((5, 2), np.float32)
+  logits[:, 0] = 1.0
+  assert _metrics(task, logits, t)['accuracy'] == pytest.approx(2 / 5)
   assert task.length_buckets == (2, 8) and sum(task.bucket_probs) == pytest.approx(1.0)
 
 
