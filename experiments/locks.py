@@ -1,7 +1,7 @@
 """Run-folder locks: one runner process per run, however many runners share a workdir.
 
-A lock is an ``flock`` on ``<run_dir>/.lock``, held for as long as the runner trains that run. The
-kernel owns it, which gives the three properties a week-long sweep needs:
+A lock is an ``flock`` on the run folder's lock file (``<run_dir>/.lock``, ``runlog.RunFolder.lock``),
+held for as long as the runner trains that run. The kernel owns it, which gives the three properties a week-long sweep needs:
 
 * it is exclusive, and taking it is one atomic step: of any number of runners that try at once,
   exactly one gets it (no "is the old lock stale? then delete it and make mine" race);
@@ -32,8 +32,6 @@ import os
 import socket
 import time
 
-from deeprnn_jax.runlog import LOCK_FILE, RunFolder
-
 _UNSUPPORTED = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
 
 _log = logging.getLogger(__name__)
@@ -42,8 +40,9 @@ _log = logging.getLogger(__name__)
 class RunLock:
   """An exclusive claim on one run folder by this process (see the module docstring)."""
 
-  def __init__(self, run_dir: str):
-    self.path = RunFolder(run_dir).lock
+  def __init__(self, path: str):
+    """``path``: the lock file (a run folder's is ``runlog.RunFolder(run_dir).lock``)."""
+    self.path = path
     self._fd: int | None = None
 
   @property

@@ -39,7 +39,7 @@ from deeprnn_jax import parallel
 from deeprnn_jax import build
 from deeprnn_jax import train as train_lib
 from deeprnn_jax.config import ConfigError
-from experiments.locks import LOCK_FILE, RunLock  # noqa: F401  (LOCK_FILE: part of this module's face)
+from experiments.locks import RunLock
 
 _log = logging.getLogger(__name__)
 
@@ -358,7 +358,7 @@ def _claim(point: GridPoint, seeds: Sequence[int], workdir: str, result: SweepRe
     run_id = point.run_id(seed)
     run_dir = os.path.join(workdir, run_id)
     if not _done_state(run_dir, steps):
-      lock = RunLock(run_dir)
+      lock = RunLock(runlog.RunFolder(run_dir).lock)
       if not lock.acquire():
         result.locked += [point.run_id(s) for s in seeds[i:] if not _done_state(os.path.join(workdir, point.run_id(s)), steps)]
         break

@@ -75,7 +75,7 @@ def test_a_sweep_resumes_the_runs_it_did_not_finish(tmp_path):
   first, second = 'rnn-d1-w8-lr0.001-s0', 'rnn-d1-w8-lr0.002-s0'
   states = {r: runlog.read_status(os.path.join(workdir, r))['state'] for r in (first, second)}
   assert states == {first: 'finished', second: 'interrupted'}
-  assert not os.path.exists(os.path.join(workdir, second, sweep.LOCK_FILE))
+  assert not os.path.exists(os.path.join(workdir, second, runlog.LOCK_FILE))
   result = sweep.run_sweep(config, workdir, echo=lambda s: None)
   assert result.skipped == [first] and result.trained == [second]
   assert runlog.read_status(os.path.join(workdir, second))['resumed_from'] == 3
@@ -85,16 +85,16 @@ def test_a_run_locked_by_a_live_runner_is_left_to_it(tmp_path):
   config = tiny_config(**{'sweep.axes': config_lib.sweep_axes({'optim.learning_rate': [0.001, 0.002]})})
   workdir = str(tmp_path / 'w')
   first, second = 'rnn-d1-w8-lr0.001-s0', 'rnn-d1-w8-lr0.002-s0'
-  held = sweep.RunLock(os.path.join(workdir, first))
+  held = sweep.RunLock(runlog.RunFolder(os.path.join(workdir, first)).lock)
   assert held.acquire()                       # flock: a second claim fails, even from this process
-  assert not sweep.RunLock(os.path.join(workdir, first)).acquire()
+  assert not sweep.RunLock(runlog.RunFolder(os.path.join(workdir, first)).lock).acquire()
   result = sweep.run_sweep(config, workdir, echo=lambda s: None)
   assert result.locked == [first] and result.trained == [second]
   held.release()
   # a lock file left by a process that no longer exists holds nothing (the kernel released its flock)
-  with open(os.path.join(workdir, first, sweep.LOCK_FILE), 'w') as f:
+  with open(os.path.join(workdir, first, runlog.LOCK_FILE), 'w') as f:
     json.dump({'host': socket.gethostname(), 'pid': 2 ** 22 + 12345}, f)
-  assert sweep.RunLock(os.path.join(workdir, first)).acquire()
+  assert sweep.RunLock(runlog.RunFolder(os.path.join(workdir, first)).lock).acquire()
 
 
 @pytest.mark.parametrize('cell,connection', [('lstm', 'stacked'), ('gru', 'residual'), ('rnn', 'skip')])
