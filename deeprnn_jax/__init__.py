@@ -9,17 +9,14 @@
 """
 
 from deeprnn_jax import models
+from deeprnn_jax import tasks
 from deeprnn_jax.cells import Cell, ElmanCell, GRUCell, IndRNNCell, IRNNCell, LSTMCell, MGUCell, UGRNNCell
 from deeprnn_jax.inits import INITIALIZERS, get_initializer
+from deeprnn_jax.load import TrainedRun, load_run
 from deeprnn_jax.linear import LinearRecurrentCell, LRUCell, MinGRUCell, linear_recurrence
 from deeprnn_jax.models import Classifier, PerStepModel, Regressor, count_params
 from deeprnn_jax.registry import CELLS, resolve_cell
 from deeprnn_jax.seq2seq import RecurrentDecoder, Seq2Seq
 from deeprnn_jax.stack import DeepRNN, StackedCell, reverse_padded
-
-try:  # tasks are written beside the core; the core must import without them
-  from deeprnn_jax import tasks
-except ImportError:  # pragma: no cover
-  tasks = None
 
 __version__ = '0.1.0'

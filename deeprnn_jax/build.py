@@ -16,6 +16,7 @@ import optax
 from deeprnn_jax import config as config_lib
 from deeprnn_jax import models
 from deeprnn_jax import runlog
+from deeprnn_jax import seq2seq
 from deeprnn_jax.stack import DeepRNN
 from deeprnn_jax.tasks import base as task_base
 
@@ -49,21 +50,37 @@ def check_task_config(config: ConfigDict, task: task_base.Task) -> None:
 def model_from_config(config: ConfigDict, task: task_base.Task):
   """The model for ``task`` described by ``config.model``: the one place a config becomes modules.
 
-  A combination the modules refuse (their own checks) is a ``ConfigError`` naming ``model``.
+  A combination the modules refuse (their own checks, made when they are built) is a
+  ``ConfigError`` naming ``model``.
   """
-  m = config.model
   try:
-    rnn = DeepRNN(
-        cell=m.cell, features=layer_widths(config), connection=m.connection,
-        dropout_rate=m.dropout_rate, dropout_mode=m.dropout_mode, layer_norm=m.layer_norm,
-        bidirectional=m.bidirectional, merge=m.merge, execution=m.execution, unroll=m.unroll,
-        remat=m.remat, initial_carry=m.initial_carry,
-        dtype={'float32': None, 'bfloat16': jnp.bfloat16}[m.dtype],
-        cell_kwargs=config_lib.to_dict(m.cell_kwargs or {}) or None)
+    return _model(config.model, task, layer_widths(config))
   except (ValueError, TypeError) as e:
     raise config_lib.ConfigError('model', runlog.one_line(e)) from e
+
+
+def _model(m: ConfigDict, task: task_base.Task, widths: tuple[int, ...]):
+  cell_kwargs = config_lib.to_dict(m.cell_kwargs or {}) or None
+  rnn = DeepRNN(
+      cell=m.cell, features=widths, connection=m.connection,
+      dropout_rate=m.dropout_rate, dropout_mode=m.dropout_mode, layer_norm=m.layer_norm,
+      bidirectional=m.bidirectional, merge=m.merge, execution=m.execution, unroll=m.unroll,
+      remat=m.remat, initial_carry=m.initial_carry,
+      dtype={'float32': None, 'bfloat16': jnp.bfloat16}[m.dtype], cell_kwargs=cell_kwargs)
+  embed = m.embed_features or m.width
+  if task.output_kind == 'sequence':
+    decoder_cell = m.decoder_cell or m.cell
+    decoder = seq2seq.RecurrentDecoder(
+        vocab_size=task.output_size, embed_features=embed, cell=decoder_cell,
+        features=(m.decoder_width or m.width,) * (m.decoder_depth or m.depth),
+        cell_kwargs=cell_kwargs if decoder_cell == m.cell else None, attention=m.attention,
+        attention_features=m.attention_features, input_feeding=m.input_feeding, dropout_rate=m.head_dropout_rate)
+    return seq2seq.Seq2Seq(
+        encoder=rnn, decoder=decoder, source_vocab_size=task.input_size, embed_features=embed, bridge=m.bridge,
+        reverse_source=m.reverse_source, dropout_rate=m.head_dropout_rate, decode=m.decode,
+        beam_size=m.beam_size, length_penalty=m.length_penalty, max_decode_len=m.max_decode_len)
   if task.input_kind == 'tokens':
-    inputs = dict(vocab_size=task.input_size, embed_features=m.embed_features or m.width)
+    inputs = dict(vocab_size=task.input_size, embed_features=embed)
   else:
     inputs = dict(input_features=m.input_features)
   common = dict(rnn=rnn, head_features=tuple(m.head_features), dropout_rate=m.head_dropout_rate, **inputs)

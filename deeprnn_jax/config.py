@@ -29,6 +29,7 @@ import ml_collections
 
 from deeprnn_jax import models
 from deeprnn_jax import progress
+from deeprnn_jax import seq2seq
 from deeprnn_jax import stack
 
 # Keys whose value is a free-form mapping (checked by their own rule, not key by key).
@@ -161,7 +162,21 @@ SCHEMA: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
     'model.input_features': (None, _int(1, optional=True)),   # feature tasks: optional input projection size
     'model.pooling': ('last', _choice(models.POOLINGS)),
     'model.head_features': ((), _tuple_of(_int(1))),   # hidden sizes of the MLP head
-    'model.head_dropout_rate': (0.0, _RATE),
+    'model.head_dropout_rate': (0.0, _RATE),   # sequence-to-sequence: on both sides' embeddings and outputs
+    # Sequence-to-sequence tasks (output_kind 'sequence'): the encoder is the DeepRNN above, the
+    # decoder a stack of cells (seq2seq.RecurrentDecoder); None follows the encoder's setting.
+    'model.decoder_depth': (None, _int(1, optional=True)),
+    'model.decoder_width': (None, _int(1, optional=True)),
+    'model.decoder_cell': (None, _choice(_cell_names, optional=True)),
+    'model.attention': ('none', _choice(seq2seq.ATTENTIONS)),   # bahdanau (additive), dot / general (Luong)
+    'model.attention_features': (None, _int(1, optional=True)),   # width of the additive score (None: decoder width)
+    'model.input_feeding': (True, _bool),            # the previous attentional vector feeds the next step
+    'model.bridge': ('auto', _choice(seq2seq.BRIDGES)),   # encoder carries -> decoder: learned only where they differ
+    'model.reverse_source': (False, _bool),          # Sutskever et al. 2014: each source read backwards
+    'model.decode': ('greedy', _choice(seq2seq.DECODES)),   # for the decoded metrics (BLEU, exact match)
+    'model.beam_size': (4, _int(1)),
+    'model.length_penalty': (0.6, _float(0.0)),      # GNMT's alpha; 0 ranks beams by log-probability
+    'model.max_decode_len': (None, _int(1, optional=True)),   # None: each split's target width
 
     'optim.name': ('adam', _choice(('adam', 'adamw', 'sgd', 'rmsprop'))),   # sgd: with momentum
     'optim.learning_rate': (1e-3, _float(0.0, lo_open=True)),   # peak rate, reached after the warmup
@@ -209,6 +224,20 @@ SCHEMA: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
     # Published results the report shows beside ours: label -> {cell, depth, metric, split, value,
     # solved, source, note} (experiments/report.py: published_rows).
     'report.published': ({}, _mapping),
+
+    # `--launcher slurm|local` (experiments/slurm.py, through submitit): one job per grid point, in one job array.
+    'launch.folder': (None, _str(optional=True)),    # submitit's job files and logs (None: <workdir>/submitit)
+    'launch.partition': (None, _str(optional=True)),
+    'launch.account': (None, _str(optional=True)),
+    'launch.timeout_min': (60, _int(1)),             # each job's time limit; a job reaching it checkpoints and is requeued
+    'launch.signal_delay_s': (120, _int(1)),         # SLURM's warning signal (USR2) comes this long before the limit
+    'launch.max_num_timeout': (3, _int(0)),          # requeues after reaching the time limit (preemptions do not count)
+    'launch.array_parallelism': (64, _int(1)),       # jobs of the array running at once
+    'launch.cpus_per_task': (2, _int(1)),
+    'launch.gpus_per_task': (0, _int(0)),
+    'launch.mem_gb': (None, _int(1, optional=True)),
+    'launch.setup': ((), _tuple_of(_str())),         # shell lines run before each job (module load, source .venv/bin/activate)
+    'launch.slurm_options': ((), _tuple_of(_str())),   # more sbatch options, 'key=value' (e.g. 'qos=high', 'constraint=a100')
 }
 RULES: dict[str, Callable[[str, Any], Any]] = {k: rule for k, (_, rule) in SCHEMA.items()}
 
@@ -494,7 +523,7 @@ def fingerprint(config: ml_collections.ConfigDict | Mapping) -> str:
 # launches of one sweep (e.g. adding seeds, switching wandb off) without making it another sweep.
 # 'code' is the code version a run folder's config.json records; 'sweep.vmap_seeds' and
 # 'train.progress_bar' are old names, still in the config.json of sweeps made before.
-RUNTIME_KEYS = ('code', 'logging', 'report', 'train.progress', 'train.progress_bar', 'sweep.axes', 'sweep.seeds', 'sweep.seed_program',
+RUNTIME_KEYS = ('code', 'logging', 'report', 'launch', 'train.progress', 'train.progress_bar', 'sweep.axes', 'sweep.seeds', 'sweep.seed_program',
                 'sweep.vmap_seeds')
 
 

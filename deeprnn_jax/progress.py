@@ -61,7 +61,9 @@ class Progress:
     if self.bar is not None:
       self.bar.set_postfix(loss=f'{self.train_loss:.4g}', steps_per_s=f'{rate:.1f}', refresh=False)
     elif self.mode == 'lines' and evals:
-      parts = [f'{self.name} step {step}/{self.total}', f'train loss {self.train_loss:.4g}']
+      parts = [f'{self.name} step {step}/{self.total}']
+      if np.isfinite(self.train_loss):   # none yet before the first train log
+        parts.append(f'train loss {self.train_loss:.4g}')
       parts += [f'{split} ' + ' '.join(f'{k} {v:.4g}' for k, v in metrics.items()) for split, metrics in evals.items()]
       parts += [f'{rate:.1f} steps/s', f'ETA {_duration((self.total - step) / rate if rate > 0 else float("nan"))}']
       print(' | '.join(parts), file=self.stream, flush=True)
