@@ -99,7 +99,7 @@ def test_seeds_in_one_program_equal_separate_runs(tmp_path, program):
     for ra, rb in zip(a, b):
       for k in ra:
         if isinstance(ra[k], float):
-          np.testing.assert_allclose(ra[k], rb[k], rtol=2e-5, atol=1e-7, err_msg=f'{k} at step {ra["step"]}')
+          np.testing.assert_allclose(ra[k], rb[k], rtol=1e-4, atol=1e-6, err_msg=f'{k} at step {ra["step"]}')
   # and the two seeds really are different runs
   assert records(together[0])[0]['loss'] != records(together[1])[0]['loss']
 
@@ -130,21 +130,6 @@ def test_early_stop_at_task_threshold(tmp_path, monkeypatch):
   # The last eval of a run covers every split.
   splits = {r['split'] for r in runlog.read_metrics(os.path.join(run_dir, runlog.METRICS_FILE))}
   assert splits == {'train', 'val', 'test'}
-
-
-@pytest.mark.parametrize('name', ['adam', 'sgd', 'rmsprop'])
-def test_each_optimizer_lowers_the_loss(name):
-  config = tiny_config(**{'optim.name': name, 'optim.learning_rate': 0.05 if name != 'adam' else 0.01})
-  tx, schedule = build.optimizer_from_config(config)
-  params = {'w': jnp.ones((3, 3)), 'b': jnp.ones(3)}
-  loss = lambda p: jnp.sum(p['w'] ** 2) + jnp.sum(p['b'] ** 2)
-  state = tx.init(params)
-  start = loss(params)
-  for _ in range(5):
-    updates, state = tx.update(jax.grad(loss)(params), state, params)
-    params = jax.tree.map(lambda p, u: p + u, params, updates)
-  assert loss(params) < start
-  assert float(schedule(0)) == pytest.approx(config.optim.learning_rate)
 
 
 def test_wandb_offline_run_lands_in_the_run_folder_without_the_key(tmp_path, monkeypatch):
