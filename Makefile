@@ -32,5 +32,14 @@ bench: $(STAMP)
 	$(PY) -m pip install --quiet '$(TORCH)'
 	$(PY) -m benchmarks.bench --output BENCHMARKS.md
 
+# Prepares TFDS datasets once, as the array_record files the tasks read (needs the network once).
+# Installs the `prepare` extra (TensorFlow: the dataset builders need it; training never does).
+# DATA_DIR=... prepares into another TFDS data dir (tasks: --config.task.options.data_dir=...).
+DATASETS ?= imdb_reviews glue/sst2 mnist tiny_shakespeare
+.PHONY: data
+data: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[prepare]'
+	$(PY) -m experiments.prepare $(DATASETS) $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1,10 +1,23 @@
 """The seed's example: IMDB sentiment with an embedding, a 2-layer LSTM and a linear head on the
 last hidden state (``pooling='last'``, the last *valid* step of each padded review), Adam.
 
-Needs the TFDS ``imdb_reviews`` data prepared once as array_record (the error message says how);
-``--config.task.options.data_dir=...`` points at a TFDS data dir other than the default.
+The data, either way (both give the same 25000 train / 25000 test reviews; the 2500 validation
+reviews carved from train differ between the two, so compare runs of one source):
 
-  python -m experiments.run --config configs/imdb_sentiment.py --workdir runs/imdb
+* From TFDS, prepared once (downloads 80 MB; preparing needs TensorFlow, training does not):
+
+    pip install -e '.[prepare]'      # or: make data DATASETS=imdb_reviews
+    python -m experiments.prepare imdb_reviews
+    python -m experiments.run --config configs/imdb_sentiment.py --workdir runs/imdb
+
+  ``--config.task.options.data_dir=DIR`` reads a TFDS data dir other than the default
+  (``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``; pass the same ``--data-dir DIR`` to prepare).
+
+* From the authors' files (https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz): pass
+  the archive as downloaded, or the ``aclImdb/`` folder it unpacks to (``{train,test}/{neg,pos}/*.txt``):
+
+    python -m experiments.run --config configs/imdb_sentiment.py --workdir runs/imdb \\
+        --config.task.options.path=aclImdb_v1.tar.gz
 """
 
 from deeprnn_jax.config import default_config

@@ -70,17 +70,26 @@ def test_tiny_shakespeare_on_mock_data(mock_tfds):
   assert b['inputs'].shape == b['targets'].shape == (3, 4)
 
 
-@pytest.mark.parametrize('name, tfds_name', [
-    ('imdb', 'imdb_reviews'), ('sst2', 'glue/sst2'), ('smnist', 'mnist'),
-    ('tiny_shakespeare', 'tiny_shakespeare'),
+@pytest.mark.parametrize('name, tfds_name, local', [
+    ('imdb', 'imdb_reviews', '--config.task.options.path=aclImdb'),
+    ('sst2', 'glue/sst2', '--config.task.options.path=SST-2'),
+    ('smnist', 'mnist', None),
+    ('tiny_shakespeare', 'tiny_shakespeare', '--config.task.options.path=input.txt'),
 ])
-def test_unprepared_dataset_error_says_how_to_prepare(tmp_path, name, tfds_name):
+def test_unprepared_dataset_error_names_the_prepare_command(tmp_path, name, tfds_name, local):
   with pytest.raises(tfds_source.DatasetNotPreparedError) as e:
     tasks.make_task(name, data_dir=str(tmp_path))
   msg = str(e.value)
   assert '\n' not in msg
-  assert f'tfds build {tfds_name} --file_format=array_record --data_dir={tmp_path}' in msg
-  assert 'pip install tensorflow-cpu' in msg
+  # The command of experiments/prepare.py (tests/test_prepare.py runs it), not `tfds build`, which
+  # needs Apache Beam.
+  assert f'prepare it once with `python -m experiments.prepare {tfds_name} --data-dir {tmp_path}`' in msg
+  assert "pip install -e '.[prepare]'" in msg and 'tfds build' not in msg
+  assert (local in msg) if local else ('path=' not in msg)
+  # The trainer shows it as one line of at most 500 characters (runlog.one_line): the command and
+  # the alternative come before TFDS's own words, which are cut first.
+  shown = f'config key \'task\': {name!r} cannot be built: DatasetNotPreparedError: {msg}'[:500]
+  assert f'experiments.prepare {tfds_name} --data-dir {tmp_path}`' in shown and (local or '') in shown
 
 
 class DeeprnnToyReviews(tfds.core.GeneratorBasedBuilder):

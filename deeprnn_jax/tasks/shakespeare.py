@@ -1,7 +1,14 @@
-"""Character-level language modelling of Tiny Shakespeare (Karpathy 2015), TFDS ``tiny_shakespeare``.
+"""Character-level language modelling: Tiny Shakespeare (Karpathy 2015) and any plain text file.
 
-The TFDS builder splits the 1.1M-character text 90/5/5 into train / validation / test, each one
-example. Characters map to ids ``2..`` in sorted order of the training characters (0 is PAD, 1 is
+* ``tiny_shakespeare``: TFDS ``tiny_shakespeare`` (prepared once with
+  ``python -m experiments.prepare tiny_shakespeare``), or ``path=`` Karpathy's ``input.txt``. The
+  1.1M-character text is split 90/5/5 into train / validation / test, contiguously, in that order
+  (TFDS's split; ``local_text.split_text`` reproduces it to the character).
+* ``char_lm``: any UTF-8 text file (``path=``), split contiguously: the first
+  ``1 - val_fraction - test_fraction`` of its characters train, the next ``val_fraction`` validate,
+  the last ``test_fraction`` test (default 90/5/5).
+
+ Characters map to ids ``2..`` in sorted order of the training characters (0 is PAD, 1 is
 OOV for characters absent from train). A training example is a random window of ``seq_len + 1``
 characters: ``inputs = w[:-1]``, ``targets = w[1:]``. Evaluation splits cover their whole text in
 consecutive windows, each read from a fresh state; the last window is shorter and padded.
@@ -17,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from deeprnn_jax.tasks import tfds_source, vocab
+from deeprnn_jax.tasks import local_text, tfds_source, vocab
 from deeprnn_jax.tasks.base import Baseline, Batch, Task
 
 
@@ -48,8 +55,9 @@ def unigram_entropy(text: str) -> float:
   return float(-np.sum(p * np.log(p)))
 
 
-def char_lm_task(*, name: str, train_text: str, val_text: str, test_text: str, seq_len: int) -> Task:
-  """A next-character Task from three texts (see module docstring)."""
+def char_lm_task(*, name: str, train_text: str, val_text: str, test_text: str, seq_len: int,
+                 info: dict | None = None) -> Task:
+  """A next-character Task from three texts (see module docstring); ``info`` is added to its info."""
   ids = char_ids(train_text)
   encode = lambda text: np.array([ids.get(c, vocab.OOV) for c in text], np.int32)
   train = encode(train_text)
@@ -80,19 +88,53 @@ def char_lm_task(*, name: str, train_text: str, val_text: str, test_text: str, s
       metric_modes={'loss': 'min', 'accuracy': 'max'},
       info={'vocab_size': len(ids) + vocab.NUM_SPECIAL, 'train_chars': len(train_text),
             'val_chars': len(val_text), 'test_chars': len(test_text),
-            'baseline_bits_per_char': entropy / math.log(2)},
+            'baseline_bits_per_char': entropy / math.log(2), **(info or {})},
       train_data=train_data,
   )
 
 
-def tiny_shakespeare(*, seq_len: int = 128, data_dir: str | None = None, seed: int = 0) -> Task:
-  """Tiny Shakespeare next-character prediction (see module docstring); ``data_dir`` is the TFDS
-  data dir. Baseline: unigram entropy of the training text (nats per character). No threshold:
+def tiny_shakespeare(*, path: str | None = None, seq_len: int = 128, data_dir: str | None = None,
+                     seed: int = 0) -> Task:
+  """Tiny Shakespeare next-character prediction (see module docstring).
+
+  ``path``: Karpathy's ``input.txt`` (None: TFDS ``tiny_shakespeare`` from ``data_dir``, the TFDS data
+  dir). Baseline: unigram entropy of the training text (nats per character). No threshold:
   language modelling has no "solved" level. ``seed`` is accepted for uniformity and unused.
   """
   del seed
+  if path is not None and data_dir is not None:
+    raise ValueError('tiny_shakespeare: give path (a local input.txt) or data_dir (a TFDS data dir), not both')
+  if path is not None:
+    file = local_text.resolve(path, "Karpathy's tiny Shakespeare input.txt")
+    train, val, test = local_text.split_text(local_text.read_text(file), 0.05, 0.05)
+    return char_lm_task(name='tiny_shakespeare', train_text=train, val_text=val, test_text=test,
+                        seq_len=seq_len, info={'source': file})
+  local = ", or read Karpathy's input.txt: --config.task.options.path=input.txt"
   texts = {}
   for split in ('train', 'validation', 'test'):  # each split is one example: the whole text
-    texts[split] = tfds_source.text_of(tfds_source.load_split('tiny_shakespeare', split, data_dir)[0]['text'])
+    example = tfds_source.load_split('tiny_shakespeare', split, data_dir, alternative=local)[0]
+    texts[split] = tfds_source.text_of(example['text'])
   return char_lm_task(name='tiny_shakespeare', train_text=texts['train'],
                       val_text=texts['validation'], test_text=texts['test'], seq_len=seq_len)
+
+
+def char_lm(*, path: str | None = None, seq_len: int = 128, val_fraction: float = 0.05,
+            test_fraction: float = 0.05, seed: int = 0) -> Task:
+  """Next-character prediction on the UTF-8 text file ``path`` (see module docstring for the split).
+
+  Baseline: unigram entropy of the training text. ``seed`` is accepted for uniformity and unused.
+  """
+  del seed
+  if path is None:
+    raise ValueError('char_lm needs path=: a plain text file (UTF-8), e.g. --config.task.options.path=book.txt')
+  file = local_text.resolve(path, 'a plain text file (UTF-8)')
+  text = local_text.read_text(file)
+  train, val, test = local_text.split_text(text, val_fraction, test_fraction)
+  if len(val) < 2 or len(test) < 2 or len(train) <= seq_len + 1:
+    raise ValueError(f'{file}: {len(text)} characters are too few for seq_len={seq_len} with '
+                     f'val_fraction={val_fraction}, test_fraction={test_fraction} ({len(train)} train, '
+                     f'{len(val)} val, {len(test)} test); use a longer text or a shorter seq_len')
+  split = (f'contiguous: first {1 - (val_fraction + test_fraction):.0%} train, next {val_fraction:.0%} val, '
+           f'last {test_fraction:.0%} test')
+  return char_lm_task(name='char_lm', train_text=train, val_text=val, test_text=test, seq_len=seq_len,
+                      info={'source': file, 'split': split})
