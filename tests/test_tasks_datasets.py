@@ -33,7 +33,7 @@ def _chance_accuracy(task, split):
 
 
 def test_make_task_errors_name_the_valid_choices():
-  with pytest.raises(ValueError, match=r"unknown task 'nope'; valid tasks: adding, capacity, copy") as e:
+  with pytest.raises(ValueError, match=r"unknown task 'nope'; valid tasks: adding, addition, capacity, char_lm") as e:
     tasks.make_task('nope')
   assert '\n' not in str(e.value)
   with pytest.raises(ValueError, match=r"unknown option 'T' for task 'copy'; valid options: "
@@ -41,8 +41,10 @@ def test_make_task_errors_name_the_valid_choices():
     tasks.make_task('copy', T=3)
   expected = {'adding', 'copy', 'parentheses', 'capacity', 'mnist1d', 'mnist1d_shuffled', 'digits',
               'smnist', 'psmnist', 'imdb', 'sst2', 'tiny_shakespeare', 'polyphonic', 'jsb_chorales',
-              'nottingham', 'musedata', 'piano_midi'}
-  assert set(tasks.TASKS) == expected
+              'nottingham', 'musedata', 'piano_midi', 'text_classification', 'char_lm', 'ner_conll', 'conll2003',
+              'keyword_spotting', 'speech_commands', 'reverse', 'sort', 'addition', 'scan', 'parallel_text',
+              'ted_pt_en'}
+  assert set(tasks.TASKS) == expected == set(tasks.BUILTIN_TASKS)
   for name in tasks.TASKS:
     assert 'seed' in tasks.task_options(name)
   assert tasks.task_options('psmnist')['permute'] is True
