@@ -458,15 +458,14 @@ def comparison_table(family: Family) -> list[str]:
   """Markdown rows: every comparison of the family with every number behind its verdict."""
   if not family.m:
     return []
-  level = 1 - stats.ALPHA / family.m
   name = _CORRECTION_NAMES[family.method]
   lines = ['| comparison (a − b) | on | difference | 95% CI (Welch) | '
-           f'{level:.2%} CI (simultaneous) | Hedges\' g | p (Welch) | p ({name}) | verdict | seeds for 80% power |',
+           f'CI at {name}\'s level | Hedges\' g | p (Welch) | p ({name}) | verdict | seeds for 80% power |',
            '|---|---|---|---|---|---|---|---|---|---|']
   for (column, a, b), c in family.results.items():
     w = c.welch
     lines.append(f'| {a} − {b} | {column} | {_fmt(w.diff, 3)} | {_interval(w.low, w.high)} | '
-                 f'{_interval(*c.simultaneous)} | {_fmt(c.g, 2)} | {_fmt(w.pvalue, 2)} | {_fmt(c.p_adjusted, 2)} | '
+                 f'{_interval(*c.corrected)} at {c.level:.2%} | {_fmt(c.g, 2)} | {_fmt(w.pvalue, 2)} | {_fmt(c.p_adjusted, 2)} | '
                  f'{"clear" if c.clear else "not distinguishable"} | {_seeds(c.seeds)} |')
   return lines
 
@@ -663,8 +662,9 @@ def _markdown(workdir, runs, vs, axes, facts, metric, mode, ref, len_splits, fig
             f'them form one family, corrected with {correction}\'s step-down method (Holm 1979): the chance of any '
             f'false "clear" in the report stays at {stats.ALPHA}, whatever the dependence between comparisons (they '
             f'share variants). A difference is clear only when its {correction}-adjusted p-value is at most '
-            f'{stats.ALPHA}. The simultaneous interval (level 1 - {stats.ALPHA}/m, Bonferroni) holds for all m at '
-            f'once; when it excludes 0 the difference is clear.',
+            f'{stats.ALPHA}. Holm tests the k-th smallest of the m p-values at level {stats.ALPHA}/(m - k + 1); '
+            f'the "CI at Holm\'s level" is the Welch interval at that level, so a difference is clear exactly when '
+            f'its corrected interval excludes 0 and so do those of every comparison with a smaller p-value.',
             '- Effect size: Hedges\' g, the difference over the pooled standard deviation with the exact '
             'small-sample correction (Hedges 1981); the difference itself comes with its Welch interval.',
             f'- Seeds for 80% power: the fewest seeds per variant at which a two-sided two-sample t-test at level '

@@ -12,9 +12,14 @@ Every number comes from a named method, and the report says which:
 * the family of comparisons one report makes: Holm's step-down correction (Holm 1979), which
   controls the chance of *any* false "clear" at ``alpha`` under any dependence between the tests
   (a report's comparisons share variants, so they are dependent). A difference is called clear only
-  when its Holm-adjusted p-value is at most ``alpha``. Beside it, the simultaneous (Bonferroni)
-  interval at level ``1 - alpha/m``: when it excludes 0, Holm calls the difference clear too.
-  Benjamini-Hochberg (``scipy.stats.false_discovery_control``) is available as ``method='bh'``;
+  when its Holm-adjusted p-value is at most ``alpha``. Holm tests the k-th smallest of the m
+  p-values (k = 1, 2, ...) at level ``alpha / (m - k + 1)``; beside each difference stands its Welch
+  interval at that level (the corrected interval), so a difference is clear exactly when its
+  corrected interval excludes 0 and so do those of all comparisons with a smaller p-value (the
+  step-down stops at the first that does not). Benjamini-Hochberg
+  (``scipy.stats.false_discovery_control``) is available as ``method='bh'``, with intervals at
+  level ``1 - R alpha / m`` for R differences called clear (false coverage rate, Benjamini &
+  Yekutieli 2005);
 * effect size: Hedges' g, the difference over the pooled standard deviation times the exact
   small-sample correction :math:`J(\\nu) = \\Gamma(\\nu/2) / (\\sqrt{\\nu/2}\\,\\Gamma((\\nu-1)/2))`,
   :math:`\\nu = n_a + n_b - 2` (Hedges 1981);
@@ -245,7 +250,9 @@ class Comparison:
   Attributes:
     welch: the Welch test and its uncorrected interval.
     p_adjusted: the family-corrected p-value (``method``).
-    simultaneous: the Welch interval at level ``1 - alpha/m`` (Bonferroni): all ``m`` hold together.
+    corrected: the Welch interval at the level the correction tests this comparison at
+      (``level``): Holm's ``1 - alpha / (m - k + 1)`` for the k-th smallest p-value.
+    level: that level.
     g: Hedges' g.
     seeds: seeds per variant for ``POWER`` at level ``alpha/m`` (None: no difference to resolve).
     m, alpha, method: the family's size, level and correction.
@@ -253,7 +260,8 @@ class Comparison:
 
   welch: Welch
   p_adjusted: float
-  simultaneous: tuple[float, float]
+  corrected: tuple[float, float]
+  level: float
   g: float
   seeds: int | None
   m: int
@@ -271,8 +279,8 @@ class Comparison:
     return self.welch.pvalue <= self.alpha
 
   def flipped(self) -> Comparison:
-    low, high = self.simultaneous
-    return dataclasses.replace(self, welch=self.welch.flipped(), simultaneous=(-high, -low), g=-self.g)
+    low, high = self.corrected
+    return dataclasses.replace(self, welch=self.welch.flipped(), corrected=(-high, -low), g=-self.g)
 
 
 def compare(pairs: Mapping[Hashable, tuple[Sequence[float], Sequence[float]]], alpha: float = ALPHA,
@@ -286,11 +294,18 @@ def compare(pairs: Mapping[Hashable, tuple[Sequence[float], Sequence[float]]], a
   m = len(tests)
   if not m:
     return {}
-  adjusted = adjust([w.pvalue for w in tests.values()], method)
+  p = [w.pvalue for w in tests.values()]
+  adjusted = adjust(p, method)
+  if method == 'holm':
+    rank = np.empty(m, int)
+    rank[np.argsort(p, kind='stable')] = np.arange(m)   # the same order holm() steps through
+    levels = 1 - alpha / (m - rank)
+  else:
+    levels = np.full(m, 1 - alpha * max(int((adjusted <= alpha).sum()), 1) / m)
   out = {}
-  for (key, w), p_adj in zip(tests.items(), adjusted):
+  for (key, w), p_adj, level in zip(tests.items(), adjusted, levels):
     a, b = pairs[key]
-    out[key] = Comparison(welch=w, p_adjusted=float(p_adj), simultaneous=w.interval(1 - alpha / m),
+    out[key] = Comparison(welch=w, p_adjusted=float(p_adj), corrected=w.interval(float(level)), level=float(level),
                           g=hedges_g(a, b), seeds=seeds_needed(w.diff, w.sd_a, w.sd_b, alpha / m), m=m,
                           alpha=alpha, method=method)
   return out

@@ -4,6 +4,7 @@ published references and the words it states."""
 from __future__ import annotations
 
 import csv
+import glob
 import json
 import os
 
@@ -137,8 +138,9 @@ def test_a_difference_clear_alone_is_not_clear_after_the_correction(tmp_path):
   cells = [c.strip() for c in row.split('|')[1:-1]]
   low, high = (float(x) for x in cells[3].strip('[]').split(','))
   assert 0 < -high < -low   # the 95% interval of depth 2 - depth 1 excludes 0 ...
-  s_low, s_high = (float(x) for x in cells[4].strip('[]').split(','))
-  assert s_low < 0 < s_high   # ... the simultaneous one (1 - 0.05/3) does not
+  assert cells[4].endswith(' at 98.33%')
+  s_low, s_high = (float(x) for x in cells[4].split(' at ')[0].strip('[]').split(','))
+  assert s_low < 0 < s_high   # ... the one at Holm's level for it (1 - 0.05/3) does not
   assert cells[8] == 'not distinguishable' and int(cells[9]) > 3
   assert 'Not clearly different from it' in text and 'gru-d1-w8' in text.split('Not clearly different from it')[1]
 
@@ -194,3 +196,24 @@ def test_report_command_line(tmp_path, workdir, capsys):
   assert report.main([workdir]) == 0
   assert capsys.readouterr().out.strip().endswith('report.md')
   assert report.main([str(tmp_path / 'nothing')]) == 2
+
+
+REPRODUCE = sorted(glob.glob(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                          'configs', 'reproduce', '*.py')))
+
+
+@pytest.mark.parametrize('path', REPRODUCE, ids=[os.path.basename(p) for p in REPRODUCE])
+def test_reproduce_configs_cite_what_the_report_shows(path):
+  """Each configs/reproduce study names its source and published result in its docstring and hands
+  the same to the report (report.published), in entries the report can read."""
+  from experiments import sweep   # pylint: disable=g-import-not-at-top  (imports JAX; only this test needs it)
+  config = sweep.load_config(path)
+  entries = config_lib.to_dict(config)['report']['published']
+  assert entries, path
+  doc = open(path).read().split('"""')[1]
+  assert 'Published' in doc and 'python -m experiments.run --config configs/reproduce/' in doc
+  cells = set(config_lib.flat_axes(config).get('model.cell', [config.model.cell]))
+  for label, entry in entries.items():
+    assert entry.get('source') and (entry.get('value') is not None or entry.get('solved') is not None), label
+    assert entry['source'].split()[0] in doc, (label, 'the docstring cites the source')
+    assert entry.get('cell', label) in cells, (label, 'names a cell of the sweep')

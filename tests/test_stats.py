@@ -88,7 +88,7 @@ def test_seeds_needed_edge_cases():
 
 def test_a_difference_clear_alone_is_not_clear_in_a_family_of_three():
   """One pair with p = 0.0376 (Welch, df 4) is clear alone; beside two null pairs Holm multiplies it
-  by 3 -> 0.11, and the simultaneous 1 - 0.05/3 interval includes 0."""
+  by 3 -> 0.11, and its interval at Holm's level for it (1 - 0.05/3) includes 0."""
   a, b = [1.0, 1.1, 1.2], [0.75, 0.85, 0.95]
   alone = stats.compare({'x': (a, b)})['x']
   assert alone.clear and alone.clear_uncorrected and alone.m == 1
@@ -98,7 +98,7 @@ def test_a_difference_clear_alone_is_not_clear_in_a_family_of_three():
   assert x.clear_uncorrected and not x.clear   # ... but the correction does not call it clear
   assert x.welch.pvalue == pytest.approx(0.0376, abs=1e-4)
   assert x.p_adjusted == pytest.approx(3 * x.welch.pvalue)
-  assert x.simultaneous[0] < 0 < x.simultaneous[1]
+  assert x.level == pytest.approx(1 - 0.05 / 3) and x.corrected[0] < 0 < x.corrected[1]
   assert x.seeds > 3 and family['y'].seeds is None
   flipped = x.flipped()
   assert (flipped.welch.diff, flipped.welch.low, flipped.g) == (-x.welch.diff, -x.welch.high, -x.g)
@@ -118,3 +118,25 @@ def test_clipped_interval_stays_in_the_metric_range():
   assert (low[0], high[0]) == (0.0, pytest.approx(0.15))
   low, high = stats.clipped_interval('loss', [0.1], [0.3])
   assert (low[0], high[0]) == (0.0, pytest.approx(0.4))
+
+
+def test_clear_means_every_corrected_interval_up_to_it_excludes_zero():
+  """Holm's step-down, read off the intervals: the k-th smallest p is tested at 1 - alpha/(m - k + 1),
+  and a comparison is clear iff its interval and those of all with smaller p-values exclude 0."""
+  rng = np.random.default_rng(0)
+  for _ in range(20):
+    pairs = {i: (rng.normal(rng.uniform(0, 2), 1, 3), rng.normal(0, rng.uniform(0.2, 2), 4)) for i in range(5)}
+    family = stats.compare(pairs)
+    order = sorted(family, key=lambda k: family[k].welch.pvalue)
+    for k, key in enumerate(order):
+      c = family[key]
+      assert c.level == pytest.approx(1 - 0.05 / (5 - k))
+      excludes = [not (family[j].corrected[0] <= 0 <= family[j].corrected[1]) for j in order[:k + 1]]
+      assert c.clear == all(excludes), (k, c)
+
+
+def test_benjamini_hochberg_family():
+  family = stats.compare({'x': ([1.0, 1.1, 1.2], [0.75, 0.85, 0.95]), 'y': ([1.0, 2.0, 3.0], [1.5, 2.5, 2.0])},
+                         method='bh')
+  assert family['x'].method == 'bh' and family['x'].p_adjusted == pytest.approx(2 * family['x'].welch.pvalue)
+  assert not family['x'].clear and family['x'].level == pytest.approx(1 - 0.05 / 2)   # none clear: R = 0 -> 1
