@@ -465,8 +465,8 @@ def comparison_table(family: Family) -> list[str]:
   for (column, a, b), c in family.results.items():
     w = c.welch
     lines.append(f'| {a} − {b} | {column} | {_fmt(w.diff, 3)} | {_interval(w.low, w.high)} | '
-                 f'{_interval(*c.corrected)} at {c.level:.2%} | {_fmt(c.g, 2)} | {_fmt(w.pvalue, 2)} | {_fmt(c.p_adjusted, 2)} | '
-                 f'{"clear" if c.clear else "not distinguishable"} | {_seeds(c.seeds)} |')
+                 f'{_interval(*c.corrected)} at {c.level:.2%} | {_fmt(c.g, 2)} | {_fmt(w.pvalue, 2)} | '
+                 f'{_fmt(c.p_adjusted, 2)} | {"clear" if c.clear else "not distinguishable"} | {_seeds(c.seeds)} |')
   return lines
 
 
