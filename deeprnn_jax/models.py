@@ -99,6 +99,9 @@ class _SequenceModel(nn.Module):
         raise ValueError('a token model needs embed_features (the embedding width)')
       x = nn.Embed(self.vocab_size, self.embed_features, name='embed')(inputs)
     else:
+      if jnp.iscomplexobj(inputs):   # the cast below would drop the imaginary part
+        raise ValueError(f'{type(self).__name__} expects real inputs, got {jnp.result_type(inputs)}: pass the real '
+                         'and imaginary parts as features, e.g. jnp.concatenate([x.real, x.imag], axis=-1)')
       x = inputs.astype(jnp.float32)
       if self.input_features is not None:
         x = nn.Dense(self.input_features, name='input_proj')(x)
@@ -131,6 +134,7 @@ class _PooledModel(_SequenceModel):
 
   @nn.compact
   def __call__(self, inputs, lengths=None, *, deterministic: bool = True):
+    lengths = None if lengths is None else jnp.asarray(lengths)   # a list works too (DeepRNN checks it)
     y = self.encode(inputs, lengths, deterministic)
     query = None
     if self.pooling == 'attention':
@@ -187,6 +191,7 @@ class PerStepModel(_SequenceModel):
 
   @nn.compact
   def __call__(self, inputs, lengths=None, *, deterministic: bool = True):
+    lengths = None if lengths is None else jnp.asarray(lengths)   # a list works too (DeepRNN checks it)
     y = self.encode(inputs, lengths, deterministic)
     out = self.head(y, self.out_features, deterministic)
     valid = valid_mask(lengths, *out.shape[:2])[..., None]

@@ -164,7 +164,7 @@ def test_elman_gradient_matches_finite_differences():
     for i in np.random.default_rng(0).choice(flat.size, 12, replace=False):
       e = jnp.zeros_like(flat).at[i].set(eps)
       numeric = (loss(flat + e) - loss(flat - e)) / (2 * eps)
-      np.testing.assert_allclose(grad[i], numeric, rtol=1e-6, atol=1e-8)
+      np.testing.assert_allclose(grad[i], numeric, rtol=1e-6, atol=1e-8)  # float64
 
 
 def _dropout_run(mode, execution='layer', deterministic=False, seed=0):

@@ -40,7 +40,7 @@ def test_adding_exactly_two_markers_one_per_half_and_target_is_their_sum(adding_
   assert set(np.unique(markers)) == {0.0, 1.0}
   np.testing.assert_array_equal(markers[:, :5].sum(1), 1)
   np.testing.assert_array_equal(markers[:, 5:].sum(1), 1)
-  np.testing.assert_allclose(b['targets'][:, 0], (values * markers).sum(1), rtol=1e-6)
+  np.testing.assert_allclose(b['targets'][:, 0], (values * markers).sum(1), rtol=1e-5)
   assert 0.0 <= values.min() and values.max() < 1.0
   np.testing.assert_array_equal(b['lengths'], 10)
 
