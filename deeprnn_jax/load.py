@@ -30,6 +30,7 @@ from deeprnn_jax import build
 from deeprnn_jax import checkpoint as checkpoint_lib
 from deeprnn_jax import config as config_lib
 from deeprnn_jax import runlog
+from deeprnn_jax import tasks as tasks_lib
 from deeprnn_jax import train
 from deeprnn_jax.tasks import base as task_base
 
@@ -97,7 +98,22 @@ def run_config(run_dir: str, task_options: Mapping[str, Any] | None = None) -> m
   raw.get('sweep', {}).pop('vmap_seeds', None)
   if task_options:
     raw.setdefault('task', {}).setdefault('options', {}).update(dict(task_options))
+  _register_task_of(raw, folder)
   return config_lib.validate(raw)
+
+
+def _register_task_of(raw: Mapping[str, Any], folder: runlog.RunFolder) -> None:
+  """A task a config file registered (``tasks.register_task``) is unknown to a fresh process: run
+  that file again, as the sweep recorded it in its ``sweep.json``."""
+  name = (raw.get('task') or {}).get('name')
+  if name is None or name in tasks_lib.TASKS:
+    return
+  sweep = runlog.read_json(os.path.join(os.path.dirname(folder.path), 'sweep.json')) or {}
+  source = sweep.get('config_file') if isinstance(sweep, dict) else None
+  if not source or not os.path.isfile(source):
+    raise config_lib.ConfigError('task.name', f'task {name!r} of {folder.path} is not registered: import the module '
+                                              'that registers it (deeprnn_jax.tasks.register_task) first')
+  config_lib.load(source)   # executes the file, which registers the task
 
 
 def load_run(run_dir: str, checkpoint: str | int = 'best', *, task: task_base.Task | None = None,

@@ -49,25 +49,31 @@ class GridPointJob(submitit.helpers.Checkpointable):
   def __init__(self, config: dict, workdir: str, facts: dict, on_event: train_lib.EventHook | None = None):
     self.config, self.workdir, self.facts, self.on_event = config, workdir, facts, on_event
     self._stop: threading.Event | None = None
-    self._thread: threading.Thread | None = None
+    self._finished = True   # set False while a training thread runs; True (a plain attribute) when it ends
 
   def __getstate__(self) -> dict:
     # What is pickled for the requeued job: the call, not this process's thread and flag.
-    return {**self.__dict__, '_stop': None, '_thread': None}
+    return {**self.__dict__, '_stop': None, '_finished': True}
 
   def __call__(self, variant: str) -> dict:
-    self._stop, outcome = threading.Event(), {}
-    self._thread = threading.Thread(target=self._train, args=(variant, outcome), name='training')
-    self._thread.start()
+    self._stop, outcome, self._finished = threading.Event(), {}, False
+    threading.Thread(target=self._train, args=(variant, outcome), name='training', daemon=True).start()
     try:
-      self._thread.join()   # signal handlers run here, in the main thread (see checkpoint)
+      self._wait_for_training()   # signal handlers run here, in the main thread (see checkpoint)
     except KeyboardInterrupt:   # the job is cancelled: stop with a checkpoint while there is time
       self._stop.set()
-      self._thread.join()
+      self._wait_for_training()
       raise
     if 'error' in outcome:
       raise outcome['error']
     return outcome['result']
+
+  def _wait_for_training(self) -> None:
+    # Polls a plain attribute, never a lock: a signal handler that waits too (checkpoint) may run in
+    # the middle of this wait, and two waits on one thread's lock, one inside the other, can deadlock
+    # (the outer one may hold the lock when the handler starts).
+    while not self._finished:
+      time.sleep(0.05)
 
   def _train(self, variant: str, outcome: dict) -> None:
     try:
@@ -80,6 +86,8 @@ class GridPointJob(submitit.helpers.Checkpointable):
         outcome['error'] = RuntimeError('; '.join(f'{run} failed: {msg}' for run, msg in result.failed.items()))
     except BaseException as e:  # pylint: disable=broad-except  (handed to the main thread)
       outcome['error'] = e
+    finally:
+      self._finished = True
 
   def checkpoint(self, variant: str) -> submitit.helpers.DelayedSubmission:
     """submitit calls this from its USR2 handler, in the main thread, before requeueing the job.
@@ -87,9 +95,9 @@ class GridPointJob(submitit.helpers.Checkpointable):
     The training thread sees the stop flag at its next step, saves a checkpoint, marks its runs
     interrupted and ends; only then may submitit requeue and exit, or the steps since the last periodic
     checkpoint would be lost."""
-    if self._thread is not None:
+    if self._stop is not None:
       self._stop.set()
-      self._thread.join()
+      self._wait_for_training()
     return submitit.helpers.DelayedSubmission(self, variant)
 
 

@@ -238,7 +238,10 @@ def check_workdir(config: ml_collections.ConfigDict, workdir: str, points: Seque
                               'use another --workdir')
 
 
-def write_sweep_file(config: ml_collections.ConfigDict, workdir: str, points: Sequence[GridPoint]) -> None:
+def write_sweep_file(config: ml_collections.ConfigDict, workdir: str, points: Sequence[GridPoint],
+                     config_file: str | None = None) -> None:
+  """Writes ``sweep.json``: the sweep's config, axes and runs, and the config file it came from (which
+  ``load_run`` executes again for a task the file registers)."""
   os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, SWEEP_FILE)
   old = runlog.read_json(path) or {}
@@ -253,6 +256,7 @@ def write_sweep_file(config: ml_collections.ConfigDict, workdir: str, points: Se
       'config': config_lib.to_dict(config),
       'axes': config_lib.flat_axes(config),
       'runs': list(runs.values()),
+      'config_file': os.path.abspath(config_file) if config_file else old.get('config_file'),
       'created_at': old.get('created_at', time.time()),
   })
 
@@ -278,7 +282,8 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, *,
               seeds_together: bool | None = None,
               echo: Callable[[str], None] = print,
               on_event: train_lib.EventHook | None = None,
-              facts: dict | None = None) -> SweepResult:
+              facts: dict | None = None,
+              config_file: str | None = None) -> SweepResult:
   """Trains every run of the grid that is not done yet; see the module docstring.
 
   Everything is validated (configs, tasks, parameter matching, the workdir) before anything is
@@ -286,13 +291,14 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, *,
   Raises ``Interrupted`` (after checkpointing) when ``should_stop()`` turns true. ``on_event``: the
   trainer's hook (``train.EventHook``), also called as ``('point', n)`` before the n-th grid point.
   ``facts``: how the sweep is launched (``train.train_seeds``), kept in each run's status.json.
+  ``config_file``: the file ``config`` was loaded from, recorded in sweep.json.
   """
   should_stop = should_stop or (lambda: False)
   on_event = on_event or (lambda name, step: None)
   enable_compilation_cache()   # first: building the tasks compiles their data generators
   points = expand(config)
   check_workdir(config, workdir, points)
-  write_sweep_file(config, workdir, points)
+  write_sweep_file(config, workdir, points, config_file)
   together = config.sweep.seed_program != 'separate' if seeds_together is None else seeds_together
   seed_program = parallel.resolve_seed_program(config.sweep.seed_program)
   how = f' in one program ({seed_program})'

@@ -21,7 +21,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # (overrides, a fragment of the one-line message)
 BAD_OVERRIDES = [
     (['--config.modle.depth=2'], "config key 'modle.depth': unknown key; valid groups: "),
-    (['--config.model.dept=2'], "config key 'model.dept': unknown key; valid keys in 'model': model.bidirectional"),
+    (['--config.model.dept=2'], "config key 'model.dept': unknown key; valid keys in 'model': model.attention, "),
     (['--config.model.cell=lstmm'], "config key 'model.cell': unknown value 'lstmm'; valid: gru, indrnn, irnn, lru"),
     (['--config.task.name=adding2'], "config key 'task.name': unknown value 'adding2'; valid: adding, "),
     (['--config.model.depth=0'], "config key 'model.depth': must be >= 1, got 0"),
