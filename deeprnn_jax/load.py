@@ -79,8 +79,13 @@ class TrainedRun:
     results = programs.evaluate(params, splits)
     return {s: {k: float(v[0]) for k, v in m.items()} for s, m in results.items()}
 
-  def predict(self, batch: Mapping[str, Any]):
-    """The model's ``predict`` (class ids, tags, decoded tokens) on ``batch`` (``inputs``, ``lengths``)."""
+  def predict(self, batch: Mapping[str, Any] | Sequence[Any]):
+    """The model's ``predict`` (class ids, tags, decoded tokens) on ``batch`` (``inputs``, ``lengths``),
+    or on raw examples (e.g. texts) that the task encodes with its own tokenizer (``Task.encode``)."""
+    if not isinstance(batch, Mapping):
+      if self.task.encode is None:
+        raise ValueError(f'task {self.task.name!r} has no raw form (Task.encode); pass a batch with inputs and lengths')
+      batch = self.task.encode(batch)
     return self.model.apply({'params': self.params}, batch['inputs'], batch['lengths'], method='predict')
 
 

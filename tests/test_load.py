@@ -98,3 +98,29 @@ def test_evaluate_mistakes_are_one_line_exit_2(trained, capsys, argv, message):
   assert evaluate_cli.main([str(root / 'w'), *argv]) == 2
   err = capsys.readouterr().err.strip()
   assert err.startswith('error: ') and '\n' not in err and message in err, err
+
+
+def test_a_sentiment_run_classifies_raw_sentences_with_its_own_tokenizer(tmp_path):
+  """The README's inference example: a text classifier trained from CSV files, loaded back, labels
+  new sentences. The task's encoder gives exactly the token ids the run was evaluated on."""
+  data = tmp_path / 'reviews'
+  data.mkdir()
+  good = ['a wonderful moving film', 'great acting and a great story', 'wonderful, I loved it']
+  bad = ['dull and far too long', 'a boring mess', 'I hated it, dull']
+  for split, rows in (('train', (good + bad) * 6), ('test', good + bad)):
+    labels = (['pos'] * 3 + ['neg'] * 3) * (6 if split == 'train' else 1)
+    (data / f'{split}.csv').write_text('text,label\n' + ''.join(f'"{t}",{y}\n' for t, y in zip(rows, labels)))
+  config = tiny_config(**{'task.name': 'text_classification', 'model.cell': 'gru', 'train.num_steps': 60,
+                          'train.eval_every_steps': 20, 'train.log_every_steps': 20, 'optim.learning_rate': 0.03,
+                          'task.options': {'path': str(data), 'num_val': 6, 'max_len': 8}})
+  run_dir = str(tmp_path / 'run')
+  train_lib.train(config, run_dir)
+  run = dr.load_run(run_dir, checkpoint='last')
+  test = run.task.eval_splits['test']
+  batch = run.task.encode(good + bad)
+  np.testing.assert_array_equal(batch['inputs'], test['inputs'])
+  np.testing.assert_array_equal(batch['lengths'], test['lengths'])
+  names = run.task.info['label_names']
+  predicted = [names[i] for i in np.asarray(run.predict(['what a wonderful story', 'dull, boring and long']))]
+  assert predicted == ['pos', 'neg']
+  assert np.asarray(run.predict(good + bad)).tolist() == np.asarray(run.predict(batch)).tolist()

@@ -103,6 +103,9 @@ class Task:
       evaluation with ``predictions`` the model's ``predict`` output for every example of the split
       (``[n, ...]`` int32, padding rows removed) and ``batch`` the split's arrays. Its metrics are
       reported beside the split's others; give their modes in ``metric_modes``. None: no such metrics.
+    encode: for inference on raw data: ``encode(examples) -> {'inputs', 'lengths'}``, a batch the
+      model reads, made with the task's own tokenizer and vocabulary (e.g. a list of texts for a text
+      task). None: the task has no raw form.
   """
 
   name: str
@@ -121,6 +124,7 @@ class Task:
   length_buckets: tuple[int, ...] = ()
   bucket_probs: tuple[float, ...] = ()
   score: Callable[[str, np.ndarray, Batch], Mapping[str, float]] | None = None
+  encode: Callable[[Any], Batch] | None = None
 
   def loss_and_metrics(self, outputs: jax.Array, batch: Batch) -> tuple[jax.Array, MetricSums]:
     """Mean training loss and metric sums for ``outputs`` of a model on ``batch``."""

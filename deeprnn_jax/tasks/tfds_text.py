@@ -101,6 +101,7 @@ def text_classification_task(*, name: str, train_texts: Sequence[str], train_lab
             'truncated_fraction_test': float(np.mean(cut_test)), 'oov_rate_test': oov_rate,
             'chance_accuracy': 1 / num_classes, 'majority_class': majority, **(info or {})},
       train_data=train_data, length_buckets=buckets, bucket_probs=probs,
+      encode=lambda texts: dict(zip(('inputs', 'lengths'), encode([vocab.tokenize(t) for t in texts])[:2])),
   )
 
 
