@@ -677,8 +677,27 @@ def _markdown(workdir, runs, vs, axes, facts, metric, mode, ref, len_splits, fig
             f'faster-converging variant has a {"lower" if mode == "min" else "higher"} value).',
             f'- Generalization gap: final {ref} minus final train {metric} (sign flipped for accuracy), so '
             'positive means worse on held-out data.',
-            '- Diverged runs (NaN/Inf loss, gradients or parameters) are excluded from means and counted apart.', '']
+            '- Diverged runs (NaN/Inf loss, gradients or parameters) are excluded from means and counted apart.',
+            f'- Speed: {speed_conditions(runs)}', '']
   return '\n'.join(lines)
+
+
+def speed_conditions(runs: Sequence[Run]) -> str:
+  """How the speed columns were measured: each run's own rate, and how many runs shared the machine
+  (``workers`` in status.json; runs of older sweeps do not say)."""
+  counts = sorted({int(r.status['workers']) for r in runs if isinstance(r.status.get('workers'), int)})
+  unknown = sum(not isinstance(r.status.get('workers'), int) for r in runs)
+  text = ('steps/s and compile seconds are each run\'s own wall-clock rate over its warm training steps '
+          '(compilation counted apart), for the seeds of a variant trained together as one program; ')
+  if len(counts) == 1 and not unknown:
+    n = counts[0]
+    return text + (f'{n} runs trained at once on one machine, each worker process on its own core(s) or GPU: '
+                   f'the ratios compare variants that shared the machine alike, the absolute rates hold for '
+                   f'{n} concurrent runs on this hardware.' if n > 1 else 'one run trained at a time.')
+  said = ', '.join(str(n) for n in counts) or 'an unrecorded number of'
+  return text + (f'the runs of this sweep were trained with {said} worker processes at once'
+                 f'{f" ({unknown} runs do not say)" if unknown and counts else ""} (status.json `workers`): '
+                 'compare their speed with care.')
 
 
 def main(argv: Sequence[str] | None = None) -> int:

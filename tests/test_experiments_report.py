@@ -217,3 +217,14 @@ def test_reproduce_configs_cite_what_the_report_shows(path):
     assert entry.get('source') and (entry.get('value') is not None or entry.get('solved') is not None), label
     assert entry['source'].split()[0] in doc, (label, 'the docstring cites the source')
     assert entry.get('cell', label) in cells, (label, 'names a cell of the sweep')
+
+
+def test_the_report_says_how_many_runs_shared_the_machine_when_speed_was_measured():
+  from experiments.report import Run, speed_conditions  # noqa: PLC0415
+  def runs(*workers):
+    return [Run(run_id=f'r{i}', config={}, status={} if w is None else {'workers': w}, records=[])
+            for i, w in enumerate(workers)]
+  assert '2 runs trained at once on one machine' in speed_conditions(runs(2, 2))
+  assert 'one run trained at a time' in speed_conditions(runs(1, 1))
+  mixed = speed_conditions(runs(1, 2, None))
+  assert 'trained with 1, 2 worker processes at once (1 runs do not say)' in mixed and 'with care' in mixed
