@@ -362,7 +362,7 @@ def train_seeds(configs: Sequence[ConfigDict], run_dirs: Sequence[str], *,
 
 def _train_group(runs: list[SeedRun], task: task_base.Task, seed_program: str, should_stop, on_event,
                  facts: dict) -> list[dict]:
-  """Trains the seeds of one grid point: set up, resume, then the loop of ``_run_loop``."""
+  """Trains the seeds of one grid point: set up, resume, then ``_Loop.run``."""
   config = runs[0].config
   programs = Programs(config, task, parallel.resolve_seed_program(seed_program) if len(runs) > 1 else 'vmap')
   cadence = Cadence.from_config(config, task)
