@@ -153,8 +153,8 @@ def _train(config, args, requested: int | None, run_argv, worker_command, should
   points = sweep.expand(config)
   sweep.check_workdir(config, args.workdir, points)   # one error here, not one per worker
   todo = sum(not all(_done(args.workdir, p, s) for s in p.seeds) for p in points)
-  # Even one grid point left trains in a worker: every run of a sweep launched with workers is the same
-  # program (the workers' XLA flags), whatever was left to train when the command ran.
+  # Even one grid point left trains in a worker: every run of a sweep launched with workers runs under the
+  # same conditions (a process on its own core), whatever was left to train when the command ran.
   if todo:
     team = _plan(requested, args.devices_per_worker, cpus, gpus, todo=todo)
     print(f'{len(team)} worker{"s" if len(team) > 1 else ""} on this machine '

@@ -11,8 +11,8 @@ launcher, not a scheduler:
   are left to train;
 * worker i of N owns ``K = --devices-per-worker`` GPUs (``CUDA_VISIBLE_DEVICES``) where there are GPUs,
   else K cores: it pins itself to them (``sched_setaffinity``) before JAX starts, so XLA sizes its thread
-  pools to them, and on one core it also runs Eigen single-threaded (``XLA_CPU_FLAGS``). All share one
-  persistent compilation cache;
+  pools to them (no XLA flag is needed for that, and ``--xla_cpu_multi_thread_eigen=false`` measured no
+  faster: BENCHMARKS.md, "Workers"). All share one persistent compilation cache;
 * it shows every worker's lines prefixed with its name (``[w1] [3/9] lstm-d2-w32 ...``), forwards SIGINT
   and SIGTERM (each worker checkpoints and stops, as a single runner does; a second Ctrl-C stops them at
   once), and leaves the one summary and report to ``experiments.run``.
@@ -39,10 +39,6 @@ import sys
 import threading
 import time
 from typing import Callable, Mapping, Sequence, TextIO
-
-# A worker on one core runs XLA's Eigen kernels (matmuls) on the calling thread instead of handing them to
-# a pool that has no second core to use (measured with the quickstart: BENCHMARKS.md, "Workers").
-XLA_CPU_FLAGS = ('--xla_cpu_multi_thread_eigen=false',)
 
 _PR_SET_PDEATHSIG = 1   # <linux/prctl.h>
 
@@ -148,17 +144,14 @@ def _nvidia_smi() -> str:
 
 
 def worker_env(worker: Worker, env: Mapping[str, str], cache_dir: str | None = None) -> dict[str, str]:
-  """The environment of ``worker``'s process: its GPUs, its XLA flags, the shared compilation cache."""
+  """The environment of ``worker``'s process: its GPUs and the shared compilation cache. (Its cores are
+  set by the worker itself, ``worker_args``: the affinity must be in place before JAX starts.)"""
   env = dict(env)
   env['PYTHONUNBUFFERED'] = '1'    # lines reach the parent's display as they are printed
   if cache_dir:
     env['JAX_COMPILATION_CACHE_DIR'] = cache_dir
   if worker.gpus:
     env['CUDA_VISIBLE_DEVICES'] = ','.join(worker.gpus)
-  elif len(worker.cpus) == 1:
-    flags = env.get('XLA_FLAGS', '')
-    extra = [f for f in XLA_CPU_FLAGS if f.split('=')[0] not in flags]   # the user's own setting wins
-    env['XLA_FLAGS'] = ' '.join([flags, *extra]).strip()
   return env
 
 
@@ -206,8 +199,9 @@ def launch(team: Sequence[Worker], run_argv: Sequence[str], *, command: Sequence
 
   ``command``: how a worker process starts (default ``python -m experiments.workers``; it gets
   ``worker_args``). SIGINT and SIGTERM are forwarded to the workers as received, then passed on to the
-  handler installed before (the command line's stop flag; a second Ctrl-C raises KeyboardInterrupt there,
-  which is re-raised here once the workers, stopped at once, have exited). Call from the main thread.
+  handler installed before (the command line's stop flag). A second Ctrl-C that reaches a running worker
+  stops it at once; KeyboardInterrupt is raised here once every worker has exited. Call from the main
+  thread.
   """
   command = list(command or (sys.executable, '-m', 'experiments.workers'))
   out, err = out or sys.stdout, err or sys.stderr
@@ -216,16 +210,22 @@ def launch(team: Sequence[Worker], run_argv: Sequence[str], *, command: Sequence
   write_lock = threading.Lock()
 
   def forward(signum, frame):
+    nonlocal stopped_at_once
+    again = signum == signal.SIGINT and signal.SIGINT in received
     received.append(signum)
     for proc in procs.values():
       if proc.poll() is None:
         proc.send_signal(signum)
+        # a worker still running gets a second Ctrl-C: it stops at once (else all have saved and exited)
+        stopped_at_once = stopped_at_once or again
     handler = previous.get(signum)
     if callable(handler):
       handler(signum, frame)
 
   def show(stream, sink: TextIO, prefix: str) -> None:
     for line in stream:
+      if not line.strip():   # (a stop message starts on a line of its own, for a progress bar)
+        continue
       with write_lock:
         sink.write(prefix + line)
         sink.flush()
@@ -239,9 +239,9 @@ def launch(team: Sequence[Worker], run_argv: Sequence[str], *, command: Sequence
         err.flush()
 
   previous: dict = {}
+  threads, stopped_at_once = [], False
   for s in (signal.SIGINT, signal.SIGTERM):
     previous[s] = signal.signal(s, forward)
-  threads, stopped_at_once = [], False
   try:
     try:
       for w in team:
@@ -258,15 +258,15 @@ def launch(team: Sequence[Worker], run_argv: Sequence[str], *, command: Sequence
                     threading.Thread(target=show, args=(proc.stderr, err, f'[{w.name}] '), daemon=True)]
         threads[-2].start()
         threads[-1].start()
-    except KeyboardInterrupt:
-      stopped_at_once = True
+    except KeyboardInterrupt:   # a second Ctrl-C while starting them (forward said whom it reached)
+      pass
     for proc in procs.values():
       while True:
         try:
           proc.wait()
           break
-        except KeyboardInterrupt:   # a second Ctrl-C: forwarded; the workers stop at once
-          stopped_at_once = True
+        except KeyboardInterrupt:   # a second Ctrl-C, forwarded: wait for the workers it stops at once
+          pass
   finally:
     for s, h in previous.items():
       signal.signal(s, h)
@@ -339,7 +339,13 @@ def worker_main(argv: Sequence[str] | None = None, on_event=None) -> int:
   index, count = (int(x) for x in opts.worker.split('/'))
   gpus = tuple(d for d in os.environ.get('CUDA_VISIBLE_DEVICES', '').split(',') if d)
   from experiments import run  # pylint: disable=g-import-not-at-top  (after pinning: imports JAX)
-  return run.main(argv[sep + 1:], on_event=on_event, worker=Worker(index, count, cpus, gpus))
+  try:
+    return run.main(argv[sep + 1:], on_event=on_event, worker=Worker(index, count, cpus, gpus))
+  finally:
+    # The command line put back the handler above; its runs are saved now, and the parent, which has the
+    # signal too, says what happened: a late one must not break the exit.
+    for s in (signal.SIGINT, signal.SIGTERM):
+      signal.signal(s, signal.SIG_IGN)
 
 
 if __name__ == '__main__':

@@ -79,18 +79,14 @@ def test_the_gpus_a_launcher_sees_without_starting_jax():
   assert workers.visible_gpus({}, cuda, lambda: '') == []                        # no nvidia-smi
 
 
-def test_a_worker_environment_holds_its_devices_xla_flags_and_the_shared_cache():
+def test_a_worker_environment_holds_its_gpus_and_the_shared_cache():
   base = {'XLA_FLAGS': '--xla_backend_optimization_level=0', 'PATH': '/bin'}
   on_core = workers.worker_env(workers.Worker(1, 2, cpus=(1,)), base, '/cache')
-  assert on_core['XLA_FLAGS'] == '--xla_backend_optimization_level=0 --xla_cpu_multi_thread_eigen=false'
-  assert on_core['JAX_COMPILATION_CACHE_DIR'] == '/cache' and on_core['PYTHONUNBUFFERED'] == '1'
-  assert on_core['PATH'] == '/bin' and base == {'XLA_FLAGS': '--xla_backend_optimization_level=0', 'PATH': '/bin'}
-  # the user's own setting wins; several cores keep XLA's threads; a GPU worker sees only its GPUs
-  mine = {'XLA_FLAGS': '--xla_cpu_multi_thread_eigen=true'}
-  assert workers.worker_env(workers.Worker(1, 2, cpus=(0,)), mine)['XLA_FLAGS'] == '--xla_cpu_multi_thread_eigen=true'
-  assert 'XLA_FLAGS' not in workers.worker_env(workers.Worker(1, 2, cpus=(0, 1)), {})
+  assert on_core == {**base, 'JAX_COMPILATION_CACHE_DIR': '/cache', 'PYTHONUNBUFFERED': '1'}
+  assert base == {'XLA_FLAGS': '--xla_backend_optimization_level=0', 'PATH': '/bin'}
   on_gpus = workers.worker_env(workers.Worker(2, 2, gpus=('2', '3')), {'CUDA_VISIBLE_DEVICES': '0,1,2,3'})
-  assert on_gpus['CUDA_VISIBLE_DEVICES'] == '2,3' and 'XLA_FLAGS' not in on_gpus
+  assert on_gpus['CUDA_VISIBLE_DEVICES'] == '2,3'
+  # the cores go on the worker's command line: it pins itself before JAX starts
   assert workers.worker_args(workers.Worker(2, 2, cpus=(1,)), 77, ['--config', 'c.py']) == [
       '--worker', '2/2', '--parent', '77', '--cpus', '1', '--', '--config', 'c.py']
 
@@ -132,9 +128,10 @@ sys.exit(run.main(sys.argv[2:], worker_command=[sys.executable, '-c', sys.argv[1
 '''
 
 # A worker whose event hook does what $TEST_HOOKS says for it: {worker: {"<event>:<n>": [action, ...]}},
-# an action one of ["touch", file], ["wait", file] (in $TEST_SYNC), ["kill", "self"|"parent", signal] or
-# ["wait-stop"]: until this worker has been asked to stop (its command line's stop flag, which SIGINT and
-# SIGTERM set), so a worker is still inside its grid point when the forwarded signal comes.
+# an action one of ["touch", file], ["wait", file] (in $TEST_SYNC), ["cores", file] (writes the cores it may
+# run on), ["kill", "self"|"parent", signal] or ["wait-stop"]: until this worker has been asked to stop (its
+# command line's stop flag, which SIGINT and SIGTERM set), so it is still inside its grid point when the
+# forwarded signal comes.
 WORKER = '''
 import json, os, signal, sys, time
 from experiments import workers
@@ -152,6 +149,9 @@ def hook(event, n):
         time.sleep(0.01)
     elif what == 'touch':
       open(path, 'w').close()
+    elif what == 'cores':
+      with open(path, 'w') as f:
+        json.dump(sorted(os.sched_getaffinity(0)), f)
     elif what == 'wait':
       deadline = time.monotonic() + 240
       while not os.path.exists(path):
@@ -165,8 +165,9 @@ sys.exit(workers.worker_main(sys.argv[1:], on_event=hook))
 
 # w1 takes the first grid point (w2 waits for it to be inside it before looking), so w2 takes the
 # second; each then waits at step 2 until the other is training too: both train at once.
-TOGETHER = {'w1': {'step:1': [['touch', 'w1-in']], 'step:2': [['wait', 'w2-in']]},
-            'w2': {'point:1': [['wait', 'w1-in']], 'step:1': [['touch', 'w2-in']], 'step:2': [['wait', 'w1-in']]}}
+TOGETHER = {'w1': {'step:1': [['touch', 'w1-in'], ['cores', 'w1-cores']], 'step:2': [['wait', 'w2-in']]},
+            'w2': {'point:1': [['wait', 'w1-in']], 'step:1': [['touch', 'w2-in'], ['cores', 'w2-cores']],
+                   'step:2': [['wait', 'w1-in']]}}
 
 
 def _with(hooks: dict, name: str, step: str, *actions) -> dict:
@@ -209,15 +210,18 @@ def reference(tmp_path_factory):
   cfg, workdir = _config(tmp_path), str(tmp_path / 'w')
   proc = _parent(cfg, workdir, tmp_path, TOGETHER)
   out, err = proc.communicate(timeout=600)
-  return proc.returncode, out, err, workdir
+  cores = {w: json.loads((tmp_path / 'sync0' / f'{w}-cores').read_text()) for w in ('w1', 'w2')}
+  return proc.returncode, out, err, workdir, cores
 
 
 def test_two_workers_train_the_grid_together_and_the_parent_reports_once(reference):
-  code, out, err, workdir = reference
+  code, out, err, workdir, cores = reference
   assert code == 0, err[-3000:]
-  # both trained at once, each its own grid point, never the same one
+  # both trained at once, each its own grid point, never the same one, each on its own core
   assert _trained(out) == {'w1': {LR_A}, 'w2': {LR_B}}, out
-  assert out.startswith('2 workers on this machine (w1: CPU ') and '; w2: CPU ' in out.splitlines()[0]
+  mine = workers.machine_cpus()
+  assert cores == {'w1': [mine[0]], 'w2': [mine[1 % len(mine)]]}
+  assert out.startswith(f'2 workers on this machine (w1: CPU {mine[0]}; w2: CPU {mine[1 % len(mine)]}), ')
   # one summary and one report, by the parent
   assert out.count('sweep ') == 1 and f'sweep {workdir}: 4 finished' in out
   assert out.count('report: ') == 1 and os.path.isfile(os.path.join(workdir, 'report.md'))
