@@ -107,14 +107,15 @@ def _run(args, config, overrides, should_stop, *, run_argv, default_workers, wor
     if config.train.progress == 'bar':   # a bar cannot pass through the parent's line-by-line display
       config = config_lib.validate(config_lib.apply_overrides(config, [('train.progress', 'lines')]))
     result = sweep.run_sweep(config, args.workdir, should_stop=should_stop, on_event=args.on_event,
-                             facts={'workers': worker.count})
+                             facts={'workers': worker.count}, config_file=args.config)
     return 1 if result.failed else 0
   again = f'python -m experiments.run {shlex.join(run_argv)}'
   if args.launcher:
     if args.workers is not None:
       raise ConfigError('', '--workers is for one machine; with --launcher every grid point is a job of its own')
     from experiments import slurm  # pylint: disable=g-import-not-at-top  (submitit only when asked for)
-    points = slurm.launch(config, args.workdir, args.launcher, command=again, should_stop=should_stop)
+    points = slurm.launch(config, args.workdir, args.launcher, config_file=args.config, command=again,
+                          should_stop=should_stop)
     if points is None:
       return 0
     result, unfinished = _from_status(points, args.workdir)
@@ -145,7 +146,7 @@ def _train(config, args, requested: int | None, run_argv, worker_command, should
   gpus, cpus = workers_lib.visible_gpus(), workers_lib.machine_cpus()
   if len(_plan(requested, args.devices_per_worker, cpus, gpus)) == 1:
     return sweep.run_sweep(config, args.workdir, should_stop=should_stop, on_event=args.on_event,
-                           facts={'workers': 1}), []
+                           facts={'workers': 1}, config_file=args.config), []
   if gpus:
     import jax  # pylint: disable=g-import-not-at-top
     jax.config.update('jax_platforms', 'cpu')   # the launcher never holds accelerator memory

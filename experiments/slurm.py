@@ -42,12 +42,15 @@ class GridPointJob(submitit.helpers.Checkpointable):
 
   ``config``: the sweep's validated config as a plain dict (what was submitted, whatever the config file
   says by the time the job starts); ``facts``: how it was launched, kept in each run's status.json;
-  ``on_event``: the trainer's event hook (``train.EventHook``; tests use it). Returns
+  ``on_event``: the trainer's event hook (``train.EventHook``; tests use it); ``config_file``: the file the
+  config came from, recorded in sweep.json. Returns
   ``{'variant', 'states', 'locked'}``; raises if a run failed, so the job shows as failed.
   """
 
-  def __init__(self, config: dict, workdir: str, facts: dict, on_event: train_lib.EventHook | None = None):
+  def __init__(self, config: dict, workdir: str, facts: dict, on_event: train_lib.EventHook | None = None,
+               config_file: str | None = None):
     self.config, self.workdir, self.facts, self.on_event = config, workdir, facts, on_event
+    self.config_file = config_file
     self._stop: threading.Event | None = None
     self._finished = True   # set False while a training thread runs; True (a plain attribute) when it ends
 
@@ -80,7 +83,7 @@ class GridPointJob(submitit.helpers.Checkpointable):
       config = config_lib.validate(self.config)
       result = sweep.run_sweep(config, self.workdir, should_stop=self._stop.is_set,
                                select=lambda point, seed: point.variant == variant, on_event=self.on_event,
-                               facts=self.facts)
+                               facts=self.facts, config_file=self.config_file)
       outcome['result'] = {'variant': variant, 'states': result.states, 'locked': result.locked}
       if result.failed:
         outcome['error'] = RuntimeError('; '.join(f'{run} failed: {msg}' for run, msg in result.failed.items()))
@@ -149,7 +152,8 @@ def unfinished(points: Sequence[sweep.GridPoint], workdir: str) -> list[sweep.Gr
 
 def submit(config: ml_collections.ConfigDict, workdir: str, cluster: str, *,
            points: Sequence[sweep.GridPoint] | None = None, facts: dict | None = None,
-           on_event: train_lib.EventHook | None = None, echo: Callable[[str], None] = print) -> list:
+           on_event: train_lib.EventHook | None = None, config_file: str | None = None,
+           echo: Callable[[str], None] = print) -> list:
   """Submits the grid points of ``points`` (default: ``unfinished``) as one job array; returns the jobs."""
   if points is None:
     everything = sweep.expand(config)
@@ -160,7 +164,8 @@ def submit(config: ml_collections.ConfigDict, workdir: str, cluster: str, *,
   ex = executor(config, workdir, cluster)
   workdir = os.path.abspath(workdir)   # jobs may start elsewhere
   facts = facts or {'workers': 1, 'launcher': cluster}
-  job = GridPointJob(config_lib.to_dict(config), workdir, facts, on_event)
+  job = GridPointJob(config_lib.to_dict(config), workdir, facts, on_event,
+                     os.path.abspath(config_file) if config_file else None)
   jobs = ex.map_array(job, [p.variant for p in points])
   what = (f'job array {jobs[0].job_id.split("_")[0]} (at most {config.launch.array_parallelism} at once)'
           if cluster == 'slurm' else 'local jobs')
@@ -171,13 +176,13 @@ def submit(config: ml_collections.ConfigDict, workdir: str, cluster: str, *,
   return jobs
 
 
-def launch(config: ml_collections.ConfigDict, workdir: str, cluster: str, *, command: str = 'python -m experiments.run',
-           should_stop: Callable[[], bool] | None = None, echo: Callable[[str], None] = print
+def launch(config: ml_collections.ConfigDict, workdir: str, cluster: str, *, config_file: str | None = None,
+           command: str = 'python -m experiments.run', should_stop: Callable[[], bool] | None = None, echo: Callable[[str], None] = print
            ) -> list[sweep.GridPoint] | None:
   """``--launcher``: submits the unfinished grid points. On SLURM it returns None at once (the jobs run
   on); ``local`` runs at most ``launch.array_parallelism`` jobs at a time on this machine, waits for them
-  and returns the grid (for the summary and the report). ``command``: the command line that launched it,
-  for the hints. Raises ``Interrupted`` if ``should_stop()`` turns true while waiting (the jobs' runs keep
+  and returns the grid (for the summary and the report). ``config_file``: the file ``config`` came from
+  (sweep.json records it); ``command``: the command line that launched it, for the hints. Raises ``Interrupted`` if ``should_stop()`` turns true while waiting (the jobs' runs keep
   their last checkpoint)."""
   if cluster not in LAUNCHERS:
     raise ConfigError('', f'unknown launcher {cluster!r}; valid: {", ".join(LAUNCHERS)}')
@@ -185,13 +190,13 @@ def launch(config: ml_collections.ConfigDict, workdir: str, cluster: str, *, com
   sweep.enable_compilation_cache()
   points = sweep.expand(config)
   sweep.check_workdir(config, workdir, points)
-  sweep.write_sweep_file(config, workdir, points)
+  sweep.write_sweep_file(config, workdir, points, config_file)
   todo = unfinished(points, workdir)
   if not todo:
     echo(f'nothing to submit: every run of {workdir} is done or held by a running job')
     return points if cluster == 'local' else None
   if cluster == 'slurm':
-    submit(config, workdir, cluster, points=todo, echo=echo)
+    submit(config, workdir, cluster, points=todo, config_file=config_file, echo=echo)
     echo(f'watch: squeue --me; each run\'s progress: {command} --dry-run\n'
          'preempted or timed-out jobs checkpoint and requeue themselves; for jobs that failed or ran out of requeues, '
          'run the same command again: it submits only what is left\n'
@@ -201,7 +206,7 @@ def launch(config: ml_collections.ConfigDict, workdir: str, cluster: str, *, com
   size = config.launch.array_parallelism
   for start in range(0, len(todo), size):
     wave = todo[start:start + size]
-    jobs = submit(config, workdir, cluster, points=wave, echo=echo,
+    jobs = submit(config, workdir, cluster, points=wave, config_file=config_file, echo=echo,
                   facts={'workers': len(wave), 'launcher': cluster})
     while not all(j.done() for j in jobs):
       if should_stop():

@@ -317,6 +317,7 @@ def test_the_local_launcher_trains_every_grid_point_as_a_job_and_reports_once(tm
   for run in RUNS:
     status = runlog.read_status(os.path.join(workdir, run))
     assert (status['state'], status['launcher'], status['workers']) == ('finished', 'local', 2)
+  assert runlog.read_json(os.path.join(workdir, sweep.SWEEP_FILE))['config_file'] == os.path.abspath(cfg)
   # the same command again submits nothing
   assert run_cli.main(['--config', cfg, '--workdir', workdir, '--launcher', 'local', '--no-report']) == 0
   assert 'nothing to submit' in capsys.readouterr().out
