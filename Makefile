@@ -22,8 +22,8 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
 # The quickstart sweep (depth x cell on bracket counting) and its report: runs/quickstart/report.md.
-# One worker process per core (about 1 min 45 s on 2 CPU cores from an empty compilation cache,
-# 2 min 30 s with WORKERS=1: BENCHMARKS.md). Running it again resumes (finished runs are skipped).
+# One worker process per core (106 s on 2 CPU cores from an empty compilation cache, 118 s with
+# WORKERS=1: BENCHMARKS.md). Running it again resumes (finished runs are skipped).
 WORKERS ?= auto
 demo: $(STAMP)
 	$(PY) -m experiments.run --config configs/quickstart.py --workdir runs/quickstart --workers $(WORKERS)

@@ -250,9 +250,10 @@ def default_config() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(d)
 
 
-# Keys a sweep may vary: everything that describes one run, and the parameter budget (so a sweep can
-# compare depths at several matched sizes).
-SWEEPABLE = tuple(k for k in RULES if not k.startswith(('sweep.', 'report.')) and k != 'train.seed') + ('sweep.param_budget',)
+# Keys a sweep may vary: what describes one run (not how it is launched, logged, shown or reported),
+# and the parameter budget (so a sweep can compare depths at several matched sizes).
+SWEEPABLE = tuple(k for k in RULES if not k.startswith(('sweep.', 'report.', 'launch.', 'logging.'))
+                  and k not in ('train.seed', 'train.progress')) + ('sweep.param_budget',)
 
 
 # ----------------------------------------------------------------------------------------------

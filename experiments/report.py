@@ -683,17 +683,22 @@ def _markdown(workdir, runs, vs, axes, facts, metric, mode, ref, len_splits, fig
 
 
 def speed_conditions(runs: Sequence[Run]) -> str:
-  """How the speed columns were measured: each run's own rate, and how many runs shared the machine
-  (``workers`` in status.json; runs of older sweeps do not say)."""
-  counts = sorted({int(r.status['workers']) for r in runs if isinstance(r.status.get('workers'), int)})
-  unknown = sum(not isinstance(r.status.get('workers'), int) for r in runs)
+  """How the speed columns were measured: each run's own rate, and how many grid points shared the
+  machine (``workers`` in status.json), or that each was a cluster job (``launcher``)."""
   text = ('steps/s and compile seconds are each run\'s own wall-clock rate over its warm training steps '
           '(compilation counted apart), for the seeds of a variant trained together as one program; ')
+  launchers = sorted({r.status['launcher'] for r in runs if r.status.get('launcher')})
+  if launchers:
+    return text + (f'each grid point trained as a job of its own (submitit, launcher {", ".join(launchers)}), '
+                   'on whatever node the scheduler gave it: compare speeds across variants with care.')
+  counts = sorted({int(r.status['workers']) for r in runs if isinstance(r.status.get('workers'), int)})
+  unknown = sum(not isinstance(r.status.get('workers'), int) for r in runs)
   if len(counts) == 1 and not unknown:
     n = counts[0]
-    return text + (f'{n} runs trained at once on one machine, each worker process on its own core(s) or GPU: '
-                   f'the ratios compare variants that shared the machine alike, the absolute rates hold for '
-                   f'{n} concurrent runs on this hardware.' if n > 1 else 'one run trained at a time.')
+    return text + (f'{n} grid points trained at once on one machine, each in a worker process on its own '
+                   f'core(s) or GPU: the ratios compare variants that shared the machine alike, the absolute '
+                   f'rates hold for {n} concurrent programs on this hardware.' if n > 1
+                   else 'one grid point trained at a time.')
   said = ', '.join(str(n) for n in counts) or 'an unrecorded number of'
   return text + (f'the runs of this sweep were trained with {said} worker processes at once'
                  f'{f" ({unknown} runs do not say)" if unknown and counts else ""} (status.json `workers`): '

@@ -224,7 +224,11 @@ def test_the_report_says_how_many_runs_shared_the_machine_when_speed_was_measure
   def runs(*workers):
     return [Run(run_id=f'r{i}', config={}, status={} if w is None else {'workers': w}, records=[])
             for i, w in enumerate(workers)]
-  assert '2 runs trained at once on one machine' in speed_conditions(runs(2, 2))
-  assert 'one run trained at a time' in speed_conditions(runs(1, 1))
+  assert '2 grid points trained at once on one machine' in speed_conditions(runs(2, 2))
+  assert 'one grid point trained at a time' in speed_conditions(runs(1, 1))
+  jobs = runs(1, 1)
+  for r in jobs:
+    r.status['launcher'] = 'slurm'
+  assert 'each grid point trained as a job of its own (submitit, launcher slurm)' in speed_conditions(jobs)
   mixed = speed_conditions(runs(1, 2, None))
   assert 'trained with 1, 2 worker processes at once (1 runs do not say)' in mixed and 'with care' in mixed
