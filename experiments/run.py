@@ -45,9 +45,9 @@ def main(argv: Sequence[str] | None = None, on_event=None, *, worker: workers_li
          worker_command: Sequence[str] | None = None) -> int:
   """The command line; ``on_event``: the trainer's event hook (``train.EventHook``), for tests.
 
-  ``worker``: this process is that worker of a parent's team (``workers.worker_main``): it trains its
+  ``worker``: this process is that worker of a parent's team (``experiments.worker``): it trains its
   share of the grid and leaves the summary and the report to the parent. ``worker_command``: how this
-  process, as a parent, starts a worker (default ``python -m experiments.workers``; tests wrap it with
+  process, as a parent, starts a worker (default ``python -m experiments.worker``; tests wrap it with
   event hooks).
   """
   parser = cli.make_parser('python -m experiments.run', __doc__.split('\n')[0].strip('`'))

@@ -21,14 +21,12 @@ Workers die with the parent (``PR_SET_PDEATHSIG``; where there is no prctl they 
 ``kill -9`` of the parent, like ``kill -9`` of a worker, leaves runs that resume from their checkpoints
 when the same command runs again.
 
-This module is also the workers' entry point (``python -m experiments.workers``): it imports nothing heavy
-at the top, since a worker must pin itself before JAX is imported.
+A worker process is ``python -m experiments.worker`` (``experiments/worker.py``). This module imports
+nothing heavy at the top: the launcher may run on a machine whose GPUs it must not touch.
 """
 
 from __future__ import annotations
 
-import argparse
-import ctypes
 import dataclasses
 import importlib.util
 import os
@@ -37,10 +35,7 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from typing import Callable, Mapping, Sequence, TextIO
-
-_PR_SET_PDEATHSIG = 1   # <linux/prctl.h>
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,7 +151,7 @@ def worker_env(worker: Worker, env: Mapping[str, str], cache_dir: str | None = N
 
 
 def worker_args(worker: Worker, parent_pid: int, run_argv: Sequence[str]) -> list[str]:
-  """The arguments of ``python -m experiments.workers`` for ``worker`` (``worker_main`` reads them)."""
+  """The arguments of ``python -m experiments.worker`` for ``worker`` (``worker.main`` reads them)."""
   args = ['--worker', f'{worker.index}/{worker.count}', '--parent', str(parent_pid)]
   if worker.cpus:
     args += ['--cpus', ','.join(map(str, worker.cpus))]
@@ -197,13 +192,13 @@ def launch(team: Sequence[Worker], run_argv: Sequence[str], *, command: Sequence
            cache_dir: str | None = None, out: TextIO | None = None, err: TextIO | None = None) -> Outcome:
   """Runs ``team`` on ``run_argv`` (the ``experiments.run`` arguments) until every worker has exited.
 
-  ``command``: how a worker process starts (default ``python -m experiments.workers``; it gets
+  ``command``: how a worker process starts (default ``python -m experiments.worker``; it gets
   ``worker_args``). SIGINT and SIGTERM are forwarded to the workers as received, then passed on to the
   handler installed before (the command line's stop flag). A second Ctrl-C that reaches a running worker
   stops it at once; KeyboardInterrupt is raised here once every worker has exited. Call from the main
   thread.
   """
-  command = list(command or (sys.executable, '-m', 'experiments.workers'))
+  command = list(command or (sys.executable, '-m', 'experiments.worker'))
   out, err = out or sys.stdout, err or sys.stderr
   procs: dict[str, subprocess.Popen] = {}
   received: list[int] = []
@@ -276,77 +271,3 @@ def launch(team: Sequence[Worker], run_argv: Sequence[str], *, command: Sequence
   if stopped_at_once:
     raise KeyboardInterrupt
   return Outcome({name: proc.returncode for name, proc in procs.items()}, received)
-
-
-# ----------------------------------------------------------------------------------------------
-# A worker process.
-
-
-def _die_with_parent(parent: int) -> None:
-  """Makes the kernel kill this process when ``parent`` ends, however it ends.
-
-  SIGKILL, not a clean stop: with the parent gone nobody shows this worker's lines (its writes would fail
-  mid-run) and the terminal's Ctrl-C no longer reaches it; like ``kill -9`` of a runner, it leaves runs
-  that resume from their last checkpoint.
-  """
-  done = False
-  if sys.platform.startswith('linux'):
-    try:
-      done = ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
-    except (OSError, AttributeError):
-      done = False
-  if not done:
-    def watch_parent():
-      while os.getppid() == parent:
-        time.sleep(1.0)
-      os.kill(os.getpid(), signal.SIGKILL)
-    threading.Thread(target=watch_parent, name='watch-parent', daemon=True).start()
-  if os.getppid() != parent:   # it died before the request above was made
-    os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _stop_before_start(signum, frame) -> None:
-  """Until the command line installs its stop handler nothing has been written: just leave."""
-  del frame
-  os.write(2, f'{signal.Signals(signum).name} before training started; nothing to save\n'.encode())
-  raise SystemExit(130)
-
-
-def worker_main(argv: Sequence[str] | None = None, on_event=None) -> int:
-  """A worker: ``--worker i/N --parent PID [--cpus 0,1] -- <experiments.run arguments>``.
-
-  Dies with its parent, pins itself to its cores, then runs ``experiments.run`` as worker i of N (which
-  trains its share of the grid and leaves the summary and report to the parent). ``on_event``: the
-  trainer's event hook (``train.EventHook``; tests use it).
-  """
-  argv = list(sys.argv[1:] if argv is None else argv)
-  if '--' not in argv:
-    print('error: usage: python -m experiments.workers --worker i/N --parent PID [--cpus 0,1] -- <run arguments>',
-          file=sys.stderr)
-    return 2
-  sep = argv.index('--')
-  parser = argparse.ArgumentParser(prog='python -m experiments.workers')
-  parser.add_argument('--worker', required=True)
-  parser.add_argument('--parent', type=int, required=True)
-  parser.add_argument('--cpus', default='')
-  opts = parser.parse_args(argv[:sep])
-  _die_with_parent(opts.parent)
-  for s in (signal.SIGINT, signal.SIGTERM):
-    signal.signal(s, _stop_before_start)
-  cpus = tuple(int(c) for c in opts.cpus.split(',') if c)
-  if cpus:
-    os.sched_setaffinity(0, cpus)   # before JAX starts: XLA sizes its thread pools to the cores it may use
-  index, count = (int(x) for x in opts.worker.split('/'))
-  gpus = tuple(d for d in os.environ.get('CUDA_VISIBLE_DEVICES', '').split(',') if d)
-  from experiments import run  # pylint: disable=g-import-not-at-top  (after pinning: imports JAX)
-  try:
-    return run.main(argv[sep + 1:], on_event=on_event, worker=Worker(index, count, cpus, gpus))
-  finally:
-    # The command line put back the handler above; its runs are saved now, and the parent, which has the
-    # signal too, says what happened: a late one must not break the exit.
-    for s in (signal.SIGINT, signal.SIGTERM):
-      signal.signal(s, signal.SIG_IGN)
-
-
-if __name__ == '__main__':
-  sys.exit(worker_main())

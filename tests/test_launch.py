@@ -134,7 +134,7 @@ sys.exit(run.main(sys.argv[2:], worker_command=[sys.executable, '-c', sys.argv[1
 # forwarded signal comes.
 WORKER = '''
 import json, os, signal, sys, time
-from experiments import workers
+from experiments import worker
 name = 'w' + sys.argv[sys.argv.index('--worker') + 1].split('/')[0]
 actions = json.loads(os.environ.get('TEST_HOOKS', '{}')).get(name, {})
 sync = os.environ.get('TEST_SYNC', '')
@@ -160,7 +160,7 @@ def hook(event, n):
     elif what == 'kill':
       os.kill(os.getppid() if args[0] == 'parent' else os.getpid(), signal.Signals[args[1]])
 
-sys.exit(workers.worker_main(sys.argv[1:], on_event=hook))
+sys.exit(worker.main(sys.argv[1:], on_event=hook))
 '''
 
 # w1 takes the first grid point (w2 waits for it to be inside it before looking), so w2 takes the

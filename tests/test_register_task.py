@@ -131,3 +131,24 @@ def test_a_bad_registration_in_a_config_file_is_a_one_line_error(tmp_path, capsy
   err = capsys.readouterr().err.strip()
   assert err.startswith(f"error: config file '{config}' does not load: ValueError: task 'copy' is built in")
   assert '\n' not in err
+
+
+def test_a_run_of_a_registered_task_loads_back_in_a_fresh_process(tmp_path, capsys):
+  """A new process knows none of the tasks a config file registered: ``load_run`` runs the config
+  file the sweep recorded in its sweep.json again, then rebuilds the task and evaluates the run."""
+  import json  # noqa: PLC0415
+  import subprocess  # noqa: PLC0415
+  import sys  # noqa: PLC0415
+  config = tmp_path / 'my_task.py'
+  config.write_text(docstring_example())
+  workdir = tmp_path / 'runs'
+  assert run.main(['--config', str(config), '--workdir', str(workdir), *TINY, '--no-report']) == 0, capsys.readouterr().err
+  (run_id,) = [d for d in os.listdir(workdir) if os.path.isdir(workdir / d)]
+  assert json.loads((workdir / 'sweep.json').read_text())['config_file'] == str(config)
+  recorded = [r for r in runlog.read_metrics(str(workdir / run_id / runlog.METRICS_FILE)) if r['split'] == 'test'][-1]
+  script = ('import json, sys, deeprnn_jax as dr\n'
+            'assert "noisy_sum" not in dr.tasks.TASKS\n'
+            'print(json.dumps(dr.load_run(sys.argv[1], "last").evaluate(["test"])["test"]))\n')
+  out = subprocess.run([sys.executable, '-c', script, str(workdir / run_id)], capture_output=True, text=True,
+                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), check=True).stdout
+  assert json.loads(out.strip().splitlines()[-1]) == {k: v for k, v in recorded.items() if k not in ('step', 'split')}
