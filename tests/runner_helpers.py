@@ -5,8 +5,13 @@ from __future__ import annotations
 import json
 import textwrap
 
+import jax
+import numpy as np
+import optax
+
 from deeprnn_jax import config as config_lib
 from deeprnn_jax import runlog
+from deeprnn_jax import train as train_lib
 
 
 def tiny_config(**overrides):
@@ -59,3 +64,19 @@ def records(run_dir: str, drop=('steps_per_sec',)) -> list[dict]:
   """A run's metrics records without the wall-clock-dependent fields."""
   return [{k: v for k, v in r.items() if k not in drop}
           for r in runlog.read_metrics(f'{run_dir}/{runlog.METRICS_FILE}')]
+
+
+def fit(model, task, *, steps: int, batch_size: int, learning_rate: float, seed: int = 0):
+  """``steps`` Adam updates with the trainer's public ``train_step``, in one jitted scan: the final
+  ``TrainState`` and each step's training loss (for the tests that a small model learns a task)."""
+  tx = optax.adam(learning_rate)
+
+  def step(state, _):
+    batch = task.train_batch(state.data_key, state.step, batch_size)
+    new = train_lib.train_step(model, tx, task, state, batch)
+    return new, new.acc['loss'] - state.acc['loss']
+
+  state = train_lib.init_state(model, tx, task, seed)
+  state, losses = jax.jit(lambda s: jax.lax.scan(step, s, None, length=steps))(state)
+  return state, np.asarray(losses)
+

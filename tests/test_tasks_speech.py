@@ -6,13 +6,14 @@ import importlib.util
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 from scipy.io import wavfile
 
 import deeprnn_jax as dr
 from deeprnn_jax import models, tasks
 from deeprnn_jax.tasks import speech, tfds_source
+
+from runner_helpers import fit
 
 KEY = jax.random.key(0)
 RATE = 8000
@@ -233,23 +234,8 @@ def test_tiny_classifier_learns_the_tones(tmp_path):
   task = _task(root, tmp_path / 'cache', val_fraction=0.2, test_fraction=0.2)
   model = models.Classifier(rnn=dr.DeepRNN(cell='gru', features=16, num_layers=1),
                             num_classes=task.output_size, pooling='mean')
-  batch = task.train_batch(KEY, 0, 18)
-  params = model.init(KEY, batch['inputs'], batch['lengths'])['params']
-  opt = optax.adam(1e-2)
-
-  @jax.jit
-  def train(params, data):
-    def step(carry, i):
-      params, state = carry
-      b = task.train_batch(KEY, i, 18, data=data)
-      loss_fn = lambda p: task.loss_and_metrics(model.apply({'params': p}, b['inputs'], b['lengths']), b)[0]
-      loss, grads = jax.value_and_grad(loss_fn)(params)
-      updates, state = opt.update(grads, state, params)
-      return (optax.apply_updates(params, updates), state), loss
-    (params, _), losses = jax.lax.scan(step, (params, opt.init(params)), jnp.arange(40))
-    return params, losses
-
-  params, losses = train(params, task.train_data)
+  state, losses = fit(model, task, steps=40, batch_size=18, learning_rate=1e-2)
+  params = state.params
   test = task.eval_splits['test']
   pred = model.apply({'params': params}, test['inputs'], test['lengths'], method=model.predict)
   accuracy = float(np.mean(np.asarray(pred) == test['targets']))

@@ -2,15 +2,15 @@
 scores against hand-computed values, and a small model that learns tags that need context."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 import tensorflow_datasets as tfds
 
 import deeprnn_jax as dr
 from deeprnn_jax import models, tasks
 from deeprnn_jax.tasks import tagging, tfds_source, vocab
+
+from runner_helpers import fit
 
 KEY = jax.random.key(0)
 
@@ -238,23 +238,8 @@ def test_tiny_bidirectional_model_learns_entities_from_context(tmp_path):
   assert task.baseline.value < 0.5  # a word's most frequent tag is a poor guess here
   model = models.PerStepModel(rnn=dr.DeepRNN(cell='gru', features=16, num_layers=1, bidirectional=True),
                               vocab_size=task.input_size, embed_features=16, out_features=task.output_size)
-  batch = task.train_batch(KEY, 0, 32)
-  params = model.init(KEY, batch['inputs'], batch['lengths'])['params']
-  opt = optax.adam(2e-2)
-
-  @jax.jit
-  def train(params, data):
-    def step(carry, i):
-      params, state = carry
-      b = task.train_batch(KEY, i, 32, data=data)
-      loss_fn = lambda p: task.loss_and_metrics(model.apply({'params': p}, b['inputs'], b['lengths']), b)[0]
-      loss, grads = jax.value_and_grad(loss_fn)(params)
-      updates, state = opt.update(grads, state, params)
-      return (optax.apply_updates(params, updates), state), loss
-    (params, _), losses = jax.lax.scan(step, (params, opt.init(params)), jnp.arange(60))
-    return params, losses
-
-  params, losses = train(params, task.train_data)
+  state, losses = fit(model, task, steps=60, batch_size=32, learning_rate=2e-2)
+  params = state.params
   test = task.eval_splits['test']
   pred = model.apply({'params': params}, test['inputs'], test['lengths'], method=model.predict)
   scores = task.score('test', np.asarray(pred), test)

@@ -6,16 +6,18 @@ learns reversal."""
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 import sacrebleu
 import tensorflow_datasets as tfds
 
 import deeprnn_jax as dr
 from deeprnn_jax import tasks
+from deeprnn_jax import train as train_lib
 from deeprnn_jax.seq2seq import RecurrentDecoder
 from deeprnn_jax.tasks import base, transduction, translation
 from deeprnn_jax.tasks.base import BOS_ID, EOS_ID, OOV_ID, PAD_ID
+
+from runner_helpers import fit
 
 KEY = jax.random.key(0)
 _loss_and_metrics = jax.jit(base.loss_and_metrics, static_argnums=0)
@@ -238,24 +240,9 @@ def test_tiny_encoder_decoder_learns_reversal():
       decoder=RecurrentDecoder(vocab_size=task.output_size, embed_features=16, cell='gru', features=32,
                                attention='dot', input_feeding=False),
       source_vocab_size=task.input_size, embed_features=16)
-  first = task.train_batch(KEY, 0, 32)
-  params = model.init(KEY, first['inputs'], first['lengths'])['params']
-  tx = optax.adam(1e-2)
-
-  def loss_fn(params, batch):
-    return task.loss_and_metrics(model.apply({'params': params}, batch['inputs'], batch['lengths']), batch)
-
-  @jax.jit
-  def train(params):
-    def step(carry, i):
-      params, opt = carry
-      grads = jax.grad(lambda p: loss_fn(p, task.train_batch(KEY, i, 32))[0])(params)
-      updates, opt = tx.update(grads, opt, params)
-      return (optax.apply_updates(params, updates), opt), None
-    return jax.lax.scan(step, (params, tx.init(params)), jnp.arange(40))[0][0]
-
+  state, _ = fit(model, task, steps=0, batch_size=32, learning_rate=1e-2)
   test = task.eval_splits['test']
-  evaluate = jax.jit(lambda p: loss_fn(p, test)[1])
-  before = base.finalize(evaluate(params))['accuracy']
-  after = base.finalize(evaluate(train(params)))['accuracy']
+  evaluate = jax.jit(lambda p: train_lib.eval_step(model, task, p, test))
+  before = base.finalize(evaluate(state.params))['accuracy']
+  after = base.finalize(evaluate(fit(model, task, steps=40, batch_size=32, learning_rate=1e-2)[0].params))['accuracy']
   assert after > before + 0.3 and after > task.baseline.value + 0.2, (before, after, task.baseline.value)
