@@ -403,19 +403,30 @@ class RunLogger:
     if self.wandb is not None and to_wandb:
       self.wandb.log(step, {f'{split}/{k}': v for k, v in values.items()})
 
-  def summary(self, status: Mapping[str, Any], records: Iterable[Mapping[str, Any]]) -> None:
-    """The wandb summary at the end of a run: the run's outcome and measures from its status, and the
-    last value of every metric (``<split>/<name>/last``; wandb's own summary keeps the best)."""
+  def summary(self, status: Mapping[str, Any], records: Iterable[Mapping[str, Any]],
+              modes: Mapping[str, str] | None = None) -> None:
+    """The wandb summary at the end of a run: its outcome and measures from its status, and of every
+    metric the last value (``<split>/<name>/last``) and the best over the whole run
+    (``<split>/<name>/best``, by ``modes``: ``'min'`` or ``'max'`` per ``<split>/<name>``, default min).
+
+    Computed from the run's complete records: wandb's own best-value summary (``define_metric``)
+    covers only what one process sent, so after a resume it misses the steps before it.
+    """
     if self.wandb is None:
       return
-    last = {}
+    modes = modes or {}
+    values = {}
     for r in records:
       for k, v in r.items():
-        if k not in ('step', 'split') and isinstance(v, (int, float)):
-          last[f"{r['split']}/{k}/last"] = v
+        if k not in ('step', 'split') and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+          key = f"{r['split']}/{k}"
+          best = values.get(f'{key}/best')
+          better = max if modes.get(key, 'min') == 'max' else min
+          values[f'{key}/best'] = v if best is None else better(best, v)
+          values[f'{key}/last'] = v
     keys = ('state', 'step', 'compile_seconds', 'steps_per_sec', 'train_seconds', 'best_step', 'best_value',
             'threshold_step', 'threshold_seconds', 'diverged_step', 'stopped_early')
-    self.wandb.summary({**{k: status[k] for k in keys if k in status}, **last})
+    self.wandb.summary({**{k: status[k] for k in keys if k in status}, **values})
 
   def finish(self, exit_code: int = 0) -> None:
     if self.wandb is not None:

@@ -126,6 +126,7 @@ class SeedRun:
     self.progress = fresh_progress()
     self.wandb_step = 0   # records up to this step already reached wandb (before a kill)
     self.wandb_status: dict[str, Any] = {}   # its wandb id, mode and error, for status.json
+    self.metric_modes: dict[str, str] = {}   # 'min' or 'max' per '<split>/<metric>'
 
   @property
   def name(self) -> str:
@@ -165,6 +166,7 @@ class SeedRun:
         job_type=c.logging.job_type or build.variant_name(c), tags=c.logging.tags or _default_tags(c),
         metric_modes=metric_modes, timeout=c.logging.wandb_timeout_seconds)
     self.logger = runlog.RunLogger(self.folder.path, run)
+    self.metric_modes = dict(metric_modes)
     self.wandb_status = {'wandb_id': wandb_id, 'wandb_mode': wandb_mode if run.active else 'disabled',
                          'wandb_error': run.error}
 
@@ -264,7 +266,7 @@ class SeedRun:
         train_seconds=p['train_seconds'], best_step=p['best_step'], best_value=p['best_value'],
         best_metric=f'val/{metric}', threshold_step=p['threshold_step'],
         threshold_seconds=p['threshold_seconds'], updated_at=time.time(), **extra)
-    self.logger.summary(status, runlog.read_metrics(self.folder.metrics))
+    self.logger.summary(status, runlog.read_metrics(self.folder.metrics), self.metric_modes)
     self.logger.finish(exit_code=0 if state == 'finished' else 1)
     return status
 
