@@ -180,7 +180,7 @@ class SeedRun:
   def restorable(self, like: Any, cadence: Cadence, max_step: int | None = None) -> tuple[int, Any, dict] | None:
     """The newest checkpoint this run can resume from, at or before ``max_step``: one that restores
     and that ``metrics.jsonl`` is complete up to, so the resumed curve has no hole."""
-    limit = cadence.logged_through(runlog.read_metrics(self.folder.metrics))
+    limit = cadence.logged_through(self.folder.read_metrics())
     newest = self.checkpointer.latest_step()
     if newest is not None and newest > limit:
       _log.warning('%s: metrics.jsonl lacks records after step %d; resuming from a checkpoint at or before it',
@@ -266,7 +266,7 @@ class SeedRun:
         train_seconds=p['train_seconds'], best_step=p['best_step'], best_value=p['best_value'],
         best_metric=f'val/{metric}', threshold_step=p['threshold_step'],
         threshold_seconds=p['threshold_seconds'], updated_at=time.time(), **extra)
-    self.logger.summary(status, runlog.read_metrics(self.folder.metrics), self.metric_modes)
+    self.logger.summary(status, self.folder.read_metrics(), self.metric_modes)
     self.logger.finish(exit_code=0 if state == 'finished' else 1)
     return status
 

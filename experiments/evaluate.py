@@ -66,22 +66,20 @@ def evaluate(paths: Sequence[str], splits: Sequence[str] | None, checkpoint: str
   runs = [r for p in paths for r in run_folders(p)]
   # Everything is checked before anything is written: configs, the rebuilt tasks and the splits.
   configs = {r: load_lib.run_config(r, options) for r in runs}
-  tasks = {}
-  for config in configs.values():
-    key = config_lib.fingerprint(config_lib.to_dict(config.task))
-    if key not in tasks:
-      tasks[key] = build.task_from_config(config)
+  built, tasks = {}, {}   # one task per distinct task config, shared by the runs that have it
   for r, config in configs.items():
-    task = tasks[config_lib.fingerprint(config_lib.to_dict(config.task))]
+    key = config_lib.fingerprint(config_lib.to_dict(config.task))
+    if key not in built:
+      built[key] = build.task_from_config(config)
+    tasks[r] = task = built[key]
     for s in splits or ():
       if s not in task.eval_splits:
         raise ConfigError('', f'unknown split {s!r} for task {task.name!r} of {os.path.basename(r)}; '
                               f'valid: {", ".join(task.eval_splits)}')
   rows, errors = [], {}
-  for r, config in configs.items():
-    task = tasks[config_lib.fingerprint(config_lib.to_dict(config.task))]
+  for r in configs:
     try:
-      run = load_lib.load_run(r, checkpoint, task=task, task_options=options)
+      run = load_lib.load_run(r, checkpoint, task=tasks[r], task_options=options)
       results = run.evaluate(splits)
     except (load_lib.RunNotFoundError, ValueError) as e:
       errors[r] = runlog.one_line(e)

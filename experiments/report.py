@@ -93,11 +93,11 @@ def load_runs(workdir: str) -> list[Run]:
     run_dir = os.path.join(workdir, name)
     if not os.path.isdir(run_dir):
       continue
-    config = runlog.read_json(os.path.join(run_dir, runlog.CONFIG_FILE))
+    folder = runlog.RunFolder(run_dir)
+    config = folder.read_config()
     if not isinstance(config, dict):
       continue
-    status = runlog.read_status(run_dir) or {'state': 'pending'}
-    runs.append(Run(name, config, status, runlog.read_metrics(os.path.join(run_dir, runlog.METRICS_FILE))))
+    runs.append(Run(name, config, folder.read_status() or {'state': 'pending'}, folder.read_metrics()))
   return runs
 
 
