@@ -16,8 +16,11 @@ fast paths possible:
 * ``recur(carry, xp)``: the recurrence given the projected input.
 
 ``__call__(carry, x) = recur(carry, project_inputs(x))`` is the reference every faster path is tested
-against. Parameter names are the same for every cell: ``input_proj`` (fused input kernel and bias)
-and ``recurrent`` (fused recurrent kernel), plus cell-specific ones documented per cell.
+against. Cells whose recurrence is linear in the state also have a *parallel form*
+(``parallel_form = True``): ``parallel_sequence(carry, xp, valid)`` computes a whole sequence at once
+(an associative scan, or a chunkwise form for matrix states) and must give the same numbers.
+Parameter names are the same for every cell: ``input_proj`` (fused input kernel and bias) and
+``recurrent`` (fused recurrent kernel), plus cell-specific ones documented per cell.
 
 Dtype policy: matmuls run in ``dtype`` (e.g. ``jnp.bfloat16``) with parameters stored in
 ``param_dtype``; gates and the carry are computed and kept in the carry's dtype (``param_dtype``,
@@ -72,6 +75,8 @@ class Cell(nn.RNNCellBase):
 
   # Gate blocks of width H in the fused input projection.
   num_gates: ClassVar[int] = 1
+  # True for cells whose recurrence is linear in the state and that implement ``parallel_sequence``.
+  parallel_form: ClassVar[bool] = False
 
   def setup(self):
     self.input_proj = nn.Dense(
@@ -105,6 +110,19 @@ class Cell(nn.RNNCellBase):
 
   def __call__(self, carry: Carry, x: Array) -> tuple[Carry, Array]:
     return self.recur(carry, self.project_inputs(x))
+
+  def parallel_sequence(self, carry: Carry, xp: Any, valid: Array | None) -> tuple[Carry, Array]:
+    """The whole sequence at once (cells with ``parallel_form``): the same numbers as scanning ``recur``.
+
+    Args:
+      carry: the carry before the first step (any carry, not only zeros).
+      xp: ``project_inputs(x)`` of the whole sequence, ``[batch, time, ...]``.
+      valid: ``[batch, time]`` bool (right padding) or None; invalid steps leave the state unchanged.
+
+    Returns:
+      ``(final_carry, y)``: the carry at each sequence's last valid step, outputs ``[batch, time, H]``.
+    """
+    raise NotImplementedError(f'{type(self).__name__} has no parallel form; run it step by step')
 
   @nn.nowrap
   def initialize_carry(self, rng: Array, input_shape: tuple[int, ...]) -> Carry:

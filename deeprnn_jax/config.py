@@ -469,12 +469,11 @@ def _check_cell_kwargs(cell: str, kwargs: Mapping) -> None:
 
 
 def _check_execution(cell: str, execution: str) -> None:
-  from deeprnn_jax import CELLS  # pylint: disable=g-import-not-at-top
-  from deeprnn_jax.linear import LinearRecurrentCell  # pylint: disable=g-import-not-at-top
-  if execution == 'parallel' and not issubclass(CELLS[cell], LinearRecurrentCell):
-    linear = sorted(k for k, v in CELLS.items() if issubclass(v, LinearRecurrentCell))
-    raise ConfigError('model.execution', f"'parallel' needs a linear-recurrence cell ({', '.join(linear)}); "
-                                         f"{cell!r} is not one: use 'auto', 'time' or 'layer'")
+  from deeprnn_jax.registry import has_parallel_form, parallel_cells  # pylint: disable=g-import-not-at-top
+  if execution == 'parallel' and not has_parallel_form(cell):
+    raise ConfigError('model.execution', f"'parallel' needs a cell with a parallel form "
+                                         f"({', '.join(parallel_cells())}); {cell!r} has none: "
+                                         "use 'auto', 'time' or 'layer'")
 
 
 def _check_sweep(d: dict) -> None:

@@ -30,7 +30,13 @@ Array = jax.Array
 
 
 class LinearRecurrentCell(Cell):
-  """A cell whose recurrence is :math:`h_t = a_t h_{t-1} + b_t` (see the module docstring)."""
+  """A cell whose recurrence is :math:`h_t = a_t h_{t-1} + b_t` (see the module docstring).
+
+  A subclass gives ``coefficients`` (and ``readout`` if the output is not the state); the parallel
+  form (associative scan) and the sequential hoisted form follow from them.
+  """
+
+  parallel_form: ClassVar[bool] = True
 
   def coefficients(self, xp: Array) -> tuple[Array, Array]:
     """Projected inputs ``[..., P]`` -> ``(a, b)``, each ``[..., N]`` in the carry's dtype."""
@@ -44,6 +50,16 @@ class LinearRecurrentCell(Cell):
     a, b = self.coefficients(xp)
     h = a * h + b
     return h, self.readout(h, xp)
+
+  def sequence(self, h0: Array, xp: Array, valid: Array | None, *, parallel: bool, unroll: int = 1):
+    """All steps with the input projection and readout hoisted: ``(final state, [batch, time, H])``;
+    ``parallel`` picks the associative scan or the sequential ``lax.scan`` (same numbers)."""
+    a, b = self.coefficients(xp)
+    h = linear_recurrence(a, b, h0, valid, parallel=parallel, unroll=unroll)
+    return h[:, -1], self.readout(h, xp)
+
+  def parallel_sequence(self, carry, xp, valid):
+    return self.sequence(carry, xp, valid, parallel=True)
 
 
 class MinGRUCell(LinearRecurrentCell):

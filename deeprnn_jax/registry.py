@@ -29,3 +29,13 @@ def resolve_cell(cell: str | type[nn.RNNCellBase]) -> type[nn.RNNCellBase]:
   if isinstance(cell, type) and issubclass(cell, nn.RNNCellBase):
     return cell
   raise ValueError(f'cell must be a name in {sorted(CELLS)} or an nn.RNNCellBase subclass; got {cell!r}')
+
+
+def has_parallel_form(cell: str | type[nn.RNNCellBase]) -> bool:
+  """Whether the cell computes a whole sequence at once (``parallel_sequence``; see ``cells.Cell``)."""
+  return bool(getattr(resolve_cell(cell), 'parallel_form', False))
+
+
+def parallel_cells() -> list[str]:
+  """The registered cells with a parallel form."""
+  return sorted(name for name, cls in CELLS.items() if getattr(cls, 'parallel_form', False))

@@ -20,8 +20,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from deeprnn_jax.linear import LinearRecurrentCell, linear_recurrence
-from deeprnn_jax.registry import resolve_cell
+from deeprnn_jax.linear import LinearRecurrentCell
+from deeprnn_jax.registry import has_parallel_form, parallel_cells, resolve_cell
 
 Array = jax.Array
 Carry = Any
@@ -232,10 +232,11 @@ class DeepRNN(nn.Module):
     execution: ``'time'`` (the reference: one scan over time, every layer's per-step ``__call__``;
       bidirectional layers are scanned layer by layer), ``'layer'`` (each layer scanned over the
       whole sequence with its input projection hoisted out of the loop as one matmul, as cuDNN
-      does; linear-recurrence cells also hoist their readout), ``'parallel'`` (linear-recurrence
-      cells only: associative scan over time), or ``'auto'``: ``'time'`` on CPU (the fastest there,
-      see ``resolved_execution``), and on accelerators ``'parallel'`` for linear cells, else
-      ``'layer'``. All use the same parameter tree and give the same numbers.
+      does; linear-recurrence cells also hoist their readout), ``'parallel'`` (cells with a parallel
+      form only, ``registry.parallel_cells()``: the cell's ``parallel_sequence``, an associative scan
+      or a chunkwise form over time), or ``'auto'``: ``'time'`` on CPU (the fastest there, see
+      ``resolved_execution``), and on accelerators ``'parallel'`` for cells with a parallel form,
+      else ``'layer'``. All use the same parameter tree and give the same numbers.
     unroll: scan unroll factor.
     remat: rematerialize each scan step in the backward pass (memory ~ carries, for long sequences).
     initial_carry: ``'zeros'`` or ``'learned'`` (a parameter per layer, broadcast over the batch).
@@ -279,10 +280,10 @@ class DeepRNN(nn.Module):
       raise ValueError(f'DeepRNN: dropout_rate must be in [0, 1); got {self.dropout_rate!r}')
     if not isinstance(self.unroll, int) or self.unroll < 1:
       raise ValueError(f'DeepRNN: unroll must be a positive integer; got {self.unroll!r}')
-    if self.execution == 'parallel' and not issubclass(resolve_cell(self.cell), LinearRecurrentCell):
+    if self.execution == 'parallel' and not has_parallel_form(self.cell):
       raise ValueError(
-          f"DeepRNN: execution='parallel' needs a linear-recurrence cell (mingru, lru); "
-          f"{self.cell!r} is not one: use 'layer' or 'time'"
+          f"DeepRNN: execution='parallel' needs a cell with a parallel form ({', '.join(parallel_cells())}); "
+          f"{self.cell!r} has none: use 'layer' or 'time'"
       )
     super().__post_init__()
 
@@ -394,8 +395,7 @@ class DeepRNN(nn.Module):
       return 'time'
     # On accelerators the cuDNN recipe: big hoisted matmuls, and the associative scan's log-depth
     # for linear recurrences.
-    linear = issubclass(resolve_cell(self.cell), LinearRecurrentCell)
-    return 'parallel' if linear else 'layer'
+    return 'parallel' if has_parallel_form(self.cell) else 'layer'
 
   # -- execution paths -----------------------------------------------------------------------------
 
@@ -449,13 +449,14 @@ class DeepRNN(nn.Module):
 
   def _run_cell(self, cell, x, valid, carry, execution):
     """One cell over a whole sequence ``[batch, time, in]`` -> ``(final carry, [batch, time, H])``."""
-    linear = isinstance(cell, LinearRecurrentCell)
-    if linear and execution in ('layer', 'parallel'):
+    if execution == 'parallel':
+      # The cell's own whole-sequence form (associative scan, chunkwise, masked attention).
+      final, y = cell.parallel_sequence(carry, cell.project_inputs(x), valid)
+      return final, _zero_invalid(valid, y)
+    if execution == 'layer' and isinstance(cell, LinearRecurrentCell):
       # Input projection and readout hoisted; only the elementwise recurrence runs over time.
-      xp = cell.project_inputs(x)
-      a, b = cell.coefficients(xp)
-      h = linear_recurrence(a, b, carry, valid, parallel=execution == 'parallel', unroll=self.unroll)
-      return h[:, -1], _zero_invalid(valid, cell.readout(h, xp))
+      final, y = cell.sequence(carry, cell.project_inputs(x), valid, parallel=False, unroll=self.unroll)
+      return final, _zero_invalid(valid, y)
 
     hoisted = execution == 'layer' and hasattr(cell, 'project_inputs')
     inputs = cell.project_inputs(x) if hoisted else x

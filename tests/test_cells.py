@@ -1,6 +1,9 @@
 """Every cell against an independent NumPy implementation of its equations, under nn.RNN, and its
 initialization schemes."""
 
+import importlib
+import pathlib
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -106,6 +109,11 @@ REFERENCES = {
     'mingru': np_mingru,
     'lru': np_lru,
 }
+
+
+# Each cell family's references live in a file of their own, tests/refs_<family>.py (REFERENCES there).
+for _path in sorted(pathlib.Path(__file__).parent.glob('refs_*.py')):
+  REFERENCES.update(importlib.import_module(_path.stem).REFERENCES)
 
 
 def test_every_registered_cell_has_a_reference():

@@ -49,7 +49,7 @@ BAD_OVERRIDES = [
     (['--config.sweep.vmap_seeds=False'], "config key 'sweep.vmap_seeds': unknown key; renamed sweep.seed_program: 'auto' (default), 'vmap', 'loop' or 'separate' (vmap_seeds=False is 'separate')"),
     (['--config.model.depth'], "config key 'model.depth': an override must look like key=value"),
     (['--config.model.execution=parallel', '--config.model.cell=lstm'],
-     "config key 'model.execution': 'parallel' needs a linear-recurrence cell (lru, mingru); 'lstm' is not one"),
+     "config key 'model.execution': 'parallel' needs a cell with a parallel form ("),
     (["--config.sweep.axes={'model.cell': ['gru'], 'model.colour': [1]}"],
      "config key 'sweep.axes.model.colour': is not a key a sweep can vary"),
     (['model.depth=2'], "unrecognized argument 'model.depth=2'"),

@@ -261,7 +261,7 @@ def test_bfloat16_compute_policy():
     [
         (dict(cell='lsmt'), "unknown cell 'lsmt'; choose one of"),
         (dict(connection='dense'), "unknown connection 'dense'; choose one of"),
-        (dict(execution='parallel', cell='lstm'), "execution='parallel' needs a linear-recurrence cell"),
+        (dict(execution='parallel', cell='lstm'), "execution='parallel' needs a cell with a parallel form"),
         (dict(features=0), 'features must be positive integers'),
         (dict(features=(4, 4), num_layers=3), 'num_layers=3 but features has 2 entries'),
         (dict(dropout_rate=1.0), r'dropout_rate must be in \[0, 1\)'),
