@@ -1,0 +1,71 @@
+"""NumPy references of xLSTM's sLSTM and mLSTM steps (Beck et al. 2024, section 2 and appendix A,
+the stabilized forms), written from the paper's equations in float64: loops over heads and rows,
+the block-diagonal recurrent matrix built in full. Merged into tests/test_cells.py's REFERENCES."""
+
+import numpy as np
+
+
+def sigmoid(x):
+  return 1.0 / (1.0 + np.exp(-x))
+
+
+def log_sigmoid(x):
+  return -np.logaddexp(0.0, -x)
+
+
+def block_diagonal_recurrence(r):
+  """``[heads, d, 4, d]`` head blocks -> the full ``[H, 4H]`` matrix (gate-major columns)."""
+  heads, d, gates, _ = r.shape
+  hidden = heads * d
+  full = np.zeros((hidden, gates * hidden))
+  for n in range(heads):
+    for g in range(gates):
+      full[n * d : (n + 1) * d, g * hidden + n * d : g * hidden + (n + 1) * d] = r[n, :, g, :]
+  return full
+
+
+def np_slstm(p, carry, x, forget_gate='sigmoid'):
+  c, n, m, h = carry
+  hidden = h.shape[-1]
+  raw = x @ p['input_proj']['kernel'] + p['input_proj']['bias'] + h @ block_diagonal_recurrence(p['recurrent_kernel'])
+  i_raw, f_raw, z_raw, o_raw = (raw[:, g * hidden : (g + 1) * hidden] for g in range(4))
+  log_f = log_sigmoid(f_raw) if forget_gate == 'sigmoid' else f_raw
+  # Stabilizer (appendix A.2); an empty normalizer (the zero start) takes m = i~.
+  m_new = np.where(n == 0.0, i_raw, np.maximum(log_f + m, i_raw))
+  i = np.exp(i_raw - m_new)
+  f = np.exp(log_f + m - m_new)
+  c = f * c + i * np.tanh(z_raw)
+  n = f * n + i
+  h = sigmoid(o_raw) * c / n
+  return (c, n, m_new, h), h
+
+
+def np_mlstm(p, carry, x, forget_gate='sigmoid', eps=1e-6):
+  C, n, m = carry
+  batch, heads, d, _ = C.shape
+  hidden = heads * d
+  proj = x @ p['input_proj']['kernel'] + p['input_proj']['bias']
+  gates = x @ p['gate_proj']['kernel'] + p['gate_proj']['bias']
+  C, n, m = C.copy(), n.copy(), m.copy()
+  y = np.zeros((batch, hidden))
+  for b in range(batch):
+    for a in range(heads):
+      cols = slice(a * d, (a + 1) * d)
+      q = proj[b, 0 * hidden :][cols]
+      k = proj[b, 1 * hidden :][cols] / np.sqrt(d)
+      v = proj[b, 2 * hidden :][cols]
+      o = sigmoid(proj[b, 3 * hidden :][cols])
+      i_raw, f_raw = gates[b, a], gates[b, heads + a]
+      log_f = log_sigmoid(f_raw) if forget_gate == 'sigmoid' else f_raw
+      m_new = max(log_f + m[b, a], i_raw)
+      i = np.exp(i_raw - m_new)
+      f = np.exp(log_f + m[b, a] - m_new)
+      C[b, a] = f * C[b, a] + i * np.outer(k, v)
+      n[b, a] = f * n[b, a] + i * k
+      h_tilde = C[b, a].T @ q / (max(abs(n[b, a] @ q), np.exp(-m_new)) + eps)
+      m[b, a] = m_new
+      y[b, cols] = o * h_tilde
+  return (C, n, m), y
+
+
+REFERENCES = {'slstm': np_slstm, 'mlstm': np_mlstm}
