@@ -18,5 +18,6 @@ from deeprnn_jax.models import Classifier, PerStepModel, Regressor, count_params
 from deeprnn_jax.registry import CELLS, resolve_cell
 from deeprnn_jax.seq2seq import RecurrentDecoder, Seq2Seq
 from deeprnn_jax.stack import DeepRNN, StackedCell, reverse_padded
+from deeprnn_jax.xlstm import MLSTMCell, SLSTMCell
 
 __version__ = '0.1.0'

@@ -5,6 +5,7 @@ from __future__ import annotations
 import flax.linen as nn
 
 from deeprnn_jax import cells, linear
+from deeprnn_jax import xlstm
 
 CELLS: dict[str, type[nn.RNNCellBase]] = {
     'rnn': cells.ElmanCell,
@@ -16,6 +17,8 @@ CELLS: dict[str, type[nn.RNNCellBase]] = {
     'ugrnn': cells.UGRNNCell,
     'mingru': linear.MinGRUCell,
     'lru': linear.LRUCell,
+    'slstm': xlstm.SLSTMCell,
+    'mlstm': xlstm.MLSTMCell,
 }
 
 
