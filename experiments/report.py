@@ -16,6 +16,19 @@ The statistics are ``experiments.stats``: Student-t intervals over seeds, Welch 
 Holm's correction over the whole family of comparisons one report makes; a difference is called
 clear only when it holds after that correction. The report says which method made each number.
 
+The metric: the report ranks and compares on the metric the field reports for the task
+(``main_metric``): entity F1 for tagging, BLEU for translation and transduction, WER / CER for
+speech to text, perplexity / bits per character for language models, accuracy for classification,
+not the training loss; ``report.metric`` in the sweep's config overrides it. Its direction (lower
+or higher is better) is the task's ``metric_modes``. A variant beats the task's baseline when its
+95% interval lies wholly on the better side of the baseline value (``stats.beats``), not its mean.
+
+Fragility: every verdict (each comparison of the family, the best variant, the best cell at each
+depth, each "beats the baseline", each published-reference agreement) is recomputed with each
+finished run left out in turn (``stats.leave_one_out``, which says why that resampling); a verdict
+that changes is marked *fragile* in report.md, with the run whose absence changes it, and listed in
+``verdicts.csv`` (one row per verdict) and in summary.csv's ``fragile_without_this_run`` column.
+
 Published references: a sweep config may carry ``report.published``, a mapping
 ``label -> {cell, depth, metric, split, value, solved, source, note}`` (every field but ``source``
 optional; see ``published_rows``). The report reads it from ``sweep.json`` (else from a run's
@@ -32,7 +45,7 @@ import logging
 import os
 import sys
 import time
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 import numpy as np
 
@@ -45,10 +58,19 @@ from experiments.stats import clipped_interval, diff_ci, mean_ci, metric_range  
 
 REPORT_FILE = 'report.md'
 SUMMARY_FILE = 'summary.csv'
+VERDICTS_FILE = 'verdicts.csv'
 SWEEP_FILE = 'sweep.json'
 CORRECTION = 'holm'   # the report's family correction (see experiments.stats for why Holm)
 _CORRECTION_NAMES = {'holm': 'Holm', 'bh': 'Benjamini-Hochberg'}
 _IGNORED_TRAIN_KEYS = ('steps_per_sec', 'learning_rate')
+# The metrics the field reports, most specific first (``main_metric``): tagging (CoNLL entity F1),
+# translation / transduction (BLEU; set report.metric='decoded_exact_match' for an algorithmic
+# transduction), speech to text (word, then character error rate), language models (perplexity per
+# word, bits per character). Classification tasks state their baseline in accuracy, which the
+# baseline rule picks; regression and density tasks (adding, polyphonic music) in their loss.
+FIELD_METRICS = ('entity_f1', 'bleu', 'decoded_exact_match', 'wer', 'cer', 'perplexity', 'bpc')
+# Lower is better for these when the task's metric_modes do not say (they always should).
+_MIN_METRICS = ('loss', 'nll', 'mse', 'wer', 'cer', 'per', 'perplexity', 'bpc')
 _log = logging.getLogger(__name__)
 
 # ----------------------------------------------------------------------------------------------
@@ -141,10 +163,10 @@ def _auc(steps: np.ndarray, values: np.ndarray, end: int) -> float:
   return float(np.trapezoid(values, steps) / (steps[-1] - steps[0]))
 
 
-def summarize(run: Run, axes: Sequence[str], facts: dict) -> dict:
-  """The summary.csv row of one run."""
+def summarize(run: Run, axes: Sequence[str], facts: dict, metric: str | None = None) -> dict:
+  """The summary.csv row of one run, on ``metric`` (default: ``main_metric(facts)``)."""
   c = run.config
-  main, mode = main_metric(facts)
+  main, mode = main_metric(facts) if metric is None else (metric, metric_mode(facts, metric))
   row = {
       'run_id': run.run_id, 'cell': c['model']['cell'], 'depth': c['model']['depth'],
       'width': c['model']['width'], 'top_width': c['model'].get('top_width'), 'seed': c['train']['seed'],
@@ -174,9 +196,11 @@ def summarize(run: Run, axes: Sequence[str], facts: dict) -> dict:
     row[f'test_at_best_val_{main}'] = run.at('test', int(steps[best])).get(main)
   thr = facts.get('threshold')
   reached = None
-  if thr and values.size:
-    hit = values <= thr['value'] if thr['mode'] == 'min' else values >= thr['value']
-    reached = int(steps[np.argmax(hit)]) if hit.any() else None
+  # "solved" is the task's threshold on its own metric, whichever metric the report ranks on
+  thr_steps, thr_values = run.curve('val', thr['metric']) if thr else (steps, values)
+  if thr and thr_values.size:
+    hit = thr_values <= thr['value'] if thr['mode'] == 'min' else thr_values >= thr['value']
+    reached = int(thr_steps[np.argmax(hit)]) if hit.any() else None
   row['steps_to_threshold'] = reached
   row['seconds_to_threshold'] = run.status.get('threshold_seconds') if reached is not None else None
   row[f'val_{main}_auc'] = _auc(steps, values, c['train']['num_steps']) if values.size else None
@@ -194,12 +218,47 @@ def json_value(v: Any) -> Any:
   return v if isinstance(v, (int, float, str, bool)) or v is None else str(v)
 
 
-def main_metric(facts: dict) -> tuple[str, str]:
-  """The metric the report compares on: the task threshold's, else the loss; and its direction."""
-  thr = facts.get('threshold')
-  metric = thr['metric'] if thr else 'loss'
-  mode = thr['mode'] if thr else facts.get('metric_modes', {}).get(metric, 'min')
-  return metric, mode
+def main_metric(facts: dict, recorded: Collection[str] | None = None, override: str | None = None) -> tuple[str, str]:
+  """The metric the report ranks and compares on, and its direction (``'min'`` or ``'max'``).
+
+  The first of: ``override`` (``report.metric``); the baseline's metric when it is one of
+  ``FIELD_METRICS`` (the task states its baseline in the field's metric); the first of
+  ``FIELD_METRICS`` the task reports (``metric_modes``); the baseline's metric; the threshold's; the
+  loss. With ``recorded`` (the metrics the runs' evaluations hold) only a recorded metric is taken,
+  so a task whose score metrics were not evaluated falls back to the next; an ``override`` that is
+  not recorded is a ValueError. The direction is the task's ``metric_modes`` entry.
+  """
+  modes = facts.get('metric_modes') or {}
+  base = (facts.get('baseline') or {}).get('metric')
+  thr = facts.get('threshold') or {}
+  if override:
+    if recorded is not None and override not in recorded:
+      raise ValueError(f'report.metric {override!r} is not a metric these runs record; set it to one of '
+                       f'{sorted(recorded)} (or leave it unset for the task\'s own)')
+    metric = override
+  else:
+    candidates = ([base] if base in FIELD_METRICS else []) + [m for m in FIELD_METRICS if m in modes]
+    candidates += [base, thr.get('metric'), 'loss']
+    metric = next((m for m in candidates if m and (recorded is None or m in recorded)), 'loss')
+  return metric, metric_mode(facts, metric)
+
+
+def metric_mode(facts: dict, metric: str) -> str:
+  """``'min'`` or ``'max'`` for ``metric``: the task's ``metric_modes``, else the threshold's mode if it
+  is on this metric, else ``'min'`` for losses and error rates and ``'max'`` for anything else."""
+  mode = (facts.get('metric_modes') or {}).get(metric)
+  thr = facts.get('threshold') or {}
+  if mode is None and thr.get('metric') == metric:
+    mode = thr.get('mode')
+  if mode is None:
+    mode = 'min' if metric in _MIN_METRICS or metric.endswith('loss') else 'max'
+  return mode
+
+
+def recorded_metrics(runs: Sequence[Run]) -> set[str]:
+  """The metrics the runs' evaluations (every split but train) record."""
+  return {k for r in runs for rec in r.records if rec.get('split') not in (None, 'train')
+          for k, v in rec.items() if k not in ('step', 'split') and isinstance(v, (int, float))}
 
 
 
@@ -227,10 +286,11 @@ class Variant:
   depth: int
   other: tuple   # values of the axes other than cell and depth
   runs: list[Run]
+  name: str = ''   # the run ids without the seed (default: from the first run)
 
-  @property
-  def name(self) -> str:
-    return self.runs[0].run_id.rsplit('-s', 1)[0]
+  def __post_init__(self):
+    if not self.name and self.runs:
+      self.name = self.runs[0].run_id.rsplit('-s', 1)[0]
 
   def values(self, column: str, states: Sequence[str] = ('finished',)) -> list[float]:
     return [r.row.get(column) for r in self.runs if r.state in states and r.row.get(column) is not None]
@@ -247,6 +307,8 @@ def variants(runs: Sequence[Run], axes: Sequence[str]) -> list[Variant]:
     key = (r.row['cell'], r.row['depth'], other)
     groups.setdefault(key, Variant(r.row['cell'], r.row['depth'], other, []))
     groups[key].runs.append(r)
+  for v in groups.values():
+    v.__post_init__()   # named after its runs, now that it has them
   return sorted(groups.values(), key=lambda v: (v.cell, tuple(map(str, v.other)), v.depth))
 
 
@@ -299,17 +361,16 @@ class Family:
     return None if c is None else c.flipped()
 
 
-def comparisons(vs: Sequence[Variant], facts: dict, metric: str, mode: str, ref: str,
-                method: str = CORRECTION) -> Family:
-  """The family: each deeper variant vs the shallowest of its line (final metric, and steps to the
-  threshold where the task has one), each cell vs the best cell at a depth, the best variant vs
-  each other one."""
+def comparison_keys(vs: Sequence[Variant], facts: dict, metric: str, mode: str, ref: str) -> list[tuple[str, str, str]]:
+  """The family's pairs ``(column, a, b)``: each deeper variant vs the shallowest of its line (final
+  metric, and steps to the threshold where the task has one), each cell vs the best cell at a depth,
+  the best variant vs each other one."""
   col = f'final_{ref}_{metric}'
-  pairs: dict[tuple[str, str, str], tuple[list, list]] = {}
+  keys: list[tuple[str, str, str]] = []
 
   def add(column, a, b):
-    if (column, b.name, a.name) not in pairs:
-      pairs[(column, a.name, b.name)] = (a.values(column), b.values(column))
+    if (column, b.name, a.name) not in keys and (column, a.name, b.name) not in keys:
+      keys.append((column, a.name, b.name))
 
   for _, _, line in _lines(vs):
     for deep in line[1:]:
@@ -322,7 +383,141 @@ def comparisons(vs: Sequence[Variant], facts: dict, metric: str, mode: str, ref:
   ranked = _ranked(vs, col, mode)
   for v in ranked[1:]:
     add(col, v, ranked[0])
-  return Family(stats.compare(pairs, method=method), method)
+  return keys
+
+
+def comparisons(vs: Sequence[Variant], facts: dict, metric: str, mode: str, ref: str, method: str = CORRECTION,
+                keys: Sequence[tuple[str, str, str]] | None = None, effect_sizes: bool = True) -> Family:
+  """The family of ``comparison_keys`` (or of ``keys``), Welch-tested and corrected together."""
+  keys = comparison_keys(vs, facts, metric, mode, ref) if keys is None else keys
+  by_name = {v.name: v for v in vs}
+  pairs = {k: (by_name[k[1]].values(k[0]), by_name[k[2]].values(k[0])) for k in keys}
+  return Family(stats.compare(pairs, method=method, effect_sizes=effect_sizes), method)
+
+
+# ----------------------------------------------------------------------------------------------
+# Fragility: which verdicts survive leaving out any one seed.
+
+
+def outcomes(vs: Sequence[Variant], facts: dict, metric: str, mode: str, ref: str,
+             keys: Sequence[tuple[str, str, str]], entries: dict, method: str = CORRECTION) -> dict[tuple, Any]:
+  """Every verdict the report states, as ``key -> outcome``:
+
+  * ``('compare', column, a, b)``: the family's comparison of ``keys`` (held fixed, so that leaving
+    a seed out asks whether the *same* test changes), ``'a > b'`` / ``'a < b'`` when clear after the
+    correction, else ``'not distinguishable'``;
+  * ``('best',)``: the variant with the best mean; ``('cells', depth, other)``: the best cell there;
+  * ``('baseline', variant)``: whether its 95% interval lies wholly on the better side of the
+    baseline (``stats.beats``; only when the baseline is stated in the report's metric);
+  * ``('published', label, variant)``: the published reference's answer (``agreement``).
+  """
+  col = f'final_{ref}_{metric}'
+  family = comparisons(vs, facts, metric, mode, ref, method, keys=keys, effect_sizes=False)
+  out: dict[tuple, Any] = {('compare', *k): c.outcome for k, c in family.results.items()}
+  ranked = _ranked(vs, col, mode)
+  if len(ranked) > 1:
+    out[('best',)] = ranked[0].name
+  for depth, other, row in _cell_rows(vs, col, mode):
+    out[('cells', depth, other)] = row[0].cell
+  base = facts.get('baseline') or {}
+  if base.get('metric') == metric and base.get('value') is not None:
+    for v in vs:
+      if v.values(col):
+        out[('baseline', v.name)] = stats.beats(v.values(col), float(base['value']), mode)
+  for label, entry in _valid_entries(entries).items():
+    for v in _matching(vs, label, entry):
+      out[('published', label, v.name)] = agreement(v, entry, facts, metric, ref)[0]
+  return out
+
+
+@dataclasses.dataclass
+class Fragility:
+  """The report's verdicts and, for each, the runs whose leaving out changes it (``stats.leave_one_out``).
+
+  ``verdicts``: key -> outcome (``outcomes``); ``flips``: key -> ``[(run, outcome without it)]``.
+  """
+
+  verdicts: dict[tuple, Any]
+  flips: dict[tuple, list[tuple[Run, Any]]]
+  runs: int = 0   # how many runs were left out in turn
+
+  def fragile(self, key: tuple) -> bool:
+    return bool(self.flips.get(key))
+
+  def note(self, key: tuple) -> str:
+    """``'fragile: without <run> ...'``, or ``''`` for a robust (or unknown) verdict."""
+    flips = self.flips.get(key)
+    if not flips:
+      return ''
+    run, new = flips[0]
+    more = f' (or any of {len(flips) - 1} other runs)' if len(flips) > 2 else (
+        f' (or {flips[1][0].run_id})' if len(flips) == 2 else '')
+    return f'fragile: without {run.run_id}{more}, {describe(key, self.verdicts[key], new)}'
+
+  def column(self, key: tuple) -> str:
+    """The tables' "leaving out one seed" cell: robust, or the fragile note."""
+    if key not in self.verdicts:
+      return 'n/a'
+    return f'**{self.note(key)}**' if self.fragile(key) else 'robust'
+
+  def flipped_by(self, run: Run) -> list[tuple]:
+    """The verdicts that leaving out ``run`` changes."""
+    return [k for k, flips in self.flips.items() if any(r is run for r, _ in flips)]
+
+
+def describe(key: tuple, old: Any, new: Any) -> str:
+  """What a verdict becomes without a run, in words."""
+  kind = key[0]
+  if kind == 'compare':
+    if new is None:
+      return 'it cannot be tested (too few seeds)'
+    if new == 'not distinguishable':
+      return 'it is not distinguishable'
+    return 'it is clear' if old == 'not distinguishable' else 'it is clear the other way'
+  if kind == 'best':
+    return f'{new} has the best mean'
+  if kind == 'cells':
+    return f'{new} is the best cell'
+  if kind == 'baseline':
+    return {True: 'its 95% interval clears the baseline', False: 'its 95% interval reaches the baseline',
+            None: 'it has no interval (one seed)'}[new]
+  return f'the answer is {new!r}'
+
+
+def verdict_label(key: tuple) -> str:
+  """A verdict's name in verdicts.csv and summary.csv."""
+  kind = key[0]
+  if kind == 'compare':
+    return f'{key[2]} vs {key[3]} on {key[1]}'
+  if kind == 'best':
+    return 'best variant'
+  if kind == 'cells':
+    return f'best cell at depth {key[1]}' + (f' {key[2]}' if key[2] else '')
+  if kind == 'baseline':
+    return f'{key[1]} beats the baseline'
+  return f'{key[2]} agrees with published {key[1]}'
+
+
+def fragility(vs: Sequence[Variant], facts: dict, metric: str, mode: str, ref: str,
+              keys: Sequence[tuple[str, str, str]], entries: dict, method: str = CORRECTION) -> Fragility:
+  """Every verdict of ``outcomes``, recomputed with each finished run left out in turn."""
+  items = [r for v in vs for r in v.runs if r.state == 'finished']
+
+  def of(kept: Sequence[Run]) -> dict:
+    ids = {id(r) for r in kept}
+    sub = [dataclasses.replace(v, runs=[r for r in v.runs if r.state != 'finished' or id(r) in ids]) for v in vs]
+    return outcomes(sub, facts, metric, mode, ref, keys, entries, method)
+
+  verdicts, flips = stats.leave_one_out(items, of)
+  return Fragility(verdicts, flips, len(items))
+
+
+def verdict_rows(frag: Fragility) -> list[dict]:
+  """verdicts.csv: one row per verdict, its outcome, and the runs whose leaving out changes it."""
+  return [{'verdict': verdict_label(k), 'outcome': v, 'fragile': frag.fragile(k),
+           'changed_without': ' '.join(r.run_id for r, _ in frag.flips.get(k, [])),
+           'outcome_without': ' '.join(str(o) for _, o in frag.flips.get(k, []))}
+          for k, v in frag.verdicts.items()]
 
 
 def _fmt(x: float | None, digits: int = 4) -> str:
@@ -385,9 +580,19 @@ def depth_basis(shallow: Variant, deep: Variant) -> str:
 
 
 def statements(vs: Sequence[Variant], axes_keys, facts: dict, metric: str, mode: str, ref: str,
-               family: Family | None = None) -> list[str]:
-  """The report's comparisons in words: depth within each cell, cells at each depth, the best variant."""
+               family: Family | None = None, frag: Fragility | None = None) -> list[str]:
+  """The report's comparisons in words: depth within each cell, cells at each depth, the best variant,
+  the baseline; with ``frag``, each verdict that leaving out one seed changes is marked fragile."""
   family = comparisons(vs, facts, metric, mode, ref) if family is None else family
+  frag = Fragility({}, {}) if frag is None else frag
+
+  def mark(key):
+    return f' **[{frag.note(key)}]**' if frag.fragile(key) else ''
+
+  def cmp_key(column, a, b):
+    return ('compare', column, a.name, b.name) if (column, a.name, b.name) in family.results else (
+        'compare', column, b.name, a.name)
+
   out = []
   better = (lambda a, b: a < b) if mode == 'min' else (lambda a, b: a > b)
   col = f'final_{ref}_{metric}'
@@ -408,7 +613,7 @@ def statements(vs: Sequence[Variant], axes_keys, facts: dict, metric: str, mode:
       direction = 'better' if better(mb, ma) else 'worse'
       out.append(f'**{label}**: depth {deep.depth} vs depth {shallow.depth} ({depth_basis(shallow, deep)}): '
                  f'final {ref} {metric} {_fmt(mb)} vs {_fmt(ma)} ({rel:+.0%}, {direction}; '
-                 f'{verdict(family.get(col, deep, shallow))}).')
+                 f'{verdict(family.get(col, deep, shallow))}){mark(cmp_key(col, deep, shallow))}.')
       if thr:
         sa, sb = shallow.values('steps_to_threshold'), deep.values('steps_to_threshold')
         na, nb = len(shallow.runs), len(deep.runs)
@@ -418,7 +623,8 @@ def statements(vs: Sequence[Variant], axes_keys, facts: dict, metric: str, mode:
           out.append(f'  depth {deep.depth} reached the threshold ({metric} {"<=" if thr["mode"] == "min" else ">="} '
                      f'{_fmt(thr["value"])}) in {abs(fewer):.0%} {"fewer" if fewer >= 0 else "more"} steps than depth '
                      f'{shallow.depth} (mean {np.mean(sb):.0f} vs {np.mean(sa):.0f}; {len(sb)}/{nb} vs '
-                     f'{len(sa)}/{na} seeds reached it; {verdict(c)}).')
+                     f'{len(sa)}/{na} seeds reached it; {verdict(c)})'
+                     f'{mark(cmp_key("steps_to_threshold", deep, shallow))}.')
         elif sa or sb:
           out.append(f'  threshold reached by {len(sb)}/{nb} seeds at depth {deep.depth} and {len(sa)}/{na} '
                      f'at depth {shallow.depth}.')
@@ -429,24 +635,34 @@ def statements(vs: Sequence[Variant], axes_keys, facts: dict, metric: str, mode:
   # Cells side by side at each depth: "for which cell".
   for depth, other, row in _cell_rows(vs, col, mode):
     top = row[0]
-    below = [v.cell for v in row[1:] if (c := family.get(col, v, top)) is not None and c.clear]
+    below = [v.cell + (' (fragile)' if frag.fragile(cmp_key(col, v, top)) else '')
+             for v in row[1:] if (c := family.get(col, v, top)) is not None and c.clear]
     label = f'depth {depth}' + (f' ({plots.other_label(axes_keys, other)})' if other else '')
     ranking = ' > '.join(f'{v.cell} {_fmt(np.mean(v.values(col)), 3)}' for v in row)
     out.append(f'**Cells at {label}** (final {ref} {metric}, best first): {ranking}'
-               + (f'; clearly behind {top.cell}: {", ".join(below)}.' if below else
-                  f'; none clearly behind {top.cell}.'))
+               + (f'; clearly behind {top.cell}: {", ".join(below)}' if below else
+                  f'; none clearly behind {top.cell}') + f'{mark(("cells", depth, other))}.')
   ranked = _ranked(vs, col, mode)
   if ranked:
     best = ranked[0]
-    out.append(f'**Best variant** by final {ref} {metric}: {best.name} with {_ci(*best.stat(col))}.')
-    same = [v.name for v in ranked[1:] if (c := family.get(col, v, best)) is not None and not c.clear]
+    out.append(f'**Best variant** by final {ref} {metric}: {best.name} with {_ci(*best.stat(col))}{mark(("best",))}.')
+    same = [v.name + (' (fragile)' if frag.fragile(cmp_key(col, v, best)) else '')
+            for v in ranked[1:] if (c := family.get(col, v, best)) is not None and not c.clear]
     if same:
       out.append(f'  Not clearly different from it (after {_CORRECTION_NAMES[family.method]}\'s correction): '
                  f'{", ".join(same)}.')
   if base.get('metric') == metric and ranked:
-    beat = [v.name for v in ranked if better(v.stat(col)[0], base['value'])]
+    beat = [v for v in ranked if stats.beats(v.values(col), base['value'], mode)]
+    mean_only = [v.name for v in ranked if all(v is not b for b in beat) and better(v.stat(col)[0], base['value'])]
+    names = ', '.join(v.name + (f' **[{frag.note(("baseline", v.name))}]**' if frag.fragile(('baseline', v.name))
+                                else '') for v in beat)
     out.append(f'{len(beat)} of {len(ranked)} variants beat the baseline ({base.get("description", "")}: '
-               f'{_fmt(base["value"])}) on mean final {ref} {metric}.')
+               f'{_fmt(base["value"])}) on final {ref} {metric}, their 95% CI wholly '
+               f'{"below" if mode == "min" else "above"} it' + (f': {names}' if beat else '') + '.')
+    if mean_only:
+      out.append(f'  Better than the baseline on the mean only (the 95% CI reaches it): {", ".join(mean_only)}'
+                 + ''.join(f' **[{frag.note(("baseline", n))}]**' for n in mean_only if frag.fragile(("baseline", n)))
+                 + '.')
   div = [(v.name, sum(r.state == 'diverged' for r in v.runs), len(v.runs)) for v in vs]
   div = [d for d in div if d[1]]
   if div:
@@ -454,19 +670,22 @@ def statements(vs: Sequence[Variant], axes_keys, facts: dict, metric: str, mode:
   return out
 
 
-def comparison_table(family: Family) -> list[str]:
-  """Markdown rows: every comparison of the family with every number behind its verdict."""
+def comparison_table(family: Family, frag: Fragility | None = None) -> list[str]:
+  """Markdown rows: every comparison of the family with every number behind its verdict (and, with
+  ``frag``, whether the verdict survives leaving out any one seed)."""
   if not family.m:
     return []
   name = _CORRECTION_NAMES[family.method]
+  extra = ' leaving out one seed |' if frag is not None else ''
   lines = ['| comparison (a − b) | on | difference | 95% CI (Welch) | '
-           f'CI at {name}\'s level | Hedges\' g | p (Welch) | p ({name}) | verdict | seeds for 80% power |',
-           '|---|---|---|---|---|---|---|---|---|---|']
+           f'CI at {name}\'s level | Hedges\' g | p (Welch) | p ({name}) | verdict | seeds for 80% power |{extra}',
+           '|---|---|---|---|---|---|---|---|---|---|' + ('---|' if extra else '')]
   for (column, a, b), c in family.results.items():
     w = c.welch
+    loo = f' {frag.column(("compare", column, a, b))} |' if frag is not None else ''
     lines.append(f'| {a} − {b} | {column} | {_fmt(w.diff, 3)} | {_interval(w.low, w.high)} | '
                  f'{_interval(*c.corrected)} at {c.level:.2%} | {_fmt(c.g, 2)} | {_fmt(w.pvalue, 2)} | '
-                 f'{_fmt(c.p_adjusted, 2)} | {"clear" if c.clear else "not distinguishable"} | {_seeds(c.seeds)} |')
+                 f'{_fmt(c.p_adjusted, 2)} | {"clear" if c.clear else "not distinguishable"} | {_seeds(c.seeds)} |{loo}')
   return lines
 
 
@@ -474,15 +693,20 @@ def comparison_table(family: Family) -> list[str]:
 # Published values beside ours.
 
 
+def _report_setting(workdir: str, runs: Sequence[Run], key: str) -> Any:
+  """``report.<key>`` of the sweep's config (sweep.json), else of the first run config that sets it."""
+  configs = [_read_sweep(workdir).get('config')] + [r.config for r in runs]
+  for c in configs:
+    value = ((c or {}).get('report') or {}).get(key) if isinstance(c, dict) else None
+    if value:
+      return value
+  return None
+
+
 def published(workdir: str, runs: Sequence[Run]) -> dict:
   """``report.published`` of the sweep's config (sweep.json), else of a run's config; ``{}`` if none."""
-  sweep = _read_sweep(workdir)
-  configs = [sweep.get('config')] + [r.config for r in runs]
-  for c in configs:
-    entries = ((c or {}).get('report') or {}).get('published') if isinstance(c, dict) else None
-    if isinstance(entries, dict) and entries:
-      return entries
-  return {}
+  entries = _report_setting(workdir, runs, 'published')
+  return entries if isinstance(entries, dict) else {}
 
 
 def _matching(vs: Sequence[Variant], label: str, entry: dict) -> list[Variant]:
@@ -490,7 +714,8 @@ def _matching(vs: Sequence[Variant], label: str, entry: dict) -> list[Variant]:
   return [v for v in vs if cell in ('*', v.cell) and (depth is None or v.depth == depth)]
 
 
-def published_rows(vs: Sequence[Variant], entries: dict, facts: dict, metric: str, ref: str) -> list[str]:
+def published_rows(vs: Sequence[Variant], entries: dict, facts: dict, metric: str, ref: str,
+                   fragility: Fragility | None = None) -> list[str]:
   """Markdown rows: each published value (or finding) beside ours, and whether they agree.
 
   An entry ``label -> {...}`` names the variants it is about by ``cell`` (default: the label; ``'*'``:
@@ -500,52 +725,74 @@ def published_rows(vs: Sequence[Variant], entries: dict, facts: dict, metric: st
   cell reaches the task threshold; False: it stays at the baseline; agrees when every / no finished
   seed of ours reached the threshold), with its ``source`` and an optional ``note``.
   """
-  thr = facts.get('threshold') or {}
-  base = facts.get('baseline') or {}
   rows = []
-  for label, entry in entries.items():
-    if not isinstance(entry, dict):
-      _log.warning('report.published[%r] is not a mapping; left out', label)
-      continue
-    m, split = entry.get('metric') or metric, entry.get('split') or ref
+  for label, entry in _valid_entries(entries).items():
     source = entry.get('source', '') + (f' ({entry["note"]})' if entry.get('note') else '')
     matched = _matching(vs, label, entry)
     if not matched:
       rows.append(f'| {label} | no variant of this sweep | | | | {source} |')
       continue
     for v in matched:
-      if entry.get('value') is not None:
-        value = float(entry['value'])
-        mean, half, n = v.stat(f'final_{split}_{m}')
-        claim = f'{split} {m} {_fmt(value)}'
-        ours = f'{split} {m} {_ci(mean, half, n)}'
-        if n == 0:
-          agrees = 'n/a (no finished seed)'
-        elif n < 2 or not np.isfinite(half):
-          agrees = f'n/a (one seed; ours {mean - value:+.3g} from it)'
-        elif abs(mean - value) <= half:
-          agrees = 'yes (inside our 95% CI)'
-        else:
-          agrees = f'no: ours is {mean - value:+.3g} from it, outside our 95% CI'
-      elif entry.get('solved') is not None:
-        solved = bool(entry['solved'])
-        fin = sum(r.state == 'finished' for r in v.runs)
-        k = len(v.values('steps_to_threshold'))
-        claim = 'solves (reaches the threshold)' if solved else 'stays at the baseline'
-        mean, half, n = v.stat(f'final_{split}_{m}')
-        sign = '<=' if thr.get('mode') == 'min' else '>='
-        ours = (f'{k}/{fin} seeds reached {thr.get("metric")} {sign} {_fmt(thr.get("value"))}; final {split} {m} '
-                f'{_ci(mean, half, n)}' + (f' (baseline {_fmt(base.get("value"))})' if base.get('metric') == m else ''))
-        want = fin if solved else 0
-        agrees = ('n/a (no finished seed)' if not fin else 'yes' if k == want else
-                  'no' if k == fin - want else f'partly ({k}/{fin})')
-      else:
-        _log.warning('report.published[%r] has neither value nor solved; left out', label)
-        continue
-      rows.append(f'| {label} | {v.name} | {claim} | {ours} | {agrees} | {source} |')
+      _, claim, ours, agrees = agreement(v, entry, facts, metric, ref)
+      note = '' if fragility is None else fragility.column(('published', label, v.name))
+      rows.append(f'| {label} | {v.name} | {claim} | {ours} | {agrees} | {source} |' + (f' {note} |' if fragility else ''))
   if not rows:
     return []
-  return ['| reference | our variant | published | ours | agrees? | source |', '|---|---|---|---|---|---|', *rows]
+  if fragility is None:
+    return ['| reference | our variant | published | ours | agrees? | source |', '|---|---|---|---|---|---|', *rows]
+  return ['| reference | our variant | published | ours | agrees? | source | leaving out one seed |',
+          '|---|---|---|---|---|---|---|', *rows]
+
+
+def _valid_entries(entries: dict) -> dict:
+  """The ``report.published`` entries the report can read (a mapping with ``value`` or ``solved``)."""
+  out = {}
+  for label, entry in entries.items():
+    if not isinstance(entry, dict):
+      _log.warning('report.published[%r] is not a mapping; left out', label)
+    elif entry.get('value') is None and entry.get('solved') is None:
+      _log.warning('report.published[%r] has neither value nor solved; left out', label)
+    else:
+      out[label] = entry
+  return out
+
+
+def agreement(v: Variant, entry: dict, facts: dict, metric: str, ref: str) -> tuple[str, str, str, str]:
+  """``(answer, published, ours, agrees)`` for one published entry and one variant: ``answer`` is
+  ``'yes'``, ``'no'``, ``'partly'`` or ``'n/a'`` (what leaving a seed out may change), the others the
+  table's words."""
+  thr = facts.get('threshold') or {}
+  base = facts.get('baseline') or {}
+  m, split = entry.get('metric') or metric, entry.get('split') or ref
+  if entry.get('value') is not None:
+    value = float(entry['value'])
+    mean, half, n = v.stat(f'final_{split}_{m}')
+    claim = f'{split} {m} {_fmt(value)}'
+    ours = f'{split} {m} {_ci(mean, half, n)}'
+    inside = stats.inside_ci(v.values(f'final_{split}_{m}'), value)
+    if n == 0:
+      return 'n/a', claim, ours, 'n/a (no finished seed)'
+    if inside is None:
+      return 'n/a', claim, ours, f'n/a (one seed; ours {mean - value:+.3g} from it)'
+    if inside:
+      return 'yes', claim, ours, 'yes (inside our 95% CI)'
+    return 'no', claim, ours, f'no: ours is {mean - value:+.3g} from it, outside our 95% CI'
+  solved = bool(entry['solved'])
+  fin = sum(r.state == 'finished' for r in v.runs)
+  k = len(v.values('steps_to_threshold'))
+  claim = 'solves (reaches the threshold)' if solved else 'stays at the baseline'
+  mean, half, n = v.stat(f'final_{split}_{m}')
+  sign = '<=' if thr.get('mode') == 'min' else '>='
+  ours = (f'{k}/{fin} seeds reached {thr.get("metric")} {sign} {_fmt(thr.get("value"))}; final {split} {m} '
+          f'{_ci(mean, half, n)}' + (f' (baseline {_fmt(base.get("value"))})' if base.get('metric') == m else ''))
+  want = fin if solved else 0
+  if not fin:
+    return 'n/a', claim, ours, 'n/a (no finished seed)'
+  if k == want:
+    return 'yes', claim, ours, 'yes'
+  if k == fin - want:
+    return 'no', claim, ours, 'no'
+  return 'partly', claim, ours, f'partly ({k}/{fin})'
 
 
 # ----------------------------------------------------------------------------------------------
@@ -559,23 +806,29 @@ def write_report(workdir: str) -> str:
     raise FileNotFoundError(f'no run folders (with a config.json) under {workdir!r}')
   axes = _axes(workdir, runs)
   facts = _task_facts(runs)
-  metric, mode = main_metric(facts)
+  metric, mode = main_metric(facts, recorded_metrics(runs), _report_setting(workdir, runs, 'metric'))
   for r in runs:
-    r.row = summarize(r, axes, facts)
-  write_csv(os.path.join(workdir, SUMMARY_FILE), [r.row for r in runs])
+    r.row = summarize(r, axes, facts, metric)
   vs = variants(runs, axes)
   splits = facts.get('splits') or []
   ref = 'test' if 'test' in splits or any(f'final_test_{metric}' in r.row for r in runs) else 'val'
   len_splits = sorted((s for s in splits if s.startswith('test_len')), key=lambda s: int(s[8:].rstrip('x')))
+  keys = comparison_keys(vs, facts, metric, mode, ref)
+  family = comparisons(vs, facts, metric, mode, ref, keys=keys)
+  entries = published(workdir, runs)
+  frag = fragility(vs, facts, metric, mode, ref, keys, entries)
+  for r in runs:
+    r.row['fragile_without_this_run'] = '; '.join(verdict_label(k) for k in frag.flipped_by(r)) or None
+  write_csv(os.path.join(workdir, SUMMARY_FILE), [r.row for r in runs])
+  write_csv(os.path.join(workdir, VERDICTS_FILE), verdict_rows(frag))
   figures = plots.write_all(workdir, vs, axes, facts, metric, ref, len_splits)
-  family = comparisons(vs, facts, metric, mode, ref)
-  md = _markdown(workdir, runs, vs, axes, facts, metric, mode, ref, len_splits, figures, family)
+  md = _markdown(workdir, runs, vs, axes, facts, metric, mode, ref, len_splits, figures, family, frag, entries)
   path = os.path.join(workdir, REPORT_FILE)
   runlog.atomic_write_text(path, md)
   return path
 
 
-def _markdown(workdir, runs, vs, axes, facts, metric, mode, ref, len_splits, figures, family) -> str:
+def _markdown(workdir, runs, vs, axes, facts, metric, mode, ref, len_splits, figures, family, frag, entries) -> str:
   name = os.path.basename(os.path.abspath(workdir))
   states = {}
   for r in runs:
@@ -586,8 +839,10 @@ def _markdown(workdir, runs, vs, axes, facts, metric, mode, ref, len_splits, fig
   if facts:
     base = facts.get('baseline') or {}
     thr = facts.get('threshold')
+    chosen = ('set by `report.metric`' if _report_setting(workdir, runs, 'metric') else
+              'the task\'s own metric (`report.metric` overrides it)')
     lines += [f'**Task** `{facts.get("name")}` (sequence length {facts.get("seq_len")}); compared on '
-              f'{ref} {metric} ({"lower" if mode == "min" else "higher"} is better).',
+              f'{ref} {metric} ({"lower" if mode == "min" else "higher"} is better; {chosen}).',
               f'Baseline: {base.get("metric")} = {_fmt(base.get("value"))} ({base.get("description", "")}).']
     if thr:
       sign = '<=' if thr['mode'] == 'min' else '>='
@@ -604,10 +859,16 @@ def _markdown(workdir, runs, vs, axes, facts, metric, mode, ref, len_splits, fig
       lines += [f'Depth is compared **at equal parameters**: `sweep.param_budget` = '
                 f'{", ".join(str(b) for b in sorted(budgets))}, the width solved per variant to match it.', '']
   lines += ['## Findings', '']
-  found = statements(vs, axes, facts, metric, mode, ref, family)
+  fragile = sum(frag.fragile(k) for k in frag.verdicts)
+  if frag.verdicts:
+    lines += [f'Each verdict was recomputed with each of the {frag.runs} finished runs left out in turn: '
+              f'{fragile} of {len(frag.verdicts)} change when one run is left out and are marked **fragile** '
+              f'(with the run whose absence changes it); state only the others as findings. '
+              f'All verdicts: `{VERDICTS_FILE}`.', '']
+  found = statements(vs, axes, facts, metric, mode, ref, family, frag)
   lines += ([f'- {s}' if not s.startswith('  ') else f'  - {s.strip()}' for s in found]
             or ['- (not enough finished runs to compare)'])
-  table = comparison_table(family)
+  table = comparison_table(family, frag)
   if table:
     lines += ['', '## Comparisons', '',
               f'The {family.m} tests this report makes, one family: Welch\'s t-test per pair (scipy.stats.ttest_ind, '
@@ -615,7 +876,7 @@ def _markdown(workdir, runs, vs, axes, facts, metric, mode, ref, len_splits, fig
               f'the {_CORRECTION_NAMES[family.method]}-adjusted p is at most {stats.ALPHA}. Seeds for 80% power: per '
               f'variant, at level {stats.ALPHA}/{family.m}, if the observed difference and spread were the truth.',
               '', *table]
-  refs = published_rows(vs, published(workdir, runs), facts, metric, ref)
+  refs = published_rows(vs, entries, facts, metric, ref, frag)
   if refs:
     lines += ['', '## Published reference', '',
               'The values the sweep\'s config cites (`report.published`), beside ours. A published number agrees '
@@ -677,6 +938,13 @@ def _markdown(workdir, runs, vs, axes, facts, metric, mode, ref, len_splits, fig
             f'faster-converging variant has a {"lower" if mode == "min" else "higher"} value).',
             f'- Generalization gap: final {ref} minus final train {metric} (sign flipped for accuracy), so '
             'positive means worse on held-out data.',
+            f'- Beats the baseline: the variant\'s 95% Student-t interval lies wholly '
+            f'{"below" if mode == "min" else "above"} the baseline value, not only its mean.',
+            '- Fragile: the verdict changes when one finished run (one seed of one variant) is left out and every '
+            'test, interval and correction is recomputed (leave-one-out, the jackknife\'s resampling; the family of '
+            'comparisons stays the same pairs). Training outcomes are often bimodal (a seed stuck at a shallow '
+            'network\'s level): a fragile verdict rests on one seed. Per run: `summary.csv` column '
+            '`fragile_without_this_run`; per verdict: `verdicts.csv`.',
             '- Diverged runs (NaN/Inf loss, gradients or parameters) are excluded from means and counted apart.',
             f'- Speed: {speed_conditions(runs)}', '']
   return '\n'.join(lines)

@@ -23,6 +23,10 @@ Every number comes from a named method, and the report says which:
 * effect size: Hedges' g, the difference over the pooled standard deviation times the exact
   small-sample correction :math:`J(\\nu) = \\Gamma(\\nu/2) / (\\sqrt{\\nu/2}\\,\\Gamma((\\nu-1)/2))`,
   :math:`\\nu = n_a + n_b - 2` (Hedges 1981);
+* "beats the baseline": the variant's Student-t interval lies wholly on the better side of the
+  baseline value (``beats``), not merely its mean;
+* fragility: whether a verdict rests on one seed (``leave_one_out``, the jackknife's resampling:
+  every verdict recomputed with each run left out in turn; see there for why this resampling);
 * seeds needed: the smallest equal number of seeds per variant at which a two-sided two-sample
   t-test at level ``alpha / m`` (the strictest level Holm may apply) has ``power`` (0.8) if the
   observed difference and the observed spread (pooled standard deviation) were the truth; the power
@@ -37,7 +41,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from typing import Hashable, Iterable, Mapping, Sequence
+from typing import Callable, Hashable, Iterable, Mapping, Sequence, TypeVar
 
 import numpy as np
 from scipy import special
@@ -47,6 +51,7 @@ ALPHA = 0.05
 POWER = 0.8
 CORRECTIONS = ('holm', 'bh')
 MAX_SEEDS = 10_000   # "seeds needed" beyond this is reported as more than this
+T = TypeVar('T')
 
 
 def finite(values: Iterable[float | None]) -> np.ndarray:
@@ -75,9 +80,19 @@ def mean_ci(values: Iterable[float | None], confidence: float = 1 - ALPHA) -> tu
   return mean, float(high) - mean, int(x.size)
 
 
+# Metrics that are fractions (accuracies, F1, exact match) and BLEU (0..100, as sacrebleu gives it);
+# every other one (losses, error rates, which can pass 1, perplexity, bits per character) is >= 0.
+_FRACTIONS = ('accuracy', 'f1', 'precision', 'recall', 'exact_match')
+
+
 def metric_range(metric: str) -> tuple[float, float]:
-  """The values ``metric`` can take: accuracies lie in [0, 1], losses are >= 0."""
-  return (0.0, 1.0) if metric.endswith('accuracy') else (0.0, math.inf)
+  """The values ``metric`` can take: accuracies, F1 and exact match lie in [0, 1], BLEU in [0, 100],
+  losses and error rates are >= 0, perplexity >= 1."""
+  if metric.endswith(_FRACTIONS):
+    return 0.0, 1.0
+  if metric == 'bleu':
+    return 0.0, 100.0
+  return (1.0, math.inf) if metric == 'perplexity' else (0.0, math.inf)
 
 
 def clipped_interval(metric: str, mean, half) -> tuple[np.ndarray, np.ndarray]:
@@ -86,6 +101,63 @@ def clipped_interval(metric: str, mean, half) -> tuple[np.ndarray, np.ndarray]:
   low, high = metric_range(metric)
   mean, half = np.asarray(mean, np.float64), np.asarray(half, np.float64)
   return np.clip(mean - half, low, high), np.clip(mean + half, low, high)
+
+
+def beats(values: Iterable[float | None], baseline: float, mode: str, confidence: float = 1 - ALPHA) -> bool | None:
+  """Whether a variant beats ``baseline``: its ``confidence`` Student-t interval (``mean_ci``) lies
+  wholly on the better side of it (above for ``mode='max'``, below for ``'min'``). A mean on the
+  better side with an interval that reaches the baseline does not beat it. None with fewer than 2
+  finite values (no interval)."""
+  if mode not in ('min', 'max'):
+    raise ValueError(f"mode must be 'min' or 'max', not {mode!r}")
+  mean, half, n = mean_ci(values, confidence)
+  if n < 2 or not np.isfinite(half):
+    return None
+  return bool(mean - half > baseline) if mode == 'max' else bool(mean + half < baseline)
+
+
+def inside_ci(values: Iterable[float | None], value: float, confidence: float = 1 - ALPHA) -> bool | None:
+  """Whether ``value`` (e.g. a published number) lies inside the ``confidence`` Student-t interval of
+  the mean of ``values``; None with fewer than 2 finite values."""
+  mean, half, n = mean_ci(values, confidence)
+  if n < 2 or not np.isfinite(half):
+    return None
+  return bool(abs(mean - value) <= half)
+
+
+# ----------------------------------------------------------------------------------------------
+# Fragility.
+
+
+def leave_one_out(items: Sequence[T], outcomes: Callable[[Sequence[T]], Mapping[Hashable, Hashable]]
+                  ) -> tuple[dict[Hashable, Hashable], dict[Hashable, list[tuple[T, Hashable]]]]:
+  """Which verdicts rest on a single seed: ``outcomes`` of all ``items`` (runs), then of every
+  subset with one item left out.
+
+  Returns ``(verdicts, flips)``: ``verdicts = outcomes(items)`` (verdict key -> outcome, e.g.
+  ``'clear +'``) and, for every key, the ``(item, outcome without it)`` pairs whose leaving out
+  changes that key's outcome; a key with no such pair is robust, any other is *fragile*. A key that
+  ``outcomes`` no longer returns without an item counts as changed to None (e.g. a test with
+  too few seeds left).
+
+  Why this resampling (the jackknife's, Quenouille 1956 / Tukey 1958) and not the bootstrap: with the 3
+  to 10 seeds a sweep has, it is exhaustive (n + m recomputations for n + m runs, no random draws,
+  so a report is reproducible), and it asks exactly the question a training outcome that is often
+  bimodal raises, "does this verdict rest on one seed that went its own way?" (a seed stuck at the
+  shallow network's level, or one lucky seed carrying a mean). A bootstrap resample of 5 seeds holds
+  on average only 3.4 distinct ones, often all of one mode, and would call nearly every verdict
+  fragile. The comparisons the report makes are unpaired (Welch), so the unit left out is one run,
+  one seed of one variant, and every verdict is recomputed whole: a run left out of one variant also
+  changes, through the family's correction, verdicts on pairs it is not in.
+  """
+  base = dict(outcomes(items))
+  flips: dict[Hashable, list[tuple[T, Hashable]]] = {k: [] for k in base}
+  for i, item in enumerate(items):
+    without = outcomes([x for j, x in enumerate(items) if j != i])
+    for key, outcome in base.items():
+      if without.get(key) != outcome:
+        flips[key].append((item, without.get(key)))
+  return base, flips
 
 
 # ----------------------------------------------------------------------------------------------
@@ -278,17 +350,25 @@ class Comparison:
     """The uncorrected interval excludes 0 (what one comparison alone would claim)."""
     return self.welch.pvalue <= self.alpha
 
+  @property
+  def outcome(self) -> str:
+    """The verdict alone: ``'a > b'`` or ``'a < b'`` when clear, else ``'not distinguishable'``."""
+    if not self.clear:
+      return 'not distinguishable'
+    return 'a > b' if self.welch.diff > 0 else 'a < b'
+
   def flipped(self) -> Comparison:
     low, high = self.corrected
     return dataclasses.replace(self, welch=self.welch.flipped(), corrected=(-high, -low), g=-self.g)
 
 
 def compare(pairs: Mapping[Hashable, tuple[Sequence[float], Sequence[float]]], alpha: float = ALPHA,
-            method: str = 'holm') -> dict[Hashable, Comparison]:
+            method: str = 'holm', effect_sizes: bool = True) -> dict[Hashable, Comparison]:
   """Every pair ``key -> (a, b)`` compared (``a - b``) and corrected as one family.
 
   Pairs with fewer than 2 finite values on a side cannot be tested: they are left out of the result
-  and do not count in ``m``.
+  and do not count in ``m``. ``effect_sizes=False`` leaves out Hedges' g (nan) and the seeds needed
+  (None), which a verdict does not depend on (``leave_one_out`` recomputes the family many times).
   """
   tests = {k: w for k, (a, b) in pairs.items() if (w := welch(a, b, 1 - alpha)) is not None}
   m = len(tests)
@@ -306,6 +386,7 @@ def compare(pairs: Mapping[Hashable, tuple[Sequence[float], Sequence[float]]], a
   for (key, w), p_adj, level in zip(tests.items(), adjusted, levels):
     a, b = pairs[key]
     out[key] = Comparison(welch=w, p_adjusted=float(p_adj), corrected=w.interval(float(level)), level=float(level),
-                          g=hedges_g(a, b), seeds=seeds_needed(w.diff, w.sd_a, w.sd_b, alpha / m), m=m,
+                          g=hedges_g(a, b) if effect_sizes else float('nan'),
+                          seeds=seeds_needed(w.diff, w.sd_a, w.sd_b, alpha / m) if effect_sizes else None, m=m,
                           alpha=alpha, method=method)
   return out

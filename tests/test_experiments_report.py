@@ -181,7 +181,7 @@ def test_published_values_are_shown_beside_ours(tmp_path):
           for l in text.split('## Published reference')[1].split('## Variants')[0].splitlines() if l.startswith('| ')}
   assert rows['lstm'][1:3] == ['lstm-d1-w8', 'solves (reaches the threshold)'] and rows['lstm'][4] == 'yes'
   assert rows['lstm'][3].startswith('3/3 seeds reached loss <= 0.1')
-  assert rows['rnn'][2:] == [rows['rnn'][2], rows['rnn'][3], 'yes', 'Le et al. 2015']
+  assert rows['rnn'][4:] == ['yes', 'Le et al. 2015', 'robust']
   assert rows['rnn'][3].startswith('0/3 seeds reached') and 'baseline 1' in rows['rnn'][3]
   assert rows['lstm test loss'][4] == 'yes (inside our 95% CI)' and rows['lstm test loss'][5] == 'a paper (Table 1)'
   assert rows['rnn test loss'][2] == 'test loss 0.5' and rows['rnn test loss'][4].startswith('no: ours is +0.45')
