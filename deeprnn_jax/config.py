@@ -150,6 +150,9 @@ SCHEMA: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
     'model.dropout_rate': (0.0, _RATE),              # between recurrent layers
     'model.dropout_mode': ('step', _choice(stack.DROPOUT_MODES)),   # 'tied': one mask for all time steps
     'model.layer_norm': (False, _bool),
+    # 'modern': pre-norm residual cell + pre-norm residual gated MLP (Griffin, Mamba, xLSTM), any cell
+    'model.block': ('classic', _choice(stack.BLOCKS)),
+    'model.mlp_expansion': (3.0, _float(0.0, lo_open=True)),   # the modern block's MLP width / H
     'model.bidirectional': (False, _bool),
     'model.merge': ('concat', _choice(stack.MERGES)),
     'model.execution': ('auto', _choice(stack.EXECUTIONS)),
@@ -442,6 +445,7 @@ def validate(config: ml_collections.ConfigDict | Mapping) -> ml_collections.Conf
   _check_task_options(out)
   _check_cell_kwargs(out['model']['cell'], out['model'].get('cell_kwargs') or {})
   _check_execution(out['model']['cell'], out['model']['execution'])
+  _check_block(out['model'])
   _check_sweep(out)
   return from_dict(out)
 
@@ -474,6 +478,14 @@ def _check_execution(cell: str, execution: str) -> None:
     raise ConfigError('model.execution', f"'parallel' needs a cell with a parallel form "
                                          f"({', '.join(parallel_cells())}); {cell!r} has none: "
                                          "use 'auto', 'time' or 'layer'")
+
+
+def _check_block(m: dict) -> None:
+  if m['block'] == 'modern':
+    for key, plain in (('connection', 'stacked'), ('layer_norm', False)):
+      if m[key] != plain:
+        raise ConfigError(f'model.{key}', f"{m[key]!r} does not apply to block 'modern' (residual and "
+                                          f"normalized by construction): leave it {plain!r} or use block 'classic'")
 
 
 def _check_sweep(d: dict) -> None:

@@ -9,11 +9,25 @@ itself one step earlier,
 and the network's output at step :math:`t` comes from the top layer. ``DeepRNN`` adds the connection
 variants, dropout, layer norm, bidirectional layers, variable lengths and three execution paths that
 give the same numbers from the same parameters.
+
+Two blocks put the cell in a layer. ``'classic'`` is the 2014 stack above (the cell's output is the
+layer's, with optional residual, layer norm and dropout between layers). ``'modern'`` is the block of
+today's recurrent models (Griffin/Hawk, De et al. 2024; Mamba, Gu & Dao 2023; xLSTM, Beck et al. 2024):
+a residual stream :math:`s` of width :math:`H` with a pre-norm residual mixer (the cell) and a
+pre-norm residual gated MLP,
+
+.. math:: u_t = s_t + \mathrm{cell}(\mathrm{RMSNorm}(s)_t), \qquad
+          s^{(l+1)}_t = u_t + W_d\big(\mathrm{GeLU}(W_g\, \mathrm{RMSNorm}(u_t)) \odot
+          W_u\, \mathrm{RMSNorm}(u_t)\big),
+
+and a final RMSNorm on the top layer's stream. Any cell runs in either block, so a study can separate
+"the cell" from "the block".
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable, Mapping, Sequence
 
 import flax.linen as nn
@@ -30,6 +44,7 @@ CONNECTIONS = ('stacked', 'residual', 'skip')
 DROPOUT_MODES = ('step', 'tied')
 MERGES = ('concat', 'sum')
 EXECUTIONS = ('auto', 'time', 'layer', 'parallel')
+BLOCKS = ('classic', 'modern')
 INITIAL_CARRIES = ('zeros', 'learned')
 
 
@@ -133,8 +148,30 @@ class StackedCell(nn.RNNCellBase):
     return 1
 
 
+class GatedMLP(nn.Module):
+  r"""The gated MLP of the modern block (GeGLU; Shazeer 2020, as in Griffin):
+  :math:`W_d(\mathrm{GeLU}(W_g x) \odot W_u x)`, ``[..., H] -> [..., H]``.
+
+  Parameters: ``gate_up`` (:math:`[W_g, W_u]`: ``[H, 2M]``), ``down`` (``[M, H]``), with
+  ``M = round(expansion * H)``.
+  """
+
+  expansion: float = 3.0
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    features = x.shape[-1]
+    hidden = max(1, round(self.expansion * features))
+    gate, up = jnp.split(nn.Dense(2 * hidden, dtype=self.dtype, param_dtype=self.param_dtype, name='gate_up')(x), 2,
+                         axis=-1)
+    return nn.Dense(features, dtype=self.dtype, param_dtype=self.param_dtype, name='down')(jax.nn.gelu(gate) * up)
+
+
 class _Layer(nn.Module):
-  """One layer of a ``DeepRNN``: its cell(s), the residual projection, the norm, learned carries."""
+  """One layer of a ``DeepRNN``: its cell(s) and what the block puts around them (``pre``, ``post``):
+  the residual projection, the norms, the gated MLP; and the learned carries."""
 
   cell: nn.RNNCellBase
   reverse_cell: nn.RNNCellBase | None
@@ -145,18 +182,27 @@ class _Layer(nn.Module):
   carry_mode: str
   dtype: Any
   param_dtype: Any
+  block: str = 'classic'
+  mlp_expansion: float = 3.0
 
   @property
   def out_features(self) -> int:
+    if self.block == 'modern':
+      return self.cell.features
     return self.cell.features * (2 if self.reverse_cell is not None and self.merge == 'concat' else 1)
 
   def setup(self):
+    dense = functools.partial(nn.Dense, use_bias=False, dtype=self.dtype, param_dtype=self.param_dtype)
     if self.project_residual:
-      self.residual_proj = nn.Dense(
-          self.out_features, use_bias=False, dtype=self.dtype, param_dtype=self.param_dtype
-      )
+      self.residual_proj = dense(self.out_features)
     if self.layer_norm:
       self.norm = nn.LayerNorm(dtype=self.dtype, param_dtype=self.param_dtype)
+    if self.block == 'modern':
+      self.mixer_norm = nn.RMSNorm(dtype=self.dtype, param_dtype=self.param_dtype)
+      self.mlp_norm = nn.RMSNorm(dtype=self.dtype, param_dtype=self.param_dtype)
+      self.mlp = GatedMLP(self.mlp_expansion, dtype=self.dtype, param_dtype=self.param_dtype)
+      if self.reverse_cell is not None and self.merge == 'concat':
+        self.merge_proj = dense(self.out_features)
     if self.carry_mode == 'learned':
       self.learned_carry = self.param('initial_carry', self._zero_carry, self.cell)
       if self.reverse_cell is not None:
@@ -182,14 +228,31 @@ class _Layer(nn.Module):
     return initial(self.cell, learned), initial(self.reverse_cell, learned_reverse)
 
   def merge_directions(self, forward: Array, backward: Array) -> Array:
-    return jnp.concatenate([forward, backward], axis=-1) if self.merge == 'concat' else forward + backward
+    if self.merge == 'sum':
+      return forward + backward
+    both = jnp.concatenate([forward, backward], axis=-1)
+    return self.merge_proj(both) if self.block == 'modern' else both
+
+  def _stream(self, layer_input: Array) -> Array:
+    """The modern block's residual stream entering this layer (projected where the width changes)."""
+    return self.residual_proj(layer_input) if self.project_residual else layer_input
+
+  def pre(self, layer_input: Array) -> Array:
+    """What the cell reads: the layer input (classic), or the normalized residual stream (modern)."""
+    return self.mixer_norm(self._stream(layer_input)) if self.block == 'modern' else layer_input
 
   def post(self, y: Array, layer_input: Array, dropout_mask: Array | None) -> Array:
-    """What sits between this layer and the next: residual add, layer norm, dropout.
+    """What sits between this layer and the next, given the cell's output ``y``.
 
-    Elementwise over the leading axes, so it is the same on one step ``[batch, H]`` as on a whole
-    sequence ``[batch, time, H]``.
+    Classic: residual add, layer norm, dropout. Modern: ``u = s + drop(y)``, then
+    ``u + drop(mlp(RMSNorm(u)))`` (the two halves of the layer's mask). Elementwise over the leading
+    axes, so it is the same on one step ``[batch, H]`` as on a whole sequence ``[batch, time, H]``.
     """
+    if self.block == 'modern':
+      mixer_mask, mlp_mask = (None, None) if dropout_mask is None else jnp.split(dropout_mask, 2, axis=-1)
+      drop = lambda v, m: v if m is None else v * m.astype(v.dtype)
+      u = self._stream(layer_input) + drop(y, mixer_mask)
+      return u + drop(self.mlp(self.mlp_norm(u)), mlp_mask)
     if self.residual:
       y = y + (self.residual_proj(layer_input) if self.project_residual else layer_input)
     if self.layer_norm:
@@ -242,6 +305,15 @@ class DeepRNN(nn.Module):
     initial_carry: ``'zeros'`` or ``'learned'`` (a parameter per layer, broadcast over the batch).
     dtype: computation dtype of the matmuls (e.g. ``jnp.bfloat16``); carries and parameters stay in
       ``param_dtype``.
+    block: ``'classic'`` (the seed's stack, with ``connection`` and ``layer_norm``) or ``'modern'``
+      (pre-norm residual mixer + pre-norm residual gated MLP, see the module docstring; it is
+      residual by construction, so it takes ``connection='stacked'`` and ``layer_norm=False``).
+      Layer ``l``'s stream has width ``features[l]``; a learned projection ``residual_proj`` (no
+      bias) makes the input of layer 0, and of any layer whose width differs from the one below,
+      that width. Bidirectional modern layers merge by sum or by a learned ``merge_proj`` of the
+      concatenation, so the stream keeps width ``H``. Parameters per layer: ``mixer_norm``,
+      ``mlp_norm`` (RMSNorm scales), ``mlp`` (``GatedMLP``), and ``final_norm`` on top.
+    mlp_expansion: the modern block's MLP width over ``H`` (Griffin's 3).
   """
 
   cell: str | type = 'lstm'
@@ -260,6 +332,8 @@ class DeepRNN(nn.Module):
   initial_carry: str = 'zeros'
   dtype: Any = None
   param_dtype: Any = jnp.float32
+  block: str = 'classic'
+  mlp_expansion: float = 3.0
 
   def __post_init__(self):
     # Validate at construction, before any compute, with messages that name the valid choices.
@@ -269,6 +343,7 @@ class DeepRNN(nn.Module):
         ('merge', self.merge, MERGES),
         ('execution', self.execution, EXECUTIONS),
         ('initial_carry', self.initial_carry, INITIAL_CARRIES),
+        ('block', self.block, BLOCKS),
     ):
       if value not in choices:
         raise ValueError(f'DeepRNN: unknown {name} {value!r}; choose one of {list(choices)}')
@@ -280,6 +355,11 @@ class DeepRNN(nn.Module):
       raise ValueError(f'DeepRNN: dropout_rate must be in [0, 1); got {self.dropout_rate!r}')
     if not isinstance(self.unroll, int) or self.unroll < 1:
       raise ValueError(f'DeepRNN: unroll must be a positive integer; got {self.unroll!r}')
+    if self.block == 'modern' and (self.connection != 'stacked' or self.layer_norm):
+      raise ValueError("DeepRNN: block='modern' is residual and normalized by construction; leave "
+                       "connection='stacked' and layer_norm=False (or use block='classic')")
+    if not self.mlp_expansion > 0:
+      raise ValueError(f'DeepRNN: mlp_expansion must be positive; got {self.mlp_expansion!r}')
     if self.execution == 'parallel' and not has_parallel_form(self.cell):
       raise ValueError(
           f"DeepRNN: execution='parallel' needs a cell with a parallel form ({', '.join(parallel_cells())}); "
@@ -302,6 +382,8 @@ class DeepRNN(nn.Module):
 
   @property
   def layer_out_features(self) -> tuple[int, ...]:
+    if self.block == 'modern':
+      return self.layer_features
     return tuple(w * (2 if self.bidirectional and self.merge == 'concat' else 1) for w in self.layer_features)
 
   def setup(self):
@@ -313,22 +395,37 @@ class DeepRNN(nn.Module):
         kwargs.setdefault(name, getattr(self, name))
     out_widths = self.layer_out_features
     layers = []
+    modern = self.block == 'modern'
     for l, width in enumerate(self.layer_features):
       residual = self.connection == 'residual' and l > 0
+      project = residual and out_widths[l - 1] != out_widths[l]
+      if modern:  # the stream enters layer 0 through a projection, and wherever the width changes
+        project = l == 0 or out_widths[l - 1] != out_widths[l]
       layers.append(
           _Layer(
               cell=cell_cls(features=width, **kwargs),
               reverse_cell=cell_cls(features=width, **kwargs) if self.bidirectional else None,
               merge=self.merge,
               residual=residual,
-              project_residual=residual and out_widths[l - 1] != out_widths[l],
+              project_residual=project,
               layer_norm=self.layer_norm,
               carry_mode=self.initial_carry,
               dtype=self.dtype,
               param_dtype=self.param_dtype,
+              block=self.block,
+              mlp_expansion=self.mlp_expansion,
           )
       )
     self.layer = layers
+    if modern:
+      self.final_norm = nn.RMSNorm(dtype=self.dtype, param_dtype=self.param_dtype)
+
+  def _top(self, outputs: list[Array]) -> Array:
+    """The network's output from every layer's: the top one (normalized in the modern block), or all
+    of them side by side (``connection='skip'``)."""
+    if self.connection == 'skip':
+      return jnp.concatenate(outputs, axis=-1)
+    return self.final_norm(outputs[-1]) if self.block == 'modern' else outputs[-1]
 
   # -- public entry points -------------------------------------------------------------------------
 
@@ -371,7 +468,7 @@ class DeepRNN(nn.Module):
     for l, layer in enumerate(self.layer):
       if self.connection == 'skip' and l > 0:
         layer_input = jnp.concatenate([x_t, layer_input], axis=-1)
-      carry, y = layer.cell(carries[l], layer_input)
+      carry, y = layer.cell(carries[l], layer.pre(layer_input))
       y = layer.post(y, layer_input, None if dropout_masks is None else dropout_masks[l])
       if valid_t is not None:
         carry = _hold_where_invalid(valid_t, carry, carries[l])
@@ -379,8 +476,7 @@ class DeepRNN(nn.Module):
       new_carries.append(carry)
       outputs.append(y)
       layer_input = y
-    out = jnp.concatenate(outputs, axis=-1) if self.connection == 'skip' else outputs[-1]
-    return tuple(new_carries), out
+    return tuple(new_carries), _zero_invalid(valid_t, self._top(outputs))
 
   @property
   def resolved_execution(self) -> str:
@@ -431,21 +527,21 @@ class DeepRNN(nn.Module):
     for l, layer in enumerate(self.layer):
       if self.connection == 'skip' and l > 0:
         layer_input = jnp.concatenate([x, layer_input], axis=-1)
+      cell_input = layer.pre(layer_input)
       if self.bidirectional:
         forward_carry, backward_carry = carries[l]
-        final_f, y_f = self._run_cell(layer.cell, layer_input, valid, forward_carry, execution)
+        final_f, y_f = self._run_cell(layer.cell, cell_input, valid, forward_carry, execution)
         final_b, y_b = self._run_cell(
-            layer.reverse_cell, reverse_padded(layer_input, lengths), valid, backward_carry, execution
+            layer.reverse_cell, reverse_padded(cell_input, lengths), valid, backward_carry, execution
         )
         final, y = (final_f, final_b), layer.merge_directions(y_f, reverse_padded(y_b, lengths))
       else:
-        final, y = self._run_cell(layer.cell, layer_input, valid, carries[l], execution)
+        final, y = self._run_cell(layer.cell, cell_input, valid, carries[l], execution)
       y = _zero_invalid(valid, layer.post(y, layer_input, None if masks is None else masks[l]))
       finals.append(final)
       outputs.append(y)
       layer_input = y
-    out = jnp.concatenate(outputs, axis=-1) if self.connection == 'skip' else outputs[-1]
-    return tuple(finals), out
+    return tuple(finals), _zero_invalid(valid, self._top(outputs))
 
   def _run_cell(self, cell, x, valid, carry, execution):
     """One cell over a whole sequence ``[batch, time, in]`` -> ``(final carry, [batch, time, H])``."""
@@ -480,6 +576,8 @@ class DeepRNN(nn.Module):
     steps = time if self.dropout_mode == 'step' else 1
     rng = self.make_rng('dropout')
     masks = []
-    for width, key in zip(self.layer_out_features, jax.random.split(rng, len(self.layer_features))):
+    # The modern block drops the mixer's and the MLP's outputs: two halves of one mask per layer.
+    widths = tuple(w * (2 if self.block == 'modern' else 1) for w in self.layer_out_features)
+    for width, key in zip(widths, jax.random.split(rng, len(self.layer_features))):
       masks.append(jax.random.bernoulli(key, keep, (batch, steps, width)).astype(jnp.float32) / keep)
     return tuple(masks)
