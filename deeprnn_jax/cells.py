@@ -109,6 +109,11 @@ class Cell(nn.RNNCellBase):
     raise NotImplementedError
 
   def __call__(self, carry: Carry, x: Array) -> tuple[Carry, Array]:
+    if jnp.issubdtype(jnp.result_type(x), jnp.complexfloating):
+      # The carry is real, so a complex step would lose its imaginary part silently (Flax's own cells fail
+      # inside nn.RNN's scan with a carry-type mismatch instead). Static dtype: checked once at trace time.
+      raise ValueError(f'{type(self).__name__} expects real inputs, got {jnp.result_type(x)}: pass the real and '
+                       'imaginary parts as features, e.g. jnp.concatenate([x.real, x.imag], axis=-1)')
     return self.recur(carry, self.project_inputs(x))
 
   def parallel_sequence(self, carry: Carry, xp: Any, valid: Array | None) -> tuple[Carry, Array]:
