@@ -83,6 +83,33 @@ class MinGRUCell(LinearRecurrentCell):
     return 1.0 - z, z * candidate
 
 
+class MinLSTMCell(LinearRecurrentCell):
+  r"""minLSTM (Feng et al. 2024, "Were RNNs all we needed?"): an LSTM whose gates and candidate read
+  only the input, with the forget and input gates normalized to sum to one (time-independent scale).
+
+  .. math::
+     f_t = \sigma(W_f x_t + b_f), \quad i_t = \sigma(W_i x_t + b_i), \quad \tilde h_t = W_h x_t + b_h, \\
+     f'_t = \frac{f_t}{f_t + i_t}, \quad i'_t = \frac{i_t}{f_t + i_t}, \quad
+     h_t = f'_t \odot h_{t-1} + i'_t \odot \tilde h_t
+
+  i.e. :math:`a_t = f'_t`, :math:`b_t = i'_t \odot \tilde h_t`. The normalized gates are computed as
+  :math:`f' = \sigma(-d)`, :math:`i' = \sigma(d)` with :math:`d = \mathrm{softplus}(-k_f) - \mathrm{softplus}(-k_i)`
+  (the authors' log-space identity :math:`\log(i/f) = d`), which never divides by a small sum.
+  The parallel form is the associative scan of ``LinearRecurrentCell``. The paper's log-space scan
+  (``logcumsumexp``) is not offered: it needs positive values, i.e. a different candidate
+  :math:`g(\tilde h)` and a positive initial state, while the scan here takes any carry.
+  Parameters: ``input_proj`` (``[in, 3H]``, ``[3H]``; order f, i, h). No recurrent kernel.
+  Carry: ``h`` ``[batch, H]``.
+  """
+
+  num_gates: ClassVar[int] = 3
+
+  def coefficients(self, xp):
+    k_f, k_i, candidate = jnp.split(xp.astype(self.param_dtype), 3, axis=-1)
+    d = jax.nn.softplus(-k_f) - jax.nn.softplus(-k_i)
+    return jax.nn.sigmoid(-d), jax.nn.sigmoid(d) * candidate
+
+
 class LRUCell(LinearRecurrentCell):
   r"""Linear recurrent unit (Orvieto et al. 2023): a complex diagonal recurrence.
 
