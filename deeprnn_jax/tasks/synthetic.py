@@ -27,7 +27,7 @@ from deeprnn_jax.tasks.base import Baseline, Batch, Task, Threshold
 _EVAL_TAG = 2_000_000_000
 
 
-def _synthetic_task(*, generate, length: int, lengths_by_split: dict[str, int], seed: int,
+def synthetic_task(*, generate, length: int, lengths_by_split: dict[str, int], seed: int,
                     num_eval: int, seq_len: int | None = None, **fields) -> Task:
   """Wraps ``generate(key, batch_size, length) -> batch`` into a Task with fixed eval splits;
   ``seq_len`` (the stored sequence length) defaults to ``length``."""
@@ -52,7 +52,7 @@ def _synthetic_task(*, generate, length: int, lengths_by_split: dict[str, int], 
   return Task(seq_len=seq_len, train_batch=train_batch, eval_splits=eval_splits, **fields)
 
 
-def _lengths(seq_len: int, length_generalization: bool) -> dict[str, int]:
+def length_splits(seq_len: int, length_generalization: bool) -> dict[str, int]:
   out = {'val': seq_len, 'test': seq_len}
   if length_generalization:
     out.update(test_len2x=2 * seq_len, test_len4x=4 * seq_len)
@@ -94,9 +94,9 @@ def adding(*, seq_len: int = 100, seed: int = 0, num_eval: int = 1000,
   """
   if seq_len < 2:
     raise ValueError(f'adding needs seq_len >= 2, got {seq_len}')
-  return _synthetic_task(
+  return synthetic_task(
       name='adding', generate=adding_batch, length=seq_len,
-      lengths_by_split=_lengths(seq_len, length_generalization), seed=seed, num_eval=num_eval,
+      lengths_by_split=length_splits(seq_len, length_generalization), seed=seed, num_eval=num_eval,
       input_kind='features', input_size=2, output_kind='regression', output_size=1,
       baseline=Baseline('loss', 1 / 6, 'MSE of predicting the constant 1 (target variance 1/6)'),
       threshold=Threshold('loss', 0.01, 'min'),
@@ -148,9 +148,9 @@ def copy(*, seq_len: int = 100, seed: int = 0, num_eval: int = 1000,
   """
   if seq_len < 1:
     raise ValueError(f'copy needs seq_len (the delay) >= 1, got {seq_len}')
-  delays = _lengths(seq_len, length_generalization)
+  delays = length_splits(seq_len, length_generalization)
   base = copy_baseline(seq_len)
-  return _synthetic_task(
+  return synthetic_task(
       name='copy', generate=copy_batch, length=seq_len, seq_len=seq_len + 2 * COPY_SYMBOLS,
       lengths_by_split=delays, seed=seed,
       num_eval=num_eval, input_kind='tokens', input_size=COPY_DELIMITER + 1,
@@ -250,10 +250,10 @@ def parentheses(*, seq_len: int = 100, num_types: int = 2, max_depth: int = 5, n
     raise ValueError('parentheses needs num_types >= 1, max_depth >= 1, num_noise >= 0 and '
                      f'0 <= noise_prob < 1; got {num_types}, {max_depth}, {num_noise}, {noise_prob}')
   opts = dict(num_types=num_types, max_depth=max_depth, num_noise=num_noise, noise_prob=noise_prob)
-  lengths = _lengths(seq_len, length_generalization)
+  lengths = length_splits(seq_len, length_generalization)
   by_split = {k: parentheses_baseline(parentheses_marginals(n, **opts)) for k, n in lengths.items()}
   acc, ce = by_split['test']
-  return _synthetic_task(
+  return synthetic_task(
       name='parentheses', generate=functools.partial(parentheses_batch, **opts), length=seq_len,
       lengths_by_split=lengths, seed=seed, num_eval=num_eval,
       input_kind='tokens', input_size=1 + 2 * num_types + num_noise,
