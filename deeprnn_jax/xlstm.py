@@ -72,10 +72,11 @@ class SLSTMCell(Cell):
 
   with :math:`\log f_t = \log\sigma(\tilde f_t)` (``forget_gate='sigmoid'``, the ``xlstm`` package's
   kernels) or :math:`\tilde f_t` (``'exp'``). Where the normalizer is still zero (the all-zero start),
-  :math:`m_t = \tilde\imath_t`, as the authors' code does, so the first step is :math:`h = \sigma(\tilde o)
-  \tanh(\tilde z)` however small :math:`e^{\tilde\imath}` is (there they test the whole batch; here each
-  unit on its own, so rows of a batch stay independent). The recurrence is nonlinear in
-  :math:`h_{t-1}`: there is no parallel form (``DeepRNN(execution='parallel')`` refuses it).
+  :math:`m_t = \tilde\imath_t` and :math:`f_t` is capped at 1, as the authors' code does, so the first
+  step is :math:`h = \sigma(\tilde o) \tanh(\tilde z)` however small :math:`e^{\tilde\imath}` is (they
+  test the whole batch; here each unit on its own, so rows of a batch stay independent). The
+  recurrence is nonlinear in :math:`h_{t-1}`: there is no parallel form (``DeepRNN(execution='parallel')``
+  refuses it).
 
   Attributes:
     num_heads: :math:`N_h`, the number of diagonal blocks of :math:`R` (each ``[H/N_h, 4 H/N_h]``);
@@ -142,9 +143,14 @@ class SLSTMCell(Cell):
     z = xp.astype(c.dtype) + recurrent.astype(c.dtype)
     i_pre, f_pre, z_pre, o_pre = jnp.split(z, 4, axis=-1)
     log_f = _log_forget(self.forget_gate, f_pre)
-    m_new = jnp.where(n == 0.0, i_pre, jnp.maximum(log_f + m, i_pre))
+    empty = n == 0.0
+    m_new = jnp.where(empty, i_pre, jnp.maximum(log_f + m, i_pre))
     i = jnp.exp(i_pre - m_new)
-    f = jnp.exp(log_f + m - m_new)
+    # Elsewhere m_new >= log_f + m, so f <= 1; at an empty state m_new = i~ can be far below log_f + m
+    # and exp would overflow (inf * 0 = nan): there f is capped at 1, as xlstm's min(f, 1) does.
+    # The cap sits inside exp and only where the state is empty, so gradients stay exact and finite.
+    log_f_stable = log_f + m - m_new
+    f = jnp.exp(jnp.where(empty, jnp.minimum(log_f_stable, 0.0), log_f_stable))
     c = f * c + i * jnp.tanh(z_pre)
     n = f * n + i
     h = jax.nn.sigmoid(o_pre) * c / n

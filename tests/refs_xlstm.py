@@ -30,10 +30,10 @@ def np_slstm(p, carry, x, forget_gate='sigmoid'):
   raw = x @ p['input_proj']['kernel'] + p['input_proj']['bias'] + h @ block_diagonal_recurrence(p['recurrent_kernel'])
   i_raw, f_raw, z_raw, o_raw = (raw[:, g * hidden : (g + 1) * hidden] for g in range(4))
   log_f = log_sigmoid(f_raw) if forget_gate == 'sigmoid' else f_raw
-  # Stabilizer (appendix A.2); an empty normalizer (the zero start) takes m = i~.
+  # Stabilizer (appendix A.2); an empty normalizer (the zero start) takes m = i~ and f <= 1, as xlstm.
   m_new = np.where(n == 0.0, i_raw, np.maximum(log_f + m, i_raw))
   i = np.exp(i_raw - m_new)
-  f = np.exp(log_f + m - m_new)
+  f = np.minimum(np.exp(log_f + m - m_new), 1.0)
   c = f * c + i * np.tanh(z_raw)
   n = f * n + i
   h = sigmoid(o_raw) * c / n
