@@ -1,0 +1,24 @@
+"""The per-cell benchmark runs (tiny; no timing asserted), matches parameters, and keeps the other
+sections of BENCHMARKS.md."""
+
+from benchmarks import bench, cells_bench
+
+
+def test_matched_widths_are_the_nearest_to_the_budget():
+  for cell in ('gru', 'mingru'):
+    width = cells_bench.matched_width(cell, 20_000)
+    count = cells_bench.param_count(cell, width)
+    neighbours = [cells_bench.param_count(cell, w) for w in (width - 4, width + 4)]
+    assert width % 4 == 0
+    assert all(abs(count - 20_000) <= abs(n - 20_000) for n in neighbours)
+
+
+def test_the_tables_land_in_their_own_section(tmp_path):
+  path = tmp_path / 'BENCHMARKS.md'
+  bench.write_report(str(path), 'the main suite')
+  assert cells_bench.main(['--cells', 'rnn,mingru', '--budget', '3000', '--time', '4', '--lengths', '4,8',
+                           '--repeats', '1', '--seconds', '0', '--output', str(path)]) == 0
+  text = path.read_text()
+  assert 'the main suite' in text and cells_bench.BEGIN in text
+  assert '| rnn |' in text and 'no parallel form' in text.split('| rnn |')[1].splitlines()[0]
+  assert text.count('| mingru |') == 2     # both tables; rnn has no parallel form, so one row
