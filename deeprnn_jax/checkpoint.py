@@ -86,6 +86,10 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self._latest.latest_step()
 
+  def steps(self) -> dict[str, list[int]]:
+    """The kept saves: ``{'latest': [steps...], 'best': [step]}``, ascending (readable or not)."""
+    return {'latest': sorted(self._latest.all_steps()), 'best': sorted(self._best.all_steps())}
+
   def best_step(self) -> int | None:
     return self._best.latest_step()
 
@@ -119,6 +123,16 @@ class Checkpointer:
         _log.warning('checkpoint %s/latest/%d has mismatched metadata; trying an older one', self.directory, step)
         continue
       return step, state, meta
+    return None
+
+  def restore_step(self, step: int, like: Any) -> tuple[int, Any, dict] | None:
+    """The save of exactly ``step`` (a latest one, else the best): ``(step, state, meta)``, or None when
+    no save of that step is kept. Never another step: a caller asking for step 10 of a run that kept 8
+    and 12 gets None, not 8. A kept save that does not restore raises (``ValueError`` for a digest mismatch)."""
+    for manager in (self._latest, self._best):
+      if step in manager.all_steps():
+        state, meta = self._restore(manager, step, like)
+        return step, state, meta
     return None
 
   def restore_best(self, like: Any) -> tuple[int, Any, dict] | None:

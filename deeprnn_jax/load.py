@@ -142,28 +142,28 @@ def load_run(run_dir: str, checkpoint: str | int = 'best', *, task: task_base.Ta
   folder = runlog.RunFolder(run_dir)
   if not os.path.isdir(folder.checkpoints):
     raise RunNotFoundError(f'{folder.path} has no checkpoints/; it has not saved a checkpoint yet')
+  if checkpoint not in ('best', 'last') and (not isinstance(checkpoint, int) or isinstance(checkpoint, bool)):
+    raise ValueError(f"checkpoint must be 'best', 'last' or a step number, got {checkpoint!r}")
   ck = checkpoint_lib.Checkpointer(folder.checkpoints)
   try:
+    kept = ck.steps()
     if checkpoint == 'best':
       found = ck.restore_best(None) or ck.restore_latest(None)
     elif checkpoint == 'last':
       found = ck.restore_latest(None)
-    elif isinstance(checkpoint, int) and not isinstance(checkpoint, bool):
-      found = ck.restore_latest(None, max_step=checkpoint)
-      found = found if found is not None and found[0] == checkpoint else None
     else:
-      raise ValueError(f"checkpoint must be 'best', 'last' or a step number, got {checkpoint!r}")
+      try:
+        found = ck.restore_step(checkpoint, None)
+      except Exception as e:  # pylint: disable=broad-except
+        raise RunNotFoundError(f'{folder.path}: checkpoint {checkpoint} is unreadable ({type(e).__name__}); '
+                               "try checkpoint='last'") from e
   finally:
     ck.close()
   if found is None:
-    raise RunNotFoundError(f'{folder.path}: no readable checkpoint {checkpoint!r} '
-                           f'(latest steps: {_steps(folder.checkpoints)}); try checkpoint=\'last\'')
+    steps = ', '.join(map(str, kept['latest'])) or 'none'
+    raise RunNotFoundError(f'{folder.path}: no readable checkpoint {checkpoint!r} (latest steps: {steps}; '
+                           f"best: {', '.join(map(str, kept['best'])) or 'none'}); try checkpoint='last'")
   step, state, _ = found
   return TrainedRun(model=model, params=state['params'], task=task, config=config, run_dir=folder.path,
                     step=int(step), checkpoint=checkpoint, status=folder.read_status() or {})
 
-
-def _steps(checkpoints: str) -> str:
-  latest = os.path.join(checkpoints, 'latest')
-  steps = sorted(int(s) for s in os.listdir(latest) if s.isdigit()) if os.path.isdir(latest) else []
-  return ', '.join(map(str, steps)) or 'none'

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
+
+import jax
 
 import numpy as np
 import pytest
 
 import deeprnn_jax as dr
+from deeprnn_jax import checkpoint as checkpoint_lib
 from deeprnn_jax import runlog
 from deeprnn_jax import train as train_lib
 from experiments import evaluate as evaluate_cli
@@ -55,11 +59,56 @@ def test_load_run_unpacks_and_runs_the_model_on_a_batch(trained):
   assert config.model.cell == 'rnn' and task.name == 'adding'
 
 
-@pytest.mark.parametrize('checkpoint,message', [(5, "no readable checkpoint 5 (latest steps: 8, 12)"),
+@pytest.fixture(scope='module')
+def best_not_last(tmp_path_factory):
+  """A run keeping its saves of steps 4, 8 and 12 whose best checkpoint is step 4 (as a run whose
+  validation loss rose after step 4 would keep; the best store is rewritten with the step-4 save, since
+  a loss that rises on every CPU cannot be planted by training 12 steps). Returns the run folder and
+  each kept step's parameters."""
+  run_dir = str(tmp_path_factory.mktemp('best') / 'w' / 'run')
+  train_lib.train(tiny_config(**{'train.keep_checkpoints': 3}), run_dir)
+  ck = checkpoint_lib.Checkpointer(runlog.RunFolder(run_dir).checkpoints, keep=3)
+  try:
+    assert ck.steps() == {'latest': [4, 8, 12], 'best': [ck.best_step()]}
+    saved = {s: ck.restore_latest(None, max_step=s) for s in (4, 8, 12)}
+    ck.discard_after(0)   # drops every save, the best included ...
+    for s in (4, 8, 12):  # ... then the latest ones come back and step 4 becomes the best
+      ck.save(s, saved[s][1], saved[s][2])
+    ck.save_best(4, saved[4][1], saved[4][2])
+    ck.wait()
+    assert ck.steps() == {'latest': [4, 8, 12], 'best': [4]}
+  finally:
+    ck.close()
+  return run_dir, {s: saved[s][1]['params'] for s in saved}
+
+
+def _same(a, b):
+  return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
+
+
+def test_best_loads_the_best_checkpoint_not_the_last(best_not_last):
+  run_dir, params = best_not_last
+  best = dr.load_run(run_dir, checkpoint='best')
+  assert best.step == 4 and _same(best.params, params[4]) and not _same(best.params, params[12])
+  last = dr.load_run(run_dir, checkpoint='last')
+  assert last.step == 12 and _same(last.params, params[12])
+  assert dr.load_run(run_dir, checkpoint=8).step == 8 and _same(dr.load_run(run_dir, checkpoint=8).params, params[8])
+
+
+@pytest.mark.parametrize('step', [2, 10, 13])
+def test_a_step_that_was_not_kept_fails_instead_of_loading_an_earlier_one(best_not_last, step):
+  # 10 lies between kept saves (8 and 12): a fallback to the newest save at or before it would load 8.
+  run_dir, _ = best_not_last
+  message = f"no readable checkpoint {step} (latest steps: 4, 8, 12; best: 4); try checkpoint='last'"
+  with pytest.raises(dr.load.RunNotFoundError, match=re.escape(message)):
+    dr.load_run(run_dir, checkpoint=step)
+
+
+@pytest.mark.parametrize('checkpoint,message', [(5, "no readable checkpoint 5 (latest steps: 8, 12; best: "),
                                                 ('first', "checkpoint must be 'best', 'last' or a step number")])
 def test_a_missing_checkpoint_is_a_one_line_error(trained, checkpoint, message):
   _, alone, _ = trained
-  with pytest.raises((FileNotFoundError, ValueError), match=message.replace('(', r'\(').replace(')', r'\)')):
+  with pytest.raises((FileNotFoundError, ValueError), match=re.escape(message)):
     dr.load_run(alone, checkpoint=checkpoint)
 
 
