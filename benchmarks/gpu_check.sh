@@ -8,7 +8,9 @@
 # the benchmarks import only the library (deeprnn_jax's core), not the runner. Writes
 # OUTPUT_DIR/BENCHMARKS-gpu.md (the generated report: every execution path vs PyTorch/cuDNN and a
 # Flax stack, compile times, 8 seeds vmapped/looped vs separate, associative vs sequential scan at
-# T 2048) and OUTPUT_DIR/profile-medium-lstm.txt (where a medium LSTM step's time goes).
+# T 2048; then every registered cell at equal parameters, each execution path, and where the parallel
+# forms overtake the sequential ones, T 256 to 4096) and OUTPUT_DIR/profile-medium-lstm.txt (where a
+# medium LSTM step's time goes).
 set -euo pipefail
 out="${1:-${OUT:-.}}"
 mkdir -p "$out"
@@ -16,6 +18,8 @@ cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
 python3 -c 'import jax, torch; print("jax", jax.__version__, jax.devices(), "| torch", torch.__version__, torch.cuda.is_available())'
 python3 -m benchmarks.bench --executions --repeats 3 --seconds 0.5 --output "$out/BENCHMARKS-gpu.md"
+python3 -m benchmarks.cells_bench --budget 250000 --time 256 --lengths 256,1024,4096 --repeats 2 --seconds 0.3 \
+  --output "$out/BENCHMARKS-gpu.md"
 for execution in time layer; do
   python3 -m benchmarks.profile --shape medium --cell lstm --execution "$execution" --top 15
 done > "$out/profile-medium-lstm.txt" 2>&1
