@@ -39,12 +39,21 @@ def task_from_config(config: ConfigDict):
 
 
 def check_task_config(config: ConfigDict, task: task_base.Task) -> None:
-  """The config checks that need the task: the eval splits it names must exist."""
+  """The config checks that need the task: the eval splits it names must exist, and a model that reads
+  a fixed number of steps (``pooling='flatten'``) must get that many in every split it is evaluated on."""
   names = tuple(task.eval_splits)
   for s in config.train.eval_splits:
     if s not in names:
       raise config_lib.ConfigError('train.eval_splits', f'unknown split {s!r} for task {task.name!r}; '
                                    f'valid: {", ".join(names)}')
+  if config.model.pooling == 'flatten' and task.output_kind in ('class', 'regression'):
+    # The head's kernel is sized at init by the training length; a run's last eval covers every split.
+    for s, batch in task.eval_splits.items():
+      if batch['inputs'].shape[1] != task.seq_len:
+        raise config_lib.ConfigError('model.pooling', f"'flatten' reads exactly the {task.seq_len} training steps, "
+                                     f'but split {s!r} of task {task.name!r} has {batch["inputs"].shape[1]}: pool '
+                                     "with 'last', 'mean', 'max' or 'attention', or drop those splits "
+                                     '(e.g. task.options.length_generalization=False)')
 
 
 def model_from_config(config: ConfigDict, task: task_base.Task):
@@ -65,9 +74,12 @@ def _model(m: ConfigDict, task: task_base.Task, widths: tuple[int, ...]):
       cell=m.cell, features=widths, connection=m.connection,
       dropout_rate=m.dropout_rate, dropout_mode=m.dropout_mode, layer_norm=m.layer_norm,
       bidirectional=m.bidirectional, merge=m.merge, execution=m.execution, unroll=m.unroll,
-      remat=m.remat, initial_carry=m.initial_carry,
+      remat=m.remat, initial_carry=m.initial_carry, block=m.block, mlp_expansion=m.mlp_expansion,
       dtype={'float32': None, 'bfloat16': jnp.bfloat16}[m.dtype], cell_kwargs=cell_kwargs)
   embed = m.embed_features or m.width
+  if m.tie_embeddings and (task.output_kind != 'per_step_class'):
+    raise config_lib.ConfigError('model.tie_embeddings', f'is for per-step token outputs (language models); task '
+                                 f'{task.name!r} has output_kind {task.output_kind!r}')
   if task.output_kind == 'sequence':
     decoder_cell = m.decoder_cell or m.cell
     decoder = seq2seq.RecurrentDecoder(
@@ -88,7 +100,15 @@ def _model(m: ConfigDict, task: task_base.Task, widths: tuple[int, ...]):
     return models.Classifier(num_classes=task.output_size, pooling=m.pooling, **common)
   if task.output_kind == 'regression':
     return models.Regressor(out_features=task.output_size, pooling=m.pooling, **common)
-  return models.PerStepModel(out_features=task.output_size, **common)
+  if m.tie_embeddings:
+    top = m.head_features[-1] if m.head_features else rnn.layer_out_features[-1]
+    if task.input_kind != 'tokens' or task.input_size != task.output_size:
+      raise config_lib.ConfigError('model.tie_embeddings', f'needs a task whose inputs and outputs share one '
+                                   f'vocabulary (a language model); {task.name!r} has none')
+    if top != embed:
+      raise config_lib.ConfigError('model.tie_embeddings', f'needs the embedding as wide as the output layer\'s '
+                                   f'input ({top}), got model.embed_features={embed}: set model.embed_features={top}')
+  return models.PerStepModel(out_features=task.output_size, tie_embeddings=m.tie_embeddings, **common)
 
 
 def layer_widths(config: ConfigDict) -> tuple[int, ...]:
@@ -97,9 +117,26 @@ def layer_widths(config: ConfigDict) -> tuple[int, ...]:
   return (m.width,) * (m.depth - 1) + (m.top_width or m.width,)
 
 
-def schedule_from_config(optim: ConfigDict, num_steps: int) -> optax.Schedule:
-  """Linear warmup from 0 to ``learning_rate``, then constant or cosine decay to the end."""
+def schedule_from_config(optim: ConfigDict, num_steps: int, steps_per_epoch: int | None = None) -> optax.Schedule:
+  r"""Linear warmup from 0 to ``learning_rate``, then constant or cosine decay to the end; or
+  ``'epoch_decay'`` (Zaremba et al. 2014): in epoch :math:`e = \lfloor s / \text{steps\_per\_epoch}
+  \rfloor` (from 0) the rate is :math:`\eta\, f^{\max(0,\, e - E + 1)}` with :math:`E` =
+  ``decay_start_epoch`` and :math:`f` = ``decay_factor``: constant for :math:`E` epochs, then multiplied
+  by :math:`f` after each epoch. ``steps_per_epoch``: a stateful task's ``windows_per_epoch``.
+  """
   peak, warmup = optim.learning_rate, min(optim.warmup_steps, num_steps)
+  if optim.schedule == 'epoch_decay':
+    if not steps_per_epoch:
+      raise config_lib.ConfigError('optim.schedule', "'epoch_decay' counts epochs of a stateful task (word_lm, "
+                                   "char_lm); this task has none: use 'constant' or 'cosine'")
+    if warmup:
+      raise config_lib.ConfigError('optim.warmup_steps', "'epoch_decay' has no warmup: set optim.warmup_steps=0")
+    start, factor = optim.decay_start_epoch, optim.decay_factor
+
+    def epoch_decay(step):
+      epoch = jnp.asarray(step) // steps_per_epoch
+      return peak * jnp.power(factor, jnp.maximum(epoch - start + 1, 0).astype(jnp.float32))
+    return epoch_decay
   if optim.schedule == 'cosine':
     return optax.warmup_cosine_decay_schedule(
         0.0, peak, warmup, max(num_steps, warmup + 1), end_value=peak * optim.cosine_final_fraction)
@@ -108,14 +145,16 @@ def schedule_from_config(optim: ConfigDict, num_steps: int) -> optax.Schedule:
   return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), optax.constant_schedule(peak)], [warmup])
 
 
-def optimizer_from_config(config: ConfigDict) -> tuple[optax.GradientTransformation, optax.Schedule]:
+def optimizer_from_config(config: ConfigDict, task: task_base.Task | None = None
+                          ) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """The optax chain of ``config.optim``: clip -> (L2) -> optimizer, and its learning-rate schedule.
 
   Weight decay applies to matrices only (not biases or norms): decoupled in adamw, added to the
-  gradient (L2) for the others.
+  gradient (L2) for the others. ``task``: needed by the ``'epoch_decay'`` schedule (its epochs).
   """
   o = config.optim
-  lr = schedule_from_config(o, config.train.num_steps)
+  per_epoch = task.windows_per_epoch(config.train.batch_size) if task is not None and task.stateful else None
+  lr = schedule_from_config(o, config.train.num_steps, per_epoch)
   decay_mask = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)
   parts = []
   if o.clip_global_norm > 0:

@@ -94,6 +94,10 @@ class _SequenceModel(nn.Module):
   dropout_rate: float = 0.0
 
   def encode(self, inputs: Array, lengths: Array | None, deterministic: bool) -> Array:
+    return self._rnn(self._inputs(inputs, deterministic), lengths, deterministic)[1]
+
+  def _inputs(self, inputs: Array, deterministic: bool) -> Array:
+    """The embedded (or projected) inputs ``[batch, time, features]``, after dropout."""
     if self.vocab_size is not None:
       if not self.embed_features:
         raise ValueError('a token model needs embed_features (the embedding width)')
@@ -105,15 +109,21 @@ class _SequenceModel(nn.Module):
       x = inputs.astype(jnp.float32)
       if self.input_features is not None:
         x = nn.Dense(self.input_features, name='input_proj')(x)
-    x = nn.Dropout(self.dropout_rate)(x, deterministic=deterministic)
-    _, y = self.rnn(x, lengths, deterministic=deterministic)
-    return y
+    return nn.Dropout(self.dropout_rate)(x, deterministic=deterministic)
+
+  def _rnn(self, x: Array, lengths: Array | None, deterministic: bool, initial_carries=None):
+    """``(final_carries, outputs)`` of the ``DeepRNN`` on the encoded inputs."""
+    return self.rnn(x, lengths, initial_carries=initial_carries, deterministic=deterministic)
 
   def head(self, h: Array, out_features: int, deterministic: bool) -> Array:
+    return nn.Dense(out_features, name='out')(self._hidden(h, deterministic))
+
+  def _hidden(self, h: Array, deterministic: bool) -> Array:
+    """The MLP head's hidden layers (ReLU, dropout), before the output layer."""
     for i, width in enumerate(self.head_features):
       h = nn.relu(nn.Dense(width, name=f'head_{i}')(h))
       h = nn.Dropout(self.dropout_rate)(h, deterministic=deterministic)
-    return nn.Dense(out_features, name='out')(h)
+    return h
 
 
 class _PooledModel(_SequenceModel):
@@ -184,18 +194,55 @@ class Regressor(_PooledModel):
 
 
 class PerStepModel(_SequenceModel):
-  """Sequence -> per-step outputs ``[batch, time, out_features]`` (tagging, language modelling,
-  copy memory, polyphonic music), zero past each sequence's length."""
+  r"""Sequence -> per-step outputs ``[batch, time, out_features]`` (tagging, language modelling,
+  copy memory, polyphonic music), zero past each sequence's length.
+
+  Stateful use (truncated BPTT over a long stream, Zaremba et al. 2014):
+  ``outputs, carries = model.apply(variables, x, lengths, initial_carries=carries, return_carries=True)``
+  starts the ``DeepRNN`` from ``carries`` (``model.apply(variables, batch_size,
+  method='initialize_carries')`` for a fresh start) and returns its final carries, each row's carry at
+  its last valid step (a row with length 0 keeps its carries). The parameter tree is the same either way.
+
+  Attributes:
+    out_features: the output size (the vocabulary for a language model).
+    tie_embeddings: token inputs only: the output layer reuses the input embedding :math:`E`
+      ``[vocab_size, embed_features]`` (Press & Wolf 2017; Inan et al. 2017):
+      :math:`\mathrm{logits}_t = h_t E^\top + b` with its own bias ``out_bias`` ``[vocab_size]``, so
+      there is no ``out`` kernel. Needs ``out_features == vocab_size`` and the width of :math:`h_t`
+      (the last head layer's, else the top recurrent layer's output) equal to ``embed_features``.
+  """
 
   out_features: int = 1
+  tie_embeddings: bool = False
 
   @nn.compact
-  def __call__(self, inputs, lengths=None, *, deterministic: bool = True):
+  def __call__(self, inputs, lengths=None, *, deterministic: bool = True, initial_carries=None,
+               return_carries: bool = False):
     lengths = None if lengths is None else jnp.asarray(lengths)   # a list works too (DeepRNN checks it)
-    y = self.encode(inputs, lengths, deterministic)
-    out = self.head(y, self.out_features, deterministic)
+    if self.tie_embeddings and (self.vocab_size is None or self.vocab_size != self.out_features):
+      raise ValueError(f'tie_embeddings needs token inputs with vocab_size == out_features; got vocab_size='
+                       f'{self.vocab_size}, out_features={self.out_features}')
+    carries, y = self._rnn(self._inputs(inputs, deterministic), lengths, deterministic, initial_carries)
+    if self.tie_embeddings:
+      out = self._tied_head(y, deterministic)
+    else:
+      out = self.head(y, self.out_features, deterministic)
     valid = valid_mask(lengths, *out.shape[:2])[..., None]
-    return jnp.where(valid, out, jnp.zeros((), out.dtype))
+    out = jnp.where(valid, out, jnp.zeros((), out.dtype))
+    return (out, carries) if return_carries else out
+
+  def _tied_head(self, h: Array, deterministic: bool) -> Array:
+    h = self._hidden(h, deterministic)
+    embedding = self.variables['params']['embed']['embedding']
+    if h.shape[-1] != embedding.shape[-1]:
+      raise ValueError(f'tie_embeddings needs the output layer input ({h.shape[-1]} wide) as wide as the '
+                       f'embedding ({embedding.shape[-1]}): set the embedding width to the top width')
+    bias = self.param('out_bias', nn.initializers.zeros_init(), (self.out_features,), jnp.float32)
+    return jnp.einsum('bth,vh->btv', h, embedding.astype(h.dtype)) + bias.astype(h.dtype).reshape(1, 1, -1)
+
+  def initialize_carries(self, batch_size: int):
+    """The ``DeepRNN``'s carries before a stream's first step, for ``batch_size`` rows."""
+    return self.rnn.initialize_carries(batch_size)
 
   def predict(self, inputs, lengths=None):
     """The most likely class at every step ``[batch, time]`` int32 (e.g. tags, for a ``Task.score``)."""

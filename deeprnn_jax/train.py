@@ -81,6 +81,10 @@ class TrainState:
     dropout_key / data_key: raw ``uint32[2]`` keys; the step's keys are derived from them and ``step``.
     diverged_at: int32, the first step whose loss, gradients or parameters were not finite; -1 if none.
     acc: sums over the current log interval (see ``zero_acc``), read and reset by the host.
+    carries: a stateful task's (``Task.stateful``) recurrent state of each of its ``batch_size``
+      streams after the last step (the ``DeepRNN``'s per-layer carries, ``[batch, ...]`` leaves); the
+      next step starts from it, so a checkpoint resumes truncated BPTT exactly. ``()`` for every
+      other task, which leaves their states and checkpoints as they were.
   """
 
   step: jax.Array
@@ -90,6 +94,7 @@ class TrainState:
   data_key: jax.Array
   diverged_at: jax.Array
   acc: Any
+  carries: Any = ()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -148,15 +153,24 @@ def _task_batch(task: task_base.Task, key, step, batch_size: int, data=None, buc
 
 
 def init_state(model, tx: optax.GradientTransformation, task: task_base.Task, seed, *, data=None,
-               metrics: Sequence[str] | None = None) -> TrainState:
-  """The state of seed ``seed`` at step 0 (``metrics``: ``metric_names(model, task)`` if known)."""
+               metrics: Sequence[str] | None = None, batch_size: int | None = None) -> TrainState:
+  """The state of seed ``seed`` at step 0 (``metrics``: ``metric_names(model, task)`` if known).
+
+  A stateful task needs ``batch_size`` (its number of streams) for the carries.
+  """
   init_key, dropout_key, data_key = seed_keys(seed)
   batch = _task_batch(task, data_key, jnp.int32(0), 1, data)
   params = model.init({'params': init_key, 'dropout': dropout_key}, batch['inputs'], batch['lengths'],
                       deterministic=True)['params']
   metrics = metric_names(model, task) if metrics is None else metrics
+  carries = ()
+  if task.stateful:
+    if batch_size is None:
+      raise ValueError(f'init_state: task {task.name!r} is stateful; pass batch_size (its number of streams)')
+    # Step 0 starts an epoch (batch['reset']), which replaces these with the model's initial carries.
+    carries = model.apply({'params': params}, batch_size, method='initialize_carries')
   return TrainState(step=jnp.int32(0), params=params, opt_state=tx.init(params), dropout_key=dropout_key,
-                    data_key=data_key, diverged_at=jnp.int32(-1), acc=zero_acc(params, metrics))
+                    data_key=data_key, diverged_at=jnp.int32(-1), acc=zero_acc(params, metrics), carries=carries)
 
 
 def _all_finite(tree) -> jax.Array:
@@ -171,15 +185,25 @@ def train_step(model, tx: optax.GradientTransformation, task: task_base.Task, st
   Dropout uses ``fold_in(state.dropout_key, state.step)``. The update is kept only if the seed is
   ``active`` and the loss, the gradient norm and the new parameters are all finite; the first step
   where they are not is recorded in ``diverged_at`` and the state stays at its last finite value.
+
+  A stateful task's step (truncated BPTT) starts each stream from ``state.carries`` (from the
+  model's initial carries where ``batch['reset']`` is set: an epoch's first window), behind a
+  ``stop_gradient``, so the gradient stops at the window; the window's final carries become the
+  new ``state.carries``.
   """
   dropout_key = jax.random.fold_in(state.dropout_key, state.step)
 
   def loss_fn(params):
+    kwargs = {}
+    if task.stateful:
+      kwargs = dict(initial_carries=_start_carries(model, params, state.carries, batch['reset']), return_carries=True)
     outputs = model.apply({'params': params}, batch['inputs'], batch['lengths'], deterministic=False,
-                          rngs={'dropout': dropout_key})
-    return task.loss_and_metrics(outputs, batch)
+                          rngs={'dropout': dropout_key}, **kwargs)
+    outputs, carries = outputs if task.stateful else (outputs, ())
+    loss, sums = task.loss_and_metrics(outputs, batch)
+    return loss, (sums, carries)
 
-  (loss, sums), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  (loss, (sums, carries)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   norms = {'total': optax.tree.norm(grads)}
@@ -201,13 +225,45 @@ def train_step(model, tx: optax.GradientTransformation, task: task_base.Task, st
   return TrainState(
       step=state.step + 1, params=keep(params, state.params), opt_state=keep(opt_state, state.opt_state),
       dropout_key=state.dropout_key, data_key=state.data_key,
-      diverged_at=jnp.where(live & ~finite, state.step, state.diverged_at), acc=acc)
+      diverged_at=jnp.where(live & ~finite, state.step, state.diverged_at), acc=acc,
+      carries=keep(jax.lax.stop_gradient(carries), state.carries))
+
+
+def _start_carries(model, params, carries, reset: jax.Array):
+  """Each stream's carries for the next window: the model's initial carries where ``reset`` ``[batch]``
+  is set, else the previous window's, through a ``stop_gradient`` (the truncation of truncated BPTT)."""
+  fresh = model.apply({'params': params}, reset.shape[0], method='initialize_carries')
+  pick = lambda f, c: jnp.where(reset.reshape(reset.shape + (1,) * (c.ndim - 1)), f, jax.lax.stop_gradient(c))
+  return jax.tree.map(pick, fresh, carries)
 
 
 def eval_step(model, task: task_base.Task, params, batch: Batch) -> task_base.MetricSums:
-  """Metric sums ``{name: (total, count)}`` of the model on ``batch`` (``base.finalize`` -> means)."""
+  """Metric sums ``{name: (total, count)}`` of the model on ``batch`` (``base.finalize`` -> means).
+
+  A stateful task's ``batch`` holds whole streams, ``[rows, windows, seq_len]`` inputs and targets
+  and ``[rows, windows]`` lengths: each row is read window after window from the model's initial
+  carries, each window starting from the carries the one before left (one ``lax.scan``), which is
+  the whole stream read as one sequence cut into windows (exact: windows of length 0 keep the carries).
+  """
+  if task.stateful:
+    return _stream_eval_step(model, task, params, batch)
   outputs = model.apply({'params': params}, batch['inputs'], batch['lengths'], deterministic=True)
   return task.loss_and_metrics(outputs, batch)[1]
+
+
+def _stream_eval_step(model, task: task_base.Task, params, batch: Batch) -> task_base.MetricSums:
+  rows = batch['lengths'].shape[0]
+  weight = batch.get('weight', jnp.ones((rows,), jnp.float32))
+  windows = {k: jnp.swapaxes(jnp.asarray(batch[k]), 0, 1) for k in ('inputs', 'targets', 'lengths')}
+
+  def window(carries, w):
+    outputs, carries = model.apply({'params': params}, w['inputs'], w['lengths'], deterministic=True,
+                                   initial_carries=carries, return_carries=True)
+    return carries, task.loss_and_metrics(outputs, {**w, 'weight': weight})[1]
+
+  carries = model.apply({'params': params}, rows, method='initialize_carries')
+  _, sums = jax.lax.scan(window, carries, windows)
+  return jax.tree.map(lambda x: x.sum(0), sums)
 
 
 def predict_step(model, params, batch: Batch) -> jax.Array:
@@ -248,7 +304,7 @@ class Programs:
     c = config
     self.task = task
     self.model = build.model_from_config(c, task)
-    self.tx, self.schedule = build.optimizer_from_config(c)
+    self.tx, self.schedule = build.optimizer_from_config(c, task)
     self.mesh = parallel.data_mesh()       # None on one device; all local devices otherwise
     if self.mesh is not None and c.train.batch_size % self.mesh.size:
       raise config_lib.ConfigError('train.batch_size', f'{c.train.batch_size} does not split over '
@@ -256,8 +312,11 @@ class Programs:
     self.seed_program = seed_program
     per_seed = lambda fn, in_axes: jax.jit(parallel.over_seeds(fn, in_axes, self.seed_program))
     self.metric_names = metric_names(self.model, task)
+    # Metrics computed from a split's means (Task.derived), e.g. perplexity.
+    self.derived_names = tuple(task.derived({k: np.zeros(1) for k in self.metric_names})) if task.derived else ()
     self.init = per_seed(lambda seed, data: init_state(self.model, self.tx, task, seed, data=data,
-                                                       metrics=self.metric_names), (0, None))
+                                                       metrics=self.metric_names, batch_size=c.train.batch_size),
+                         (0, None))
     # One step program per length bucket (one in all for fixed-length tasks).
     self.buckets = tuple(range(len(task.length_buckets))) or (None,)
     self.step = {b: jax.jit(parallel.over_seeds(functools.partial(self._step, c.train.batch_size, b), (0, 0, None),
@@ -300,6 +359,8 @@ class Programs:
       total = jax.device_get(total)
       out[split] = {k: np.asarray(t, np.float64) / np.maximum(np.asarray(n, np.float64), 1e-12)
                     for k, (t, n) in total.items()}
+      if self.task.derived is not None:
+        out[split].update(self.task.derived(out[split]))
       if predictions:
         out[split].update(self._scores(split, np.concatenate(predictions, axis=1)))
     return out
@@ -373,7 +434,7 @@ def _train_group(runs: list[SeedRun], task: task_base.Task, seed_program: str, s
   params = models.count_params(jax.tree.map(lambda x: x[0], fresh.params))
   wandb_mode = runlog.resolve_wandb_mode(config.logging.wandb_mode)
   modes = {f'{s}/{m}': task.metric_modes.get(m, 'min') for s in ('train', *cadence.splits)
-           for m in ('loss', *programs.metric_names)}
+           for m in ('loss', *programs.metric_names, *programs.derived_names)}
   try:
     for run in runs:
       # After one wandb failure the other seeds go without wandb rather than each wait out the
@@ -533,6 +594,8 @@ class _Loop:
       for k, v in acc['metrics'].items():
         if k != 'loss':
           record[k] = float(v['total'][i]) / max(float(v['count'][i]), 1e-12)
+      if self.programs.task.derived is not None:
+        record.update({k: float(v) for k, v in self.programs.task.derived(record).items()})
       record['grad_norm'] = float(acc['grad_norm']['total'][i]) / n
       for k, v in acc['grad_norm'].items():
         if k != 'total':

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from deeprnn_jax import tasks
-from deeprnn_jax.tasks import local_text, pipeline, shakespeare, tfds_text, vocab
+from deeprnn_jax.tasks import language_model, local_text, pipeline, shakespeare, tfds_text, vocab
 
 KEY = jax.random.key(0)
 
@@ -314,19 +314,23 @@ def test_char_lm_splits_a_text_file_contiguously_as_tfds_tiny_shakespeare_does(t
     i = int(n * 0.9)  # TFDS tiny_shakespeare's split, verbatim
     j = int((n - i) * 0.5)
     assert [len(p) for p in local_text.split_text(text, 0.05, 0.05)] == [i, j, n - i - j]
-  text = ''.join(chr(ord('a') + (k * 7) % 26) + (' ' if k % 5 == 4 else '') for k in range(400)) + '\r\né'
+  # char_lm (language_model.py, stateful) reads one text file split the same way; a character of the
+  # val/test parts must occur in the training part.
+  text = 'é' + ''.join(chr(ord('a') + (k * 7) % 26) + (' ' if k % 5 == 4 else '') for k in range(400)) + '\r\né'
   file = tmp_path / 'book.txt'
   file.write_bytes(text.encode('utf-8'))
   task = tasks.make_task('char_lm', path=str(file), seq_len=8, val_fraction=0.1, test_fraction=0.2)
   train, val, test = local_text.split_text(text, 0.1, 0.2)
-  assert train + val + test == text and test.endswith('\r\né')  # line endings kept as they are
-  direct = shakespeare.char_lm_task(name='char_lm', train_text=train, val_text=val, test_text=test, seq_len=8)
-  same_splits(task, direct)
-  assert task.info['split'] == 'contiguous: first 70% train, next 10% val, last 20% test'
-  assert task.info['train_chars'] == len(train) and task.info['source'] == str(file)
-  # tiny_shakespeare from Karpathy's input.txt is the same pipeline with TFDS's 90/5/5 split.
+  assert train + val + test == text and test.endswith('\r\né')
+  tokens = {s: language_model.tokenize(t, 'char') for s, t in (('train', train), ('val', val), ('test', test))}
+  assert task.stateful and task.stream_tokens == len(tokens['train']) == task.info['train_tokens']
+  assert task.info['val_tokens'] == len(tokens['val']) and task.info['test_tokens'] == len(tokens['test'])
+  assert task.info['files']['train'] == f'{file} (train part)'
+  # tiny_shakespeare from Karpathy's input.txt: TFDS's 90/5/5 split, in random windows (char_lm_task).
+  train, val, test = local_text.split_text(text, 0.05, 0.05)
   same_splits(tasks.make_task('tiny_shakespeare', path=str(file), seq_len=8),
-              tasks.make_task('char_lm', path=str(file), seq_len=8))
+              shakespeare.char_lm_task(name='tiny_shakespeare', train_text=train, val_text=val, test_text=test,
+                                       seq_len=8))
 
 
 def test_char_lm_file_mistakes_are_one_line_errors(tmp_path):
@@ -344,7 +348,7 @@ def test_char_lm_file_mistakes_are_one_line_errors(tmp_path):
   short = tmp_path / 'short.txt'
   short.write_text('abcdefghij' * 3)
   msg = one_line_error(ValueError, tasks.make_task, 'char_lm', path=str(short), seq_len=64)
-  assert msg.startswith(f'{short}: 30 characters are too few for seq_len=64')
+  assert msg.startswith(f'{short} (train part): 28 training tokens are too few for seq_len=64')
   msg = one_line_error(ValueError, tasks.make_task, 'char_lm', path=str(short), val_fraction=0.6,
                        test_fraction=0.5)
   assert 'must be in (0, 1) and add up to less than 1' in msg

@@ -4,18 +4,22 @@
 ``Task`` (see ``base.py`` for the batch conventions). ``make_task(name, **options)`` checks the
 name and the options before building anything.
 
-Synthetic (generated on device): ``adding``, ``copy``, ``parentheses``, ``capacity``.
+Synthetic (generated on device): ``adding``, ``copy``, ``parentheses``, ``capacity``; recall tasks that
+separate modern recurrent models: ``selective_copy``, ``mqar``.
 No download: ``mnist1d`` (+ ``mnist1d_shuffled``), ``digits``.
 TFDS (prepared once as array_record by ``python -m experiments.prepare NAME``): ``imdb``, ``sst2``,
 ``smnist`` (+ ``psmnist``), ``tiny_shakespeare``; ``imdb``, ``sst2`` and ``tiny_shakespeare`` also read
 their authors' files with ``path=`` (``local_text.py``).
-Local text files: ``text_classification`` (CSV / TSV / JSON Lines), ``char_lm`` (plain text).
+Local text files: ``text_classification`` (CSV / TSV / JSON Lines); language models with stateful
+truncated BPTT, ``word_lm`` and ``char_lm`` (a PTB / WikiText folder; ``char_lm`` also one text file).
 Local pickle: ``polyphonic`` (+ ``jsb_chorales``, ``nottingham``, ``musedata``, ``piano_midi``).
 Transduction (``'sequence'``, for ``Seq2Seq``): ``reverse``, ``sort``, ``addition`` (on device),
 ``scan``; translation: ``parallel_text`` (local aligned files), ``ted_pt_en`` (TFDS).
 Tagging (named entities): ``ner_conll`` (local CoNLL files), ``conll2003`` (TFDS).
 Speech (keyword spotting, log-mel features): ``keyword_spotting`` (a local folder of WAV files),
 ``speech_commands`` (TFDS).
+Speech to text (CTC over characters, ``'ctc'``): ``speech_to_text`` (a LibriSpeech-layout folder or
+CSV/TSV manifests), ``librispeech`` (TFDS).
 
 A workload of your own: ``register_task(name, factory)`` (from a config file or your own module).
 """
@@ -28,10 +32,13 @@ import re
 from typing import Any, Callable
 
 from deeprnn_jax.tasks import digits as _digits
+from deeprnn_jax.tasks import language_model as _language_model
 from deeprnn_jax.tasks import mnist1d as _mnist1d
 from deeprnn_jax.tasks import polyphonic as _polyphonic
+from deeprnn_jax.tasks import recall as _recall
 from deeprnn_jax.tasks import shakespeare as _shakespeare
 from deeprnn_jax.tasks import speech as _speech
+from deeprnn_jax.tasks import speech_to_text as _speech_to_text
 from deeprnn_jax.tasks import synthetic as _synthetic
 from deeprnn_jax.tasks import tagging as _tagging
 from deeprnn_jax.tasks import tfds_image as _tfds_image
@@ -54,17 +61,22 @@ TASKS: dict[str, Callable[..., Task]] = {
     'sst2': _tfds_text.sst2,
     'tiny_shakespeare': _shakespeare.tiny_shakespeare,
     'text_classification': _tfds_text.text_classification,
-    'char_lm': _shakespeare.char_lm,
+    'char_lm': _language_model.char_lm,
+    'word_lm': _language_model.word_lm,
     'polyphonic': _polyphonic.polyphonic,
     'ner_conll': _tagging.ner_conll,
     'conll2003': _tagging.conll2003,
     'keyword_spotting': _speech.keyword_spotting,
     'speech_commands': _speech.speech_commands,
+    'speech_to_text': _speech_to_text.speech_to_text,
+    'librispeech': _speech_to_text.librispeech,
     **{name: functools.partial(_polyphonic.polyphonic, dataset=name) for name in _polyphonic.FILES},
     'reverse': _transduction.reverse,
     'sort': _transduction.sort,
     'addition': _transduction.addition,
     'scan': _transduction.scan,
+    'selective_copy': _recall.selective_copy,
+    'mqar': _recall.mqar,
     'parallel_text': _translation.parallel_text,
     'ted_pt_en': _translation.ted_pt_en,
 }

@@ -1,12 +1,13 @@
-"""Character-level language modelling: Tiny Shakespeare (Karpathy 2015) and any plain text file.
+"""Character-level language modelling on Tiny Shakespeare (Karpathy 2015), in random windows.
 
 * ``tiny_shakespeare``: TFDS ``tiny_shakespeare`` (prepared once with
   ``python -m experiments.prepare tiny_shakespeare``), or ``path=`` Karpathy's ``input.txt``. The
   1.1M-character text is split 90/5/5 into train / validation / test, contiguously, in that order
   (TFDS's split; ``local_text.split_text`` reproduces it to the character).
-* ``char_lm``: any UTF-8 text file (``path=``), split contiguously: the first
-  ``1 - val_fraction - test_fraction`` of its characters train, the next ``val_fraction`` validate,
-  the last ``test_fraction`` test (default 90/5/5).
+
+The registered ``char_lm`` (any text, stateful truncated BPTT, bits per character) is in
+``language_model.py``; ``char_lm_task`` here is the windowed next-character task ``tiny_shakespeare``
+is built on.
 
  Characters map to ids ``2..`` in sorted order of the training characters (0 is PAD, 1 is
 OOV for characters absent from train). A training example is a random window of ``seq_len + 1``
@@ -117,24 +118,3 @@ def tiny_shakespeare(*, path: str | None = None, seq_len: int = 128, data_dir: s
   return char_lm_task(name='tiny_shakespeare', train_text=texts['train'],
                       val_text=texts['validation'], test_text=texts['test'], seq_len=seq_len)
 
-
-def char_lm(*, path: str | None = None, seq_len: int = 128, val_fraction: float = 0.05,
-            test_fraction: float = 0.05, seed: int = 0) -> Task:
-  """Next-character prediction on the UTF-8 text file ``path`` (see module docstring for the split).
-
-  Baseline: unigram entropy of the training text. ``seed`` is accepted for uniformity and unused.
-  """
-  del seed
-  if path is None:
-    raise ValueError('char_lm needs path=: a plain text file (UTF-8), e.g. --config.task.options.path=book.txt')
-  file = local_text.resolve(path, 'a plain text file (UTF-8)')
-  text = local_text.read_text(file)
-  train, val, test = local_text.split_text(text, val_fraction, test_fraction)
-  if len(val) < 2 or len(test) < 2 or len(train) <= seq_len + 1:
-    raise ValueError(f'{file}: {len(text)} characters are too few for seq_len={seq_len} with '
-                     f'val_fraction={val_fraction}, test_fraction={test_fraction} ({len(train)} train, '
-                     f'{len(val)} val, {len(test)} test); use a longer text or a shorter seq_len')
-  split = (f'contiguous: first {1 - (val_fraction + test_fraction):.0%} train, next {val_fraction:.0%} val, '
-           f'last {test_fraction:.0%} test')
-  return char_lm_task(name='char_lm', train_text=train, val_text=val, test_text=test, seq_len=seq_len,
-                      info={'source': file, 'split': split})
