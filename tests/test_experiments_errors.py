@@ -52,6 +52,10 @@ BAD_OVERRIDES = [
      "config key 'model.execution': 'parallel' needs a cell with a parallel form ("),
     (["--config.sweep.axes={'model.cell': ['gru'], 'model.colour': [1]}"],
      "config key 'sweep.axes.model.colour': is not a key a sweep can vary"),
+    # The head of pooling='flatten' is sized by the training length: longer test splits would fail at the last eval.
+    (['--config.model.pooling=flatten', '--config.task.options.length_generalization=True'],
+     "config key 'model.pooling': 'flatten' reads exactly the 6 training steps, but split 'test_len2x' of task "
+     "'adding' has 12: pool with 'last', 'mean', 'max' or 'attention', or drop those splits"),
     (['model.depth=2'], "unrecognized argument 'model.depth=2'"),
     (['--model.depth=2'], "unrecognized arguments ['--model.depth=2']"),
     (["--config.model.width=__import__('os').getcwd()"], "config key 'model.width': must be an int, got str"),
