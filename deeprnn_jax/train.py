@@ -24,7 +24,11 @@ BENCHMARKS.md). Each seed of a group follows the trajectory it would follow alon
   dropout uses ``fold_in(dropout_key, step)``, so a run resumed at step k sees the same batches and
   masks as one that never stopped;
 * a seed that stops (reached the task threshold with ``train.early_stop``, or diverged) is frozen
-  inside the step (``where(ok, new, old)``) while the others go on.
+  inside the step (``where(ok, new, old)``) while the others go on;
+* a stateful task (``Task.stateful``: ``word_lm``, ``char_lm``, truncated BPTT) reads window
+  ``step mod windows_per_epoch`` of its ``batch_size`` streams, and each stream's recurrent state
+  passes from step to step in ``TrainState.carries`` (restarted at each epoch), so it too is part of
+  the checkpoint and a resumed run continues the streams exactly.
 
 The host never waits on the device between log intervals: the step accumulates the interval's train
 metrics in ``TrainState.acc``, and non-finite values are caught *in* the step (``diverged_at``: the
@@ -171,6 +175,22 @@ def init_state(model, tx: optax.GradientTransformation, task: task_base.Task, se
     carries = model.apply({'params': params}, batch_size, method='initialize_carries')
   return TrainState(step=jnp.int32(0), params=params, opt_state=tx.init(params), dropout_key=dropout_key,
                     data_key=data_key, diverged_at=jnp.int32(-1), acc=zero_acc(params, metrics), carries=carries)
+
+
+def state_dict(state: TrainState) -> dict:
+  """The state as the checkpoint holds it: ``carries`` only for a stateful task, so the checkpoints of
+  every other task keep the layout they had before the field existed (and old ones still restore)."""
+  d = flax.serialization.to_state_dict(state)
+  if not jax.tree.leaves(d['carries']):
+    del d['carries']
+  return d
+
+
+def from_state_dict(template: TrainState, d: dict) -> TrainState:
+  """``state_dict`` back into a ``TrainState`` shaped like ``template``."""
+  if 'carries' not in d:
+    d = {**d, 'carries': flax.serialization.to_state_dict(template.carries)}
+  return flax.serialization.from_state_dict(template, d)
 
 
 def _all_finite(tree) -> jax.Array:
@@ -467,7 +487,7 @@ def _resume(runs: list[SeedRun], fresh: TrainState, cadence: Cadence, mesh) -> T
   """The state to start from: the newest step every seed can resume from (``SeedRun.restorable``),
   or step 0. Records and checkpoints after that step are dropped; with no such step the seeds start
   over, with a warning."""
-  like = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), flax.serialization.to_state_dict(fresh))
+  like = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), state_dict(fresh))
   restored = [run.restorable(like, cadence) for run in runs]
   if all(r is not None for r in restored):
     step = min(r[0] for r in restored)
@@ -476,7 +496,7 @@ def _resume(runs: list[SeedRun], fresh: TrainState, cadence: Cadence, mesh) -> T
       for run, (_, _, progress) in zip(runs, restored):
         run.rewind(step, progress, cadence)
       stacked = jax.tree.map(lambda *xs: np.stack(xs), *[r[1] for r in restored])
-      return parallel.place(flax.serialization.from_state_dict(fresh, stacked), mesh)
+      return parallel.place(from_state_dict(fresh, stacked), mesh)
   if any(run.checkpointer.latest_step() is not None for run in runs):
     _log.warning('no checkpoint that all of %s can resume from; restarting them from step 0',
                  ', '.join(run.name for run in runs))
@@ -634,7 +654,7 @@ class _Loop:
     """Checkpoints: the latest for the seeds in ``latest``, the best for those in ``best``."""
     if not (latest.any() or best.any()):
       return
-    host = flax.serialization.to_state_dict(jax.device_get(state))
+    host = state_dict(jax.device_get(state))
     for i in np.flatnonzero(latest | best):
       self.runs[i].save(step, jax.tree.map(lambda x: x[i], host), latest=bool(latest[i]), best=bool(best[i]))
     self.on_event('checkpoint', step)

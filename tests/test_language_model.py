@@ -319,3 +319,19 @@ def test_resumed_tbptt_run_equals_an_uninterrupted_one(tmp_path):
   assert len(jax.tree.leaves(a['carries'])) == 4   # 2 layers x (c, h)
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
     np.testing.assert_array_equal(x, y)
+
+
+def test_other_tasks_keep_their_checkpoint_layout(tmp_path):
+  # Only a stateful task's checkpoint holds carries: the others keep the keys they had before the field.
+  keys = {'step', 'params', 'opt_state', 'dropout_key', 'data_key', 'diverged_at', 'acc'}
+  tx = optax.sgd(0.1)
+  adding = tasks.make_task('adding', seq_len=4, num_eval=4)
+  rnn = models.Regressor(rnn=DeepRNN(cell='rnn', features=4), out_features=1)
+  state = train_lib.init_state(rnn, tx, adding, 0)
+  assert set(train_lib.state_dict(state)) == keys
+  back = train_lib.from_state_dict(state, train_lib.state_dict(state))
+  assert back.carries == () and jax.tree.structure(back) == jax.tree.structure(state)
+  task = tasks.make_task('word_lm', path=_corpus(tmp_path / 'c'), seq_len=3)
+  state = train_lib.init_state(_model(task), tx, task, 0, batch_size=2)
+  assert set(train_lib.state_dict(state)) == keys | {'carries'}
+  assert [x.shape for x in jax.tree.leaves(state.carries)] == [(2, 8)] * 4
