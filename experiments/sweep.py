@@ -6,7 +6,9 @@
   its seeds are ``sweep.seeds``). With ``sweep.param_budget`` the width of every variant is solved so
   that its parameter count is within ``sweep.param_tolerance`` of the budget (Collins et al. 2017).
   Parameter counts come from ``jax.eval_shape`` of the model's init: no compute, no memory.
-* ``run_sweep(config, workdir)``: trains every run that is not done yet. The seeds of a grid point
+* ``run_sweep(config, workdir)``: trains every run that is not done yet, the costliest grid points
+  first (``start_order``: several runners then finish together instead of waiting on the largest point,
+  and run names stay the grid's, so a resumed sweep trains the same runs). The seeds of a grid point
   train together as one program (``sweep.seed_program``: vmapped, or looped inside the program
   on CPU; one by one if that runs out of memory). A runner holds each run's lock
   (``experiments/locks.py``) while it trains it, so several runners on one workdir split the grid
@@ -189,6 +191,33 @@ def expand(config: ml_collections.ConfigDict, *, tasks: dict | None = None) -> l
   return points
 
 
+def estimated_cost(point: GridPoint) -> float:
+  r"""A grid point's training work, in arbitrary units, to start the longest points first.
+
+  .. math:: \text{cost} = P \cdot \text{num\_steps} \cdot \text{batch\_size} \cdot T \cdot S
+
+  with :math:`P` the point's parameter count (about depth :math:`\times` width² for the classic cells), :math:`T`
+  the task's training length and :math:`S` its number of seeds: the multiply-adds of training, up to a
+  constant. It ranks points; it does not predict seconds (on CPU a small model's time is more the number
+  of steps through its layers than its width, which the parameter count still orders by depth).
+  """
+  t = point.config.train
+  seq_len = getattr(point.task, 'seq_len', None) or 1
+  return float(point.params) * t.num_steps * t.batch_size * seq_len * len(point.seeds)
+
+
+def start_order(points: Sequence[GridPoint]) -> list[GridPoint]:
+  """The grid points in the order a runner starts them: the costliest first (``estimated_cost``; ties keep
+  the grid's order).
+
+  Several runners (workers, jobs) on one workdir each take the next point nobody holds, so longest-first
+  keeps the largest point from training alone at the end while the other cores idle. Only the order
+  changes: run names, seeds and configs are the grid's, and a run is done or not by its own status, so
+  a resumed sweep, with any number of runners, trains exactly the runs it would have in grid order.
+  """
+  return sorted(points, key=estimated_cost, reverse=True)   # sorted() is stable: ties in grid order
+
+
 # ----------------------------------------------------------------------------------------------
 # Running.
 
@@ -304,7 +333,7 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, *,
   how = f' in one program ({seed_program})'
   result = SweepResult()
   total = len(points)
-  for n, point in enumerate(points, 1):
+  for n, point in enumerate(start_order(points), 1):
     on_event('point', n)
     if should_stop():
       raise train_lib.Interrupted(f'interrupted before {point.variant}; run the same command again to resume')

@@ -118,6 +118,51 @@ def test_launch_settings_never_make_another_sweep():
 
 
 # ----------------------------------------------------------------------------------------------
+# The order runners start grid points: the costliest first, under the grid's own names.
+
+
+def test_runners_start_the_costliest_grid_points_first_under_the_grid_names(tmp_path):
+  # Cell x depth at width 8 on 2 input features, steps and seeds equal: the cost orders by parameters,
+  # gru-d2 729 > gru-d1 297 > rnn-d2 233 > rnn-d1 97 (per gate W [in, 8], U [8, 8] and biases; a head of 9):
+  # the reverse of the grid's order.
+  config = sweep.load_config(write_config(tmp_path, config_file_text(seeds=(0, 1))))
+  grid = [p.variant for p in sweep.expand(config)]
+  assert grid == ['rnn-d1-w8', 'rnn-d2-w8', 'gru-d1-w8', 'gru-d2-w8']
+  visited = []
+
+  def note(point, seed):   # run_sweep asks about each point's seeds in the order it starts them; trains none
+    visited.append(point.run_id(seed))
+    return False
+  sweep.run_sweep(config, str(tmp_path / 'w'), select=note, echo=lambda s: None)
+  assert visited == [f'{v}-s{s}' for v in ('gru-d2-w8', 'gru-d1-w8', 'rnn-d2-w8', 'rnn-d1-w8') for s in (0, 1)]
+  # Points of equal cost (here: learning rates) start in the grid's order.
+  ties = sweep.load_config(write_config(tmp_path, config_file_text(axes={'optim.learning_rate': [0.003, 0.001, 0.002]}),
+                                        'ties.py'))
+  assert [p.variant for p in sweep.start_order(sweep.expand(ties))] == [
+      'rnn-d1-w8-lr0.003', 'rnn-d1-w8-lr0.001', 'rnn-d1-w8-lr0.002']
+
+
+def test_a_resumed_sweep_trains_the_same_runs_when_the_grid_starts_from_its_end(tmp_path):
+  config = sweep.load_config(write_config(tmp_path, config_file_text(axes={'model.depth': [1, 2]}, seeds=(0,))))
+  workdir, calls = str(tmp_path / 'w'), {'n': 0}
+
+  def stop_in_second_point():   # polled before each grid point and after each step: step 3 of the second
+    calls['n'] += 1
+    return calls['n'] == 1 + config.train.num_steps + 1 + 3
+
+  from deeprnn_jax.train import Interrupted  # noqa: PLC0415
+  with pytest.raises(Interrupted):
+    sweep.run_sweep(config, workdir, should_stop=stop_in_second_point, echo=lambda s: None)
+  deep, shallow = 'rnn-d2-w8-s0', 'rnn-d1-w8-s0'    # the deeper network is the grid's last point
+  assert sorted(os.listdir(workdir)) == sorted([deep, shallow, sweep.SWEEP_FILE])
+  assert {r: runlog.read_status(os.path.join(workdir, r))['state'] for r in (deep, shallow)} == {
+      deep: 'finished', shallow: 'interrupted'}
+  result = sweep.run_sweep(config, workdir, echo=lambda s: None)
+  assert (result.skipped, result.trained) == ([deep], [shallow])
+  assert runlog.read_status(os.path.join(workdir, shallow))['resumed_from'] == 3
+
+
+# ----------------------------------------------------------------------------------------------
 # Workers: real processes.
 
 # experiments.run as a parent whose workers run WORKER (argv[1]); the run arguments follow.
