@@ -254,3 +254,22 @@ def test_mlstm_long_sequence_chunked_equals_whole_and_stays_finite():
   want_final, want_ys = jax.jit(lambda p: _parallel(whole, p, carry, x, None))(params)
   _close((final, ys), (want_final, want_ys), tol=1e-5)
   assert bool(jnp.all(jnp.isfinite(ys)))
+
+
+def test_mlstm_parallel_segments_from_carried_state_equal_the_uninterrupted_run():
+  """Truncated BPTT / streaming: the parallel form run segment by segment, each from the carries the
+  last one left (padded rows included), equals the per-step run over the whole sequence."""
+  x = jax.random.normal(jax.random.key(4), (BATCH, 10, IN))
+  lengths = np.array([10, 6, 3])
+  reference = dr.DeepRNN(cell='mlstm', features=HIDDEN, num_layers=2, execution='time')
+  parallel = reference.clone(execution='parallel', cell_kwargs=dict(chunk_size=2))
+  params = reference.init(jax.random.key(0), x)
+  want_finals, want = jax.jit(lambda x, l: reference.apply(params, x, l))(x, lengths)
+  run = jax.jit(lambda x, l, c: parallel.apply(params, x, l, initial_carries=c))
+  carries, outputs = None, []
+  for start, stop in ((0, 4), (4, 10)):
+    seg_lengths = np.clip(lengths - start, 0, stop - start)
+    carries, y = run(x[:, start:stop], seg_lengths, carries)
+    outputs.append(y)
+  np.testing.assert_allclose(jnp.concatenate(outputs, axis=1), want, rtol=1e-5, atol=1e-5)
+  _close(carries, want_finals, msg='final carries')
