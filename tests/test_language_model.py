@@ -96,6 +96,20 @@ def test_tokens_vocabulary_unk_and_eos(tmp_path):
   np.testing.assert_allclose(task.baseline.value, math.exp(-np.mean(np.log(p[[ids['<unk>'], ids['<eos>']]]))))
 
 
+def test_char_lm_reads_the_same_folder_in_characters_and_reports_bits_per_char(tmp_path):
+  path = _corpus(tmp_path / 'c')
+  task = tasks.make_task('char_lm', path=path, seq_len=5)
+  train = open(os.path.join(path, 'ptb.train.txt')).read()
+  lines = train.split('\n')[:-1]
+  assert task.stream_tokens == sum(len(line.strip()) + 1 for line in lines)   # + <eos> a line
+  assert task.input_size == len(set(train.replace('\n', '').strip())) + 1 and task.baseline.metric == 'bits_per_char'
+  np.testing.assert_allclose(task.derived({'loss': np.array([math.log(2), 2.0])})['bits_per_char'],
+                             [1.0, 2.0 / math.log(2)])
+  word = tasks.make_task('word_lm', path=path, seq_len=5)
+  np.testing.assert_allclose(word.derived({'loss': np.array([2.0])})['perplexity'], [math.exp(2.0)])
+  assert word.metric_modes['perplexity'] == task.metric_modes['bits_per_char'] == 'min'
+
+
 def test_malformed_or_missing_files_are_one_line_errors(tmp_path):
   def error(kind, **options):
     with pytest.raises(kind) as e:
