@@ -12,7 +12,6 @@ import deeprnn_jax as dr
 
 BATCH, TIME, IN, HIDDEN = 3, 7, 5, 4
 LENGTHS = jnp.array([7, 4, 1])
-LINEAR = ('mingru', 'lru')
 
 
 def inputs(seed=0, batch=BATCH, time=TIME, features=IN):
@@ -34,7 +33,7 @@ def apply(model, params, x, lengths=None, **kwargs):
 @pytest.mark.parametrize('cell', sorted(dr.CELLS))
 def test_time_layer_parallel_agree(cell, bidirectional):
   x = inputs()
-  executions = ('time', 'layer') + (('parallel',) if cell in LINEAR else ())
+  executions = ('time', 'layer') + (('parallel',) if dr.registry.has_parallel_form(cell) else ())
   models = {e: dr.DeepRNN(cell=cell, features=HIDDEN, num_layers=2, bidirectional=bidirectional, execution=e) for e in executions}
   params = models['time'].init(jax.random.key(0), x)
   for lengths in (None, LENGTHS):
@@ -75,6 +74,27 @@ def test_padded_batch_equals_each_sequence_alone(case):
   if kwargs.get('initial_carry') == 'learned':  # a nonzero learned start, so it is really used
     params = jax.tree.map(lambda p: p + 0.5, params)
   _alone_vs_padded(model, params, x, LENGTHS)
+
+
+@pytest.mark.parametrize('cell', sorted(dr.CELLS))
+def test_every_cell_streams_and_pads_as_each_sequence_alone(cell):
+  """The masking contract for every registered cell, on its fastest path (the parallel form where it
+  has one): a padded batch equals each sequence alone (final carries at each one's last valid step),
+  and ``DeepRNN.step`` streaming from the initial carries equals the whole run."""
+  x = inputs(6)
+  execution = 'parallel' if dr.registry.has_parallel_form(cell) else 'layer'
+  model = dr.DeepRNN(cell=cell, features=HIDDEN, num_layers=2, execution=execution)
+  params = model.init(jax.random.key(0), x, LENGTHS)
+  # Chunkwise forms (the delta rule's triangular solves) round differently at different lengths.
+  tol = 5e-5 if execution == 'parallel' else 1e-5
+  _alone_vs_padded(model, params, x, LENGTHS, tol)
+  finals, outputs = apply(model, params, x, LENGTHS)
+  carries = model.apply(params, BATCH, method='initialize_carries')
+  step = jax.jit(lambda c, x_t, v: model.apply(params, c, x_t, v, method='step'))
+  for t in range(TIME):
+    carries, y = step(carries, x[:, t], t < LENGTHS)
+    np.testing.assert_allclose(y, outputs[:, t], rtol=tol, atol=tol, err_msg=f'step {t}')
+  assert_trees_close(carries, finals, tol)
 
 
 @pytest.mark.parametrize('flax_cell', [nn.LSTMCell, nn.OptimizedLSTMCell, nn.GRUCell, nn.SimpleCell, nn.MGUCell])
