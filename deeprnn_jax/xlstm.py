@@ -87,7 +87,7 @@ class SLSTMCell(Cell):
   Parameters: ``input_proj`` (W: ``[in, 4H]``, b: ``[4H]``; gate order i, f, z, o, each gate's ``H``
   columns ordered head by head, as ``xlstm``'s cell input; b is zero except the forget gate's
   "powerlaw" init of ``xlstm``, :math:`b_f[j] = 5 - 12 (j / (d_h - 1))^{0.3}` within every head,
-  :math:`d_h = H / N_h`), ``recurrent_kernel`` (R: ``[N_h, d_h, 4, d_h]``, ``xlstm``'s layout:
+  :math:`d_h = H / N_h`, 5 when :math:`d_h = 1`), ``recurrent_kernel`` (R: ``[N_h, d_h, 4, d_h]``, ``xlstm``'s layout:
   :math:`(R h)_{g, n, j} = \sum_k h_{n, k} R_{n, k, g, j}`).
   Carry: ``(c, n, m, h)``, each ``[batch, H]``.
   """
