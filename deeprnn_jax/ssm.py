@@ -36,6 +36,21 @@ from deeprnn_jax.linear import linear_recurrence
 Array = jax.Array
 
 
+class RMSNorm(nn.Module):
+  r""":math:`x / \sqrt{\mathrm{mean}(x^2) + \epsilon} \odot` ``scale`` over the last axis (``scale`` starts at 1),
+  as mambapy's ``RMSNorm`` (computed in ``param_dtype``)."""
+
+  eps: float = 1e-5
+  param_dtype: object = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    scale = self.param('scale', jax.nn.initializers.ones, x.shape[-1:], self.param_dtype)
+    x = x.astype(self.param_dtype)
+    x = x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + self.eps)
+    return x * jnp.broadcast_to(scale, x.shape)
+
+
 class _SelectiveSSM(Cell):
   """The S6 parameters and maths shared by ``S6Cell`` and ``MambaCell`` (docstring of the module)."""
 
@@ -47,6 +62,8 @@ class _SelectiveSSM(Cell):
   dt_scale: float = 1.0
 
   parallel_form: ClassVar[bool] = True
+  # RMSNorm of the Delta-rank input, B and C (Jamba's; mambapy's ``inner_layernorms``): S6Cell only.
+  inner_norms: ClassVar[bool] = False
 
   @property
   def rank(self) -> int:
@@ -74,12 +91,17 @@ class _SelectiveSSM(Cell):
         (channels, n), self.param_dtype,
     )
     self.D = self.param('D', jax.nn.initializers.ones, (channels,), self.param_dtype)
+    if self.inner_norms:
+      self.dt_norm, self.B_norm, self.C_norm = (RMSNorm(param_dtype=self.param_dtype) for _ in range(3))
 
   def selection(self, u: Array) -> tuple[Array, Array, Array]:
     """``u`` ``[..., D]`` -> :math:`\\Delta` pre-activation ``[..., D]``, B and C ``[..., N]``."""
     n, r = self.state_size, self.rank
     dbc = self.x_proj(u)
-    return self.dt_proj(dbc[..., :r]), dbc[..., r : r + n], dbc[..., r + n :]
+    delta, b, c = dbc[..., :r], dbc[..., r : r + n], dbc[..., r + n :]
+    if self.inner_norms:
+      delta, b, c = self.dt_norm(delta), self.B_norm(b), self.C_norm(c)
+    return self.dt_proj(delta), b, c
 
   def discretize(self, u: Array, delta: Array, b: Array) -> tuple[Array, Array]:
     """:math:`(e^{\\Delta A}, (\\Delta \\odot u) B^\\top)`, each ``[..., D, N]`` (float32 state dtype)."""
@@ -115,16 +137,26 @@ class S6Cell(_SelectiveSSM):
   r"""The selective SSM S6 (Gu & Dao 2023, "Mamba", Algorithm 2) as a cell; equations in the module
   docstring, with D = H channels.
 
-  Our choice: the input reaches width H through ``input_proj`` (Dense ``[in, H]``, :math:`u = W x + b`),
-  because a stack's layer input width may differ from H; Mamba's conv, SiLU and gate are ``MambaCell``.
+  Two choices of ours, for a cell that a classic stack (no norms, no residual) can hold:
+
+  * the input reaches width H through ``input_proj`` (Dense ``[in, H]``, :math:`u = W x + b`), because a
+    stack's layer input width may differ from H; Mamba's conv, SiLU and gate are ``MambaCell``;
+  * the :math:`\Delta`-rank input, B and C pass through RMSNorms (``dt_norm``, ``B_norm``, ``C_norm``: Jamba's
+    stabilization, Lieber et al. 2024; mambapy's ``inner_layernorms=True``). Without them
+    :math:`y = C(u)\, h` with :math:`h \propto \Delta(u) B(u) u` grows like a cubic of the input per layer:
+    four stacked S6 layers at initialization gave max outputs 18, 8e3, 5e13, then NaN (200 steps, H = 8).
+    With them the output is about linear in the input.
 
   Attributes:
     state_size: N (16). dt_rank: rank of :math:`\Delta`'s projection (None: :math:`\lceil H/16\rceil`).
     dt_min, dt_max, dt_init_floor, dt_scale: Mamba's :math:`\Delta` initialization.
   Parameters: ``input_proj`` (``[in, H]``, ``[H]``), ``x_proj`` (``[H, dt_rank + 2N]``, no bias; order
-  :math:`\Delta`, B, C), ``dt_proj`` (``[dt_rank, H]``, ``[H]``), ``A_log`` ``[H, N]``, ``D`` ``[H]``.
+  :math:`\Delta`, B, C), ``dt_norm``, ``B_norm``, ``C_norm`` (``scale``: ``[dt_rank]``, ``[N]``, ``[N]``),
+  ``dt_proj`` (``[dt_rank, H]``, ``[H]``), ``A_log`` ``[H, N]``, ``D`` ``[H]``.
   Carry: ``h`` ``[batch, H, N]``.
   """
+
+  inner_norms: ClassVar[bool] = True
 
   def setup(self):
     super().setup()

@@ -47,13 +47,20 @@ def np_rglru(p, h, x, c=8.0):
   return h, h
 
 
-def s6_step(p, h, u):
-  """h [batch, D, N], u [batch, D] -> (h, y [batch, D])."""
+def rms_norm(p, x, eps=1e-5):
+  return x / np.sqrt(np.mean(x**2, axis=-1, keepdims=True) + eps) * p['scale']
+
+
+def s6_step(p, h, u, inner_norms=False):
+  """h [batch, D, N], u [batch, D] -> (h, y [batch, D]); inner_norms: Jamba's RMSNorms of the Delta-rank
+  input, B and C (mambapy's inner_layernorms)."""
   N = p['A_log'].shape[1]
   R = p['dt_proj']['kernel'].shape[0]
   dbc = u @ p['x_proj']['kernel']
-  delta = softplus(dense(p['dt_proj'], dbc[:, :R]))  # [batch, D]
-  B, C = dbc[:, R : R + N], dbc[:, R + N :]  # [batch, N]
+  delta_r, B, C = dbc[:, :R], dbc[:, R : R + N], dbc[:, R + N :]  # [batch, R], [batch, N], [batch, N]
+  if inner_norms:
+    delta_r, B, C = rms_norm(p['dt_norm'], delta_r), rms_norm(p['B_norm'], B), rms_norm(p['C_norm'], C)
+  delta = softplus(dense(p['dt_proj'], delta_r))  # [batch, D]
   A = -np.exp(p['A_log'])  # [D, N]
   A_bar = np.exp(delta[:, :, None] * A[None])
   B_bar = delta[:, :, None] * B[:, None, :]
@@ -63,7 +70,7 @@ def s6_step(p, h, u):
 
 
 def np_s6(p, h, x):
-  return s6_step(p, h, dense(p['input_proj'], x))
+  return s6_step(p, h, dense(p['input_proj'], x), inner_norms=True)
 
 
 def np_mamba(p, carry, x):
