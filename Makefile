@@ -4,19 +4,34 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test test-fast install demo bench clean
+.PHONY: test test-fast install lint docs demo bench clean
 
-# (Re)install whenever pyproject.toml changes.
+# (Re)install whenever pyproject.toml changes: the library with every extra the tests use
+# (`all`: experiments, text, speech, cluster) and `dev`. Not `oracles`/`bench` (torch) nor `prepare` (TensorFlow).
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[all,dev]'
 	@touch $(STAMP)
 
 install: $(STAMP)
 
-test: $(STAMP)
+test: $(STAMP) lint
 	$(PY) -m pytest -q -n 2 --dist loadfile
+
+# Ruff's lint and format check (settings in pyproject.toml); `ruff format .` applies the format.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+# The documentation site (Sphinx + MyST guides + the API reference from the docstrings), warnings as
+# errors: docs/_build/html/index.html.
+DOCS_STAMP := $(VENV)/.installed-docs
+$(DOCS_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[docs]'
+	@touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	$(VENV)/bin/sphinx-build -W --keep-going -q -b html docs docs/_build/html
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
@@ -44,4 +59,4 @@ data: $(STAMP)
 	$(PY) -m experiments.prepare $(DATASETS) $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache docs/_build

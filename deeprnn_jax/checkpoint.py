@@ -28,7 +28,11 @@ from typing import Any
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
+
+from deeprnn_jax._extras import LazyModule
+
+# Imported on first use: `import deeprnn_jax` (and a train step) does not pay orbax's import time.
+ocp = LazyModule('orbax.checkpoint', user=__name__)
 
 _log = logging.getLogger(__name__)
 

@@ -36,6 +36,8 @@ from typing import Sequence
 
 import numpy as np
 
+from deeprnn_jax._extras import require
+
 BLANK = 0
 
 
@@ -159,11 +161,7 @@ def sequence_log_prob(log_probs: np.ndarray, labels: Sequence[int], length: int 
 
 
 def _jiwer():
-  try:
-    import jiwer  # pylint: disable=g-import-not-at-top
-  except ModuleNotFoundError as e:
-    raise ModuleNotFoundError("character and word error rates need jiwer: pip install 'jiwer>=4'") from e
-  return jiwer
+  return require('jiwer', 'speech', 'character and word error rates (deeprnn_jax.ctc)')
 
 
 def error_rates(references: Sequence[str], hypotheses: Sequence[str]) -> dict[str, float]:

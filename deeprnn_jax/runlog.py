@@ -30,6 +30,8 @@ import tempfile
 import threading
 from typing import Any, Callable, Iterable, Mapping
 
+from deeprnn_jax._extras import require
+
 _log = logging.getLogger(__name__)
 
 STATES = ('pending', 'running', 'finished', 'diverged', 'interrupted', 'failed')
@@ -310,7 +312,7 @@ class WandbRun:
     if mode == 'disabled':
       return
     try:
-      import wandb  # pylint: disable=g-import-not-at-top
+      wandb = require('wandb', 'experiments', 'Weights & Biases logging (wandb.mode)')
       os.makedirs(directory, exist_ok=True)
       settings = wandb.Settings(console='off', silent=True, disable_git=True, save_code=False,
                                 reinit='create_new', init_timeout=timeout)

@@ -25,14 +25,16 @@ import time
 from typing import Callable, Sequence
 
 import ml_collections
-import submitit
 
 from deeprnn_jax import config as config_lib
+from deeprnn_jax._extras import require
 from deeprnn_jax import runlog
 from deeprnn_jax import train as train_lib
 from deeprnn_jax.config import ConfigError
 from experiments import sweep
 from experiments import workers
+
+submitit = require('submitit', 'cluster', '--launcher slurm|local (experiments.slurm)')
 
 LAUNCHERS = ('local', 'slurm')
 

@@ -10,6 +10,7 @@ Shapes: inputs ``[batch, 8, 8]`` or ``[batch, 64, 1]`` float32 in [0, 1], target
 
 from __future__ import annotations
 
+from deeprnn_jax._extras import require
 from deeprnn_jax.tasks import image_sequences, pipeline
 from deeprnn_jax.tasks.base import Task
 
@@ -26,7 +27,7 @@ def digits(*, mode: image_sequences.Mode = 'rows', permute: bool = False,
   uniformity and unused: the data and splits are fixed.
   """
   del seed
-  from sklearn.datasets import load_digits  # pylint: disable=g-import-not-at-top
+  load_digits = require('sklearn.datasets', 'experiments', 'the digits task').load_digits
   data = load_digits()
   images, labels = data.images.astype('uint8'), data.target
   rest, test = pipeline.carve_validation(len(labels), NUM_TEST)

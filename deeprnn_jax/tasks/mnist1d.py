@@ -18,6 +18,7 @@ import tempfile
 
 import numpy as np
 
+from deeprnn_jax._extras import require
 from deeprnn_jax.tasks import pipeline
 from deeprnn_jax.tasks.base import Baseline, Task, Threshold
 
@@ -43,7 +44,8 @@ def load_arrays(data_dir: str | os.PathLike | None = None, *, num_samples: int =
 
 
 def _generate(num_samples: int, shuffle_seq: bool) -> dict[str, np.ndarray]:
-  from mnist1d.data import get_dataset_args, make_dataset  # pylint: disable=g-import-not-at-top
+  mnist1d_data = require('mnist1d.data', 'experiments', 'the mnist1d task')
+  get_dataset_args, make_dataset = mnist1d_data.get_dataset_args, mnist1d_data.make_dataset
   args = get_dataset_args()
   args.num_samples, args.shuffle_seq = num_samples, shuffle_seq
   # make_dataset seeds the global `random` and `np.random` generators; restore them afterwards.

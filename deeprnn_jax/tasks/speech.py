@@ -46,6 +46,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
+from deeprnn_jax._extras import require
 from deeprnn_jax.tasks import pipeline, tfds_source
 from deeprnn_jax.tasks.base import Baseline, Task
 
@@ -94,7 +95,7 @@ class FeatureOptions:
 def log_mel(signal: np.ndarray, options: FeatureOptions) -> np.ndarray:
   """``[samples]`` float mono audio in [-1, 1] -> ``[1 + samples // hop, n_mels]`` float32 log-mel
   frames (dB). A signal shorter than one FFT is zero-padded to one first."""
-  import librosa  # pylint: disable=g-import-not-at-top  (imports numba: only when features are made)
+  librosa = require('librosa', 'speech', __name__)  # imports numba: only when features are made
   y = np.asarray(signal, np.float32)
   if len(y) < options.n_fft:
     # Padding at the end keeps 1 + len // hop frames of the original; the STFT needs a whole window.

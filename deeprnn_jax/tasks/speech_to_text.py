@@ -58,6 +58,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from deeprnn_jax._extras import require
 from deeprnn_jax import ctc
 from deeprnn_jax.tasks import pipeline, speech, tfds_source
 from deeprnn_jax.tasks.base import CTC_BLANK_ID, Baseline, Task
@@ -121,7 +122,7 @@ def min_steps(ids: np.ndarray) -> int:
 def read_audio(file: pathlib.Path, sample_rate: int) -> np.ndarray:
   """An audio file (FLAC, WAV, ...) as ``[samples]`` float32 mono at ``sample_rate`` (resampled by
   librosa if the file's rate differs); one-line errors for an unreadable or empty file."""
-  import soundfile  # pylint: disable=g-import-not-at-top
+  soundfile = require('soundfile', 'speech', __name__)
   try:
     data, rate = soundfile.read(str(file), dtype='float32', always_2d=True)
   except Exception as e:  # libsndfile's error, or an OS error for a file it cannot open
@@ -132,7 +133,7 @@ def read_audio(file: pathlib.Path, sample_rate: int) -> np.ndarray:
     raise ValueError(f'{file}: no samples; remove the empty file and its transcript')
   signal = data.mean(axis=1)
   if rate != sample_rate:
-    import librosa  # pylint: disable=g-import-not-at-top
+    librosa = require('librosa', 'speech', __name__)
     signal = librosa.resample(signal, orig_sr=rate, target_sr=sample_rate).astype(np.float32)
   return signal
 

@@ -46,6 +46,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from deeprnn_jax._extras import require
 from deeprnn_jax.tasks import pipeline, tfds_source, vocab
 from deeprnn_jax.tasks.base import Baseline, Batch, Task
 
@@ -155,7 +156,7 @@ def entity_scores(true_tags: Sequence[Sequence[str]], pred_tags: Sequence[Sequen
   An entity counts as found only if its type and both boundaries match. No predicted entity gives
   precision 0 (not a warning), and likewise for recall.
   """
-  from seqeval.metrics import sequence_labeling  # pylint: disable=g-import-not-at-top
+  sequence_labeling = require('seqeval.metrics.sequence_labeling', 'text', 'entity F1 (deeprnn_jax.tasks.tagging)')
   p, r, f, _ = sequence_labeling.precision_recall_fscore_support(
       [list(t) for t in true_tags], [list(t) for t in pred_tags], average='micro', zero_division=0)
   return {'entity_precision': float(p), 'entity_recall': float(r), 'entity_f1': float(f)}
@@ -302,7 +303,7 @@ def conll2003(*, data_dir: str | None = None, vocab_size: int = 30000, max_len: 
   pretrained embeddings this word-level model has not). ``seed`` is accepted and unused.
   """
   del seed
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  tfds = require('tensorflow_datasets', 'experiments', 'a TFDS dataset')
   # TFDS registers its text builders only when their module is imported.
   import tensorflow_datasets.text.conll2003  # pylint: disable=g-import-not-at-top,unused-import
   # Read before asking for the tag names: a dataset that is not prepared fails here, with the

@@ -13,6 +13,8 @@ import importlib
 import os
 from typing import Any
 
+from deeprnn_jax._extras import require
+
 # TFDS's packages of builders that are not imported until asked for (``glue`` is in ``text``).
 _BUILDER_PACKAGES = ('text', 'image_classification', 'image', 'audio', 'structured', 'translate',
                      'summarization', 'question_answering', 'video', 'time_series')
@@ -57,7 +59,7 @@ def load_split(name: str, split: str, data_dir: str | os.PathLike | None = None,
   Raises ``DatasetNotPreparedError`` with the command that prepares it (and ``alternative``, e.g. how
   to read the same data from local files). Never downloads.
   """
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  tfds = require('tensorflow_datasets', 'experiments', 'a TFDS dataset')
   import_builder(name)
   try:
     source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)

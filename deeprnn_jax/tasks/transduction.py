@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from deeprnn_jax._extras import require
 from deeprnn_jax.tasks import pipeline
 from deeprnn_jax.tasks.base import (BOS_ID, EOS_ID, NUM_SEQUENCE_SPECIALS, PAD_ID, Baseline, Batch, Task,
                                     Threshold)
@@ -194,7 +195,7 @@ def sequence_score(predictions: np.ndarray, references: Sequence[Sequence[str]],
   """Decoded ``predictions`` ``[n, L]`` ids against ``references`` (token lists):
   ``decoded_exact_match`` (fraction of outputs equal to their reference) and ``bleu``
   (sacrebleu's corpus BLEU, 0..100, on the whitespace-joined tokens, no further tokenization)."""
-  import sacrebleu  # pylint: disable=g-import-not-at-top
+  sacrebleu = require('sacrebleu', 'text', 'BLEU (deeprnn_jax.tasks.transduction)')
 
   if len(predictions) != len(references):
     raise ValueError(f'score: {len(predictions)} predictions for {len(references)} references')
