@@ -140,3 +140,64 @@ def test_benjamini_hochberg_family():
                          method='bh')
   assert family['x'].method == 'bh' and family['x'].p_adjusted == pytest.approx(2 * family['x'].welch.pvalue)
   assert not family['x'].clear and family['x'].level == pytest.approx(1 - 0.05 / 2)   # none clear: R = 0 -> 1
+
+
+def test_holm_caps_adjusted_p_values_at_one():
+  # 0.6 x 2 = 1.2 and max(1.2, 0.9 x 1) = 1.2: without the cap both would read 1.2
+  np.testing.assert_array_equal(stats.holm([0.6, 0.9]), [1.0, 1.0])
+  # 0.01 x 3 = 0.03, 0.7 x 2 = 1.4 -> 1, then max(1.4, 0.8) -> 1
+  np.testing.assert_allclose(stats.holm([0.7, 0.8, 0.01]), [1.0, 1.0, 0.03])
+
+
+def test_beating_the_baseline_is_decided_by_the_interval_not_the_mean():
+  """(0.5, 0.6, 0.7): mean 0.6, s = 0.1, half-width t_{0.975, 2} 0.1 / sqrt 3 = 0.248, so the interval
+  is [0.352, 0.848]: it clears 0.3 and reaches 0.4 although the mean is above both."""
+  x = [0.5, 0.6, 0.7]
+  assert stats.beats(x, 0.3, 'max') is True and stats.beats(x, 0.4, 'max') is False
+  assert stats.beats(x, 0.9, 'min') is True and stats.beats(x, 0.8, 'min') is False
+  assert stats.beats([0.9], 0.1, 'max') is None
+  assert stats.inside_ci(x, 0.84) is True and stats.inside_ci(x, 0.86) is False
+  with pytest.raises(ValueError, match="'min' or 'max'"):
+    stats.beats(x, 0.3, 'higher')
+
+
+def _welch_verdict(runs):
+  """One verdict on (group, value) pairs: is b - a clear at 5% (Welch)?"""
+  a = [v for g, v in runs if g == 'a']
+  b = [v for g, v in runs if g == 'b']
+  w = stats.welch(b, a)
+  return {'b vs a': None if w is None else w.pvalue <= 0.05}
+
+
+# Depth 1 (a) with a spread of 0.079; depth 2 (b) four seeds at 0.58-0.61 and one at 0.72.
+SHALLOW = [0.40, 0.50, 0.60, 0.45, 0.55]
+CARRIED = [0.58, 0.59, 0.60, 0.61, 0.72]
+
+
+def test_a_clear_effect_one_seed_carries_is_fragile():
+  """Welch p = 0.027 with all seeds; without b's 0.72 seed p = 0.054: the verdict rests on that seed.
+  (A lone far outlier cannot carry a Welch verdict, it widens the interval as much as it moves the
+  mean; a seed a little above the others, beside a widely spread control, can.)"""
+  assert stats.welch(CARRIED, SHALLOW).pvalue < 0.05 < stats.welch(CARRIED[:4], SHALLOW).pvalue
+  runs = [('a', v) for v in SHALLOW] + [('b', v) for v in CARRIED]
+  verdicts, flips = stats.leave_one_out(runs, _welch_verdict)
+  assert verdicts == {'b vs a': True}
+  assert (('b', 0.72), False) in flips['b vs a']
+  assert all(run != ('b', v) for run, _ in flips['b vs a'] for v in CARRIED[:4])   # the other b seeds do not
+
+
+def test_a_uniform_effect_is_robust_and_a_bimodal_seed_makes_no_difference_fragile():
+  uniform = [('a', v) for v in SHALLOW] + [('b', v + 0.3) for v in SHALLOW]
+  verdicts, flips = stats.leave_one_out(uniform, _welch_verdict)
+  assert verdicts == {'b vs a': True} and flips == {'b vs a': []}
+  # one seed of b stayed at a's level (a bimodal training outcome): not clear, and clear without it
+  # (Welch p = 0.15 with it, 0.0037 without; no seed of a changes it: p 0.094 to 0.22)
+  stuck = [('a', v) for v in SHALLOW] + [('b', v) for v in (0.70, 0.72, 0.68, 0.71, 0.35)]
+  verdicts, flips = stats.leave_one_out(stuck, _welch_verdict)
+  assert verdicts == {'b vs a': False} and flips['b vs a'] == [(('b', 0.35), True)]
+
+
+def test_leave_one_out_counts_a_verdict_that_disappears_as_changed():
+  verdicts, flips = stats.leave_one_out([('a', 1.0), ('a', 2.0), ('b', 3.0), ('b', 4.0)], _welch_verdict)
+  assert verdicts == {'b vs a': False}
+  assert [o for _, o in flips['b vs a']] == [None] * 4   # one seed left on a side: no test
