@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import deeprnn_jax as dr
-from deeprnn_jax.seq2seq import RecurrentDecoder, beam_search, bridge_sources, decoding_log_probs, length_penalty
+from deeprnn_jax.seq2seq import RecurrentDecoder, _Bridge, beam_search, bridge_sources, greedy_search
 from deeprnn_jax.tasks.base import BOS_ID, EOS_ID, PAD_ID
 
 SOURCE_VOCAB, EMBED = 7, 4
@@ -113,6 +113,27 @@ def test_reversed_source_equals_reversing_by_hand(compiled):
   assert np.abs(np.asarray(logits - unreversed)).max() > 1e-4  # the option does change the model
 
 
+@pytest.mark.parametrize('side', ['source_embedding', 'encoder', 'decoder'])
+def test_dropout_on_each_side_alone_draws_its_own_masks(side):
+  """Dropout on one side only (the others at rate 0): training mode must differ from evaluation and
+  between keys, so each side's masks are drawn and applied on their own (a side that ignored its
+  rate or ran deterministically would give the evaluation numbers)."""
+  rates = {'source_embedding': 0.0, 'encoder': 0.0, 'decoder': 0.0, side: 0.5}
+  model = dr.Seq2Seq(
+      encoder=dr.DeepRNN(cell='gru', features=8, num_layers=2, dropout_rate=rates['encoder']),
+      decoder=RecurrentDecoder(vocab_size=5, embed_features=EMBED, cell='gru', features=8, num_layers=2,
+                               attention='general', dropout_rate=rates['decoder']),
+      source_vocab_size=SOURCE_VOCAB, embed_features=EMBED, dropout_rate=rates['source_embedding'])
+  params = model.init(jax.random.key(0), *_batch())
+  train = jax.jit(lambda key: model.apply(params, *_batch(), deterministic=False, rngs={'dropout': key}))
+  a, b, c = train(jax.random.key(1)), train(jax.random.key(1)), train(jax.random.key(2))
+  evaluation = model.apply(params, *_batch())
+  np.testing.assert_array_equal(a, b)
+  valid = np.arange(4)[None, :] < TARGET_LEN[:, None]
+  for other in (c, evaluation):
+    assert np.all(np.abs(np.asarray(a - other)).max(-1)[valid] > 1e-4), side   # every valid step of every pair
+
+
 def test_training_mode_applies_dropout_on_both_sides():
   model = dr.Seq2Seq(
       encoder=dr.DeepRNN(cell='gru', features=8, num_layers=2, dropout_rate=0.3),
@@ -151,6 +172,14 @@ def test_beam_size_one_is_greedy(compiled):
   np.testing.assert_array_equal(beam.predict(beam.params, *batch), greedy.predict(greedy.params, *batch))
 
 
+def _np_output_log_probs(logits):
+  """Log-softmax over the tokens a decoder may emit (PAD and BOS never are), in float64 NumPy."""
+  z = np.asarray(logits, np.float64).copy()
+  z[..., [PAD_ID, BOS_ID]] = -np.inf
+  top = z.max(-1, keepdims=True)
+  return z - top - np.log(np.exp(z - top).sum(-1, keepdims=True))
+
+
 @pytest.mark.parametrize('alpha', [0.0, 0.6])
 def test_beam_search_without_pruning_ranks_every_output_exactly(compiled, alpha):
   """Target vocabulary {PAD, BOS, EOS, 3, 4}, 4 steps: 1 + 2 + 4 + 8 outputs end with EOS and 16
@@ -172,15 +201,35 @@ def test_beam_search_without_pruning_ranks_every_output_exactly(compiled, alpha)
     inputs = {'source': jnp.asarray(np.repeat(SOURCE[b:b + 1], n, 0)), 'target_in': jnp.asarray(target_in)}
     lengths = {'source': jnp.full((n,), SOURCE_LEN[b]), 'target': jnp.asarray(lens)}
     logits, _ = c.teacher(c.params, inputs, lengths)
-    log_p = np.take_along_axis(np.asarray(decoding_log_probs(logits)), targets[..., None], -1)[..., 0]
+    log_p = np.take_along_axis(_np_output_log_probs(logits), targets[..., None], -1)[..., 0]
     log_p = np.where(np.arange(length)[None, :] < lens[:, None], log_p, 0.0).sum(1)
-    brute = log_p / np.asarray(length_penalty(jnp.asarray(lens), alpha))
+    brute = log_p / ((5.0 + lens) / 6.0) ** alpha   # GNMT (Wu et al. 2016): lp(Y) = ((5 + |Y|) / 6)^alpha
     order = np.argsort(-brute, kind='stable')
     assert brute[order[0]] - brute[order[1]] > 1e-3  # a clear winner, so float noise cannot flip it
     got = np.asarray(scores[b])
     assert np.isneginf(got[-1])  # 32 beams, 31 outputs
     np.testing.assert_allclose(got[:-1], brute[order], rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(sequences[b, 0], targets[order[0]])
+
+
+def test_greedy_search_feeds_back_its_own_tokens_and_pads_after_eos():
+  """A step function with fixed next-token log-probabilities per row (no model) where the most likely
+  token depends on the previous one, EOS comes mid-sequence, and the table would go on after EOS."""
+  # Tokens: PAD, BOS, EOS, a=3, b=4, c=5. Row 0 reads BOS->a->b->EOS, row 1 BOS->b->a->c->EOS; from EOS
+  # and PAD the table's best is c, which a finished row must never write.
+  chains = [{BOS_ID: 3, 3: 4, 4: EOS_ID, EOS_ID: 5, PAD_ID: 5, 5: 3},
+            {BOS_ID: 4, 4: 3, 3: 5, 5: EOS_ID, EOS_ID: 5, PAD_ID: 5}]
+  table = np.full((2, 6, 6), np.log(0.1 / 5), np.float32)
+  for row, chain in enumerate(chains):
+    for last, best in chain.items():
+      table[row, last, best] = np.log(0.9)
+
+  def step_fn(row, tokens):   # the state is each row's index into the table
+    return row, jnp.asarray(table)[row, tokens]
+
+  out = jax.jit(lambda rows: greedy_search(step_fn, rows, 2, 7))(jnp.arange(2))
+  np.testing.assert_array_equal(out, [[3, 4, EOS_ID, PAD_ID, PAD_ID, PAD_ID, PAD_ID],
+                                      [4, 3, 5, EOS_ID, PAD_ID, PAD_ID, PAD_ID]])
 
 
 def test_beam_search_prunes_to_the_best_of_a_markov_chain():
@@ -230,6 +279,41 @@ def test_bridge_is_learned_only_where_carries_differ():
   assert 'bridge_layers' not in _param_shapes(_model('bahdanau', bridge='zeros'))[0]
   dense = _param_shapes(_model('dot', bridge='dense'))[0]['bridge_layers']
   assert dense == {'layer_0_part_0': {'kernel': (8, 8), 'bias': (8,)}}
+
+
+def test_bridge_maps_known_carries_as_numpy_does():
+  """Bidirectional 2-layer LSTM carries (c, h) -> 3 decoder LSTM layers of another width: decoder layer l,
+  part p is [forward part p; backward part p] of encoder layer sigma(l) = (0, 1, 1), times its kernel, plus
+  its bias. Every carry part of every layer and direction holds different numbers, so reading one
+  direction twice, h for c, or another layer changes the result. Then LSTM -> GRU (other carry
+  structure): the GRU's h reads [c; h] of both directions."""
+  rng = np.random.default_rng(0)
+  finals = tuple(tuple((jnp.asarray(rng.normal(size=(2, 3)), jnp.float32), jnp.asarray(rng.normal(size=(2, 3)),
+                                                                                      jnp.float32))
+                       for _direction in range(2)) for _layer in range(2))
+  lstm_templates = tuple((jnp.zeros((2, 4)), jnp.zeros((2, 4))) for _ in range(3))
+  bridge = _Bridge(mode='auto', bidirectional=True)
+  params = bridge.init(jax.random.key(0), finals, lstm_templates)
+  out = bridge.apply(params, finals, lstm_templates)
+  p = jax.tree.map(np.asarray, params['params'])
+  for l, source in enumerate((0, 1, 1)):
+    for part in range(2):
+      x = np.concatenate([np.asarray(finals[source][0][part]), np.asarray(finals[source][1][part])], -1)
+      dense = p[f'layer_{l}_part_{part}']
+      np.testing.assert_allclose(out[l][part], x @ dense['kernel'] + dense['bias'], rtol=1e-5, atol=1e-5)
+  gru_templates = (jnp.zeros((2, 5)),)
+  params = bridge.init(jax.random.key(1), finals, gru_templates)
+  (h,) = bridge.apply(params, finals, gru_templates)
+  dense = jax.tree.map(np.asarray, params['params']['layer_0_part_0'])
+  x = np.concatenate([np.asarray(v) for direction in finals[1] for v in direction], -1)   # top layer: c, h, c, h
+  np.testing.assert_allclose(h, x @ dense['kernel'] + dense['bias'], rtol=1e-5, atol=1e-5)
+  # Same cell and width, one direction: 'auto' passes each carry through as it is.
+  one_way = tuple(f[0] for f in finals)
+  same = tuple((jnp.zeros((2, 3)), jnp.zeros((2, 3))) for _ in range(2))
+  passed = _Bridge(mode='auto', bidirectional=False).apply({}, one_way, same)
+  for l in range(2):
+    for part in range(2):
+      np.testing.assert_array_equal(passed[l][part], one_way[l][part])
 
 
 def test_bridge_between_different_cells_reads_all_carry_parts():
