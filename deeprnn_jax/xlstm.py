@@ -31,7 +31,7 @@ import numpy as np
 from jax.nn import initializers as jinit
 
 from deeprnn_jax.cells import Cell
-from deeprnn_jax.inits import get_initializer, per_gate
+from deeprnn_jax.inits import get_initializer
 
 Array = jax.Array
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import deeprnn_jax as dr
-from refs_xlstm import log_sigmoid, sigmoid
+from refs_xlstm import block_diagonal_recurrence, sigmoid
 
 BATCH, TIME, IN, HIDDEN = 3, 7, 5, 8
 LENGTHS = np.array([7, 4, 1])
@@ -136,8 +136,6 @@ def test_slstm_stabilizer_gives_the_unstabilized_outputs_where_exp_would_overflo
     carry, y = cell.apply({'params': params}, carry, x[:, t])
     ys.append(y)
   p = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
-  from refs_xlstm import block_diagonal_recurrence
-
   r = block_diagonal_recurrence(p['recurrent_kernel'])
   c = n = h = np.zeros((2, 4))
   for t in range(6):
