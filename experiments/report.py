@@ -982,7 +982,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
   try:
     path = write_report(args.workdir)
-  except FileNotFoundError as e:
+  except (FileNotFoundError, ValueError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
   print(path)

@@ -232,3 +232,139 @@ def test_the_report_says_how_many_runs_shared_the_machine_when_speed_was_measure
   assert 'each grid point trained as a job of its own (submitit, launcher slurm)' in speed_conditions(jobs)
   mixed = speed_conditions(runs(1, 2, None))
   assert 'trained with 1, 2 worker processes at once (1 runs do not say)' in mixed and 'with care' in mixed
+
+
+CLASSIFIER = {'name': 'toy_class', 'seq_len': 10, 'output_kind': 'class', 'splits': ['val', 'test'],
+              'baseline': {'metric': 'accuracy', 'value': 0.5, 'description': 'chance'},
+              'threshold': None, 'metric_modes': {'loss': 'min', 'accuracy': 'max'}}
+
+
+def _write_final(workdir, cell, depth, seed, task=CLASSIFIER, **final):
+  """A finished run whose val and test evaluations end at ``final`` (metric -> value)."""
+  run_id = f'{cell}-d{depth}-w8-s{seed}'
+  d = os.path.join(workdir, run_id)
+  os.makedirs(d)
+  c = config_lib.to_dict(config_lib.default_config())
+  c['model'].update(cell=cell, depth=depth, width=8)
+  c['train'].update(seed=seed, num_steps=100)
+  json.dump(c, open(os.path.join(d, 'config.json'), 'w'))
+  json.dump({'state': 'finished', 'step': 100, 'params': 100 * depth, 'task': task}, open(os.path.join(d, 'status.json'), 'w'))
+  with open(os.path.join(d, 'metrics.jsonl'), 'w') as f:
+    f.write(json.dumps({'step': 100, 'split': 'train', **final}) + '\n')
+    for split in ('val', 'test'):
+      f.write(json.dumps({'step': 100, 'split': split, **final}) + '\n')
+  return run_id
+
+
+def _sweep_json(workdir, **report_keys):
+  config = config_lib.to_dict(config_lib.default_config())
+  config['report'] = dict(config['report'], **report_keys)
+  json.dump({'config': config, 'axes': {'model.cell': ['gru'], 'model.depth': [1, 2]}},
+            open(os.path.join(workdir, 'sweep.json'), 'w'))
+
+
+def test_the_report_ranks_on_the_tasks_metric_not_the_loss(tmp_path):
+  """Depth 1 has the higher accuracy (0.90 vs 0.70) and the higher loss (0.8 vs 0.3, confidently
+  wrong where it errs): a classification report ranks on accuracy, so depth 1 is best; report.metric
+  = 'loss' turns the ranking over."""
+  w = str(tmp_path / 'cls')
+  os.makedirs(w)
+  for seed, e in enumerate((-0.01, 0.0, 0.01)):
+    _write_final(w, 'gru', 1, seed, accuracy=0.90 + e, loss=0.8 + e)
+    _write_final(w, 'gru', 2, seed, accuracy=0.70 + e, loss=0.3 + e)
+  _sweep_json(w)
+  text = open(report.write_report(w)).read()
+  assert 'compared on test accuracy (higher is better; the task\'s own metric' in text
+  assert '**Best variant** by final test accuracy: gru-d1-w8' in text
+  assert 'final test accuracy 0.7 vs 0.9 (-22%, worse' in text
+  row = next(csv.DictReader(open(os.path.join(w, 'summary.csv'))))
+  assert float(row['best_val_accuracy']) == pytest.approx(0.89)
+  _sweep_json(w, metric='loss')
+  text = open(report.write_report(w)).read()
+  assert 'compared on test loss (lower is better; set by `report.metric`)' in text
+  assert '**Best variant** by final test loss: gru-d2-w8' in text
+  _sweep_json(w, metric='entity_f1')
+  with pytest.raises(ValueError, match="report.metric 'entity_f1' is not a metric these runs record"):
+    report.write_report(w)
+  assert report.main([w]) == 2
+
+
+@pytest.mark.parametrize('facts, recorded, want', [
+    ({'baseline': {'metric': 'entity_f1'}, 'metric_modes': {'loss': 'min', 'accuracy': 'max', 'entity_f1': 'max'}},
+     {'loss', 'accuracy', 'entity_f1'}, ('entity_f1', 'max')),   # tagging
+    ({'baseline': {'metric': 'accuracy'}, 'threshold': {'metric': 'accuracy', 'value': 0.99, 'mode': 'max'},
+      'metric_modes': {'loss': 'min', 'accuracy': 'max', 'decoded_exact_match': 'max', 'bleu': 'max'}},
+     {'loss', 'accuracy', 'decoded_exact_match', 'bleu'}, ('bleu', 'max')),   # translation / transduction
+    ({'baseline': {'metric': 'accuracy'}, 'metric_modes': {'loss': 'min', 'accuracy': 'max', 'bleu': 'max'}},
+     {'loss', 'accuracy'}, ('accuracy', 'max')),   # BLEU not evaluated: the baseline's metric
+    ({'baseline': {'metric': 'cer'}, 'metric_modes': {'loss': 'min', 'cer': 'min', 'wer': 'min'}},
+     {'loss', 'cer', 'wer'}, ('cer', 'min')),   # speech to text, baseline stated in CER
+    ({'baseline': {'metric': 'loss'}, 'metric_modes': {'loss': 'min', 'wer': 'min', 'cer': 'min'}},
+     {'loss', 'cer', 'wer'}, ('wer', 'min')),
+    ({'baseline': {'metric': 'loss'}, 'metric_modes': {'loss': 'min', 'perplexity': 'min'}},
+     {'loss', 'perplexity'}, ('perplexity', 'min')),   # word language model
+    ({'baseline': {'metric': 'accuracy'}, 'metric_modes': {'loss': 'min', 'accuracy': 'max'}},
+     {'loss', 'accuracy'}, ('accuracy', 'max')),   # classification
+    ({'baseline': {'metric': 'loss'}, 'threshold': {'metric': 'loss', 'value': 0.01, 'mode': 'min'},
+      'metric_modes': {'loss': 'min'}}, {'loss'}, ('loss', 'min')),   # regression (adding)
+    ({}, set(), ('loss', 'min')),
+])
+def test_the_metric_is_the_fields_metric_for_the_task(facts, recorded, want):
+  assert report.main_metric(facts, recorded) == want
+
+
+# Depth 1 seeds spread widely; depth 2: gru uniformly 0.3 better, rnn's fifth seed stuck at 0.35.
+SHALLOW = (0.40, 0.50, 0.60, 0.45, 0.55)
+STUCK = (0.70, 0.72, 0.68, 0.71, 0.35)
+
+
+def test_verdicts_that_rest_on_one_seed_are_marked_fragile(tmp_path):
+  """rnn: depth 2 vs 1 is not distinguishable (Welch p = 0.15) but clear without rnn-d2's stuck seed
+  (p = 0.0037): fragile. gru: depth 2 is 0.3 better on every seed: clear and robust. rnn-d2's mean
+  (0.632) is above the baseline 0.5 but its 95% interval reaches it; without the stuck seed it clears
+  it: fragile too."""
+  w = str(tmp_path / 'fragile')
+  os.makedirs(w)
+  for seed in range(5):
+    _write_final(w, 'rnn', 1, seed, accuracy=SHALLOW[seed], loss=1.0)
+    _write_final(w, 'rnn', 2, seed, accuracy=STUCK[seed], loss=1.0)
+    _write_final(w, 'gru', 1, seed, accuracy=SHALLOW[seed], loss=1.0)
+    _write_final(w, 'gru', 2, seed, accuracy=SHALLOW[seed] + 0.3, loss=1.0)
+  text = open(report.write_report(w)).read()
+  rnn = next(l for l in text.splitlines() if l.startswith('- **rnn**: depth 2 vs depth 1'))
+  assert 'not distinguishable' in rnn and rnn.endswith('**[fragile: without rnn-d2-w8-s4, it is clear]**.')
+  gru = next(l for l in text.splitlines() if l.startswith('- **gru**: depth 2 vs depth 1'))
+  assert 'better; clear: Holm-adjusted p' in gru and 'fragile' not in gru
+  assert '0 of 4 variants beat the baseline' not in text and 'Better than the baseline on the mean only' in text
+  mean_only = next(l for l in text.splitlines() if 'on the mean only' in l)
+  assert 'rnn-d2-w8 **[fragile: without rnn-d2-w8-s4, its 95% interval clears the baseline]**' in mean_only
+  assert '2 of 4 variants beat the baseline' not in text and '1 of 4 variants beat the baseline' in text
+  table = next(l for l in text.splitlines() if l.startswith('| rnn-d2-w8 − rnn-d1-w8 |'))
+  assert table.endswith('| **fragile: without rnn-d2-w8-s4, it is clear** |')
+  assert next(l for l in text.splitlines() if l.startswith('| gru-d2-w8 − gru-d1-w8 |')).endswith('| robust |')
+  rows = {r['run_id']: r for r in csv.DictReader(open(os.path.join(w, 'summary.csv')))}
+  assert 'rnn-d2-w8 vs rnn-d1-w8 on final_test_accuracy' in rows['rnn-d2-w8-s4']['fragile_without_this_run']
+  assert 'rnn-d2-w8 beats the baseline' in rows['rnn-d2-w8-s4']['fragile_without_this_run']
+  assert rows['gru-d2-w8-s0']['fragile_without_this_run'] == ''
+  verdicts = {r['verdict']: r for r in csv.DictReader(open(os.path.join(w, 'verdicts.csv')))}
+  v = verdicts['rnn-d2-w8 vs rnn-d1-w8 on final_test_accuracy']
+  assert (v['outcome'], v['fragile'], v['changed_without'], v['outcome_without']) == (
+      'not distinguishable', 'True', 'rnn-d2-w8-s4', 'a > b')
+  assert verdicts['gru-d2-w8 vs gru-d1-w8 on final_test_accuracy']['fragile'] == 'False'
+
+
+def test_a_published_value_inside_our_interval_only_thanks_to_one_seed_is_fragile(tmp_path):
+  """Test accuracies 0.88, 0.885, 0.89, 0.875, 0.95: mean 0.896, 95% interval +- 0.038, so the published
+  0.91 lies inside; without the 0.95 seed the interval is 0.8825 +- 0.010 and 0.91 lies outside."""
+  w = str(tmp_path / 'pub_fragile')
+  os.makedirs(w)
+  for seed, acc in enumerate((0.88, 0.885, 0.89, 0.875, 0.95)):
+    _write_final(w, 'gru', 1, seed, accuracy=acc, loss=0.3)
+  mean, half, _ = stats.mean_ci([0.88, 0.885, 0.89, 0.875])
+  assert mean + half < 0.91 < np.mean([0.88, 0.885, 0.89, 0.875, 0.95]) + stats.mean_ci([0.88, 0.885, 0.89, 0.875, 0.95])[1]
+  _sweep_json(w, published={'gru': {'metric': 'accuracy', 'split': 'test', 'value': 0.91, 'source': 'a paper'}})
+  text = open(report.write_report(w)).read()
+  row = next(l for l in text.splitlines() if l.startswith('| gru | gru-d1-w8 |'))
+  cells = [c.strip() for c in row.split('|')[1:-1]]
+  assert cells[4] == 'yes (inside our 95% CI)'
+  assert cells[6] == "**fragile: without gru-d1-w8-s4, the answer is 'no'**"
