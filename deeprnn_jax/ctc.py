@@ -92,25 +92,25 @@ def prefix_beam_search(log_probs: np.ndarray, length: int | None = None, *, beam
   labels = np.array([s for s in range(num_symbols) if s != blank])
   neg_inf = -np.inf
   beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, neg_inf)}
+  def add(nxt, prefix, which, value):
+    entry = nxt.setdefault(prefix, [neg_inf, neg_inf])
+    entry[which] = np.logaddexp(entry[which], value)
+
   for frame in lp:
     nxt: dict[tuple[int, ...], list[float]] = {}
 
-    def add(prefix, which, value):
-      entry = nxt.setdefault(prefix, [neg_inf, neg_inf])
-      entry[which] = np.logaddexp(entry[which], value)
-
     for prefix, (p_b, p_nb) in beams.items():
       total = np.logaddexp(p_b, p_nb)
-      add(prefix, 0, total + frame[blank])
+      add(nxt, prefix, 0, total + frame[blank])
       last = prefix[-1] if prefix else None
       # Every label at once: p(l) y_t[c] extends the prefix, except the repeat of its last label.
       extend = total + frame[labels]
       for c, value in zip(labels.tolist(), extend.tolist()):
         if c == last:
-          add(prefix, 1, p_nb + frame[c])
-          add(prefix + (c,), 1, p_b + frame[c])
+          add(nxt, prefix, 1, p_nb + frame[c])
+          add(nxt, prefix + (c,), 1, p_b + frame[c])
         else:
-          add(prefix + (c,), 1, value)
+          add(nxt, prefix + (c,), 1, value)
     ranked = sorted(nxt.items(), key=lambda kv: (-np.logaddexp(*kv[1]), len(kv[0]), kv[0]))
     beams = {prefix: tuple(p) for prefix, p in ranked[:beam_size]}
   best, (p_b, p_nb) = min(beams.items(), key=lambda kv: (-np.logaddexp(*kv[1]), len(kv[0]), kv[0]))

@@ -188,7 +188,7 @@ def test_librispeech_folder_task(corpus, tmp_path):
   np.testing.assert_allclose(np.asarray(data['flat'][:len(want)], np.float32), want, atol=2e-2, rtol=2e-3)
   # encode() makes the model's inputs from raw audio the same way as the eval splits.
   enc = task.encode([files[0], sf.read(str(files[1]), dtype='float32')[0]])
-  for row, f in enumerate(files[:2]):
+  for row in range(2):
     n = int(enc['lengths'][row])
     assert n == int(test['lengths'][row])
     np.testing.assert_allclose(enc['inputs'][row, :n], test['inputs'][row, :n], rtol=1e-5, atol=1e-5)
@@ -204,7 +204,8 @@ def test_manifests_give_the_folder_data(corpus, tmp_path):
     sep = ',' if split == 'train' else '\t'
     # Relative paths are read from the manifest's folder: the corpus root here.
     file = root / f'{split}.{"csv" if split == "train" else "tsv"}'
-    lines = [f'id{sep}path{sep}transcript'] + [f'{i}{sep}{p.relative_to(root)}{sep}{t}' for i, (p, t) in enumerate(rows)]
+    lines = [f'id{sep}path{sep}transcript']
+    lines += [f'{i}{sep}{p.relative_to(root)}{sep}{t}' for i, (p, t) in enumerate(rows)]
     file.write_text('\n'.join(lines) + '\n')
     names[f'{split}_manifest'] = str(file)
   task = tasks.make_task('speech_to_text', cache_dir=str(tmp_path / 'cache'), **FEATURES, **names)
@@ -264,7 +265,8 @@ def test_malformed_data_is_a_one_line_error_naming_the_file(tmp_path):
   error(root, rf"{trans}:1: the transcript needs at least 400 steps but its audio gives \d+ at frame_stride=2")
   trans.write_text('\n'.join(lines) + '\n')
   # Missing split folders and bad options.
-  error(root, 'split folder .*/dev-other not found .existing: dev-clean, test-clean, train-clean-100', val_split='dev-other')
+  error(root, 'split folder .*/dev-other not found .existing: dev-clean, test-clean, train-clean-100',
+        val_split='dev-other')
   error(root, "unknown_chars='skip'", unknown_chars='skip')
   error(root, 'alphabet .* no character twice', alphabet='abca')
   with pytest.raises(ValueError, match='needs path=<LibriSpeech-layout folder> or all of'):
