@@ -249,6 +249,17 @@ class PerStepModel(_SequenceModel):
     return jnp.argmax(self(inputs, lengths), axis=-1).astype(jnp.int32)
 
 
+class CTCModel(PerStepModel):
+  """``PerStepModel`` for the ``'ctc'`` output kind (speech to text): per-frame logits
+  ``[batch, frames, labels + 1]`` over the labels and the blank (id 0, ``tasks.base.CTC_BLANK_ID``).
+  ``predict`` gives per-frame log-probabilities ``[batch, frames, labels + 1]`` float32 instead of
+  argmax ids, because a prefix beam search (``deeprnn_jax.ctc``) needs them; padded frames are
+  uniform and ignored by the decoders, which read ``lengths`` frames."""
+
+  def predict(self, inputs, lengths=None):
+    return jax.nn.log_softmax(self(inputs, lengths).astype(jnp.float32), axis=-1)
+
+
 def count_params(params) -> int:
   """Number of scalar parameters (a complex parameter counts as two)."""
   return int(sum(x.size * (2 if jnp.iscomplexobj(x) else 1) for x in jax.tree.leaves(params)))
