@@ -83,9 +83,10 @@ def test_parallel_gradients_equal_per_step_gradients(name):
   assert float(jnp.abs(got[0]['input_proj']['kernel']).sum()) > 0
 
 
-@pytest.mark.parametrize('name', NAMES)
-def test_padded_batch_equals_each_sequence_alone(name):
-  cell, params, carry, x = make(name)
+def test_padded_batch_equals_each_sequence_alone():
+  # Mamba, whose final carry (the conv buffer) depends on where each sequence ends; the other cells' final
+  # state is held at invalid steps by linear_recurrence, checked against the per-step form above.
+  cell, params, carry, x = make('mamba')
   final, ys = jax.jit(lambda c, x: parallel(cell, params, c, x, valid_mask()))(carry, x)
   for b, n in enumerate(LENGTHS):
     row = jax.tree.map(lambda c: c[b : b + 1], carry)
@@ -96,9 +97,9 @@ def test_padded_batch_equals_each_sequence_alone(name):
 
 def test_mamba_conv_buffer_holds_the_last_valid_inputs():
   cell, params, carry, x = make('mamba')
-  (conv, _), _ = parallel(cell, params, carry, x, valid_mask())
+  (conv, _), _ = jax.jit(lambda c, x: parallel(cell, params, c, x, valid_mask()))(carry, x)
   inner = cell.expand * HIDDEN
-  xb = cell.apply({'params': params}, x, method=lambda c, x: c.project_inputs(x))[..., :inner]
+  xb = jax.jit(lambda x: cell.apply({'params': params}, x, method=lambda c, x: c.project_inputs(x)))(x)[..., :inner]
   # Length 6: its last three inputs; length 2: the carry's newest input, then its two; length 1: two, then one.
   np.testing.assert_allclose(conv[0], xb[0, 3:6], rtol=1e-6)
   np.testing.assert_allclose(conv[1], jnp.concatenate([carry[0][1, 2:], xb[1, :2]]), rtol=1e-6)
@@ -124,15 +125,6 @@ def test_rglru_heads_are_block_diagonal_and_must_divide_the_width():
   assert params['input_gate']['w'].shape == params['a_gate']['w'].shape == (2, 4, 4)
   with pytest.raises(ValueError, match='num_heads=3 must divide features=8'):
     _init('rglru', features=8, num_heads=3)
-
-
-def test_rglru_normalization_keeps_a_constant_input_bounded():
-  # h = a h + sqrt(1 - a^2) x has fixed point x sqrt(1 - a^2) / (1 - a) = x sqrt((1 + a) / (1 - a)); with
-  # the input gate open this is finite however close a is to 1 (the point of the normalization).
-  cell, params, carry, x = make('rglru')
-  ones = jnp.ones((1, 400, IN))
-  final, _ = parallel(cell, params, jax.tree.map(lambda c: c[:1], carry), ones, None)
-  assert np.all(np.isfinite(final)) and float(jnp.max(jnp.abs(final))) < 1e3
 
 
 def test_s6_and_mamba_initialization_as_mamba():
