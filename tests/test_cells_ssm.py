@@ -89,10 +89,11 @@ def test_padded_batch_equals_each_sequence_alone():
   cell, params, carry, x = make('mamba')
   final, ys = jax.jit(lambda c, x: parallel(cell, params, c, x, valid_mask()))(carry, x)
   for b, n in enumerate(LENGTHS):
-    row = jax.tree.map(lambda c: c[b : b + 1], carry)
+    row = jax.tree.map(lambda c, b=b: c[b : b + 1], carry)
     alone_final, alone_ys = parallel(cell, params, row, x[b : b + 1, :n], None)
     np.testing.assert_allclose(ys[b, :n], alone_ys[0], rtol=1e-5, atol=1e-5, err_msg=f'row {b}')
-    assert_trees_close(jax.tree.map(lambda c: c[b], final), jax.tree.map(lambda c: c[0], alone_final), 1e-5, f'{b}')
+    row_final = jax.tree.map(lambda c, b=b: c[b], final)
+    assert_trees_close(row_final, jax.tree.map(lambda c: c[0], alone_final), 1e-5, f'carry {b}')
 
 
 def test_mamba_conv_buffer_holds_the_last_valid_inputs():
