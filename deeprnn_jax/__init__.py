@@ -10,14 +10,18 @@
 
 from deeprnn_jax import models
 from deeprnn_jax import tasks
+from deeprnn_jax.attention import AttentionCell
 from deeprnn_jax.cells import Cell, ElmanCell, GRUCell, IndRNNCell, IRNNCell, LSTMCell, MGUCell, UGRNNCell
 from deeprnn_jax.inits import INITIALIZERS, get_initializer
 from deeprnn_jax.load import TrainedRun, load_run
-from deeprnn_jax.linear import LinearRecurrentCell, LRUCell, MinGRUCell, linear_recurrence
+from deeprnn_jax.linear_attention import DeltaNetCell, GatedDeltaNetCell, LinearAttentionCell
+from deeprnn_jax.linear import LinearRecurrentCell, LRUCell, MinGRUCell, MinLSTMCell, linear_recurrence
 from deeprnn_jax.models import Classifier, PerStepModel, Regressor, count_params
 from deeprnn_jax.registry import CELLS, resolve_cell
+from deeprnn_jax.rglru import RGLRUCell
 from deeprnn_jax.seq2seq import RecurrentDecoder, Seq2Seq
+from deeprnn_jax.ssm import MambaCell, S6Cell
 from deeprnn_jax.stack import DeepRNN, StackedCell, reverse_padded
 from deeprnn_jax.xlstm import MLSTMCell, SLSTMCell
 
-__version__ = '0.1.0'
+__version__ = '0.2.0'

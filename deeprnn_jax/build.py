@@ -108,6 +108,8 @@ def _model(m: ConfigDict, task: task_base.Task, widths: tuple[int, ...]):
     if top != embed:
       raise config_lib.ConfigError('model.tie_embeddings', f'needs the embedding as wide as the output layer\'s '
                                    f'input ({top}), got model.embed_features={embed}: set model.embed_features={top}')
+  if task.output_kind == 'ctc':
+    return models.CTCModel(out_features=task.output_size, **common)
   return models.PerStepModel(out_features=task.output_size, tie_embeddings=m.tie_embeddings, **common)
 
 
@@ -182,7 +184,11 @@ def variant_name(config: ConfigDict) -> str:
 
 
 def param_count(config: ml_collections.ConfigDict, task) -> int:
-  """Parameters of the model ``config`` describes, from shapes alone (``jax.eval_shape``)."""
+  """Parameters of the model ``config`` describes, from shapes alone (``jax.eval_shape``).
+
+  A model its modules refuse at initialization (e.g. a width the cell's heads do not divide) is a
+  ``ConfigError`` naming ``model``, like one refused at construction.
+  """
   model = model_from_config(config, task)
 
   def init():
@@ -190,6 +196,9 @@ def param_count(config: ml_collections.ConfigDict, task) -> int:
     batch = task.train_batch(key, 0, 1)
     return model.init({'params': key}, batch['inputs'], batch['lengths'], deterministic=True)['params']
 
-  shapes = jax.eval_shape(init)
+  try:
+    shapes = jax.eval_shape(init)
+  except ValueError as e:
+    raise config_lib.ConfigError('model', runlog.one_line(e)) from e
   return int(sum(math.prod(x.shape) * (2 if jnp.issubdtype(x.dtype, jnp.complexfloating) else 1)
                  for x in jax.tree.leaves(shapes)))

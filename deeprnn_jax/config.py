@@ -166,6 +166,10 @@ SCHEMA: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
     'model.pooling': ('last', _choice(models.POOLINGS)),
     'model.head_features': ((), _tuple_of(_int(1))),   # hidden sizes of the MLP head
     'model.head_dropout_rate': (0.0, _RATE),   # sequence-to-sequence: on both sides' embeddings and outputs
+    # Per-step models: head_dropout_rate drops the embedding output (and after each head layer); with
+    # dropout_rate (every layer's output, the top one included) that is Zaremba et al.'s dropout on all
+    # non-recurrent connections.
+    'model.tie_embeddings': (False, _bool),   # language models: the output layer is the input embedding (Press & Wolf 2017)
     # Sequence-to-sequence tasks (output_kind 'sequence'): the encoder is the DeepRNN above, the
     # decoder a stack of cells (seq2seq.RecurrentDecoder); None follows the encoder's setting.
     'model.decoder_depth': (None, _int(1, optional=True)),
@@ -183,7 +187,9 @@ SCHEMA: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
 
     'optim.name': ('adam', _choice(('adam', 'adamw', 'sgd', 'rmsprop'))),   # sgd: with momentum
     'optim.learning_rate': (1e-3, _float(0.0, lo_open=True)),   # peak rate, reached after the warmup
-    'optim.schedule': ('constant', _choice(('constant', 'cosine'))),   # after warmup
+    'optim.schedule': ('constant', _choice(('constant', 'cosine', 'epoch_decay'))),   # after warmup; epoch_decay: stateful tasks
+    'optim.decay_start_epoch': (4, _int(0)),         # epoch_decay: epochs at the full rate, then x decay_factor each epoch
+    'optim.decay_factor': (0.5, _float(0.0, 1.0, lo_open=True)),
     'optim.warmup_steps': (0, _int(0)),
     'optim.cosine_final_fraction': (0.0, _float(0.0, 1.0)),   # cosine ends at this fraction of the peak rate
     'optim.momentum': (0.9, _RATE),                  # sgd and rmsprop
@@ -227,6 +233,9 @@ SCHEMA: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
     # Published results the report shows beside ours: label -> {cell, depth, metric, split, value,
     # solved, source, note} (experiments/report.py: published_rows).
     'report.published': ({}, _mapping),
+    # The metric the report ranks and compares on (None: the field's metric for the task, see
+    # experiments/report.py: main_metric), e.g. 'decoded_exact_match' for an algorithmic transduction.
+    'report.metric': (None, _str(optional=True)),
 
     # `--launcher slurm|local` (experiments/slurm.py, through submitit): one job per grid point, in one job array.
     'launch.folder': (None, _str(optional=True)),    # submitit's job files and logs (None: <workdir>/submitit)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import flax.linen as nn
 
 from deeprnn_jax import cells, linear
+from deeprnn_jax import attention, linear_attention
 from deeprnn_jax import xlstm
+from deeprnn_jax import rglru, ssm
 
 CELLS: dict[str, type[nn.RNNCellBase]] = {
     'rnn': cells.ElmanCell,
@@ -17,6 +19,14 @@ CELLS: dict[str, type[nn.RNNCellBase]] = {
     'ugrnn': cells.UGRNNCell,
     'mingru': linear.MinGRUCell,
     'lru': linear.LRUCell,
+    'minlstm': linear.MinLSTMCell,
+    'rglru': rglru.RGLRUCell,
+    's6': ssm.S6Cell,
+    'mamba': ssm.MambaCell,
+    'linear_attention': linear_attention.LinearAttentionCell,
+    'deltanet': linear_attention.DeltaNetCell,
+    'gated_deltanet': linear_attention.GatedDeltaNetCell,
+    'attention': attention.AttentionCell,
     'slstm': xlstm.SLSTMCell,
     'mlstm': xlstm.MLSTMCell,
 }

@@ -103,12 +103,17 @@ def _label(value: Any) -> str:
   return re.sub(r'[^A-Za-z0-9.]+', '_', text).strip('_') or 'none'
 
 
-def _closest(count: Callable[[int], int], budget: int) -> tuple[int, int]:
+def _closest(count: Callable[[int], int | None], budget: int) -> tuple[int, int]:
   """The integer x >= 1 whose ``count(x)`` is closest to ``budget``, for a count quadratic in x.
 
   Three counts fix the quadratic; its rounded root and the neighbours are then counted exactly.
+  ``count(x)`` is None where the model refuses width x (a cell whose heads must divide it, RoPE's
+  even head width): the search then widens until it has a valid width on each side of the root.
   """
   pts = [(x, count(x)) for x in (8, 16, 32)]
+  if any(y is None for _, y in pts):
+    raise ConfigError('sweep.param_budget', 'the model refuses widths 8, 16 or 32, so its parameter count '
+                                            'cannot be solved; set model.width instead of a budget')
   (x0, y0), (x1, y1), (x2, y2) = pts
   a = ((y2 - y1) / (x2 - x1) - (y1 - y0) / (x1 - x0)) / (x2 - x0)
   b = (y1 - y0) / (x1 - x0) - a * (x0 + x1)
@@ -119,9 +124,14 @@ def _closest(count: Callable[[int], int], budget: int) -> tuple[int, int]:
     root = (budget - c) / b if b > 0 else 1.0
   guess = max(1, int(round(root)))
   counts = dict(pts)
-  for x in {max(1, guess - 1), guess, guess + 1}:
-    counts.setdefault(x, count(x))
-  best = min(counts, key=lambda x: (abs(counts[x] - budget), x))
+  for radius in range(1, 65):
+    for x in {max(1, guess - radius + 1), guess + radius - 1}:
+      if x not in counts:
+        counts[x] = count(x)
+    valid = [x for x, y in counts.items() if y is not None]
+    if any(x <= guess for x in valid) and any(x >= guess for x in valid) and radius >= 2:
+      break
+  best = min((x for x in counts if counts[x] is not None), key=lambda x: (abs(counts[x] - budget), x))
   return best, counts[best]
 
 
@@ -135,10 +145,15 @@ def solve_width(config: ml_collections.ConfigDict, task, budget: int,
   the uniform widths around the solution, which moves the count in steps about ``depth`` times
   finer. Raises ``ConfigError`` if even that misses by more than ``tolerance``.
   """
-  def count(width: int, top: int | None = None) -> int:
+  def count(width: int, top: int | None = None) -> int | None:
     d = config_lib.to_dict(config)
     d['model']['width'], d['model']['top_width'] = width, top
-    return build.param_count(config_lib.from_dict(d), task)
+    try:
+      return build.param_count(config_lib.from_dict(d), task)
+    except ConfigError as e:
+      if e.key == 'model':   # a width this model refuses
+        return None
+      raise
 
   width, n = _closest(count, budget)
   best = (width, None, n)

@@ -43,7 +43,7 @@ def test_make_task_errors_name_the_valid_choices():
               'smnist', 'psmnist', 'imdb', 'sst2', 'tiny_shakespeare', 'polyphonic', 'jsb_chorales',
               'nottingham', 'musedata', 'piano_midi', 'text_classification', 'char_lm', 'ner_conll', 'conll2003',
               'keyword_spotting', 'speech_commands', 'reverse', 'sort', 'addition', 'scan', 'parallel_text',
-              'ted_pt_en'}
+              'ted_pt_en', 'selective_copy', 'mqar', 'word_lm', 'speech_to_text', 'librispeech'}
   assert set(tasks.TASKS) == expected == set(tasks.BUILTIN_TASKS)
   for name in tasks.TASKS:
     assert 'seed' in tasks.task_options(name)

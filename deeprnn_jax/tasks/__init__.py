@@ -95,7 +95,7 @@ def register_task(name: str, factory: Callable[..., Task] | None = None, *,
   built, as for built-in tasks. Call it where the config file is loaded: at the top of the config
   file itself, or in a module the config file imports. Every process that loads the config (sweep
   workers included) then registers the task again; registering the same factory (same module and
-  name) again replaces it quietly.
+  name) again replaces it quietly::
 
     # configs/my_task.py
     import jax, jax.numpy as jnp, numpy as np

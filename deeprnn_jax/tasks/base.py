@@ -14,6 +14,11 @@ A *batch* is a dict of arrays:
   ``[batch, T]`` int32 (the target then ``EOS``; ``lengths['target']`` counts the ``EOS``). Token
   ids ``PAD_ID``, ``BOS_ID``, ``EOS_ID``, ``OOV_ID`` below are shared by every sequence task and by
   ``deeprnn_jax.Seq2Seq``; ids from ``NUM_SEQUENCE_SPECIALS`` up are the task's own tokens;
+* ``'ctc'`` (connectionist temporal classification, speech to text): ``inputs`` are
+  ``[batch, frames, input_size]`` features with ``lengths`` frames, ``targets`` ``[batch, L]`` int32
+  label ids ``1..output_size - 1`` (0 in padding) and ``label_lengths`` ``[batch]`` int32 their
+  lengths; the model's outputs are per-frame logits ``[batch, frames, output_size]`` over the labels
+  and the blank, id ``CTC_BLANK_ID = 0`` (``deeprnn_jax.ctc`` decodes them);
 * ``weight`` (optional): ``[batch]`` float32 per-example weight; the evaluator sets 0 on the rows it
   pads to fill a fixed-shape eval batch, so padded rows never count.
 
@@ -37,10 +42,12 @@ import optax
 
 Batch = dict[str, Any]
 InputKind = Literal['tokens', 'features']
-OutputKind = Literal['class', 'regression', 'per_step_class', 'per_step_binary', 'sequence']
+OutputKind = Literal['class', 'regression', 'per_step_class', 'per_step_binary', 'sequence', 'ctc']
 MetricSums = dict[str, tuple[jax.Array, jax.Array]]
 
-OUTPUT_KINDS = ('class', 'regression', 'per_step_class', 'per_step_binary', 'sequence')
+OUTPUT_KINDS = ('class', 'regression', 'per_step_class', 'per_step_binary', 'sequence', 'ctc')
+# The blank of the 'ctc' kind (optax.ctc_loss's default); a task's labels are 1..output_size - 1.
+CTC_BLANK_ID = 0
 
 # Token ids of the 'sequence' kind, on the source and the target side alike. PAD = 0 like every
 # other token task here, so zero-filled padding is PAD; decoding never emits PAD or BOS.
@@ -106,6 +113,20 @@ class Task:
     encode: for inference on raw data: ``encode(examples) -> {'inputs', 'lengths'}``, a batch the
       model reads, made with the task's own tokenizer and vocabulary (e.g. a list of texts for a text
       task). None: the task has no raw form.
+    stream_tokens: for *stateful* tasks (truncated backpropagation through time over one long text,
+      Zaremba et al. 2014), the number of training tokens; 0 for every other task. The training text
+      is cut into ``batch_size`` contiguous streams of ``n // batch_size`` tokens (the tail dropped),
+      and step ``s`` reads window ``s mod windows_per_epoch(batch_size)`` of every stream (``seq_len``
+      inputs, the next tokens as targets); the batch also holds ``reset`` ``[batch]`` bool, True on an
+      epoch's first window. The trainer keeps each stream's carries from one step to the next in
+      ``TrainState.carries`` (the gradient stops at the window) and starts them afresh where
+      ``reset`` is set. A stateful task's eval splits hold ``[rows, windows, seq_len]`` inputs and
+      targets and ``[rows, windows]`` lengths: each row one contiguous stream read window after
+      window with its carries carried (``train.eval_step``).
+    derived: metrics that are functions of a split's exact means rather than means themselves:
+      ``derived(means) -> {metric: value}`` (NumPy, elementwise, so a ``[seeds]`` array works too),
+      e.g. perplexity ``exp(means['loss'])``; reported beside the means (give their modes in
+      ``metric_modes``). None: none.
   """
 
   name: str
@@ -125,6 +146,17 @@ class Task:
   bucket_probs: tuple[float, ...] = ()
   score: Callable[[str, np.ndarray, Batch], Mapping[str, float]] | None = None
   encode: Callable[[Any], Batch] | None = None
+  stream_tokens: int = 0
+  derived: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None
+
+  @property
+  def stateful(self) -> bool:
+    """Whether training carries each stream's state across steps (see ``stream_tokens``)."""
+    return self.stream_tokens > 0
+
+  def windows_per_epoch(self, batch_size: int) -> int:
+    """Training steps per pass over a stateful task's text with ``batch_size`` streams."""
+    return stream_windows(self.stream_tokens, batch_size, self.seq_len)
 
   def loss_and_metrics(self, outputs: jax.Array, batch: Batch) -> tuple[jax.Array, MetricSums]:
     """Mean training loss and metric sums for ``outputs`` of a model on ``batch``."""
@@ -144,17 +176,24 @@ def step_mask(lengths: jax.Array, time: int) -> jax.Array:
 
 
 def loss_and_metrics(kind: str, outputs: jax.Array, batch: Batch) -> tuple[jax.Array, MetricSums]:
-  """The loss each output kind trains on, and its metrics as ``(total, count)``.
+  r"""The loss each output kind trains on, and its metrics as ``(total, count)``.
 
   * ``class``: cross-entropy and accuracy, per example.
   * ``regression``: mean squared error (averaged over output units), per example.
-  * ``per_step_class``: cross-entropy and accuracy per valid step (padding never counts).
+  * ``per_step_class``: cross-entropy and accuracy per valid step (padding never counts); with a
+    ``target_mask`` ``[batch, time]`` in the batch, per answer step only (where it is 1), and
+    ``exact_match`` per sequence: 1 when every answer step is the argmax.
   * ``per_step_binary``: negative log-likelihood per valid frame, summed over the output units
     (Boulanger-Lewandowski et al. 2012), and frame accuracy ``TP / (TP + FP + FN)`` (Bay et al. 2009).
   * ``sequence``: teacher-forced decoder logits ``[batch, T, V]``: token cross-entropy and token
     ``accuracy`` over the ``lengths['target']`` valid target steps (``EOS`` included), and
     ``exact_match``, per pair: 1 when every valid target token is the argmax. Decoded (free-running)
     exact match and BLEU need the model's search and come from ``Task.score``.
+  * ``ctc``: the CTC negative log-likelihood :math:`-\log p(l \mid x)` of each utterance's labels
+    (Graves et al. 2006; ``optax.ctc_loss``, blank ``CTC_BLANK_ID``) over its ``lengths`` frames and
+    ``label_lengths`` labels (padding never counts), as ``loss`` per utterance and ``loss_per_label``
+    (the same total over the number of labels, nats per character). Decoded error rates (CER, WER)
+    need a search on the host and come from ``Task.score``.
   """
   targets = batch['targets']
   w = _weights(batch)
@@ -180,13 +219,26 @@ def loss_and_metrics(kind: str, outputs: jax.Array, batch: Batch) -> tuple[jax.A
     loss = (ce * mask).sum() / jnp.maximum(count, 1.0)
     return loss, {'loss': ((ce * mask).sum(), count), 'accuracy': ((correct * mask).sum(), count),
                   'exact_match': ((exact * w).sum(), w.sum())}
+  if kind == 'ctc':
+    nll = ctc_nll(outputs, batch)
+    total, count = (nll * w).sum(), w.sum()
+    labels = (batch['label_lengths'].astype(jnp.float32) * w).sum()
+    return total / jnp.maximum(count, 1.0), {'loss': (total, count), 'loss_per_label': (total, labels)}
   mask = step_mask(batch['lengths'], outputs.shape[1]) * w[:, None]
   count = mask.sum()
   if kind == 'per_step_class':
     ce = optax.softmax_cross_entropy_with_integer_labels(outputs, targets)
     acc = (jnp.argmax(outputs, -1) == targets).astype(jnp.float32)
+    if 'target_mask' not in batch:
+      loss = (ce * mask).sum() / jnp.maximum(count, 1.0)
+      return loss, {'loss': ((ce * mask).sum(), count), 'accuracy': ((acc * mask).sum(), count)}
+    # Only the answer steps count (recall tasks); exact_match: every answer of the sequence right.
+    answer = batch['target_mask'].astype(jnp.float32)
+    mask, count = mask * answer, (mask * answer).sum()
+    exact = jnp.min(jnp.maximum(acc, 1.0 - answer), axis=1)
     loss = (ce * mask).sum() / jnp.maximum(count, 1.0)
-    return loss, {'loss': ((ce * mask).sum(), count), 'accuracy': ((acc * mask).sum(), count)}
+    return loss, {'loss': ((ce * mask).sum(), count), 'accuracy': ((acc * mask).sum(), count),
+                  'exact_match': ((exact * w).sum(), w.sum())}
   if kind == 'per_step_binary':
     nll = optax.sigmoid_binary_cross_entropy(outputs, targets).sum(-1)
     pred = (outputs > 0).astype(jnp.float32)
@@ -198,6 +250,22 @@ def loss_and_metrics(kind: str, outputs: jax.Array, batch: Batch) -> tuple[jax.A
         'frame_accuracy': ((tp * mask).sum(), ((tp + fp_fn) * mask).sum()),
     }
   raise ValueError(f'unknown output kind {kind!r}; expected one of {OUTPUT_KINDS}')
+
+
+def stream_windows(num_tokens: int, batch_size: int, seq_len: int) -> int:
+  """Windows per epoch when ``num_tokens`` are cut into ``batch_size`` streams of ``num_tokens //
+  batch_size`` tokens: ``(stream_len - 1) // seq_len`` (the last token of a stream is only a target)."""
+  return (num_tokens // batch_size - 1) // seq_len
+
+
+def ctc_nll(logits: jax.Array, batch: Batch) -> jax.Array:
+  """``[batch]`` CTC negative log-likelihoods of ``batch['targets']`` (``label_lengths`` valid) under
+  per-frame ``logits`` ``[batch, frames, labels + 1]`` (``lengths`` valid frames; blank ``CTC_BLANK_ID``).
+  An utterance whose labels cannot fit its frames gets optax's large finite value (about 1e5)."""
+  logit_paddings = 1.0 - step_mask(batch['lengths'], logits.shape[1])
+  label_paddings = 1.0 - step_mask(batch['label_lengths'], batch['targets'].shape[1])
+  return optax.ctc_loss(logits.astype(jnp.float32), logit_paddings, batch['targets'], label_paddings,
+                        blank_id=CTC_BLANK_ID)
 
 
 def bucket_for_step(bucket_probs: tuple[float, ...], seed: int, step: int) -> int:
