@@ -85,7 +85,7 @@ def _error_bars(metric: str | None, means, halves) -> np.ndarray:
 
 def _log_scale(metric: str, values: Iterable[float]) -> bool:
   v = [x for x in values if x is not None and np.isfinite(x)]
-  return metric in ('loss',) and bool(v) and min(v) > 0 and max(v) / min(v) > 20
+  return metric in ('loss', 'perplexity') and bool(v) and min(v) > 0 and max(v) / min(v) > 20
 
 
 def _panels(n: int, plt, width: float = 5.0, height: float = 3.4):
