@@ -122,4 +122,4 @@ def test_require_names_the_module_and_the_extra():
   lazy = _extras.LazyModule('json')
   assert lazy.dumps({}) == '{}'
   with pytest.raises(ModuleNotFoundError, match=r"needs no_such_module_y, from the 'all' extra"):
-    _extras.LazyModule('no_such_module_y').anything
+    _extras.LazyModule('no_such_module_y').anything  # noqa: B018  (the access is the test)
