@@ -3,7 +3,8 @@
 ``pip install deeprnn-jax`` installs the library (cells, stacks, models, ``Seq2Seq``, train steps)
 with jax, flax, optax, numpy, ml-collections, tqdm and orbax-checkpoint (which flax requires anyway).
 The rest comes with an extra (``pyproject.toml``): ``experiments`` (runner, report, Weights & Biases,
-TFDS, plots, the no-download datasets), ``text`` (BLEU, entity F1), ``speech`` (audio features, CER/WER), ``cluster`` (SLURM), ``all``.
+TFDS, plots, the no-download datasets), ``text`` (BLEU, entity F1), ``speech`` (audio features, CER/WER),
+``cluster`` (SLURM), ``all``.
 
 A module that needs an extra imports it where it is used, through ``require``, so ``import deeprnn_jax``
 stays light and a missing extra fails in one line naming the install command::
