@@ -305,7 +305,7 @@ def conll2003(*, data_dir: str | None = None, vocab_size: int = 30000, max_len: 
   del seed
   tfds = require('tensorflow_datasets', 'experiments', 'a TFDS dataset')
   # TFDS registers its text builders only when their module is imported.
-  import tensorflow_datasets.text.conll2003  # pylint: disable=g-import-not-at-top,unused-import
+  import tensorflow_datasets.text.conll2003  # noqa: F401  (registers the builder)
   # Read before asking for the tag names: a dataset that is not prepared fails here, with the
   # command that prepares it.
   examples = {k: tfds_source.load_split('conll2003', s, data_dir)
