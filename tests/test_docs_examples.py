@@ -93,7 +93,7 @@ def test_the_extractor_finds_blocks_and_markers(tmp_path):
                  '```python\nb = 2\n```\n\n```bash\nmake test\n```\n\n- item\n\n  ```python\n  c = 3\n  ```\n')
   got = examples(doc)
   assert [(b['line'], b['code'].strip(), b['skip']) for b in got] == [
-      (3, 'a = 1', None), (8, 'b = 2', 'needs a prepared TFDS dataset'), (19, 'c = 3', None)]
+      (3, 'a = 1', None), (8, 'b = 2', 'needs a prepared TFDS dataset'), (18, 'c = 3', None)]
 
 
 def test_the_docs_have_examples():
