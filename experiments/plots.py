@@ -23,6 +23,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from deeprnn_jax import runlog
+from deeprnn_jax._extras import require
 from experiments.stats import clipped_interval, mean_ci
 
 
@@ -40,7 +41,7 @@ def other_label(axes: Sequence[str], other: tuple) -> str:
 
 
 def _plt():
-  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib = require('matplotlib', 'experiments', "the report's plots")
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   return plt
