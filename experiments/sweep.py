@@ -103,17 +103,17 @@ def _label(value: Any) -> str:
   return re.sub(r'[^A-Za-z0-9.]+', '_', text).strip('_') or 'none'
 
 
-def _closest(count: Callable[[int], int | None], budget: int) -> tuple[int, int]:
+def _closest(count: Callable[[int], int | None], budget: int) -> tuple[int, int] | None:
   """The integer x >= 1 whose ``count(x)`` is closest to ``budget``, for a count quadratic in x.
 
   Three counts fix the quadratic; its rounded root and the neighbours are then counted exactly.
   ``count(x)`` is None where the model refuses width x (a cell whose heads must divide it, RoPE's
   even head width): the search then widens until it has a valid width on each side of the root.
+  None if the model refuses one of the three widths that fix the quadratic.
   """
   pts = [(x, count(x)) for x in (8, 16, 32)]
   if any(y is None for _, y in pts):
-    raise ConfigError('sweep.param_budget', 'the model refuses widths 8, 16 or 32, so its parameter count '
-                                            'cannot be solved; set model.width instead of a budget')
+    return None
   (x0, y0), (x1, y1), (x2, y2) = pts
   a = ((y2 - y1) / (x2 - x1) - (y1 - y0) / (x1 - x0)) / (x2 - x0)
   b = (y1 - y0) / (x1 - x0) - a * (x0 + x1)
@@ -155,13 +155,18 @@ def solve_width(config: ml_collections.ConfigDict, task, budget: int,
         return None
       raise
 
-  width, n = _closest(count, budget)
+  closest = _closest(count, budget)
+  if closest is None:
+    raise ConfigError('sweep.param_budget', f'{config.model.cell} refuses one of the widths 8, 16, 32 that '
+                                            'fix its parameter count (check its cell_kwargs, e.g. num_heads); '
+                                            'set model.width instead of a budget')
+  width, n = closest
   best = (width, None, n)
   if abs(n - budget) / budget > tolerance and config.model.depth > 1:
     for base in {max(1, width - 1), width, width + 1}:
-      top, nt = _closest(functools.partial(count, base), budget)
-      if abs(nt - budget) < abs(best[2] - budget):
-        best = (base, None if top == base else top, nt)
+      top = _closest(functools.partial(count, base), budget)   # None: the model refuses width `base`
+      if top is not None and abs(top[1] - budget) < abs(best[2] - budget):
+        best = (base, None if top[0] == base else top[0], top[1])
   if abs(best[2] - budget) / budget > tolerance:
     m = config.model
     raise ConfigError('sweep.param_budget',
