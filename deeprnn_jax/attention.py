@@ -126,7 +126,10 @@ class AttentionCell(Cell):
     return carry, self._readout(o, position)
 
   def parallel_sequence(self, carry, xp, valid):
-    keys, values, start = carry['keys'], carry['values'], carry['position']
+    # A carry fresh from initialize_carry is a constant inside a jitted model: without the barrier XLA
+    # constant-folds the [batch, heads, time, max_length] masked scores against the empty cache, which
+    # took minutes to compile at time = max_length = 1024.
+    keys, values, start = jax.lax.optimization_barrier((carry['keys'], carry['values'], carry['position']))
     batch, time = xp.shape[:2]
     if time > self.max_length:
       raise ValueError(

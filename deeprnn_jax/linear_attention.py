@@ -35,7 +35,7 @@ The short causal convolutions that flash-linear-attention's layers put on q, k, 
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import flax.linen as nn
 import jax
@@ -55,6 +55,22 @@ def elu_feature_map(x: Array) -> Array:
 def l2_normalize(x: Array, eps: float = 1e-6) -> Array:
   """``x / sqrt(sum(x^2) + eps)`` over the last axis (flash-linear-attention's ``l2norm``)."""
   return x * jax.lax.rsqrt(jnp.sum(x * x, axis=-1, keepdims=True) + eps)
+
+
+def unit_lower_solve(a: Array, rhs: Array) -> Array:
+  """``(I + A)^{-1} rhs`` for strictly lower-triangular ``A`` ``[..., C, C]``, ``rhs`` ``[..., C, m]``.
+
+  Forward substitution, one row per step, batched over every chunk and head at once: on XLA:CPU it
+  measured 12x faster than ``lax.linalg.triangular_solve`` on ``[4, 8, 4, 64, 64]`` (and it is the
+  naive reference's loop in flash-linear-attention).
+  """
+
+  def row(i, x):
+    a_i = jax.lax.dynamic_slice_in_dim(a, i, 1, axis=-2)  # [..., 1, C]; zero at and right of the diagonal
+    rhs_i = jax.lax.dynamic_slice_in_dim(rhs, i, 1, axis=-2)
+    return jax.lax.dynamic_update_slice_in_dim(x, rhs_i - a_i @ x, i, axis=-2)
+
+  return jax.lax.fori_loop(0, a.shape[-1], row, jnp.zeros_like(rhs))
 
 
 def chunkwise_delta(
@@ -107,9 +123,7 @@ def chunkwise_delta(
     strict = jnp.tril(jnp.ones((1, 1, 1, c, c), bool), -1)
     a = jnp.where(strict, beta_w * decay * jnp.einsum('...id,...jd->...ij', k, k), 0.0)
     rhs = jnp.concatenate([beta_w * v, beta_w * gamma[..., None] * k], axis=-1)
-    # (I + A) is unit lower triangular (the solve reads A's strict lower part and assumes the unit
-    # diagonal): one triangular solve gives U and W together.
-    solved = jax.lax.linalg.triangular_solve(a, rhs, left_side=True, lower=True, unit_diagonal=True)
+    solved = unit_lower_solve(a, rhs)  # U and W together
     u_in, w = solved[..., :dv], solved[..., dv:]
   scores = jnp.einsum('...id,...jd->...ij', q, k) * decay
   k_to_end = k * to_end[..., None]
