@@ -8,6 +8,7 @@ import os
 
 import pytest
 
+from deeprnn_jax import checkpoint as checkpoint_lib
 from deeprnn_jax import runlog
 from experiments import run as run_cli
 
@@ -46,8 +47,10 @@ def test_an_interrupted_then_resumed_offline_sweep_reads_whole_in_wandb(tmp_path
   assert (config['cell'], config['depth'], config['seed']) == ('rnn', 1, 0)
   assert config['git_commit'] == status['git_commit'] and isinstance(config['git_dirty'], bool)
   steps = wr.history_steps(recs)
-  train_steps = sorted(s for s in steps)
-  assert len(set(train_steps)) == len(set(steps)) and sorted(set(steps)) == list(range(2, 13, 2))
+  # one row per record of metrics.jsonl: train at every 2 steps, val at every 4, test at the end
+  records = runlog.read_metrics(os.path.join(run_dir, runlog.METRICS_FILE))
+  assert sorted(steps) == sorted(r['step'] for r in records)
+  assert sorted(set(steps)) == list(range(2, 13, 2))
   summary = wr.summary(recs)
   records = runlog.read_metrics(os.path.join(run_dir, runlog.METRICS_FILE))
   last_val = [r for r in records if r['split'] == 'val'][-1]
@@ -63,3 +66,44 @@ def test_an_interrupted_then_resumed_offline_sweep_reads_whole_in_wandb(tmp_path
   assert wr.run_record(report_recs).job_type == 'report'
   kinds = {r.WhichOneof('record_type') for r in report_recs}
   assert 'artifact' in kinds
+
+
+
+def test_a_run_resumed_before_what_wandb_has_sends_each_record_once_and_its_best_over_both_processes(
+    tmp_path, offline):
+  """Ctrl-C at step 7 (wandb has steps 2-6 and a checkpoint of step 7 is saved), then the checkpoints
+  after step 4 are lost, so the resumed process trains steps 5-7 again. wandb must hold every record of
+  metrics.jsonl exactly once (the re-trained step 6 is not sent again), and each summary best must be
+  over both processes' records: the learning rate warms up over the whole run, so its lowest value
+  (step 2) was sent by the first process only."""
+  cfg = write_config(tmp_path, config_file_text(axes={'model.cell': ['rnn']}, seeds=(0,),
+                                                **{'logging.wandb_mode': 'offline', 'train.num_steps': 12,
+                                                   'optim.warmup_steps': 12}))
+  workdir = tmp_path / 'sweep'
+  argv = ['--config', cfg, '--workdir', str(workdir), '--no-report']
+  assert run_cli.main(argv, on_event=faults.signal_at('step:7=SIGINT')) == 130
+  run_dir = str(workdir / 'rnn-d1-w8-s0')
+  ck = checkpoint_lib.Checkpointer(runlog.RunFolder(run_dir).checkpoints)
+  ck.discard_after(4)
+  ck.close()
+  assert run_cli.main(argv) == 0
+  assert runlog.read_status(run_dir)['resumed_from'] == 4
+  segments = wr.segments(run_dir)
+  assert len(segments) == 2
+  rows = [row for s in segments for row in wr.history(wr.records(s))]
+  records = runlog.read_metrics(os.path.join(run_dir, runlog.METRICS_FILE))
+  want = sorted((r['split'], r['step']) for r in records)
+  got = sorted((key.split('/')[0], row['step']) for row in rows for key in row if key.endswith('/loss'))
+  assert got == want   # every record once: none lost, none sent twice
+  assert sorted(r['step'] for r in records if r['split'] == 'train') == list(range(2, 13, 2))
+  for row in rows:   # with the values of the records
+    (split,) = {k.split('/')[0] for k in row if '/' in k}
+    (rec,) = [r for r in records if (r['split'], r['step']) == (split, row['step'])]
+    assert row[f'{split}/loss'] == pytest.approx(rec['loss'])
+  summary = wr.summary([r for s in segments for r in wr.records(s)])
+  lrs = {r['step']: r['learning_rate'] for r in records if r['split'] == 'train'}
+  assert min(lrs.values()) == lrs[2] < min(v for k, v in lrs.items() if k > 4)   # the best lies before the resume
+  assert summary['train/learning_rate/best'] == pytest.approx(lrs[2])
+  for split in ('train', 'val'):
+    losses = [r['loss'] for r in records if r['split'] == split]
+    assert summary[f'{split}/loss/best'] == pytest.approx(min(losses)) and summary[f'{split}/loss/last'] == losses[-1]

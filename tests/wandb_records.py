@@ -68,6 +68,15 @@ def history_steps(recs) -> list[int]:
   return steps
 
 
+def history(recs) -> list[dict]:
+  """Every history row as a dict (``step`` and the metrics sent with it), in the order wandb wrote them."""
+  rows = []
+  for r in recs:
+    if r.WhichOneof('record_type') == 'history':
+      rows.append({(item.key or '/'.join(item.nested_key)): json.loads(item.value_json) for item in r.history.item})
+  return rows
+
+
 def run_record(recs):
   (run,) = [r.run for r in recs if r.WhichOneof('record_type') == 'run'][:1]
   return run
