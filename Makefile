@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test test-fast install lint docs demo bench clean
+.PHONY: test test-fast test-oracles install lint docs demo bench clean
 
 # (Re)install whenever pyproject.toml changes: the library with every extra the tests use
 # (`all`: experiments, text, speech, cluster) and `dev`. Not `oracles`/`bench` (torch) nor `prepare` (TensorFlow).
@@ -18,6 +18,17 @@ install: $(STAMP)
 
 test: $(STAMP) lint
 	$(PY) -m pytest -q -n 2 --dist loadfile
+
+# The cells against their authors' reference code (PyTorch, mambapy, xlstm, recurrentgemma) with copied
+# weights, in a venv of their own so torch never enters .venv (the `oracles` extra pins the versions checked).
+ORACLES_VENV ?= .venv-oracles
+$(ORACLES_VENV)/.installed: pyproject.toml
+	@test -x $(ORACLES_VENV)/bin/python || $(PYTHON) -m venv $(ORACLES_VENV)
+	$(ORACLES_VENV)/bin/python -m pip install --quiet -e '.[dev,oracles]'
+	@touch $@
+
+test-oracles: $(ORACLES_VENV)/.installed
+	$(ORACLES_VENV)/bin/python -m pytest -q -p no:xdist tests/oracles
 
 # Ruff's lint and format check (settings in pyproject.toml); `ruff format .` applies the format.
 lint: $(STAMP)
