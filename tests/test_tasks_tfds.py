@@ -56,7 +56,9 @@ def test_sequential_mnist_on_mock_data(mock_tfds, name, options, shape):
   assert task.eval_splits['test']['inputs'].shape == (24,) + shape
   assert task.eval_splits['val']['inputs'].shape == (4,) + shape
   x = task.eval_splits['test']['inputs']
-  assert x.dtype == np.float32 and 0.0 <= x.min() and x.max() <= 1.0
+  # pixels / 255: whole multiples of 1/255 filling [0, 1] (mock images are uniform uint8 noise)
+  assert x.dtype == np.float32 and x.min() == 0.0 and 0.99 < x.max() <= 1.0
+  np.testing.assert_allclose(x * 255, np.round(x * 255), atol=1e-4)
   b = jax.jit(task.train_batch, static_argnums=2)(KEY, 0, 5)
   assert b['inputs'].shape == (5,) + shape and b['inputs'].dtype == jnp.float32
   assert task.baseline.value == pytest.approx(0.1) and task.info['permuted'] == (name == 'psmnist')
