@@ -218,12 +218,9 @@ def test_speech_commands_without_tensorflow_says_what_to_do(tmp_path):
   assert '\n' not in str(e.value) and 'keyword_spotting with path=' in str(e.value)
 
 
-@pytest.mark.skipif(not HAS_TENSORFLOW, reason="TFDS's Audio feature needs TensorFlow")
-def test_speech_commands_on_tfds_mock_data(tmp_path):
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  with tfds.testing.mock_data(num_examples=4, policy=tfds.testing.MockPolicy.USE_CODE):
-    task = tasks.make_task('speech_commands', cache_dir=str(tmp_path), n_mels=8)
-  assert task.output_size == 12 and task.eval_splits['test']['inputs'].shape[2] == 8
+# No test on TFDS's mock data: its Audio feature needs TensorFlow even for mock examples, which `make test`
+# does not install, so such a test always skipped. test_speech_commands_from_tfds_examples covers the task
+# built from TFDS examples (the TFDS reader stood in for) and the test above the TensorFlow-less path.
 
 
 # --------------------------------------------------------------------------------------- learning
