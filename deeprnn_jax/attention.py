@@ -76,6 +76,9 @@ class AttentionCell(Cell):
   rope_base: float = 10000.0
 
   parallel_form: ClassVar[bool] = True
+  # A learned key-value cache (and an integer position parameter) means nothing: DeepRNN refuses
+  # initial_carry='learned' for this cell.
+  learnable_carry: ClassVar[bool] = False
 
   @property
   def head_features(self) -> int:

@@ -77,6 +77,8 @@ class Cell(nn.RNNCellBase):
   num_gates: ClassVar[int] = 1
   # True for cells whose recurrence is linear in the state and that implement ``parallel_sequence``.
   parallel_form: ClassVar[bool] = False
+  # False for cells whose carry is no state to learn (``DeepRNN(initial_carry='learned')`` refuses them).
+  learnable_carry: ClassVar[bool] = True
 
   def setup(self):
     self.input_proj = nn.Dense(

@@ -360,6 +360,9 @@ class DeepRNN(nn.Module):
                        "connection='stacked' and layer_norm=False (or use block='classic')")
     if not self.mlp_expansion > 0:
       raise ValueError(f'DeepRNN: mlp_expansion must be positive; got {self.mlp_expansion!r}')
+    if self.initial_carry == 'learned' and not getattr(resolve_cell(self.cell), 'learnable_carry', True):
+      raise ValueError(f"DeepRNN: initial_carry='learned' does not apply to {self.cell!r}: its carry is no "
+                       "state to learn (a key-value cache); use initial_carry='zeros'")
     if self.execution == 'parallel' and not has_parallel_form(self.cell):
       raise ValueError(
           f"DeepRNN: execution='parallel' needs a cell with a parallel form ({', '.join(parallel_cells())}); "

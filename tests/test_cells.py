@@ -139,7 +139,9 @@ def test_cell_matches_numpy_equations(name):
 
   carry = cell.initialize_carry(jax.random.key(1), xs[0].shape)
   # A nonzero starting state, so the recurrent weights matter from the first step.
-  carry = jax.tree.map(lambda c: c + 0.5 * jax.random.normal(jax.random.key(4), c.shape, c.dtype), carry)
+  # (Integer leaves, such as the attention cache's position, stay as they are.)
+  carry = jax.tree.map(lambda c: c + 0.5 * jax.random.normal(jax.random.key(4), c.shape, c.dtype)
+                       if jnp.issubdtype(c.dtype, jnp.inexact) else c, carry)
   np_carry = jax.tree.map(lambda c: np.asarray(c, np.complex128 if jnp.iscomplexobj(c) else np.float64), carry)
   step = jax.jit(lambda c, x: cell.apply({'params': params}, c, x))
   for t in range(STEPS):

@@ -286,6 +286,7 @@ def test_bfloat16_compute_policy():
         (dict(features=(4, 4), num_layers=3), 'num_layers=3 but features has 2 entries'),
         (dict(dropout_rate=1.0), r'dropout_rate must be in \[0, 1\)'),
         (dict(dropout_mode='column'), "unknown dropout_mode 'column'"),
+        (dict(cell='attention', initial_carry='learned'), "initial_carry='learned' does not apply to 'attention'"),
     ],
 )
 def test_bad_options_fail_at_construction(kwargs, message):
