@@ -130,3 +130,18 @@ def test_the_pytorch_quickstart_draws_the_parentheses_task():
   assert int(np.asarray(ours['targets']).max()) < qt.CLASSES and targets.max() < qt.CLASSES
   task = synthetic.parentheses(seq_len=40, num_eval=8)
   assert (task.input_size, task.output_size) == (qt.VOCAB, qt.CLASSES)
+
+
+def test_the_pytorch_quickstart_runs_the_quickstart_config():
+  from benchmarks import quickstart_torch as qt
+  from deeprnn_jax import config as config_lib
+  import os
+  c = config_lib.load(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs', 'quickstart.py'))
+  t = c.train
+  assert (c.task.name, c.task.options.seq_len, c.task.options.num_eval) == ('parentheses', qt.SEQ_LEN, qt.NUM_EVAL)
+  assert (c.model.width, c.optim.name, c.optim.learning_rate, c.optim.clip_global_norm) == (qt.WIDTH, 'adam', qt.LR, 1.0)
+  assert (t.num_steps, t.batch_size, t.log_every_steps, t.eval_every_steps, t.checkpoint_every_steps,
+          t.eval_batch_size) == (qt.STEPS, qt.BATCH, qt.LOG_EVERY, qt.EVAL_EVERY, qt.CKPT_EVERY, qt.EVAL_BATCH)
+  axes = config_lib.flat_axes(c)
+  assert [(cell, depth) for cell in axes['model.cell'] for depth in axes['model.depth']] == qt.GRID
+  assert tuple(c.sweep.seeds) == qt.SEEDS
