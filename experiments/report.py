@@ -685,7 +685,8 @@ def comparison_table(family: Family, frag: Fragility | None = None) -> list[str]
     loo = f' {frag.column(("compare", column, a, b))} |' if frag is not None else ''
     lines.append(f'| {a} − {b} | {column} | {_fmt(w.diff, 3)} | {_interval(w.low, w.high)} | '
                  f'{_interval(*c.corrected)} at {c.level:.2%} | {_fmt(c.g, 2)} | {_fmt(w.pvalue, 2)} | '
-                 f'{_fmt(c.p_adjusted, 2)} | {"clear" if c.clear else "not distinguishable"} | {_seeds(c.seeds)} |{loo}')
+                 f'{_fmt(c.p_adjusted, 2)} | {"clear" if c.clear else "not distinguishable"} | '
+                 f'{_seeds(c.seeds)} |{loo}')
   return lines
 
 
@@ -735,7 +736,8 @@ def published_rows(vs: Sequence[Variant], entries: dict, facts: dict, metric: st
     for v in matched:
       _, claim, ours, agrees = agreement(v, entry, facts, metric, ref)
       note = '' if fragility is None else fragility.column(('published', label, v.name))
-      rows.append(f'| {label} | {v.name} | {claim} | {ours} | {agrees} | {source} |' + (f' {note} |' if fragility else ''))
+      rows.append(f'| {label} | {v.name} | {claim} | {ours} | {agrees} | {source} |'
+                  + (f' {note} |' if fragility else ''))
   if not rows:
     return []
   if fragility is None:
