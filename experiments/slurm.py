@@ -193,7 +193,8 @@ def launch(config: ml_collections.ConfigDict, workdir: str, cluster: str, *, con
   points = sweep.expand(config)
   sweep.check_workdir(config, workdir, points)
   sweep.write_sweep_file(config, workdir, points, config_file)
-  todo = unfinished(points, workdir)
+  # The costliest points first, as workers do (sweep.start_order): the array's first jobs start them.
+  todo = sweep.start_order(unfinished(points, workdir))
   if not todo:
     echo(f'nothing to submit: every run of {workdir} is done or held by a running job')
     return points if cluster == 'local' else None
