@@ -79,6 +79,9 @@ class AttentionCell(Cell):
   # A learned key-value cache (and an integer position parameter) means nothing: DeepRNN refuses
   # initial_carry='learned' for this cell.
   learnable_carry: ClassVar[bool] = False
+  # The per-step form reads the whole max_length cache at every step; the parallel form is the fast
+  # path on every backend, so execution='auto' takes it on CPU too.
+  parallel_on_cpu: ClassVar[bool] = True
 
   @property
   def head_features(self) -> int:
@@ -142,14 +145,20 @@ class AttentionCell(Cell):
     position = start[:, None] + jnp.arange(time, dtype=start.dtype)[None, :]  # [batch, time]
     q, k, v = self._qkv(xp, position)
     scale = 1.0 / math.sqrt(self.head_features)
-    cached = jnp.einsum('bthd,blhd->bhtl', q, keys) * scale
-    cached = jnp.where((jnp.arange(self.max_length)[None, :] < start[:, None])[:, None, None, :], cached, -jnp.inf)
     own = jnp.einsum('bthd,bshd->bhts', q, k) * scale
     own = jnp.where(jnp.tril(jnp.ones((1, 1, time, time), bool)), own, -jnp.inf)
-    weights = jax.nn.softmax(jnp.concatenate([cached, own], axis=-1), axis=-1)
-    o = jnp.einsum('bhtl,blhd->bthd', weights[..., : self.max_length], values) + jnp.einsum(
-        'bhts,bshd->bthd', weights[..., self.max_length :], v
-    )
+
+    def with_cache():
+      cached = jnp.einsum('bthd,blhd->bhtl', q, keys) * scale
+      cached = jnp.where((jnp.arange(self.max_length)[None, :] < start[:, None])[:, None, None, :], cached, -jnp.inf)
+      weights = jax.nn.softmax(jnp.concatenate([cached, own], axis=-1), axis=-1)
+      return jnp.einsum('bhtl,blhd->bthd', weights[..., : self.max_length], values) + jnp.einsum(
+          'bhts,bshd->bthd', weights[..., self.max_length :], v)
+
+    def without_cache():   # every sequence starts here: O(time^2), not O(time * max_length)
+      return jnp.einsum('bhts,bshd->bthd', jax.nn.softmax(own, axis=-1), v)
+
+    o = jax.lax.cond(jnp.any(start > 0), with_cache, without_cache)
     y = self._readout(o, position)
     # Write the valid steps into the cache; padded ones go to an out-of-range slot and are dropped.
     slot = position if valid is None else jnp.where(valid, position, self.max_length)

@@ -298,8 +298,8 @@ class DeepRNN(nn.Module):
       does; linear-recurrence cells also hoist their readout), ``'parallel'`` (cells with a parallel
       form only, ``registry.parallel_cells()``: the cell's ``parallel_sequence``, an associative scan
       or a chunkwise form over time), or ``'auto'``: ``'time'`` on CPU (the fastest there, see
-      ``resolved_execution``), and on accelerators ``'parallel'`` for cells with a parallel form,
-      else ``'layer'``. All use the same parameter tree and give the same numbers.
+      ``resolved_execution``; ``'parallel'`` for attention, whose per-step form reads its whole cache),
+      and on accelerators ``'parallel'`` for cells with a parallel form, else ``'layer'``. All use the same parameter tree and give the same numbers.
     unroll: scan unroll factor.
     remat: rematerialize each scan step in the backward pass (memory ~ carries, for long sequences).
     initial_carry: ``'zeros'`` or ``'learned'`` (a parameter per layer, broadcast over the batch).
@@ -486,11 +486,12 @@ class DeepRNN(nn.Module):
     """The execution path ``'auto'`` stands for, given the cell and the backend."""
     if self.execution != 'auto':
       return self.execution
-    if jax.default_backend() == 'cpu':
+    if jax.default_backend() == 'cpu' and not getattr(resolve_cell(self.cell), 'parallel_on_cpu', False):
       # Measured on XLA:CPU (benchmarks/): the per-step path is the fastest. One big hoisted input
       # matmul runs at a lower FLOP rate there than the small per-step ones, and hoisting made the
       # LSTM training step 1.2-1.4x slower; the associative scan does O(T log T) work and lost to
-      # the sequential scan at every shape, T = 2048 included.
+      # the sequential scan at every shape, T = 2048 included. Cells whose per-step form is the slow
+      # one (attention reads its whole key-value cache at every step) say so: parallel_on_cpu.
       return 'time'
     # On accelerators the cuDNN recipe: big hoisted matmuls, and the associative scan's log-depth
     # for linear recurrences.

@@ -302,6 +302,7 @@ def test_auto_execution_resolves_to_the_documented_path_per_backend():
   want = 'time' if jax.default_backend() == 'cpu' else 'layer'
   assert model.resolved_execution == want
   assert dr.DeepRNN(cell='gru', execution='layer').resolved_execution == 'layer'
+  assert dr.DeepRNN(cell='attention', features=HIDDEN).resolved_execution == 'parallel'   # on every backend
 
 
 @pytest.mark.parametrize(
