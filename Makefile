@@ -59,6 +59,7 @@ TORCH ?= torch==2.13.0
 bench: $(STAMP)
 	$(PY) -m pip install --quiet '$(TORCH)'
 	$(PY) -m benchmarks.bench --output BENCHMARKS.md
+	$(PY) -m benchmarks.cells_bench --output BENCHMARKS.md   # every cell at equal parameters, parallel vs sequential
 	$(PY) -m benchmarks.quickstart --workers 2 --output BENCHMARKS.md   # the quickstart vs plain PyTorch
 
 # Prepares TFDS datasets once, as the array_record files the tasks read (needs the network once).
