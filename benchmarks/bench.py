@@ -24,10 +24,10 @@ from benchmarks import impls
 from benchmarks.impls import Shape
 
 SHAPES = {
-    'small': Shape('small', 32, 64, 32, 64, 1),
-    'medium': Shape('medium', 64, 128, 128, 256, 2),
-    'deep': Shape('deep', 32, 128, 64, 128, 8),
-    'long': Shape('long', 8, 2048, 32, 128, 1),
+  'small': Shape('small', 32, 64, 32, 64, 1),
+  'medium': Shape('medium', 64, 128, 128, 256, 2),
+  'deep': Shape('deep', 32, 128, 64, 128, 8),
+  'long': Shape('long', 8, 2048, 32, 128, 1),
 }
 # (shape, reference implementation) -> the ratio we aim for, from the speed issue.
 TARGETS = {('small', 'torch'): 1.0, ('medium', 'torch'): 1.2, ('deep', 'torch'): 1.0}
@@ -82,11 +82,12 @@ def compare(shape: Shape, cell: str, args, with_torch: bool) -> dict:
 def machine_description() -> str:
   device = jax.devices()[0]
   text = (
-      f'{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, '
-      f'JAX {jax.__version__} on {device.platform} ({device.device_kind}), Python {platform.python_version()}'
+    f'{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, '
+    f'JAX {jax.__version__} on {device.platform} ({device.device_kind}), Python {platform.python_version()}'
   )
   if torch_available():
     import torch  # pylint: disable=g-import-not-at-top
+
     text += f', PyTorch {torch.__version__} ({torch.get_num_threads()} threads)'
   return text
 
@@ -103,27 +104,32 @@ def main(argv=None) -> int:
   parser.add_argument('--repeats', type=int, default=5)
   parser.add_argument('--seconds', type=float, default=1.0, help='timing window of one round')
   parser.add_argument('--executions', action='store_true', help="also time execution='time' and 'layer'")
-  parser.add_argument('--output', default=None,
-                      help='write the markdown report here (only between its generated-section markers, if it has them)')
+  parser.add_argument(
+    '--output',
+    default=None,
+    help='write the markdown report here (only between its generated-section markers, if it has them)',
+  )
   args = parser.parse_args(argv)
 
   cells = args.cells.split(',')
   shapes = [SHAPES[s] for s in args.shapes.split(',')]
   with_torch = torch_available()
   lines = [
-      f'Machine: {machine_description()}. Date: {datetime.date.today()}. Load average at the start: {load_average()}.',
-      f'Command: `python -m benchmarks.bench {" ".join(argv if argv is not None else sys.argv[1:])}`',
-      '',
-      'Training-step throughput (forward + backward + Adam), float32. Ratios are ours / theirs, median',
-      f'(min-max) over {args.repeats} alternating rounds of {args.seconds:g} s. "ours" is `DeepRNN` with the',
-      "default `execution='auto'`." + ('' if with_torch else ' PyTorch is not installed: no PyTorch column.'),
-      '',
+    f'Machine: {machine_description()}. Date: {datetime.date.today()}. Load average at the start: {load_average()}.',
+    f'Command: `python -m benchmarks.bench {" ".join(argv if argv is not None else sys.argv[1:])}`',
+    '',
+    'Training-step throughput (forward + backward + Adam), float32. Ratios are ours / theirs, median',
+    f'(min-max) over {args.repeats} alternating rounds of {args.seconds:g} s. "ours" is `DeepRNN` with the',
+    "default `execution='auto'`." + ('' if with_torch else ' PyTorch is not installed: no PyTorch column.'),
+    '',
   ]
   peak = impls.matmul_flops_per_second()
   lines += [f'Large-matmul (2048^3, float32) rate of this machine under JAX: {peak / 1e9:.1f} GFLOP/s.', '']
 
-  table = ['| shape | cell | ours tok/s | vs PyTorch | vs Flax RNN stack | FLOP/s of peak | compile s (ours / flax) |',
-           '|---|---|---|---|---|---|---|']
+  table = [
+    '| shape | cell | ours tok/s | vs PyTorch | vs Flax RNN stack | FLOP/s of peak | compile s (ours / flax) |',
+    '|---|---|---|---|---|---|---|',
+  ]
   for shape in [s for s in shapes if s.name != 'long']:
     for cell in cells:
       result = compare(shape, cell, args, with_torch)
@@ -132,46 +138,56 @@ def main(argv=None) -> int:
       step_seconds = shape.tokens / np.median(ours_rate)
       vs_torch = ratio_cell(ours_rate, rates['torch']) if with_torch else 'n/a'
       row = (
-          f'| {shape.name} (B{shape.batch} T{shape.time} in{shape.inputs} H{shape.hidden} L{shape.layers}) '
-          f'| {cell} | {np.median(ours_rate):,.0f} | {vs_torch} | {ratio_cell(ours_rate, rates["flax"])} '
-          f'| {impls.train_flops(shape, cell) / step_seconds / peak:.1%} '
-          f'| {compile_s["ours"]:.1f} / {compile_s["flax"]:.1f} |'
+        f'| {shape.name} (B{shape.batch} T{shape.time} in{shape.inputs} H{shape.hidden} L{shape.layers}) '
+        f'| {cell} | {np.median(ours_rate):,.0f} | {vs_torch} | {ratio_cell(ours_rate, rates["flax"])} '
+        f'| {impls.train_flops(shape, cell) / step_seconds / peak:.1%} '
+        f'| {compile_s["ours"]:.1f} / {compile_s["flax"]:.1f} |'
       )
       table.append(row)
       for execution in ('time', 'layer'):
         if f'ours-{execution}' in rates:
           table.append(
-              f'| | {cell}, execution={execution} | {np.median(rates[f"ours-{execution}"]):,.0f} '
-              f'| {ratio_cell(rates[f"ours-{execution}"], rates["torch"]) if with_torch else "n/a"} '
-              f'| {ratio_cell(rates[f"ours-{execution}"], rates["flax"])} | | |'
+            f'| | {cell}, execution={execution} | {np.median(rates[f"ours-{execution}"]):,.0f} '
+            f'| {ratio_cell(rates[f"ours-{execution}"], rates["torch"]) if with_torch else "n/a"} '
+            f'| {ratio_cell(rates[f"ours-{execution}"], rates["flax"])} | | |'
           )
       print(table[-1], flush=True)
   lines += table + ['']
 
   if any(s.name == 'small' for s in shapes):
     shape, seeds = SHAPES['small'], 8
-    benches = {'vmap': impls.ours(shape, 'lstm', seeds=seeds),
-               'loop': impls.ours(shape, 'lstm', seeds=seeds, seed_program='loop'),
-               'single': impls.ours(shape, 'lstm')}
+    benches = {
+      'vmap': impls.ours(shape, 'lstm', seeds=seeds),
+      'loop': impls.ours(shape, 'lstm', seeds=seeds, seed_program='loop'),
+      'single': impls.ours(shape, 'lstm'),
+    }
     rates = race(benches, shape.tokens, args.repeats, args.seconds)
     # One step of the seed program trains `seeds` models: compare model-steps per second.
     lines += [
-        f'**{seeds} seeds in one program vs {seeds} separate runs** (small shape, LSTM), throughput ratio: '
-        f'vmapped {ratio_cell(rates["vmap"] * seeds, rates["single"])}, '
-        f'looped inside the program {ratio_cell(rates["loop"] * seeds, rates["single"])}.',
-        '',
+      f'**{seeds} seeds in one program vs {seeds} separate runs** (small shape, LSTM), throughput ratio: '
+      f'vmapped {ratio_cell(rates["vmap"] * seeds, rates["single"])}, '
+      f'looped inside the program {ratio_cell(rates["loop"] * seeds, rates["single"])}.',
+      '',
     ]
     print(lines[-2], flush=True)
 
   if any(s.name == 'long' for s in shapes):
     shape = SHAPES['long']
-    lines += ['**Long sequences** (B8 T2048 in32 H128, 1 layer): associative scan vs sequential scan.', '',
-              '| cell | sequential tok/s | parallel / sequential |', '|---|---|---|']
+    lines += [
+      '**Long sequences** (B8 T2048 in32 H128, 1 layer): associative scan vs sequential scan.',
+      '',
+      '| cell | sequential tok/s | parallel / sequential |',
+      '|---|---|---|',
+    ]
     for cell in ('mingru', 'lru'):
-      benches = {'parallel': impls.ours(shape, cell, execution='parallel'),
-                 'sequential': impls.ours(shape, cell, execution='layer')}
+      benches = {
+        'parallel': impls.ours(shape, cell, execution='parallel'),
+        'sequential': impls.ours(shape, cell, execution='layer'),
+      }
       rates = race(benches, shape.tokens, args.repeats, args.seconds)
-      lines.append(f'| {cell} | {np.median(rates["sequential"]):,.0f} | {ratio_cell(rates["parallel"], rates["sequential"])} |')
+      lines.append(
+        f'| {cell} | {np.median(rates["sequential"]):,.0f} | {ratio_cell(rates["parallel"], rates["sequential"])} |'
+      )
       print(lines[-1], flush=True)
     lines.append('')
 
@@ -197,7 +213,7 @@ def write_report(path: str, report: str, begin: str = BEGIN, end: str = END) -> 
   except FileNotFoundError:
     text = ''
   if begin in text and end in text:
-    text = text[:text.index(begin)] + section + text[text.index(end) + len(end):]
+    text = text[: text.index(begin)] + section + text[text.index(end) + len(end) :]
   elif text:
     text = text.rstrip('\n') + f'\n\n{section}\n'
   else:

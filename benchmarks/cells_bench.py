@@ -30,14 +30,13 @@ def param_count(cell: str, width: int, block: str = 'classic') -> int:
   model = dr.DeepRNN(cell=cell, features=width, num_layers=LAYERS, block=block)
   x = jax.ShapeDtypeStruct((1, 4, INPUTS), np.float32)
   shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jax.numpy.zeros(x.shape)))
-  return sum(math.prod(p.shape) * (2 if np.iscomplexobj(np.zeros((), p.dtype)) else 1)
-             for p in jax.tree.leaves(shapes))
+  return sum(math.prod(p.shape) * (2 if np.iscomplexobj(np.zeros((), p.dtype)) else 1) for p in jax.tree.leaves(shapes))
 
 
 def matched_width(cell: str, budget: int, block: str = 'classic') -> int:
   """The width (a multiple of 4, so head counts divide it) whose parameter count is nearest ``budget``."""
-  lo, hi = 1, 256   # in units of 4
-  while lo < hi:   # the smallest width at or above the budget (counts grow with width)
+  lo, hi = 1, 256  # in units of 4
+  while lo < hi:  # the smallest width at or above the budget (counts grow with width)
     mid = (lo + hi) // 2
     if param_count(cell, 4 * mid, block) < budget:
       lo = mid + 1
@@ -55,8 +54,10 @@ def cell_rows(cells: list[str], budget: int, time: int, repeats: int, seconds: f
     paths = ['time', 'layer'] + (['parallel'] if dr.registry.has_parallel_form(cell) else [])
     rates = bench.race({p: impls.ours(shape, cell, execution=p) for p in paths}, shape.tokens, repeats, seconds)
     parallel = bench.ratio_cell(rates['parallel'], rates['time']) if 'parallel' in rates else 'no parallel form'
-    rows.append(f'| {cell} | {width} | {param_count(cell, width):,} | {np.median(rates["time"]):,.0f} '
-                f'| {bench.ratio_cell(rates["layer"], rates["time"])} | {parallel} |')
+    rows.append(
+      f'| {cell} | {width} | {param_count(cell, width):,} | {np.median(rates["time"]):,.0f} '
+      f'| {bench.ratio_cell(rates["layer"], rates["time"])} | {parallel} |'
+    )
     print(rows[-1], flush=True)
   return rows
 
@@ -67,9 +68,15 @@ def length_rows(cells: list[str], budget: int, lengths: list[int], repeats: int,
     width, ratios = matched_width(cell, budget), []
     for t in lengths:
       shape = impls.Shape(f'{cell}-T{t}', max(1, BATCH * 64 // t), t, INPUTS, width, LAYERS)
-      rates = bench.race({'parallel': impls.ours(shape, cell, execution='parallel'),
-                          'sequential': impls.ours(shape, cell, execution='time')},
-                         shape.tokens, repeats, seconds)
+      rates = bench.race(
+        {
+          'parallel': impls.ours(shape, cell, execution='parallel'),
+          'sequential': impls.ours(shape, cell, execution='time'),
+        },
+        shape.tokens,
+        repeats,
+        seconds,
+      )
       ratios.append(bench.ratio_cell(rates['parallel'], rates['sequential']))
     rows.append(f'| {cell} | ' + ' | '.join(ratios) + ' |')
     print(rows[-1], flush=True)
@@ -89,20 +96,20 @@ def main(argv=None) -> int:
   cells = sorted(dr.CELLS) if args.cells == 'all' else args.cells.split(',')
   lengths = [int(t) for t in args.lengths.split(',')]
   lines = [
-      f'Machine: {bench.machine_description()}. Load average at the start: {bench.load_average()}.',
-      f'Command: `python -m benchmarks.cells_bench {" ".join(argv if argv is not None else sys.argv[1:])}`',
-      '',
-      f'**Every cell at {args.budget:,} parameters** (2 layers, input {INPUTS}, batch {BATCH}, T={args.time}; '
-      'training step: forward + backward + Adam). Ratios: median (min-max) over alternating rounds.',
-      '',
-      *cell_rows(cells, args.budget, args.time, args.repeats, args.seconds),
-      '',
-      f'**Parallel form / sequential (`time`) form vs sequence length**, same widths, {BATCH * 64} tokens per '
-      'batch: above 1 the parallel form is faster.',
-      '',
-      *length_rows(cells, args.budget, lengths, args.repeats, args.seconds),
-      '',
-      f'Load average at the end: {bench.load_average()}.',
+    f'Machine: {bench.machine_description()}. Load average at the start: {bench.load_average()}.',
+    f'Command: `python -m benchmarks.cells_bench {" ".join(argv if argv is not None else sys.argv[1:])}`',
+    '',
+    f'**Every cell at {args.budget:,} parameters** (2 layers, input {INPUTS}, batch {BATCH}, T={args.time}; '
+    'training step: forward + backward + Adam). Ratios: median (min-max) over alternating rounds.',
+    '',
+    *cell_rows(cells, args.budget, args.time, args.repeats, args.seconds),
+    '',
+    f'**Parallel form / sequential (`time`) form vs sequence length**, same widths, {BATCH * 64} tokens per '
+    'batch: above 1 the parallel form is faster.',
+    '',
+    *length_rows(cells, args.budget, lengths, args.repeats, args.seconds),
+    '',
+    f'Load average at the end: {bench.load_average()}.',
   ]
   report = '\n'.join(lines)
   if args.output:

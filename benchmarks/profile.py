@@ -45,7 +45,7 @@ def op_times(trace_dir: str, steps: int) -> tuple[collections.Counter, collectio
 
 def profile_step(bench: impls.Bench, steps: int = 3):
   """``(seconds per step untraced, op nanoseconds, op counts)``, the last two per step."""
-  for _ in range(3):   # warm up outside the trace
+  for _ in range(3):  # warm up outside the trace
     bench.step()
   start = time.perf_counter()
   for _ in range(steps):
@@ -75,9 +75,11 @@ def main(argv=None) -> int:
     bench = impls.flax_stack(shape, args.cell)
   wall, nanos, counts = profile_step(bench, args.steps)
   busy = sum(nanos.values()) / 1e6
-  print(f'{args.impl} {args.cell} {args.shape} (execution={args.execution}) on {jax.devices()[0].device_kind}: '
-        f'{wall * 1e3:.1f} ms per step untraced, {sum(counts.values()):,.0f} ops per step, '
-        f'{busy:.1f} ms of op time per step (summed over threads)')
+  print(
+    f'{args.impl} {args.cell} {args.shape} (execution={args.execution}) on {jax.devices()[0].device_kind}: '
+    f'{wall * 1e3:.1f} ms per step untraced, {sum(counts.values()):,.0f} ops per step, '
+    f'{busy:.1f} ms of op time per step (summed over threads)'
+  )
   print(f'{"ms/step":>9} {"per step":>9} {"us each":>9}  op')
   for name, ns in nanos.most_common(args.top):
     print(f'{ns / 1e6:9.2f} {counts[name]:9.0f} {ns / 1e3 / counts[name]:9.1f}  {name}')

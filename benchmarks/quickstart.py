@@ -53,12 +53,32 @@ def timed(argv: list[str], env: dict[str, str]) -> dict:
 def commands(workers: int, steps: int | None, torch_python: str, scratch: str, n: int) -> dict[str, tuple]:
   """The two commands for ``workers`` processes, each with its own workdir (and ours its own cache)."""
   env = {k: v for k, v in os.environ.items() if k not in ('XLA_FLAGS', 'JAX_COMPILATION_CACHE_DIR')}
-  ours_env = {**env, 'JAX_COMPILATION_CACHE_DIR': os.path.join(scratch, f'cache-{n}-w{workers}'),
-              'WANDB_MODE': 'disabled', 'JAX_PLATFORMS': 'cpu'}
-  ours = [sys.executable, '-m', 'experiments.run', '--config', 'configs/quickstart.py',
-          '--workdir', os.path.join(scratch, f'ours-{n}-w{workers}'), '--workers', str(workers)]
-  theirs = [torch_python, '-m', 'benchmarks.quickstart_torch', '--workers', str(workers),
-            '--workdir', os.path.join(scratch, f'torch-{n}-w{workers}')]
+  ours_env = {
+    **env,
+    'JAX_COMPILATION_CACHE_DIR': os.path.join(scratch, f'cache-{n}-w{workers}'),
+    'WANDB_MODE': 'disabled',
+    'JAX_PLATFORMS': 'cpu',
+  }
+  ours = [
+    sys.executable,
+    '-m',
+    'experiments.run',
+    '--config',
+    'configs/quickstart.py',
+    '--workdir',
+    os.path.join(scratch, f'ours-{n}-w{workers}'),
+    '--workers',
+    str(workers),
+  ]
+  theirs = [
+    torch_python,
+    '-m',
+    'benchmarks.quickstart_torch',
+    '--workers',
+    str(workers),
+    '--workdir',
+    os.path.join(scratch, f'torch-{n}-w{workers}'),
+  ]
   if steps:
     ours.append(f'--config.train.num_steps={steps}')
     theirs += ['--steps', str(steps)]
@@ -66,13 +86,15 @@ def commands(workers: int, steps: int | None, torch_python: str, scratch: str, n
 
 
 def markdown(results: dict[str, list[dict]], args, started: str) -> str:
-  lines = [BEGIN,
-           f'Machine: {platform.machine()}, {os.cpu_count()} CPU cores. Date: {started}. '
-           f'Command: `python -m benchmarks.quickstart {" ".join(args.argv)}`'.rstrip(),
-           f'Steps per run: {args.steps or 1500}. Rounds: {args.rounds}.',
-           '',
-           '| command | wall s (each round) | CPU s (each round) | load avg before |',
-           '|---|---|---|---|']
+  lines = [
+    BEGIN,
+    f'Machine: {platform.machine()}, {os.cpu_count()} CPU cores. Date: {started}. '
+    f'Command: `python -m benchmarks.quickstart {" ".join(args.argv)}`'.rstrip(),
+    f'Steps per run: {args.steps or 1500}. Rounds: {args.rounds}.',
+    '',
+    '| command | wall s (each round) | CPU s (each round) | load avg before |',
+    '|---|---|---|---|',
+  ]
   for name, rounds in results.items():
     cols = [', '.join(f'{r[key]:.1f}' for r in rounds) for key in ('wall_s', 'cpu_s', 'load_before')]
     lines.append(f'| {name} | {cols[0]} | {cols[1]} | {cols[2]} |')
@@ -83,11 +105,13 @@ def markdown(results: dict[str, list[dict]], args, started: str) -> str:
       wall = [t['wall_s'] / o['wall_s'] for o, t in zip(ours, theirs)]
       cpu = [t['cpu_s'] / o['cpu_s'] for o, t in zip(ours, theirs)]
       plural = 's' if w > 1 else ''
-      lines.append(f'- {w} worker{plural}: PyTorch / ours, wall {", ".join(f"{r:.2f}" for r in wall)}; '
-                   f'CPU {", ".join(f"{r:.2f}" for r in cpu)} (above 1: ours is faster).')
+      lines.append(
+        f'- {w} worker{plural}: PyTorch / ours, wall {", ".join(f"{r:.2f}" for r in wall)}; '
+        f'CPU {", ".join(f"{r:.2f}" for r in cpu)} (above 1: ours is faster).'
+      )
   one, two = results.get('ours-w1'), results.get('ours-w2')
   if one and two:
-    ratios = ', '.join(f"{a['wall_s'] / b['wall_s']:.2f}" for a, b in zip(one, two))
+    ratios = ', '.join(f'{a["wall_s"] / b["wall_s"]:.2f}' for a, b in zip(one, two))
     lines.append(f'- ours, 1 worker / 2 workers (wall): {ratios}.')
   lines.append(END)
   return '\n'.join(lines)
@@ -110,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     for n in range(args.rounds):
       for w in args.workers:
         pair = list(commands(w, args.steps, args.torch_python, scratch, n).items())
-        if n % 2:   # alternate who goes first
+        if n % 2:  # alternate who goes first
           pair.reverse()
         for name, (cmd, env) in pair:
           if args.only and not name.startswith(args.only):
@@ -122,8 +146,11 @@ def main(argv: list[str] | None = None) -> int:
   if args.output:
     with open(args.output) as f:
       old = f.read()
-    new = re.sub(re.escape(BEGIN) + '.*?' + re.escape(END), lambda m: text, old, flags=re.S) if BEGIN in old \
-        else old.rstrip('\n') + '\n\n' + text + '\n'
+    new = (
+      re.sub(re.escape(BEGIN) + '.*?' + re.escape(END), lambda m: text, old, flags=re.S)
+      if BEGIN in old
+      else old.rstrip('\n') + '\n\n' + text + '\n'
+    )
     with open(args.output, 'w') as f:
       f.write(new)
   return 0

@@ -31,7 +31,7 @@ VOCAB, CLASSES = 1 + 2 * TYPES + NOISE, TYPES * DEPTH_MAX + 1
 SEQ_LEN, NUM_EVAL, WIDTH, LR, STEPS, BATCH = 40, 500, 32, 3e-3, 1500, 32
 LOG_EVERY, EVAL_EVERY, CKPT_EVERY, EVAL_BATCH = 50, 100, 500, 512
 GRID = [(cell, depth) for cell in ('rnn', 'gru', 'lstm') for depth in (1, 2)]
-SEEDS = tuple(range(8))   # as configs/quickstart.py (tests/test_benchmarks.py checks they agree)
+SEEDS = tuple(range(8))  # as configs/quickstart.py (tests/test_benchmarks.py checks they agree)
 
 
 def parentheses(rng: np.random.Generator, batch: int, length: int) -> tuple[np.ndarray, np.ndarray]:
@@ -39,12 +39,14 @@ def parentheses(rng: np.random.Generator, batch: int, length: int) -> tuple[np.n
   noise = rng.random((batch, length)) < NOISE_PROB
   is_open = rng.random((batch, length)) < 0.5
   kind = rng.integers(0, TYPES, (batch, length))
-  tokens = np.where(noise, 1 + 2 * TYPES + rng.integers(0, NOISE, (batch, length)),
-                    1 + kind + np.where(is_open, 0, TYPES))
+  tokens = np.where(
+    noise, 1 + 2 * TYPES + rng.integers(0, NOISE, (batch, length)), 1 + kind + np.where(is_open, 0, TYPES)
+  )
   counters, targets = np.zeros((batch, TYPES), np.int64), np.zeros((batch, length), np.int64)
   for t in range(length):
     delta = (tokens[:, t, None] == 1 + np.arange(TYPES)).astype(np.int64) - (
-        tokens[:, t, None] == 1 + TYPES + np.arange(TYPES))
+      tokens[:, t, None] == 1 + TYPES + np.arange(TYPES)
+    )
     counters = np.clip(counters + delta, 0, DEPTH_MAX)
     targets[:, t] = counters.sum(-1)
   return tokens, targets
@@ -54,13 +56,17 @@ def train_one(args: tuple[str, int, int, str]) -> float:
   """Trains one run; returns its final test accuracy."""
   import torch  # pylint: disable=g-import-not-at-top  (after the pool forked: one thread per process)
   from torch import nn  # pylint: disable=g-import-not-at-top
+
   cell, depth, seed, workdir = args
   torch.set_num_threads(1)
   torch.manual_seed(seed)
   rng = np.random.default_rng(seed)
-  splits = {name: parentheses(np.random.default_rng(10_000 + i), NUM_EVAL, length)
-            for i, (name, length) in enumerate([('val', SEQ_LEN), ('test', SEQ_LEN), ('test_len2x', 2 * SEQ_LEN),
-                                                ('test_len4x', 4 * SEQ_LEN)])}
+  splits = {
+    name: parentheses(np.random.default_rng(10_000 + i), NUM_EVAL, length)
+    for i, (name, length) in enumerate(
+      [('val', SEQ_LEN), ('test', SEQ_LEN), ('test_len2x', 2 * SEQ_LEN), ('test_len4x', 4 * SEQ_LEN)]
+    )
+  }
 
   class Model(nn.Module):
     def __init__(self):
@@ -87,7 +93,7 @@ def train_one(args: tuple[str, int, int, str]) -> float:
         x, y = splits[name]
         correct = loss = 0.0
         for i in range(0, len(x), EVAL_BATCH):
-          xb, yb = torch.from_numpy(x[i:i + EVAL_BATCH]), torch.from_numpy(y[i:i + EVAL_BATCH])
+          xb, yb = torch.from_numpy(x[i : i + EVAL_BATCH]), torch.from_numpy(y[i : i + EVAL_BATCH])
           logits = model(xb)
           loss += float(loss_fn(logits.reshape(-1, CLASSES), yb.reshape(-1))) * yb.numel()
           correct += float((logits.argmax(-1) == yb).sum())
@@ -109,8 +115,9 @@ def train_one(args: tuple[str, int, int, str]) -> float:
       for name, metrics in results.items():
         log.write(json.dumps({'step': step, 'split': name, **metrics}) + '\n')
     if step % CKPT_EVERY == 0:
-      torch.save({'model': model.state_dict(), 'opt': opt.state_dict(), 'step': step},
-                 os.path.join(run_dir, 'checkpoint.pt'))
+      torch.save(
+        {'model': model.state_dict(), 'opt': opt.state_dict(), 'step': step}, os.path.join(run_dir, 'checkpoint.pt')
+      )
   log.close()
   return results['test']['accuracy']
 
@@ -121,14 +128,17 @@ def main(argv=None) -> int:
   parser.add_argument('--workdir', required=True)
   parser.add_argument('--steps', type=int, default=STEPS, help='fewer for a smoke test')
   args = parser.parse_args(argv)
-  globals()['STEPS'] = args.steps   # read by the forked workers
+  globals()['STEPS'] = args.steps  # read by the forked workers
   runs = [(cell, depth, seed, args.workdir) for cell, depth in GRID for seed in SEEDS]
   start = time.perf_counter()
   with multiprocessing.get_context('fork').Pool(args.workers) as pool:
     accuracy = pool.map(train_one, runs, chunksize=1)
   seconds = time.perf_counter() - start
-  print(json.dumps({'seconds': seconds, 'runs': len(runs), 'workers': args.workers,
-                    'mean_test_accuracy': float(np.mean(accuracy))}))
+  print(
+    json.dumps(
+      {'seconds': seconds, 'runs': len(runs), 'workers': args.workers, 'mean_test_accuracy': float(np.mean(accuracy))}
+    )
+  )
   return 0
 
 

@@ -14,7 +14,7 @@ def get_config():
   c = default_config()
   c.task.name = 'adding'
   c.task.options = {'seq_len': 100, 'num_eval': 1000}
-  c.model.width = 64                # solved per variant from sweep.param_budget
+  c.model.width = 64  # solved per variant from sweep.param_budget
   c.optim.learning_rate = 2e-3
   c.optim.warmup_steps = 200
   c.train.num_steps = 10000

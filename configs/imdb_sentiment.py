@@ -36,11 +36,11 @@ def get_config():
   c.optim.name = 'adam'
   c.optim.learning_rate = 1e-3
   c.optim.clip_global_norm = 1.0
-  c.train.num_steps = 6000          # ~15 epochs of 22.5k reviews at batch 64
+  c.train.num_steps = 6000  # ~15 epochs of 22.5k reviews at batch 64
   c.train.batch_size = 64
   c.train.log_every_steps = 50
   c.train.eval_every_steps = 500
-  c.train.eval_splits = ('val',)    # test once, at the end
+  c.train.eval_splits = ('val',)  # test once, at the end
   c.train.checkpoint_every_steps = 1000
   c.train.eval_batch_size = 500
   c.sweep.seeds = (0,)

@@ -21,9 +21,12 @@ def get_config():
   c = default_config()
   c.task.name = 'keyword_spotting'
   c.task.options = {
-      'path': '~/.cache/deeprnn_jax/speech_commands_v0.02',
-      'labels': ('yes', 'no', 'up', 'down', 'left', 'right', 'on', 'off', 'stop', 'go'),
-      'sample_rate': 16000, 'n_mels': 40, 'window_ms': 25.0, 'hop_ms': 10.0,
+    'path': '~/.cache/deeprnn_jax/speech_commands_v0.02',
+    'labels': ('yes', 'no', 'up', 'down', 'left', 'right', 'on', 'off', 'stop', 'go'),
+    'sample_rate': 16000,
+    'n_mels': 40,
+    'window_ms': 25.0,
+    'hop_ms': 10.0,
   }
   c.model.cell = 'gru'
   c.model.depth = 1
@@ -34,11 +37,11 @@ def get_config():
   c.optim.learning_rate = 2e-3
   c.optim.schedule = 'cosine'
   c.optim.warmup_steps = 100
-  c.train.num_steps = 3000          # ~6 epochs of ~31k utterances at batch 64
+  c.train.num_steps = 3000  # ~6 epochs of ~31k utterances at batch 64
   c.train.batch_size = 64
   c.train.log_every_steps = 50
   c.train.eval_every_steps = 500
-  c.train.eval_splits = ('val',)    # test once, at the end
+  c.train.eval_splits = ('val',)  # test once, at the end
   c.train.checkpoint_every_steps = 1000
   c.train.eval_batch_size = 512
   c.sweep.axes = sweep_axes({'model.depth': [1, 2, 3]})

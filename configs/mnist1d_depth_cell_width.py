@@ -22,7 +22,8 @@ def get_config():
   c.train.log_every_steps = 50
   c.train.eval_every_steps = 200
   c.train.checkpoint_every_steps = 1000
-  c.sweep.axes = sweep_axes({'model.cell': ['rnn', 'gru', 'lstm'], 'model.depth': [1, 2, 3],
-                             'model.width': [32, 64, 128]})
+  c.sweep.axes = sweep_axes(
+    {'model.cell': ['rnn', 'gru', 'lstm'], 'model.depth': [1, 2, 3], 'model.width': [32, 64, 128]}
+  )
   c.sweep.seeds = (0, 1, 2)
   return c

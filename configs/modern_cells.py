@@ -28,7 +28,7 @@ from deeprnn_jax.config import default_config, sweep_axes
 
 def get_config():
   c = default_config()
-  c.task.name = 'selective_copy'                  # or 'mqar': both take these options
+  c.task.name = 'selective_copy'  # or 'mqar': both take these options
   c.task.options = {'seq_len': 24, 'num_eval': 256}
   c.model.block = 'modern'
   c.model.mlp_expansion = 2.0
@@ -41,11 +41,13 @@ def get_config():
   c.train.eval_every_steps = 100
   c.train.eval_splits = ('val',)
   c.train.checkpoint_every_steps = 600
-  c.sweep.axes = sweep_axes({
+  c.sweep.axes = sweep_axes(
+    {
       'model.cell': ['lstm', 'gru', 'minlstm', 'rglru', 'mamba', 'mlstm', 'deltanet', 'attention'],
       'model.depth': [1, 2, 4],
-  })
+    }
+  )
   c.sweep.param_budget = 12000
-  c.sweep.param_tolerance = 0.05     # attention's width moves in steps of 2 (RoPE): 2% is out of reach at this size
+  c.sweep.param_tolerance = 0.05  # attention's width moves in steps of 2 (RoPE): 2% is out of reach at this size
   c.sweep.seeds = (0, 1, 2)
   return c

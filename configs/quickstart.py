@@ -33,7 +33,7 @@ from deeprnn_jax.config import default_config, sweep_axes
 def get_config():
   c = default_config()
   c.task.name = 'parentheses'
-  c.task.options = {'seq_len': 40, 'num_eval': 500}   # val/test at 40 steps; test_len2x/4x at 80/160
+  c.task.options = {'seq_len': 40, 'num_eval': 500}  # val/test at 40 steps; test_len2x/4x at 80/160
   c.model.width = 32
   c.optim.name = 'adam'
   c.optim.learning_rate = 3e-3
@@ -41,8 +41,8 @@ def get_config():
   c.train.batch_size = 32
   c.train.log_every_steps = 50
   c.train.eval_every_steps = 100
-  c.train.eval_splits = ('val',)       # the learning curves; test splits once, at the end
+  c.train.eval_splits = ('val',)  # the learning curves; test splits once, at the end
   c.train.checkpoint_every_steps = 500
   c.sweep.axes = sweep_axes({'model.cell': ['rnn', 'gru', 'lstm'], 'model.depth': [1, 2]})
-  c.sweep.seeds = tuple(range(8))   # the fewest for a robust headline in both seed programs (docstring)
+  c.sweep.seeds = tuple(range(8))  # the fewest for a robust headline in both seed programs (docstring)
   return c

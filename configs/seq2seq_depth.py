@@ -24,9 +24,9 @@ def get_config():
   c.model.depth = 1
   c.model.width = 64
   c.model.embed_features = 32
-  c.model.decoder_depth = None      # follows model.depth: the sweep deepens both sides
-  c.model.attention = 'none'        # the carries are the only path from source to target
-  c.model.bridge = 'auto'           # same cell, width and depth: the final carries pass as they are
+  c.model.decoder_depth = None  # follows model.depth: the sweep deepens both sides
+  c.model.attention = 'none'  # the carries are the only path from source to target
+  c.model.bridge = 'auto'  # same cell, width and depth: the final carries pass as they are
   c.model.reverse_source = False
   c.model.decode = 'greedy'
   c.optim.name = 'adam'
@@ -36,7 +36,7 @@ def get_config():
   c.train.batch_size = 64
   c.train.log_every_steps = 100
   c.train.eval_every_steps = 500
-  c.train.eval_splits = ('val',)    # test and test_len2x once, at the end
+  c.train.eval_splits = ('val',)  # test and test_len2x once, at the end
   c.train.checkpoint_every_steps = 1000
   c.train.eval_batch_size = 500
   c.sweep.axes = sweep_axes({'model.depth': [1, 2, 4]})

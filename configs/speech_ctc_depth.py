@@ -32,31 +32,37 @@ def get_config():
   c = default_config()
   c.task.name = 'speech_to_text'
   c.task.options = {
-      'path': '~/.cache/deeprnn_jax/LibriSpeech',
-      'train_split': 'train-clean-100', 'val_split': 'dev-clean', 'test_split': 'test-clean',
-      'sample_rate': 16000, 'n_mels': 40, 'window_ms': 25.0, 'hop_ms': 10.0,
-      'stack_frames': 3, 'frame_stride': 3,      # 30 ms steps: a third of the recurrent steps
-      'decode': 'greedy',                        # 'beam' (prefix beam search) is slower on the host
+    'path': '~/.cache/deeprnn_jax/LibriSpeech',
+    'train_split': 'train-clean-100',
+    'val_split': 'dev-clean',
+    'test_split': 'test-clean',
+    'sample_rate': 16000,
+    'n_mels': 40,
+    'window_ms': 25.0,
+    'hop_ms': 10.0,
+    'stack_frames': 3,
+    'frame_stride': 3,  # 30 ms steps: a third of the recurrent steps
+    'decode': 'greedy',  # 'beam' (prefix beam search) is slower on the host
   }
   c.model.cell = 'lstm'
   c.model.bidirectional = True
   c.model.merge = 'concat'
   c.model.depth = 1
-  c.model.width = 250                # solved per depth from sweep.param_budget
+  c.model.width = 250  # solved per depth from sweep.param_budget
   c.model.dropout_rate = 0.0
   c.optim.name = 'adam'
   c.optim.learning_rate = 1e-3
   c.optim.clip_global_norm = 1.0
   c.optim.schedule = 'cosine'
   c.optim.warmup_steps = 500
-  c.train.num_steps = 30000          # about 34 epochs of train-clean-100's 28,539 utterances at batch 32
+  c.train.num_steps = 30000  # about 34 epochs of train-clean-100's 28,539 utterances at batch 32
   c.train.batch_size = 32
   c.train.log_every_steps = 100
   c.train.eval_every_steps = 2000
-  c.train.eval_splits = ('val',)     # test once, at the end
+  c.train.eval_splits = ('val',)  # test once, at the end
   c.train.checkpoint_every_steps = 2000
   c.train.eval_batch_size = 64
   c.sweep.axes = sweep_axes({'model.depth': [1, 2, 3, 4, 5]})
-  c.sweep.param_budget = 3_800_000   # the paper's CTC networks' weights as remembered (unverified, see above)
+  c.sweep.param_budget = 3_800_000  # the paper's CTC networks' weights as remembered (unverified, see above)
   c.sweep.seeds = (0,)
   return c

@@ -21,17 +21,17 @@ from typing import Any
 
 # The extra that installs each optional top-level module (the names in pyproject.toml's extras).
 EXTRA_OF = {
-    'wandb': 'experiments',
-    'tensorflow_datasets': 'experiments',
-    'matplotlib': 'experiments',
-    'mnist1d': 'experiments',
-    'sklearn': 'experiments',
-    'sacrebleu': 'text',
-    'seqeval': 'text',
-    'librosa': 'speech',
-    'soundfile': 'speech',
-    'jiwer': 'speech',
-    'submitit': 'cluster',
+  'wandb': 'experiments',
+  'tensorflow_datasets': 'experiments',
+  'matplotlib': 'experiments',
+  'mnist1d': 'experiments',
+  'sklearn': 'experiments',
+  'sacrebleu': 'text',
+  'seqeval': 'text',
+  'librosa': 'speech',
+  'soundfile': 'speech',
+  'jiwer': 'speech',
+  'submitit': 'cluster',
 }
 
 
@@ -62,8 +62,9 @@ def require(module: str, extra: str | None = None, user: str | None = None) -> A
   except ImportError as e:
     top = module.split('.')[0]
     extra = extra or EXTRA_OF.get(top, 'all')
-    raise MissingExtraError(f'{user or "deeprnn_jax"} needs {top}, from the {extra!r} extra: '
-                            f'{install_hint(extra)}') from e
+    raise MissingExtraError(
+      f'{user or "deeprnn_jax"} needs {top}, from the {extra!r} extra: {install_hint(extra)}'
+    ) from e
 
 
 class LazyModule(types.ModuleType):

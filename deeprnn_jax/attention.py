@@ -91,8 +91,8 @@ class AttentionCell(Cell):
     d = self.features // self.num_heads
     if d % 2:
       raise ValueError(
-          f'{name}: RoPE needs an even head width, got features/num_heads = {self.features}/{self.num_heads} = {d}; '
-          'pick features and num_heads with an even ratio'
+        f'{name}: RoPE needs an even head width, got features/num_heads = {self.features}/{self.num_heads} = {d}; '
+        'pick features and num_heads with an even ratio'
       )
     return d
 
@@ -101,7 +101,7 @@ class AttentionCell(Cell):
       raise ValueError(f'{type(self).__name__}: max_length must be a positive integer; got {self.max_length!r}')
     self.head_features  # noqa: B018 (validates num_heads at construction of the parameters)
     dense = dict(
-        use_bias=False, kernel_init=get_initializer(self.kernel_init), dtype=self.dtype, param_dtype=self.param_dtype
+      use_bias=False, kernel_init=get_initializer(self.kernel_init), dtype=self.dtype, param_dtype=self.param_dtype
     )
     self.input_proj = nn.Dense(3 * self.features, **dense)
     self.output_proj = nn.Dense(self.features, **dense)
@@ -139,8 +139,8 @@ class AttentionCell(Cell):
     batch, time = xp.shape[:2]
     if time > self.max_length:
       raise ValueError(
-          f'{type(self).__name__}: a sequence of {time} steps does not fit max_length={self.max_length}; '
-          f'set cell_kwargs max_length >= {time}'
+        f'{type(self).__name__}: a sequence of {time} steps does not fit max_length={self.max_length}; '
+        f'set cell_kwargs max_length >= {time}'
       )
     position = start[:, None] + jnp.arange(time, dtype=start.dtype)[None, :]  # [batch, time]
     q, k, v = self._qkv(xp, position)
@@ -153,9 +153,10 @@ class AttentionCell(Cell):
       cached = jnp.where((jnp.arange(self.max_length)[None, :] < start[:, None])[:, None, None, :], cached, -jnp.inf)
       weights = jax.nn.softmax(jnp.concatenate([cached, own], axis=-1), axis=-1)
       return jnp.einsum('bhtl,blhd->bthd', weights[..., : self.max_length], values) + jnp.einsum(
-          'bhts,bshd->bthd', weights[..., self.max_length :], v)
+        'bhts,bshd->bthd', weights[..., self.max_length :], v
+      )
 
-    def without_cache():   # every sequence starts here: O(time^2), not O(time * max_length)
+    def without_cache():  # every sequence starts here: O(time^2), not O(time * max_length)
       return jnp.einsum('bhts,bshd->bthd', jax.nn.softmax(own, axis=-1), v)
 
     o = jax.lax.cond(jnp.any(start > 0), with_cache, without_cache)
@@ -174,7 +175,7 @@ class AttentionCell(Cell):
     batch = tuple(input_shape[:-1])
     shape = batch + (self.max_length, self.num_heads, self.head_features)
     return {
-        'keys': self.carry_init(k_key, shape, self.param_dtype),
-        'values': self.carry_init(v_key, shape, self.param_dtype),
-        'position': jnp.zeros(batch, jnp.int32),
+      'keys': self.carry_init(k_key, shape, self.param_dtype),
+      'values': self.carry_init(v_key, shape, self.param_dtype),
+      'position': jnp.zeros(batch, jnp.int32),
     }

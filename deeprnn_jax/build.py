@@ -30,6 +30,7 @@ def task_from_config(config: ConfigDict):
   raises ``ConfigError`` with the task's own one-line message.
   """
   from deeprnn_jax.tasks import make_task  # pylint: disable=g-import-not-at-top
+
   try:
     return make_task(config.task.name, **config_lib.to_dict(config.task.options or {}))
   except (ValueError, TypeError, FileNotFoundError) as e:
@@ -44,16 +45,20 @@ def check_task_config(config: ConfigDict, task: task_base.Task) -> None:
   names = tuple(task.eval_splits)
   for s in config.train.eval_splits:
     if s not in names:
-      raise config_lib.ConfigError('train.eval_splits', f'unknown split {s!r} for task {task.name!r}; '
-                                   f'valid: {", ".join(names)}')
+      raise config_lib.ConfigError(
+        'train.eval_splits', f'unknown split {s!r} for task {task.name!r}; valid: {", ".join(names)}'
+      )
   if config.model.pooling == 'flatten' and task.output_kind in ('class', 'regression'):
     # The head's kernel is sized at init by the training length; a run's last eval covers every split.
     for s, batch in task.eval_splits.items():
       if batch['inputs'].shape[1] != task.seq_len:
-        raise config_lib.ConfigError('model.pooling', f"'flatten' reads exactly the {task.seq_len} training steps, "
-                                     f'but split {s!r} of task {task.name!r} has {batch["inputs"].shape[1]}: pool '
-                                     "with 'last', 'mean', 'max' or 'attention', or drop those splits "
-                                     '(e.g. task.options.length_generalization=False)')
+        raise config_lib.ConfigError(
+          'model.pooling',
+          f"'flatten' reads exactly the {task.seq_len} training steps, "
+          f'but split {s!r} of task {task.name!r} has {batch["inputs"].shape[1]}: pool '
+          "with 'last', 'mean', 'max' or 'attention', or drop those splits "
+          '(e.g. task.options.length_generalization=False)',
+        )
 
 
 def model_from_config(config: ConfigDict, task: task_base.Task):
@@ -71,26 +76,55 @@ def model_from_config(config: ConfigDict, task: task_base.Task):
 def _model(m: ConfigDict, task: task_base.Task, widths: tuple[int, ...]):
   cell_kwargs = config_lib.to_dict(m.cell_kwargs or {}) or None
   rnn = DeepRNN(
-      cell=m.cell, features=widths, connection=m.connection,
-      dropout_rate=m.dropout_rate, dropout_mode=m.dropout_mode, layer_norm=m.layer_norm,
-      bidirectional=m.bidirectional, merge=m.merge, execution=m.execution, unroll=m.unroll,
-      remat=m.remat, initial_carry=m.initial_carry, block=m.block, mlp_expansion=m.mlp_expansion,
-      dtype={'float32': None, 'bfloat16': jnp.bfloat16}[m.dtype], cell_kwargs=cell_kwargs)
+    cell=m.cell,
+    features=widths,
+    connection=m.connection,
+    dropout_rate=m.dropout_rate,
+    dropout_mode=m.dropout_mode,
+    layer_norm=m.layer_norm,
+    bidirectional=m.bidirectional,
+    merge=m.merge,
+    execution=m.execution,
+    unroll=m.unroll,
+    remat=m.remat,
+    initial_carry=m.initial_carry,
+    block=m.block,
+    mlp_expansion=m.mlp_expansion,
+    dtype={'float32': None, 'bfloat16': jnp.bfloat16}[m.dtype],
+    cell_kwargs=cell_kwargs,
+  )
   embed = m.embed_features or m.width
   if m.tie_embeddings and (task.output_kind != 'per_step_class'):
-    raise config_lib.ConfigError('model.tie_embeddings', f'is for per-step token outputs (language models); task '
-                                 f'{task.name!r} has output_kind {task.output_kind!r}')
+    raise config_lib.ConfigError(
+      'model.tie_embeddings',
+      f'is for per-step token outputs (language models); task {task.name!r} has output_kind {task.output_kind!r}',
+    )
   if task.output_kind == 'sequence':
     decoder_cell = m.decoder_cell or m.cell
     decoder = seq2seq.RecurrentDecoder(
-        vocab_size=task.output_size, embed_features=embed, cell=decoder_cell,
-        features=(m.decoder_width or m.width,) * (m.decoder_depth or m.depth),
-        cell_kwargs=cell_kwargs if decoder_cell == m.cell else None, attention=m.attention,
-        attention_features=m.attention_features, input_feeding=m.input_feeding, dropout_rate=m.head_dropout_rate)
+      vocab_size=task.output_size,
+      embed_features=embed,
+      cell=decoder_cell,
+      features=(m.decoder_width or m.width,) * (m.decoder_depth or m.depth),
+      cell_kwargs=cell_kwargs if decoder_cell == m.cell else None,
+      attention=m.attention,
+      attention_features=m.attention_features,
+      input_feeding=m.input_feeding,
+      dropout_rate=m.head_dropout_rate,
+    )
     return seq2seq.Seq2Seq(
-        encoder=rnn, decoder=decoder, source_vocab_size=task.input_size, embed_features=embed, bridge=m.bridge,
-        reverse_source=m.reverse_source, dropout_rate=m.head_dropout_rate, decode=m.decode,
-        beam_size=m.beam_size, length_penalty=m.length_penalty, max_decode_len=m.max_decode_len)
+      encoder=rnn,
+      decoder=decoder,
+      source_vocab_size=task.input_size,
+      embed_features=embed,
+      bridge=m.bridge,
+      reverse_source=m.reverse_source,
+      dropout_rate=m.head_dropout_rate,
+      decode=m.decode,
+      beam_size=m.beam_size,
+      length_penalty=m.length_penalty,
+      max_decode_len=m.max_decode_len,
+    )
   if task.input_kind == 'tokens':
     inputs = dict(vocab_size=task.input_size, embed_features=embed)
   else:
@@ -103,11 +137,16 @@ def _model(m: ConfigDict, task: task_base.Task, widths: tuple[int, ...]):
   if m.tie_embeddings:
     top = m.head_features[-1] if m.head_features else rnn.layer_out_features[-1]
     if task.input_kind != 'tokens' or task.input_size != task.output_size:
-      raise config_lib.ConfigError('model.tie_embeddings', f'needs a task whose inputs and outputs share one '
-                                   f'vocabulary (a language model); {task.name!r} has none')
+      raise config_lib.ConfigError(
+        'model.tie_embeddings',
+        f'needs a task whose inputs and outputs share one vocabulary (a language model); {task.name!r} has none',
+      )
     if top != embed:
-      raise config_lib.ConfigError('model.tie_embeddings', f'needs the embedding as wide as the output layer\'s '
-                                   f'input ({top}), got model.embed_features={embed}: set model.embed_features={top}')
+      raise config_lib.ConfigError(
+        'model.tie_embeddings',
+        f"needs the embedding as wide as the output layer's "
+        f'input ({top}), got model.embed_features={embed}: set model.embed_features={top}',
+      )
   if task.output_kind == 'ctc':
     return models.CTCModel(out_features=task.output_size, **common)
   return models.PerStepModel(out_features=task.output_size, tie_embeddings=m.tie_embeddings, **common)
@@ -129,8 +168,11 @@ def schedule_from_config(optim: ConfigDict, num_steps: int, steps_per_epoch: int
   peak, warmup = optim.learning_rate, min(optim.warmup_steps, num_steps)
   if optim.schedule == 'epoch_decay':
     if not steps_per_epoch:
-      raise config_lib.ConfigError('optim.schedule', "'epoch_decay' counts epochs of a stateful task (word_lm, "
-                                   "char_lm); this task has none: use 'constant' or 'cosine'")
+      raise config_lib.ConfigError(
+        'optim.schedule',
+        "'epoch_decay' counts epochs of a stateful task (word_lm, "
+        "char_lm); this task has none: use 'constant' or 'cosine'",
+      )
     if warmup:
       raise config_lib.ConfigError('optim.warmup_steps', "'epoch_decay' has no warmup: set optim.warmup_steps=0")
     start, factor = optim.decay_start_epoch, optim.decay_factor
@@ -138,17 +180,20 @@ def schedule_from_config(optim: ConfigDict, num_steps: int, steps_per_epoch: int
     def epoch_decay(step):
       epoch = jnp.asarray(step) // steps_per_epoch
       return peak * jnp.power(factor, jnp.maximum(epoch - start + 1, 0).astype(jnp.float32))
+
     return epoch_decay
   if optim.schedule == 'cosine':
     return optax.warmup_cosine_decay_schedule(
-        0.0, peak, warmup, max(num_steps, warmup + 1), end_value=peak * optim.cosine_final_fraction)
+      0.0, peak, warmup, max(num_steps, warmup + 1), end_value=peak * optim.cosine_final_fraction
+    )
   if warmup == 0:
     return optax.constant_schedule(peak)
   return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), optax.constant_schedule(peak)], [warmup])
 
 
-def optimizer_from_config(config: ConfigDict, task: task_base.Task | None = None
-                          ) -> tuple[optax.GradientTransformation, optax.Schedule]:
+def optimizer_from_config(
+  config: ConfigDict, task: task_base.Task | None = None
+) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """The optax chain of ``config.optim``: clip -> (L2) -> optimizer, and its learning-rate schedule.
 
   Weight decay applies to matrices only (not biases or norms): decoupled in adamw, added to the
@@ -200,5 +245,8 @@ def param_count(config: ml_collections.ConfigDict, task) -> int:
     shapes = jax.eval_shape(init)
   except ValueError as e:
     raise config_lib.ConfigError('model', runlog.one_line(e)) from e
-  return int(sum(math.prod(x.shape) * (2 if jnp.issubdtype(x.dtype, jnp.complexfloating) else 1)
-                 for x in jax.tree.leaves(shapes)))
+  return int(
+    sum(
+      math.prod(x.shape) * (2 if jnp.issubdtype(x.dtype, jnp.complexfloating) else 1) for x in jax.tree.leaves(shapes)
+    )
+  )

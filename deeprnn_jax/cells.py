@@ -82,11 +82,11 @@ class Cell(nn.RNNCellBase):
 
   def setup(self):
     self.input_proj = nn.Dense(
-        self.num_gates * self.features,
-        kernel_init=per_gate(get_initializer(self.kernel_init), self.num_gates),
-        bias_init=self.input_bias_init(),
-        dtype=self.dtype,
-        param_dtype=self.param_dtype,
+      self.num_gates * self.features,
+      kernel_init=per_gate(get_initializer(self.kernel_init), self.num_gates),
+      bias_init=self.input_bias_init(),
+      dtype=self.dtype,
+      param_dtype=self.param_dtype,
     )
 
   def input_bias_init(self):
@@ -95,12 +95,12 @@ class Cell(nn.RNNCellBase):
   def recurrent_dense(self, num_gates: int, use_bias: bool = False) -> nn.Dense:
     """The fused recurrent kernel ``[H, num_gates * H]``, initialized gate by gate."""
     return nn.Dense(
-        num_gates * self.features,
-        use_bias=use_bias,
-        kernel_init=per_gate(get_initializer(self.recurrent_kernel_init), num_gates),
-        bias_init=jinit.zeros,
-        dtype=self.dtype,
-        param_dtype=self.param_dtype,
+      num_gates * self.features,
+      use_bias=use_bias,
+      kernel_init=per_gate(get_initializer(self.recurrent_kernel_init), num_gates),
+      bias_init=jinit.zeros,
+      dtype=self.dtype,
+      param_dtype=self.param_dtype,
     )
 
   def project_inputs(self, x: Array) -> Array:
@@ -114,8 +114,10 @@ class Cell(nn.RNNCellBase):
     if jnp.issubdtype(jnp.result_type(x), jnp.complexfloating):
       # The carry is real, so a complex step would lose its imaginary part silently (Flax's own cells fail
       # inside nn.RNN's scan with a carry-type mismatch instead). Static dtype: checked once at trace time.
-      raise ValueError(f'{type(self).__name__} expects real inputs, got {jnp.result_type(x)}: pass the real and '
-                       'imaginary parts as features, e.g. jnp.concatenate([x.real, x.imag], axis=-1)')
+      raise ValueError(
+        f'{type(self).__name__} expects real inputs, got {jnp.result_type(x)}: pass the real and '
+        'imaginary parts as features, e.g. jnp.concatenate([x.real, x.imag], axis=-1)'
+      )
     return self.recur(carry, self.project_inputs(x))
 
   def parallel_sequence(self, carry: Carry, xp: Any, valid: Array | None) -> tuple[Carry, Array]:
@@ -213,9 +215,7 @@ class LSTMCell(Cell):
       key, chrono_key = jax.random.split(key)
       bias = base(key, shape, dtype)
       if self.forget_init == 'chrono':
-        forget = jnp.log(
-            jax.random.uniform(chrono_key, (hidden,), dtype, 1.0, max(self.chrono_max_length - 1, 2))
-        )
+        forget = jnp.log(jax.random.uniform(chrono_key, (hidden,), dtype, 1.0, max(self.chrono_max_length - 1, 2)))
         bias = bias.at[:hidden].set(-forget)
       else:
         forget = jnp.full((hidden,), self.forget_bias, dtype)
@@ -315,7 +315,7 @@ class IndRNNCell(Cell):
   def setup(self):
     super().setup()
     self.recurrent_kernel = self.param(
-        'recurrent_kernel', get_initializer(self.recurrent_kernel_init), (self.features,), self.param_dtype
+      'recurrent_kernel', get_initializer(self.recurrent_kernel_init), (self.features,), self.param_dtype
     )
 
   def recur(self, h, xp):

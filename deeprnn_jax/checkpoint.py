@@ -71,8 +71,7 @@ class Checkpointer:
 
   def _manager(self, name: str, keep: int) -> ocp.CheckpointManager:
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, cleanup_tmp_directories=True)
-    return ocp.CheckpointManager(os.path.join(self.directory, name), options=options,
-                                 item_names=('state', 'meta'))
+    return ocp.CheckpointManager(os.path.join(self.directory, name), options=options, item_names=('state', 'meta'))
 
   @staticmethod
   def _args(state: Any, meta: dict) -> ocp.args.Composite:
@@ -120,8 +119,13 @@ class Checkpointer:
       try:
         state, meta = self._restore(self._latest, step, like)
       except Exception as e:  # pylint: disable=broad-except
-        _log.warning('checkpoint %s/latest/%d is unreadable (%s: %s); trying an older one',
-                     self.directory, step, type(e).__name__, str(e).splitlines()[0] if str(e) else '')
+        _log.warning(
+          'checkpoint %s/latest/%d is unreadable (%s: %s); trying an older one',
+          self.directory,
+          step,
+          type(e).__name__,
+          str(e).splitlines()[0] if str(e) else '',
+        )
         continue
       if meta.get('step') != step:
         _log.warning('checkpoint %s/latest/%d has mismatched metadata; trying an older one', self.directory, step)

@@ -61,6 +61,7 @@ def _int(lo: int | None = None, optional: bool = False):
     if lo is not None and v < lo:
       raise ConfigError(key, f'must be >= {lo}, got {v}')
     return v
+
   return rule
 
 
@@ -76,9 +77,11 @@ def _float(lo: float | None = None, hi: float | None = None, lo_open=False, hi_o
     if bad_lo or bad_hi:
       lb = '(' if lo_open else '['
       rb = ')' if hi_open else ']'
-      raise ConfigError(key, f'must be in {lb}{lo if lo is not None else "-inf"}, '
-                             f'{hi if hi is not None else "inf"}{rb}, got {v}')
+      raise ConfigError(
+        key, f'must be in {lb}{lo if lo is not None else "-inf"}, {hi if hi is not None else "inf"}{rb}, got {v}'
+      )
     return v
+
   return rule
 
 
@@ -95,6 +98,7 @@ def _str(optional: bool = False):
     if not isinstance(v, str) or not v:
       raise ConfigError(key, f'must be a non-empty string{" or None" if optional else ""}, got {v!r}')
     return v
+
   return rule
 
 
@@ -106,6 +110,7 @@ def _choice(choices: Iterable[str] | Callable[[], Iterable[str]], optional: bool
     if not isinstance(v, str) or v not in valid:
       raise ConfigError(key, f'unknown value {v!r}; valid: {", ".join(valid)}')
     return v
+
   return rule
 
 
@@ -114,6 +119,7 @@ def _tuple_of(item_rule):
     if not isinstance(v, (list, tuple)):
       raise ConfigError(key, f'must be a list or tuple, got {_typename(v)} {v!r}')
     return tuple(item_rule(key, x) for x in v)
+
   return rule
 
 
@@ -125,11 +131,13 @@ def _mapping(key, v):
 
 def _cell_names():
   from deeprnn_jax import CELLS  # pylint: disable=g-import-not-at-top
+
   return CELLS.keys()
 
 
 def _task_names():
   from deeprnn_jax.tasks import TASKS  # pylint: disable=g-import-not-at-top
+
   return TASKS.keys()
 
 
@@ -139,117 +147,128 @@ _RATE = _float(0.0, 1.0, hi_open=True)
 # The schema, the one place a key is declared: dotted key -> (default, rule). Comments say what the
 # key means; the rule's choices come from the modules that implement them.
 SCHEMA: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
-    'task.name': ('adding', _choice(_task_names)),
-    'task.options': ({}, _mapping),                  # keyword options of the task factory
-
-    'model.cell': ('lstm', _choice(_cell_names)),
-    'model.depth': (1, _int(1)),                     # number of stacked recurrent layers
-    'model.width': (64, _int(1)),                    # hidden features per layer (solved per variant when matching params)
-    'model.top_width': (None, _int(1, optional=True)),   # the last layer's width if not `width` (parameter matching fine-tunes it)
-    'model.connection': ('stacked', _choice(stack.CONNECTIONS)),
-    'model.dropout_rate': (0.0, _RATE),              # between recurrent layers
-    'model.dropout_mode': ('step', _choice(stack.DROPOUT_MODES)),   # 'tied': one mask for all time steps
-    'model.layer_norm': (False, _bool),
-    # 'modern': pre-norm residual cell + pre-norm residual gated MLP (Griffin, Mamba, xLSTM), any cell
-    'model.block': ('classic', _choice(stack.BLOCKS)),
-    'model.mlp_expansion': (3.0, _float(0.0, lo_open=True)),   # the modern block's MLP width / H
-    'model.bidirectional': (False, _bool),
-    'model.merge': ('concat', _choice(stack.MERGES)),
-    'model.execution': ('auto', _choice(stack.EXECUTIONS)),
-    'model.unroll': (1, _int(1)),
-    'model.remat': (False, _bool),
-    'model.dtype': ('float32', _choice(('float32', 'bfloat16'))),   # compute dtype; parameters stay float32
-    'model.initial_carry': ('zeros', _choice(stack.INITIAL_CARRIES)),
-    'model.cell_kwargs': ({}, _mapping),
-    'model.embed_features': (None, _int(1, optional=True)),   # token tasks: embedding size (None: the width)
-    'model.input_features': (None, _int(1, optional=True)),   # feature tasks: optional input projection size
-    'model.pooling': ('last', _choice(models.POOLINGS)),
-    'model.head_features': ((), _tuple_of(_int(1))),   # hidden sizes of the MLP head
-    'model.head_dropout_rate': (0.0, _RATE),   # sequence-to-sequence: on both sides' embeddings and outputs
-    # Per-step models: head_dropout_rate drops the embedding output (and after each head layer); with
-    # dropout_rate (every layer's output, the top one included) that is Zaremba et al.'s dropout on all
-    # non-recurrent connections.
-    'model.tie_embeddings': (False, _bool),   # language models: the output layer is the input embedding (Press & Wolf 2017)
-    # Sequence-to-sequence tasks (output_kind 'sequence'): the encoder is the DeepRNN above, the
-    # decoder a stack of cells (seq2seq.RecurrentDecoder); None follows the encoder's setting.
-    'model.decoder_depth': (None, _int(1, optional=True)),
-    'model.decoder_width': (None, _int(1, optional=True)),
-    'model.decoder_cell': (None, _choice(_cell_names, optional=True)),
-    'model.attention': ('none', _choice(seq2seq.ATTENTIONS)),   # bahdanau (additive), dot / general (Luong)
-    'model.attention_features': (None, _int(1, optional=True)),   # width of the additive score (None: decoder width)
-    'model.input_feeding': (True, _bool),            # the previous attentional vector feeds the next step
-    'model.bridge': ('auto', _choice(seq2seq.BRIDGES)),   # encoder carries -> decoder: learned only where they differ
-    'model.reverse_source': (False, _bool),          # Sutskever et al. 2014: each source read backwards
-    'model.decode': ('greedy', _choice(seq2seq.DECODES)),   # for the decoded metrics (BLEU, exact match)
-    'model.beam_size': (4, _int(1)),
-    'model.length_penalty': (0.6, _float(0.0)),      # GNMT's alpha; 0 ranks beams by log-probability
-    'model.max_decode_len': (None, _int(1, optional=True)),   # None: each split's target width
-
-    'optim.name': ('adam', _choice(('adam', 'adamw', 'sgd', 'rmsprop'))),   # sgd: with momentum
-    'optim.learning_rate': (1e-3, _float(0.0, lo_open=True)),   # peak rate, reached after the warmup
-    'optim.schedule': ('constant', _choice(('constant', 'cosine', 'epoch_decay'))),   # after warmup; epoch_decay: stateful tasks
-    'optim.decay_start_epoch': (4, _int(0)),         # epoch_decay: epochs at the full rate, then x decay_factor each epoch
-    'optim.decay_factor': (0.5, _float(0.0, 1.0, lo_open=True)),
-    'optim.warmup_steps': (0, _int(0)),
-    'optim.cosine_final_fraction': (0.0, _float(0.0, 1.0)),   # cosine ends at this fraction of the peak rate
-    'optim.momentum': (0.9, _RATE),                  # sgd and rmsprop
-    'optim.rmsprop_decay': (0.9, _RATE),             # rmsprop's average of squared gradients
-    'optim.beta1': (0.9, _RATE),                     # adam(w)
-    'optim.beta2': (0.999, _RATE),
-    'optim.eps': (1e-8, _float(0.0, lo_open=True)),
-    'optim.weight_decay': (0.0, _float(0.0)),        # decoupled for adamw, L2 added to the gradient otherwise
-    'optim.clip_global_norm': (1.0, _float(0.0)),    # 0 turns clipping off
-
-    'train.seed': (0, _int(0)),
-    'train.num_steps': (1000, _int(1)),
-    'train.batch_size': (64, _int(1)),
-    'train.log_every_steps': (50, _int(1)),
-    'train.eval_every_steps': (200, _int(1)),
-    'train.checkpoint_every_steps': (500, _int(1)),
-    'train.keep_checkpoints': (2, _int(1)),          # latest ones kept; the older one is the fallback if the newest is bad
-    'train.eval_batch_size': (512, _int(1)),
-    'train.eval_splits': ((), _tuple_of(_str())),    # evaluated at every eval (empty: all); a run's last eval covers all
-    'train.early_stop': (False, _bool),              # stop a seed once it reaches the task threshold
-    'train.progress': ('auto', _choice(progress.MODES)),   # 'auto': a bar on a terminal, one line per eval otherwise
-
-    'sweep.axes': ({}, _mapping),                    # nested dotted key -> list of values
-    'sweep.seeds': ((0,), _tuple_of(_int(0))),
-    'sweep.param_budget': (0, _int(0)),              # >0: solve model.width per variant to this parameter count
-    'sweep.param_tolerance': (0.02, _float(0.0, 0.5, lo_open=True)),
-    # How the seeds of a grid point train: 'vmap' (one program, seeds batched: fills an accelerator),
-    # 'loop' (one program, seeds one after another inside it: the fastest on CPU), 'separate' (one run
-    # at a time), 'auto' ('loop' on CPU, 'vmap' on accelerators).
-    'sweep.seed_program': ('auto', _choice(SEED_PROGRAMS)),
-
-    'logging.wandb_mode': (None, _choice(('online', 'offline', 'disabled'), optional=True)),   # None: $WANDB_MODE, else by API key
-    'logging.project': ('deeprnn-jax', _str()),
-    'logging.entity': (None, _str(optional=True)),
-    'logging.group': (None, _str(optional=True)),    # default: the sweep's name (its workdir's folder name)
-    'logging.job_type': (None, _str(optional=True)),   # default: the variant name
-    'logging.tags': ((), _tuple_of(_str())),         # default: task, cell and depth
-    'logging.wandb_dir': (None, _str(optional=True)),   # default: each run's own folder
-    'logging.wandb_timeout_seconds': (60.0, _float(0.0, lo_open=True)),   # wandb init/finish give up after this; the run goes on locally
-
-    # Published results the report shows beside ours: label -> {cell, depth, metric, split, value,
-    # solved, source, note} (experiments/report.py: published_rows).
-    'report.published': ({}, _mapping),
-    # The metric the report ranks and compares on (None: the field's metric for the task, see
-    # experiments/report.py: main_metric), e.g. 'decoded_exact_match' for an algorithmic transduction.
-    'report.metric': (None, _str(optional=True)),
-
-    # `--launcher slurm|local` (experiments/slurm.py, through submitit): one job per grid point, in one job array.
-    'launch.folder': (None, _str(optional=True)),    # submitit's job files and logs (None: <workdir>/submitit)
-    'launch.partition': (None, _str(optional=True)),
-    'launch.account': (None, _str(optional=True)),
-    'launch.timeout_min': (60, _int(1)),             # each job's time limit; a job reaching it checkpoints and is requeued
-    'launch.signal_delay_s': (120, _int(1)),         # SLURM's warning signal (USR2) comes this long before the limit
-    'launch.max_num_timeout': (3, _int(0)),          # requeues after reaching the time limit (preemptions do not count)
-    'launch.array_parallelism': (64, _int(1)),       # jobs of the array running at once
-    'launch.cpus_per_task': (2, _int(1)),
-    'launch.gpus_per_task': (0, _int(0)),
-    'launch.mem_gb': (None, _int(1, optional=True)),
-    'launch.setup': ((), _tuple_of(_str())),         # shell lines run before each job (module load, source .venv/bin/activate)
-    'launch.slurm_options': ((), _tuple_of(_str())),   # more sbatch options, 'key=value' (e.g. 'qos=high', 'constraint=a100')
+  'task.name': ('adding', _choice(_task_names)),
+  'task.options': ({}, _mapping),  # keyword options of the task factory
+  'model.cell': ('lstm', _choice(_cell_names)),
+  'model.depth': (1, _int(1)),  # number of stacked recurrent layers
+  'model.width': (64, _int(1)),  # hidden features per layer (solved per variant when matching params)
+  'model.top_width': (
+    None,
+    _int(1, optional=True),
+  ),  # the last layer's width if not `width` (parameter matching fine-tunes it)
+  'model.connection': ('stacked', _choice(stack.CONNECTIONS)),
+  'model.dropout_rate': (0.0, _RATE),  # between recurrent layers
+  'model.dropout_mode': ('step', _choice(stack.DROPOUT_MODES)),  # 'tied': one mask for all time steps
+  'model.layer_norm': (False, _bool),
+  # 'modern': pre-norm residual cell + pre-norm residual gated MLP (Griffin, Mamba, xLSTM), any cell
+  'model.block': ('classic', _choice(stack.BLOCKS)),
+  'model.mlp_expansion': (3.0, _float(0.0, lo_open=True)),  # the modern block's MLP width / H
+  'model.bidirectional': (False, _bool),
+  'model.merge': ('concat', _choice(stack.MERGES)),
+  'model.execution': ('auto', _choice(stack.EXECUTIONS)),
+  'model.unroll': (1, _int(1)),
+  'model.remat': (False, _bool),
+  'model.dtype': ('float32', _choice(('float32', 'bfloat16'))),  # compute dtype; parameters stay float32
+  'model.initial_carry': ('zeros', _choice(stack.INITIAL_CARRIES)),
+  'model.cell_kwargs': ({}, _mapping),
+  'model.embed_features': (None, _int(1, optional=True)),  # token tasks: embedding size (None: the width)
+  'model.input_features': (None, _int(1, optional=True)),  # feature tasks: optional input projection size
+  'model.pooling': ('last', _choice(models.POOLINGS)),
+  'model.head_features': ((), _tuple_of(_int(1))),  # hidden sizes of the MLP head
+  'model.head_dropout_rate': (0.0, _RATE),  # sequence-to-sequence: on both sides' embeddings and outputs
+  # Per-step models: head_dropout_rate drops the embedding output (and after each head layer); with
+  # dropout_rate (every layer's output, the top one included) that is Zaremba et al.'s dropout on all
+  # non-recurrent connections.
+  'model.tie_embeddings': (
+    False,
+    _bool,
+  ),  # language models: the output layer is the input embedding (Press & Wolf 2017)
+  # Sequence-to-sequence tasks (output_kind 'sequence'): the encoder is the DeepRNN above, the
+  # decoder a stack of cells (seq2seq.RecurrentDecoder); None follows the encoder's setting.
+  'model.decoder_depth': (None, _int(1, optional=True)),
+  'model.decoder_width': (None, _int(1, optional=True)),
+  'model.decoder_cell': (None, _choice(_cell_names, optional=True)),
+  'model.attention': ('none', _choice(seq2seq.ATTENTIONS)),  # bahdanau (additive), dot / general (Luong)
+  'model.attention_features': (None, _int(1, optional=True)),  # width of the additive score (None: decoder width)
+  'model.input_feeding': (True, _bool),  # the previous attentional vector feeds the next step
+  'model.bridge': ('auto', _choice(seq2seq.BRIDGES)),  # encoder carries -> decoder: learned only where they differ
+  'model.reverse_source': (False, _bool),  # Sutskever et al. 2014: each source read backwards
+  'model.decode': ('greedy', _choice(seq2seq.DECODES)),  # for the decoded metrics (BLEU, exact match)
+  'model.beam_size': (4, _int(1)),
+  'model.length_penalty': (0.6, _float(0.0)),  # GNMT's alpha; 0 ranks beams by log-probability
+  'model.max_decode_len': (None, _int(1, optional=True)),  # None: each split's target width
+  'optim.name': ('adam', _choice(('adam', 'adamw', 'sgd', 'rmsprop'))),  # sgd: with momentum
+  'optim.learning_rate': (1e-3, _float(0.0, lo_open=True)),  # peak rate, reached after the warmup
+  'optim.schedule': (
+    'constant',
+    _choice(('constant', 'cosine', 'epoch_decay')),
+  ),  # after warmup; epoch_decay: stateful tasks
+  'optim.decay_start_epoch': (4, _int(0)),  # epoch_decay: epochs at the full rate, then x decay_factor each epoch
+  'optim.decay_factor': (0.5, _float(0.0, 1.0, lo_open=True)),
+  'optim.warmup_steps': (0, _int(0)),
+  'optim.cosine_final_fraction': (0.0, _float(0.0, 1.0)),  # cosine ends at this fraction of the peak rate
+  'optim.momentum': (0.9, _RATE),  # sgd and rmsprop
+  'optim.rmsprop_decay': (0.9, _RATE),  # rmsprop's average of squared gradients
+  'optim.beta1': (0.9, _RATE),  # adam(w)
+  'optim.beta2': (0.999, _RATE),
+  'optim.eps': (1e-8, _float(0.0, lo_open=True)),
+  'optim.weight_decay': (0.0, _float(0.0)),  # decoupled for adamw, L2 added to the gradient otherwise
+  'optim.clip_global_norm': (1.0, _float(0.0)),  # 0 turns clipping off
+  'train.seed': (0, _int(0)),
+  'train.num_steps': (1000, _int(1)),
+  'train.batch_size': (64, _int(1)),
+  'train.log_every_steps': (50, _int(1)),
+  'train.eval_every_steps': (200, _int(1)),
+  'train.checkpoint_every_steps': (500, _int(1)),
+  'train.keep_checkpoints': (2, _int(1)),  # latest ones kept; the older one is the fallback if the newest is bad
+  'train.eval_batch_size': (512, _int(1)),
+  'train.eval_splits': ((), _tuple_of(_str())),  # evaluated at every eval (empty: all); a run's last eval covers all
+  'train.early_stop': (False, _bool),  # stop a seed once it reaches the task threshold
+  'train.progress': ('auto', _choice(progress.MODES)),  # 'auto': a bar on a terminal, one line per eval otherwise
+  'sweep.axes': ({}, _mapping),  # nested dotted key -> list of values
+  'sweep.seeds': ((0,), _tuple_of(_int(0))),
+  'sweep.param_budget': (0, _int(0)),  # >0: solve model.width per variant to this parameter count
+  'sweep.param_tolerance': (0.02, _float(0.0, 0.5, lo_open=True)),
+  # How the seeds of a grid point train: 'vmap' (one program, seeds batched: fills an accelerator),
+  # 'loop' (one program, seeds one after another inside it: the fastest on CPU), 'separate' (one run
+  # at a time), 'auto' ('loop' on CPU, 'vmap' on accelerators).
+  'sweep.seed_program': ('auto', _choice(SEED_PROGRAMS)),
+  'logging.wandb_mode': (
+    None,
+    _choice(('online', 'offline', 'disabled'), optional=True),
+  ),  # None: $WANDB_MODE, else by API key
+  'logging.project': ('deeprnn-jax', _str()),
+  'logging.entity': (None, _str(optional=True)),
+  'logging.group': (None, _str(optional=True)),  # default: the sweep's name (its workdir's folder name)
+  'logging.job_type': (None, _str(optional=True)),  # default: the variant name
+  'logging.tags': ((), _tuple_of(_str())),  # default: task, cell and depth
+  'logging.wandb_dir': (None, _str(optional=True)),  # default: each run's own folder
+  'logging.wandb_timeout_seconds': (
+    60.0,
+    _float(0.0, lo_open=True),
+  ),  # wandb init/finish give up after this; the run goes on locally
+  # Published results the report shows beside ours: label -> {cell, depth, metric, split, value,
+  # solved, source, note} (experiments/report.py: published_rows).
+  'report.published': ({}, _mapping),
+  # The metric the report ranks and compares on (None: the field's metric for the task, see
+  # experiments/report.py: main_metric), e.g. 'decoded_exact_match' for an algorithmic transduction.
+  'report.metric': (None, _str(optional=True)),
+  # `--launcher slurm|local` (experiments/slurm.py, through submitit): one job per grid point, in one job array.
+  'launch.folder': (None, _str(optional=True)),  # submitit's job files and logs (None: <workdir>/submitit)
+  'launch.partition': (None, _str(optional=True)),
+  'launch.account': (None, _str(optional=True)),
+  'launch.timeout_min': (60, _int(1)),  # each job's time limit; a job reaching it checkpoints and is requeued
+  'launch.signal_delay_s': (120, _int(1)),  # SLURM's warning signal (USR2) comes this long before the limit
+  'launch.max_num_timeout': (3, _int(0)),  # requeues after reaching the time limit (preemptions do not count)
+  'launch.array_parallelism': (64, _int(1)),  # jobs of the array running at once
+  'launch.cpus_per_task': (2, _int(1)),
+  'launch.gpus_per_task': (0, _int(0)),
+  'launch.mem_gb': (None, _int(1, optional=True)),
+  'launch.setup': ((), _tuple_of(_str())),  # shell lines run before each job (module load, source .venv/bin/activate)
+  'launch.slurm_options': (
+    (),
+    _tuple_of(_str()),
+  ),  # more sbatch options, 'key=value' (e.g. 'qos=high', 'constraint=a100')
 }
 RULES: dict[str, Callable[[str, Any], Any]] = {k: rule for k, (_, rule) in SCHEMA.items()}
 
@@ -264,8 +283,11 @@ def default_config() -> ml_collections.ConfigDict:
 
 # Keys a sweep may vary: what describes one run (not how it is launched, logged, shown or reported),
 # and the parameter budget (so a sweep can compare depths at several matched sizes).
-SWEEPABLE = tuple(k for k in RULES if not k.startswith(('sweep.', 'report.', 'launch.', 'logging.'))
-                  and k not in ('train.seed', 'train.progress')) + ('sweep.param_budget',)
+SWEEPABLE = tuple(
+  k
+  for k in RULES
+  if not k.startswith(('sweep.', 'report.', 'launch.', 'logging.')) and k not in ('train.seed', 'train.progress')
+) + ('sweep.param_budget',)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -348,7 +370,7 @@ def parse_override(text: str) -> tuple[str, Any]:
   key, raw = text.split('=', 1)
   key = key.strip()
   if key.startswith('config.'):
-    key = key[len('config.'):]
+    key = key[len('config.') :]
   try:
     value = ast.literal_eval(raw.strip())
   except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
@@ -356,8 +378,9 @@ def parse_override(text: str) -> tuple[str, Any]:
   return key, value
 
 
-def apply_overrides(config: ml_collections.ConfigDict | Mapping,
-                    overrides: Iterable[tuple[str, Any] | str]) -> ml_collections.ConfigDict:
+def apply_overrides(
+  config: ml_collections.ConfigDict | Mapping, overrides: Iterable[tuple[str, Any] | str]
+) -> ml_collections.ConfigDict:
   """A new config with ``overrides`` set; keys must exist (``sweep.axes.*`` may be new axes).
 
   An override of a key that is also a sweep axis *narrows the axis* to that one value
@@ -378,9 +401,12 @@ def apply_overrides(config: ml_collections.ConfigDict | Mapping,
       set_path(d, f'sweep.axes.{key}', [value])
   try:
     return from_dict(d)
-  except (ValueError, TypeError, AttributeError) as e:   # e.g. a dotted name inside a mapping value
-    raise ConfigError('', f'the overrides do not make a valid config: {e}; dotted keys belong in the '
-                          'override name (--config.task.options.seq_len=40)') from e
+  except (ValueError, TypeError, AttributeError) as e:  # e.g. a dotted name inside a mapping value
+    raise ConfigError(
+      '',
+      f'the overrides do not make a valid config: {e}; dotted keys belong in the '
+      'override name (--config.task.options.seq_len=40)',
+    ) from e
 
 
 def load(path: str, overrides: Iterable[str] = ()) -> ml_collections.ConfigDict:
@@ -412,10 +438,10 @@ def load(path: str, overrides: Iterable[str] = ()) -> ml_collections.ConfigDict:
 
 # Keys that were renamed: the old name's error says what replaced it.
 _RENAMED = {
-    'train.progress_bar': "renamed train.progress: 'auto' (default: a bar on a terminal, one line per "
-                          "evaluation otherwise), 'bar', 'lines' or 'off' (progress_bar=False is 'off')",
-    'sweep.vmap_seeds': "renamed sweep.seed_program: 'auto' (default), 'vmap', 'loop' or 'separate' "
-                        "(vmap_seeds=False is 'separate')",
+  'train.progress_bar': "renamed train.progress: 'auto' (default: a bar on a terminal, one line per "
+  "evaluation otherwise), 'bar', 'lines' or 'off' (progress_bar=False is 'off')",
+  'sweep.vmap_seeds': "renamed sweep.seed_program: 'auto' (default), 'vmap', 'loop' or 'separate' "
+  "(vmap_seeds=False is 'separate')",
 }
 
 
@@ -461,6 +487,7 @@ def validate(config: ml_collections.ConfigDict | Mapping) -> ml_collections.Conf
 
 def _check_task_options(d: dict) -> None:
   from deeprnn_jax.tasks import task_options  # pylint: disable=g-import-not-at-top
+
   name = d['task']['name']
   valid = sorted(task_options(name))
   for k in to_dict(d['task'].get('options') or {}):
@@ -472,10 +499,10 @@ def _check_cell_kwargs(cell: str, kwargs: Mapping) -> None:
   if not kwargs:
     return
   from deeprnn_jax import CELLS  # pylint: disable=g-import-not-at-top
+
   cls = CELLS[cell]
   if dataclasses.is_dataclass(cls):
-    valid = sorted(f.name for f in dataclasses.fields(cls)
-                   if f.init and f.name not in ('parent', 'name', 'features'))
+    valid = sorted(f.name for f in dataclasses.fields(cls) if f.init and f.name not in ('parent', 'name', 'features'))
     for k in kwargs:
       if k not in valid:
         raise ConfigError(f'model.cell_kwargs.{k}', f'unknown option for cell {cell!r}; valid: {", ".join(valid)}')
@@ -483,18 +510,25 @@ def _check_cell_kwargs(cell: str, kwargs: Mapping) -> None:
 
 def _check_execution(cell: str, execution: str) -> None:
   from deeprnn_jax.registry import has_parallel_form, parallel_cells  # pylint: disable=g-import-not-at-top
+
   if execution == 'parallel' and not has_parallel_form(cell):
-    raise ConfigError('model.execution', f"'parallel' needs a cell with a parallel form "
-                                         f"({', '.join(parallel_cells())}); {cell!r} has none: "
-                                         "use 'auto', 'time' or 'layer'")
+    raise ConfigError(
+      'model.execution',
+      f"'parallel' needs a cell with a parallel form "
+      f'({", ".join(parallel_cells())}); {cell!r} has none: '
+      "use 'auto', 'time' or 'layer'",
+    )
 
 
 def _check_block(m: dict) -> None:
   if m['block'] == 'modern':
     for key, plain in (('connection', 'stacked'), ('layer_norm', False)):
       if m[key] != plain:
-        raise ConfigError(f'model.{key}', f"{m[key]!r} does not apply to block 'modern' (residual and "
-                                          f"normalized by construction): leave it {plain!r} or use block 'classic'")
+        raise ConfigError(
+          f'model.{key}',
+          f"{m[key]!r} does not apply to block 'modern' (residual and "
+          f"normalized by construction): leave it {plain!r} or use block 'classic'",
+        )
 
 
 def _check_sweep(d: dict) -> None:
@@ -507,8 +541,7 @@ def _check_sweep(d: dict) -> None:
   for key, values in axes.items():
     akey = f'sweep.axes.{key}'
     if key not in SWEEPABLE:
-      hint = ('list seeds in sweep.seeds' if key == 'train.seed'
-              else f'{_suggest(key, SWEEPABLE)}')
+      hint = 'list seeds in sweep.seeds' if key == 'train.seed' else f'{_suggest(key, SWEEPABLE)}'
       raise ConfigError(akey, f'is not a key a sweep can vary; {hint}')
     if not isinstance(values, (list, tuple)):
       raise ConfigError(akey, f'must be a list of values, got {_typename(values)} {values!r}')
@@ -523,8 +556,9 @@ def _check_sweep(d: dict) -> None:
         _check_cell_kwargs(cell, d['model'].get('cell_kwargs') or {})
   for key in ('model.width', 'model.top_width'):
     if d['sweep']['param_budget'] and key in axes:
-      raise ConfigError(f'sweep.axes.{key}', 'cannot sweep the width while sweep.param_budget solves it; '
-                                             'drop one of the two')
+      raise ConfigError(
+        f'sweep.axes.{key}', 'cannot sweep the width while sweep.param_budget solves it; drop one of the two'
+      )
 
 
 def without_seed(config: ml_collections.ConfigDict | Mapping) -> dict:
@@ -544,8 +578,18 @@ def fingerprint(config: ml_collections.ConfigDict | Mapping) -> str:
 # launches of one sweep (e.g. adding seeds, switching wandb off) without making it another sweep.
 # 'code' is the code version a run folder's config.json records; 'sweep.vmap_seeds' and
 # 'train.progress_bar' are old names, still in the config.json of sweeps made before.
-RUNTIME_KEYS = ('code', 'logging', 'report', 'launch', 'train.progress', 'train.progress_bar', 'sweep.axes', 'sweep.seeds', 'sweep.seed_program',
-                'sweep.vmap_seeds')
+RUNTIME_KEYS = (
+  'code',
+  'logging',
+  'report',
+  'launch',
+  'train.progress',
+  'train.progress_bar',
+  'sweep.axes',
+  'sweep.seeds',
+  'sweep.seed_program',
+  'sweep.vmap_seeds',
+)
 
 
 def result_fingerprint(config: ml_collections.ConfigDict | Mapping) -> str:
@@ -569,8 +613,9 @@ def differing_keys(a: ml_collections.ConfigDict | Mapping, b: ml_collections.Con
   return sorted(k for k in set(fa) | set(fb) if fa.get(k) != fb.get(k))
 
 
-def continuation_problem(old: ml_collections.ConfigDict | Mapping,
-                         new: ml_collections.ConfigDict | Mapping) -> str | None:
+def continuation_problem(
+  old: ml_collections.ConfigDict | Mapping, new: ml_collections.ConfigDict | Mapping
+) -> str | None:
   """Why runs made with config ``old`` cannot go on as runs of ``new``; None if they can.
 
   Equal configs can (a rerun resumes). A config that only raises ``train.num_steps`` extends a run:
@@ -590,13 +635,12 @@ def continuation_problem(old: ml_collections.ConfigDict | Mapping,
     return f'train.num_steps {after} is below the {before} steps trained; only more steps can extend it'
   why = []
   if n['optim'].get('schedule') != 'constant':
-    why.append(f"the {n['optim'].get('schedule')!r} schedule depends on train.num_steps")
+    why.append(f'the {n["optim"].get("schedule")!r} schedule depends on train.num_steps')
   if n['optim'].get('warmup_steps', 0) > before:
-    why.append(f"the warmup ({n['optim']['warmup_steps']} steps) did not end within the {before} steps trained")
+    why.append(f'the warmup ({n["optim"]["warmup_steps"]} steps) did not end within the {before} steps trained')
   for key in ('log_every_steps', 'eval_every_steps'):
     if before % n['train'][key]:
       why.append(f'the {before} steps trained are not a multiple of train.{key}')
   if why:
     return f'train.num_steps {before} -> {after} cannot extend these runs: {"; ".join(why)}'
   return None
-

@@ -56,12 +56,13 @@ def greedy_decode(log_probs: np.ndarray, length: int | None = None, blank: int =
   """Best-path decoding of one utterance: the collapse of the per-frame argmax over its first
   ``length`` frames (all of them when None). ``log_probs``: ``[T, K + 1]``; returns label ids."""
   lp = np.asarray(log_probs)
-  lp = lp if length is None else lp[:int(length)]
+  lp = lp if length is None else lp[: int(length)]
   return collapse(np.argmax(lp, axis=-1), blank)
 
 
-def prefix_beam_search(log_probs: np.ndarray, length: int | None = None, *, beam_size: int = 8,
-                       blank: int = BLANK) -> tuple[list[int], float]:
+def prefix_beam_search(
+  log_probs: np.ndarray, length: int | None = None, *, beam_size: int = 8, blank: int = BLANK
+) -> tuple[list[int], float]:
   r"""Prefix beam search over one utterance; returns ``(labels, log p(labels | x))``.
 
   For each kept prefix :math:`l` the search tracks :math:`p_b(l)` and :math:`p_{nb}(l)`, the
@@ -87,11 +88,12 @@ def prefix_beam_search(log_probs: np.ndarray, length: int | None = None, *, beam
   if beam_size < 1:
     raise ValueError(f'beam_size must be >= 1, got {beam_size}')
   lp = np.asarray(log_probs, np.float64)
-  lp = lp if length is None else lp[:int(length)]
+  lp = lp if length is None else lp[: int(length)]
   num_symbols = lp.shape[-1]
   labels = np.array([s for s in range(num_symbols) if s != blank])
   neg_inf = -np.inf
   beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, neg_inf)}
+
   def add(nxt, prefix, which, value):
     entry = nxt.setdefault(prefix, [neg_inf, neg_inf])
     entry[which] = np.logaddexp(entry[which], value)
@@ -117,8 +119,9 @@ def prefix_beam_search(log_probs: np.ndarray, length: int | None = None, *, beam
   return list(best), float(np.logaddexp(p_b, p_nb))
 
 
-def decode_batch(log_probs: np.ndarray, lengths: np.ndarray, *, method: str = 'greedy', beam_size: int = 8,
-                 blank: int = BLANK) -> list[list[int]]:
+def decode_batch(
+  log_probs: np.ndarray, lengths: np.ndarray, *, method: str = 'greedy', beam_size: int = 8, blank: int = BLANK
+) -> list[list[int]]:
   """``[batch, T, K + 1]`` log-probabilities and ``[batch]`` frame lengths -> label ids per
   utterance, by ``method`` ``'greedy'`` or ``'beam'`` (``prefix_beam_search`` with ``beam_size``)."""
   if method == 'greedy':
@@ -128,8 +131,9 @@ def decode_batch(log_probs: np.ndarray, lengths: np.ndarray, *, method: str = 'g
   raise ValueError(f"unknown CTC decoding method {method!r}; use 'greedy' or 'beam'")
 
 
-def sequence_log_prob(log_probs: np.ndarray, labels: Sequence[int], length: int | None = None,
-                      blank: int = BLANK) -> float:
+def sequence_log_prob(
+  log_probs: np.ndarray, labels: Sequence[int], length: int | None = None, blank: int = BLANK
+) -> float:
   r""":math:`\log p(l \mid x)` by the CTC forward algorithm (Graves et al. 2006, eq. 5-8).
 
   Over the extended sequence :math:`l' = (\text{blank}, l_1, \text{blank}, \dots, l_U, \text{blank})`
@@ -139,7 +143,7 @@ def sequence_log_prob(log_probs: np.ndarray, labels: Sequence[int], length: int 
   :math:`p(l \mid x) = \alpha_T(2U + 1) + \alpha_T(2U)`. ``-inf`` when no path fits in the frames.
   """
   lp = np.asarray(log_probs, np.float64)
-  lp = lp if length is None else lp[:int(length)]
+  lp = lp if length is None else lp[: int(length)]
   ext = [blank]
   for c in labels:
     ext += [int(c), blank]
@@ -181,5 +185,7 @@ def error_rates(references: Sequence[str], hypotheses: Sequence[str]) -> dict[st
   if any(not r.strip() for r in references):
     raise ValueError('an empty reference has no error rate; remove utterances with empty transcripts')
   jiwer = _jiwer()
-  return {'cer': float(jiwer.cer(list(references), list(hypotheses))),
-          'wer': float(jiwer.wer(list(references), list(hypotheses)))}
+  return {
+    'cer': float(jiwer.cer(list(references), list(hypotheses))),
+    'wer': float(jiwer.wer(list(references), list(hypotheses))),
+  }

@@ -36,16 +36,16 @@ def unit_uniform(key, shape, dtype=jnp.float32):
 
 
 INITIALIZERS: dict[str, Callable[[], Initializer]] = {
-    'orthogonal': jinit.orthogonal,
-    'identity': lambda: identity,
-    'lecun_normal': jinit.lecun_normal,
-    'glorot_uniform': jinit.glorot_uniform,
-    'glorot_normal': jinit.glorot_normal,
-    'he_normal': jinit.he_normal,
-    'normal_0.001': lambda: jinit.normal(1e-3),
-    'unit_uniform': lambda: unit_uniform,
-    'zeros': lambda: jinit.zeros,
-    'ones': lambda: jinit.ones,
+  'orthogonal': jinit.orthogonal,
+  'identity': lambda: identity,
+  'lecun_normal': jinit.lecun_normal,
+  'glorot_uniform': jinit.glorot_uniform,
+  'glorot_normal': jinit.glorot_normal,
+  'he_normal': jinit.he_normal,
+  'normal_0.001': lambda: jinit.normal(1e-3),
+  'unit_uniform': lambda: unit_uniform,
+  'zeros': lambda: jinit.zeros,
+  'ones': lambda: jinit.ones,
 }
 
 
@@ -56,9 +56,7 @@ def get_initializer(init: InitLike) -> Initializer:
   try:
     return INITIALIZERS[init]()
   except KeyError:
-    raise ValueError(
-        f'unknown initializer {init!r}; choose one of {sorted(INITIALIZERS)} or pass a function'
-    ) from None
+    raise ValueError(f'unknown initializer {init!r}; choose one of {sorted(INITIALIZERS)} or pass a function') from None
 
 
 def per_gate(init: Initializer, num_gates: int) -> Initializer:

@@ -156,7 +156,7 @@ class LRUCell(LinearRecurrentCell):
       return jnp.concatenate([b, base(d_key, shape[:-1] + (h,), dtype)], axis=-1)
 
     self.input_proj = nn.Dense(
-        2 * n + h, use_bias=False, kernel_init=input_init, dtype=self.dtype, param_dtype=self.param_dtype
+      2 * n + h, use_bias=False, kernel_init=input_init, dtype=self.dtype, param_dtype=self.param_dtype
     )
     self.output_proj = nn.Dense(h, dtype=self.dtype, param_dtype=self.param_dtype)
 
@@ -208,13 +208,13 @@ def _combine(earlier, later):
 
 
 def linear_recurrence(
-    a: Array,
-    b: Array,
-    h0: Array,
-    valid: Array | None = None,
-    *,
-    parallel: bool,
-    unroll: int = 1,
+  a: Array,
+  b: Array,
+  h0: Array,
+  valid: Array | None = None,
+  *,
+  parallel: bool,
+  unroll: int = 1,
 ) -> Array:
   r"""All states of :math:`h_t = a_t \odot h_{t-1} + b_t` over the time axis 1.
 

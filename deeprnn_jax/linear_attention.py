@@ -74,13 +74,13 @@ def unit_lower_solve(a: Array, rhs: Array) -> Array:
 
 
 def chunkwise_delta(
-    state: Array,
-    q: Array,
-    k: Array,
-    v: Array,
-    beta: Array | None,
-    log_alpha: Array | None,
-    chunk_size: int,
+  state: Array,
+  q: Array,
+  k: Array,
+  v: Array,
+  beta: Array | None,
+  log_alpha: Array | None,
+  chunk_size: int,
 ) -> tuple[Array, Array]:
   r"""The chunkwise-parallel (gated) delta rule over a whole sequence (see the module docstring).
 
@@ -152,8 +152,8 @@ class _MatrixMemoryCell(Cell):
   def head_features(self) -> int:
     if not isinstance(self.num_heads, int) or self.num_heads < 1 or self.features % self.num_heads:
       raise ValueError(
-          f'{type(self).__name__}: features={self.features} must be divisible by num_heads={self.num_heads}; '
-          'pick num_heads dividing features'
+        f'{type(self).__name__}: features={self.features} must be divisible by num_heads={self.num_heads}; '
+        'pick num_heads dividing features'
       )
     return self.features // self.num_heads
 
@@ -164,18 +164,18 @@ class _MatrixMemoryCell(Cell):
     if not isinstance(self.chunk_size, int) or self.chunk_size < 1:
       raise ValueError(f'{type(self).__name__}: chunk_size must be a positive integer; got {self.chunk_size!r}')
     self.input_proj = nn.Dense(
-        self.projection_width(),
-        use_bias=False,
-        kernel_init=get_initializer(self.kernel_init),
-        dtype=self.dtype,
-        param_dtype=self.param_dtype,
+      self.projection_width(),
+      use_bias=False,
+      kernel_init=get_initializer(self.kernel_init),
+      dtype=self.dtype,
+      param_dtype=self.param_dtype,
     )
     self.output_proj = nn.Dense(
-        self.features,
-        use_bias=False,
-        kernel_init=get_initializer(self.kernel_init),
-        dtype=self.dtype,
-        param_dtype=self.param_dtype,
+      self.features,
+      use_bias=False,
+      kernel_init=get_initializer(self.kernel_init),
+      dtype=self.dtype,
+      param_dtype=self.param_dtype,
     )
 
   def heads(self, x: Array) -> Array:
@@ -238,8 +238,13 @@ class LinearAttentionCell(_MatrixMemoryCell):
     # The normalizer z is one more value column of ones: [S, z] evolves as one state.
     ones = jnp.ones(v.shape[:-1] + (1,), v.dtype)
     state, o = chunkwise_delta(
-        jnp.concatenate([s, z[..., None]], axis=-1), q, k, jnp.concatenate([v, ones], axis=-1), None, None,
-        self.chunk_size,
+      jnp.concatenate([s, z[..., None]], axis=-1),
+      q,
+      k,
+      jnp.concatenate([v, ones], axis=-1),
+      None,
+      None,
+      self.chunk_size,
     )
     return (state[..., :-1], state[..., -1]), self._readout(o[..., :-1], o[..., -1])
 
@@ -249,8 +254,8 @@ class LinearAttentionCell(_MatrixMemoryCell):
     d = self.head_features
     batch = tuple(input_shape[:-1])
     return (
-        self.carry_init(s_key, batch + (self.num_heads, d, d), self.param_dtype),
-        self.carry_init(z_key, batch + (self.num_heads, d), self.param_dtype),
+      self.carry_init(s_key, batch + (self.num_heads, d, d), self.param_dtype),
+      self.carry_init(z_key, batch + (self.num_heads, d), self.param_dtype),
     )
 
 

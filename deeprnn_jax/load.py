@@ -35,7 +35,6 @@ from deeprnn_jax import train
 from deeprnn_jax.tasks import base as task_base
 
 
-
 class RunNotFoundError(FileNotFoundError):
   """A run folder, or the checkpoint asked for, does not exist or cannot be read (one-line message)."""
 
@@ -69,8 +68,9 @@ class TrainedRun:
     splits = list(self.task.eval_splits) if splits is None else list(splits)
     unknown = [s for s in splits if s not in self.task.eval_splits]
     if unknown:
-      raise ValueError(f'unknown split {unknown[0]!r} for task {self.task.name!r}; '
-                       f'valid: {", ".join(self.task.eval_splits)}')
+      raise ValueError(
+        f'unknown split {unknown[0]!r} for task {self.task.name!r}; valid: {", ".join(self.task.eval_splits)}'
+      )
     # The program kind that trained the run: a run trained alone or with its seeds looped is
     # evaluated by the very computation that recorded its metrics.
     program = self.status.get('seed_program') if self.status.get('seed_program') in ('vmap', 'loop') else 'vmap'
@@ -94,8 +94,10 @@ def run_config(run_dir: str, task_options: Mapping[str, Any] | None = None) -> m
   folder = runlog.RunFolder(run_dir)
   raw = folder.read_config()
   if not isinstance(raw, dict):
-    raise RunNotFoundError(f'{folder.path} is not a run folder (no readable {runlog.CONFIG_FILE}); '
-                           'pass the folder of one run (e.g. runs/x/lstm-d2-w64-s0)')
+    raise RunNotFoundError(
+      f'{folder.path} is not a run folder (no readable {runlog.CONFIG_FILE}); '
+      'pass the folder of one run (e.g. runs/x/lstm-d2-w64-s0)'
+    )
   # Not settings: the code version the run was made with, and keys renamed since that only said how
   # a run was shown or launched (config.RUNTIME_KEYS).
   raw.pop('code', None)
@@ -116,13 +118,21 @@ def _register_task_of(raw: Mapping[str, Any], folder: runlog.RunFolder) -> None:
   sweep = runlog.read_json(os.path.join(os.path.dirname(folder.path), 'sweep.json')) or {}
   source = sweep.get('config_file') if isinstance(sweep, dict) else None
   if not source or not os.path.isfile(source):
-    raise config_lib.ConfigError('task.name', f'task {name!r} of {folder.path} is not registered: import the module '
-                                              'that registers it (deeprnn_jax.tasks.register_task) first')
-  config_lib.load(source)   # executes the file, which registers the task
+    raise config_lib.ConfigError(
+      'task.name',
+      f'task {name!r} of {folder.path} is not registered: import the module '
+      'that registers it (deeprnn_jax.tasks.register_task) first',
+    )
+  config_lib.load(source)  # executes the file, which registers the task
 
 
-def load_run(run_dir: str, checkpoint: str | int = 'best', *, task: task_base.Task | None = None,
-             task_options: Mapping[str, Any] | None = None) -> TrainedRun:
+def load_run(
+  run_dir: str,
+  checkpoint: str | int = 'best',
+  *,
+  task: task_base.Task | None = None,
+  task_options: Mapping[str, Any] | None = None,
+) -> TrainedRun:
   """Loads the run in ``run_dir`` (see the module docstring).
 
   Args:
@@ -155,15 +165,25 @@ def load_run(run_dir: str, checkpoint: str | int = 'best', *, task: task_base.Ta
       try:
         found = ck.restore_step(checkpoint, None)
       except Exception as e:  # pylint: disable=broad-except
-        raise RunNotFoundError(f'{folder.path}: checkpoint {checkpoint} is unreadable ({type(e).__name__}); '
-                               "try checkpoint='last'") from e
+        raise RunNotFoundError(
+          f"{folder.path}: checkpoint {checkpoint} is unreadable ({type(e).__name__}); try checkpoint='last'"
+        ) from e
   finally:
     ck.close()
   if found is None:
     steps = ', '.join(map(str, kept['latest'])) or 'none'
-    raise RunNotFoundError(f'{folder.path}: no readable checkpoint {checkpoint!r} (latest steps: {steps}; '
-                           f"best: {', '.join(map(str, kept['best'])) or 'none'}); try checkpoint='last'")
+    raise RunNotFoundError(
+      f'{folder.path}: no readable checkpoint {checkpoint!r} (latest steps: {steps}; '
+      f"best: {', '.join(map(str, kept['best'])) or 'none'}); try checkpoint='last'"
+    )
   step, state, _ = found
-  return TrainedRun(model=model, params=state['params'], task=task, config=config, run_dir=folder.path,
-                    step=int(step), checkpoint=checkpoint, status=folder.read_status() or {})
-
+  return TrainedRun(
+    model=model,
+    params=state['params'],
+    task=task,
+    config=config,
+    run_dir=folder.path,
+    step=int(step),
+    checkpoint=checkpoint,
+    status=folder.read_status() or {},
+  )

@@ -27,8 +27,9 @@ Array = jax.Array
 POOLINGS = ('last', 'mean', 'max', 'flatten', 'attention')
 
 
-def pool(outputs: Array, lengths: Array | None, pooling: str, bidirectional: bool = False,
-         query: Array | None = None) -> Array:
+def pool(
+  outputs: Array, lengths: Array | None, pooling: str, bidirectional: bool = False, query: Array | None = None
+) -> Array:
   r"""Reads ``[batch, time, H]`` RNN outputs :math:`y_t` over each sequence's valid steps
   :math:`t < \ell_b` -> ``[batch, H']``.
 
@@ -103,9 +104,11 @@ class _SequenceModel(nn.Module):
         raise ValueError('a token model needs embed_features (the embedding width)')
       x = nn.Embed(self.vocab_size, self.embed_features, name='embed')(inputs)
     else:
-      if jnp.iscomplexobj(inputs):   # the cast below would drop the imaginary part
-        raise ValueError(f'{type(self).__name__} expects real inputs, got {jnp.result_type(inputs)}: pass the real '
-                         'and imaginary parts as features, e.g. jnp.concatenate([x.real, x.imag], axis=-1)')
+      if jnp.iscomplexobj(inputs):  # the cast below would drop the imaginary part
+        raise ValueError(
+          f'{type(self).__name__} expects real inputs, got {jnp.result_type(inputs)}: pass the real '
+          'and imaginary parts as features, e.g. jnp.concatenate([x.real, x.imag], axis=-1)'
+        )
       x = inputs.astype(jnp.float32)
       if self.input_features is not None:
         x = nn.Dense(self.input_features, name='input_proj')(x)
@@ -144,7 +147,7 @@ class _PooledModel(_SequenceModel):
 
   @nn.compact
   def __call__(self, inputs, lengths=None, *, deterministic: bool = True):
-    lengths = None if lengths is None else jnp.asarray(lengths)   # a list works too (DeepRNN checks it)
+    lengths = None if lengths is None else jnp.asarray(lengths)  # a list works too (DeepRNN checks it)
     y = self.encode(inputs, lengths, deterministic)
     query = None
     if self.pooling == 'attention':
@@ -164,9 +167,11 @@ class _PooledModel(_SequenceModel):
       want = params[first]['kernel'].shape[0]
       if pooled.shape[-1] != want:
         per_step = pooled.shape[-1] // time
-        raise ValueError(f"pooling='flatten' reads exactly {want // per_step} steps (the length at init), got "
-                         f"{time}: pad or crop inputs to {want // per_step} steps, or pool with 'last', 'mean', "
-                         "'max' or 'attention' for varying lengths")
+        raise ValueError(
+          f"pooling='flatten' reads exactly {want // per_step} steps (the length at init), got "
+          f"{time}: pad or crop inputs to {want // per_step} steps, or pool with 'last', 'mean', "
+          "'max' or 'attention' for varying lengths"
+        )
 
   def predict(self, inputs, lengths=None):
     """The most likely class ``[batch]`` int32 (for a ``Task.score``; a regressor has none)."""
@@ -216,12 +221,15 @@ class PerStepModel(_SequenceModel):
   tie_embeddings: bool = False
 
   @nn.compact
-  def __call__(self, inputs, lengths=None, *, deterministic: bool = True, initial_carries=None,
-               return_carries: bool = False):
-    lengths = None if lengths is None else jnp.asarray(lengths)   # a list works too (DeepRNN checks it)
+  def __call__(
+    self, inputs, lengths=None, *, deterministic: bool = True, initial_carries=None, return_carries: bool = False
+  ):
+    lengths = None if lengths is None else jnp.asarray(lengths)  # a list works too (DeepRNN checks it)
     if self.tie_embeddings and (self.vocab_size is None or self.vocab_size != self.out_features):
-      raise ValueError(f'tie_embeddings needs token inputs with vocab_size == out_features; got vocab_size='
-                       f'{self.vocab_size}, out_features={self.out_features}')
+      raise ValueError(
+        f'tie_embeddings needs token inputs with vocab_size == out_features; got vocab_size='
+        f'{self.vocab_size}, out_features={self.out_features}'
+      )
     carries, y = self._rnn(self._inputs(inputs, deterministic), lengths, deterministic, initial_carries)
     if self.tie_embeddings:
       out = self._tied_head(y, deterministic)
@@ -235,8 +243,10 @@ class PerStepModel(_SequenceModel):
     h = self._hidden(h, deterministic)
     embedding = self.variables['params']['embed']['embedding']
     if h.shape[-1] != embedding.shape[-1]:
-      raise ValueError(f'tie_embeddings needs the output layer input ({h.shape[-1]} wide) as wide as the '
-                       f'embedding ({embedding.shape[-1]}): set the embedding width to the top width')
+      raise ValueError(
+        f'tie_embeddings needs the output layer input ({h.shape[-1]} wide) as wide as the '
+        f'embedding ({embedding.shape[-1]}): set the embedding width to the top width'
+      )
     bias = self.param('out_bias', nn.initializers.zeros_init(), (self.out_features,), jnp.float32)
     return jnp.einsum('bth,vh->btv', h, embedding.astype(h.dtype)) + bias.astype(h.dtype).reshape(1, 1, -1)
 

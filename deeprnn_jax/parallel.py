@@ -72,6 +72,7 @@ def over_seeds(fn: Callable, in_axes: Sequence[int | None], program: str) -> Cal
     def one_seed(per_seed):
       per_seed = iter(per_seed)
       return fn(*(next(per_seed) if axis == 0 else a for a, axis in zip(args, in_axes)))
+
     return jax.lax.map(one_seed, tuple(a for a, axis in zip(args, in_axes) if axis == 0))
 
   return looped

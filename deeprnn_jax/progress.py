@@ -53,8 +53,9 @@ class Progress:
     if self.bar is not None:
       self.bar.update(1)
 
-  def synced(self, step: int, rate: float, train_loss: float | None,
-             evals: Mapping[str, Mapping[str, float]] | None) -> None:
+  def synced(
+    self, step: int, rate: float, train_loss: float | None, evals: Mapping[str, Mapping[str, float]] | None
+  ) -> None:
     """A sync point: the latest mean train loss and, at an evaluation, each split's mean metrics."""
     if train_loss is not None:
       self.train_loss = train_loss
@@ -62,7 +63,7 @@ class Progress:
       self.bar.set_postfix(loss=f'{self.train_loss:.4g}', steps_per_s=f'{rate:.1f}', refresh=False)
     elif self.mode == 'lines' and evals:
       parts = [f'{self.name} step {step}/{self.total}']
-      if np.isfinite(self.train_loss):   # none yet before the first train log
+      if np.isfinite(self.train_loss):  # none yet before the first train log
         parts.append(f'train loss {self.train_loss:.4g}')
       parts += [f'{split} ' + ' '.join(f'{k} {v:.4g}' for k, v in metrics.items()) for split, metrics in evals.items()]
       parts += [f'{rate:.1f} steps/s', f'ETA {_duration((self.total - step) / rate if rate > 0 else float("nan"))}']

@@ -131,4 +131,3 @@ class RGLRUCell(LinearRecurrentCell):
     log_a = -self.c * jax.nn.sigmoid(gate_a) * decay
     multiplier = sqrt_bounded_derivative(1.0 - jnp.exp(2.0 * log_a), 1000.0)
     return jnp.exp(log_a), multiplier * (jax.nn.sigmoid(gate_x) * x)
-

@@ -35,7 +35,7 @@ from deeprnn_jax._extras import require
 _log = logging.getLogger(__name__)
 
 STATES = ('pending', 'running', 'finished', 'diverged', 'interrupted', 'failed')
-DONE_STATES = ('finished', 'diverged')   # a rerun of the sweep skips these
+DONE_STATES = ('finished', 'diverged')  # a rerun of the sweep skips these
 
 CONFIG_FILE = 'config.json'
 STATUS_FILE = 'status.json'
@@ -83,7 +83,9 @@ def code_version() -> dict[str, Any]:
   which code produced a run, kept in its status and its wandb config."""
   here = os.path.dirname(os.path.abspath(__file__))
   try:
-    git = lambda *a: subprocess.run(['git', *a], cwd=here, capture_output=True, text=True, timeout=10, check=True).stdout
+    git = lambda *a: (
+      subprocess.run(['git', *a], cwd=here, capture_output=True, text=True, timeout=10, check=True).stdout
+    )
     commit = git('rev-parse', 'HEAD').strip()
     dirty = bool(git('status', '--porcelain', '--untracked-files=no').strip())
   except (OSError, subprocess.SubprocessError):
@@ -129,7 +131,7 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
 
 
 def _json_default(v):
-  if hasattr(v, 'tolist'):    # numpy / jax scalars and arrays
+  if hasattr(v, 'tolist'):  # numpy / jax scalars and arrays
     return v.tolist()
   if isinstance(v, (set, frozenset)):
     return sorted(v)
@@ -226,8 +228,7 @@ def is_done(status: Mapping[str, Any] | None, num_steps: int) -> bool:
   extended, see ``config.continuation_problem``)."""
   if not status or status.get('state') not in DONE_STATES:
     return False
-  return (status['state'] == 'diverged' or bool(status.get('stopped_early'))
-          or int(status.get('step') or 0) >= num_steps)
+  return status['state'] == 'diverged' or bool(status.get('stopped_early')) or int(status.get('step') or 0) >= num_steps
 
 
 def update_status(run_dir: str, **fields) -> dict:
@@ -301,10 +302,22 @@ class WandbRun:
   grouped together by ``group``.
   """
 
-  def __init__(self, mode: str, *, project: str, name: str, directory: str, config: Mapping[str, Any],
-               run_id: str | None = None, entity: str | None = None, group: str | None = None,
-               job_type: str | None = None, tags: Iterable[str] = (),
-               metric_modes: Mapping[str, str] | None = None, timeout: float = 60.0):
+  def __init__(
+    self,
+    mode: str,
+    *,
+    project: str,
+    name: str,
+    directory: str,
+    config: Mapping[str, Any],
+    run_id: str | None = None,
+    entity: str | None = None,
+    group: str | None = None,
+    job_type: str | None = None,
+    tags: Iterable[str] = (),
+    metric_modes: Mapping[str, str] | None = None,
+    timeout: float = 60.0,
+  ):
     self._run = None
     self.mode = mode
     self.timeout = timeout
@@ -314,13 +327,26 @@ class WandbRun:
     try:
       wandb = require('wandb', 'experiments', 'Weights & Biases logging (wandb.mode)')
       os.makedirs(directory, exist_ok=True)
-      settings = wandb.Settings(console='off', silent=True, disable_git=True, save_code=False,
-                                reinit='create_new', init_timeout=timeout)
+      settings = wandb.Settings(
+        console='off', silent=True, disable_git=True, save_code=False, reinit='create_new', init_timeout=timeout
+      )
       # Under `wandb agent` the agent owns the run id (WANDB_RUN_ID); elsewhere ours makes resume work.
       run_id = None if os.environ.get('WANDB_SWEEP_ID') else run_id
-      init = lambda: wandb.init(mode=mode, project=project, entity=entity, group=group, job_type=job_type,
-                                tags=list(tags) or None, name=name, id=run_id, resume='allow' if run_id else None,
-                                dir=directory, config=dict(config), allow_val_change=True, settings=settings)
+      init = lambda: wandb.init(
+        mode=mode,
+        project=project,
+        entity=entity,
+        group=group,
+        job_type=job_type,
+        tags=list(tags) or None,
+        name=name,
+        id=run_id,
+        resume='allow' if run_id else None,
+        dir=directory,
+        config=dict(config),
+        allow_val_change=True,
+        settings=settings,
+      )
       self._run = call_with_timeout(init, timeout, 'wandb.init')
       self._run.define_metric('step')
       for key, summary in (metric_modes or {}).items():
@@ -354,14 +380,21 @@ class WandbRun:
     except Exception as e:  # pylint: disable=broad-except
       self._fail('summary', e)
 
-  def log_files(self, name: str, kind: str, paths: Iterable[str], table: tuple[str, list[dict]] | None = None,
-                images: Iterable[str] = ()) -> None:
+  def log_files(
+    self,
+    name: str,
+    kind: str,
+    paths: Iterable[str],
+    table: tuple[str, list[dict]] | None = None,
+    images: Iterable[str] = (),
+  ) -> None:
     """Logs ``paths`` as one artifact ``name`` of type ``kind``, ``table`` (key, rows) as a wandb
     Table and ``images`` (PNG paths) as images under ``plots/``."""
     if self._run is None:
       return
     try:
       import wandb  # pylint: disable=g-import-not-at-top
+
       artifact = wandb.Artifact(name, type=kind)
       for path in paths:
         artifact.add_file(path)
@@ -405,8 +438,9 @@ class RunLogger:
     if self.wandb is not None and to_wandb:
       self.wandb.log(step, {f'{split}/{k}': v for k, v in values.items()})
 
-  def summary(self, status: Mapping[str, Any], records: Iterable[Mapping[str, Any]],
-              modes: Mapping[str, str] | None = None) -> None:
+  def summary(
+    self, status: Mapping[str, Any], records: Iterable[Mapping[str, Any]], modes: Mapping[str, str] | None = None
+  ) -> None:
     """The wandb summary at the end of a run: its outcome and measures from its status, and of every
     metric the last value (``<split>/<name>/last``) and the best over the whole run
     (``<split>/<name>/best``, by ``modes``: ``'min'`` or ``'max'`` per ``<split>/<name>``, default min).
@@ -421,13 +455,24 @@ class RunLogger:
     for r in records:
       for k, v in r.items():
         if k not in ('step', 'split') and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-          key = f"{r['split']}/{k}"
+          key = f'{r["split"]}/{k}'
           best = values.get(f'{key}/best')
           better = max if modes.get(key, 'min') == 'max' else min
           values[f'{key}/best'] = v if best is None else better(best, v)
           values[f'{key}/last'] = v
-    keys = ('state', 'step', 'compile_seconds', 'steps_per_sec', 'train_seconds', 'best_step', 'best_value',
-            'threshold_step', 'threshold_seconds', 'diverged_step', 'stopped_early')
+    keys = (
+      'state',
+      'step',
+      'compile_seconds',
+      'steps_per_sec',
+      'train_seconds',
+      'best_step',
+      'best_value',
+      'threshold_step',
+      'threshold_seconds',
+      'diverged_step',
+      'stopped_early',
+    )
     self.wandb.summary({**{k: status[k] for k in keys if k in status}, **values})
 
   def finish(self, exit_code: int = 0) -> None:

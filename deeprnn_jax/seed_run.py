@@ -38,8 +38,16 @@ _log = logging.getLogger(__name__)
 
 def fresh_progress() -> dict:
   """Host-side loop state that a checkpoint carries next to the arrays (its ``meta``)."""
-  return {'step': 0, 'best_value': None, 'best_step': None, 'threshold_step': None,
-          'threshold_seconds': None, 'train_seconds': 0.0, 'rate_steps': 0, 'rate_seconds': 0.0}
+  return {
+    'step': 0,
+    'best_value': None,
+    'best_step': None,
+    'threshold_step': None,
+    'threshold_seconds': None,
+    'train_seconds': 0.0,
+    'rate_steps': 0,
+    'rate_seconds': 0.0,
+  }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,14 +68,23 @@ class Cadence:
   def from_config(cls, config: ml_collections.ConfigDict, task: task_base.Task) -> 'Cadence':
     t = config.train
     splits = tuple(task.eval_splits)
-    return cls(t.num_steps, t.log_every_steps, t.eval_every_steps, t.checkpoint_every_steps, splits,
-               tuple(t.eval_splits) or splits)
+    return cls(
+      t.num_steps,
+      t.log_every_steps,
+      t.eval_every_steps,
+      t.checkpoint_every_steps,
+      splits,
+      tuple(t.eval_splits) or splits,
+    )
 
   def due(self, step: int) -> tuple[bool, bool, bool]:
     """What the loop does once ``step`` steps are done: (log train metrics, evaluate, checkpoint)."""
     last = step == self.num_steps
-    return (step % self.log_every == 0 or last, step % self.eval_every == 0 or last,
-            step % self.checkpoint_every == 0 or last)
+    return (
+      step % self.log_every == 0 or last,
+      step % self.eval_every == 0 or last,
+      step % self.checkpoint_every == 0 or last,
+    )
 
   def records_at(self, step: int) -> list[str]:
     """The splits of the records a run writes at ``step`` (``'train'`` for the train metrics)."""
@@ -98,13 +115,22 @@ def _json_plain(v) -> bool:
 def task_facts(task: task_base.Task, splits: Sequence[str]) -> dict:
   """What the report needs to know about the task without rebuilding it."""
   return {
-      'name': task.name, 'seq_len': task.seq_len, 'output_kind': task.output_kind, 'splits': list(splits),
-      'baseline': {'metric': task.baseline.metric, 'value': task.baseline.value,
-                   'description': task.baseline.description},
-      'threshold': (None if task.threshold is None else
-                    {'metric': task.threshold.metric, 'value': task.threshold.value, 'mode': task.threshold.mode}),
-      'metric_modes': {'loss': 'min', **dict(task.metric_modes)},
-      'info': {k: v for k, v in dict(task.info).items() if _json_plain(v)},
+    'name': task.name,
+    'seq_len': task.seq_len,
+    'output_kind': task.output_kind,
+    'splits': list(splits),
+    'baseline': {
+      'metric': task.baseline.metric,
+      'value': task.baseline.value,
+      'description': task.baseline.description,
+    },
+    'threshold': (
+      None
+      if task.threshold is None
+      else {'metric': task.threshold.metric, 'value': task.threshold.value, 'mode': task.threshold.mode}
+    ),
+    'metric_modes': {'loss': 'min', **dict(task.metric_modes)},
+    'info': {k: v for k, v in dict(task.info).items() if _json_plain(v)},
   }
 
 
@@ -124,9 +150,9 @@ class SeedRun:
     self.logger: runlog.RunLogger | None = None
     self.checkpointer: checkpoint_lib.Checkpointer | None = None
     self.progress = fresh_progress()
-    self.wandb_step = 0   # records up to this step already reached wandb (before a kill)
-    self.wandb_status: dict[str, Any] = {}   # its wandb id, mode and error, for status.json
-    self.metric_modes: dict[str, str] = {}   # 'min' or 'max' per '<split>/<metric>'
+    self.wandb_step = 0  # records up to this step already reached wandb (before a kill)
+    self.wandb_status: dict[str, Any] = {}  # its wandb id, mode and error, for status.json
+    self.metric_modes: dict[str, str] = {}  # 'min' or 'max' per '<split>/<metric>'
 
   @property
   def name(self) -> str:
@@ -146,7 +172,7 @@ class SeedRun:
     problem = old is not None and config_lib.continuation_problem(old, self.config)
     if problem:
       raise config_lib.ConfigError('', f'{self.folder.path} holds another run ({problem}); use another workdir')
-    if old is None or config_lib.differing_keys(old, self.config):   # new, or extended to more steps
+    if old is None or config_lib.differing_keys(old, self.config):  # new, or extended to more steps
       self.folder.write_config(self.config)
 
   def open(self, wandb_mode: str, params: int, metric_modes: Mapping[str, str]) -> None:
@@ -157,18 +183,37 @@ class SeedRun:
     self.checkpointer = checkpoint_lib.Checkpointer(self.folder.checkpoints, c.train.keep_checkpoints)
     wandb_id = status.get('wandb_id') or uuid.uuid4().hex[:12]
     flat = config_lib.flatten(config_lib.to_dict(c), stop=())
-    wb_config = {**flat, 'cell': c.model.cell, 'depth': c.model.depth, 'width': c.model.width,
-                 'seed': self.seed, 'params': params, 'task': c.task.name, **runlog.code_version()}
+    wb_config = {
+      **flat,
+      'cell': c.model.cell,
+      'depth': c.model.depth,
+      'width': c.model.width,
+      'seed': self.seed,
+      'params': params,
+      'task': c.task.name,
+      **runlog.code_version(),
+    }
     run = runlog.WandbRun(
-        wandb_mode, project=c.logging.project, entity=c.logging.entity, name=self.name, run_id=wandb_id,
-        directory=c.logging.wandb_dir or self.folder.path, config=wb_config,
-        group=c.logging.group or os.path.basename(os.path.dirname(self.folder.path)),
-        job_type=c.logging.job_type or build.variant_name(c), tags=c.logging.tags or _default_tags(c),
-        metric_modes=metric_modes, timeout=c.logging.wandb_timeout_seconds)
+      wandb_mode,
+      project=c.logging.project,
+      entity=c.logging.entity,
+      name=self.name,
+      run_id=wandb_id,
+      directory=c.logging.wandb_dir or self.folder.path,
+      config=wb_config,
+      group=c.logging.group or os.path.basename(os.path.dirname(self.folder.path)),
+      job_type=c.logging.job_type or build.variant_name(c),
+      tags=c.logging.tags or _default_tags(c),
+      metric_modes=metric_modes,
+      timeout=c.logging.wandb_timeout_seconds,
+    )
     self.logger = runlog.RunLogger(self.folder.path, run)
     self.metric_modes = dict(metric_modes)
-    self.wandb_status = {'wandb_id': wandb_id, 'wandb_mode': wandb_mode if run.active else 'disabled',
-                         'wandb_error': run.error}
+    self.wandb_status = {
+      'wandb_id': wandb_id,
+      'wandb_mode': wandb_mode if run.active else 'disabled',
+      'wandb_error': run.error,
+    }
 
   def close(self) -> None:
     if self.checkpointer is not None:
@@ -183,8 +228,11 @@ class SeedRun:
     limit = cadence.logged_through(self.folder.read_metrics())
     newest = self.checkpointer.latest_step()
     if newest is not None and newest > limit:
-      _log.warning('%s: metrics.jsonl lacks records after step %d; resuming from a checkpoint at or before it',
-                   self.folder.path, limit)
+      _log.warning(
+        '%s: metrics.jsonl lacks records after step %d; resuming from a checkpoint at or before it',
+        self.folder.path,
+        limit,
+      )
     return self.checkpointer.restore_latest(like, max_step=limit if max_step is None else min(limit, max_step))
 
   def rewind(self, step: int, progress: dict | None, cadence: Cadence) -> None:
@@ -205,14 +253,27 @@ class SeedRun:
     wanted = set(cadence.records_at(step))
     self.logger.metrics.truncate_after(step, keep=lambda r: not extended or r['step'] < step or r['split'] in wanted)
 
-  def start(self, *, step: int, params: int, seeds_in_program: int, seed_program: str, facts: dict,
-            **launch) -> None:
+  def start(self, *, step: int, params: int, seeds_in_program: int, seed_program: str, facts: dict, **launch) -> None:
     """The run is training from ``step``; ``launch``: how it was launched (e.g. ``workers``)."""
-    self.folder.update_status(**launch,
-        state='running', run_id=self.name, seed=self.seed, step=step, num_steps=self.config.train.num_steps,
-        params=params, seeds_in_program=seeds_in_program, seed_program=seed_program, pid=os.getpid(),
-        host=socket.gethostname(), resumed_from=step or None, updated_at=time.time(), error=None, task=facts,
-        **self.wandb_status, **runlog.code_version())
+    self.folder.update_status(
+      **launch,
+      state='running',
+      run_id=self.name,
+      seed=self.seed,
+      step=step,
+      num_steps=self.config.train.num_steps,
+      params=params,
+      seeds_in_program=seeds_in_program,
+      seed_program=seed_program,
+      pid=os.getpid(),
+      host=socket.gethostname(),
+      resumed_from=step or None,
+      updated_at=time.time(),
+      error=None,
+      task=facts,
+      **self.wandb_status,
+      **runlog.code_version(),
+    )
 
   # -- what happens during training -----------------------------------------------------------------
 
@@ -230,15 +291,16 @@ class SeedRun:
   def add_time(self, seconds: float, steps: int, warm: bool) -> None:
     p = self.progress
     p['train_seconds'] += seconds
-    if warm:   # the first segment after compiling is warm-up, not steady state
+    if warm:  # the first segment after compiling is warm-up, not steady state
       p['rate_steps'] += steps
       p['rate_seconds'] += seconds
 
   def track(self, value: float, step: int, mode: str, threshold: task_base.Threshold | None) -> tuple[bool, bool]:
     """Notes the validation value of ``step``: returns (a new best, the threshold reached just now)."""
     p = self.progress
-    best = bool(np.isfinite(value)) and (p['best_value'] is None or
-                                         (value < p['best_value'] if mode == 'min' else value > p['best_value']))
+    best = bool(np.isfinite(value)) and (
+      p['best_value'] is None or (value < p['best_value'] if mode == 'min' else value > p['best_value'])
+    )
     if best:
       p['best_value'], p['best_step'] = value, step
     reached = bool(threshold and p['threshold_step'] is None and np.isfinite(value) and threshold.reached(value))
@@ -262,10 +324,19 @@ class SeedRun:
     self.checkpointer.wait()
     rate = p['rate_steps'] / p['rate_seconds'] if p['rate_seconds'] > 0 else None
     status = self.folder.update_status(
-        state=state, step=step, compile_seconds=compile_seconds, steps_per_sec=rate,
-        train_seconds=p['train_seconds'], best_step=p['best_step'], best_value=p['best_value'],
-        best_metric=f'val/{metric}', threshold_step=p['threshold_step'],
-        threshold_seconds=p['threshold_seconds'], updated_at=time.time(), **extra)
+      state=state,
+      step=step,
+      compile_seconds=compile_seconds,
+      steps_per_sec=rate,
+      train_seconds=p['train_seconds'],
+      best_step=p['best_step'],
+      best_value=p['best_value'],
+      best_metric=f'val/{metric}',
+      threshold_step=p['threshold_step'],
+      threshold_seconds=p['threshold_seconds'],
+      updated_at=time.time(),
+      **extra,
+    )
     self.logger.summary(status, self.folder.read_metrics(), self.metric_modes)
     self.logger.finish(exit_code=0 if state == 'finished' else 1)
     return status
@@ -284,8 +355,12 @@ class SeedRun:
     if self.checkpointer is not None:
       self.checkpointer.wait()
     step = (self.checkpointer.latest_step() if self.checkpointer is not None else None) or 0
-    self.folder.update_status(state='interrupted' if stopped else 'failed', step=step,
-                              error=None if stopped else runlog.one_line(error), updated_at=time.time())
+    self.folder.update_status(
+      state='interrupted' if stopped else 'failed',
+      step=step,
+      error=None if stopped else runlog.one_line(error),
+      updated_at=time.time(),
+    )
     if self.logger is not None:
       self.logger.finish(exit_code=1)
 

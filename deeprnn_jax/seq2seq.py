@@ -105,8 +105,13 @@ def greedy_search(step_fn: StepFn, state: State, batch_size: int, max_len: int) 
     tokens = tokens.at[:, t].set(token)
     return t + 1, state, token, done | (token == EOS_ID), tokens
 
-  init = (jnp.int32(0), state, jnp.full((batch_size,), BOS_ID, jnp.int32), jnp.zeros((batch_size,), bool),
-          jnp.full((batch_size, max_len), PAD_ID, jnp.int32))
+  init = (
+    jnp.int32(0),
+    state,
+    jnp.full((batch_size,), BOS_ID, jnp.int32),
+    jnp.zeros((batch_size,), bool),
+    jnp.full((batch_size, max_len), PAD_ID, jnp.int32),
+  )
   return jax.lax.while_loop(cond, body, init)[-1]
 
 
@@ -121,8 +126,9 @@ def _gather_beams(tree, beam: Array, batch_size: int, beam_size: int):
   return jax.tree.map(gather, tree)
 
 
-def beam_search(step_fn: StepFn, state: State, batch_size: int, beam_size: int, max_len: int,
-                alpha: float = 0.6) -> tuple[Array, Array]:
+def beam_search(
+  step_fn: StepFn, state: State, batch_size: int, beam_size: int, max_len: int, alpha: float = 0.6
+) -> tuple[Array, Array]:
   r"""Batch-parallel beam search of width ``K = beam_size``, fixed shapes, jittable.
 
   ``state``'s leaves hold ``batch * K`` rows (row ``b * K + k`` is beam ``k`` of example ``b``;
@@ -171,10 +177,14 @@ def beam_search(step_fn: StepFn, state: State, batch_size: int, beam_size: int, 
     return t + 1, state, seqs, log_p, length, was_finished | (token == EOS_ID), token.reshape(B * K)
 
   init = (
-      jnp.int32(0), state, jnp.full((B, K, L), PAD_ID, jnp.int32),
-      # Only beam 0 is live at the start, or the K beams would be K copies of one hypothesis.
-      jnp.broadcast_to(jnp.where(jnp.arange(K) == 0, 0.0, neg_inf), (B, K)).astype(jnp.float32),
-      jnp.zeros((B, K), jnp.int32), jnp.zeros((B, K), bool), jnp.full((B * K,), BOS_ID, jnp.int32),
+    jnp.int32(0),
+    state,
+    jnp.full((B, K, L), PAD_ID, jnp.int32),
+    # Only beam 0 is live at the start, or the K beams would be K copies of one hypothesis.
+    jnp.broadcast_to(jnp.where(jnp.arange(K) == 0, 0.0, neg_inf), (B, K)).astype(jnp.float32),
+    jnp.zeros((B, K), jnp.int32),
+    jnp.zeros((B, K), bool),
+    jnp.full((B * K,), BOS_ID, jnp.int32),
   )
   _, _, seqs, log_p, length, _, _ = jax.lax.while_loop(cond, body, init)
   scores = log_p / length_penalty(jnp.maximum(length, 1), alpha)
@@ -226,16 +236,21 @@ class _Bridge(nn.Module):
       same = all(jax.tree.structure(d) == treedef for d in directions)
       parts = []
       for p, target in enumerate(leaves):
-        inputs = [jax.tree.leaves(d)[p] for d in directions] if same else [
-            x for d in directions for x in jax.tree.leaves(d)]
-        if (self.mode == 'auto' and len(inputs) == 1 and inputs[0].shape == target.shape
-            and inputs[0].dtype == target.dtype):
+        inputs = (
+          [jax.tree.leaves(d)[p] for d in directions] if same else [x for d in directions for x in jax.tree.leaves(d)]
+        )
+        if (
+          self.mode == 'auto'
+          and len(inputs) == 1
+          and inputs[0].shape == target.shape
+          and inputs[0].dtype == target.dtype
+        ):
           parts.append(inputs[0])
           continue
         width = target.shape[-1] * (2 if jnp.iscomplexobj(target) else 1)
         y = nn.Dense(width, name=f'layer_{l}_part_{p}')(jnp.concatenate([_as_real(x) for x in inputs], -1))
         if jnp.iscomplexobj(target):
-          y = jax.lax.complex(y[..., :target.shape[-1]], y[..., target.shape[-1]:])
+          y = jax.lax.complex(y[..., : target.shape[-1]], y[..., target.shape[-1] :])
         parts.append(y.astype(target.dtype))
       out.append(jax.tree.unflatten(treedef, parts))
     return tuple(out)
@@ -330,8 +345,10 @@ class RecurrentDecoder(nn.Module):
   def zero_carries(self, batch_size: int) -> tuple[Any, ...]:
     """Per layer, a zero carry (the shapes and structure the bridge must produce)."""
     cell_cls, kwargs = resolve_cell(self.cell), dict(self.cell_kwargs or {})
-    return tuple(cell_cls(features=w, parent=None, **kwargs).initialize_carry(jax.random.key(0), (batch_size, 1))
-                 for w in self.layer_features)
+    return tuple(
+      cell_cls(features=w, parent=None, **kwargs).initialize_carry(jax.random.key(0), (batch_size, 1))
+      for w in self.layer_features
+    )
 
   def prepare_memory(self, memory: Array, mask: Array) -> dict[str, Array] | None:
     """Encoder outputs ``[batch, S, D]`` and their ``[batch, S]`` validity -> what every step
@@ -352,8 +369,9 @@ class RecurrentDecoder(nn.Module):
     scores = jnp.where(mask, scores, jnp.finfo(scores.dtype).min)
     return jnp.where(mask, jax.nn.softmax(scores, axis=-1), 0.0)
 
-  def step(self, state: State, token: Array, memory: dict[str, Array] | None, *,
-           deterministic: bool = True) -> tuple[State, Array, Array | None]:
+  def step(
+    self, state: State, token: Array, memory: dict[str, Array] | None, *, deterministic: bool = True
+  ) -> tuple[State, Array, Array | None]:
     """One step: ``token`` ``[batch]`` int (the previous output) -> ``(state, logits [batch, V],
     attention weights [batch, S] or None)``."""
     x = self.drop(self.embed(token), deterministic=deterministic)
@@ -370,8 +388,9 @@ class RecurrentDecoder(nn.Module):
     logits = self.out(self.drop(out, deterministic=deterministic))
     return {'carries': carries, 'feed': out.astype(jnp.float32)}, logits, weights
 
-  def __call__(self, state: State, target_in: Array, memory: dict[str, Array] | None, *,
-               deterministic: bool = True) -> tuple[Array, Array | None]:
+  def __call__(
+    self, state: State, target_in: Array, memory: dict[str, Array] | None, *, deterministic: bool = True
+  ) -> tuple[Array, Array | None]:
     """Teacher forcing over ``target_in`` ``[batch, T]`` -> ``(logits [batch, T, V], attention
     [batch, T, S] or None)`` (not masked here: ``Seq2Seq`` zeros them past each length)."""
 
@@ -379,8 +398,9 @@ class RecurrentDecoder(nn.Module):
       state, logits, weights = module.step(state, token, memory, deterministic=deterministic)
       return state, (logits, weights)
 
-    scan = nn.scan(body, variable_broadcast='params', split_rngs={'params': False, 'dropout': True},
-                   in_axes=1, out_axes=1)
+    scan = nn.scan(
+      body, variable_broadcast='params', split_rngs={'params': False, 'dropout': True}, in_axes=1, out_axes=1
+    )
     _, (logits, weights) = scan(self, state, target_in)
     return logits, weights
 
@@ -440,9 +460,11 @@ class Seq2Seq(nn.Module):
     if self.max_decode_len is not None and (not isinstance(self.max_decode_len, int) or self.max_decode_len < 1):
       raise ValueError(f'Seq2Seq: max_decode_len must be a positive integer or None; got {self.max_decode_len!r}')
     if self.decoder.attention == 'dot' and self.memory_features != self.decoder.layer_features[-1]:
-      raise ValueError(f"Seq2Seq: attention='dot' needs the encoder's output width ({self.memory_features}) "
-                       f"to equal the decoder's top width ({self.decoder.layer_features[-1]}); "
-                       "use 'general' or 'bahdanau', or match the widths")
+      raise ValueError(
+        f"Seq2Seq: attention='dot' needs the encoder's output width ({self.memory_features}) "
+        f"to equal the decoder's top width ({self.decoder.layer_features[-1]}); "
+        "use 'general' or 'bahdanau', or match the widths"
+      )
     super().__post_init__()
 
   @property
@@ -470,8 +492,9 @@ class Seq2Seq(nn.Module):
     memory = self.decoder.prepare_memory(outputs, valid_mask(source_lengths, batch, time))
     return self.decoder.initial_state(carries, batch), memory
 
-  def teacher_forced(self, inputs: Mapping[str, Array], lengths: Mapping[str, Array], *,
-                     deterministic: bool = True) -> tuple[Array, Array | None]:
+  def teacher_forced(
+    self, inputs: Mapping[str, Array], lengths: Mapping[str, Array], *, deterministic: bool = True
+  ) -> tuple[Array, Array | None]:
     """``(logits [batch, T, V], attention weights [batch, T, S] or None)``, both zero past each
     target's length (the weights are also zero on padded source steps)."""
     state, memory = self.encode(inputs['source'], lengths['source'], deterministic=deterministic)
@@ -482,8 +505,7 @@ class Seq2Seq(nn.Module):
       weights = jnp.where(valid, weights, 0.0)
     return logits, weights
 
-  def __call__(self, inputs: Mapping[str, Array], lengths: Mapping[str, Array], *,
-               deterministic: bool = True) -> Array:
+  def __call__(self, inputs: Mapping[str, Array], lengths: Mapping[str, Array], *, deterministic: bool = True) -> Array:
     return self.teacher_forced(inputs, lengths, deterministic=deterministic)[0]
 
   def predict(self, inputs: Mapping[str, Array], lengths: Mapping[str, Array]) -> Array:
@@ -515,4 +537,3 @@ class Seq2Seq(nn.Module):
       return state, decoding_log_probs(logits)
 
     return step_fn, state, batch, max_len
-

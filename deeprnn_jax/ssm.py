@@ -80,15 +80,17 @@ class _SelectiveSSM(Cell):
       return (dt + jnp.log(-jnp.expm1(-dt))).astype(dtype)  # softplus^{-1}(dt)
 
     self.dt_proj = nn.Dense(
-        channels,
-        kernel_init=lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -std, std),
-        bias_init=dt_bias_init,
-        dtype=self.dtype,
-        param_dtype=self.param_dtype,
+      channels,
+      kernel_init=lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -std, std),
+      bias_init=dt_bias_init,
+      dtype=self.dtype,
+      param_dtype=self.param_dtype,
     )
     self.A_log = self.param(
-        'A_log', lambda key, shape, dtype: jnp.log(jnp.broadcast_to(jnp.arange(1, n + 1, dtype=dtype), shape)),
-        (channels, n), self.param_dtype,
+      'A_log',
+      lambda key, shape, dtype: jnp.log(jnp.broadcast_to(jnp.arange(1, n + 1, dtype=dtype), shape)),
+      (channels, n),
+      self.param_dtype,
     )
     self.D = self.param('D', jax.nn.initializers.ones, (channels,), self.param_dtype)
     if self.inner_norms:
@@ -127,8 +129,11 @@ class _SelectiveSSM(Cell):
     a, bu = self.discretize(u, delta, b)
     batch, time, channels, n = a.shape
     h = linear_recurrence(
-        a.reshape(batch, time, channels * n), bu.reshape(batch, time, channels * n),
-        h0.reshape(batch, channels * n), valid, parallel=True,
+      a.reshape(batch, time, channels * n),
+      bu.reshape(batch, time, channels * n),
+      h0.reshape(batch, channels * n),
+      valid,
+      parallel=True,
     ).reshape(batch, time, channels, n)
     return h[:, -1], self.ssm_output(h, u, c)
 
@@ -220,8 +225,11 @@ class MambaCell(_SelectiveSSM):
       raise ValueError(f'MambaCell: d_conv={self.d_conv} and expand={self.expand} must be >= 1')
     d, k = self.inner, self.d_conv
     self.input_proj = nn.Dense(
-        2 * d, use_bias=False, kernel_init=per_gate(get_initializer(self.kernel_init), 2),
-        dtype=self.dtype, param_dtype=self.param_dtype,
+      2 * d,
+      use_bias=False,
+      kernel_init=per_gate(get_initializer(self.kernel_init), 2),
+      dtype=self.dtype,
+      param_dtype=self.param_dtype,
     )
 
     def torch_conv_init(key, shape, dtype=jnp.float32):
@@ -264,6 +272,6 @@ class MambaCell(_SelectiveSSM):
     batch = tuple(input_shape[:-1])
     conv_key, h_key = jax.random.split(rng)
     return (
-        self.carry_init(conv_key, batch + (self.d_conv - 1, self.inner), self.param_dtype),
-        self.carry_init(h_key, batch + (self.inner, self.state_size), self.param_dtype),
+      self.carry_init(conv_key, batch + (self.d_conv - 1, self.inner), self.param_dtype),
+      self.carry_init(h_key, batch + (self.inner, self.state_size), self.param_dtype),
     )

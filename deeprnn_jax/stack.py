@@ -98,14 +98,18 @@ def _checked_inputs(x: Array, seq_lengths: Any) -> Array | None:
     raise ValueError(f'DeepRNN expects inputs [batch, time, features], got shape {shape}: {fix}')
   if jnp.issubdtype(dtype, jnp.complexfloating):
     # No cell reads complex inputs: the LRU's complex numbers are its parameters and state.
-    raise ValueError(f'DeepRNN expects real inputs, got {dtype}: pass the real and imaginary parts as '
-                     'features, e.g. jnp.concatenate([x.real, x.imag], axis=-1)')
+    raise ValueError(
+      f'DeepRNN expects real inputs, got {dtype}: pass the real and imaginary parts as '
+      'features, e.g. jnp.concatenate([x.real, x.imag], axis=-1)'
+    )
   if seq_lengths is None:
     return None
   lengths = jnp.asarray(seq_lengths)
   if not jnp.issubdtype(lengths.dtype, jnp.integer) or lengths.shape != shape[:1]:
-    raise ValueError(f'DeepRNN expects seq_lengths [batch] = ({shape[0]},) integers, got shape '
-                     f'{lengths.shape} {lengths.dtype}: one valid-step count per sequence')
+    raise ValueError(
+      f'DeepRNN expects seq_lengths [batch] = ({shape[0]},) integers, got shape '
+      f'{lengths.shape} {lengths.dtype}: one valid-step count per sequence'
+    )
   return lengths.astype(jnp.int32)
 
 
@@ -164,8 +168,9 @@ class GatedMLP(nn.Module):
   def __call__(self, x: Array) -> Array:
     features = x.shape[-1]
     hidden = max(1, round(self.expansion * features))
-    gate, up = jnp.split(nn.Dense(2 * hidden, dtype=self.dtype, param_dtype=self.param_dtype, name='gate_up')(x), 2,
-                         axis=-1)
+    gate, up = jnp.split(
+      nn.Dense(2 * hidden, dtype=self.dtype, param_dtype=self.param_dtype, name='gate_up')(x), 2, axis=-1
+    )
     return nn.Dense(features, dtype=self.dtype, param_dtype=self.param_dtype, name='down')(jax.nn.gelu(gate) * up)
 
 
@@ -299,7 +304,8 @@ class DeepRNN(nn.Module):
       form only, ``registry.parallel_cells()``: the cell's ``parallel_sequence``, an associative scan
       or a chunkwise form over time), or ``'auto'``: ``'time'`` on CPU (the fastest there, see
       ``resolved_execution``; ``'parallel'`` for attention, whose per-step form reads its whole cache),
-      and on accelerators ``'parallel'`` for cells with a parallel form, else ``'layer'``. All use the same parameter tree and give the same numbers.
+      and on accelerators ``'parallel'`` for cells with a parallel form, else ``'layer'``. All use the
+      same parameter tree and give the same numbers.
     unroll: scan unroll factor.
     remat: rematerialize each scan step in the backward pass (memory ~ carries, for long sequences).
     initial_carry: ``'zeros'`` or ``'learned'`` (a parameter per layer, broadcast over the batch).
@@ -338,12 +344,12 @@ class DeepRNN(nn.Module):
   def __post_init__(self):
     # Validate at construction, before any compute, with messages that name the valid choices.
     for name, value, choices in (
-        ('connection', self.connection, CONNECTIONS),
-        ('dropout_mode', self.dropout_mode, DROPOUT_MODES),
-        ('merge', self.merge, MERGES),
-        ('execution', self.execution, EXECUTIONS),
-        ('initial_carry', self.initial_carry, INITIAL_CARRIES),
-        ('block', self.block, BLOCKS),
+      ('connection', self.connection, CONNECTIONS),
+      ('dropout_mode', self.dropout_mode, DROPOUT_MODES),
+      ('merge', self.merge, MERGES),
+      ('execution', self.execution, EXECUTIONS),
+      ('initial_carry', self.initial_carry, INITIAL_CARRIES),
+      ('block', self.block, BLOCKS),
     ):
       if value not in choices:
         raise ValueError(f'DeepRNN: unknown {name} {value!r}; choose one of {list(choices)}')
@@ -356,17 +362,21 @@ class DeepRNN(nn.Module):
     if not isinstance(self.unroll, int) or self.unroll < 1:
       raise ValueError(f'DeepRNN: unroll must be a positive integer; got {self.unroll!r}')
     if self.block == 'modern' and (self.connection != 'stacked' or self.layer_norm):
-      raise ValueError("DeepRNN: block='modern' is residual and normalized by construction; leave "
-                       "connection='stacked' and layer_norm=False (or use block='classic')")
+      raise ValueError(
+        "DeepRNN: block='modern' is residual and normalized by construction; leave "
+        "connection='stacked' and layer_norm=False (or use block='classic')"
+      )
     if not self.mlp_expansion > 0:
       raise ValueError(f'DeepRNN: mlp_expansion must be positive; got {self.mlp_expansion!r}')
     if self.initial_carry == 'learned' and not getattr(resolve_cell(self.cell), 'learnable_carry', True):
-      raise ValueError(f"DeepRNN: initial_carry='learned' does not apply to {self.cell!r}: its carry is no "
-                       "state to learn (a key-value cache); use initial_carry='zeros'")
+      raise ValueError(
+        f"DeepRNN: initial_carry='learned' does not apply to {self.cell!r}: its carry is no "
+        "state to learn (a key-value cache); use initial_carry='zeros'"
+      )
     if self.execution == 'parallel' and not has_parallel_form(self.cell):
       raise ValueError(
-          f"DeepRNN: execution='parallel' needs a cell with a parallel form ({', '.join(parallel_cells())}); "
-          f"{self.cell!r} has none: use 'layer' or 'time'"
+        f"DeepRNN: execution='parallel' needs a cell with a parallel form ({', '.join(parallel_cells())}); "
+        f"{self.cell!r} has none: use 'layer' or 'time'"
       )
     super().__post_init__()
 
@@ -405,19 +415,19 @@ class DeepRNN(nn.Module):
       if modern:  # the stream enters layer 0 through a projection, and wherever the width changes
         project = l == 0 or out_widths[l - 1] != out_widths[l]
       layers.append(
-          _Layer(
-              cell=cell_cls(features=width, **kwargs),
-              reverse_cell=cell_cls(features=width, **kwargs) if self.bidirectional else None,
-              merge=self.merge,
-              residual=residual,
-              project_residual=project,
-              layer_norm=self.layer_norm,
-              carry_mode=self.initial_carry,
-              dtype=self.dtype,
-              param_dtype=self.param_dtype,
-              block=self.block,
-              mlp_expansion=self.mlp_expansion,
-          )
+        _Layer(
+          cell=cell_cls(features=width, **kwargs),
+          reverse_cell=cell_cls(features=width, **kwargs) if self.bidirectional else None,
+          merge=self.merge,
+          residual=residual,
+          project_residual=project,
+          layer_norm=self.layer_norm,
+          carry_mode=self.initial_carry,
+          dtype=self.dtype,
+          param_dtype=self.param_dtype,
+          block=self.block,
+          mlp_expansion=self.mlp_expansion,
+        )
       )
     self.layer = layers
     if modern:
@@ -433,12 +443,12 @@ class DeepRNN(nn.Module):
   # -- public entry points -------------------------------------------------------------------------
 
   def __call__(
-      self,
-      x: Array,
-      seq_lengths: Array | None = None,
-      *,
-      initial_carries: Sequence[Carry] | None = None,
-      deterministic: bool = True,
+    self,
+    x: Array,
+    seq_lengths: Array | None = None,
+    *,
+    initial_carries: Sequence[Carry] | None = None,
+    deterministic: bool = True,
   ) -> tuple[tuple[Carry, ...], Array]:
     """Runs the network over ``x`` ``[batch, time, features]`` (real); ``seq_lengths`` ``[batch]``
     integers (a JAX or NumPy array, list or tuple)."""
@@ -457,7 +467,7 @@ class DeepRNN(nn.Module):
     return tuple(layer.initial_carry(batch_size) for layer in self.layer)
 
   def step(
-      self, carries: Sequence[Carry], x_t: Array, valid_t: Array | None = None, dropout_masks=None
+    self, carries: Sequence[Carry], x_t: Array, valid_t: Array | None = None, dropout_masks=None
   ) -> tuple[tuple[Carry, ...], Array]:
     """One time step through all layers: ``x_t`` ``[batch, features]`` -> ``(carries, y_t)``.
 
@@ -504,12 +514,12 @@ class DeepRNN(nn.Module):
     if self.remat:
       body = nn.remat(body)
     scan = nn.scan(
-        body,
-        variable_broadcast='params',
-        split_rngs={'params': False},
-        in_axes=1,
-        out_axes=1,
-        unroll=self.unroll,
+      body,
+      variable_broadcast='params',
+      split_rngs={'params': False},
+      in_axes=1,
+      out_axes=1,
+      unroll=self.unroll,
     )
     return scan(module, carry, xs)
 
@@ -536,7 +546,7 @@ class DeepRNN(nn.Module):
         forward_carry, backward_carry = carries[l]
         final_f, y_f = self._run_cell(layer.cell, cell_input, valid, forward_carry, execution)
         final_b, y_b = self._run_cell(
-            layer.reverse_cell, reverse_padded(cell_input, lengths), valid, backward_carry, execution
+          layer.reverse_cell, reverse_padded(cell_input, lengths), valid, backward_carry, execution
         )
         final, y = (final_f, final_b), layer.merge_directions(y_f, reverse_padded(y_b, lengths))
       else:

@@ -42,7 +42,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import os
 import time
 from typing import Any, Callable, Mapping, Sequence
 
@@ -124,9 +123,10 @@ def zero_acc(params, metric_names: Sequence[str]) -> dict:
   """The per-interval sums: steps counted, loss, task metrics (total, count), gradient norms."""
   z = jnp.zeros((), jnp.float32)
   return {
-      'steps': z, 'loss': z,
-      'metrics': {k: {'total': z, 'count': z} for k in metric_names},
-      'grad_norm': {k: z for k in ['total', *grad_groups(params)]},
+    'steps': z,
+    'loss': z,
+    'metrics': {k: {'total': z, 'count': z} for k in metric_names},
+    'grad_norm': {k: z for k in ['total', *grad_groups(params)]},
   }
 
 
@@ -137,11 +137,13 @@ def seed_keys(seed) -> jax.Array:
 
 def metric_names(model, task: task_base.Task) -> tuple[str, ...]:
   """The metric names ``task.loss_and_metrics`` returns, found by tracing (no compute)."""
+
   def f():
     key = jax.random.PRNGKey(0)
     batch = task.train_batch(key, jnp.int32(0), 1)
     params = model.init({'params': key}, batch['inputs'], batch['lengths'], deterministic=True)
     return task.loss_and_metrics(model.apply(params, batch['inputs'], batch['lengths']), batch)[1]
+
   return tuple(jax.eval_shape(f).keys())
 
 
@@ -156,16 +158,25 @@ def _task_batch(task: task_base.Task, key, step, batch_size: int, data=None, buc
   return task.train_batch(key, step, batch_size, **kwargs)
 
 
-def init_state(model, tx: optax.GradientTransformation, task: task_base.Task, seed, *, data=None,
-               metrics: Sequence[str] | None = None, batch_size: int | None = None) -> TrainState:
+def init_state(
+  model,
+  tx: optax.GradientTransformation,
+  task: task_base.Task,
+  seed,
+  *,
+  data=None,
+  metrics: Sequence[str] | None = None,
+  batch_size: int | None = None,
+) -> TrainState:
   """The state of seed ``seed`` at step 0 (``metrics``: ``metric_names(model, task)`` if known).
 
   A stateful task needs ``batch_size`` (its number of streams) for the carries.
   """
   init_key, dropout_key, data_key = seed_keys(seed)
   batch = _task_batch(task, data_key, jnp.int32(0), 1, data)
-  params = model.init({'params': init_key, 'dropout': dropout_key}, batch['inputs'], batch['lengths'],
-                      deterministic=True)['params']
+  params = model.init(
+    {'params': init_key, 'dropout': dropout_key}, batch['inputs'], batch['lengths'], deterministic=True
+  )['params']
   metrics = metric_names(model, task) if metrics is None else metrics
   carries = ()
   if task.stateful:
@@ -173,8 +184,16 @@ def init_state(model, tx: optax.GradientTransformation, task: task_base.Task, se
       raise ValueError(f'init_state: task {task.name!r} is stateful; pass batch_size (its number of streams)')
     # Step 0 starts an epoch (batch['reset']), which replaces these with the model's initial carries.
     carries = model.apply({'params': params}, batch_size, method='initialize_carries')
-  return TrainState(step=jnp.int32(0), params=params, opt_state=tx.init(params), dropout_key=dropout_key,
-                    data_key=data_key, diverged_at=jnp.int32(-1), acc=zero_acc(params, metrics), carries=carries)
+  return TrainState(
+    step=jnp.int32(0),
+    params=params,
+    opt_state=tx.init(params),
+    dropout_key=dropout_key,
+    data_key=data_key,
+    diverged_at=jnp.int32(-1),
+    acc=zero_acc(params, metrics),
+    carries=carries,
+  )
 
 
 def state_dict(state: TrainState) -> dict:
@@ -198,8 +217,14 @@ def _all_finite(tree) -> jax.Array:
   return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
 
 
-def train_step(model, tx: optax.GradientTransformation, task: task_base.Task, state: TrainState, batch: Batch,
-               active: jax.Array | bool = True) -> TrainState:
+def train_step(
+  model,
+  tx: optax.GradientTransformation,
+  task: task_base.Task,
+  state: TrainState,
+  batch: Batch,
+  active: jax.Array | bool = True,
+) -> TrainState:
   """One update of ``state`` on ``batch``: loss, gradients, optimizer, the interval's sums.
 
   Dropout uses ``fold_in(state.dropout_key, state.step)``. The update is kept only if the seed is
@@ -217,8 +242,14 @@ def train_step(model, tx: optax.GradientTransformation, task: task_base.Task, st
     kwargs = {}
     if task.stateful:
       kwargs = dict(initial_carries=_start_carries(model, params, state.carries, batch['reset']), return_carries=True)
-    outputs = model.apply({'params': params}, batch['inputs'], batch['lengths'], deterministic=False,
-                          rngs={'dropout': dropout_key}, **kwargs)
+    outputs = model.apply(
+      {'params': params},
+      batch['inputs'],
+      batch['lengths'],
+      deterministic=False,
+      rngs={'dropout': dropout_key},
+      **kwargs,
+    )
     outputs, carries = outputs if task.stateful else (outputs, ())
     loss, sums = task.loss_and_metrics(outputs, batch)
     return loss, (sums, carries)
@@ -236,17 +267,23 @@ def train_step(model, tx: optax.GradientTransformation, task: task_base.Task, st
   add = lambda total, x: total + jnp.where(ok, x, 0.0)
   acc = state.acc
   acc = {
-      'steps': acc['steps'] + ok.astype(jnp.float32),
-      'loss': add(acc['loss'], loss),
-      'metrics': {k: {'total': add(v['total'], sums[k][0]), 'count': add(v['count'], sums[k][1])}
-                  for k, v in acc['metrics'].items()},
-      'grad_norm': {k: add(v, norms[k]) for k, v in acc['grad_norm'].items()},
+    'steps': acc['steps'] + ok.astype(jnp.float32),
+    'loss': add(acc['loss'], loss),
+    'metrics': {
+      k: {'total': add(v['total'], sums[k][0]), 'count': add(v['count'], sums[k][1])} for k, v in acc['metrics'].items()
+    },
+    'grad_norm': {k: add(v, norms[k]) for k, v in acc['grad_norm'].items()},
   }
   return TrainState(
-      step=state.step + 1, params=keep(params, state.params), opt_state=keep(opt_state, state.opt_state),
-      dropout_key=state.dropout_key, data_key=state.data_key,
-      diverged_at=jnp.where(live & ~finite, state.step, state.diverged_at), acc=acc,
-      carries=keep(jax.lax.stop_gradient(carries), state.carries))
+    step=state.step + 1,
+    params=keep(params, state.params),
+    opt_state=keep(opt_state, state.opt_state),
+    dropout_key=state.dropout_key,
+    data_key=state.data_key,
+    diverged_at=jnp.where(live & ~finite, state.step, state.diverged_at),
+    acc=acc,
+    carries=keep(jax.lax.stop_gradient(carries), state.carries),
+  )
 
 
 def _start_carries(model, params, carries, reset: jax.Array):
@@ -277,8 +314,9 @@ def _stream_eval_step(model, task: task_base.Task, params, batch: Batch) -> task
   windows = {k: jnp.swapaxes(jnp.asarray(batch[k]), 0, 1) for k in ('inputs', 'targets', 'lengths')}
 
   def window(carries, w):
-    outputs, carries = model.apply({'params': params}, w['inputs'], w['lengths'], deterministic=True,
-                                   initial_carries=carries, return_carries=True)
+    outputs, carries = model.apply(
+      {'params': params}, w['inputs'], w['lengths'], deterministic=True, initial_carries=carries, return_carries=True
+    )
     return carries, task.loss_and_metrics(outputs, {**w, 'weight': weight})[1]
 
   carries = model.apply({'params': params}, rows, method='initialize_carries')
@@ -305,7 +343,7 @@ def eval_chunks(split: Mapping[str, Any], chunk: int) -> list[dict[str, Any]]:
   if pad:
     arrays = jax.tree.map(lambda v: np.concatenate([v, np.repeat(v[:1], pad, axis=0)]), arrays)
     arrays['weight'][n:] = 0.0
-  return [jax.tree.map(lambda v: v[i:i + size], arrays) for i in range(0, n + pad, size)]
+  return [jax.tree.map(lambda v, i=i: v[i : i + size], arrays) for i in range(0, n + pad, size)]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -325,32 +363,44 @@ class Programs:
     self.task = task
     self.model = build.model_from_config(c, task)
     self.tx, self.schedule = build.optimizer_from_config(c, task)
-    self.mesh = parallel.data_mesh()       # None on one device; all local devices otherwise
+    self.mesh = parallel.data_mesh()  # None on one device; all local devices otherwise
     if self.mesh is not None and c.train.batch_size % self.mesh.size:
-      raise config_lib.ConfigError('train.batch_size', f'{c.train.batch_size} does not split over '
-                                   f'{self.mesh.size} devices; use a multiple of {self.mesh.size}')
+      raise config_lib.ConfigError(
+        'train.batch_size',
+        f'{c.train.batch_size} does not split over {self.mesh.size} devices; use a multiple of {self.mesh.size}',
+      )
     self.seed_program = seed_program
     per_seed = lambda fn, in_axes: jax.jit(parallel.over_seeds(fn, in_axes, self.seed_program))
     self.metric_names = metric_names(self.model, task)
     # Metrics computed from a split's means (Task.derived), e.g. perplexity.
     self.derived_names = tuple(task.derived({k: np.zeros(1) for k in self.metric_names})) if task.derived else ()
-    self.init = per_seed(lambda seed, data: init_state(self.model, self.tx, task, seed, data=data,
-                                                       metrics=self.metric_names, batch_size=c.train.batch_size),
-                         (0, None))
+    self.init = per_seed(
+      lambda seed, data: init_state(
+        self.model, self.tx, task, seed, data=data, metrics=self.metric_names, batch_size=c.train.batch_size
+      ),
+      (0, None),
+    )
     # One step program per length bucket (one in all for fixed-length tasks).
     self.buckets = tuple(range(len(task.length_buckets))) or (None,)
-    self.step = {b: jax.jit(parallel.over_seeds(functools.partial(self._step, c.train.batch_size, b), (0, 0, None),
-                                                self.seed_program), donate_argnums=(0,))
-                 for b in self.buckets}
+    self.step = {
+      b: jax.jit(
+        parallel.over_seeds(functools.partial(self._step, c.train.batch_size, b), (0, 0, None), self.seed_program),
+        donate_argnums=(0,),
+      )
+      for b in self.buckets
+    }
     self.eval_fn = per_seed(functools.partial(eval_step, self.model, task), (0, None))
     self.predict_fn = per_seed(functools.partial(predict_step, self.model), (0, None)) if task.score else None
-    self.eval_data = {s: [parallel.place(ch, self.mesh) for ch in eval_chunks(task.eval_splits[s], c.train.eval_batch_size)]
-                      for s in task.eval_splits}
+    self.eval_data = {
+      s: [parallel.place(ch, self.mesh) for ch in eval_chunks(task.eval_splits[s], c.train.eval_batch_size)]
+      for s in task.eval_splits
+    }
 
   def _step(self, batch_size: int, bucket: int | None, state: TrainState, active, data) -> TrainState:
     # With several devices the batch is split over them; the gradient all-reduce follows from it.
-    batch = parallel.shard_batch(_task_batch(self.task, state.data_key, state.step, batch_size, data, bucket),
-                                 self.mesh)
+    batch = parallel.shard_batch(
+      _task_batch(self.task, state.data_key, state.step, batch_size, data, bucket), self.mesh
+    )
     return train_step(self.model, self.tx, self.task, state, batch, active)
 
   def bucket(self, step: int) -> int | None:
@@ -377,8 +427,9 @@ class Programs:
         if self.predict_fn is not None:
           predictions.append(np.asarray(self.predict_fn(params, chunk)))
       total = jax.device_get(total)
-      out[split] = {k: np.asarray(t, np.float64) / np.maximum(np.asarray(n, np.float64), 1e-12)
-                    for k, (t, n) in total.items()}
+      out[split] = {
+        k: np.asarray(t, np.float64) / np.maximum(np.asarray(n, np.float64), 1e-12) for k, (t, n) in total.items()
+      }
       if self.task.derived is not None:
         out[split].update(self.task.derived(out[split]))
       if predictions:
@@ -397,8 +448,14 @@ class Programs:
 # The loop.
 
 
-def train(config: ConfigDict, workdir: str, *, should_stop: Callable[[], bool] | None = None,
-          task: task_base.Task | None = None, on_event: EventHook | None = None) -> dict:
+def train(
+  config: ConfigDict,
+  workdir: str,
+  *,
+  should_stop: Callable[[], bool] | None = None,
+  task: task_base.Task | None = None,
+  on_event: EventHook | None = None,
+) -> dict:
   """Trains one run into the run folder ``workdir`` (resuming it if it holds a checkpoint).
 
   Returns the run's final ``status.json`` content. Raises ``ConfigError`` on a bad config (before
@@ -408,10 +465,16 @@ def train(config: ConfigDict, workdir: str, *, should_stop: Callable[[], bool] |
   return train_seeds([config], [workdir], should_stop=should_stop, task=task, on_event=on_event)[0]
 
 
-def train_seeds(configs: Sequence[ConfigDict], run_dirs: Sequence[str], *,
-                should_stop: Callable[[], bool] | None = None, task: task_base.Task | None = None,
-                seed_program: str | None = None, on_event: EventHook | None = None,
-                facts: Mapping[str, Any] | None = None) -> list[dict]:
+def train_seeds(
+  configs: Sequence[ConfigDict],
+  run_dirs: Sequence[str],
+  *,
+  should_stop: Callable[[], bool] | None = None,
+  task: task_base.Task | None = None,
+  seed_program: str | None = None,
+  on_event: EventHook | None = None,
+  facts: Mapping[str, Any] | None = None,
+) -> list[dict]:
   """Trains runs that differ only in ``train.seed`` together, as one program; see the module doc.
 
   ``seed_program``: ``'vmap'``, ``'loop'`` or ``'auto'`` (``parallel.resolve_seed_program``); None:
@@ -433,16 +496,26 @@ def train_seeds(configs: Sequence[ConfigDict], run_dirs: Sequence[str], *,
   if todo:
     runs = [SeedRun(configs[i], run_dirs[i]) for i in todo]
     task = task or build.task_from_config(configs[0])
-    build.check_task_config(configs[0], task)   # every check on the config and the task before any write
+    build.check_task_config(configs[0], task)  # every check on the config and the task before any write
     seed_program = seed_program or configs[0].sweep.seed_program
-    for i, status in zip(todo, _train_group(runs, task, seed_program, should_stop or (lambda: False),
-                                            on_event or (lambda name, step: None), dict(facts or {}))):
+    for i, status in zip(
+      todo,
+      _train_group(
+        runs,
+        task,
+        seed_program,
+        should_stop or (lambda: False),
+        on_event or (lambda name, step: None),
+        dict(facts or {}),
+      ),
+    ):
       statuses[i] = status
   return statuses
 
 
-def _train_group(runs: list[SeedRun], task: task_base.Task, seed_program: str, should_stop, on_event,
-                 facts: dict) -> list[dict]:
+def _train_group(
+  runs: list[SeedRun], task: task_base.Task, seed_program: str, should_stop, on_event, facts: dict
+) -> list[dict]:
   """Trains the seeds of one grid point: set up, resume, then ``_Loop.run``."""
   config = runs[0].config
   programs = Programs(config, task, parallel.resolve_seed_program(seed_program) if len(runs) > 1 else 'vmap')
@@ -453,8 +526,11 @@ def _train_group(runs: list[SeedRun], task: task_base.Task, seed_program: str, s
   fresh = parallel.place(programs.init(jnp.asarray([r.seed for r in runs], jnp.uint32), data), programs.mesh)
   params = models.count_params(jax.tree.map(lambda x: x[0], fresh.params))
   wandb_mode = runlog.resolve_wandb_mode(config.logging.wandb_mode)
-  modes = {f'{s}/{m}': task.metric_modes.get(m, 'min') for s in ('train', *cadence.splits)
-           for m in ('loss', *programs.metric_names, *programs.derived_names)}
+  modes = {
+    f'{s}/{m}': task.metric_modes.get(m, 'min')
+    for s in ('train', *cadence.splits)
+    for m in ('loss', *programs.metric_names, *programs.derived_names)
+  }
   try:
     for run in runs:
       # After one wandb failure the other seeds go without wandb rather than each wait out the
@@ -467,8 +543,14 @@ def _train_group(runs: list[SeedRun], task: task_base.Task, seed_program: str, s
     del fresh
     start = int(runs[0].progress['step'])
     for run in runs:
-      run.start(step=start, params=params, seeds_in_program=len(runs), seed_program=programs.seed_program,
-                facts=task_facts(task, cadence.splits), **facts)
+      run.start(
+        step=start,
+        params=params,
+        seeds_in_program=len(runs),
+        seed_program=programs.seed_program,
+        facts=task_facts(task, cadence.splits),
+        **facts,
+      )
     return _Loop(runs, programs, cadence, data, should_stop, on_event).run(state, start)
   except Interrupted:
     raise
@@ -498,8 +580,9 @@ def _resume(runs: list[SeedRun], fresh: TrainState, cadence: Cadence, mesh) -> T
       stacked = jax.tree.map(lambda *xs: np.stack(xs), *[r[1] for r in restored])
       return parallel.place(from_state_dict(fresh, stacked), mesh)
   if any(run.checkpointer.latest_step() is not None for run in runs):
-    _log.warning('no checkpoint that all of %s can resume from; restarting them from step 0',
-                 ', '.join(run.name for run in runs))
+    _log.warning(
+      'no checkpoint that all of %s can resume from; restarting them from step 0', ', '.join(run.name for run in runs)
+    )
   for run in runs:
     run.rewind(0, None, cadence)
   return fresh
@@ -515,13 +598,13 @@ class _Loop:
   data: Any
   should_stop: Callable[[], bool]
   on_event: EventHook
-  done: dict[int, dict] = dataclasses.field(default_factory=dict)   # seed index -> final status
+  done: dict[int, dict] = dataclasses.field(default_factory=dict)  # seed index -> final status
   compile_seconds: float = 0.0
-  last_loss: float | None = None    # mean over seeds of this sync point's train records, for the display
-  last_evals: dict | None = None    # this sync point's periodic evaluation, means over seeds
-  rate: float = 0.0                 # steps per second since the previous sync point
-  warm: bool = False                # a sync point has passed since compiling
-  seg_start: int = 0                # step and time of the previous sync point
+  last_loss: float | None = None  # mean over seeds of this sync point's train records, for the display
+  last_evals: dict | None = None  # this sync point's periodic evaluation, means over seeds
+  rate: float = 0.0  # steps per second since the previous sync point
+  warm: bool = False  # a sync point has passed since compiling
+  seg_start: int = 0  # step and time of the previous sync point
   t_seg: float = 0.0
 
   def run(self, state: TrainState, start: int) -> list[dict]:
@@ -531,7 +614,7 @@ class _Loop:
     steps = self.programs.compile(state, self._place(active), self.data)
     self.compile_seconds = time.perf_counter() - t0
     for i, run in enumerate(runs):
-      if run.ended or run.progress['step'] >= c.num_steps:   # its last checkpoint was written, not its status
+      if run.ended or run.progress['step'] >= c.num_steps:  # its last checkpoint was written, not its status
         self.done[i] = self._finish(i, run.progress['step'], 'finished', stopped_early=run.ended == 'early')
         active[i] = False
     with self._progress(start) as shown:
@@ -564,16 +647,17 @@ class _Loop:
       results = self.programs.evaluate(state.params, self.cadence.periodic)
       self._log_eval(results, step, active)
       if active.any():
-        self.last_evals = {split: {k: float(np.mean(v[active])) for k, v in metrics.items()}
-                           for split, metrics in results.items()}
+        self.last_evals = {
+          split: {k: float(np.mean(v[active])) for k, v in metrics.items()} for split, metrics in results.items()
+        }
       finishing, best = self._track(results, step, active)
     finishing = active & (finishing | last)
     rest = [s for s in self.cadence.splits if s not in self.cadence.periodic]
-    if finishing.any() and rest:   # a run's last evaluation covers every split
+    if finishing.any() and rest:  # a run's last evaluation covers every split
       self._log_eval(self.programs.evaluate(state.params, rest), step, finishing)
     for i in np.flatnonzero(active):
       self.runs[i].sent_to_wandb(step)
-    for i in np.flatnonzero(finishing):   # its last checkpoint says so: a resume finishes it, trains no further
+    for i in np.flatnonzero(finishing):  # its last checkpoint says so: a resume finishes it, trains no further
       self.runs[i].progress['ended'] = 'last' if last else 'early'
     self._save(state, step, latest=active if (ckpt_now or stop) else finishing, best=best)
     for i in np.flatnonzero(finishing):
@@ -656,7 +740,7 @@ class _Loop:
       return
     host = state_dict(jax.device_get(state))
     for i in np.flatnonzero(latest | best):
-      self.runs[i].save(step, jax.tree.map(lambda x: x[i], host), latest=bool(latest[i]), best=bool(best[i]))
+      self.runs[i].save(step, jax.tree.map(lambda x, i=i: x[i], host), latest=bool(latest[i]), best=bool(best[i]))
     self.on_event('checkpoint', step)
 
   def _finish(self, i: int, step: int, state: str, **extra) -> dict:

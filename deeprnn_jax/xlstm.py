@@ -115,7 +115,7 @@ class SLSTMCell(Cell):
       return jnp.stack(blocks).reshape(heads, 4, head_dim, head_dim).transpose(0, 2, 1, 3)
 
     self.recurrent_kernel = self.param(
-        'recurrent_kernel', recurrent_init, (heads, head_dim, 4, head_dim), self.param_dtype
+      'recurrent_kernel', recurrent_init, (heads, head_dim, 4, head_dim), self.param_dtype
     )
 
   def input_bias_init(self):
@@ -256,7 +256,7 @@ class MLSTMCell(Cell):
       return jnp.concatenate([input_bias, jnp.linspace(3.0, 6.0, heads, dtype=dtype)])
 
     self.gate_proj = nn.Dense(
-        2 * heads, kernel_init=jinit.zeros, bias_init=gate_bias_init, dtype=self.dtype, param_dtype=self.param_dtype
+      2 * heads, kernel_init=jinit.zeros, bias_init=gate_bias_init, dtype=self.dtype, param_dtype=self.param_dtype
     )
 
   def project_inputs(self, x):
@@ -324,7 +324,7 @@ class MLSTMCell(Cell):
     lead = tuple(input_shape[:-1]) + (heads,)
     c_key, n_key, m_key = jax.random.split(rng, 3)
     return (
-        self.carry_init(c_key, lead + (head_dim, head_dim), self.param_dtype),
-        self.carry_init(n_key, lead + (head_dim,), self.param_dtype),
-        self.carry_init(m_key, lead, self.param_dtype),
+      self.carry_init(c_key, lead + (head_dim, head_dim), self.param_dtype),
+      self.carry_init(n_key, lead + (head_dim,), self.param_dtype),
+      self.carry_init(m_key, lead, self.param_dtype),
     )

@@ -14,11 +14,11 @@ release = deeprnn_jax.__version__
 version = release
 
 extensions = [
-    'myst_parser',
-    'sphinx.ext.autodoc',
-    'sphinx.ext.napoleon',   # the docstrings are Google style (Args:, Returns:, Attributes:)
-    'sphinx.ext.mathjax',    # their equations (.. math::)
-    'sphinx.ext.viewcode',
+  'myst_parser',
+  'sphinx.ext.autodoc',
+  'sphinx.ext.napoleon',  # the docstrings are Google style (Args:, Returns:, Attributes:)
+  'sphinx.ext.mathjax',  # their equations (.. math::)
+  'sphinx.ext.viewcode',
 ]
 source_suffix = {'.md': 'markdown', '.rst': 'restructuredtext'}
 exclude_patterns = ['_build']
@@ -26,7 +26,7 @@ myst_enable_extensions = ['dollarmath', 'colon_fence']
 myst_heading_anchors = 3
 
 autodoc_member_order = 'bysource'
-autodoc_typehints = 'none'      # the signatures carry them; repeating them in the text is noise
+autodoc_typehints = 'none'  # the signatures carry them; repeating them in the text is noise
 autodoc_default_options = {'members': True, 'show-inheritance': True}
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False

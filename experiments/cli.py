@@ -39,8 +39,9 @@ class _StopFlag:
     self.requested = True
     # os.write to fd 2, not print: the handler may run while the main thread is inside a write to
     # sys.stderr (the progress bar), and re-entering that buffered stream would raise mid-training.
-    os.write(2, f'\n{signal.Signals(signum).name}: saving a checkpoint and stopping '
-             '(Ctrl-C again to stop at once)\n'.encode())
+    os.write(
+      2, f'\n{signal.Signals(signum).name}: saving a checkpoint and stopping (Ctrl-C again to stop at once)\n'.encode()
+    )
 
 
 class _Parser(argparse.ArgumentParser):
@@ -55,8 +56,12 @@ def make_parser(prog: str, description: str) -> argparse.ArgumentParser:
   return _Parser(prog=prog, description=description, allow_abbrev=False)
 
 
-def main_with(parser: argparse.ArgumentParser, argv: Sequence[str] | None, command: Callable,
-              on_event: Callable[[str, int], None] | None = None) -> int:
+def main_with(
+  parser: argparse.ArgumentParser,
+  argv: Sequence[str] | None,
+  command: Callable,
+  on_event: Callable[[str, int], None] | None = None,
+) -> int:
   """Parses ``argv``, loads the config, installs the signal handlers and runs ``command``.
 
   ``command(args, config, overrides, should_stop) -> exit code``. Arguments other than
@@ -69,7 +74,7 @@ def main_with(parser: argparse.ArgumentParser, argv: Sequence[str] | None, comma
   overrides, point_args = [], []
   for arg in rest:
     if arg.startswith('--config.'):
-      overrides.append(arg[len('--config.'):])
+      overrides.append(arg[len('--config.') :])
     elif arg.startswith('--') and '=' in arg:
       point_args.append(arg)
     else:
@@ -91,12 +96,15 @@ def main_with(parser: argparse.ArgumentParser, argv: Sequence[str] | None, comma
     return EXIT_USAGE
   except (Exception, KeyboardInterrupt) as e:  # pylint: disable=broad-except
     from deeprnn_jax.train import Interrupted  # pylint: disable=g-import-not-at-top
+
     again = f'{parser.prog} {shlex.join(sys.argv[1:] if argv is None else argv)}'
     if isinstance(e, Interrupted):
       print(f'{e}: {again}', file=sys.stderr)
       return EXIT_INTERRUPTED
     if isinstance(e, KeyboardInterrupt):
-      print(f'stopped at once, without a new checkpoint; run the same command again to resume from the last '
-            f'one: {again}', file=sys.stderr)
+      print(
+        f'stopped at once, without a new checkpoint; run the same command again to resume from the last one: {again}',
+        file=sys.stderr,
+      )
       return EXIT_INTERRUPTED
     raise

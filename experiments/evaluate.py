@@ -33,7 +33,9 @@ def run_folders(path: str) -> list[str]:
     return [os.path.abspath(path)]
   if not os.path.isdir(path):
     raise ConfigError('', f'{path!r} is not a folder; pass a run folder or a sweep folder')
-  runs = sorted(os.path.join(path, d) for d in os.listdir(path) if os.path.isfile(runlog.RunFolder(os.path.join(path, d)).config))
+  runs = sorted(
+    os.path.join(path, d) for d in os.listdir(path) if os.path.isfile(runlog.RunFolder(os.path.join(path, d)).config)
+  )
   if not runs:
     raise ConfigError('', f'{path!r} holds no run folder (none has a {runlog.CONFIG_FILE})')
   return [os.path.abspath(r) for r in runs]
@@ -46,9 +48,12 @@ def task_options(overrides: Sequence[str]) -> dict:
   for text in overrides:
     key, value = config_lib.parse_override(text)
     if not key.startswith('task.options.'):
-      raise ConfigError(key, 'only task options can change in an evaluation (--config.task.options.<name>=...); '
-                             'the model must stay the one that was trained')
-    options[key[len('task.options.'):]] = value
+      raise ConfigError(
+        key,
+        'only task options can change in an evaluation (--config.task.options.<name>=...); '
+        'the model must stay the one that was trained',
+      )
+    options[key[len('task.options.') :]] = value
   return options
 
 
@@ -60,13 +65,14 @@ def _checkpoint(text: str) -> str | int:
   raise ConfigError('', f"--checkpoint must be 'best', 'last' or a step number, got {text!r}")
 
 
-def evaluate(paths: Sequence[str], splits: Sequence[str] | None, checkpoint: str | int,
-             options: dict) -> tuple[list[dict], dict[str, str]]:
+def evaluate(
+  paths: Sequence[str], splits: Sequence[str] | None, checkpoint: str | int, options: dict
+) -> tuple[list[dict], dict[str, str]]:
   """Evaluates every run under ``paths``; returns (one row per run and split, {run: error})."""
   runs = [r for p in paths for r in run_folders(p)]
   # Everything is checked before anything is written: configs, the rebuilt tasks and the splits.
   configs = {r: load_lib.run_config(r, options) for r in runs}
-  built, tasks = {}, {}   # one task per distinct task config, shared by the runs that have it
+  built, tasks = {}, {}  # one task per distinct task config, shared by the runs that have it
   for r, config in configs.items():
     key = config_lib.fingerprint(config_lib.to_dict(config.task))
     if key not in built:
@@ -74,8 +80,10 @@ def evaluate(paths: Sequence[str], splits: Sequence[str] | None, checkpoint: str
     tasks[r] = task = built[key]
     for s in splits or ():
       if s not in task.eval_splits:
-        raise ConfigError('', f'unknown split {s!r} for task {task.name!r} of {os.path.basename(r)}; '
-                              f'valid: {", ".join(task.eval_splits)}')
+        raise ConfigError(
+          '',
+          f'unknown split {s!r} for task {task.name!r} of {os.path.basename(r)}; valid: {", ".join(task.eval_splits)}',
+        )
   rows, errors = [], {}
   for r in configs:
     try:
@@ -84,8 +92,17 @@ def evaluate(paths: Sequence[str], splits: Sequence[str] | None, checkpoint: str
     except (load_lib.RunNotFoundError, ValueError) as e:
       errors[r] = runlog.one_line(e)
       continue
-    records = [{'time': time.time(), 'checkpoint': checkpoint, 'step': run.step, 'split': split,
-                'task_options': options, 'metrics': metrics} for split, metrics in results.items()]
+    records = [
+      {
+        'time': time.time(),
+        'checkpoint': checkpoint,
+        'step': run.step,
+        'split': split,
+        'task_options': options,
+        'metrics': metrics,
+      }
+      for split, metrics in results.items()
+    ]
     runlog.MetricsLog(os.path.join(r, EVALUATIONS_FILE)).append(records)
     rows += [{'run': os.path.basename(r), **rec} for rec in records]
   return rows, errors
@@ -115,9 +132,12 @@ def main(argv: Sequence[str] | None = None) -> int:
   try:
     bad = [a for a in rest if not a.startswith('--config.')]
     if bad:
-      raise ConfigError('', f'unrecognized argument {bad[0]!r}; task options look like --config.task.options.seq_len=400')
-    rows, errors = evaluate(args.paths, args.split, _checkpoint(args.checkpoint),
-                            task_options([a[len('--config.'):] for a in rest]))
+      raise ConfigError(
+        '', f'unrecognized argument {bad[0]!r}; task options look like --config.task.options.seq_len=400'
+      )
+    rows, errors = evaluate(
+      args.paths, args.split, _checkpoint(args.checkpoint), task_options([a[len('--config.') :] for a in rest])
+    )
   except ConfigError as e:
     print(f'error: {e}', file=sys.stderr)
     return cli.EXIT_USAGE

@@ -1,7 +1,8 @@
 """Run-folder locks: one runner process per run, however many runners share a workdir.
 
 A lock is an ``flock`` on the run folder's lock file (``<run_dir>/.lock``, ``runlog.RunFolder.lock``),
-held for as long as the runner trains that run. The kernel owns it, which gives the three properties a week-long sweep needs:
+held for as long as the runner trains that run. The kernel owns it, which gives the three properties a
+week-long sweep needs:
 
 * it is exclusive, and taking it is one atomic step: of any number of runners that try at once,
   exactly one gets it (no "is the old lock stale? then delete it and make mine" race);
@@ -54,7 +55,7 @@ class RunLock:
     if self._fd is not None:
       return True
     os.makedirs(os.path.dirname(self.path), exist_ok=True)
-    for _ in range(8):   # each retry means another runner released the lock just now
+    for _ in range(8):  # each retry means another runner released the lock just now
       fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
       try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -65,8 +66,12 @@ class RunLock:
         if e.errno not in _UNSUPPORTED:
           os.close(fd)
           raise
-        _log.warning('%s: this filesystem does not support file locks (%s); nothing keeps another runner '
-                     'off this run, so run only one runner on this workdir', self.path, os.strerror(e.errno))
+        _log.warning(
+          '%s: this filesystem does not support file locks (%s); nothing keeps another runner '
+          'off this run, so run only one runner on this workdir',
+          self.path,
+          os.strerror(e.errno),
+        )
       try:
         current = os.stat(self.path)
       except FileNotFoundError:
@@ -76,7 +81,7 @@ class RunLock:
         os.write(fd, json.dumps({'host': socket.gethostname(), 'pid': os.getpid(), 'since': time.time()}).encode())
         self._fd = fd
         return True
-      os.close(fd)   # we locked a file its owner deleted on release: the lock is the file at the path now
+      os.close(fd)  # we locked a file its owner deleted on release: the lock is the file at the path now
     return False
 
   def release(self) -> None:
@@ -88,5 +93,5 @@ class RunLock:
       os.unlink(self.path)
     except FileNotFoundError:
       pass
-    os.close(self._fd)   # closing the last descriptor releases the flock
+    os.close(self._fd)  # closing the last descriptor releases the flock
     self._fd = None

@@ -44,6 +44,7 @@ def _plt():
   matplotlib = require('matplotlib', 'experiments', "the report's plots")
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
   return plt
 
 
@@ -65,7 +66,7 @@ def _mean_curve(runs: Sequence, split: str, metric: str):
   steps = np.unique(np.concatenate([c[0] for c in curves]))
   table = np.full((len(curves), steps.size), np.nan)
   for i, (s, v) in enumerate(curves):
-    idx = np.searchsorted(s, steps, side='right') - 1   # the last value at or before each step
+    idx = np.searchsorted(s, steps, side='right') - 1  # the last value at or before each step
     ok = idx >= 0
     table[i, ok] = v[idx[ok]]
   per_step = [mean_ci(table[:, j]) for j in range(steps.size)]
@@ -124,7 +125,7 @@ def plot_learning_curves(path, vs: Sequence, axes_keys, facts, metric, split='va
     title = cell + (f' ({other_label(axes_keys, other)})' if other else '')
     ax.set(title=title, xlabel='step', ylabel=f'{split} {metric}')
     ax.legend(fontsize=7)
-  for ax in axs[:len(panels)]:
+  for ax in axs[: len(panels)]:
     if _log_scale(metric, all_values):
       ax.set_yscale('log')
   fig.suptitle(f'{split} {metric}: mean over seeds, 95% CI band')
@@ -133,8 +134,17 @@ def plot_learning_curves(path, vs: Sequence, axes_keys, facts, metric, split='va
   plt.close(fig)
 
 
-def plot_vs_depth(path, vs: Sequence, axes_keys, facts, column: str, ylabel: str, title: str,
-                  reference_metric: str | None = None, annotate_reached: bool = False) -> None:
+def plot_vs_depth(
+  path,
+  vs: Sequence,
+  axes_keys,
+  facts,
+  column: str,
+  ylabel: str,
+  title: str,
+  reference_metric: str | None = None,
+  annotate_reached: bool = False,
+) -> None:
   plt = _plt()
   others = sorted({v.other for v in vs}, key=lambda o: tuple(map(str, o)))
   fig, axs = _panels(len(others), plt)
@@ -175,14 +185,20 @@ def plot_grad_norms(path, vs: Sequence, axes_keys) -> None:
       per_layer = []
       for layer in range(v.depth):
         key = f'grad_norm/layer_{layer}'
-        vals = [np.mean([r[key] for r in run.records if r.get('split') == 'train' and key in r])
-                for run in v.runs if any(key in r for r in run.records)]
+        vals = [
+          np.mean([r[key] for r in run.records if r.get('split') == 'train' and key in r])
+          for run in v.runs
+          if any(key in r for r in run.records)
+        ]
         per_layer.append(np.mean(vals) if vals else np.nan)
       ax.plot(range(v.depth), per_layer, marker='o', label=f'depth {v.depth}')
     ax.set_yscale('log')
     ax.set_xticks(range(max(v.depth for v in vs)))
-    ax.set(title=cell + (f' ({other_label(axes_keys, other)})' if other else ''), xlabel='layer (0 = input side)',
-           ylabel='mean gradient norm')
+    ax.set(
+      title=cell + (f' ({other_label(axes_keys, other)})' if other else ''),
+      xlabel='layer (0 = input side)',
+      ylabel='mean gradient norm',
+    )
     ax.legend(fontsize=7)
   fig.suptitle('per-layer gradient norm over training')
   fig.tight_layout()
@@ -207,23 +223,33 @@ def plot_length_generalization(path, vs: Sequence, axes_keys, facts, metric, spl
   plt = _plt()
   panels = sorted({(v.cell, v.other) for v in vs}, key=lambda p: (p[0], tuple(map(str, p[1]))))
   fig, axs = _panels(len(panels), plt)
-  lengths = ['test', *splits]   # the training length, then the longer test splits
+  lengths = ['test', *splits]  # the training length, then the longer test splits
   xs = [1] + [int(s.split('len')[1].rstrip('x')) for s in splits]
   for ax, (cell, other) in zip(axs, panels):
     for v in sorted((v for v in vs if (v.cell, v.other) == (cell, other)), key=lambda v: v.depth):
       per_split = [v.stat(f'final_{s}_{metric}') for s in lengths]
       means = [s[0] for s in per_split]
-      ax.errorbar(xs, means, yerr=_error_bars(metric, means, [s[1] for s in per_split]),
-                  marker='o', capsize=3, label=f'depth {v.depth}')
+      ax.errorbar(
+        xs,
+        means,
+        yerr=_error_bars(metric, means, [s[1] for s in per_split]),
+        marker='o',
+        capsize=3,
+        label=f'depth {v.depth}',
+      )
     by_split = (facts.get('info') or {}).get('baseline_by_split')
     base = facts.get('baseline') or {}
     if isinstance(by_split, dict) and base.get('metric') == metric and all(s in by_split for s in lengths):
-      ax.plot(xs, [by_split[s] for s in lengths], color='0.3', ls='--', lw=1, marker='x',
-              label='baseline at each length')
+      ax.plot(
+        xs, [by_split[s] for s in lengths], color='0.3', ls='--', lw=1, marker='x', label='baseline at each length'
+      )
     else:
       _reference_lines(ax, facts, metric)
-    ax.set(title=cell + (f' ({other_label(axes_keys, other)})' if other else ''),
-           xlabel='test length / training length', ylabel=f'test {metric}')
+    ax.set(
+      title=cell + (f' ({other_label(axes_keys, other)})' if other else ''),
+      xlabel='test length / training length',
+      ylabel=f'test {metric}',
+    )
     ax.set_xticks(xs)
     ax.legend(fontsize=7)
   fig.suptitle('length generalization (final, mean and 95% CI over seeds)')
@@ -232,33 +258,56 @@ def plot_length_generalization(path, vs: Sequence, axes_keys, facts, metric, spl
   plt.close(fig)
 
 
-def write_all(workdir: str, vs: Sequence, axes_keys, facts: dict, metric: str, ref: str,
-              len_splits: Sequence[str]) -> dict[str, str]:
+def write_all(
+  workdir: str, vs: Sequence, axes_keys, facts: dict, metric: str, ref: str, len_splits: Sequence[str]
+) -> dict[str, str]:
   """Writes every figure of a report into ``workdir``; returns ``{file name: title}`` in report order."""
   any_reached = any(r.row.get('steps_to_threshold') is not None for v in vs for r in v.runs)
   plots = {}
   plots['learning_curves.png'] = 'Validation curves'
   plot_learning_curves(os.path.join(workdir, 'learning_curves.png'), vs, axes_keys, facts, metric)
   plots['final_vs_depth.png'] = f'Final {ref} {metric} vs depth'
-  plot_vs_depth(os.path.join(workdir, 'final_vs_depth.png'), vs, axes_keys, facts, f'final_{ref}_{metric}',
-                f'final {ref} {metric}', f'final {ref} {metric} vs depth (mean, 95% CI over seeds)',
-                reference_metric=metric)
+  plot_vs_depth(
+    os.path.join(workdir, 'final_vs_depth.png'),
+    vs,
+    axes_keys,
+    facts,
+    f'final_{ref}_{metric}',
+    f'final {ref} {metric}',
+    f'final {ref} {metric} vs depth (mean, 95% CI over seeds)',
+    reference_metric=metric,
+  )
   if facts.get('threshold') and any_reached:
     plots['convergence_vs_depth.png'] = 'Steps to the task threshold vs depth'
-    plot_vs_depth(os.path.join(workdir, 'convergence_vs_depth.png'), vs, axes_keys, facts, 'steps_to_threshold',
-                  'steps to threshold', 'steps to reach the threshold (seeds that reached / finished)',
-                  annotate_reached=True)
+    plot_vs_depth(
+      os.path.join(workdir, 'convergence_vs_depth.png'),
+      vs,
+      axes_keys,
+      facts,
+      'steps_to_threshold',
+      'steps to threshold',
+      'steps to reach the threshold (seeds that reached / finished)',
+      annotate_reached=True,
+    )
   else:
     plots['convergence_vs_depth.png'] = f'Area under the validation curve vs depth (mean val {metric} over training)'
-    plot_vs_depth(os.path.join(workdir, 'convergence_vs_depth.png'), vs, axes_keys, facts, f'val_{metric}_auc',
-                  f'mean val {metric} over training', f'convergence: area under the val {metric} curve',
-                  reference_metric=metric)
+    plot_vs_depth(
+      os.path.join(workdir, 'convergence_vs_depth.png'),
+      vs,
+      axes_keys,
+      facts,
+      f'val_{metric}_auc',
+      f'mean val {metric} over training',
+      f'convergence: area under the val {metric} curve',
+      reference_metric=metric,
+    )
   plots['grad_norms.png'] = 'Per-layer gradient norms'
   plot_grad_norms(os.path.join(workdir, 'grad_norms.png'), vs, axes_keys)
   plots['diverged.png'] = 'Diverged runs per variant'
   plot_diverged(os.path.join(workdir, 'diverged.png'), vs)
   if len_splits:
     plots['length_generalization.png'] = 'Length generalization'
-    plot_length_generalization(os.path.join(workdir, 'length_generalization.png'), vs, axes_keys, facts, metric,
-                               len_splits)
+    plot_length_generalization(
+      os.path.join(workdir, 'length_generalization.png'), vs, axes_keys, facts, metric, len_splits
+    )
   return plots

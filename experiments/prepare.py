@@ -54,7 +54,7 @@ class Prepared:
   name: str
   path: str
   splits: dict[str, int]
-  reused: bool   # it was prepared before (as array_record) and left as it was
+  reused: bool  # it was prepared before (as array_record) and left as it was
 
 
 def _one_line(text: str, limit: int = 240) -> str:
@@ -66,8 +66,17 @@ def _network_error(e: BaseException) -> BaseException | None:
   """The error in ``e``'s chain that says the network could not be reached, if any."""
   import requests  # pylint: disable=g-import-not-at-top
   from tensorflow_datasets.core.download import util as download_util  # pylint: disable=g-import-not-at-top
-  kinds = (requests.exceptions.ConnectionError, requests.exceptions.Timeout, urllib.error.URLError,
-           socket.gaierror, socket.timeout, ConnectionError, TimeoutError, download_util.DownloadError)
+
+  kinds = (
+    requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout,
+    urllib.error.URLError,
+    socket.gaierror,
+    socket.timeout,
+    ConnectionError,
+    TimeoutError,
+    download_util.DownloadError,
+  )
   seen = set()
   while e is not None and id(e) not in seen:
     seen.add(id(e))
@@ -82,8 +91,9 @@ def _few_retries(retries: int = 3):
   """TFDS retries a failed connection 10 times with exponential backoff: an offline machine waits 3.4
   minutes for the error. 3 retries still ride out a brief outage (1.2 s of waiting in all)."""
   from tensorflow_datasets.core.download import downloader  # pylint: disable=g-import-not-at-top
+
   before = getattr(downloader, 'MAX_RETRIES', None)
-  if before is None:   # a TFDS without this setting: leave its retries as they are
+  if before is None:  # a TFDS without this setting: leave its retries as they are
     yield
     return
   downloader.MAX_RETRIES = min(before, retries)
@@ -113,6 +123,7 @@ def builder(name: str, data_dir: str | None = None) -> Any:
   """TFDS's builder of ``name`` (``dataset[/config][:version]``); an unknown name is a PrepareError
   that suggests the closest known names."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
   tfds_source.import_builder(name)
   try:
     return tfds.builder(name, data_dir=data_dir)
@@ -121,9 +132,11 @@ def builder(name: str, data_dir: str | None = None) -> Any:
     known = sorted(set(tfds.list_builders(with_community_datasets=False)))
     close = difflib.get_close_matches(base, known, n=3)
     hint = f'did you mean {" or ".join(close)}? ' if close else ''
-    raise PrepareError(f'unknown TFDS dataset {name!r}; {hint}the names are listed at '
-                       f'https://www.tensorflow.org/datasets/catalog/overview (for a builder of your own, '
-                       f'pass --import MODULE, the module that defines it)') from e
+    raise PrepareError(
+      f'unknown TFDS dataset {name!r}; {hint}the names are listed at '
+      f'https://www.tensorflow.org/datasets/catalog/overview (for a builder of your own, '
+      f'pass --import MODULE, the module that defines it)'
+    ) from e
   except Exception as e:  # pylint: disable=broad-except  # a bad config or version of a known dataset
     base = name.split('/')[0].split(':')[0]
     try:
@@ -132,12 +145,10 @@ def builder(name: str, data_dir: str | None = None) -> Any:
       configs = []
     valid = f'; the configs of {base} are {", ".join(configs)}' if configs and '/' in name else ''
     why = re.sub(r'\s*Here are \d+ BuilderConfigs.*$', '', _one_line(str(e) or type(e).__name__, 1000))
-    raise PrepareError(f'TFDS dataset {name!r} cannot be built: {_one_line(why, 200)}'
-                       f'{valid}') from e
+    raise PrepareError(f'TFDS dataset {name!r} cannot be built: {_one_line(why, 200)}{valid}') from e
 
 
-def prepare(name: str, *, data_dir: str | None = None, manual_dir: str | None = None,
-            force: bool = False) -> Prepared:
+def prepare(name: str, *, data_dir: str | None = None, manual_dir: str | None = None, force: bool = False) -> Prepared:
   """Downloads and prepares TFDS dataset ``name`` as array_record in ``data_dir`` and checks that every
   split reads back through ``tfds.data_source`` (the tasks' reader).
 
@@ -151,14 +162,16 @@ def prepare(name: str, *, data_dir: str | None = None, manual_dir: str | None = 
     PrepareError: one line naming the dataset, the problem and what to do.
   """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
   b = builder(name, data_dir)
   array_record = tfds.core.file_adapters.FileFormat.ARRAY_RECORD
   exists = b.data_path.exists()
   if exists and not force and b.info.file_format != array_record:
     fmt = getattr(b.info.file_format, 'value', 'tfrecord')
     raise PrepareError(
-        f'{name!r} is prepared in {b.data_path} as {fmt}, which the tasks cannot read '
-        f'without TensorFlow; run again with --force to regenerate it as array_record (downloads are reused)')
+      f'{name!r} is prepared in {b.data_path} as {fmt}, which the tasks cannot read '
+      f'without TensorFlow; run again with --force to regenerate it as array_record (downloads are reused)'
+    )
   if exists and force:
     # Removed here rather than by TFDS's overwrite mode: the builder has read the old dataset's info
     # (its file format included), and TFDS refuses to change the format of an info it has read.
@@ -173,31 +186,37 @@ def prepare(name: str, *, data_dir: str | None = None, manual_dir: str | None = 
   except ModuleNotFoundError as e:
     if e.name in PREPARE_EXTRA_MODULES:
       how = f'install the prepare extra with `{INSTALL}` (or run `make data DATASETS={name}`)'
-    else:   # a builder that needs more than the built-in tasks' datasets do
+    else:  # a builder that needs more than the built-in tasks' datasets do
       how = f'install it (pip install {e.name}; the prepare extra `{INSTALL}` covers the built-in tasks)'
-    raise PrepareError(f'preparing {name!r} needs the Python module {e.name!r}, which is not installed; '
-                       f'{how}, then run this again') from e
+    raise PrepareError(
+      f'preparing {name!r} needs the Python module {e.name!r}, which is not installed; {how}, then run this again'
+    ) from e
   except AssertionError as e:
     if 'Manual directory' not in str(e):
       raise
     how = _one_line(textwrap.dedent(getattr(b, 'MANUAL_DOWNLOAD_INSTRUCTIONS', '') or ''), 160)
     looked = manual_dir or os.path.join(str(b.data_dir_root), 'downloads', 'manual')
-    raise PrepareError(f'{name!r} must be downloaded by hand{f" ({how})" if how else ""}; put the files '
-                       f'in a folder and pass --manual-dir DIR (looked in {looked})') from e
+    raise PrepareError(
+      f'{name!r} must be downloaded by hand{f" ({how})" if how else ""}; put the files '
+      f'in a folder and pass --manual-dir DIR (looked in {looked})'
+    ) from e
   except Exception as e:  # pylint: disable=broad-except
     cause = _network_error(e)
     if cause is None:
       raise
     from tensorflow_datasets.core.download import util as download_util  # pylint: disable=g-import-not-at-top
-    if isinstance(cause, download_util.DownloadError):   # the server answered, but not with the file
+
+    if isinstance(cause, download_util.DownloadError):  # the server answered, but not with the file
       raise PrepareError(
-          f'cannot download {name!r}: {_one_line(cause, 200)}; its files are not where this version of '
-          f'tensorflow-datasets looks: try a newer one (pip install -U tensorflow-datasets)') from e
+        f'cannot download {name!r}: {_one_line(cause, 200)}; its files are not where this version of '
+        f'tensorflow-datasets looks: try a newer one (pip install -U tensorflow-datasets)'
+      ) from e
     raise PrepareError(
-        f'cannot download {name!r}: {_describe_network_error(cause)}; this needs a '
-        f'network connection once: connect and run the command again (downloads finished so far are kept '
-        f'in {os.path.join(str(b.data_dir_root), "downloads")}), or prepare it on a machine that has one '
-        f'and copy {b.data_dir_root}/{b.name} here') from e
+      f'cannot download {name!r}: {_describe_network_error(cause)}; this needs a '
+      f'network connection once: connect and run the command again (downloads finished so far are kept '
+      f'in {os.path.join(str(b.data_dir_root), "downloads")}), or prepare it on a machine that has one '
+      f'and copy {b.data_dir_root}/{b.name} here'
+    ) from e
   splits = {}
   for split in b.info.splits:
     source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
@@ -207,20 +226,29 @@ def prepare(name: str, *, data_dir: str | None = None, manual_dir: str | None = 
 
 def main(argv: Sequence[str] | None = None) -> int:
   parser = cli.make_parser('python -m experiments.prepare', __doc__.split('\n')[0].strip('`'))
-  parser.add_argument('names', nargs='+', metavar='NAME',
-                      help='TFDS dataset names, e.g. imdb_reviews glue/sst2 mnist tiny_shakespeare')
-  parser.add_argument('--data-dir', default=None,
-                      help='TFDS data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)')
+  parser.add_argument(
+    'names', nargs='+', metavar='NAME', help='TFDS dataset names, e.g. imdb_reviews glue/sst2 mnist tiny_shakespeare'
+  )
+  parser.add_argument(
+    '--data-dir', default=None, help='TFDS data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)'
+  )
   parser.add_argument('--manual-dir', default=None, help='files downloaded by hand, where a dataset needs them')
   parser.add_argument('--force', action='store_true', help='regenerate datasets that exist (downloads are reused)')
-  parser.add_argument('--import', dest='modules', action='append', default=[], metavar='MODULE',
-                      help='import MODULE first (a module that defines a TFDS builder of your own)')
+  parser.add_argument(
+    '--import',
+    dest='modules',
+    action='append',
+    default=[],
+    metavar='MODULE',
+    help='import MODULE first (a module that defines a TFDS builder of your own)',
+  )
   parser.add_argument('--no-progress', action='store_true', help='no progress bars')
   try:
     args = parser.parse_args(argv)
-  except SystemExit as e:   # the parser has printed a one-line usage error (or --help)
+  except SystemExit as e:  # the parser has printed a one-line usage error (or --help)
     return e.code
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
   tfds.display_progress_bar(not args.no_progress)
   data_dir = os.path.abspath(os.path.expanduser(args.data_dir)) if args.data_dir else None
   manual_dir = os.path.abspath(os.path.expanduser(args.manual_dir)) if args.manual_dir else None
@@ -229,9 +257,11 @@ def main(argv: Sequence[str] | None = None) -> int:
       try:
         importlib.import_module(module)
       except ImportError as e:
-        raise PrepareError(f'--import {module}: the module cannot be imported ({_one_line(e, 160)}); '
-                           f'run from the folder that holds it, or add that folder to PYTHONPATH') from e
-    for name in args.names:   # every name is checked before anything is downloaded
+        raise PrepareError(
+          f'--import {module}: the module cannot be imported ({_one_line(e, 160)}); '
+          f'run from the folder that holds it, or add that folder to PYTHONPATH'
+        ) from e
+    for name in args.names:  # every name is checked before anything is downloaded
       builder(name, data_dir)
     for name in args.names:
       print(f'{name}: preparing as array_record in {data_dir or tfds_source.default_data_dir()}', flush=True)

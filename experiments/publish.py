@@ -32,8 +32,9 @@ def _number(text: str):
 
 def measures(row: dict) -> dict[str, float]:
   """The report's per-run measures of one summary.csv row, as ``report/<column>`` numbers."""
-  return {f'report/{k}': v for k, v in ((k, _number(t)) for k, t in row.items() if k.startswith(_MEASURES))
-          if v is not None}
+  return {
+    f'report/{k}': v for k, v in ((k, _number(t)) for k, t in row.items() if k.startswith(_MEASURES)) if v is not None
+  }
 
 
 def publish(workdir: str, report_files: Sequence[str] | None = None) -> list[str]:
@@ -48,30 +49,57 @@ def publish(workdir: str, report_files: Sequence[str] | None = None) -> list[str
     if status.get('wandb_mode') in (None, 'disabled') or not status.get('wandb_id'):
       continue
     logging_cfg, mode = config.get('logging') or {}, status['wandb_mode']
-    run = _open(mode, logging_cfg, name=row['run_id'], run_id=status['wandb_id'],
-                directory=logging_cfg.get('wandb_dir') or folder.path,
-                group=logging_cfg.get('group') or os.path.basename(os.path.abspath(workdir)))
+    run = _open(
+      mode,
+      logging_cfg,
+      name=row['run_id'],
+      run_id=status['wandb_id'],
+      directory=logging_cfg.get('wandb_dir') or folder.path,
+      group=logging_cfg.get('group') or os.path.basename(os.path.abspath(workdir)),
+    )
     run.summary(measures(row))
     run.finish()
     errors += [run.error] if run.error else []
   if logging_cfg is not None:
-    files = list(report_files or []) or sorted(glob.glob(os.path.join(workdir, '*.md')) + [summary_path] +
-                                               glob.glob(os.path.join(workdir, '*.png')))
+    files = list(report_files or []) or sorted(
+      glob.glob(os.path.join(workdir, '*.md')) + [summary_path] + glob.glob(os.path.join(workdir, '*.png'))
+    )
     name = os.path.basename(os.path.abspath(workdir))
     # One report run per sweep folder, resumed by every rewrite of the report.
     report_id = 'report-' + hashlib.sha256(os.path.abspath(workdir).encode()).hexdigest()[:12]
-    run = _open(mode, logging_cfg, name=f'{name}-report', run_id=report_id,
-                directory=logging_cfg.get('wandb_dir') or workdir, group=logging_cfg.get('group') or name,
-                job_type='report')
-    run.log_files(f'{name}-report', 'report', [f for f in files if os.path.isfile(f)],
-                  table=('summary', rows), images=[f for f in files if f.endswith('.png')])
+    run = _open(
+      mode,
+      logging_cfg,
+      name=f'{name}-report',
+      run_id=report_id,
+      directory=logging_cfg.get('wandb_dir') or workdir,
+      group=logging_cfg.get('group') or name,
+      job_type='report',
+    )
+    run.log_files(
+      f'{name}-report',
+      'report',
+      [f for f in files if os.path.isfile(f)],
+      table=('summary', rows),
+      images=[f for f in files if f.endswith('.png')],
+    )
     run.finish()
     errors += [run.error] if run.error else []
   return errors
 
 
-def _open(mode: str, logging_cfg: dict, *, name: str, run_id: str, directory: str, group: str,
-          job_type: str | None = None) -> runlog.WandbRun:
-  return runlog.WandbRun(mode, project=logging_cfg.get('project') or 'deeprnn-jax', entity=logging_cfg.get('entity'),
-                         name=name, run_id=run_id, directory=directory, config={}, group=group, job_type=job_type,
-                         timeout=float(logging_cfg.get('wandb_timeout_seconds') or 60.0))
+def _open(
+  mode: str, logging_cfg: dict, *, name: str, run_id: str, directory: str, group: str, job_type: str | None = None
+) -> runlog.WandbRun:
+  return runlog.WandbRun(
+    mode,
+    project=logging_cfg.get('project') or 'deeprnn-jax',
+    entity=logging_cfg.get('entity'),
+    name=name,
+    run_id=run_id,
+    directory=directory,
+    config={},
+    group=group,
+    job_type=job_type,
+    timeout=float(logging_cfg.get('wandb_timeout_seconds') or 60.0),
+  )

@@ -53,6 +53,7 @@ from deeprnn_jax import config as config_lib
 from deeprnn_jax import runlog
 from experiments import plots
 from experiments import stats
+
 # Public names report.py has always had; the statistics now live in experiments.stats.
 from experiments.stats import clipped_interval, diff_ci, mean_ci, metric_range  # noqa: F401
 
@@ -60,7 +61,7 @@ REPORT_FILE = 'report.md'
 SUMMARY_FILE = 'summary.csv'
 VERDICTS_FILE = 'verdicts.csv'
 SWEEP_FILE = 'sweep.json'
-CORRECTION = 'holm'   # the report's family correction (see experiments.stats for why Holm)
+CORRECTION = 'holm'  # the report's family correction (see experiments.stats for why Holm)
 _CORRECTION_NAMES = {'holm': 'Holm', 'bh': 'Benjamini-Hochberg'}
 _IGNORED_TRAIN_KEYS = ('steps_per_sec', 'learning_rate')
 # The metrics the field reports, most specific first (``main_metric``): tagging (CoNLL entity F1),
@@ -90,8 +91,11 @@ class Run:
     return self.status.get('state', 'pending')
 
   def curve(self, split: str, metric: str) -> tuple[np.ndarray, np.ndarray]:
-    pts = [(r['step'], r[metric]) for r in self.records
-           if r.get('split') == split and isinstance(r.get(metric), (int, float))]
+    pts = [
+      (r['step'], r[metric])
+      for r in self.records
+      if r.get('split') == split and isinstance(r.get(metric), (int, float))
+    ]
     if not pts:
       return np.zeros(0), np.zeros(0)
     s, v = zip(*pts)
@@ -136,8 +140,7 @@ def _axes(workdir: str, runs: Sequence[Run]) -> list[str]:
     return list(sweep['axes'])
   flats = [config_lib.flatten(r.config, stop=()) for r in runs]
   keys = sorted({k for f in flats for k in f})
-  return [k for k in keys if k != 'train.seed'
-          and len({repr(f.get(k)) for f in flats}) > 1]
+  return [k for k in keys if k != 'train.seed' and len({repr(f.get(k)) for f in flats}) > 1]
 
 
 def _task_facts(runs: Sequence[Run]) -> dict:
@@ -168,10 +171,16 @@ def summarize(run: Run, axes: Sequence[str], facts: dict, metric: str | None = N
   c = run.config
   main, mode = main_metric(facts) if metric is None else (metric, metric_mode(facts, metric))
   row = {
-      'run_id': run.run_id, 'cell': c['model']['cell'], 'depth': c['model']['depth'],
-      'width': c['model']['width'], 'top_width': c['model'].get('top_width'), 'seed': c['train']['seed'],
-      'params': run.status.get('params'),
-      'status': run.state, 'steps': run.status.get('step'), 'diverged_step': run.status.get('diverged_step'),
+    'run_id': run.run_id,
+    'cell': c['model']['cell'],
+    'depth': c['model']['depth'],
+    'width': c['model']['width'],
+    'top_width': c['model'].get('top_width'),
+    'seed': c['train']['seed'],
+    'params': run.status.get('params'),
+    'status': run.state,
+    'steps': run.status.get('step'),
+    'diverged_step': run.status.get('diverged_step'),
   }
   for key in axes:
     if key not in ('model.cell', 'model.depth', 'model.width'):
@@ -233,8 +242,10 @@ def main_metric(facts: dict, recorded: Collection[str] | None = None, override: 
   thr = facts.get('threshold') or {}
   if override:
     if recorded is not None and override not in recorded:
-      raise ValueError(f'report.metric {override!r} is not a metric these runs record; set it to one of '
-                       f'{sorted(recorded)} (or leave it unset for the task\'s own)')
+      raise ValueError(
+        f'report.metric {override!r} is not a metric these runs record; set it to one of '
+        f"{sorted(recorded)} (or leave it unset for the task's own)"
+      )
     metric = override
   else:
     candidates = ([base] if base in FIELD_METRICS else []) + [m for m in FIELD_METRICS if m in modes]
@@ -257,9 +268,14 @@ def metric_mode(facts: dict, metric: str) -> str:
 
 def recorded_metrics(runs: Sequence[Run]) -> set[str]:
   """The metrics the runs' evaluations (every split but train) record."""
-  return {k for r in runs for rec in r.records if rec.get('split') not in (None, 'train')
-          for k, v in rec.items() if k not in ('step', 'split') and isinstance(v, (int, float))}
-
+  return {
+    k
+    for r in runs
+    for rec in r.records
+    if rec.get('split') not in (None, 'train')
+    for k, v in rec.items()
+    if k not in ('step', 'split') and isinstance(v, (int, float))
+  }
 
 
 def write_csv(path: str, rows: Sequence[dict]) -> None:
@@ -284,9 +300,9 @@ class Variant:
 
   cell: str
   depth: int
-  other: tuple   # values of the axes other than cell and depth
+  other: tuple  # values of the axes other than cell and depth
   runs: list[Run]
-  name: str = ''   # the run ids without the seed (default: from the first run)
+  name: str = ''  # the run ids without the seed (default: from the first run)
 
   def __post_init__(self):
     if not self.name and self.runs:
@@ -308,7 +324,7 @@ def variants(runs: Sequence[Run], axes: Sequence[str]) -> list[Variant]:
     groups.setdefault(key, Variant(r.row['cell'], r.row['depth'], other, []))
     groups[key].runs.append(r)
   for v in groups.values():
-    v.__post_init__()   # named after its runs, now that it has them
+    v.__post_init__()  # named after its runs, now that it has them
   return sorted(groups.values(), key=lambda v: (v.cell, tuple(map(str, v.other)), v.depth))
 
 
@@ -386,8 +402,16 @@ def comparison_keys(vs: Sequence[Variant], facts: dict, metric: str, mode: str, 
   return keys
 
 
-def comparisons(vs: Sequence[Variant], facts: dict, metric: str, mode: str, ref: str, method: str = CORRECTION,
-                keys: Sequence[tuple[str, str, str]] | None = None, effect_sizes: bool = True) -> Family:
+def comparisons(
+  vs: Sequence[Variant],
+  facts: dict,
+  metric: str,
+  mode: str,
+  ref: str,
+  method: str = CORRECTION,
+  keys: Sequence[tuple[str, str, str]] | None = None,
+  effect_sizes: bool = True,
+) -> Family:
   """The family of ``comparison_keys`` (or of ``keys``), Welch-tested and corrected together."""
   keys = comparison_keys(vs, facts, metric, mode, ref) if keys is None else keys
   by_name = {v.name: v for v in vs}
@@ -399,8 +423,16 @@ def comparisons(vs: Sequence[Variant], facts: dict, metric: str, mode: str, ref:
 # Fragility: which verdicts survive leaving out any one seed.
 
 
-def outcomes(vs: Sequence[Variant], facts: dict, metric: str, mode: str, ref: str,
-             keys: Sequence[tuple[str, str, str]], entries: dict, method: str = CORRECTION) -> dict[tuple, Any]:
+def outcomes(
+  vs: Sequence[Variant],
+  facts: dict,
+  metric: str,
+  mode: str,
+  ref: str,
+  keys: Sequence[tuple[str, str, str]],
+  entries: dict,
+  method: str = CORRECTION,
+) -> dict[tuple, Any]:
   """Every verdict the report states, as ``key -> outcome``:
 
   * ``('compare', column, a, b)``: the family's comparison of ``keys`` (held fixed, so that leaving
@@ -439,7 +471,7 @@ class Fragility:
 
   verdicts: dict[tuple, Any]
   flips: dict[tuple, list[tuple[Run, Any]]]
-  runs: int = 0   # how many runs were left out in turn
+  runs: int = 0  # how many runs were left out in turn
 
   def fragile(self, key: tuple) -> bool:
     return bool(self.flips.get(key))
@@ -450,8 +482,11 @@ class Fragility:
     if not flips:
       return ''
     run, new = flips[0]
-    more = f' (or any of {len(flips) - 1} other runs)' if len(flips) > 2 else (
-        f' (or {flips[1][0].run_id})' if len(flips) == 2 else '')
+    more = (
+      f' (or any of {len(flips) - 1} other runs)'
+      if len(flips) > 2
+      else (f' (or {flips[1][0].run_id})' if len(flips) == 2 else '')
+    )
     return f'fragile: without {run.run_id}{more}, {describe(key, self.verdicts[key], new)}'
 
   def column(self, key: tuple) -> str:
@@ -479,8 +514,11 @@ def describe(key: tuple, old: Any, new: Any) -> str:
   if kind == 'cells':
     return f'{new} is the best cell'
   if kind == 'baseline':
-    return {True: 'its 95% interval clears the baseline', False: 'its 95% interval reaches the baseline',
-            None: 'it has no interval (one seed)'}[new]
+    return {
+      True: 'its 95% interval clears the baseline',
+      False: 'its 95% interval reaches the baseline',
+      None: 'it has no interval (one seed)',
+    }[new]
   return f'the answer is {new!r}'
 
 
@@ -498,8 +536,16 @@ def verdict_label(key: tuple) -> str:
   return f'{key[2]} agrees with published {key[1]}'
 
 
-def fragility(vs: Sequence[Variant], facts: dict, metric: str, mode: str, ref: str,
-              keys: Sequence[tuple[str, str, str]], entries: dict, method: str = CORRECTION) -> Fragility:
+def fragility(
+  vs: Sequence[Variant],
+  facts: dict,
+  metric: str,
+  mode: str,
+  ref: str,
+  keys: Sequence[tuple[str, str, str]],
+  entries: dict,
+  method: str = CORRECTION,
+) -> Fragility:
   """Every verdict of ``outcomes``, recomputed with each finished run left out in turn."""
   items = [r for v in vs for r in v.runs if r.state == 'finished']
 
@@ -514,10 +560,16 @@ def fragility(vs: Sequence[Variant], facts: dict, metric: str, mode: str, ref: s
 
 def verdict_rows(frag: Fragility) -> list[dict]:
   """verdicts.csv: one row per verdict, its outcome, and the runs whose leaving out changes it."""
-  return [{'verdict': verdict_label(k), 'outcome': v, 'fragile': frag.fragile(k),
-           'changed_without': ' '.join(r.run_id for r, _ in frag.flips.get(k, [])),
-           'outcome_without': ' '.join(str(o) for _, o in frag.flips.get(k, []))}
-          for k, v in frag.verdicts.items()]
+  return [
+    {
+      'verdict': verdict_label(k),
+      'outcome': v,
+      'fragile': frag.fragile(k),
+      'changed_without': ' '.join(r.run_id for r, _ in frag.flips.get(k, [])),
+      'outcome_without': ' '.join(str(o) for _, o in frag.flips.get(k, [])),
+    }
+    for k, v in frag.verdicts.items()
+  ]
 
 
 def _fmt(x: float | None, digits: int = 4) -> str:
@@ -549,14 +601,15 @@ def verdict(c: stats.Comparison | None) -> str:
   if c is None:
     return 'too few seeds for a test'
   w, name = c.welch, _CORRECTION_NAMES[c.method]
-  numbers = (f'difference {_fmt(w.diff, 3)}, 95% CI {_interval(w.low, w.high)}, '
-             f"Hedges' g {_fmt(c.g, 2)}")
+  numbers = f"difference {_fmt(w.diff, 3)}, 95% CI {_interval(w.low, w.high)}, Hedges' g {_fmt(c.g, 2)}"
   if c.clear:
     return f'clear: {name}-adjusted p = {_fmt(c.p_adjusted, 2)} over {c.m} tests; {numbers}'
-  alone = (f' (uncorrected p = {_fmt(w.pvalue, 2)}: alone, its 95% CI would exclude 0)'
-           if c.clear_uncorrected else '')
-  need = ('' if c.seeds is None else
-          f'; about {_seeds(c.seeds)} seeds per variant would resolve a difference this large at this spread')
+  alone = f' (uncorrected p = {_fmt(w.pvalue, 2)}: alone, its 95% CI would exclude 0)' if c.clear_uncorrected else ''
+  need = (
+    ''
+    if c.seeds is None
+    else f'; about {_seeds(c.seeds)} seeds per variant would resolve a difference this large at this spread'
+  )
   return f'not distinguishable: {name}-adjusted p = {_fmt(c.p_adjusted, 2)} over {c.m} tests{alone}; {numbers}{need}'
 
 
@@ -579,8 +632,16 @@ def depth_basis(shallow: Variant, deep: Variant) -> str:
 # Words.
 
 
-def statements(vs: Sequence[Variant], axes_keys, facts: dict, metric: str, mode: str, ref: str,
-               family: Family | None = None, frag: Fragility | None = None) -> list[str]:
+def statements(
+  vs: Sequence[Variant],
+  axes_keys,
+  facts: dict,
+  metric: str,
+  mode: str,
+  ref: str,
+  family: Family | None = None,
+  frag: Fragility | None = None,
+) -> list[str]:
   """The report's comparisons in words: depth within each cell, cells at each depth, the best variant,
   the baseline; with ``frag``, each verdict that leaving out one seed changes is marked fragile."""
   family = comparisons(vs, facts, metric, mode, ref) if family is None else family
@@ -590,8 +651,11 @@ def statements(vs: Sequence[Variant], axes_keys, facts: dict, metric: str, mode:
     return f' **[{frag.note(key)}]**' if frag.fragile(key) else ''
 
   def cmp_key(column, a, b):
-    return ('compare', column, a.name, b.name) if (column, a.name, b.name) in family.results else (
-        'compare', column, b.name, a.name)
+    return (
+      ('compare', column, a.name, b.name)
+      if (column, a.name, b.name) in family.results
+      else ('compare', column, b.name, a.name)
+    )
 
   out = []
   better = (lambda a, b: a < b) if mode == 'min' else (lambda a, b: a > b)
@@ -611,58 +675,80 @@ def statements(vs: Sequence[Variant], axes_keys, facts: dict, metric: str, mode:
       ma, mb = np.mean(a_vals), np.mean(b_vals)
       rel = (mb - ma) / abs(ma) if ma else float('nan')
       direction = 'better' if better(mb, ma) else 'worse'
-      out.append(f'**{label}**: depth {deep.depth} vs depth {shallow.depth} ({depth_basis(shallow, deep)}): '
-                 f'final {ref} {metric} {_fmt(mb)} vs {_fmt(ma)} ({rel:+.0%}, {direction}; '
-                 f'{verdict(family.get(col, deep, shallow))}){mark(cmp_key(col, deep, shallow))}.')
+      out.append(
+        f'**{label}**: depth {deep.depth} vs depth {shallow.depth} ({depth_basis(shallow, deep)}): '
+        f'final {ref} {metric} {_fmt(mb)} vs {_fmt(ma)} ({rel:+.0%}, {direction}; '
+        f'{verdict(family.get(col, deep, shallow))}){mark(cmp_key(col, deep, shallow))}.'
+      )
       if thr:
         sa, sb = shallow.values('steps_to_threshold'), deep.values('steps_to_threshold')
         na, nb = len(shallow.runs), len(deep.runs)
         if sa and sb:
           fewer = (np.mean(sa) - np.mean(sb)) / np.mean(sa)
           c = family.get('steps_to_threshold', deep, shallow)
-          out.append(f'  depth {deep.depth} reached the threshold ({metric} {"<=" if thr["mode"] == "min" else ">="} '
-                     f'{_fmt(thr["value"])}) in {abs(fewer):.0%} {"fewer" if fewer >= 0 else "more"} steps than depth '
-                     f'{shallow.depth} (mean {np.mean(sb):.0f} vs {np.mean(sa):.0f}; {len(sb)}/{nb} vs '
-                     f'{len(sa)}/{na} seeds reached it; {verdict(c)})'
-                     f'{mark(cmp_key("steps_to_threshold", deep, shallow))}.')
+          out.append(
+            f'  depth {deep.depth} reached the threshold ({metric} {"<=" if thr["mode"] == "min" else ">="} '
+            f'{_fmt(thr["value"])}) in {abs(fewer):.0%} {"fewer" if fewer >= 0 else "more"} steps than depth '
+            f'{shallow.depth} (mean {np.mean(sb):.0f} vs {np.mean(sa):.0f}; {len(sb)}/{nb} vs '
+            f'{len(sa)}/{na} seeds reached it; {verdict(c)})'
+            f'{mark(cmp_key("steps_to_threshold", deep, shallow))}.'
+          )
         elif sa or sb:
-          out.append(f'  threshold reached by {len(sb)}/{nb} seeds at depth {deep.depth} and {len(sa)}/{na} '
-                     f'at depth {shallow.depth}.')
+          out.append(
+            f'  threshold reached by {len(sb)}/{nb} seeds at depth {deep.depth} and {len(sa)}/{na} '
+            f'at depth {shallow.depth}.'
+          )
       ra, rb = shallow.values('steps_per_sec'), deep.values('steps_per_sec')
       if ra and rb:
-        out.append(f'  speed: depth {deep.depth} trains at {np.mean(rb) / np.mean(ra):.2f}x the step rate of '
-                   f'depth {shallow.depth}.')
+        out.append(
+          f'  speed: depth {deep.depth} trains at {np.mean(rb) / np.mean(ra):.2f}x the step rate of '
+          f'depth {shallow.depth}.'
+        )
   # Cells side by side at each depth: "for which cell".
   for depth, other, row in _cell_rows(vs, col, mode):
     top = row[0]
-    below = [v.cell + (' (fragile)' if frag.fragile(cmp_key(col, v, top)) else '')
-             for v in row[1:] if (c := family.get(col, v, top)) is not None and c.clear]
+    below = [
+      v.cell + (' (fragile)' if frag.fragile(cmp_key(col, v, top)) else '')
+      for v in row[1:]
+      if (c := family.get(col, v, top)) is not None and c.clear
+    ]
     label = f'depth {depth}' + (f' ({plots.other_label(axes_keys, other)})' if other else '')
     ranking = ' > '.join(f'{v.cell} {_fmt(np.mean(v.values(col)), 3)}' for v in row)
-    out.append(f'**Cells at {label}** (final {ref} {metric}, best first): {ranking}'
-               + (f'; clearly behind {top.cell}: {", ".join(below)}' if below else
-                  f'; none clearly behind {top.cell}') + f'{mark(("cells", depth, other))}.')
+    out.append(
+      f'**Cells at {label}** (final {ref} {metric}, best first): {ranking}'
+      + (f'; clearly behind {top.cell}: {", ".join(below)}' if below else f'; none clearly behind {top.cell}')
+      + f'{mark(("cells", depth, other))}.'
+    )
   ranked = _ranked(vs, col, mode)
   if ranked:
     best = ranked[0]
     out.append(f'**Best variant** by final {ref} {metric}: {best.name} with {_ci(*best.stat(col))}{mark(("best",))}.')
-    same = [v.name + (' (fragile)' if frag.fragile(cmp_key(col, v, best)) else '')
-            for v in ranked[1:] if (c := family.get(col, v, best)) is not None and not c.clear]
+    same = [
+      v.name + (' (fragile)' if frag.fragile(cmp_key(col, v, best)) else '')
+      for v in ranked[1:]
+      if (c := family.get(col, v, best)) is not None and not c.clear
+    ]
     if same:
-      out.append(f'  Not clearly different from it (after {_CORRECTION_NAMES[family.method]}\'s correction): '
-                 f'{", ".join(same)}.')
+      out.append(
+        f"  Not clearly different from it (after {_CORRECTION_NAMES[family.method]}'s correction): {', '.join(same)}."
+      )
   if base.get('metric') == metric and ranked:
     beat = [v for v in ranked if stats.beats(v.values(col), base['value'], mode)]
     mean_only = [v.name for v in ranked if all(v is not b for b in beat) and better(v.stat(col)[0], base['value'])]
-    names = ', '.join(v.name + (f' **[{frag.note(("baseline", v.name))}]**' if frag.fragile(('baseline', v.name))
-                                else '') for v in beat)
-    out.append(f'{len(beat)} of {len(ranked)} variants beat the baseline ({base.get("description", "")}: '
-               f'{_fmt(base["value"])}) on final {ref} {metric}, their 95% CI wholly '
-               f'{"below" if mode == "min" else "above"} it' + (f': {names}' if beat else '') + '.')
+    names = ', '.join(
+      v.name + (f' **[{frag.note(("baseline", v.name))}]**' if frag.fragile(('baseline', v.name)) else '') for v in beat
+    )
+    out.append(
+      f'{len(beat)} of {len(ranked)} variants beat the baseline ({base.get("description", "")}: '
+      f'{_fmt(base["value"])}) on final {ref} {metric}, their 95% CI wholly '
+      f'{"below" if mode == "min" else "above"} it' + (f': {names}' if beat else '') + '.'
+    )
     if mean_only:
-      out.append(f'  Better than the baseline on the mean only (the 95% CI reaches it): {", ".join(mean_only)}'
-                 + ''.join(f' **[{frag.note(("baseline", n))}]**' for n in mean_only if frag.fragile(("baseline", n)))
-                 + '.')
+      out.append(
+        f'  Better than the baseline on the mean only (the 95% CI reaches it): {", ".join(mean_only)}'
+        + ''.join(f' **[{frag.note(("baseline", n))}]**' for n in mean_only if frag.fragile(('baseline', n)))
+        + '.'
+      )
   div = [(v.name, sum(r.state == 'diverged' for r in v.runs), len(v.runs)) for v in vs]
   div = [d for d in div if d[1]]
   if div:
@@ -677,16 +763,20 @@ def comparison_table(family: Family, frag: Fragility | None = None) -> list[str]
     return []
   name = _CORRECTION_NAMES[family.method]
   extra = ' leaving out one seed |' if frag is not None else ''
-  lines = ['| comparison (a − b) | on | difference | 95% CI (Welch) | '
-           f'CI at {name}\'s level | Hedges\' g | p (Welch) | p ({name}) | verdict | seeds for 80% power |{extra}',
-           '|---|---|---|---|---|---|---|---|---|---|' + ('---|' if extra else '')]
+  lines = [
+    '| comparison (a − b) | on | difference | 95% CI (Welch) | '
+    f"CI at {name}'s level | Hedges' g | p (Welch) | p ({name}) | verdict | seeds for 80% power |{extra}",
+    '|---|---|---|---|---|---|---|---|---|---|' + ('---|' if extra else ''),
+  ]
   for (column, a, b), c in family.results.items():
     w = c.welch
     loo = f' {frag.column(("compare", column, a, b))} |' if frag is not None else ''
-    lines.append(f'| {a} − {b} | {column} | {_fmt(w.diff, 3)} | {_interval(w.low, w.high)} | '
-                 f'{_interval(*c.corrected)} at {c.level:.2%} | {_fmt(c.g, 2)} | {_fmt(w.pvalue, 2)} | '
-                 f'{_fmt(c.p_adjusted, 2)} | {"clear" if c.clear else "not distinguishable"} | '
-                 f'{_seeds(c.seeds)} |{loo}')
+    lines.append(
+      f'| {a} − {b} | {column} | {_fmt(w.diff, 3)} | {_interval(w.low, w.high)} | '
+      f'{_interval(*c.corrected)} at {c.level:.2%} | {_fmt(c.g, 2)} | {_fmt(w.pvalue, 2)} | '
+      f'{_fmt(c.p_adjusted, 2)} | {"clear" if c.clear else "not distinguishable"} | '
+      f'{_seeds(c.seeds)} |{loo}'
+    )
   return lines
 
 
@@ -715,8 +805,9 @@ def _matching(vs: Sequence[Variant], label: str, entry: dict) -> list[Variant]:
   return [v for v in vs if cell in ('*', v.cell) and (depth is None or v.depth == depth)]
 
 
-def published_rows(vs: Sequence[Variant], entries: dict, facts: dict, metric: str, ref: str,
-                   fragility: Fragility | None = None) -> list[str]:
+def published_rows(
+  vs: Sequence[Variant], entries: dict, facts: dict, metric: str, ref: str, fragility: Fragility | None = None
+) -> list[str]:
   """Markdown rows: each published value (or finding) beside ours, and whether they agree.
 
   An entry ``label -> {...}`` names the variants it is about by ``cell`` (default: the label; ``'*'``:
@@ -736,14 +827,18 @@ def published_rows(vs: Sequence[Variant], entries: dict, facts: dict, metric: st
     for v in matched:
       _, claim, ours, agrees = agreement(v, entry, facts, metric, ref)
       note = '' if fragility is None else fragility.column(('published', label, v.name))
-      rows.append(f'| {label} | {v.name} | {claim} | {ours} | {agrees} | {source} |'
-                  + (f' {note} |' if fragility else ''))
+      rows.append(
+        f'| {label} | {v.name} | {claim} | {ours} | {agrees} | {source} |' + (f' {note} |' if fragility else '')
+      )
   if not rows:
     return []
   if fragility is None:
     return ['| reference | our variant | published | ours | agrees? | source |', '|---|---|---|---|---|---|', *rows]
-  return ['| reference | our variant | published | ours | agrees? | source | leaving out one seed |',
-          '|---|---|---|---|---|---|---|', *rows]
+  return [
+    '| reference | our variant | published | ours | agrees? | source | leaving out one seed |',
+    '|---|---|---|---|---|---|---|',
+    *rows,
+  ]
 
 
 def _valid_entries(entries: dict) -> dict:
@@ -785,8 +880,10 @@ def agreement(v: Variant, entry: dict, facts: dict, metric: str, ref: str) -> tu
   claim = 'solves (reaches the threshold)' if solved else 'stays at the baseline'
   mean, half, n = v.stat(f'final_{split}_{m}')
   sign = '<=' if thr.get('mode') == 'min' else '>='
-  ours = (f'{k}/{fin} seeds reached {thr.get("metric")} {sign} {_fmt(thr.get("value"))}; final {split} {m} '
-          f'{_ci(mean, half, n)}' + (f' (baseline {_fmt(base.get("value"))})' if base.get('metric') == m else ''))
+  ours = (
+    f'{k}/{fin} seeds reached {thr.get("metric")} {sign} {_fmt(thr.get("value"))}; final {split} {m} '
+    f'{_ci(mean, half, n)}' + (f' (baseline {_fmt(base.get("value"))})' if base.get('metric') == m else '')
+  )
   want = fin if solved else 0
   if not fin:
     return 'n/a', claim, ours, 'n/a (no finished seed)'
@@ -835,17 +932,27 @@ def _markdown(workdir, runs, vs, axes, facts, metric, mode, ref, len_splits, fig
   states = {}
   for r in runs:
     states[r.state] = states.get(r.state, 0) + 1
-  lines = [f'# Sweep report: {name}', '',
-           f'{len(runs)} runs in {len(vs)} variants: ' + ', '.join(f'{n} {s}' for s, n in sorted(states.items()))
-           + f'. Written {time.strftime("%Y-%m-%d %H:%M")}.', '']
+  lines = [
+    f'# Sweep report: {name}',
+    '',
+    f'{len(runs)} runs in {len(vs)} variants: '
+    + ', '.join(f'{n} {s}' for s, n in sorted(states.items()))
+    + f'. Written {time.strftime("%Y-%m-%d %H:%M")}.',
+    '',
+  ]
   if facts:
     base = facts.get('baseline') or {}
     thr = facts.get('threshold')
-    chosen = ('set by `report.metric`' if _report_setting(workdir, runs, 'metric') else
-              'the task\'s own metric (`report.metric` overrides it)')
-    lines += [f'**Task** `{facts.get("name")}` (sequence length {facts.get("seq_len")}); compared on '
-              f'{ref} {metric} ({"lower" if mode == "min" else "higher"} is better; {chosen}).',
-              f'Baseline: {base.get("metric")} = {_fmt(base.get("value"))} ({base.get("description", "")}).']
+    chosen = (
+      'set by `report.metric`'
+      if _report_setting(workdir, runs, 'metric')
+      else "the task's own metric (`report.metric` overrides it)"
+    )
+    lines += [
+      f'**Task** `{facts.get("name")}` (sequence length {facts.get("seq_len")}); compared on '
+      f'{ref} {metric} ({"lower" if mode == "min" else "higher"} is better; {chosen}).',
+      f'Baseline: {base.get("metric")} = {_fmt(base.get("value"))} ({base.get("description", "")}).',
+    ]
     if thr:
       sign = '<=' if thr['mode'] == 'min' else '>='
       lines.append(f'Threshold ("solved"): {thr["metric"]} {sign} {_fmt(thr["value"])} on val.')
@@ -855,41 +962,72 @@ def _markdown(workdir, runs, vs, axes, facts, metric, mode, ref, len_splits, fig
   if len({v.depth for v in vs}) > 1:
     budgets = {(r.config.get('sweep') or {}).get('param_budget') or 0 for r in runs}
     if budgets == {0}:
-      lines += ['Depth is compared **at equal width**: a deeper network has more parameters (the params '
-                'column), so a gain with depth may be a gain with size.', '']
+      lines += [
+        'Depth is compared **at equal width**: a deeper network has more parameters (the params '
+        'column), so a gain with depth may be a gain with size.',
+        '',
+      ]
     else:
-      lines += [f'Depth is compared **at equal parameters**: `sweep.param_budget` = '
-                f'{", ".join(str(b) for b in sorted(budgets))}, the width solved per variant to match it.', '']
+      lines += [
+        f'Depth is compared **at equal parameters**: `sweep.param_budget` = '
+        f'{", ".join(str(b) for b in sorted(budgets))}, the width solved per variant to match it.',
+        '',
+      ]
   lines += ['## Findings', '']
   fragile = sum(frag.fragile(k) for k in frag.verdicts)
   if frag.verdicts:
-    lines += [f'Each verdict was recomputed with each of the {frag.runs} finished runs left out in turn: '
-              f'{fragile} of {len(frag.verdicts)} change when one run is left out and are marked **fragile** '
-              f'(with the run whose absence changes it); state only the others as findings. '
-              f'All verdicts: `{VERDICTS_FILE}`.', '']
+    lines += [
+      f'Each verdict was recomputed with each of the {frag.runs} finished runs left out in turn: '
+      f'{fragile} of {len(frag.verdicts)} change when one run is left out and are marked **fragile** '
+      f'(with the run whose absence changes it); state only the others as findings. '
+      f'All verdicts: `{VERDICTS_FILE}`.',
+      '',
+    ]
   found = statements(vs, axes, facts, metric, mode, ref, family, frag)
-  lines += ([f'- {s}' if not s.startswith('  ') else f'  - {s.strip()}' for s in found]
-            or ['- (not enough finished runs to compare)'])
+  lines += [f'- {s}' if not s.startswith('  ') else f'  - {s.strip()}' for s in found] or [
+    '- (not enough finished runs to compare)'
+  ]
   table = comparison_table(family, frag)
   if table:
-    lines += ['', '## Comparisons', '',
-              f'The {family.m} tests this report makes, one family: Welch\'s t-test per pair (scipy.stats.ttest_ind, '
-              f'equal_var=False), {_CORRECTION_NAMES[family.method]}\'s correction over all {family.m}; "clear" means '
-              f'the {_CORRECTION_NAMES[family.method]}-adjusted p is at most {stats.ALPHA}. Seeds for 80% power: per '
-              f'variant, at level {stats.ALPHA}/{family.m}, if the observed difference and spread were the truth.',
-              '', *table]
+    lines += [
+      '',
+      '## Comparisons',
+      '',
+      f"The {family.m} tests this report makes, one family: Welch's t-test per pair (scipy.stats.ttest_ind, "
+      f'equal_var=False), {_CORRECTION_NAMES[family.method]}\'s correction over all {family.m}; "clear" means '
+      f'the {_CORRECTION_NAMES[family.method]}-adjusted p is at most {stats.ALPHA}. Seeds for 80% power: per '
+      f'variant, at level {stats.ALPHA}/{family.m}, if the observed difference and spread were the truth.',
+      '',
+      *table,
+    ]
   refs = published_rows(vs, entries, facts, metric, ref, frag)
   if refs:
-    lines += ['', '## Published reference', '',
-              'The values the sweep\'s config cites (`report.published`), beside ours. A published number agrees '
-              'when it lies inside our 95% interval; a published "solves" / "stays at the baseline" agrees when '
-              'every / no finished seed of ours reached the task threshold.', '', *refs]
-  lines += ['', '## Variants', '',
-            'Mean ± 95% CI half-width over finished seeds (n). Steps/s and compile seconds are per '
-            'program: the seeds of a variant train together in one.', '']
-  cols = [('params', 'params'), (f'final_{ref}_{metric}', f'final {ref} {metric}'),
-          (f'best_val_{metric}', f'best val {metric}'), ('steps_to_threshold', 'steps to threshold'),
-          (f'val_{metric}_auc', f'val {metric} AUC'), ('generalization_gap', 'gen. gap')]
+    lines += [
+      '',
+      '## Published reference',
+      '',
+      "The values the sweep's config cites (`report.published`), beside ours. A published number agrees "
+      'when it lies inside our 95% interval; a published "solves" / "stays at the baseline" agrees when '
+      'every / no finished seed of ours reached the task threshold.',
+      '',
+      *refs,
+    ]
+  lines += [
+    '',
+    '## Variants',
+    '',
+    'Mean ± 95% CI half-width over finished seeds (n). Steps/s and compile seconds are per '
+    'program: the seeds of a variant train together in one.',
+    '',
+  ]
+  cols = [
+    ('params', 'params'),
+    (f'final_{ref}_{metric}', f'final {ref} {metric}'),
+    (f'best_val_{metric}', f'best val {metric}'),
+    ('steps_to_threshold', 'steps to threshold'),
+    (f'val_{metric}_auc', f'val {metric} AUC'),
+    ('generalization_gap', 'gen. gap'),
+  ]
   cols += [(f'final_{s}_{metric}', f'{s} {metric}') for s in len_splits]
   cols += [('steps_per_sec', 'steps/s'), ('compile_seconds', 'compile s')]
   lines.append('| variant | seeds | diverged | ' + ' | '.join(c[1] for c in cols) + ' |')
@@ -901,7 +1039,7 @@ def _markdown(workdir, runs, vs, axes, facts, metric, mode, ref, len_splits, fig
     for col, _ in cols:
       if col == 'params':
         cells.append(str(v.runs[0].row.get('params') or 'n/a'))
-      elif col in ('steps_per_sec', 'compile_seconds'):   # one value per seed group: no spread to show
+      elif col in ('steps_per_sec', 'compile_seconds'):  # one value per seed group: no spread to show
         cells.append(_fmt(v.stat(col)[0], 3))
       elif col == 'steps_to_threshold':
         m, h, n = v.stat(col)
@@ -909,70 +1047,88 @@ def _markdown(workdir, runs, vs, axes, facts, metric, mode, ref, len_splits, fig
       else:
         cells.append(_ci(*v.stat(col)))
     lines.append(f'| {v.name} | {len(v.runs)} | {div} | ' + ' | '.join(cells) + ' |')
-  lines += ['', 'One row per run: `summary.csv`. Curves per run: `<run>/metrics.jsonl` (and wandb).', '',
-            '## Plots', '']
+  lines += [
+    '',
+    'One row per run: `summary.csv`. Curves per run: `<run>/metrics.jsonl` (and wandb).',
+    '',
+    '## Plots',
+    '',
+  ]
   for file, title in figures.items():
     lines += [f'### {title}', '', f'![{title}]({file})', '']
   correction = _CORRECTION_NAMES[family.method]
-  lines += ['## How to read this: which method made each number', '',
-            '- Mean ± half-width: the mean over finished seeds and its Student-t 95% interval, '
-            't_{0.975, n-1} s / sqrt(n) (scipy.stats.t); one seed has none. The plots cut intervals to the '
-            'values a metric can take (accuracy in [0, 1], loss >= 0); the tables do not.',
-            '- Difference of two variants: Welch\'s unequal-variance t-test and its 95% interval, with the '
-            'Welch-Satterthwaite degrees of freedom (scipy.stats.ttest_ind(equal_var=False) and its '
-            'confidence_interval()).',
-            f'- Clear: the report makes many comparisons, so some uncorrected "clear" calls would be noise. All of '
-            f'them form one family, corrected with {correction}\'s step-down method (Holm 1979): the chance of any '
-            f'false "clear" in the report stays at {stats.ALPHA}, whatever the dependence between comparisons (they '
-            f'share variants). A difference is clear only when its {correction}-adjusted p-value is at most '
-            f'{stats.ALPHA}. Holm tests the k-th smallest of the m p-values at level {stats.ALPHA}/(m - k + 1); '
-            f'the "CI at Holm\'s level" is the Welch interval at that level, so a difference is clear exactly when '
-            f'its corrected interval excludes 0 and so do those of every comparison with a smaller p-value.',
-            '- Effect size: Hedges\' g, the difference over the pooled standard deviation with the exact '
-            'small-sample correction (Hedges 1981); the difference itself comes with its Welch interval.',
-            f'- Seeds for 80% power: the fewest seeds per variant at which a two-sided two-sample t-test at level '
-            f'{stats.ALPHA}/m detects the observed difference 80% of the time if the observed difference and '
-            'pooled spread were the truth (noncentral t, scipy.stats.nct; Cohen 1988). Over 3 seeds the spread '
-            'is itself uncertain: read it as an order of magnitude.',
-            '- Steps to threshold: the first evaluation at which the validation metric reached the task '
-            'threshold; seeds that never reached it are left out of the mean and counted in "k/n reached".',
-            f'- AUC: the mean validation {metric} over training, trapezoid rule (numpy.trapezoid) (a '
-            f'faster-converging variant has a {"lower" if mode == "min" else "higher"} value).',
-            f'- Generalization gap: final {ref} minus final train {metric} (sign flipped for accuracy), so '
-            'positive means worse on held-out data.',
-            f'- Beats the baseline: the variant\'s 95% Student-t interval lies wholly '
-            f'{"below" if mode == "min" else "above"} the baseline value, not only its mean.',
-            '- Fragile: the verdict changes when one finished run (one seed of one variant) is left out and every '
-            'test, interval and correction is recomputed (leave-one-out, the jackknife\'s resampling; the family of '
-            'comparisons stays the same pairs). Training outcomes are often bimodal (a seed stuck at a shallow '
-            'network\'s level): a fragile verdict rests on one seed. Per run: `summary.csv` column '
-            '`fragile_without_this_run`; per verdict: `verdicts.csv`.',
-            '- Diverged runs (NaN/Inf loss, gradients or parameters) are excluded from means and counted apart.',
-            f'- Speed: {speed_conditions(runs)}', '']
+  lines += [
+    '## How to read this: which method made each number',
+    '',
+    '- Mean ± half-width: the mean over finished seeds and its Student-t 95% interval, '
+    't_{0.975, n-1} s / sqrt(n) (scipy.stats.t); one seed has none. The plots cut intervals to the '
+    'values a metric can take (accuracy in [0, 1], loss >= 0); the tables do not.',
+    "- Difference of two variants: Welch's unequal-variance t-test and its 95% interval, with the "
+    'Welch-Satterthwaite degrees of freedom (scipy.stats.ttest_ind(equal_var=False) and its '
+    'confidence_interval()).',
+    f'- Clear: the report makes many comparisons, so some uncorrected "clear" calls would be noise. All of '
+    f"them form one family, corrected with {correction}'s step-down method (Holm 1979): the chance of any "
+    f'false "clear" in the report stays at {stats.ALPHA}, whatever the dependence between comparisons (they '
+    f'share variants). A difference is clear only when its {correction}-adjusted p-value is at most '
+    f'{stats.ALPHA}. Holm tests the k-th smallest of the m p-values at level {stats.ALPHA}/(m - k + 1); '
+    f'the "CI at Holm\'s level" is the Welch interval at that level, so a difference is clear exactly when '
+    f'its corrected interval excludes 0 and so do those of every comparison with a smaller p-value.',
+    "- Effect size: Hedges' g, the difference over the pooled standard deviation with the exact "
+    'small-sample correction (Hedges 1981); the difference itself comes with its Welch interval.',
+    f'- Seeds for 80% power: the fewest seeds per variant at which a two-sided two-sample t-test at level '
+    f'{stats.ALPHA}/m detects the observed difference 80% of the time if the observed difference and '
+    'pooled spread were the truth (noncentral t, scipy.stats.nct; Cohen 1988). Over 3 seeds the spread '
+    'is itself uncertain: read it as an order of magnitude.',
+    '- Steps to threshold: the first evaluation at which the validation metric reached the task '
+    'threshold; seeds that never reached it are left out of the mean and counted in "k/n reached".',
+    f'- AUC: the mean validation {metric} over training, trapezoid rule (numpy.trapezoid) (a '
+    f'faster-converging variant has a {"lower" if mode == "min" else "higher"} value).',
+    f'- Generalization gap: final {ref} minus final train {metric} (sign flipped for accuracy), so '
+    'positive means worse on held-out data.',
+    f"- Beats the baseline: the variant's 95% Student-t interval lies wholly "
+    f'{"below" if mode == "min" else "above"} the baseline value, not only its mean.',
+    '- Fragile: the verdict changes when one finished run (one seed of one variant) is left out and every '
+    "test, interval and correction is recomputed (leave-one-out, the jackknife's resampling; the family of "
+    'comparisons stays the same pairs). Training outcomes are often bimodal (a seed stuck at a shallow '
+    "network's level): a fragile verdict rests on one seed. Per run: `summary.csv` column "
+    '`fragile_without_this_run`; per verdict: `verdicts.csv`.',
+    '- Diverged runs (NaN/Inf loss, gradients or parameters) are excluded from means and counted apart.',
+    f'- Speed: {speed_conditions(runs)}',
+    '',
+  ]
   return '\n'.join(lines)
 
 
 def speed_conditions(runs: Sequence[Run]) -> str:
   """How the speed columns were measured: each run's own rate, and how many grid points shared the
   machine (``workers`` in status.json), or that each was a cluster job (``launcher``)."""
-  text = ('steps/s and compile seconds are each run\'s own wall-clock rate over its warm training steps '
-          '(compilation counted apart), for the seeds of a variant trained together as one program; ')
+  text = (
+    "steps/s and compile seconds are each run's own wall-clock rate over its warm training steps "
+    '(compilation counted apart), for the seeds of a variant trained together as one program; '
+  )
   launchers = sorted({r.status['launcher'] for r in runs if r.status.get('launcher')})
   if launchers:
-    return text + (f'each grid point trained as a job of its own (submitit, launcher {", ".join(launchers)}), '
-                   'on whatever node the scheduler gave it: compare speeds across variants with care.')
+    return text + (
+      f'each grid point trained as a job of its own (submitit, launcher {", ".join(launchers)}), '
+      'on whatever node the scheduler gave it: compare speeds across variants with care.'
+    )
   counts = sorted({int(r.status['workers']) for r in runs if isinstance(r.status.get('workers'), int)})
   unknown = sum(not isinstance(r.status.get('workers'), int) for r in runs)
   if len(counts) == 1 and not unknown:
     n = counts[0]
-    return text + (f'{n} grid points trained at once on one machine, each in a worker process on its own '
-                   f'core(s) or GPU: the ratios compare variants that shared the machine alike, the absolute '
-                   f'rates hold for {n} concurrent programs on this hardware.' if n > 1
-                   else 'one grid point trained at a time.')
+    return text + (
+      f'{n} grid points trained at once on one machine, each in a worker process on its own '
+      f'core(s) or GPU: the ratios compare variants that shared the machine alike, the absolute '
+      f'rates hold for {n} concurrent programs on this hardware.'
+      if n > 1
+      else 'one grid point trained at a time.'
+    )
   said = ', '.join(str(n) for n in counts) or 'an unrecorded number of'
-  return text + (f'the runs of this sweep were trained with {said} worker processes at once'
-                 f'{f" ({unknown} runs do not say)" if unknown and counts else ""} (status.json `workers`): '
-                 'compare their speed with care.')
+  return text + (
+    f'the runs of this sweep were trained with {said} worker processes at once'
+    f'{f" ({unknown} runs do not say)" if unknown and counts else ""} (status.json `workers`): '
+    'compare their speed with care.'
+  )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

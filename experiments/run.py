@@ -41,8 +41,13 @@ from experiments import sweep
 from experiments import workers as workers_lib
 
 
-def main(argv: Sequence[str] | None = None, on_event=None, *, worker: workers_lib.Worker | None = None,
-         worker_command: Sequence[str] | None = None) -> int:
+def main(
+  argv: Sequence[str] | None = None,
+  on_event=None,
+  *,
+  worker: workers_lib.Worker | None = None,
+  worker_command: Sequence[str] | None = None,
+) -> int:
   """The command line; ``on_event``: the trainer's event hook (``train.EventHook``), for tests.
 
   ``worker``: this process is that worker of a parent's team (``experiments.worker``): it trains its
@@ -54,16 +59,30 @@ def main(argv: Sequence[str] | None = None, on_event=None, *, worker: workers_li
   parser.add_argument('--no-sweep', action='store_true', help='ignore sweep.axes; one run with train.seed')
   parser.add_argument('--dry-run', action='store_true', help='list the runs; train nothing')
   parser.add_argument('--no-report', action='store_true', help='do not write the report at the end')
-  parser.add_argument('--workers', type=_workers, default=None, metavar='N|auto',
-                      help='worker processes on this machine (default: auto, as many as fit: one per core, '
-                           'or one per GPU)')
-  parser.add_argument('--devices-per-worker', type=_positive, default=1, metavar='K',
-                      help='GPUs each worker owns (on a machine without GPUs: cores)')
-  parser.add_argument('--launcher', choices=('local', 'slurm'), default=None,
-                      help='submit one job per grid point through submitit (settings: launch.*)')
+  parser.add_argument(
+    '--workers',
+    type=_workers,
+    default=None,
+    metavar='N|auto',
+    help='worker processes on this machine (default: auto, as many as fit: one per core, or one per GPU)',
+  )
+  parser.add_argument(
+    '--devices-per-worker',
+    type=_positive,
+    default=1,
+    metavar='K',
+    help='GPUs each worker owns (on a machine without GPUs: cores)',
+  )
+  parser.add_argument(
+    '--launcher',
+    choices=('local', 'slurm'),
+    default=None,
+    help='submit one job per grid point through submitit (settings: launch.*)',
+  )
   run_argv = list(sys.argv[1:] if argv is None else argv)
-  command = functools.partial(_run, run_argv=run_argv, default_workers='auto' if argv is None else 1,
-                              worker=worker, worker_command=worker_command)
+  command = functools.partial(
+    _run, run_argv=run_argv, default_workers='auto' if argv is None else 1, worker=worker, worker_command=worker_command
+  )
   return cli.main_with(parser, argv, command, on_event)
 
 
@@ -94,7 +113,7 @@ def _run(args, config, overrides, should_stop, *, run_argv, default_workers, wor
     config = config_lib.validate(d)
   if args.dry_run:
     points = sweep.expand(config)
-    sweep.check_workdir(config, args.workdir, points)   # refuses exactly what a real run would
+    sweep.check_workdir(config, args.workdir, points)  # refuses exactly what a real run would
     for point in points:
       for seed in point.seeds:
         status = runlog.read_status(os.path.join(args.workdir, point.run_id(seed))) or {}
@@ -104,63 +123,89 @@ def _run(args, config, overrides, should_stop, *, run_argv, default_workers, wor
         print(f'{point.run_id(seed):40s} params={point.params:<9d} {state}')
     return 0
   if worker is not None:
-    if config.train.progress == 'bar':   # a bar cannot pass through the parent's line-by-line display
+    if config.train.progress == 'bar':  # a bar cannot pass through the parent's line-by-line display
       config = config_lib.validate(config_lib.apply_overrides(config, [('train.progress', 'lines')]))
-    result = sweep.run_sweep(config, args.workdir, should_stop=should_stop, on_event=args.on_event,
-                             facts={'workers': worker.count}, config_file=args.config)
+    result = sweep.run_sweep(
+      config,
+      args.workdir,
+      should_stop=should_stop,
+      on_event=args.on_event,
+      facts={'workers': worker.count},
+      config_file=args.config,
+    )
     return 1 if result.failed else 0
   again = f'python -m experiments.run {shlex.join(run_argv)}'
   if args.launcher:
     if args.workers is not None:
       raise ConfigError('', '--workers is for one machine; with --launcher every grid point is a job of its own')
     from experiments import slurm  # pylint: disable=g-import-not-at-top  (submitit only when asked for)
-    points = slurm.launch(config, args.workdir, args.launcher, config_file=args.config, command=again,
-                          should_stop=should_stop)
+
+    points = slurm.launch(
+      config, args.workdir, args.launcher, config_file=args.config, command=again, should_stop=should_stop
+    )
     if points is None:
       return 0
     result, unfinished = _from_status(points, args.workdir)
   else:
     requested = default_workers if args.workers is None else args.workers
-    result, unfinished = _train(config, args, None if requested == 'auto' else requested, run_argv, worker_command,
-                                should_stop)
+    result, unfinished = _train(
+      config, args, None if requested == 'auto' else requested, run_argv, worker_command, should_stop
+    )
   counts = {}
   for state in result.states.values():
     counts[state] = counts.get(state, 0) + 1
-  print(f'sweep {args.workdir}: ' + ', '.join(f'{n} {s}' for s, n in sorted(counts.items()))
-        + (f'; {len(result.locked)} held by another runner' if result.locked else ''))
+  print(
+    f'sweep {args.workdir}: '
+    + ', '.join(f'{n} {s}' for s, n in sorted(counts.items()))
+    + (f'; {len(result.locked)} held by another runner' if result.locked else '')
+  )
   if unfinished:
-    print(f'{len(unfinished)} run{"s" if len(unfinished) > 1 else ""} unfinished ({", ".join(unfinished[:4])}'
-          f'{", ..." if len(unfinished) > 4 else ""}); run the same command again to resume: {again}', file=sys.stderr)
+    print(
+      f'{len(unfinished)} run{"s" if len(unfinished) > 1 else ""} unfinished ({", ".join(unfinished[:4])}'
+      f'{", ..." if len(unfinished) > 4 else ""}); run the same command again to resume: {again}',
+      file=sys.stderr,
+    )
     return 1
   if not args.no_report:
     from experiments import publish, report  # pylint: disable=g-import-not-at-top
+
     path = report.write_report(args.workdir)
     print(f'report: {path}')
-    publish.publish(args.workdir)   # to wandb, for the runs that log there
+    publish.publish(args.workdir)  # to wandb, for the runs that log there
   return 1 if result.failed else 0
 
 
-def _train(config, args, requested: int | None, run_argv, worker_command, should_stop
-           ) -> tuple[sweep.SweepResult, list[str]]:
+def _train(
+  config, args, requested: int | None, run_argv, worker_command, should_stop
+) -> tuple[sweep.SweepResult, list[str]]:
   """Trains the grid here, in this process or in workers; returns the result and the runs left unfinished."""
   gpus, cpus = workers_lib.visible_gpus(), workers_lib.machine_cpus()
   if len(_plan(requested, args.devices_per_worker, cpus, gpus)) == 1:
-    return sweep.run_sweep(config, args.workdir, should_stop=should_stop, on_event=args.on_event,
-                           facts={'workers': 1}, config_file=args.config), []
+    return sweep.run_sweep(
+      config,
+      args.workdir,
+      should_stop=should_stop,
+      on_event=args.on_event,
+      facts={'workers': 1},
+      config_file=args.config,
+    ), []
   if gpus:
     import jax  # pylint: disable=g-import-not-at-top
-    jax.config.update('jax_platforms', 'cpu')   # the launcher never holds accelerator memory
+
+    jax.config.update('jax_platforms', 'cpu')  # the launcher never holds accelerator memory
   cache = sweep.enable_compilation_cache()
   points = sweep.expand(config)
-  sweep.check_workdir(config, args.workdir, points)   # one error here, not one per worker
+  sweep.check_workdir(config, args.workdir, points)  # one error here, not one per worker
   todo = sum(not all(_done(args.workdir, p, s) for s in p.seeds) for p in points)
   # Even one grid point left trains in a worker: every run of a sweep launched with workers runs under the
   # same conditions (a process on its own core), whatever was left to train when the command ran.
   if todo:
     team = _plan(requested, args.devices_per_worker, cpus, gpus, todo=todo)
-    print(f'{len(team)} worker{"s" if len(team) > 1 else ""} on this machine '
-          f'({"; ".join(w.describe() for w in team)}), each a runner of the same grid; compilation cache {cache}',
-          flush=True)
+    print(
+      f'{len(team)} worker{"s" if len(team) > 1 else ""} on this machine '
+      f'({"; ".join(w.describe() for w in team)}), each a runner of the same grid; compilation cache {cache}',
+      flush=True,
+    )
     outcome = workers_lib.launch(team, run_argv, command=worker_command, cache_dir=cache)
     if outcome.interrupted:
       raise train_lib.Interrupted('interrupted; every worker saved a checkpoint; run the same command again to resume')

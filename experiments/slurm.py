@@ -49,12 +49,18 @@ class GridPointJob(submitit.helpers.Checkpointable):
   ``{'variant', 'states', 'locked'}``; raises if a run failed, so the job shows as failed.
   """
 
-  def __init__(self, config: dict, workdir: str, facts: dict, on_event: train_lib.EventHook | None = None,
-               config_file: str | None = None):
+  def __init__(
+    self,
+    config: dict,
+    workdir: str,
+    facts: dict,
+    on_event: train_lib.EventHook | None = None,
+    config_file: str | None = None,
+  ):
     self.config, self.workdir, self.facts, self.on_event = config, workdir, facts, on_event
     self.config_file = config_file
     self._stop: threading.Event | None = None
-    self._finished = True   # set False while a training thread runs; True (a plain attribute) when it ends
+    self._finished = True  # set False while a training thread runs; True (a plain attribute) when it ends
 
   def __getstate__(self) -> dict:
     # What is pickled for the requeued job: the call, not this process's thread and flag.
@@ -64,8 +70,8 @@ class GridPointJob(submitit.helpers.Checkpointable):
     self._stop, outcome, self._finished = threading.Event(), {}, False
     threading.Thread(target=self._train, args=(variant, outcome), name='training', daemon=True).start()
     try:
-      self._wait_for_training()   # signal handlers run here, in the main thread (see checkpoint)
-    except KeyboardInterrupt:   # the job is cancelled: stop with a checkpoint while there is time
+      self._wait_for_training()  # signal handlers run here, in the main thread (see checkpoint)
+    except KeyboardInterrupt:  # the job is cancelled: stop with a checkpoint while there is time
       self._stop.set()
       self._wait_for_training()
       raise
@@ -83,9 +89,15 @@ class GridPointJob(submitit.helpers.Checkpointable):
   def _train(self, variant: str, outcome: dict) -> None:
     try:
       config = config_lib.validate(self.config)
-      result = sweep.run_sweep(config, self.workdir, should_stop=self._stop.is_set,
-                               select=lambda point, seed: point.variant == variant, on_event=self.on_event,
-                               facts=self.facts, config_file=self.config_file)
+      result = sweep.run_sweep(
+        config,
+        self.workdir,
+        should_stop=self._stop.is_set,
+        select=lambda point, seed: point.variant == variant,
+        on_event=self.on_event,
+        facts=self.facts,
+        config_file=self.config_file,
+      )
       outcome['result'] = {'variant': variant, 'states': result.states, 'locked': result.locked}
       if result.failed:
         outcome['error'] = RuntimeError('; '.join(f'{run} failed: {msg}' for run, msg in result.failed.items()))
@@ -125,15 +137,31 @@ def executor(config: ml_collections.ConfigDict, workdir: str, cluster: str) -> s
   """submitit's executor for ``cluster`` (``'slurm'`` or ``'local'``) with the config's ``launch.*``."""
   launch = config.launch
   folder = launch.folder or os.path.join(os.path.abspath(workdir), 'submitit')
-  ex = submitit.AutoExecutor(folder=folder, cluster=cluster, slurm_max_num_timeout=launch.max_num_timeout,
-                             local_max_num_timeout=launch.max_num_timeout)
-  params = dict(name=os.path.basename(os.path.abspath(workdir)), timeout_min=launch.timeout_min, nodes=1,
-                tasks_per_node=1, cpus_per_task=launch.cpus_per_task, gpus_per_node=launch.gpus_per_task,
-                mem_gb=launch.mem_gb, local_setup=list(launch.setup))
+  ex = submitit.AutoExecutor(
+    folder=folder,
+    cluster=cluster,
+    slurm_max_num_timeout=launch.max_num_timeout,
+    local_max_num_timeout=launch.max_num_timeout,
+  )
+  params = dict(
+    name=os.path.basename(os.path.abspath(workdir)),
+    timeout_min=launch.timeout_min,
+    nodes=1,
+    tasks_per_node=1,
+    cpus_per_task=launch.cpus_per_task,
+    gpus_per_node=launch.gpus_per_task,
+    mem_gb=launch.mem_gb,
+    local_setup=list(launch.setup),
+  )
   if cluster == 'slurm':
-    params.update(slurm_partition=launch.partition, slurm_account=launch.account,
-                  slurm_array_parallelism=launch.array_parallelism, slurm_signal_delay_s=launch.signal_delay_s,
-                  slurm_setup=list(launch.setup), slurm_additional_parameters=slurm_options(config) or None)
+    params.update(
+      slurm_partition=launch.partition,
+      slurm_account=launch.account,
+      slurm_array_parallelism=launch.array_parallelism,
+      slurm_signal_delay_s=launch.signal_delay_s,
+      slurm_setup=list(launch.setup),
+      slurm_additional_parameters=slurm_options(config) or None,
+    )
   ex.update_parameters(**{k: v for k, v in params.items() if v is not None})
   return ex
 
@@ -148,14 +176,21 @@ def unfinished(points: Sequence[sweep.GridPoint], workdir: str) -> list[sweep.Gr
         continue
       if workers.is_free(run_dir):
         todo.append(point)
-      break   # a point's runs train together: one not done (or held) decides
+      break  # a point's runs train together: one not done (or held) decides
   return todo
 
 
-def submit(config: ml_collections.ConfigDict, workdir: str, cluster: str, *,
-           points: Sequence[sweep.GridPoint] | None = None, facts: dict | None = None,
-           on_event: train_lib.EventHook | None = None, config_file: str | None = None,
-           echo: Callable[[str], None] = print) -> list:
+def submit(
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  cluster: str,
+  *,
+  points: Sequence[sweep.GridPoint] | None = None,
+  facts: dict | None = None,
+  on_event: train_lib.EventHook | None = None,
+  config_file: str | None = None,
+  echo: Callable[[str], None] = print,
+) -> list:
   """Submits the grid points of ``points`` (default: ``unfinished``) as one job array; returns the jobs."""
   if points is None:
     everything = sweep.expand(config)
@@ -164,13 +199,17 @@ def submit(config: ml_collections.ConfigDict, workdir: str, cluster: str, *,
   if not points:
     return []
   ex = executor(config, workdir, cluster)
-  workdir = os.path.abspath(workdir)   # jobs may start elsewhere
+  workdir = os.path.abspath(workdir)  # jobs may start elsewhere
   facts = facts or {'workers': 1, 'launcher': cluster}
-  job = GridPointJob(config_lib.to_dict(config), workdir, facts, on_event,
-                     os.path.abspath(config_file) if config_file else None)
+  job = GridPointJob(
+    config_lib.to_dict(config), workdir, facts, on_event, os.path.abspath(config_file) if config_file else None
+  )
   jobs = ex.map_array(job, [p.variant for p in points])
-  what = (f'job array {jobs[0].job_id.split("_")[0]} (at most {config.launch.array_parallelism} at once)'
-          if cluster == 'slurm' else 'local jobs')
+  what = (
+    f'job array {jobs[0].job_id.split("_")[0]} (at most {config.launch.array_parallelism} at once)'
+    if cluster == 'slurm'
+    else 'local jobs'
+  )
   echo(f'submitted {len(jobs)} grid point{"s" if len(jobs) > 1 else ""} of {workdir} as {what}:')
   for j, point in zip(jobs, points):
     echo(f'  {j.job_id:>14}  {point.variant}')
@@ -178,17 +217,25 @@ def submit(config: ml_collections.ConfigDict, workdir: str, cluster: str, *,
   return jobs
 
 
-def launch(config: ml_collections.ConfigDict, workdir: str, cluster: str, *, config_file: str | None = None,
-           command: str = 'python -m experiments.run', should_stop: Callable[[], bool] | None = None, echo: Callable[[str], None] = print
-           ) -> list[sweep.GridPoint] | None:
+def launch(
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  cluster: str,
+  *,
+  config_file: str | None = None,
+  command: str = 'python -m experiments.run',
+  should_stop: Callable[[], bool] | None = None,
+  echo: Callable[[str], None] = print,
+) -> list[sweep.GridPoint] | None:
   """``--launcher``: submits the unfinished grid points. On SLURM it returns None at once (the jobs run
   on); ``local`` runs at most ``launch.array_parallelism`` jobs at a time on this machine, waits for them
   and returns the grid (for the summary and the report). ``config_file``: the file ``config`` came from
-  (sweep.json records it); ``command``: the command line that launched it, for the hints. Raises ``Interrupted`` if ``should_stop()`` turns true while waiting (the jobs' runs keep
+  (sweep.json records it); ``command``: the command line that launched it, for the hints. Raises ``Interrupted`` if
+  ``should_stop()`` turns true while waiting (the jobs' runs keep
   their last checkpoint)."""
   if cluster not in LAUNCHERS:
     raise ConfigError('', f'unknown launcher {cluster!r}; valid: {", ".join(LAUNCHERS)}')
-  slurm_options(config)   # a malformed option is an error before anything is written
+  slurm_options(config)  # a malformed option is an error before anything is written
   sweep.enable_compilation_cache()
   points = sweep.expand(config)
   sweep.check_workdir(config, workdir, points)
@@ -200,23 +247,34 @@ def launch(config: ml_collections.ConfigDict, workdir: str, cluster: str, *, con
     return points if cluster == 'local' else None
   if cluster == 'slurm':
     submit(config, workdir, cluster, points=todo, config_file=config_file, echo=echo)
-    echo(f'watch: squeue --me; each run\'s progress: {command} --dry-run\n'
-         'preempted or timed-out jobs checkpoint and requeue themselves; for jobs that failed or ran out of requeues, '
-         'run the same command again: it submits only what is left\n'
-         f'when all are done: python -m experiments.report {workdir}')
+    echo(
+      f"watch: squeue --me; each run's progress: {command} --dry-run\n"
+      'preempted or timed-out jobs checkpoint and requeue themselves; for jobs that failed or ran out of requeues, '
+      'run the same command again: it submits only what is left\n'
+      f'when all are done: python -m experiments.report {workdir}'
+    )
     return None
   should_stop = should_stop or (lambda: False)
   size = config.launch.array_parallelism
   for start in range(0, len(todo), size):
-    wave = todo[start:start + size]
-    jobs = submit(config, workdir, cluster, points=wave, config_file=config_file, echo=echo,
-                  facts={'workers': len(wave), 'launcher': cluster})
+    wave = todo[start : start + size]
+    jobs = submit(
+      config,
+      workdir,
+      cluster,
+      points=wave,
+      config_file=config_file,
+      echo=echo,
+      facts={'workers': len(wave), 'launcher': cluster},
+    )
     while not all(j.done() for j in jobs):
       if should_stop():
         for j in jobs:
           j.cancel()
-        raise train_lib.Interrupted('interrupted; the local jobs were cancelled and their runs keep their last '
-                                    'checkpoint; run the same command again to resume')
+        raise train_lib.Interrupted(
+          'interrupted; the local jobs were cancelled and their runs keep their last '
+          'checkpoint; run the same command again to resume'
+        )
       time.sleep(0.5)
     for j, point in zip(jobs, wave):
       if j.state != 'FINISHED' or not j.paths.result_pickle.exists():

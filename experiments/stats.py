@@ -50,7 +50,7 @@ from scipy import stats
 ALPHA = 0.05
 POWER = 0.8
 CORRECTIONS = ('holm', 'bh')
-MAX_SEEDS = 10_000   # "seeds needed" beyond this is reported as more than this
+MAX_SEEDS = 10_000  # "seeds needed" beyond this is reported as more than this
 T = TypeVar('T')
 
 
@@ -129,8 +129,9 @@ def inside_ci(values: Iterable[float | None], value: float, confidence: float = 
 # Fragility.
 
 
-def leave_one_out(items: Sequence[T], outcomes: Callable[[Sequence[T]], Mapping[Hashable, Hashable]]
-                  ) -> tuple[dict[Hashable, Hashable], dict[Hashable, list[tuple[T, Hashable]]]]:
+def leave_one_out(
+  items: Sequence[T], outcomes: Callable[[Sequence[T]], Mapping[Hashable, Hashable]]
+) -> tuple[dict[Hashable, Hashable], dict[Hashable, list[tuple[T, Hashable]]]]:
   """Which verdicts rest on a single seed: ``outcomes`` of all ``items`` (runs), then of every
   subset with one item left out.
 
@@ -198,8 +199,9 @@ class Welch:
 
   def flipped(self) -> Welch:
     """The same comparison as ``mean(b) - mean(a)``."""
-    return dataclasses.replace(self, diff=-self.diff, low=-self.high, high=-self.low, n_a=self.n_b,
-                               n_b=self.n_a, sd_a=self.sd_b, sd_b=self.sd_a)
+    return dataclasses.replace(
+      self, diff=-self.diff, low=-self.high, high=-self.low, n_a=self.n_b, n_b=self.n_a, sd_a=self.sd_b, sd_b=self.sd_a
+    )
 
 
 def welch(a: Iterable[float | None], b: Iterable[float | None], confidence: float = 1 - ALPHA) -> Welch | None:
@@ -211,19 +213,29 @@ def welch(a: Iterable[float | None], b: Iterable[float | None], confidence: floa
   sd_a, sd_b = float(a.std(ddof=1)), float(b.std(ddof=1))
   if sd_a == 0 and sd_b == 0:
     # No spread on either side: the t statistic is +-inf (or 0/0); the difference is exact.
-    return Welch(diff, diff, diff, 0.0 if diff else 1.0, float(a.size + b.size - 2), int(a.size),
-                 int(b.size), 0.0, 0.0, confidence)
+    return Welch(
+      diff, diff, diff, 0.0 if diff else 1.0, float(a.size + b.size - 2), int(a.size), int(b.size), 0.0, 0.0, confidence
+    )
   with warnings.catch_warnings():
     # scipy warns of precision loss for nearly identical seeds; the result is still the right one.
     warnings.simplefilter('ignore', RuntimeWarning)
     res = stats.ttest_ind(a, b, equal_var=False)
     ci = res.confidence_interval(confidence)
-  return Welch(diff, float(ci.low), float(ci.high), float(res.pvalue), float(res.df), int(a.size), int(b.size),
-               sd_a, sd_b, confidence)
+  return Welch(
+    diff,
+    float(ci.low),
+    float(ci.high),
+    float(res.pvalue),
+    float(res.df),
+    int(a.size),
+    int(b.size),
+    sd_a,
+    sd_b,
+    confidence,
+  )
 
 
-def diff_ci(a: Sequence[float], b: Sequence[float],
-            confidence: float = 1 - ALPHA) -> tuple[float, float, float] | None:
+def diff_ci(a: Sequence[float], b: Sequence[float], confidence: float = 1 - ALPHA) -> tuple[float, float, float] | None:
   """Welch's interval of ``mean(a) - mean(b)``: ``(difference, low, high)``, None if either has n < 2."""
   w = welch(a, b, confidence)
   return None if w is None else (w.diff, w.low, w.high)
@@ -267,10 +279,10 @@ def seeds_needed(diff: float, sd_a: float, sd_b: float, alpha: float = ALPHA, ta
   number of seeds resolves no difference); ``MAX_SEEDS + 1`` when more than ``MAX_SEEDS``."""
   if not np.isfinite(diff) or diff == 0:
     return None
-  sd = math.sqrt((sd_a ** 2 + sd_b ** 2) / 2)
+  sd = math.sqrt((sd_a**2 + sd_b**2) / 2)
   if sd == 0:
     return 2
-  hi = 2   # power grows with n: double until it is reached, then bisect below that
+  hi = 2  # power grows with n: double until it is reached, then bisect below that
   while power(hi, abs(diff), sd, alpha) < target:
     if hi > MAX_SEEDS:
       return MAX_SEEDS + 1
@@ -362,8 +374,12 @@ class Comparison:
     return dataclasses.replace(self, welch=self.welch.flipped(), corrected=(-high, -low), g=-self.g)
 
 
-def compare(pairs: Mapping[Hashable, tuple[Sequence[float], Sequence[float]]], alpha: float = ALPHA,
-            method: str = 'holm', effect_sizes: bool = True) -> dict[Hashable, Comparison]:
+def compare(
+  pairs: Mapping[Hashable, tuple[Sequence[float], Sequence[float]]],
+  alpha: float = ALPHA,
+  method: str = 'holm',
+  effect_sizes: bool = True,
+) -> dict[Hashable, Comparison]:
   """Every pair ``key -> (a, b)`` compared (``a - b``) and corrected as one family.
 
   Pairs with fewer than 2 finite values on a side cannot be tested: they are left out of the result
@@ -378,15 +394,22 @@ def compare(pairs: Mapping[Hashable, tuple[Sequence[float], Sequence[float]]], a
   adjusted = adjust(p, method)
   if method == 'holm':
     rank = np.empty(m, int)
-    rank[np.argsort(p, kind='stable')] = np.arange(m)   # the same order holm() steps through
+    rank[np.argsort(p, kind='stable')] = np.arange(m)  # the same order holm() steps through
     levels = 1 - alpha / (m - rank)
   else:
     levels = np.full(m, 1 - alpha * max(int((adjusted <= alpha).sum()), 1) / m)
   out = {}
   for (key, w), p_adj, level in zip(tests.items(), adjusted, levels):
     a, b = pairs[key]
-    out[key] = Comparison(welch=w, p_adjusted=float(p_adj), corrected=w.interval(float(level)), level=float(level),
-                          g=hedges_g(a, b) if effect_sizes else float('nan'),
-                          seeds=seeds_needed(w.diff, w.sd_a, w.sd_b, alpha / m) if effect_sizes else None, m=m,
-                          alpha=alpha, method=method)
+    out[key] = Comparison(
+      welch=w,
+      p_adjusted=float(p_adj),
+      corrected=w.interval(float(level)),
+      level=float(level),
+      g=hedges_g(a, b) if effect_sizes else float('nan'),
+      seeds=seeds_needed(w.diff, w.sd_a, w.sd_b, alpha / m) if effect_sizes else None,
+      m=m,
+      alpha=alpha,
+      method=method,
+    )
   return out

@@ -12,7 +12,8 @@
   train together as one program (``sweep.seed_program``: vmapped, or looped inside the program
   on CPU; one by one if that runs out of memory). A runner holds each run's lock
   (``experiments/locks.py``) while it trains it, so several runners on one workdir split the grid
-  between them and never train a run twice; a runner that dies (even by ``kill -9``) holds nothing. JAX's persistent compilation cache is on, so a rerun (or
+  between them and never train a run twice; a runner that dies (even by ``kill -9``) holds nothing.
+  JAX's persistent compilation cache is on, so a rerun (or
   the next variant with the same shapes) skips XLA compilation.
 * ``export_wandb_sweep`` / ``python -m experiments.sweep agent ...``: the same grid as a wandb sweep
   file, and the entry point ``wandb agent`` launches for each of its runs.
@@ -30,7 +31,7 @@ import os
 import re
 import sys
 import time
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import ml_collections
@@ -53,7 +54,7 @@ WANDB_SWEEP_FILE = 'wandb_sweep.yaml'
 # Loading.
 
 
-load_config = config_lib.load   # the config file's get_config() with overrides, validated
+load_config = config_lib.load  # the config file's get_config() with overrides, validated
 
 
 # ----------------------------------------------------------------------------------------------
@@ -71,7 +72,7 @@ class GridPoint:
   config: ml_collections.ConfigDict
   seeds: tuple[int, ...]
   params: int
-  task: Any = dataclasses.field(default=None, repr=False)   # built once per distinct task config
+  task: Any = dataclasses.field(default=None, repr=False)  # built once per distinct task config
 
   @property
   def variant(self) -> str:
@@ -135,8 +136,7 @@ def _closest(count: Callable[[int], int | None], budget: int) -> tuple[int, int]
   return best, counts[best]
 
 
-def solve_width(config: ml_collections.ConfigDict, task, budget: int,
-                tolerance: float) -> tuple[int, int | None, int]:
+def solve_width(config: ml_collections.ConfigDict, task, budget: int, tolerance: float) -> tuple[int, int | None, int]:
   """Widths whose parameter count is closest to ``budget``: ``(width, top_width or None, count)``.
 
   The count of a network of uniform width w is a quadratic in w, so three counts fix it (see
@@ -145,34 +145,40 @@ def solve_width(config: ml_collections.ConfigDict, task, budget: int,
   the uniform widths around the solution, which moves the count in steps about ``depth`` times
   finer. Raises ``ConfigError`` if even that misses by more than ``tolerance``.
   """
+
   def count(width: int, top: int | None = None) -> int | None:
     d = config_lib.to_dict(config)
     d['model']['width'], d['model']['top_width'] = width, top
     try:
       return build.param_count(config_lib.from_dict(d), task)
     except ConfigError as e:
-      if e.key == 'model':   # a width this model refuses
+      if e.key == 'model':  # a width this model refuses
         return None
       raise
 
   closest = _closest(count, budget)
   if closest is None:
-    raise ConfigError('sweep.param_budget', f'{config.model.cell} refuses one of the widths 8, 16, 32 that '
-                                            'fix its parameter count (check its cell_kwargs, e.g. num_heads); '
-                                            'set model.width instead of a budget')
+    raise ConfigError(
+      'sweep.param_budget',
+      f'{config.model.cell} refuses one of the widths 8, 16, 32 that '
+      'fix its parameter count (check its cell_kwargs, e.g. num_heads); '
+      'set model.width instead of a budget',
+    )
   width, n = closest
   best = (width, None, n)
   if abs(n - budget) / budget > tolerance and config.model.depth > 1:
     for base in {max(1, width - 1), width, width + 1}:
-      top = _closest(functools.partial(count, base), budget)   # None: the model refuses width `base`
+      top = _closest(functools.partial(count, base), budget)  # None: the model refuses width `base`
       if top is not None and abs(top[1] - budget) < abs(best[2] - budget):
         best = (base, None if top[0] == base else top[0], top[1])
   if abs(best[2] - budget) / budget > tolerance:
     m = config.model
-    raise ConfigError('sweep.param_budget',
-                      f'{budget} parameters cannot be matched within {tolerance:.0%} for {m.cell} depth '
-                      f'{m.depth}: the closest (width {best[0]}, top width {best[1] or best[0]}) has '
-                      f'{best[2]}; try another budget or raise sweep.param_tolerance')
+    raise ConfigError(
+      'sweep.param_budget',
+      f'{budget} parameters cannot be matched within {tolerance:.0%} for {m.cell} depth '
+      f'{m.depth}: the closest (width {best[0]}, top width {best[1] or best[0]}) has '
+      f'{best[2]}; try another budget or raise sweep.param_tolerance',
+    )
   return best
 
 
@@ -200,12 +206,16 @@ def expand(config: ml_collections.ConfigDict, *, tasks: dict | None = None) -> l
       run = config_lib.validate(d)
     else:
       params = build.param_count(run, task)
-    point = GridPoint(values=tuple(zip(axes, combo)), config=run, seeds=tuple(config.sweep.seeds), params=params,
-                      task=task)
+    point = GridPoint(
+      values=tuple(zip(axes, combo)), config=run, seeds=tuple(config.sweep.seeds), params=params, task=task
+    )
     if point.variant in seen:
-      raise ConfigError('sweep.axes', f'two grid points get the run name {point.variant!r} '
-                                      f'({dict(seen[point.variant])} and {dict(point.values)}); '
-                                      'make their values distinct')
+      raise ConfigError(
+        'sweep.axes',
+        f'two grid points get the run name {point.variant!r} '
+        f'({dict(seen[point.variant])} and {dict(point.values)}); '
+        'make their values distinct',
+      )
     seen[point.variant] = point.values
     points.append(point)
   return points
@@ -235,7 +245,7 @@ def start_order(points: Sequence[GridPoint]) -> list[GridPoint]:
   changes: run names, seeds and configs are the grid's, and a run is done or not by its own status, so
   a resumed sweep, with any number of runners, trains exactly the runs it would have in grid order.
   """
-  return sorted(points, key=estimated_cost, reverse=True)   # sorted() is stable: ties in grid order
+  return sorted(points, key=estimated_cost, reverse=True)  # sorted() is stable: ties in grid order
 
 
 # ----------------------------------------------------------------------------------------------
@@ -248,8 +258,11 @@ def enable_compilation_cache(directory: str | None = None) -> str | None:
   The cache only saves time: a folder that cannot be made (a read-only home) is a warning, not a
   failure. Returns the folder, or None if the cache is off.
   """
-  directory = (directory or os.environ.get('JAX_COMPILATION_CACHE_DIR')
-               or os.path.join(os.path.expanduser('~'), '.cache', 'deeprnn_jax', 'xla'))
+  directory = (
+    directory
+    or os.environ.get('JAX_COMPILATION_CACHE_DIR')
+    or os.path.join(os.path.expanduser('~'), '.cache', 'deeprnn_jax', 'xla')
+  )
   try:
     os.makedirs(directory, exist_ok=True)
   except OSError as e:
@@ -278,17 +291,22 @@ def check_workdir(config: ml_collections.ConfigDict, workdir: str, points: Seque
     for seed in point.seeds:
       run_dir = os.path.join(workdir, point.run_id(seed))
       if os.path.lexists(run_dir) and not os.path.isdir(run_dir):
-        raise ConfigError('', f'{run_dir!r} should be the folder of run {point.run_id(seed)!r} but is a file; '
-                              'move it away or use another --workdir')
+        raise ConfigError(
+          '',
+          f'{run_dir!r} should be the folder of run {point.run_id(seed)!r} but is a file; '
+          'move it away or use another --workdir',
+        )
       old = runlog.RunFolder(run_dir).read_config()
       problem = isinstance(old, dict) and config_lib.continuation_problem(old, point.run_config(seed))
       if problem:
-        raise ConfigError('', f'run folder {point.run_id(seed)!r} in {workdir!r} holds another run ({problem}); '
-                              'use another --workdir')
+        raise ConfigError(
+          '', f'run folder {point.run_id(seed)!r} in {workdir!r} holds another run ({problem}); use another --workdir'
+        )
 
 
-def write_sweep_file(config: ml_collections.ConfigDict, workdir: str, points: Sequence[GridPoint],
-                     config_file: str | None = None) -> None:
+def write_sweep_file(
+  config: ml_collections.ConfigDict, workdir: str, points: Sequence[GridPoint], config_file: str | None = None
+) -> None:
   """Writes ``sweep.json``: the sweep's config, axes and runs, and the config file it came from (which
   ``load_run`` executes again for a task the file registers)."""
   os.makedirs(workdir, exist_ok=True)
@@ -297,17 +315,26 @@ def write_sweep_file(config: ml_collections.ConfigDict, workdir: str, points: Se
   runs = {r['run_id']: r for r in old.get('runs', []) if isinstance(r, dict) and 'run_id' in r}
   for p in points:
     for seed in p.seeds:
-      runs[p.run_id(seed)] = {'run_id': p.run_id(seed), 'variant': p.variant, 'seed': seed, 'point': dict(p.values),
-                              'width': p.config.model.width, 'top_width': p.config.model.top_width,
-                              'params': p.params}
-  runlog.write_json(path, {
+      runs[p.run_id(seed)] = {
+        'run_id': p.run_id(seed),
+        'variant': p.variant,
+        'seed': seed,
+        'point': dict(p.values),
+        'width': p.config.model.width,
+        'top_width': p.config.model.top_width,
+        'params': p.params,
+      }
+  runlog.write_json(
+    path,
+    {
       'name': os.path.basename(os.path.abspath(workdir)),
       'config': config_lib.to_dict(config),
       'axes': config_lib.flat_axes(config),
       'runs': list(runs.values()),
       'config_file': os.path.abspath(config_file) if config_file else old.get('config_file'),
       'created_at': old.get('created_at', time.time()),
-  })
+    },
+  )
 
 
 def _is_out_of_memory(e: BaseException) -> bool:
@@ -319,20 +346,24 @@ class SweepResult:
   """What one ``run_sweep`` call did, run ids by outcome."""
 
   trained: list[str] = dataclasses.field(default_factory=list)
-  skipped: list[str] = dataclasses.field(default_factory=list)   # already done
-  locked: list[str] = dataclasses.field(default_factory=list)    # another runner holds them
+  skipped: list[str] = dataclasses.field(default_factory=list)  # already done
+  locked: list[str] = dataclasses.field(default_factory=list)  # another runner holds them
   failed: dict[str, str] = dataclasses.field(default_factory=dict)
   states: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
-def run_sweep(config: ml_collections.ConfigDict, workdir: str, *,
-              should_stop: Callable[[], bool] | None = None,
-              select: Callable[[GridPoint, int], bool] | None = None,
-              seeds_together: bool | None = None,
-              echo: Callable[[str], None] = print,
-              on_event: train_lib.EventHook | None = None,
-              facts: dict | None = None,
-              config_file: str | None = None) -> SweepResult:
+def run_sweep(
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  *,
+  should_stop: Callable[[], bool] | None = None,
+  select: Callable[[GridPoint, int], bool] | None = None,
+  seeds_together: bool | None = None,
+  echo: Callable[[str], None] = print,
+  on_event: train_lib.EventHook | None = None,
+  facts: dict | None = None,
+  config_file: str | None = None,
+) -> SweepResult:
   """Trains every run of the grid that is not done yet; see the module docstring.
 
   Everything is validated (configs, tasks, parameter matching, the workdir) before anything is
@@ -344,7 +375,7 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, *,
   """
   should_stop = should_stop or (lambda: False)
   on_event = on_event or (lambda name, step: None)
-  enable_compilation_cache()   # first: building the tasks compiles their data generators
+  enable_compilation_cache()  # first: building the tasks compiles their data generators
   points = expand(config)
   check_workdir(config, workdir, points)
   write_sweep_file(config, workdir, points, config_file)
@@ -367,13 +398,20 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, *,
       while groups:
         group = groups.pop(0)
         ids = [point.run_id(s) for s in group]
-        echo(f'[{n}/{total}] {point.variant} ({point.params} params): seed{"s" if len(group) > 1 else ""} '
-             f'{", ".join(map(str, group))}{how if len(group) > 1 else ""}')
+        echo(
+          f'[{n}/{total}] {point.variant} ({point.params} params): seed{"s" if len(group) > 1 else ""} '
+          f'{", ".join(map(str, group))}{how if len(group) > 1 else ""}'
+        )
         try:
-          statuses = train_lib.train_seeds([point.run_config(s) for s in group],
-                                           [os.path.join(workdir, i) for i in ids], should_stop=should_stop,
-                                           task=point.task, seed_program=seed_program, on_event=on_event,
-                                           facts=facts)
+          statuses = train_lib.train_seeds(
+            [point.run_config(s) for s in group],
+            [os.path.join(workdir, i) for i in ids],
+            should_stop=should_stop,
+            task=point.task,
+            seed_program=seed_program,
+            on_event=on_event,
+            facts=facts,
+          )
         except train_lib.Interrupted:
           raise
         except ConfigError:
@@ -415,7 +453,9 @@ def _claim(point: GridPoint, seeds: Sequence[int], workdir: str, result: SweepRe
     if not _done_state(run_dir, steps):
       lock = RunLock(runlog.RunFolder(run_dir).lock)
       if not lock.acquire():
-        result.locked += [point.run_id(s) for s in seeds[i:] if not _done_state(os.path.join(workdir, point.run_id(s)), steps)]
+        result.locked += [
+          point.run_id(s) for s in seeds[i:] if not _done_state(os.path.join(workdir, point.run_id(s)), steps)
+        ]
         break
       if not _done_state(run_dir, steps):
         locks[seed] = lock
@@ -436,8 +476,9 @@ def _done_state(run_dir: str, num_steps: int) -> str | None:
 # wandb sweeps.
 
 
-def wandb_sweep_config(config: ml_collections.ConfigDict, config_path: str, workdir: str,
-                       overrides: Sequence[str] = ()) -> dict:
+def wandb_sweep_config(
+  config: ml_collections.ConfigDict, config_path: str, workdir: str, overrides: Sequence[str] = ()
+) -> dict:
   """The grid as a wandb sweep (method ``grid``); each wandb run trains one (point, seed).
 
   The command re-creates the same base config (the file and the overrides) and passes the point as
@@ -446,20 +487,37 @@ def wandb_sweep_config(config: ml_collections.ConfigDict, config_path: str, work
   axes = config_lib.flat_axes(config)
   parameters = {k: {'values': [list(v) if isinstance(v, tuple) else v for v in vals]} for k, vals in axes.items()}
   parameters['train.seed'] = {'values': list(config.sweep.seeds)}
-  command = ['${env}', '${interpreter}', '-m', 'experiments.sweep', 'agent', '--config', config_path,
-             '--workdir', workdir, *[f'--config.{o}' if not o.startswith('config.') else f'--{o}' for o in overrides],
-             '${args}']
+  command = [
+    '${env}',
+    '${interpreter}',
+    '-m',
+    'experiments.sweep',
+    'agent',
+    '--config',
+    config_path,
+    '--workdir',
+    workdir,
+    *[f'--config.{o}' if not o.startswith('config.') else f'--{o}' for o in overrides],
+    '${args}',
+  ]
   name = os.path.basename(os.path.abspath(workdir))
-  return {'name': name, 'program': 'experiments/sweep.py', 'method': 'grid',
-          'metric': {'name': 'val/loss', 'goal': 'minimize'},
-          'parameters': parameters, 'command': command}
+  return {
+    'name': name,
+    'program': 'experiments/sweep.py',
+    'method': 'grid',
+    'metric': {'name': 'val/loss', 'goal': 'minimize'},
+    'parameters': parameters,
+    'command': command,
+  }
 
 
-def export_wandb_sweep(config, config_path: str, workdir: str, overrides: Sequence[str] = (),
-                       path: str | None = None) -> str:
+def export_wandb_sweep(
+  config, config_path: str, workdir: str, overrides: Sequence[str] = (), path: str | None = None
+) -> str:
   """Writes the wandb sweep file (``<workdir>/wandb_sweep.yaml``); returns its path."""
   import yaml  # pylint: disable=g-import-not-at-top  (a dependency of wandb)
-  expand(config)   # the same validation as a local sweep, before writing anything
+
+  expand(config)  # the same validation as a local sweep, before writing anything
   path = path or os.path.join(workdir, WANDB_SWEEP_FILE)
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   text = yaml.safe_dump(wandb_sweep_config(config, config_path, workdir, overrides), sort_keys=False)
@@ -500,15 +558,20 @@ def agent_select(config: ml_collections.ConfigDict, args: Sequence[str]) -> Call
 
   def select(point: GridPoint, s: int) -> bool:
     return all(_same(dict(point.values)[k], v) for k, v in values.items()) and (seed is None or s == seed)
+
   return select
 
 
 def main(argv: Sequence[str] | None = None) -> int:
   """``python -m experiments.sweep {export,agent} --config FILE --workdir DIR [--config.k=v ...]``."""
   from experiments import cli  # pylint: disable=g-import-not-at-top
+
   parser = cli.make_parser('python -m experiments.sweep', __doc__.split('\n')[0])
-  parser.add_argument('command', choices=('export', 'agent'),
-                      help='export: write the wandb sweep file; agent: train one run (what `wandb agent` calls)')
+  parser.add_argument(
+    'command',
+    choices=('export', 'agent'),
+    help='export: write the wandb sweep file; agent: train one run (what `wandb agent` calls)',
+  )
   parser.add_argument('--output', default=None, help='export: where to write the sweep file')
   return cli.main_with(parser, argv, _sweep_command)
 
@@ -520,8 +583,9 @@ def _sweep_command(args, config, overrides, should_stop) -> int:
     path = export_wandb_sweep(config, args.config, args.workdir, overrides, args.output)
     print(f'wrote {path}\nstart it with: wandb sweep {path}   then on each machine: wandb agent <sweep id>')
     return 0
-  result = run_sweep(config, args.workdir, should_stop=should_stop, select=agent_select(config, args.point_args),
-                     seeds_together=False)
+  result = run_sweep(
+    config, args.workdir, should_stop=should_stop, select=agent_select(config, args.point_args), seeds_together=False
+  )
   return 1 if result.failed else 0
 
 

@@ -19,7 +19,7 @@ from typing import Sequence
 
 from experiments.workers import Worker
 
-_PR_SET_PDEATHSIG = 1   # <linux/prctl.h>
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def _die_with_parent(parent: int) -> None:
@@ -36,12 +36,14 @@ def _die_with_parent(parent: int) -> None:
     except (OSError, AttributeError):
       done = False
   if not done:
+
     def watch_parent():
       while os.getppid() == parent:
         time.sleep(1.0)
       os.kill(os.getpid(), signal.SIGKILL)
+
     threading.Thread(target=watch_parent, name='watch-parent', daemon=True).start()
-  if os.getppid() != parent:   # it died before the request above was made
+  if os.getppid() != parent:  # it died before the request above was made
     os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -61,8 +63,10 @@ def main(argv: Sequence[str] | None = None, on_event=None) -> int:
   """
   argv = list(sys.argv[1:] if argv is None else argv)
   if '--' not in argv:
-    print('error: usage: python -m experiments.worker --worker i/N --parent PID [--cpus 0,1] -- <run arguments>',
-          file=sys.stderr)
+    print(
+      'error: usage: python -m experiments.worker --worker i/N --parent PID [--cpus 0,1] -- <run arguments>',
+      file=sys.stderr,
+    )
     return 2
   sep = argv.index('--')
   parser = argparse.ArgumentParser(prog='python -m experiments.worker')
@@ -75,12 +79,13 @@ def main(argv: Sequence[str] | None = None, on_event=None) -> int:
     signal.signal(s, _stop_before_start)
   cpus = tuple(int(c) for c in opts.cpus.split(',') if c)
   if cpus:
-    os.sched_setaffinity(0, cpus)   # before JAX starts: XLA sizes its thread pools to the cores it may use
+    os.sched_setaffinity(0, cpus)  # before JAX starts: XLA sizes its thread pools to the cores it may use
   index, count = (int(x) for x in opts.worker.split('/'))
   gpus = tuple(d for d in os.environ.get('CUDA_VISIBLE_DEVICES', '').split(',') if d)
   from experiments import run  # pylint: disable=g-import-not-at-top  (after pinning: imports JAX)
+
   try:
-    return run.main(argv[sep + 1:], on_event=on_event, worker=Worker(index, count, cpus, gpus))
+    return run.main(argv[sep + 1 :], on_event=on_event, worker=Worker(index, count, cpus, gpus))
   finally:
     # The command line put back the handler above; its runs are saved now, and the parent, which has the
     # signal too, says what happened: a late one must not break the exit.

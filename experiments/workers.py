@@ -61,8 +61,9 @@ class Worker:
 # What a machine has, and who gets what (pure functions, tested as such).
 
 
-def plan(requested: int | None, per_worker: int, cpus: Sequence[int], gpus: Sequence[str] = (),
-         todo: int | None = None) -> list[Worker]:
+def plan(
+  requested: int | None, per_worker: int, cpus: Sequence[int], gpus: Sequence[str] = (), todo: int | None = None
+) -> list[Worker]:
   """The workers for a machine with ``cpus`` (core ids) and ``gpus`` (visible GPU ids).
 
   ``requested``: the number of workers, or None for as many as fit: one per ``per_worker`` GPUs where
@@ -84,12 +85,15 @@ def plan(requested: int | None, per_worker: int, cpus: Sequence[int], gpus: Sequ
     count = max(1, min(count, todo))
   if gpus:
     if count * per_worker > len(gpus):
-      raise ValueError(f'{count} workers x {per_worker} GPU{"s" if per_worker > 1 else ""} need {count * per_worker} '
-                       f'GPUs; {len(gpus)} visible ({",".join(gpus)}); use fewer --workers or --devices-per-worker')
-    return [Worker(i + 1, count, gpus=tuple(gpus[i * per_worker:(i + 1) * per_worker])) for i in range(count)]
-  return [Worker(i + 1, count, cpus=tuple(dict.fromkeys(cpus[(i * per_worker + j) % len(cpus)]
-                                                          for j in range(per_worker))))
-          for i in range(count)]
+      raise ValueError(
+        f'{count} workers x {per_worker} GPU{"s" if per_worker > 1 else ""} need {count * per_worker} '
+        f'GPUs; {len(gpus)} visible ({",".join(gpus)}); use fewer --workers or --devices-per-worker'
+      )
+    return [Worker(i + 1, count, gpus=tuple(gpus[i * per_worker : (i + 1) * per_worker])) for i in range(count)]
+  return [
+    Worker(i + 1, count, cpus=tuple(dict.fromkeys(cpus[(i * per_worker + j) % len(cpus)] for j in range(per_worker))))
+    for i in range(count)
+  ]
 
 
 def machine_cpus() -> list[int]:
@@ -111,8 +115,9 @@ def _jax_plugin_names() -> list[str]:
   return [m.name for m in pkgutil.iter_modules(list(spec.submodule_search_locations))]
 
 
-def visible_gpus(env: Mapping[str, str] | None = None, plugins: Sequence[str] | None = None,
-                 smi: Callable[[], str] | None = None) -> list[str]:
+def visible_gpus(
+  env: Mapping[str, str] | None = None, plugins: Sequence[str] | None = None, smi: Callable[[], str] | None = None
+) -> list[str]:
   """The GPU ids JAX would use, found without starting JAX (a launcher must hold no device memory).
 
   None when JAX is kept to the CPU (``JAX_PLATFORMS``) or has no GPU plugin; else
@@ -142,7 +147,7 @@ def worker_env(worker: Worker, env: Mapping[str, str], cache_dir: str | None = N
   """The environment of ``worker``'s process: its GPUs and the shared compilation cache. (Its cores are
   set by the worker itself, ``worker_args``: the affinity must be in place before JAX starts.)"""
   env = dict(env)
-  env['PYTHONUNBUFFERED'] = '1'    # lines reach the parent's display as they are printed
+  env['PYTHONUNBUFFERED'] = '1'  # lines reach the parent's display as they are printed
   if cache_dir:
     env['JAX_COMPILATION_CACHE_DIR'] = cache_dir
   if worker.gpus:
@@ -165,6 +170,7 @@ def is_free(run_dir: str) -> bool:
     return True
   from deeprnn_jax import runlog  # pylint: disable=g-import-not-at-top  (imports JAX: not before a worker pins)
   from experiments.locks import RunLock  # pylint: disable=g-import-not-at-top
+
   lock = RunLock(runlog.RunFolder(run_dir).lock)
   free = lock.acquire()
   lock.release()
@@ -188,8 +194,15 @@ class Outcome:
     return bool(self.signals) or any(c == 130 for c in self.codes.values())
 
 
-def launch(team: Sequence[Worker], run_argv: Sequence[str], *, command: Sequence[str] | None = None,
-           cache_dir: str | None = None, out: TextIO | None = None, err: TextIO | None = None) -> Outcome:
+def launch(
+  team: Sequence[Worker],
+  run_argv: Sequence[str],
+  *,
+  command: Sequence[str] | None = None,
+  cache_dir: str | None = None,
+  out: TextIO | None = None,
+  err: TextIO | None = None,
+) -> Outcome:
   """Runs ``team`` on ``run_argv`` (the ``experiments.run`` arguments) until every worker has exited.
 
   ``command``: how a worker process starts (default ``python -m experiments.worker``; it gets
@@ -219,7 +232,7 @@ def launch(team: Sequence[Worker], run_argv: Sequence[str], *, command: Sequence
 
   def show(stream, sink: TextIO, prefix: str) -> None:
     for line in stream:
-      if not line.strip():   # (a stop message starts on a line of its own, for a progress bar)
+      if not line.strip():  # (a stop message starts on a line of its own, for a progress bar)
         continue
       with write_lock:
         sink.write(prefix + line)
@@ -240,27 +253,35 @@ def launch(team: Sequence[Worker], run_argv: Sequence[str], *, command: Sequence
   try:
     try:
       for w in team:
-        if received:   # stopped while starting: the rest do not start
+        if received:  # stopped while starting: the rest do not start
           break
         # The main thread starts every worker: PR_SET_PDEATHSIG fires when the thread that forked a
         # child ends, not the process. A session of their own keeps the terminal's Ctrl-C to the parent,
         # which forwards it once (the terminal would signal every worker, and again with each forward).
-        proc = subprocess.Popen([*command, *worker_args(w, os.getpid(), run_argv)],
-                                env=worker_env(w, os.environ, cache_dir), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, bufsize=1, start_new_session=True)
+        proc = subprocess.Popen(
+          [*command, *worker_args(w, os.getpid(), run_argv)],
+          env=worker_env(w, os.environ, cache_dir),
+          stdout=subprocess.PIPE,
+          stderr=subprocess.PIPE,
+          text=True,
+          bufsize=1,
+          start_new_session=True,
+        )
         procs[w.name] = proc
-        threads += [threading.Thread(target=watch, args=(w.name, proc), daemon=True),
-                    threading.Thread(target=show, args=(proc.stderr, err, f'[{w.name}] '), daemon=True)]
+        threads += [
+          threading.Thread(target=watch, args=(w.name, proc), daemon=True),
+          threading.Thread(target=show, args=(proc.stderr, err, f'[{w.name}] '), daemon=True),
+        ]
         threads[-2].start()
         threads[-1].start()
-    except KeyboardInterrupt:   # a second Ctrl-C while starting them (forward said whom it reached)
+    except KeyboardInterrupt:  # a second Ctrl-C while starting them (forward said whom it reached)
       pass
     for proc in procs.values():
       while True:
         try:
           proc.wait()
           break
-        except KeyboardInterrupt:   # a second Ctrl-C, forwarded: wait for the workers it stops at once
+        except KeyboardInterrupt:  # a second Ctrl-C, forwarded: wait for the workers it stops at once
           pass
   finally:
     for s, h in previous.items():

@@ -25,13 +25,13 @@ import signal
 ENV = 'DEEPRNN_JAX_TEST_FAULTS'
 
 # `python -c RUNNER --config ... --workdir ...`: experiments.run with the hook of $DEEPRNN_JAX_TEST_FAULTS.
-RUNNER = '''
+RUNNER = """
 import os, sys
 sys.path.insert(0, os.path.join(os.getcwd(), 'tests'))
 import faults
 from experiments import run
 sys.exit(run.main(sys.argv[1:], on_event=faults.signal_at(os.environ.get(faults.ENV, ''))))
-'''
+"""
 
 
 def signal_at(spec: str):
@@ -45,4 +45,5 @@ def signal_at(spec: str):
     sig = table.get(f'{event}:{n}')
     if sig is not None:
       os.kill(os.getpid(), sig)
+
   return hook

@@ -120,8 +120,8 @@ def np_attention(p, carry, x):
 
 
 REFERENCES = {
-    'linear_attention': np_linear_attention,
-    'deltanet': np_deltanet,
-    'gated_deltanet': np_gated_deltanet,
-    'attention': np_attention,
+  'linear_attention': np_linear_attention,
+  'deltanet': np_deltanet,
+  'gated_deltanet': np_gated_deltanet,
+  'attention': np_attention,
 }

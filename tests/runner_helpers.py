@@ -21,7 +21,7 @@ def tiny_config(**overrides):
   c.task.options = {'seq_len': 6, 'num_eval': 24, 'length_generalization': False}
   c.model.cell = 'rnn'
   c.model.width = 8
-  c.model.dropout_rate = 0.1       # so the per-step dropout rng is part of every trajectory tested
+  c.model.dropout_rate = 0.1  # so the per-step dropout rng is part of every trajectory tested
   c.train.num_steps = 12
   c.train.batch_size = 8
   c.train.log_every_steps = 2
@@ -39,7 +39,7 @@ def config_file_text(*, axes=None, seeds=(0, 1), **overrides) -> str:
   load it too."""
   base = config_lib.to_dict(tiny_config(**{'train.num_steps': 8, **overrides}))
   axes = axes or {'model.cell': ['rnn', 'gru'], 'model.depth': [1, 2]}
-  return textwrap.dedent(f'''
+  return textwrap.dedent(f"""
       import json
       from deeprnn_jax.config import from_dict, sweep_axes
 
@@ -48,7 +48,7 @@ def config_file_text(*, axes=None, seeds=(0, 1), **overrides) -> str:
         c.sweep.axes = sweep_axes({axes!r})
         c.sweep.seeds = {tuple(seeds)!r}
         return c
-  ''')
+  """)
 
 
 CONFIG_FILE = config_file_text()
@@ -62,8 +62,9 @@ def write_config(tmp_path, text: str = CONFIG_FILE, name: str = 'cfg.py') -> str
 
 def records(run_dir: str, drop=('steps_per_sec',)) -> list[dict]:
   """A run's metrics records without the wall-clock-dependent fields."""
-  return [{k: v for k, v in r.items() if k not in drop}
-          for r in runlog.read_metrics(f'{run_dir}/{runlog.METRICS_FILE}')]
+  return [
+    {k: v for k, v in r.items() if k not in drop} for r in runlog.read_metrics(f'{run_dir}/{runlog.METRICS_FILE}')
+  ]
 
 
 def fit(model, task, *, steps: int, batch_size: int, learning_rate: float, seed: int = 0):
@@ -79,4 +80,3 @@ def fit(model, task, *, steps: int, batch_size: int, learning_rate: float, seed:
   state = train_lib.init_state(model, tx, task, seed)
   state, losses = jax.jit(lambda s: jax.lax.scan(step, s, None, length=steps))(state)
   return state, np.asarray(losses)
-

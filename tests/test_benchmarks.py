@@ -14,8 +14,12 @@ TINY = impls.Shape('tiny', batch=2, time=5, inputs=3, hidden=4, layers=2)
 
 
 def test_every_implementation_trains_one_step():
-  benches = {'ours': impls.ours(TINY, 'gru'), 'flax': impls.flax_stack(TINY, 'gru'), 'seeds': impls.ours(TINY, 'gru', seeds=3),
-             'looped': impls.ours(TINY, 'gru', seeds=3, seed_program='loop')}
+  benches = {
+    'ours': impls.ours(TINY, 'gru'),
+    'flax': impls.flax_stack(TINY, 'gru'),
+    'seeds': impls.ours(TINY, 'gru', seeds=3),
+    'looped': impls.ours(TINY, 'gru', seeds=3, seed_program='loop'),
+  }
   rates = bench.race(benches, TINY.tokens, repeats=2, seconds=0.0)
   assert all(r.shape == (2,) and np.all(r > 0) for r in rates.values())
   assert all(b.compile_seconds > 0 for b in benches.values())
@@ -28,6 +32,7 @@ def test_train_flops_counts_every_layer():
 
 def test_profile_finds_the_ops_of_the_time_loop():
   from benchmarks import profile
+
   wall, nanos, counts = profile.profile_step(impls.ours(TINY, 'lstm', execution='time'), steps=2)
   assert wall > 0 and sum(nanos.values()) > 0
   # Ops inside the time loop run once per time step (forward and backward loops: >= 5 per step).
@@ -70,7 +75,7 @@ def _blocks(cell, layer_params):
   H = TINY.hidden
   wi, bi, wh = p['input_proj']['kernel'], p['input_proj']['bias'], p['recurrent']['kernel']
   bh = p['recurrent'].get('bias', np.zeros_like(bi))
-  return {g: tuple(a[..., k * H:(k + 1) * H] for a in (wi, bi, wh, bh)) for k, g in enumerate(GATES[cell])}
+  return {g: tuple(a[..., k * H : (k + 1) * H] for a in (wi, bi, wh, bh)) for k, g in enumerate(GATES[cell])}
 
 
 def _to_flax(cell, params):
@@ -115,6 +120,7 @@ def test_the_pytorch_quickstart_draws_the_parentheses_task():
   definition: the targets our task computes from the same tokens, and its token frequencies."""
   from benchmarks import quickstart_torch as qt  # imports torch only inside a run
   from deeprnn_jax.tasks import synthetic
+
   tokens, targets = qt.parentheses(np.random.default_rng(0), 64, 40)
   # our task's counters, run on the same tokens: the targets of a batch whose tokens are these
   types = np.arange(qt.TYPES)
@@ -124,8 +130,9 @@ def test_the_pytorch_quickstart_draws_the_parentheses_task():
     counters = np.clip(counters + delta, 0, qt.DEPTH_MAX)
     want[:, t] = counters.sum(-1)
   np.testing.assert_array_equal(targets, want)
-  ours = synthetic.parentheses_batch(jax.random.key(0), 64, 40, num_types=qt.TYPES, max_depth=qt.DEPTH_MAX,
-                                     num_noise=qt.NOISE, noise_prob=qt.NOISE_PROB)
+  ours = synthetic.parentheses_batch(
+    jax.random.key(0), 64, 40, num_types=qt.TYPES, max_depth=qt.DEPTH_MAX, num_noise=qt.NOISE, noise_prob=qt.NOISE_PROB
+  )
   assert set(np.unique(tokens)) == set(np.unique(np.asarray(ours['inputs']))) == set(range(1, qt.VOCAB))
   assert int(np.asarray(ours['targets']).max()) < qt.CLASSES and targets.max() < qt.CLASSES
   task = synthetic.parentheses(seq_len=40, num_eval=8)
@@ -136,12 +143,26 @@ def test_the_pytorch_quickstart_runs_the_quickstart_config():
   from benchmarks import quickstart_torch as qt
   from deeprnn_jax import config as config_lib
   import os
-  c = config_lib.load(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs', 'quickstart.py'))
+
+  c = config_lib.load(
+    os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs', 'quickstart.py')
+  )
   t = c.train
   assert (c.task.name, c.task.options.seq_len, c.task.options.num_eval) == ('parentheses', qt.SEQ_LEN, qt.NUM_EVAL)
-  assert (c.model.width, c.optim.name, c.optim.learning_rate, c.optim.clip_global_norm) == (qt.WIDTH, 'adam', qt.LR, 1.0)
-  assert (t.num_steps, t.batch_size, t.log_every_steps, t.eval_every_steps, t.checkpoint_every_steps,
-          t.eval_batch_size) == (qt.STEPS, qt.BATCH, qt.LOG_EVERY, qt.EVAL_EVERY, qt.CKPT_EVERY, qt.EVAL_BATCH)
+  assert (c.model.width, c.optim.name, c.optim.learning_rate, c.optim.clip_global_norm) == (
+    qt.WIDTH,
+    'adam',
+    qt.LR,
+    1.0,
+  )
+  assert (
+    t.num_steps,
+    t.batch_size,
+    t.log_every_steps,
+    t.eval_every_steps,
+    t.checkpoint_every_steps,
+    t.eval_batch_size,
+  ) == (qt.STEPS, qt.BATCH, qt.LOG_EVERY, qt.EVAL_EVERY, qt.CKPT_EVERY, qt.EVAL_BATCH)
   axes = config_lib.flat_axes(c)
   assert [(cell, depth) for cell in axes['model.cell'] for depth in axes['model.depth']] == qt.GRID
   assert tuple(c.sweep.seeds) == qt.SEEDS

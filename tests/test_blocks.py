@@ -50,7 +50,7 @@ def test_modern_block_matches_numpy_equations():
   model = dr.DeepRNN(cell='rnn', features=(4, 6), block='modern', mlp_expansion=1.5)
   x = jax.random.normal(jax.random.key(0), (BATCH, TIME, IN))
   params = _perturbed(model.init(jax.random.key(1), x)['params'])
-  assert params['layer_0']['mlp']['gate_up']['kernel'].shape == (4, 2 * 6)   # M = round(1.5 * 4)
+  assert params['layer_0']['mlp']['gate_up']['kernel'].shape == (4, 2 * 6)  # M = round(1.5 * 4)
   assert 'residual_proj' in params['layer_1'] and 'final_norm' in params
   _, y = model.apply({'params': params}, x)
   want = np_modern_rnn(jax.tree.map(lambda a: np.asarray(a, np.float64), params), np.asarray(x, np.float64))
@@ -61,8 +61,9 @@ def test_modern_block_matches_numpy_equations():
 def test_modern_block_paths_padding_and_streaming_agree(cell, bidirectional):
   x = jax.random.normal(jax.random.key(2), (BATCH, TIME, IN))
   lengths = jnp.array([5, 2, 4])
-  make = lambda execution: dr.DeepRNN(cell=cell, features=4, num_layers=2, block='modern',
-                                      bidirectional=bidirectional, execution=execution)
+  make = lambda execution: dr.DeepRNN(
+    cell=cell, features=4, num_layers=2, block='modern', bidirectional=bidirectional, execution=execution
+  )
   params = make('time').init(jax.random.key(3), x, lengths)
   executions = ['time', 'layer'] + (['parallel'] if dr.registry.has_parallel_form(cell) else [])
   reference_final, reference = make('time').apply(params, x, lengths)
@@ -74,10 +75,10 @@ def test_modern_block_paths_padding_and_streaming_agree(cell, bidirectional):
   # Each sequence alone equals its row of the padded batch, and padding is zero.
   for b in range(BATCH):
     n = int(lengths[b])
-    _, alone = make('time').apply(params, x[b:b + 1, :n])
+    _, alone = make('time').apply(params, x[b : b + 1, :n])
     np.testing.assert_allclose(reference[b, :n], alone[0], rtol=1e-5, atol=1e-5)
     assert not np.any(np.asarray(reference[b, n:]))
-  if not bidirectional:   # streaming: step by step from the initial carries
+  if not bidirectional:  # streaming: step by step from the initial carries
     model = make('time')
     full = model.apply(params, x)[1]
     carries = model.apply(params, BATCH, method='initialize_carries')
@@ -99,12 +100,15 @@ def test_modern_block_dropout_uses_both_halves_of_the_mask():
   np.testing.assert_allclose(a, c, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize('kwargs,message', [
+@pytest.mark.parametrize(
+  'kwargs,message',
+  [
     (dict(block='modern', connection='residual'), "block='modern' is residual and normalized by construction"),
     (dict(block='modern', layer_norm=True), "block='modern' is residual and normalized by construction"),
     (dict(block='transformer'), "unknown block 'transformer'"),
     (dict(block='modern', mlp_expansion=0.0), 'mlp_expansion must be positive'),
-])
+  ],
+)
 def test_modern_block_refuses_what_does_not_apply(kwargs, message):
   with pytest.raises(ValueError, match=message):
     dr.DeepRNN(cell='lstm', features=4, **kwargs)
@@ -112,6 +116,7 @@ def test_modern_block_refuses_what_does_not_apply(kwargs, message):
 
 def test_the_block_is_a_config_key_and_its_conflicts_fail_in_one_line():
   from deeprnn_jax import config as config_lib
+
   c = config_lib.default_config()
   c.model.block = 'modern'
   config_lib.validate(c)

@@ -99,15 +99,15 @@ def np_lru(p, h, x):
 
 
 REFERENCES = {
-    'rnn': np_elman,
-    'irnn': lambda p, h, x: np_elman(p, h, x, act=relu),
-    'lstm': np_lstm,
-    'gru': np_gru,
-    'mgu': np_mgu,
-    'indrnn': np_indrnn,
-    'ugrnn': np_ugrnn,
-    'mingru': np_mingru,
-    'lru': np_lru,
+  'rnn': np_elman,
+  'irnn': lambda p, h, x: np_elman(p, h, x, act=relu),
+  'lstm': np_lstm,
+  'gru': np_gru,
+  'mgu': np_mgu,
+  'indrnn': np_indrnn,
+  'ugrnn': np_ugrnn,
+  'mingru': np_mingru,
+  'lru': np_lru,
 }
 
 
@@ -140,8 +140,12 @@ def test_cell_matches_numpy_equations(name):
   carry = cell.initialize_carry(jax.random.key(1), xs[0].shape)
   # A nonzero starting state, so the recurrent weights matter from the first step.
   # (Integer leaves, such as the attention cache's position, stay as they are.)
-  carry = jax.tree.map(lambda c: c + 0.5 * jax.random.normal(jax.random.key(4), c.shape, c.dtype)
-                       if jnp.issubdtype(c.dtype, jnp.inexact) else c, carry)
+  carry = jax.tree.map(
+    lambda c: (
+      c + 0.5 * jax.random.normal(jax.random.key(4), c.shape, c.dtype) if jnp.issubdtype(c.dtype, jnp.inexact) else c
+    ),
+    carry,
+  )
   np_carry = jax.tree.map(lambda c: np.asarray(c, np.complex128 if jnp.iscomplexobj(c) else np.float64), carry)
   step = jax.jit(lambda c, x: cell.apply({'params': params}, c, x))
   for t in range(STEPS):
@@ -203,7 +207,9 @@ def test_lstm_forget_bias_constant_and_chrono():
   bias = np.asarray(_init_params(dr.LSTMCell(features=HIDDEN))['input_proj']['bias'])
   np.testing.assert_array_equal(bias[HIDDEN : 2 * HIDDEN], 1.0)
   np.testing.assert_array_equal(np.delete(bias, np.s_[HIDDEN : 2 * HIDDEN]), 0.0)
-  bias = np.asarray(_init_params(dr.LSTMCell(features=64, forget_init='chrono', chrono_max_length=100))['input_proj']['bias'])
+  bias = np.asarray(
+    _init_params(dr.LSTMCell(features=64, forget_init='chrono', chrono_max_length=100))['input_proj']['bias']
+  )
   forget, inp = bias[64:128], bias[:64]
   assert np.all(forget >= 0.0) and np.all(forget <= np.log(99.0)) and forget.std() > 0.3
   np.testing.assert_array_equal(inp, -forget)

@@ -16,9 +16,28 @@ def test_matched_widths_are_the_nearest_to_the_budget():
 def test_the_tables_land_in_their_own_section(tmp_path):
   path = tmp_path / 'BENCHMARKS.md'
   bench.write_report(str(path), 'the main suite')
-  assert cells_bench.main(['--cells', 'rnn,mingru', '--budget', '3000', '--time', '4', '--lengths', '4,8',
-                           '--repeats', '1', '--seconds', '0', '--output', str(path)]) == 0
+  assert (
+    cells_bench.main(
+      [
+        '--cells',
+        'rnn,mingru',
+        '--budget',
+        '3000',
+        '--time',
+        '4',
+        '--lengths',
+        '4,8',
+        '--repeats',
+        '1',
+        '--seconds',
+        '0',
+        '--output',
+        str(path),
+      ]
+    )
+    == 0
+  )
   text = path.read_text()
   assert 'the main suite' in text and cells_bench.BEGIN in text
   assert '| rnn |' in text and 'no parallel form' in text.split('| rnn |')[1].splitlines()[0]
-  assert text.count('| mingru |') == 2     # both tables; rnn has no parallel form, so one row
+  assert text.count('| mingru |') == 2  # both tables; rnn has no parallel form, so one row

@@ -217,8 +217,11 @@ def test_attention_matches_numpy_from_a_nonempty_cache():
   cell, params, carry, x = _setup('attention')
   np_params = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
   np_carry = jax.tree.map(np.asarray, carry)
-  np_carry = {'keys': np_carry['keys'].astype(np.float64), 'values': np_carry['values'].astype(np.float64),
-              'position': np_carry['position']}
+  np_carry = {
+    'keys': np_carry['keys'].astype(np.float64),
+    'values': np_carry['values'].astype(np.float64),
+    'position': np_carry['position'],
+  }
   step = jax.jit(lambda c, x: cell.apply({'params': params}, c, x))
   for t in range(4):
     carry, y = step(carry, x[:, t])
@@ -244,13 +247,13 @@ def test_attention_past_its_cache_fails_loudly():
 
 
 @pytest.mark.parametrize(
-    'name, kwargs, message',
-    [
-        ('deltanet', dict(features=6, num_heads=4), r'DeltaNetCell: features=6 must be divisible by num_heads=4'),
-        ('linear_attention', dict(features=4, chunk_size=0), r'chunk_size must be a positive integer; got 0'),
-        ('attention', dict(features=6, num_heads=2), r'RoPE needs an even head width, got features/num_heads = 6/2'),
-        ('attention', dict(features=6, num_heads=4), r'AttentionCell: features=6 must be divisible by num_heads=4'),
-    ],
+  'name, kwargs, message',
+  [
+    ('deltanet', dict(features=6, num_heads=4), r'DeltaNetCell: features=6 must be divisible by num_heads=4'),
+    ('linear_attention', dict(features=4, chunk_size=0), r'chunk_size must be a positive integer; got 0'),
+    ('attention', dict(features=6, num_heads=2), r'RoPE needs an even head width, got features/num_heads = 6/2'),
+    ('attention', dict(features=6, num_heads=4), r'AttentionCell: features=6 must be divisible by num_heads=4'),
+  ],
 )
 def test_impossible_shapes_fail_in_one_line(name, kwargs, message):
   cell = dr.CELLS[name](**kwargs)

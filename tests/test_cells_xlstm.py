@@ -27,9 +27,9 @@ def _setup(cell, seed=0, time=TIME):
   params = jax.tree.unflatten(tree, [p + 0.3 * jax.random.normal(k, p.shape) for p, k in zip(leaves, noise)])
   c, n, m = carry
   carry = (
-      0.5 * jax.random.normal(noise[-3], c.shape),
-      0.5 * jax.random.normal(noise[-2], n.shape),
-      jax.random.normal(noise[-1], m.shape),
+    0.5 * jax.random.normal(noise[-3], c.shape),
+    0.5 * jax.random.normal(noise[-2], n.shape),
+    jax.random.normal(noise[-1], m.shape),
   )
   return params, carry, x
 
@@ -64,14 +64,14 @@ def _close(got, want, tol=1e-5, msg=''):
 
 
 @pytest.mark.parametrize(
-    'options',
-    [
-        dict(chunk_size=None),
-        dict(chunk_size=3),
-        dict(chunk_size=3, forget_gate='exp'),
-        dict(num_heads=1, chunk_size=64),
-    ],
-    ids=['whole', 'chunks-of-3', 'exp-forget', 'one-head'],
+  'options',
+  [
+    dict(chunk_size=None),
+    dict(chunk_size=3),
+    dict(chunk_size=3, forget_gate='exp'),
+    dict(num_heads=1, chunk_size=64),
+  ],
+  ids=['whole', 'chunks-of-3', 'exp-forget', 'one-head'],
 )
 def test_mlstm_parallel_form_equals_per_step_from_a_nonzero_carry_with_padding(options):
   cell = dr.MLSTMCell(features=HIDDEN, **options)
@@ -114,7 +114,7 @@ def test_deep_rnn_padded_batch_equals_each_sequence_alone(cell):
     alone_finals, alone = run(x[b : b + 1, :n], None)
     np.testing.assert_allclose(outputs[b, :n], alone[0], rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(outputs[b, n:], 0.0)
-    _close(jax.tree.map(lambda c: c[b], finals), jax.tree.map(lambda c: c[0], alone_finals), msg=f'carry {b}')
+    _close(jax.tree.map(lambda c, b=b: c[b], finals), jax.tree.map(lambda c: c[0], alone_finals), msg=f'carry {b}')
 
 
 def test_slstm_has_no_parallel_form():
@@ -201,11 +201,11 @@ def test_default_heads_and_bad_options():
       assert cls(features=features).heads == heads
   x = jnp.zeros((1, IN))
   for cls, kwargs, match in (
-      (dr.SLSTMCell, dict(num_heads=3), 'num_heads=3 must be a positive divisor of features=8'),
-      (dr.MLSTMCell, dict(num_heads=0), 'num_heads=0 must be a positive divisor of features=8'),
-      (dr.SLSTMCell, dict(forget_gate='tanh'), "unknown forget_gate 'tanh'; choose one of"),
-      (dr.MLSTMCell, dict(forget_gate='tanh'), "unknown forget_gate 'tanh'; choose one of"),
-      (dr.MLSTMCell, dict(chunk_size=0), 'chunk_size must be a positive integer or None'),
+    (dr.SLSTMCell, dict(num_heads=3), 'num_heads=3 must be a positive divisor of features=8'),
+    (dr.MLSTMCell, dict(num_heads=0), 'num_heads=0 must be a positive divisor of features=8'),
+    (dr.SLSTMCell, dict(forget_gate='tanh'), "unknown forget_gate 'tanh'; choose one of"),
+    (dr.MLSTMCell, dict(forget_gate='tanh'), "unknown forget_gate 'tanh'; choose one of"),
+    (dr.MLSTMCell, dict(chunk_size=0), 'chunk_size must be a positive integer or None'),
   ):
     cell = cls(features=HIDDEN, **kwargs)
     with pytest.raises(ValueError, match=match):

@@ -28,9 +28,11 @@ def test_config_loads_and_validates(path):
   assert config.train.num_steps > 0
 
 
-EXPANDABLE = [pytest.param(p, id=os.path.basename(p),
-                           marks=() if os.path.basename(p) == 'quickstart.py' else pytest.mark.slow)
-              for p in CONFIGS if os.path.basename(p) not in NEEDS_DATA]
+EXPANDABLE = [
+  pytest.param(p, id=os.path.basename(p), marks=() if os.path.basename(p) == 'quickstart.py' else pytest.mark.slow)
+  for p in CONFIGS
+  if os.path.basename(p) not in NEEDS_DATA
+]
 
 
 @pytest.mark.parametrize('path', EXPANDABLE)
@@ -48,8 +50,9 @@ def test_config_grid_expands(path):
 
 def test_a_sweep_made_before_the_seed_program_rename_is_the_same_sweep():
   from deeprnn_jax import config as config_lib
+
   new = config_lib.to_dict(config_lib.default_config())
   old = json.loads(json.dumps(new))
   del old['sweep']['seed_program']
-  old['sweep']['vmap_seeds'] = True   # what a config.json written before the rename holds
+  old['sweep']['vmap_seeds'] = True  # what a config.json written before the rename holds
   assert config_lib.result_fingerprint(old) == config_lib.result_fingerprint(new)

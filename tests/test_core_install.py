@@ -15,8 +15,22 @@ import textwrap
 import pytest
 
 # The top-level modules the core install does not have (the extras and what only they bring).
-HIDDEN = ('wandb', 'tensorflow_datasets', 'tensorflow', 'matplotlib', 'mnist1d', 'sklearn', 'sacrebleu', 'seqeval',
-          'librosa', 'soundfile', 'jiwer', 'numba', 'submitit', 'orbax')
+HIDDEN = (
+  'wandb',
+  'tensorflow_datasets',
+  'tensorflow',
+  'matplotlib',
+  'mnist1d',
+  'sklearn',
+  'sacrebleu',
+  'seqeval',
+  'librosa',
+  'soundfile',
+  'jiwer',
+  'numba',
+  'submitit',
+  'orbax',
+)
 # Installed with the core (jax requires scipy) but not imported by `import deeprnn_jax` nor a train step.
 NOT_IMPORTED = HIDDEN + ('scipy',)
 
@@ -49,15 +63,14 @@ def run_core(body: str) -> dict:
   env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
   env['PYTHONPATH'] = ROOT
   env.setdefault('JAX_PLATFORMS', 'cpu')
-  proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT, env=env,
-                        timeout=600)
+  proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.slow  # a fresh interpreter imports JAX and compiles a step
 def test_import_and_one_train_step_without_extras():
-  out = run_core(f'''
+  out = run_core(f"""
       import deeprnn_jax as dr
       imported = sorted({{m.split('.')[0] for m in sys.modules}} & set({NOT_IMPORTED!r}))
 
@@ -76,7 +89,7 @@ def test_import_and_one_train_step_without_extras():
       sums = train.eval_step(model, task, state.params, task.eval_splits['val'])
       print(json.dumps({{'imported': imported, 'step': int(state.step), 'moved': moved,
                         'diverged_at': int(state.diverged_at), 'loss': float(sums['loss'][0] / sums['loss'][1])}}))
-  ''')
+  """)
   assert out['imported'] == []
   assert out['step'] == 1 and out['diverged_at'] == -1
   assert out['moved'] > 0
@@ -89,7 +102,7 @@ def np_isfinite(x: float) -> bool:
 
 @pytest.mark.slow
 def test_parts_needing_an_extra_fail_in_one_line_naming_it():
-  out = run_core('''
+  out = run_core("""
       import numpy as np
       import deeprnn_jax as dr
       from deeprnn_jax import ctc
@@ -105,7 +118,7 @@ def test_parts_needing_an_extra_fail_in_one_line_naming_it():
       }
       registered = all(name in dr.tasks.TASKS for name in ('speech_commands', 'librispeech', 'conll2003', 'digits'))
       print(json.dumps({'errors': errors, 'registered': registered}))
-  ''')
+  """)
   assert out['registered']
   for key, message in out['errors'].items():
     extra = key.split('-')[0]
@@ -116,8 +129,12 @@ def test_parts_needing_an_extra_fail_in_one_line_naming_it():
 
 def test_require_names_the_module_and_the_extra():
   from deeprnn_jax import _extras
-  with pytest.raises(ImportError, match=r"^my_feature needs no_such_module_x, from the 'speech' extra: "
-                                        r"pip install 'deeprnn-jax\[speech\]'$"):
+
+  with pytest.raises(
+    ImportError,
+    match=r"^my_feature needs no_such_module_x, from the 'speech' extra: "
+    r"pip install 'deeprnn-jax\[speech\]'$",
+  ):
     _extras.require('no_such_module_x.sub', 'speech', 'my_feature')
   assert _extras.require('json').dumps([1]) == '[1]'
   lazy = _extras.LazyModule('json')

@@ -119,25 +119,35 @@ def test_ctc_loss_of_a_padded_batch_is_each_utterance_alone():
   logits = rng.standard_normal((len(utts), frames, symbols)).astype(np.float32)
   targets = np.zeros((len(utts), width), np.int32)
   for i, (_, lab) in enumerate(utts):
-    targets[i, :len(lab)] = lab
+    targets[i, : len(lab)] = lab
   # Garbage past each length must not matter.
   targets[1, 1:] = 2
   logits[1, 4:] = 50.0
-  batch = {'targets': jnp.asarray(targets), 'lengths': jnp.array([n for n, _ in utts], jnp.int32),
-           'label_lengths': jnp.array([len(lab) for _, lab in utts], jnp.int32), 'weight': jnp.ones(3)}
+  batch = {
+    'targets': jnp.asarray(targets),
+    'lengths': jnp.array([n for n, _ in utts], jnp.int32),
+    'label_lengths': jnp.array([len(lab) for _, lab in utts], jnp.int32),
+    'weight': jnp.ones(3),
+  }
   loss, sums = _ctc_loss(jnp.asarray(logits), batch)
   # Each utterance alone, unpadded, by the NumPy forward algorithm.
-  alone = [-ctc.sequence_log_prob(np.asarray(jax.nn.log_softmax(logits[i, :n].astype(np.float64), axis=-1)), lab)
-           for i, (n, lab) in enumerate(utts)]
+  alone = [
+    -ctc.sequence_log_prob(np.asarray(jax.nn.log_softmax(logits[i, :n].astype(np.float64), axis=-1)), lab)
+    for i, (n, lab) in enumerate(utts)
+  ]
   np.testing.assert_allclose(np.asarray(_ctc_nll(jnp.asarray(logits), batch)), alone, rtol=1e-5)
   np.testing.assert_allclose(float(loss), np.mean(alone), rtol=1e-5)
   assert float(sums['loss'][1]) == 3
-  np.testing.assert_allclose(float(sums['loss_per_label'][0]) / float(sums['loss_per_label'][1]),
-                             sum(alone) / 8, rtol=1e-5)
+  np.testing.assert_allclose(
+    float(sums['loss_per_label'][0]) / float(sums['loss_per_label'][1]), sum(alone) / 8, rtol=1e-5
+  )
   # And by optax with no padding at all.
   n, lab = utts[2]
-  one = {'targets': jnp.asarray([lab], jnp.int32), 'lengths': jnp.array([n], jnp.int32),
-         'label_lengths': jnp.array([len(lab)], jnp.int32)}
+  one = {
+    'targets': jnp.asarray([lab], jnp.int32),
+    'lengths': jnp.array([n], jnp.int32),
+    'label_lengths': jnp.array([len(lab)], jnp.int32),
+  }
   np.testing.assert_allclose(float(_ctc_nll(jnp.asarray(logits[2:, :n]), one)[0]), alone[2], rtol=1e-5)
   # A weight-0 row (the evaluator's filler) does not count.
   loss_w, _ = _ctc_loss(jnp.asarray(logits), {**batch, 'weight': jnp.array([1.0, 1.0, 0.0])})

@@ -37,7 +37,7 @@ def examples(path: pathlib.Path) -> list[dict]:
     if lang == 'python':
       above = next((lines[j] for j in range(i - 1, -1, -1) if lines[j].strip()), '')
       marker = MARKER.match(above.strip())
-      code = textwrap.dedent('\n'.join(l[len(indent):] if l.startswith(indent) else l for l in lines[i + 1:end]))
+      code = textwrap.dedent('\n'.join(l[len(indent) :] if l.startswith(indent) else l for l in lines[i + 1 : end]))
       blocks.append({'line': i + 1, 'code': code, 'skip': marker.group(1).strip() if marker else None})
     i = end + 1
   return blocks
@@ -47,7 +47,7 @@ def markers(path: pathlib.Path) -> list[tuple[int, str]]:
   return [(n + 1, line) for n, line in enumerate(path.read_text().split('\n')) if 'no-test' in line]
 
 
-RUNNER = textwrap.dedent('''
+RUNNER = textwrap.dedent("""
     import json, sys, traceback
     blocks = json.load(sys.stdin)
     for b in blocks:
@@ -58,7 +58,7 @@ RUNNER = textwrap.dedent('''
         print(json.dumps({'failed': b['line'], 'error': traceback.format_exc()[-4000:]}))
         sys.exit(0)
     print(json.dumps({'failed': None}))
-''')
+""")
 
 
 @pytest.mark.slow  # one interpreter per file: JAX's import and the examples' compilations
@@ -69,8 +69,15 @@ def test_examples_run(path, tmp_path):
     pytest.skip(f'{path.name} has no Python example to run')
   env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS=os.environ.get('JAX_PLATFORMS', 'cpu'))
   # The examples run in a scratch folder (they may write files) with the checkout importable.
-  proc = subprocess.run([sys.executable, '-c', RUNNER], input=json.dumps(blocks), capture_output=True, text=True,
-                        cwd=tmp_path, env=env, timeout=900)
+  proc = subprocess.run(
+    [sys.executable, '-c', RUNNER],
+    input=json.dumps(blocks),
+    capture_output=True,
+    text=True,
+    cwd=tmp_path,
+    env=env,
+    timeout=900,
+  )
   assert proc.returncode == 0, proc.stderr[-3000:]
   result = json.loads(proc.stdout.strip().splitlines()[-1])
   assert result['failed'] is None, f'{path.name}:{result["failed"]}: the example fails:\n{result["error"]}'
@@ -89,11 +96,16 @@ def test_every_skip_marker_gives_a_reason_and_sits_above_an_example(path):
 
 def test_the_extractor_finds_blocks_and_markers(tmp_path):
   doc = tmp_path / 'x.md'
-  doc.write_text('text\n\n```python\na = 1\n```\n\n<!-- no-test: needs a prepared TFDS dataset -->\n'
-                 '```python\nb = 2\n```\n\n```bash\nmake test\n```\n\n- item\n\n  ```python\n  c = 3\n  ```\n')
+  doc.write_text(
+    'text\n\n```python\na = 1\n```\n\n<!-- no-test: needs a prepared TFDS dataset -->\n'
+    '```python\nb = 2\n```\n\n```bash\nmake test\n```\n\n- item\n\n  ```python\n  c = 3\n  ```\n'
+  )
   got = examples(doc)
   assert [(b['line'], b['code'].strip(), b['skip']) for b in got] == [
-      (3, 'a = 1', None), (8, 'b = 2', 'needs a prepared TFDS dataset'), (18, 'c = 3', None)]
+    (3, 'a = 1', None),
+    (8, 'b = 2', 'needs a prepared TFDS dataset'),
+    (18, 'c = 3', None),
+  ]
 
 
 def test_the_docs_have_examples():

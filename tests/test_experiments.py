@@ -24,8 +24,15 @@ from experiments import sweep
 from runner_helpers import config_file_text, records, tiny_config, write_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REPORT_FILES = ('report.md', 'summary.csv', 'learning_curves.png', 'final_vs_depth.png',
-                'convergence_vs_depth.png', 'grad_norms.png', 'diverged.png')
+REPORT_FILES = (
+  'report.md',
+  'summary.csv',
+  'learning_curves.png',
+  'final_vs_depth.png',
+  'convergence_vs_depth.png',
+  'grad_norms.png',
+  'diverged.png',
+)
 
 
 def test_seed_program_separate_trains_one_seed_at_a_time(tmp_path):
@@ -64,16 +71,18 @@ def test_tiny_sweep_writes_every_report_file_and_a_rerun_trains_nothing(tmp_path
 
 
 def test_a_sweep_resumes_the_runs_it_did_not_finish(tmp_path):
-  config = tiny_config(**{'sweep.axes': config_lib.sweep_axes({'optim.learning_rate': [0.001, 0.002]}),
-                          'sweep.seeds': (0,)})
+  config = tiny_config(
+    **{'sweep.axes': config_lib.sweep_axes({'optim.learning_rate': [0.001, 0.002]}), 'sweep.seeds': (0,)}
+  )
   workdir = str(tmp_path / 'w')
   calls = {'n': 0}
 
-  def stop_in_second_run():   # polled before each grid point and after each step: step 3 of the second run
+  def stop_in_second_run():  # polled before each grid point and after each step: step 3 of the second run
     calls['n'] += 1
     return calls['n'] == 1 + config.train.num_steps + 1 + 3
 
   from deeprnn_jax.train import Interrupted  # noqa: PLC0415
+
   with pytest.raises(Interrupted):
     sweep.run_sweep(config, workdir, should_stop=stop_in_second_run, echo=lambda s: None)
   first, second = 'rnn-d1-w8-lr0.001-s0', 'rnn-d1-w8-lr0.002-s0'
@@ -90,23 +99,28 @@ def test_a_run_locked_by_a_live_runner_is_left_to_it(tmp_path):
   workdir = str(tmp_path / 'w')
   first, second = 'rnn-d1-w8-lr0.001-s0', 'rnn-d1-w8-lr0.002-s0'
   held = sweep.RunLock(runlog.RunFolder(os.path.join(workdir, first)).lock)
-  assert held.acquire()                       # flock: a second claim fails, even from this process
+  assert held.acquire()  # flock: a second claim fails, even from this process
   assert not sweep.RunLock(runlog.RunFolder(os.path.join(workdir, first)).lock).acquire()
   result = sweep.run_sweep(config, workdir, echo=lambda s: None)
   assert result.locked == [first] and result.trained == [second]
   held.release()
   # a lock file left by a process that no longer exists holds nothing (the kernel released its flock)
   with open(os.path.join(workdir, first, runlog.LOCK_FILE), 'w') as f:
-    json.dump({'host': socket.gethostname(), 'pid': 2 ** 22 + 12345}, f)
+    json.dump({'host': socket.gethostname(), 'pid': 2**22 + 12345}, f)
   assert sweep.RunLock(runlog.RunFolder(os.path.join(workdir, first)).lock).acquire()
 
 
 @pytest.mark.parametrize('cell,connection', [('lstm', 'stacked'), ('gru', 'residual'), ('rnn', 'skip')])
 def test_parameter_matching_within_two_percent(cell, connection):
-  config = tiny_config(**{
-      'model.cell': cell, 'model.connection': connection,
+  config = tiny_config(
+    **{
+      'model.cell': cell,
+      'model.connection': connection,
       'sweep.axes': config_lib.sweep_axes({'model.depth': [1, 3]}),
-      'sweep.param_budget': 7000, 'sweep.param_tolerance': 0.02})
+      'sweep.param_budget': 7000,
+      'sweep.param_tolerance': 0.02,
+    }
+  )
   points = sweep.expand(config)
   tasks = {}
   assert [p.config.model.depth for p in points] == [1, 3]
@@ -118,7 +132,7 @@ def test_parameter_matching_within_two_percent(cell, connection):
     assert sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params)) == p.params
     assert abs(p.params - 7000) / 7000 <= 0.02, (p.variant, p.params)
   widths = [p.config.model.width for p in points]
-  assert widths == sorted(widths, reverse=True)   # deeper is narrower at a fixed budget
+  assert widths == sorted(widths, reverse=True)  # deeper is narrower at a fixed budget
 
 
 def test_parameter_matching_says_when_a_budget_cannot_be_met():
@@ -134,16 +148,25 @@ def test_wandb_agent_entry_point_runs_one_point_from_the_exported_sweep_file(tmp
   path = sweep.export_wandb_sweep(config, cfg, workdir, overrides=['train.num_steps=4'])
   spec = yaml.safe_load(open(path))
   assert spec['method'] == 'grid'
-  assert spec['parameters'] == {'model.cell': {'values': ['rnn', 'gru']}, 'model.depth': {'values': [1, 2]},
-                                'train.seed': {'values': [0, 1]}}
+  assert spec['parameters'] == {
+    'model.cell': {'values': ['rnn', 'gru']},
+    'model.depth': {'values': [1, 2]},
+    'train.seed': {'values': [0, 1]},
+  }
   # What `wandb agent` does for one run of the grid: substitute the macros and run the command.
   args = ['--model.cell=rnn', '--model.depth=1', '--train.seed=1']
   command = []
   for part in spec['command']:
     command += {'${env}': [], '${interpreter}': [sys.executable], '${args}': args}.get(part, [part])
-  env = dict(os.environ, WANDB_MODE='offline', WANDB_SWEEP_ID='localtest', WANDB_RUN_ID='agentrun1',
-             WANDB_DIR=str(tmp_path / 'wandb'), WANDB_CACHE_DIR=str(tmp_path / 'wandb_cache'),
-             WANDB_CONFIG_DIR=str(tmp_path / 'wandb_config'))
+  env = dict(
+    os.environ,
+    WANDB_MODE='offline',
+    WANDB_SWEEP_ID='localtest',
+    WANDB_RUN_ID='agentrun1',
+    WANDB_DIR=str(tmp_path / 'wandb'),
+    WANDB_CACHE_DIR=str(tmp_path / 'wandb_cache'),
+    WANDB_CONFIG_DIR=str(tmp_path / 'wandb_config'),
+  )
   env.pop('WANDB_API_KEY', None)
   proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-2000:]
@@ -185,8 +208,10 @@ def test_a_finished_sweep_extended_to_more_steps_equals_the_longer_sweep(tmp_pat
     assert (status['state'], status['step'], status['resumed_from']) == ('finished', 12, 8)
     assert records(os.path.join(short, run)) == records(os.path.join(longer, run))
     assert json.load(open(os.path.join(short, run, runlog.CONFIG_FILE)))['train']['num_steps'] == 12
-    digests = [json.load(open(os.path.join(w, run, 'checkpoints', 'latest', '12', 'meta', 'metadata')))['state_digest']
-               for w in (short, longer)]
+    digests = [
+      json.load(open(os.path.join(w, run, 'checkpoints', 'latest', '12', 'meta', 'metadata')))['state_digest']
+      for w in (short, longer)
+    ]
     assert digests[0] == digests[1]
   again = sweep.run_sweep(sweep.load_config(cfg, ['train.num_steps=12']), short, echo=lambda s: None)
-  assert not again.trained and len(again.skipped) == 2   # and now it is done
+  assert not again.trained and len(again.skipped) == 2  # and now it is done

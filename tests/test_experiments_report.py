@@ -15,9 +15,15 @@ from deeprnn_jax import config as config_lib
 from experiments import report
 from experiments import stats
 
-TASK = {'name': 'toy', 'seq_len': 10, 'output_kind': 'regression', 'splits': ['val', 'test', 'test_len2x'],
-        'baseline': {'metric': 'loss', 'value': 1.0, 'description': 'predict the mean'},
-        'threshold': {'metric': 'loss', 'value': 0.1, 'mode': 'min'}, 'metric_modes': {'loss': 'min'}}
+TASK = {
+  'name': 'toy',
+  'seq_len': 10,
+  'output_kind': 'regression',
+  'splits': ['val', 'test', 'test_len2x'],
+  'baseline': {'metric': 'loss', 'value': 1.0, 'description': 'predict the mean'},
+  'threshold': {'metric': 'loss', 'value': 0.1, 'mode': 'min'},
+  'metric_modes': {'loss': 'min'},
+}
 
 
 def _write_run(workdir, cell, depth, seed, val_curve, state='finished', test=None, task=TASK, param_budget=0):
@@ -27,11 +33,17 @@ def _write_run(workdir, cell, depth, seed, val_curve, state='finished', test=Non
   c = config_lib.to_dict(config_lib.default_config())
   c['model'].update(cell=cell, depth=depth, width=8)
   c['train'].update(seed=seed, num_steps=100)
-  c['sweep'] = {'param_budget': param_budget, 'param_tolerance': 0.02}   # what a sweep's run config keeps
+  c['sweep'] = {'param_budget': param_budget, 'param_tolerance': 0.02}  # what a sweep's run config keeps
   json.dump(c, open(os.path.join(d, 'config.json'), 'w'))
   params = param_budget or 100 * depth
-  status = {'state': state, 'step': 100, 'params': params, 'task': task, 'steps_per_sec': 100.0 / depth,
-            'compile_seconds': 1.0}
+  status = {
+    'state': state,
+    'step': 100,
+    'params': params,
+    'task': task,
+    'steps_per_sec': 100.0 / depth,
+    'compile_seconds': 1.0,
+  }
   if state == 'diverged':
     status['diverged_step'] = 30
   json.dump(status, open(os.path.join(d, 'status.json'), 'w'))
@@ -62,8 +74,16 @@ def workdir(tmp_path):
 
 def test_report_files_numbers_and_statements(workdir):
   path = report.write_report(workdir)
-  for name in ('report.md', 'summary.csv', 'learning_curves.png', 'final_vs_depth.png', 'convergence_vs_depth.png',
-               'grad_norms.png', 'diverged.png', 'length_generalization.png'):
+  for name in (
+    'report.md',
+    'summary.csv',
+    'learning_curves.png',
+    'final_vs_depth.png',
+    'convergence_vs_depth.png',
+    'grad_norms.png',
+    'diverged.png',
+    'length_generalization.png',
+  ):
     assert os.path.getsize(os.path.join(workdir, name)) > 1000 or name.endswith('.md') or name.endswith('.csv')
   rows = {r['run_id']: r for r in csv.DictReader(open(os.path.join(workdir, 'summary.csv')))}
   assert len(rows) == 13
@@ -72,20 +92,21 @@ def test_report_files_numbers_and_statements(workdir):
   assert float(r['final_test_len2x_loss']) == pytest.approx(2 * float(r['final_test_loss']))
   # generalization gap: this run's test loss is its last val loss v and its last train loss 0.9 v,
   # so the gap (test minus train) is 0.1 v
-  vals = [json.loads(l)['loss'] for l in open(os.path.join(workdir, 'gru-d1-w8-s0', 'metrics.jsonl'))
-          if '"val"' in l]
+  vals = [json.loads(l)['loss'] for l in open(os.path.join(workdir, 'gru-d1-w8-s0', 'metrics.jsonl')) if '"val"' in l]
   assert float(r['generalization_gap']) == pytest.approx(0.1 * vals[-1], rel=1e-9)
   # AUC: trapezoids over the val curve divided by its span
   assert float(r['val_loss_auc']) == pytest.approx(np.trapezoid(vals, range(20, 101, 20)) / 80)
   assert rows['rnn-d2-w8-s3']['status'] == 'diverged' and rows['rnn-d2-w8-s3']['diverged_step'] == '30'
 
   text = open(path).read()
-  assert ('**gru**: depth 2 vs depth 1 (equal width 8, deeper = more parameters: 200 vs 100 params): '
-          'final test loss') in text
+  assert (
+    '**gru**: depth 2 vs depth 1 (equal width 8, deeper = more parameters: 200 vs 100 params): final test loss'
+  ) in text
   assert 'Depth is compared **at equal width**' in text
   assert 'better; clear: Holm-adjusted p = ' in text and 'over 7 tests' in text
-  assert ('depth 2 reached the threshold (loss <= 0.1) in 50% fewer steps than depth 1 (mean 40 vs 80; '
-          '3/3 vs 3/3') in text
+  assert (
+    'depth 2 reached the threshold (loss <= 0.1) in 50% fewer steps than depth 1 (mean 40 vs 80; 3/3 vs 3/3'
+  ) in text
   assert '## Comparisons' in text and '| gru-d2-w8 − gru-d1-w8 | final_test_loss | -0.06 |' in text
   assert "Holm's step-down method" in text and 'scipy.stats.ttest_ind' in text and 'scipy.stats.nct' in text
   assert 'Diverged: rnn-d2-w8: 1/4 seeds.' in text
@@ -138,10 +159,10 @@ def test_a_difference_clear_alone_is_not_clear_after_the_correction(tmp_path):
   row = next(l for l in text.splitlines() if l.startswith('| gru-d2-w8 − gru-d1-w8 |'))
   cells = [c.strip() for c in row.split('|')[1:-1]]
   low, high = (float(x) for x in cells[3].strip('[]').split(','))
-  assert 0 < -high < -low   # the 95% interval of depth 2 - depth 1 excludes 0 ...
+  assert 0 < -high < -low  # the 95% interval of depth 2 - depth 1 excludes 0 ...
   assert cells[4].endswith(' at 98.33%')
   s_low, s_high = (float(x) for x in cells[4].split(' at ')[0].strip('[]').split(','))
-  assert s_low < 0 < s_high   # ... the one at Holm's level for it (1 - 0.05/3) does not
+  assert s_low < 0 < s_high  # ... the one at Holm's level for it (1 - 0.05/3) does not
   assert cells[8] == 'not distinguishable' and int(cells[9]) > 3
   assert 'Not clearly different from it' in text and 'gru-d1-w8' in text.split('Not clearly different from it')[1]
 
@@ -163,23 +184,32 @@ def test_published_values_are_shown_beside_ours(tmp_path):
   w = str(tmp_path / 'pub')
   os.makedirs(w)
   for seed, (good, bad) in enumerate([(0.05, 0.9), (0.06, 0.95), (0.07, 1.0)]):
-    _write_run(w, 'lstm', 1, seed, [0.5, 0.2, 0.09, 0.08, good])   # reaches loss <= 0.1 at step 60
+    _write_run(w, 'lstm', 1, seed, [0.5, 0.2, 0.09, 0.08, good])  # reaches loss <= 0.1 at step 60
     _write_run(w, 'rnn', 1, seed, [1.0, 1.0, 0.95, 0.9, bad])
   published = {
-      'lstm': {'solved': True, 'source': 'Hochreiter & Schmidhuber 1997'},
-      'rnn': {'solved': False, 'source': 'Le et al. 2015'},
-      'lstm test loss': {'cell': 'lstm', 'depth': 1, 'metric': 'loss', 'value': 0.06, 'source': 'a paper',
-                         'note': 'Table 1'},
-      'rnn test loss': {'cell': 'rnn', 'value': 0.5, 'source': 'another paper'},
-      'gru': {'solved': True, 'source': 'not in this sweep'},
+    'lstm': {'solved': True, 'source': 'Hochreiter & Schmidhuber 1997'},
+    'rnn': {'solved': False, 'source': 'Le et al. 2015'},
+    'lstm test loss': {
+      'cell': 'lstm',
+      'depth': 1,
+      'metric': 'loss',
+      'value': 0.06,
+      'source': 'a paper',
+      'note': 'Table 1',
+    },
+    'rnn test loss': {'cell': 'rnn', 'value': 0.5, 'source': 'another paper'},
+    'gru': {'solved': True, 'source': 'not in this sweep'},
   }
   config = config_lib.to_dict(config_lib.default_config())
   config['report'] = {'published': published}
   json.dump({'config': config, 'axes': {'model.cell': ['lstm', 'rnn']}}, open(os.path.join(w, 'sweep.json'), 'w'))
   text = open(report.write_report(w)).read()
   assert '## Published reference' in text
-  rows = {l.split('|')[1].strip(): [c.strip() for c in l.split('|')[1:-1]]
-          for l in text.split('## Published reference')[1].split('## Variants')[0].splitlines() if l.startswith('| ')}
+  rows = {
+    l.split('|')[1].strip(): [c.strip() for c in l.split('|')[1:-1]]
+    for l in text.split('## Published reference')[1].split('## Variants')[0].splitlines()
+    if l.startswith('| ')
+  }
   assert rows['lstm'][1:3] == ['lstm-d1-w8', 'solves (reaches the threshold)'] and rows['lstm'][4] == 'yes'
   assert rows['lstm'][3].startswith('3/3 seeds reached loss <= 0.1')
   assert rows['rnn'][4:] == ['yes', 'Le et al. 2015', 'robust']
@@ -199,15 +229,17 @@ def test_report_command_line(tmp_path, workdir, capsys):
   assert report.main([str(tmp_path / 'nothing')]) == 2
 
 
-REPRODUCE = sorted(glob.glob(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                          'configs', 'reproduce', '*.py')))
+REPRODUCE = sorted(
+  glob.glob(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs', 'reproduce', '*.py'))
+)
 
 
 @pytest.mark.parametrize('path', REPRODUCE, ids=[os.path.basename(p) for p in REPRODUCE])
 def test_reproduce_configs_cite_what_the_report_shows(path):
   """Each configs/reproduce study names its source and published result in its docstring and hands
   the same to the report (report.published), in entries the report can read."""
-  from experiments import sweep   # pylint: disable=g-import-not-at-top  (imports JAX; only this test needs it)
+  from experiments import sweep  # pylint: disable=g-import-not-at-top  (imports JAX; only this test needs it)
+
   config = sweep.load_config(path)
   entries = config_lib.to_dict(config)['report']['published']
   assert entries, path
@@ -222,9 +254,13 @@ def test_reproduce_configs_cite_what_the_report_shows(path):
 
 def test_the_report_says_how_many_runs_shared_the_machine_when_speed_was_measured():
   from experiments.report import Run, speed_conditions  # noqa: PLC0415
+
   def runs(*workers):
-    return [Run(run_id=f'r{i}', config={}, status={} if w is None else {'workers': w}, records=[])
-            for i, w in enumerate(workers)]
+    return [
+      Run(run_id=f'r{i}', config={}, status={} if w is None else {'workers': w}, records=[])
+      for i, w in enumerate(workers)
+    ]
+
   assert '2 grid points trained at once on one machine' in speed_conditions(runs(2, 2))
   assert 'one grid point trained at a time' in speed_conditions(runs(1, 1))
   jobs = runs(1, 1)
@@ -235,9 +271,15 @@ def test_the_report_says_how_many_runs_shared_the_machine_when_speed_was_measure
   assert 'trained with 1, 2 worker processes at once (1 runs do not say)' in mixed and 'with care' in mixed
 
 
-CLASSIFIER = {'name': 'toy_class', 'seq_len': 10, 'output_kind': 'class', 'splits': ['val', 'test'],
-              'baseline': {'metric': 'accuracy', 'value': 0.5, 'description': 'chance'},
-              'threshold': None, 'metric_modes': {'loss': 'min', 'accuracy': 'max'}}
+CLASSIFIER = {
+  'name': 'toy_class',
+  'seq_len': 10,
+  'output_kind': 'class',
+  'splits': ['val', 'test'],
+  'baseline': {'metric': 'accuracy', 'value': 0.5, 'description': 'chance'},
+  'threshold': None,
+  'metric_modes': {'loss': 'min', 'accuracy': 'max'},
+}
 
 
 def _write_final(workdir, cell, depth, seed, task=CLASSIFIER, **final):
@@ -249,8 +291,9 @@ def _write_final(workdir, cell, depth, seed, task=CLASSIFIER, **final):
   c['model'].update(cell=cell, depth=depth, width=8)
   c['train'].update(seed=seed, num_steps=100)
   json.dump(c, open(os.path.join(d, 'config.json'), 'w'))
-  json.dump({'state': 'finished', 'step': 100, 'params': 100 * depth, 'task': task},
-            open(os.path.join(d, 'status.json'), 'w'))
+  json.dump(
+    {'state': 'finished', 'step': 100, 'params': 100 * depth, 'task': task}, open(os.path.join(d, 'status.json'), 'w')
+  )
   with open(os.path.join(d, 'metrics.jsonl'), 'w') as f:
     f.write(json.dumps({'step': 100, 'split': 'train', **final}) + '\n')
     for split in ('val', 'test'):
@@ -261,8 +304,10 @@ def _write_final(workdir, cell, depth, seed, task=CLASSIFIER, **final):
 def _sweep_json(workdir, **report_keys):
   config = config_lib.to_dict(config_lib.default_config())
   config['report'] = dict(config['report'], **report_keys)
-  json.dump({'config': config, 'axes': {'model.cell': ['gru'], 'model.depth': [1, 2]}},
-            open(os.path.join(workdir, 'sweep.json'), 'w'))
+  json.dump(
+    {'config': config, 'axes': {'model.cell': ['gru'], 'model.depth': [1, 2]}},
+    open(os.path.join(workdir, 'sweep.json'), 'w'),
+  )
 
 
 def test_the_report_ranks_on_the_tasks_metric_not_the_loss(tmp_path):
@@ -276,7 +321,7 @@ def test_the_report_ranks_on_the_tasks_metric_not_the_loss(tmp_path):
     _write_final(w, 'gru', 2, seed, accuracy=0.70 + e, loss=0.3 + e)
   _sweep_json(w)
   text = open(report.write_report(w)).read()
-  assert 'compared on test accuracy (higher is better; the task\'s own metric' in text
+  assert "compared on test accuracy (higher is better; the task's own metric" in text
   assert '**Best variant** by final test accuracy: gru-d1-w8' in text
   assert 'final test accuracy 0.7 vs 0.9 (-22%, worse' in text
   row = next(csv.DictReader(open(os.path.join(w, 'summary.csv'))))
@@ -291,26 +336,60 @@ def test_the_report_ranks_on_the_tasks_metric_not_the_loss(tmp_path):
   assert report.main([w]) == 2
 
 
-@pytest.mark.parametrize('facts, recorded, want', [
-    ({'baseline': {'metric': 'entity_f1'}, 'metric_modes': {'loss': 'min', 'accuracy': 'max', 'entity_f1': 'max'}},
-     {'loss', 'accuracy', 'entity_f1'}, ('entity_f1', 'max')),   # tagging
-    ({'baseline': {'metric': 'accuracy'}, 'threshold': {'metric': 'accuracy', 'value': 0.99, 'mode': 'max'},
-      'metric_modes': {'loss': 'min', 'accuracy': 'max', 'decoded_exact_match': 'max', 'bleu': 'max'}},
-     {'loss', 'accuracy', 'decoded_exact_match', 'bleu'}, ('bleu', 'max')),   # translation / transduction
-    ({'baseline': {'metric': 'accuracy'}, 'metric_modes': {'loss': 'min', 'accuracy': 'max', 'bleu': 'max'}},
-     {'loss', 'accuracy'}, ('accuracy', 'max')),   # BLEU not evaluated: the baseline's metric
-    ({'baseline': {'metric': 'cer'}, 'metric_modes': {'loss': 'min', 'cer': 'min', 'wer': 'min'}},
-     {'loss', 'cer', 'wer'}, ('cer', 'min')),   # speech to text, baseline stated in CER
-    ({'baseline': {'metric': 'loss'}, 'metric_modes': {'loss': 'min', 'wer': 'min', 'cer': 'min'}},
-     {'loss', 'cer', 'wer'}, ('wer', 'min')),
-    ({'baseline': {'metric': 'loss'}, 'metric_modes': {'loss': 'min', 'perplexity': 'min'}},
-     {'loss', 'perplexity'}, ('perplexity', 'min')),   # word language model
-    ({'baseline': {'metric': 'accuracy'}, 'metric_modes': {'loss': 'min', 'accuracy': 'max'}},
-     {'loss', 'accuracy'}, ('accuracy', 'max')),   # classification
-    ({'baseline': {'metric': 'loss'}, 'threshold': {'metric': 'loss', 'value': 0.01, 'mode': 'min'},
-      'metric_modes': {'loss': 'min'}}, {'loss'}, ('loss', 'min')),   # regression (adding)
+@pytest.mark.parametrize(
+  'facts, recorded, want',
+  [
+    (
+      {'baseline': {'metric': 'entity_f1'}, 'metric_modes': {'loss': 'min', 'accuracy': 'max', 'entity_f1': 'max'}},
+      {'loss', 'accuracy', 'entity_f1'},
+      ('entity_f1', 'max'),
+    ),  # tagging
+    (
+      {
+        'baseline': {'metric': 'accuracy'},
+        'threshold': {'metric': 'accuracy', 'value': 0.99, 'mode': 'max'},
+        'metric_modes': {'loss': 'min', 'accuracy': 'max', 'decoded_exact_match': 'max', 'bleu': 'max'},
+      },
+      {'loss', 'accuracy', 'decoded_exact_match', 'bleu'},
+      ('bleu', 'max'),
+    ),  # translation / transduction
+    (
+      {'baseline': {'metric': 'accuracy'}, 'metric_modes': {'loss': 'min', 'accuracy': 'max', 'bleu': 'max'}},
+      {'loss', 'accuracy'},
+      ('accuracy', 'max'),
+    ),  # BLEU not evaluated: the baseline's metric
+    (
+      {'baseline': {'metric': 'cer'}, 'metric_modes': {'loss': 'min', 'cer': 'min', 'wer': 'min'}},
+      {'loss', 'cer', 'wer'},
+      ('cer', 'min'),
+    ),  # speech to text, baseline stated in CER
+    (
+      {'baseline': {'metric': 'loss'}, 'metric_modes': {'loss': 'min', 'wer': 'min', 'cer': 'min'}},
+      {'loss', 'cer', 'wer'},
+      ('wer', 'min'),
+    ),
+    (
+      {'baseline': {'metric': 'loss'}, 'metric_modes': {'loss': 'min', 'perplexity': 'min'}},
+      {'loss', 'perplexity'},
+      ('perplexity', 'min'),
+    ),  # word language model
+    (
+      {'baseline': {'metric': 'accuracy'}, 'metric_modes': {'loss': 'min', 'accuracy': 'max'}},
+      {'loss', 'accuracy'},
+      ('accuracy', 'max'),
+    ),  # classification
+    (
+      {
+        'baseline': {'metric': 'loss'},
+        'threshold': {'metric': 'loss', 'value': 0.01, 'mode': 'min'},
+        'metric_modes': {'loss': 'min'},
+      },
+      {'loss'},
+      ('loss', 'min'),
+    ),  # regression (adding)
     ({}, set(), ('loss', 'min')),
-])
+  ],
+)
 def test_the_metric_is_the_fields_metric_for_the_task(facts, recorded, want):
   assert report.main_metric(facts, recorded) == want
 
@@ -351,7 +430,11 @@ def test_verdicts_that_rest_on_one_seed_are_marked_fragile(tmp_path):
   verdicts = {r['verdict']: r for r in csv.DictReader(open(os.path.join(w, 'verdicts.csv')))}
   v = verdicts['rnn-d2-w8 vs rnn-d1-w8 on final_test_accuracy']
   assert (v['outcome'], v['fragile'], v['changed_without'], v['outcome_without']) == (
-      'not distinguishable', 'True', 'rnn-d2-w8-s4', 'a > b')
+    'not distinguishable',
+    'True',
+    'rnn-d2-w8-s4',
+    'a > b',
+  )
   assert verdicts['gru-d2-w8 vs gru-d1-w8 on final_test_accuracy']['fragile'] == 'False'
 
 

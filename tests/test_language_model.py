@@ -77,17 +77,17 @@ def test_tokens_vocabulary_unk_and_eos(tmp_path):
   d.mkdir()
   (d / 'ptb.train.txt').write_text(' a b a <unk> \n c a \n')
   (d / 'ptb.valid.txt').write_text(' a zebra \n')
-  (d / 'ptb.test.txt').write_text('b\n\nc')   # a blank line is one <eos>; no final newline still ends the line
+  (d / 'ptb.test.txt').write_text('b\n\nc')  # a blank line is one <eos>; no final newline still ends the line
   task = tasks.make_task('word_lm', path=str(d), seq_len=2)
   # Counts: a 3, <eos> 2, then b, c, <unk> once each (alphabetical among ties).
   vocab = ['a', '<eos>', '<unk>', 'b', 'c']
   assert lm.build_vocab(lm.tokenize((d / 'ptb.train.txt').read_text(), 'word')) == vocab
   assert task.input_size == task.output_size == 5 and task.stream_tokens == 8
   ids = {t: i for i, t in enumerate(vocab)}
-  val = task.eval_splits['val']   # 'a zebra <eos>': zebra -> <unk>
+  val = task.eval_splits['val']  # 'a zebra <eos>': zebra -> <unk>
   np.testing.assert_array_equal(val['inputs'][0, 0], [ids['a'], ids['<unk>']])
   np.testing.assert_array_equal(val['targets'][0, 0], [ids['<unk>'], ids['<eos>']])
-  test = task.eval_splits['test']   # b <eos> <eos> c <eos>
+  test = task.eval_splits['test']  # b <eos> <eos> c <eos>
   np.testing.assert_array_equal(test['inputs'].reshape(-1), [ids['b'], ids['<eos>'], ids['<eos>'], ids['c']])
   assert test['lengths'].tolist() == [[2, 2]]
   # Unigram baseline: train counts on the val text's next tokens, as perplexity.
@@ -101,10 +101,11 @@ def test_char_lm_reads_the_same_folder_in_characters_and_reports_bits_per_char(t
   task = tasks.make_task('char_lm', path=path, seq_len=5)
   train = open(os.path.join(path, 'ptb.train.txt')).read()
   lines = train.split('\n')[:-1]
-  assert task.stream_tokens == sum(len(line.strip()) + 1 for line in lines)   # + <eos> a line
+  assert task.stream_tokens == sum(len(line.strip()) + 1 for line in lines)  # + <eos> a line
   assert task.input_size == len(set(train.replace('\n', '').strip())) + 1 and task.baseline.metric == 'bits_per_char'
-  np.testing.assert_allclose(task.derived({'loss': np.array([math.log(2), 2.0])})['bits_per_char'],
-                             [1.0, 2.0 / math.log(2)])
+  np.testing.assert_allclose(
+    task.derived({'loss': np.array([math.log(2), 2.0])})['bits_per_char'], [1.0, 2.0 / math.log(2)]
+  )
   word = tasks.make_task('word_lm', path=path, seq_len=5)
   np.testing.assert_allclose(word.derived({'loss': np.array([2.0])})['perplexity'], [math.exp(2.0)])
   assert word.metric_modes['perplexity'] == task.metric_modes['bits_per_char'] == 'min'
@@ -131,7 +132,7 @@ def test_malformed_or_missing_files_are_one_line_errors(tmp_path):
   os.remove(d / 'wiki.train.tokens')
   # 'c' is not in train, and train has no <unk> to stand for it.
   msg = error(ValueError, path=str(d))
-  assert msg.startswith(f'{d / "ptb.valid.txt"}: 1 words not in the training vocabulary (first: \'c\')')
+  assert msg.startswith(f"{d / 'ptb.valid.txt'}: 1 words not in the training vocabulary (first: 'c')")
   assert 'no <unk>' in msg
   (d / 'ptb.valid.txt').write_bytes('a \xe7a\n'.encode('latin-1'))
   assert error(ValueError, path=str(d)).startswith(f'{d / "ptb.valid.txt"}: not UTF-8 text')
@@ -155,18 +156,21 @@ def test_stream_layout_matches_a_numpy_construction(tmp_path):
   length = n // batch
   windows = (length - 1) // T
   assert task.windows_per_epoch(batch) == windows >= 3
-  streams = np.stack([ids[b * length:(b + 1) * length] for b in range(batch)])
+  streams = np.stack([ids[b * length : (b + 1) * length] for b in range(batch)])
   step_fn = jax.jit(functools.partial(task.train_batch, batch_size=batch))
   for step in range(2 * windows + 1):
     w = step % windows
     got = step_fn(jax.random.PRNGKey(step), step)
-    np.testing.assert_array_equal(got['inputs'], streams[:, w * T:(w + 1) * T])
-    np.testing.assert_array_equal(got['targets'], streams[:, w * T + 1:(w + 1) * T + 1])
+    np.testing.assert_array_equal(got['inputs'], streams[:, w * T : (w + 1) * T])
+    np.testing.assert_array_equal(got['targets'], streams[:, w * T + 1 : (w + 1) * T + 1])
     assert np.asarray(got['reset']).tolist() == [w == 0] * batch
   # Eval: 3 streams whose valid steps, read row by row, are the split's next-token pairs, each once.
-  val_ids = lm.encode(lm.tokenize(open(task.info['files']['val']).read(), 'word'),
-                      {t: i for i, t in enumerate(lm.build_vocab(lm.tokenize(open(task.info['files']['train']).read(),
-                                                                                'word')))}, 'val', 'word')
+  val_ids = lm.encode(
+    lm.tokenize(open(task.info['files']['val']).read(), 'word'),
+    {t: i for i, t in enumerate(lm.build_vocab(lm.tokenize(open(task.info['files']['train']).read(), 'word')))},
+    'val',
+    'word',
+  )
   split = task.eval_splits['val']
   rows, nw, _ = split['inputs'].shape
   valid = np.arange(T)[None, None, :] < split['lengths'][..., None]
@@ -174,15 +178,20 @@ def test_stream_layout_matches_a_numpy_construction(tmp_path):
   np.testing.assert_array_equal(split['targets'][valid], val_ids[1:])
   per_row = split['lengths'].sum(1)
   assert rows == 3 and per_row[0] == per_row[1] == -(-(len(val_ids) - 1) // 3)
-  assert all(np.all(np.diff(split['lengths'][r]) <= 0) for r in range(rows))   # padding only at a row's end
+  assert all(np.all(np.diff(split['lengths'][r]) <= 0) for r in range(rows))  # padding only at a row's end
 
 
 # --------------------------------------------------------------------------------- carried state
 
 
 def _model(task, **kwargs):
-  return models.PerStepModel(rnn=DeepRNN(cell='lstm', features=8, num_layers=2), vocab_size=task.input_size,
-                             embed_features=8, out_features=task.output_size, **kwargs)
+  return models.PerStepModel(
+    rnn=DeepRNN(cell='lstm', features=8, num_layers=2),
+    vocab_size=task.input_size,
+    embed_features=8,
+    out_features=task.output_size,
+    **kwargs,
+  )
 
 
 @pytest.mark.parametrize('eval_streams', [1, 3])
@@ -201,17 +210,18 @@ def test_stateful_eval_is_one_pass_over_the_split_and_perplexity_is_exact(tmp_pa
   logp = logp - np.log(np.exp(logp).sum(-1, keepdims=True))
   ce = -logp[np.arange(len(ids) - 1), ids[1:]]
   total, count = (float(v) for v in sums['loss'])
-  assert count == len(ids) - 1   # every next-token prediction of the split, once
-  if eval_streams == 1:   # one row: its carried windows are the one pass, step for step
+  assert count == len(ids) - 1  # every next-token prediction of the split, once
+  if eval_streams == 1:  # one row: its carried windows are the one pass, step for step
     np.testing.assert_allclose(total, ce.sum(), rtol=1e-5)
   # The trainer's evaluation: perplexity = exp(exact mean CE over the split), bits from the same sums.
-  c = _config(str(tmp_path / 'c'), **{'task.options': {'path': str(tmp_path / 'c'), 'seq_len': 3,
-                                                       'eval_streams': eval_streams}})
-  programs = train_lib.Programs(c, task, 'vmap')   # its model: the same two-layer LSTM, width 8
+  c = _config(
+    str(tmp_path / 'c'), **{'task.options': {'path': str(tmp_path / 'c'), 'seq_len': 3, 'eval_streams': eval_streams}}
+  )
+  programs = train_lib.Programs(c, task, 'vmap')  # its model: the same two-layer LSTM, width 8
   out = programs.evaluate(jax.tree.map(lambda p: p[None], params), ['test'])['test']
   if eval_streams == 1:
     np.testing.assert_allclose(out['perplexity'][0], np.exp(ce.mean()), rtol=1e-5)
-  else:   # rows start from fresh carries: close to, not equal to, one pass
+  else:  # rows start from fresh carries: close to, not equal to, one pass
     np.testing.assert_allclose(out['perplexity'][0], np.exp(out['loss'][0]), rtol=1e-12)
     assert abs(out['loss'][0] - ce.mean()) < 0.1
 
@@ -228,7 +238,7 @@ def _delayed_bits_task(tmp_path):
 
   d = tmp_path / 'bits'
   d.mkdir()
-  (d / 'train.txt').write_text(text(600))    # + <eos>: 1201 tokens, 3 streams of 400, windows on pairs
+  (d / 'train.txt').write_text(text(600))  # + <eos>: 1201 tokens, 3 streams of 400, windows on pairs
   (d / 'valid.txt').write_text(text(99))
   (d / 'test.txt').write_text(text(99))
   return tasks.make_task('word_lm', path=str(d), seq_len=4)
@@ -238,9 +248,11 @@ def _delayed_bits_task(tmp_path):
 def test_carries_carry_the_answer_across_windows(tmp_path):
   task = _delayed_bits_task(tmp_path)
   reset_always = dataclasses.replace(
-      task, train_batch=lambda *a, **k: {**task.train_batch(*a, **k), 'reset': jnp.ones((3,), bool)})
-  model = models.PerStepModel(rnn=DeepRNN(cell='lstm', features=16), vocab_size=task.input_size,
-                              embed_features=8, out_features=task.output_size)
+    task, train_batch=lambda *a, **k: {**task.train_batch(*a, **k), 'reset': jnp.ones((3,), bool)}
+  )
+  model = models.PerStepModel(
+    rnn=DeepRNN(cell='lstm', features=16), vocab_size=task.input_size, embed_features=8, out_features=task.output_size
+  )
   tx = optax.adam(3e-2)
 
   def fit(t):
@@ -250,7 +262,7 @@ def test_carries_carry_the_answer_across_windows(tmp_path):
     for _ in range(400):
       state = step(state, t.train_batch(state.data_key, state.step, 3))
       losses.append(float(state.acc['loss']))
-    return state, (losses[-1] - losses[-101]) / 100   # the mean loss of the last 100 steps
+    return state, (losses[-1] - losses[-101]) / 100  # the mean loss of the last 100 steps
 
   carried, loss_carried = fit(task)
   reset, loss_reset = fit(reset_always)
@@ -308,16 +320,16 @@ def test_resumed_tbptt_run_equals_an_uninterrupted_one(tmp_path):
   path = _corpus(tmp_path / 'c', train_lines=12)
   config = _config(path)
   windows = tasks.make_task('word_lm', path=path, seq_len=4).windows_per_epoch(3)
-  assert 2 <= windows <= 4   # several epochs in 12 steps: carries reset and the rate decays on the way
+  assert 2 <= windows <= 4  # several epochs in 12 steps: carries reset and the rate decays on the way
   straight, resumed = str(tmp_path / 'straight'), str(tmp_path / 'resumed')
   train_lib.train(config, straight)
-  with pytest.raises(train_lib.Interrupted):   # stopped mid-epoch: the carries must come back from the checkpoint
+  with pytest.raises(train_lib.Interrupted):  # stopped mid-epoch: the carries must come back from the checkpoint
     train_lib.train(config, resumed, should_stop=_StopAfter(5))
   status = train_lib.train(config, resumed)
   assert status['state'] == 'finished' and status['resumed_from'] == 5
   assert records(resumed) == records(straight)
   rs = [r for r in records(straight) if r['split'] == 'train']
-  want = [0.5 ** max(0, (r['step'] - 1) // windows) for r in rs]   # decay_start_epoch 1: halved after each epoch
+  want = [0.5 ** max(0, (r['step'] - 1) // windows) for r in rs]  # decay_start_epoch 1: halved after each epoch
   np.testing.assert_allclose([r['learning_rate'] for r in rs], want)
   assert {'perplexity', 'loss'} <= set(records(straight)[-1])
 
@@ -330,7 +342,7 @@ def test_resumed_tbptt_run_equals_an_uninterrupted_one(tmp_path):
 
   (s1, a, _), (s2, b, _) = final(straight), final(resumed)
   assert s1 == s2 == config.train.num_steps
-  assert len(jax.tree.leaves(a['carries'])) == 4   # 2 layers x (c, h)
+  assert len(jax.tree.leaves(a['carries'])) == 4  # 2 layers x (c, h)
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
     np.testing.assert_array_equal(x, y)
 

@@ -73,10 +73,10 @@ def test_the_gpus_a_launcher_sees_without_starting_jax():
   cuda = ['xla_cuda13']
   assert workers.visible_gpus({}, cuda, smi) == ['0', '1']
   assert workers.visible_gpus({'CUDA_VISIBLE_DEVICES': '2,3'}, cuda, smi) == ['2', '3']
-  assert workers.visible_gpus({'CUDA_VISIBLE_DEVICES': ''}, cuda, smi) == []      # hidden on purpose
-  assert workers.visible_gpus({'JAX_PLATFORMS': 'cpu'}, cuda, smi) == []         # JAX kept to the CPU
-  assert workers.visible_gpus({}, [], smi) == []                                 # a CPU-only JAX
-  assert workers.visible_gpus({}, cuda, lambda: '') == []                        # no nvidia-smi
+  assert workers.visible_gpus({'CUDA_VISIBLE_DEVICES': ''}, cuda, smi) == []  # hidden on purpose
+  assert workers.visible_gpus({'JAX_PLATFORMS': 'cpu'}, cuda, smi) == []  # JAX kept to the CPU
+  assert workers.visible_gpus({}, [], smi) == []  # a CPU-only JAX
+  assert workers.visible_gpus({}, cuda, lambda: '') == []  # no nvidia-smi
 
 
 def test_a_worker_environment_holds_its_gpus_and_the_shared_cache():
@@ -88,23 +88,37 @@ def test_a_worker_environment_holds_its_gpus_and_the_shared_cache():
   assert on_gpus['CUDA_VISIBLE_DEVICES'] == '2,3'
   # the cores go on the worker's command line: it pins itself before JAX starts
   assert workers.worker_args(workers.Worker(2, 2, cpus=(1,)), 77, ['--config', 'c.py']) == [
-      '--worker', '2/2', '--parent', '77', '--cpus', '1', '--', '--config', 'c.py']
+    '--worker',
+    '2/2',
+    '--parent',
+    '77',
+    '--cpus',
+    '1',
+    '--',
+    '--config',
+    'c.py',
+  ]
 
 
-@pytest.mark.parametrize('extra, message', [
+@pytest.mark.parametrize(
+  'extra, message',
+  [
     (['--workers', '0'], "argument --workers: expected a whole number >= 1, got '0'"),
     (['--devices-per-worker', 'two'], "argument --devices-per-worker: expected a whole number >= 1, got 'two'"),
     (['--launcher', 'pbs'], "argument --launcher: invalid choice: 'pbs'"),
     (['--launcher', 'local', '--workers', '2'], 'error: --workers is for one machine'),
-    (['--launcher', 'slurm', '--config.launch.slurm_options=("qos",)'],
-     "error: config key 'launch.slurm_options': each option looks like 'key=value'"),
+    (
+      ['--launcher', 'slurm', '--config.launch.slurm_options=("qos",)'],
+      "error: config key 'launch.slurm_options': each option looks like 'key=value'",
+    ),
     (['--config.launch.timeout_min=0'], "error: config key 'launch.timeout_min': must be >= 1, got 0"),
-])
+  ],
+)
 def test_worker_and_launcher_options_are_checked_before_anything_runs(tmp_path, capsys, extra, message):
   cfg, workdir = write_config(tmp_path), str(tmp_path / 'w')
   try:
     code = run_cli.main(['--config', cfg, '--workdir', workdir, *extra])
-  except SystemExit as e:   # argparse's mistakes exit from the parser
+  except SystemExit as e:  # argparse's mistakes exit from the parser
     code = e.code
   err = capsys.readouterr().err
   assert code == 2 and message in err and err.count('\n') == 1, err
@@ -130,33 +144,41 @@ def test_runners_start_the_costliest_grid_points_first_under_the_grid_names(tmp_
   assert grid == ['rnn-d1-w8', 'rnn-d2-w8', 'gru-d1-w8', 'gru-d2-w8']
   visited = []
 
-  def note(point, seed):   # run_sweep asks about each point's seeds in the order it starts them; trains none
+  def note(point, seed):  # run_sweep asks about each point's seeds in the order it starts them; trains none
     visited.append(point.run_id(seed))
     return False
+
   sweep.run_sweep(config, str(tmp_path / 'w'), select=note, echo=lambda s: None)
   assert visited == [f'{v}-s{s}' for v in ('gru-d2-w8', 'gru-d1-w8', 'rnn-d2-w8', 'rnn-d1-w8') for s in (0, 1)]
   # Points of equal cost (here: learning rates) start in the grid's order.
-  ties = sweep.load_config(write_config(tmp_path, config_file_text(axes={'optim.learning_rate': [0.003, 0.001, 0.002]}),
-                                        'ties.py'))
+  ties = sweep.load_config(
+    write_config(tmp_path, config_file_text(axes={'optim.learning_rate': [0.003, 0.001, 0.002]}), 'ties.py')
+  )
   assert [p.variant for p in sweep.start_order(sweep.expand(ties))] == [
-      'rnn-d1-w8-lr0.003', 'rnn-d1-w8-lr0.001', 'rnn-d1-w8-lr0.002']
+    'rnn-d1-w8-lr0.003',
+    'rnn-d1-w8-lr0.001',
+    'rnn-d1-w8-lr0.002',
+  ]
 
 
 def test_a_resumed_sweep_trains_the_same_runs_when_the_grid_starts_from_its_end(tmp_path):
   config = sweep.load_config(write_config(tmp_path, config_file_text(axes={'model.depth': [1, 2]}, seeds=(0,))))
   workdir, calls = str(tmp_path / 'w'), {'n': 0}
 
-  def stop_in_second_point():   # polled before each grid point and after each step: step 3 of the second
+  def stop_in_second_point():  # polled before each grid point and after each step: step 3 of the second
     calls['n'] += 1
     return calls['n'] == 1 + config.train.num_steps + 1 + 3
 
   from deeprnn_jax.train import Interrupted  # noqa: PLC0415
+
   with pytest.raises(Interrupted):
     sweep.run_sweep(config, workdir, should_stop=stop_in_second_point, echo=lambda s: None)
-  deep, shallow = 'rnn-d2-w8-s0', 'rnn-d1-w8-s0'    # the deeper network is the grid's last point
+  deep, shallow = 'rnn-d2-w8-s0', 'rnn-d1-w8-s0'  # the deeper network is the grid's last point
   assert sorted(os.listdir(workdir)) == sorted([deep, shallow, sweep.SWEEP_FILE])
   assert {r: runlog.read_status(os.path.join(workdir, r))['state'] for r in (deep, shallow)} == {
-      deep: 'finished', shallow: 'interrupted'}
+    deep: 'finished',
+    shallow: 'interrupted',
+  }
   result = sweep.run_sweep(config, workdir, echo=lambda s: None)
   assert (result.skipped, result.trained) == ([deep], [shallow])
   assert runlog.read_status(os.path.join(workdir, shallow))['resumed_from'] == 3
@@ -166,18 +188,18 @@ def test_a_resumed_sweep_trains_the_same_runs_when_the_grid_starts_from_its_end(
 # Workers: real processes.
 
 # experiments.run as a parent whose workers run WORKER (argv[1]); the run arguments follow.
-PARENT = '''
+PARENT = """
 import sys
 from experiments import run
 sys.exit(run.main(sys.argv[2:], worker_command=[sys.executable, '-c', sys.argv[1]]))
-'''
+"""
 
 # A worker whose event hook does what $TEST_HOOKS says for it: {worker: {"<event>:<n>": [action, ...]}},
 # an action one of ["touch", file], ["wait", file] (in $TEST_SYNC), ["cores", file] (writes the cores it may
 # run on), ["kill", "self"|"parent", signal] or ["wait-stop"]: until this worker has been asked to stop (its
 # command line's stop flag, which SIGINT and SIGTERM set), so it is still inside its grid point when the
 # forwarded signal comes.
-WORKER = '''
+WORKER = """
 import json, os, signal, sys, time
 from experiments import worker
 name = 'w' + sys.argv[sys.argv.index('--worker') + 1].split('/')[0]
@@ -206,13 +228,18 @@ def hook(event, n):
       os.kill(os.getppid() if args[0] == 'parent' else os.getpid(), signal.Signals[args[1]])
 
 sys.exit(worker.main(sys.argv[1:], on_event=hook))
-'''
+"""
 
 # w1 takes the first grid point (w2 waits for it to be inside it before looking), so w2 takes the
 # second; each then waits at step 2 until the other is training too: both train at once.
-TOGETHER = {'w1': {'step:1': [['touch', 'w1-in'], ['cores', 'w1-cores']], 'step:2': [['wait', 'w2-in']]},
-            'w2': {'point:1': [['wait', 'w1-in']], 'step:1': [['touch', 'w2-in'], ['cores', 'w2-cores']],
-                   'step:2': [['wait', 'w1-in']]}}
+TOGETHER = {
+  'w1': {'step:1': [['touch', 'w1-in'], ['cores', 'w1-cores']], 'step:2': [['wait', 'w2-in']]},
+  'w2': {
+    'point:1': [['wait', 'w1-in']],
+    'step:1': [['touch', 'w2-in'], ['cores', 'w2-cores']],
+    'step:2': [['wait', 'w1-in']],
+  },
+}
 
 
 def _with(hooks: dict, name: str, step: str, *actions) -> dict:
@@ -225,9 +252,14 @@ def _parent(cfg, workdir, tmp_path, hooks=None, *extra) -> subprocess.Popen:
   sync = tmp_path / f'sync{len(list(tmp_path.glob("sync*")))}'
   sync.mkdir()
   env = dict(os.environ, WANDB_MODE='disabled', TEST_HOOKS=json.dumps(hooks or {}), TEST_SYNC=str(sync))
-  return subprocess.Popen([sys.executable, '-c', PARENT, WORKER, '--config', cfg, '--workdir', workdir,
-                           '--workers', '2', *extra], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)
+  return subprocess.Popen(
+    [sys.executable, '-c', PARENT, WORKER, '--config', cfg, '--workdir', workdir, '--workers', '2', *extra],
+    cwd=REPO,
+    env=env,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
 
 
 def _run_parent(cfg, workdir, tmp_path, hooks=None, *extra):
@@ -290,11 +322,13 @@ def test_a_worker_killed_with_kill_9_loses_nothing(tmp_path, reference):
   code, out, err = _run_parent(cfg, workdir, tmp_path, hooks)
   assert code == 1, err[-3000:]
   assert '[w1] worker killed by SIGKILL' in err
-  assert f'2 runs unfinished ({LR_A}-s0, {LR_A}-s1); run the same command again to resume: python -m experiments.run ' \
-         f'--config {cfg} --workdir {workdir} --workers 2 --no-report' in err
+  assert (
+    f'2 runs unfinished ({LR_A}-s0, {LR_A}-s1); run the same command again to resume: python -m experiments.run '
+    f'--config {cfg} --workdir {workdir} --workers 2 --no-report' in err
+  )
   assert [_state(workdir, r) for r in RUNS] == ['running', 'running', 'finished', 'finished']
   code, out, err = _run_parent(cfg, workdir, tmp_path)
-  assert code == 0 and _trained(out) == {'w1': {LR_A}}, err[-3000:]   # one point left: one worker
+  assert code == 0 and _trained(out) == {'w1': {LR_A}}, err[-3000:]  # one point left: one worker
   assert runlog.read_status(os.path.join(workdir, f'{LR_A}-s0'))['resumed_from'] in (None, 4)
   _same_as_reference(workdir, reference)
 
@@ -308,12 +342,14 @@ def test_ctrl_c_or_sigterm_at_the_parent_stops_every_worker_with_a_checkpoint(tm
   hooks = _with(hooks, 'w2', 'step:3', ['wait-stop'])
   code, out, err = _run_parent(cfg, workdir, tmp_path, hooks)
   assert code == 130, err[-3000:]
-  assert re.search(rf'^{sig}: saving a checkpoint and stopping', err, re.M)          # the parent's own line
-  for name in ('w1', 'w2'):                                                           # forwarded to each worker
+  assert re.search(rf'^{sig}: saving a checkpoint and stopping', err, re.M)  # the parent's own line
+  for name in ('w1', 'w2'):  # forwarded to each worker
     assert f'[{name}] {sig}: saving a checkpoint and stopping' in err
-  assert err.rstrip().endswith('interrupted; every worker saved a checkpoint; run the same command again to resume: '
-                               f'python -m experiments.run --config {cfg} --workdir {workdir} --workers 2 --no-report')
-  for run, step in zip(RUNS, (7, 7, 3, 3)):   # each worker stopped where it was, with a checkpoint there
+  assert err.rstrip().endswith(
+    'interrupted; every worker saved a checkpoint; run the same command again to resume: '
+    f'python -m experiments.run --config {cfg} --workdir {workdir} --workers 2 --no-report'
+  )
+  for run, step in zip(RUNS, (7, 7, 3, 3)):  # each worker stopped where it was, with a checkpoint there
     status = runlog.read_status(os.path.join(workdir, run))
     assert (status['state'], status['step']) == ('interrupted', step), run
     assert str(step) in os.listdir(os.path.join(workdir, run, 'checkpoints', 'latest')), run
@@ -325,13 +361,13 @@ def test_ctrl_c_or_sigterm_at_the_parent_stops_every_worker_with_a_checkpoint(tm
 def test_the_parent_killed_with_kill_9_takes_its_workers_with_it_and_loses_nothing(tmp_path, reference):
   cfg, workdir = _config(tmp_path), str(tmp_path / 'w')
   hooks = _with(TOGETHER, 'w1', 'step:7', ['kill', 'parent', 'SIGKILL'])
-  hooks = _with(hooks, 'w2', 'step:3', ['wait', 'never'])   # still training when its parent dies
+  hooks = _with(hooks, 'w2', 'step:3', ['wait', 'never'])  # still training when its parent dies
   code, _, err = _run_parent(cfg, workdir, tmp_path, hooks)
   assert code == -signal.SIGKILL, err[-3000:]
   pids = {runlog.read_status(os.path.join(workdir, r))['pid'] for r in RUNS}
-  assert len(pids) == 2   # both workers were training
+  assert len(pids) == 2  # both workers were training
   deadline = time.monotonic() + 120
-  while any(_alive(pid) for pid in pids):   # the kernel kills them (PR_SET_PDEATHSIG); wait for it to
+  while any(_alive(pid) for pid in pids):  # the kernel kills them (PR_SET_PDEATHSIG); wait for it to
     assert time.monotonic() < deadline, 'a worker outlived its parent'
     time.sleep(0.05)
   code, out, err = _run_parent(cfg, workdir, tmp_path)
@@ -353,8 +389,9 @@ def _alive(pid: int) -> bool:
 
 def test_the_local_launcher_trains_every_grid_point_as_a_job_and_reports_once(tmp_path, capsys):
   cfg, workdir = _config(tmp_path), str(tmp_path / 'w')
-  assert run_cli.main(['--config', cfg, '--workdir', workdir, '--launcher', 'local',
-                       '--config.launch.timeout_min=60']) == 0
+  assert (
+    run_cli.main(['--config', cfg, '--workdir', workdir, '--launcher', 'local', '--config.launch.timeout_min=60']) == 0
+  )
   out = capsys.readouterr().out
   assert f'submitted 2 grid points of {workdir} as local jobs:' in out
   assert re.search(rf'^ +\d+  {LR_A}$', out, re.M) and re.search(rf'^ +\d+  {LR_B}$', out, re.M)
@@ -376,13 +413,14 @@ def test_a_preempted_local_job_checkpoints_is_requeued_and_resumes_exactly(tmp_p
   config = sweep.load_config(cfg, ['launch.timeout_min=60'])
   points = [p for p in sweep.expand(config) if p.variant == LR_A]
   workdir = str(tmp_path / 'w')
-  job, = slurm.submit(config, workdir, 'local', points=points, on_event=faults.signal_at('step:7=SIGUSR2'),
-                      echo=lambda line: None)
+  (job,) = slurm.submit(
+    config, workdir, 'local', points=points, on_event=faults.signal_at('step:7=SIGUSR2'), echo=lambda line: None
+  )
   job.wait()
   assert job.result()['states'] == {f'{LR_A}-s0': 'finished', f'{LR_A}-s1': 'finished'}
   log = job.stderr()
   assert 'Caught signal SIGUSR2' in log and 'this job is preempted' in log and 'Calling checkpoint method' in log
-  assert re.search(r'Requeued job \S+ \(3 remaining timeouts\)', log), log   # a preemption is no time-out
+  assert re.search(r'Requeued job \S+ \(3 remaining timeouts\)', log), log  # a preemption is no time-out
   reference = str(tmp_path / 'reference')
   sweep.run_sweep(config, reference, select=lambda point, seed: point.variant == LR_A, echo=lambda line: None)
   for seed in (0, 1):
@@ -391,33 +429,53 @@ def test_a_preempted_local_job_checkpoints_is_requeued_and_resumes_exactly(tmp_p
     assert records(os.path.join(workdir, f'{LR_A}-s{seed}')) == records(os.path.join(reference, f'{LR_A}-s{seed}'))
 
 
-FAKE_SBATCH = '''#!/bin/sh
+FAKE_SBATCH = """#!/bin/sh
 # sbatch for a test: keeps the script it is given and answers as SLURM does.
 cp "$1" "$(dirname "$0")/submitted.sh"
 echo "Submitted batch job 4242"
-'''
+"""
 
 
 def test_the_slurm_launcher_submits_one_job_array_with_the_launch_settings(tmp_path, capsys, monkeypatch):
   bin_dir = tmp_path / 'bin'
   bin_dir.mkdir()
   (bin_dir / 'sbatch').write_text(FAKE_SBATCH)
-  (bin_dir / 'srun').write_text('#!/bin/sh\nexit 1\n')   # submitit looks for it to believe it is on SLURM
+  (bin_dir / 'srun').write_text('#!/bin/sh\nexit 1\n')  # submitit looks for it to believe it is on SLURM
   for tool in ('sbatch', 'srun'):
     (bin_dir / tool).chmod(0o755)
   monkeypatch.setenv('PATH', f'{bin_dir}:{os.environ["PATH"]}')
   cfg, workdir = _config(tmp_path), str(tmp_path / 'w')
-  argv = ['--config', cfg, '--workdir', workdir, '--launcher', 'slurm', '--config.launch.partition=gpu',
-          '--config.launch.timeout_min=30', '--config.launch.gpus_per_task=1', '--config.launch.array_parallelism=1',
-          '--config.launch.setup=("source .venv/bin/activate",)', '--config.launch.slurm_options=("qos=high",)']
+  argv = [
+    '--config',
+    cfg,
+    '--workdir',
+    workdir,
+    '--launcher',
+    'slurm',
+    '--config.launch.partition=gpu',
+    '--config.launch.timeout_min=30',
+    '--config.launch.gpus_per_task=1',
+    '--config.launch.array_parallelism=1',
+    '--config.launch.setup=("source .venv/bin/activate",)',
+    '--config.launch.slurm_options=("qos=high",)',
+  ]
   assert run_cli.main(argv) == 0
   out = capsys.readouterr().out
   assert f'submitted 2 grid points of {workdir} as job array 4242 (at most 1 at once):' in out
   assert re.search(rf'^ +4242_0  {LR_A}$', out, re.M) and re.search(rf'^ +4242_1  {LR_B}$', out, re.M)
   assert f'logs: {workdir}/submitit/4242_0_0_log.out' in out and f'python -m experiments.report {workdir}' in out
   script = (bin_dir / 'submitted.sh').read_text()
-  for line in ('#SBATCH --array=0-1%1', '#SBATCH --partition=gpu', '#SBATCH --time=30', '#SBATCH --gpus-per-node=1',
-               '#SBATCH --signal=USR2@120', '#SBATCH --qos=high', '#SBATCH --cpus-per-task=2', '#SBATCH --ntasks-per-node=1',
-               f'#SBATCH --job-name={os.path.basename(workdir)}', 'source .venv/bin/activate'):
+  for line in (
+    '#SBATCH --array=0-1%1',
+    '#SBATCH --partition=gpu',
+    '#SBATCH --time=30',
+    '#SBATCH --gpus-per-node=1',
+    '#SBATCH --signal=USR2@120',
+    '#SBATCH --qos=high',
+    '#SBATCH --cpus-per-task=2',
+    '#SBATCH --ntasks-per-node=1',
+    f'#SBATCH --job-name={os.path.basename(workdir)}',
+    'source .venv/bin/activate',
+  ):
     assert line in script.splitlines(), (line, script)
-  assert not any(os.path.exists(os.path.join(workdir, r)) for r in RUNS)   # nothing trained here
+  assert not any(os.path.exists(os.path.join(workdir, r)) for r in RUNS)  # nothing trained here

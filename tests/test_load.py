@@ -71,7 +71,7 @@ def best_not_last(tmp_path_factory):
   try:
     assert ck.steps() == {'latest': [4, 8, 12], 'best': [ck.best_step()]}
     saved = {s: ck.restore_latest(None, max_step=s) for s in (4, 8, 12)}
-    ck.discard_after(0)   # drops every save, the best included ...
+    ck.discard_after(0)  # drops every save, the best included ...
     for s in (4, 8, 12):  # ... then the latest ones come back and step 4 becomes the best
       ck.save(s, saved[s][1], saved[s][2])
     ck.save_best(4, saved[4][1], saved[4][2])
@@ -104,8 +104,13 @@ def test_a_step_that_was_not_kept_fails_instead_of_loading_an_earlier_one(best_n
     dr.load_run(run_dir, checkpoint=step)
 
 
-@pytest.mark.parametrize('checkpoint,message', [(5, "no readable checkpoint 5 (latest steps: 8, 12; best: "),
-                                                ('first', "checkpoint must be 'best', 'last' or a step number")])
+@pytest.mark.parametrize(
+  'checkpoint,message',
+  [
+    (5, 'no readable checkpoint 5 (latest steps: 8, 12; best: '),
+    ('first', "checkpoint must be 'best', 'last' or a step number"),
+  ],
+)
 def test_a_missing_checkpoint_is_a_one_line_error(trained, checkpoint, message):
   _, alone, _ = trained
   with pytest.raises((FileNotFoundError, ValueError), match=re.escape(message)):
@@ -134,14 +139,17 @@ def test_evaluate_a_sweep_on_a_rebuilt_task_writes_beside_the_runs(trained, caps
     assert (rec['step'], rec['checkpoint'], rec['split'], rec['task_options']) == (12, 'last', 'test', {'seq_len': 12})
     expected = dr.load_run(d, 'last', task_options={'seq_len': 12}).evaluate(['test'])['test']
     assert rec['metrics'] == expected
-    assert expected != _recorded(d, 12, 'test')   # another task: other numbers
+    assert expected != _recorded(d, 12, 'test')  # another task: other numbers
 
 
-@pytest.mark.parametrize('argv,message', [
-    (['--config.model.depth=2'], "only task options can change"),
+@pytest.mark.parametrize(
+  'argv,message',
+  [
+    (['--config.model.depth=2'], 'only task options can change'),
     (['--split', 'dev'], "unknown split 'dev'"),
     (['--config.task.options.colour=1'], "unknown option for task 'adding'"),
-])
+  ],
+)
 def test_evaluate_mistakes_are_one_line_exit_2(trained, capsys, argv, message):
   root, _, _ = trained
   assert evaluate_cli.main([str(root / 'w'), *argv]) == 2
@@ -159,9 +167,17 @@ def test_a_sentiment_run_classifies_raw_sentences_with_its_own_tokenizer(tmp_pat
   for split, rows in (('train', (good + bad) * 6), ('test', good + bad)):
     labels = (['pos'] * 3 + ['neg'] * 3) * (6 if split == 'train' else 1)
     (data / f'{split}.csv').write_text('text,label\n' + ''.join(f'"{t}",{y}\n' for t, y in zip(rows, labels)))
-  config = tiny_config(**{'task.name': 'text_classification', 'model.cell': 'gru', 'train.num_steps': 60,
-                          'train.eval_every_steps': 20, 'train.log_every_steps': 20, 'optim.learning_rate': 0.03,
-                          'task.options': {'path': str(data), 'num_val': 6, 'max_len': 8}})
+  config = tiny_config(
+    **{
+      'task.name': 'text_classification',
+      'model.cell': 'gru',
+      'train.num_steps': 60,
+      'train.eval_every_steps': 20,
+      'train.log_every_steps': 20,
+      'optim.learning_rate': 0.03,
+      'task.options': {'path': str(data), 'num_val': 6, 'max_len': 8},
+    }
+  )
   run_dir = str(tmp_path / 'run')
   train_lib.train(config, run_dir)
   run = dr.load_run(run_dir, checkpoint='last')

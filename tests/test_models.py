@@ -20,17 +20,17 @@ def seed_classifier(**kwargs):
   return dr.Classifier(rnn=rnn, num_classes=2, vocab_size=VOCAB, embed_features=EMBED, **kwargs)
 
 
-def with_random_query(params, key=jax.random.key(7)):
+def with_random_query(params, seed=7):
   """The attention query starts at zero (= mean pooling); a random one makes the softmax matter."""
   if 'attention_query' not in params['params']:
     return params
   q = params['params']['attention_query']
-  return {'params': {**params['params'], 'attention_query': 3.0 * jax.random.normal(key, q.shape)}}
+  return {'params': {**params['params'], 'attention_query': 3.0 * jax.random.normal(jax.random.key(seed), q.shape)}}
 
 
 @pytest.mark.parametrize(
-    'pooling, bidirectional', [('last', False), ('mean', False), ('max', False), ('last', True),
-                               ('attention', False), ('attention', True)]
+  'pooling, bidirectional',
+  [('last', False), ('mean', False), ('max', False), ('last', True), ('attention', False), ('attention', True)],
 )
 def test_pooled_logits_of_padded_batch_equal_each_sequence_alone(pooling, bidirectional):
   model = seed_classifier(pooling=pooling, bidirectional=bidirectional)
@@ -45,7 +45,7 @@ def test_flatten_logits_of_padded_batch_equal_each_padded_sequence_alone():
   """Flatten fixes the length, so a sequence 'alone' is a batch of one, still padded to 6 steps."""
   model = seed_classifier(pooling='flatten', bidirectional=True)
   params = model.init(jax.random.key(0), TOKENS, LENGTHS)
-  assert params['params']['out']['kernel'].shape == (6 * 2 * HIDDEN, 2)   # time x (both directions' H)
+  assert params['params']['out']['kernel'].shape == (6 * 2 * HIDDEN, 2)  # time x (both directions' H)
   logits = jax.jit(model.apply)(params, TOKENS, LENGTHS)
   for b in range(len(LENGTHS)):
     alone = model.apply(params, TOKENS[b : b + 1], LENGTHS[b : b + 1])
@@ -60,8 +60,9 @@ def test_readouts_ignore_what_the_padded_steps_hold(pooling):
   junk = jax.random.randint(jax.random.key(3), TOKENS.shape, 1, VOCAB)
   padded_with_junk = jnp.where(jnp.arange(6)[None, :] < LENGTHS[:, None], TOKENS, junk)
   assert (padded_with_junk != TOKENS).any()
-  np.testing.assert_allclose(model.apply(params, padded_with_junk, LENGTHS), model.apply(params, TOKENS, LENGTHS),
-                             rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(
+    model.apply(params, padded_with_junk, LENGTHS), model.apply(params, TOKENS, LENGTHS), rtol=1e-5, atol=1e-5
+  )
 
 
 def np_readout(y, lengths, pooling, bidirectional=False, query=None):
@@ -118,8 +119,9 @@ def test_attention_starts_as_mean_pooling():
   params = attention.init(jax.random.key(0), TOKENS, LENGTHS)
   np.testing.assert_array_equal(params['params']['attention_query'], 0.0)
   shared = {'params': {k: v for k, v in params['params'].items() if k != 'attention_query'}}
-  np.testing.assert_allclose(attention.apply(params, TOKENS, LENGTHS), mean.apply(shared, TOKENS, LENGTHS),
-                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    attention.apply(params, TOKENS, LENGTHS), mean.apply(shared, TOKENS, LENGTHS), rtol=1e-5, atol=1e-6
+  )
 
 
 def test_flatten_on_another_length_is_a_one_line_error():
@@ -209,7 +211,7 @@ def test_the_models_refuse_complex_inputs_and_take_lengths_as_a_list():
   model = dr.Classifier(rnn=rnn, num_classes=3, pooling='mean')
   x = jnp.ones((2, 5, 3))
   params = model.init(jax.random.key(0), x, jnp.array([5, 3]))
-  with pytest.raises(ValueError, match=r"^Classifier expects real inputs, got complex64: pass the real and imaginary"):
+  with pytest.raises(ValueError, match=r'^Classifier expects real inputs, got complex64: pass the real and imaginary'):
     model.apply(params, x.astype(jnp.complex64), jnp.array([5, 3]))
   np.testing.assert_array_equal(model.apply(params, x, [5, 3]), model.apply(params, x, jnp.array([5, 3])))
   tagger = dr.PerStepModel(rnn=rnn, out_features=2)

@@ -15,7 +15,7 @@ import pytest
 from deeprnn_jax import build
 from deeprnn_jax import config as config_lib
 
-NUM_STEPS, WARMUP, PEAK, FINAL = 8, 3, 0.1, 0.2   # warmup over steps 0..2, cosine down to 0.2 * PEAK
+NUM_STEPS, WARMUP, PEAK, FINAL = 8, 3, 0.1, 0.2  # warmup over steps 0..2, cosine down to 0.2 * PEAK
 CLIP, DECAY = 0.5, 0.1
 # Large eps and small betas, so a misplaced eps or a missing bias correction moves the result.
 OPTIM = dict(beta1=0.8, beta2=0.9, eps=1e-3, rmsprop_decay=0.7)
@@ -60,14 +60,14 @@ def np_updates(name, grads, params, *, momentum, weight_decay, clip):
       s, matrix = state[k], p.ndim > 1
       gk = g[k] * scale
       if name != 'adamw' and matrix:
-        gk = gk + weight_decay * p                                  # L2 on matrices only
+        gk = gk + weight_decay * p  # L2 on matrices only
       if name in ('adam', 'adamw'):
         s['m'] = b1 * s['m'] + (1 - b1) * gk
         s['v'] = b2 * s['v'] + (1 - b2) * gk**2
         m_hat, v_hat = s['m'] / (1 - b1 ** (t + 1)), s['v'] / (1 - b2 ** (t + 1))
         direction = m_hat / (np.sqrt(v_hat) + eps)
         if name == 'adamw' and matrix:
-          direction = direction + weight_decay * p                  # decoupled, scaled by lr
+          direction = direction + weight_decay * p  # decoupled, scaled by lr
         updates[k] = -lr * direction
       elif name == 'sgd':  # momentum on the gradients, the rate applied after (PyTorch's form)
         if momentum:
@@ -92,20 +92,24 @@ def _problem():
   rng = np.random.default_rng(0)
   shapes = {'kernel': (3, 2), 'embed': (4, 3), 'bias': (2,), 'scale': (4,)}
   params = {k: rng.standard_normal(s).astype(np.float32) for k, s in shapes.items()}
-  grads = [{k: (rng.standard_normal(s) * (1.0 if t % 2 == 0 else 0.03)).astype(np.float32) for k, s in shapes.items()}
-           for t in range(NUM_STEPS)]
-  assert all((math.sqrt(sum(float(np.sum(x * x)) for x in g.values())) > CLIP) == (t % 2 == 0) for t, g in enumerate(grads))
+  grads = [
+    {k: (rng.standard_normal(s) * (1.0 if t % 2 == 0 else 0.03)).astype(np.float32) for k, s in shapes.items()}
+    for t in range(NUM_STEPS)
+  ]
+  assert all(
+    (math.sqrt(sum(float(np.sum(x * x)) for x in g.values())) > CLIP) == (t % 2 == 0) for t, g in enumerate(grads)
+  )
   return params, grads
 
 
 CASES = {
-    'adam': dict(name='adam', weight_decay=0.0),
-    'adam-l2': dict(name='adam', weight_decay=DECAY),
-    'adamw': dict(name='adamw', weight_decay=DECAY),
-    'sgd-momentum-l2': dict(name='sgd', momentum=0.6, weight_decay=DECAY),
-    'sgd-plain-unclipped': dict(name='sgd', momentum=0.0, weight_decay=0.0, clip=0.0),
-    'rmsprop-momentum-l2': dict(name='rmsprop', momentum=0.6, weight_decay=DECAY),
-    'rmsprop': dict(name='rmsprop', momentum=0.0, weight_decay=0.0),
+  'adam': dict(name='adam', weight_decay=0.0),
+  'adam-l2': dict(name='adam', weight_decay=DECAY),
+  'adamw': dict(name='adamw', weight_decay=DECAY),
+  'sgd-momentum-l2': dict(name='sgd', momentum=0.6, weight_decay=DECAY),
+  'sgd-plain-unclipped': dict(name='sgd', momentum=0.0, weight_decay=0.0, clip=0.0),
+  'rmsprop-momentum-l2': dict(name='rmsprop', momentum=0.6, weight_decay=DECAY),
+  'rmsprop': dict(name='rmsprop', momentum=0.0, weight_decay=0.0),
 }
 
 
@@ -113,12 +117,17 @@ CASES = {
 def test_each_update_matches_the_numpy_equations(case):
   kwargs = dict(momentum=0.9, clip=CLIP) | CASES[case]
   name = kwargs.pop('name')
-  config = make_config(name, momentum=kwargs['momentum'], weight_decay=kwargs['weight_decay'],
-                       clip_global_norm=kwargs['clip'])
+  config = make_config(
+    name, momentum=kwargs['momentum'], weight_decay=kwargs['weight_decay'], clip_global_norm=kwargs['clip']
+  )
   tx, _ = build.optimizer_from_config(config)
   params, grads = _problem()
-  want = np_updates(name, [{k: v.astype(np.float64) for k, v in g.items()} for g in grads],
-                    {k: v.astype(np.float64) for k, v in params.items()}, **kwargs)
+  want = np_updates(
+    name,
+    [{k: v.astype(np.float64) for k, v in g.items()} for g in grads],
+    {k: v.astype(np.float64) for k, v in params.items()},
+    **kwargs,
+  )
 
   update = jax.jit(tx.update)
   state, p = tx.init(params), jax.tree.map(jnp.asarray, params)
@@ -135,4 +144,6 @@ def test_each_update_matches_the_numpy_equations(case):
 def test_learning_rate_schedule_matches_the_formula(schedule, warmup):
   _, lr = build.optimizer_from_config(make_config('sgd', schedule=schedule, warmup=warmup))
   got = [float(lr(t)) for t in range(NUM_STEPS)]
-  np.testing.assert_allclose(got, [np_learning_rate(t, schedule, warmup) for t in range(NUM_STEPS)], rtol=1e-5, atol=1e-9)
+  np.testing.assert_allclose(
+    got, [np_learning_rate(t, schedule, warmup) for t in range(NUM_STEPS)], rtol=1e-5, atol=1e-9
+  )

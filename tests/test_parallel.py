@@ -16,7 +16,7 @@ from deeprnn_jax import parallel
 TESTS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TESTS)
 
-SCRIPT = textwrap.dedent('''
+SCRIPT = textwrap.dedent("""
     import json, sys
     import jax
     from deeprnn_jax import train
@@ -27,15 +27,21 @@ SCRIPT = textwrap.dedent('''
     configs = [tiny_config(**{'train.batch_size': int(sys.argv[2]), 'train.seed': s, 'sweep.seed_program': 'loop'})
                for s in seeds]
     train.train_seeds(configs, [f'{sys.argv[1]}/s{s}' for s in seeds])
-    print(json.dumps({'devices': jax.device_count(), 'records': records(f'{sys.argv[1]}/s0', drop=('steps_per_sec', 'time'))}))
-''')
+    rows = records(f'{sys.argv[1]}/s0', drop=('steps_per_sec', 'time'))
+    print(json.dumps({'devices': jax.device_count(), 'records': rows}))
+""")
 
 
 def _train_on(devices: int, workdir, batch_size: int = 8, seeds: int = 1) -> subprocess.CompletedProcess:
   env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, TESTS]), JAX_PLATFORMS='cpu')
   env['XLA_FLAGS'] = (env.get('XLA_FLAGS', '') + f' --xla_force_host_platform_device_count={devices}').strip()
-  return subprocess.run([sys.executable, '-c', SCRIPT, str(workdir), str(batch_size), str(seeds)], env=env,
-                        capture_output=True, text=True, timeout=300)
+  return subprocess.run(
+    [sys.executable, '-c', SCRIPT, str(workdir), str(batch_size), str(seeds)],
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
 
 
 def _losses(records):
@@ -72,7 +78,8 @@ def test_one_device_needs_no_mesh():
 def test_looped_seeds_compute_what_vmapped_seeds_do():
   def fn(w, shared, scale):
     return {'y': jnp.tanh(shared @ w) * scale, 'norm': jnp.sum(w * w)}
-  w = jax.random.normal(jax.random.key(0), (3, 4, 2))       # 3 seeds
+
+  w = jax.random.normal(jax.random.key(0), (3, 4, 2))  # 3 seeds
   shared = jax.random.normal(jax.random.key(1), (5, 4))
   scale = jnp.arange(3.0)
   vmapped = jax.jit(parallel.over_seeds(fn, (0, None, 0), 'vmap'))(w, shared, scale)

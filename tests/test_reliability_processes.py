@@ -25,13 +25,14 @@ import faults
 from runner_helpers import config_file_text, records, write_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SECRET = 'f00dfeed' * 5   # looks like a wandb API key (40 characters); must never be written anywhere
+SECRET = 'f00dfeed' * 5  # looks like a wandb API key (40 characters); must never be written anywhere
 LR_A, LR_B = 'rnn-d1-w4-lr0.001', 'rnn-d1-w4-lr0.002'
 RUNS = [f'{v}-s{s}' for v in (LR_A, LR_B) for s in (0, 1)]
 
 # The runner, with an audit hook that records (and refuses) any unpickling of objects: nothing a run
 # reads back (checkpoints, run folders) may be a pickle.
-AUDITED_RUN = '''
+AUDITED_RUN = (
+  """
 import os, sys
 def audit(event, args):
   if event == 'pickle.find_class':
@@ -39,7 +40,9 @@ def audit(event, args):
       f.write(f'{args}\\n')
     raise RuntimeError(f'unpickling {args}')
 sys.addaudithook(audit)
-''' + faults.RUNNER
+"""
+  + faults.RUNNER
+)
 
 
 def _sweep_config(tmp_path) -> str:
@@ -50,13 +53,20 @@ def _sweep_config(tmp_path) -> str:
 
 
 def _start(cfg, workdir, tmp_path, fault='', *extra, env=None):
-  env = dict(os.environ, WANDB_MODE='disabled', AUDIT_LOG=str(tmp_path / 'unpickled.log'),
-             WANDB_API_KEY=SECRET, **(env or {}))
+  env = dict(
+    os.environ, WANDB_MODE='disabled', AUDIT_LOG=str(tmp_path / 'unpickled.log'), WANDB_API_KEY=SECRET, **(env or {})
+  )
   env.pop(faults.ENV, None)
   if fault:
     env[faults.ENV] = fault
-  return subprocess.Popen([sys.executable, '-c', AUDITED_RUN, '--config', cfg, '--workdir', workdir, *extra],
-                          cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  return subprocess.Popen(
+    [sys.executable, '-c', AUDITED_RUN, '--config', cfg, '--workdir', workdir, *extra],
+    cwd=REPO,
+    env=env,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
 
 
 def _run(cfg, workdir, tmp_path, fault='', *extra, env=None, report=False):
@@ -114,7 +124,7 @@ def test_runners_stopped_and_killed_at_every_moment_never_overlap_and_lose_nothi
     assert [_state(workdir, r) for r in RUNS] == ['running', 'running', 'finished', 'finished']
     done = {p: os.stat(p).st_mtime_ns for p in glob.glob(os.path.join(workdir, LR_B + '*', '**'), recursive=True)}
   finally:
-    x.kill()                 # 1. kill -9 inside a train step (step 7)
+    x.kill()  # 1. kill -9 inside a train step (step 7)
     x.communicate()
   # records up to step 6, past the last checkpoint (step 4, which orbax may not have committed yet)
   assert max(r['step'] for r in records(os.path.join(workdir, a0))) == 6
@@ -130,8 +140,10 @@ def test_runners_stopped_and_killed_at_every_moment_never_overlap_and_lose_nothi
   code, _, err = _run(cfg, workdir, tmp_path, 'step:10=SIGTERM')
   assert code == 130, err[-2000:]
   assert 'SIGTERM: saving a checkpoint and stopping' in err
-  assert f'interrupted at step 10; run the same command again to resume: python -m experiments.run --config {cfg} ' \
-         f'--workdir {workdir} --no-report' in err
+  assert (
+    f'interrupted at step 10; run the same command again to resume: python -m experiments.run --config {cfg} '
+    f'--workdir {workdir} --no-report' in err
+  )
   for run in (a0, a1):
     status = runlog.read_status(os.path.join(workdir, run))
     # resumed from the checkpoint of step 4, or from scratch if orbax had not committed it when X died
@@ -140,9 +152,18 @@ def test_runners_stopped_and_killed_at_every_moment_never_overlap_and_lose_nothi
 
   # 4. kill -9 between runs: the first point finishes (steps 11 and 12, wandb offline this time, with
   #    the API key in the environment), and the runner dies before the next point.
-  code, out, err = _run(cfg, workdir, tmp_path, 'point:2=SIGKILL', '--config.logging.wandb_mode=offline',
-                        env={'WANDB_DIR': str(tmp_path / 'wandb'), 'WANDB_CACHE_DIR': str(tmp_path / 'wandb_cache'),
-                             'WANDB_CONFIG_DIR': str(tmp_path / 'wandb_config')})
+  code, out, err = _run(
+    cfg,
+    workdir,
+    tmp_path,
+    'point:2=SIGKILL',
+    '--config.logging.wandb_mode=offline',
+    env={
+      'WANDB_DIR': str(tmp_path / 'wandb'),
+      'WANDB_CACHE_DIR': str(tmp_path / 'wandb_cache'),
+      'WANDB_CONFIG_DIR': str(tmp_path / 'wandb_config'),
+    },
+  )
   assert code == -signal.SIGKILL and _trained(out) == {LR_A}, err[-2000:]
   status = runlog.read_status(os.path.join(workdir, a0))
   assert (status['state'], status['resumed_from'], status['wandb_mode']) == ('finished', 10, 'offline')
@@ -174,16 +195,16 @@ def test_runners_stopped_and_killed_at_every_moment_never_overlap_and_lose_nothi
 # ----------------------------------------------------------------------------------------------
 # Locks, between plain processes (no JAX: fast).
 
-LOCK_HOLDER = '''
+LOCK_HOLDER = """
 import subprocess, sys, time
 from experiments.locks import RunLock
 assert RunLock(sys.argv[1] + '/.lock').acquire()
 helper = subprocess.Popen(['sleep', '600'], stdout=subprocess.DEVNULL)   # outlives us, as wandb's service may
 print(helper.pid, flush=True)
 time.sleep(600)
-'''
+"""
 
-CONTENDER = '''
+CONTENDER = """
 import os, sys, time
 from experiments.locks import RunLock
 run_dir, go = sys.argv[1], sys.argv[2]
@@ -194,20 +215,21 @@ lock = RunLock(run_dir + '/.lock')
 print('won' if lock.acquire() else 'lost', flush=True)
 while not os.path.exists(go + '.end'):
   time.sleep(0.01)
-'''
+"""
 
 
 def test_a_runner_killed_with_kill_9_holds_no_lock(tmp_path):
   from experiments.locks import RunLock  # noqa: PLC0415
+
   run_dir = str(tmp_path / 'run')
   holder = subprocess.Popen([sys.executable, '-c', LOCK_HOLDER, run_dir], cwd=REPO, stdout=subprocess.PIPE, text=True)
   helper = int(holder.stdout.readline())
   try:
-    assert not RunLock(run_dir + '/.lock').acquire()    # a live runner holds it
+    assert not RunLock(run_dir + '/.lock').acquire()  # a live runner holds it
     holder.kill()
     holder.wait()
     lock = RunLock(run_dir + '/.lock')
-    assert lock.acquire()                    # at once, though the dead runner's child still runs
+    assert lock.acquire()  # at once, though the dead runner's child still runs
     with open(lock.path) as f:
       assert json.load(f)['pid'] == os.getpid()
     lock.release()
@@ -225,10 +247,12 @@ def test_runners_taking_over_a_dead_runners_lock_at_once_get_it_once(tmp_path, r
   del round_
   run_dir = tmp_path / 'run'
   run_dir.mkdir()
-  (run_dir / '.lock').write_text(json.dumps({'host': 'here', 'pid': 2 ** 22 + 1}))
+  (run_dir / '.lock').write_text(json.dumps({'host': 'here', 'pid': 2**22 + 1}))
   go = str(tmp_path / 'go')
-  procs = [subprocess.Popen([sys.executable, '-c', CONTENDER, str(run_dir), go], cwd=REPO, stdout=subprocess.PIPE,
-                            text=True) for _ in range(6)]
+  procs = [
+    subprocess.Popen([sys.executable, '-c', CONTENDER, str(run_dir), go], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    for _ in range(6)
+  ]
   try:
     assert [p.stdout.readline().strip() for p in procs] == ['ready'] * 6
     open(go, 'w').close()
@@ -248,6 +272,7 @@ def test_a_filesystem_without_locks_is_a_warning_not_a_failure(tmp_path, monkeyp
 
   def no_locks(fd, op):
     raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
   monkeypatch.setattr(fcntl, 'flock', no_locks)
   lock = RunLock(str(tmp_path / 'run' / '.lock'))
   assert lock.acquire()
@@ -259,8 +284,10 @@ def test_a_runner_killed_after_its_last_checkpoint_but_before_its_status_finishe
   """kill -9 at ``finish:12``: the run's last checkpoint is committed and says so, its final status is
   not written. The next runner restores that checkpoint and marks the run finished without training
   a step more (and without writing a record twice)."""
-  cfg = write_config(tmp_path, config_file_text(axes={'optim.learning_rate': [0.001]}, seeds=(0,),
-                                                **{'model.width': 4, 'train.num_steps': 12}))
+  cfg = write_config(
+    tmp_path,
+    config_file_text(axes={'optim.learning_rate': [0.001]}, seeds=(0,), **{'model.width': 4, 'train.num_steps': 12}),
+  )
   workdir, run = str(tmp_path / 'w'), f'{LR_A}-s0'
   code, _, err = _run(cfg, workdir, tmp_path, 'finish:12=SIGKILL')
   assert code == -signal.SIGKILL, err[-2000:]

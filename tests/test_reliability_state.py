@@ -29,7 +29,7 @@ from experiments import sweep
 import faults
 from runner_helpers import config_file_text, records, tiny_config, write_config
 
-CONFIG = tiny_config(**{'model.width': 4})   # 12 steps; logs every 2, evaluates and checkpoints every 4
+CONFIG = tiny_config(**{'model.width': 4})  # 12 steps; logs every 2, evaluates and checkpoints every 4
 
 
 class _StopAfter:
@@ -98,19 +98,21 @@ def _file_for_folder(run):
 
 
 CHECKPOINT_DAMAGE = [
-    # (damage to the newest checkpoint, step the run resumes from, warning)
-    (_flip_bytes, 8, 'is unreadable'),
-    (_truncate, 8, 'is unreadable'),
-    (_garble_meta, 8, 'is unreadable (JSONDecodeError'),
-    (_garble_all, None, 'restarting them from step 0'),
-    (_file_for_folder, None, 'checkpoints/latest is not a folder; moved it to'),
+  # (damage to the newest checkpoint, step the run resumes from, warning)
+  (_flip_bytes, 8, 'is unreadable'),
+  (_truncate, 8, 'is unreadable'),
+  (_garble_meta, 8, 'is unreadable (JSONDecodeError'),
+  (_garble_all, None, 'restarting them from step 0'),
+  (_file_for_folder, None, 'checkpoints/latest is not a folder; moved it to'),
 ]
 
 
-@pytest.mark.parametrize('damage,resumed_from,warning', CHECKPOINT_DAMAGE,
-                         ids=[d[0].__name__ for d in CHECKPOINT_DAMAGE])
-def test_a_damaged_checkpoint_falls_back_and_the_run_ends_as_if_never_stopped(runs, tmp_path, caplog, damage,
-                                                                              resumed_from, warning):
+@pytest.mark.parametrize(
+  'damage,resumed_from,warning', CHECKPOINT_DAMAGE, ids=[d[0].__name__ for d in CHECKPOINT_DAMAGE]
+)
+def test_a_damaged_checkpoint_falls_back_and_the_run_ends_as_if_never_stopped(
+  runs, tmp_path, caplog, damage, resumed_from, warning
+):
   straight, stopped = runs
   run = _copy(stopped, tmp_path)
   damage(run)
@@ -125,12 +127,13 @@ def test_a_damaged_checkpoint_falls_back_and_the_run_ends_as_if_never_stopped(ru
 def test_flipped_bytes_that_orbax_restores_without_complaint_are_caught_by_the_digest(tmp_path, caplog):
   """Random float32 data barely compresses, so flipped bytes in it decode fine, as wrong numbers."""
   from deeprnn_jax import checkpoint as checkpoint_lib  # noqa: PLC0415
+
   state = {'w': np.random.default_rng(0).normal(size=(64, 64)).astype(np.float32), 'step': np.int32(4)}
   ck = checkpoint_lib.Checkpointer(str(tmp_path), keep=2)
   ck.save(4, state, {'step': 4})
   ck.save(8, {**state, 'step': np.int32(8)}, {'step': 8})
   ck.wait()
-  _flip(max(_files(str(tmp_path / 'latest' / '8' / 'state')), key=os.path.getsize))   # the array's own data
+  _flip(max(_files(str(tmp_path / 'latest' / '8' / 'state')), key=os.path.getsize))  # the array's own data
   step, restored, meta = ck.restore_latest(state)
   ck.close()
   assert (step, meta, int(restored['step'])) == (4, {'step': 4}, 4)
@@ -161,15 +164,16 @@ def _lose_the_tail(run, straight):
 
 
 METRICS_DAMAGE = [
-    (_future_records_and_a_partial_line, 10, 'skipping garbled line'),
-    (_lose_the_tail, 8, 'metrics.jsonl lacks records after step 9'),
-    (_garble_a_middle_line, None, 'metrics.jsonl lacks records after step 5'),   # no checkpoint before 6
+  (_future_records_and_a_partial_line, 10, 'skipping garbled line'),
+  (_lose_the_tail, 8, 'metrics.jsonl lacks records after step 9'),
+  (_garble_a_middle_line, None, 'metrics.jsonl lacks records after step 5'),  # no checkpoint before 6
 ]
 
 
 @pytest.mark.parametrize('damage,resumed_from,warning', METRICS_DAMAGE, ids=[d[0].__name__ for d in METRICS_DAMAGE])
-def test_a_damaged_metrics_file_resumes_where_the_records_are_whole(runs, tmp_path, caplog, damage, resumed_from,
-                                                                    warning):
+def test_a_damaged_metrics_file_resumes_where_the_records_are_whole(
+  runs, tmp_path, caplog, damage, resumed_from, warning
+):
   """The resumed curve is exactly the uninterrupted one: no stale or duplicate records, no holes."""
   straight, stopped = runs
   run = _copy(stopped, tmp_path)
@@ -182,7 +186,8 @@ def test_a_damaged_metrics_file_resumes_where_the_records_are_whole(runs, tmp_pa
 
 @pytest.mark.parametrize('status_text', ['running', '{"state": "finis'], ids=['killed', 'garbled'])
 def test_a_run_killed_after_its_last_checkpoint_or_with_a_damaged_status_is_finished_not_retrained(
-    runs, tmp_path, caplog, status_text):
+  runs, tmp_path, caplog, status_text
+):
   """The final checkpoint is committed but status.json does not say finished: a kill right before the
   status write ('running'), or a damaged file. The run is finished from that checkpoint, nothing is
   trained, and nothing fails on the next try either (the crash loop this once was)."""
@@ -197,7 +202,7 @@ def test_a_run_killed_after_its_last_checkpoint_or_with_a_damaged_status_is_fini
     assert runlog.read_status(run) is None and 'ignoring unreadable' in caplog.text
   status = train_lib.train(CONFIG, run)
   assert (status['state'], status['step'], status['resumed_from']) == ('finished', 12, 12)
-  assert status['train_seconds'] == before['train_seconds']   # not one step trained
+  assert status['train_seconds'] == before['train_seconds']  # not one step trained
   assert records(run) == records(straight)
   assert train_lib.train(CONFIG, run)['state'] == 'finished'  # and done for good
 
@@ -208,11 +213,14 @@ def test_a_second_ctrl_c_stops_at_once_and_the_run_resumes(runs, tmp_path):
   straight, _ = runs
   run = str(tmp_path / 'run')
 
-  def ctrl_c_twice(calls=[]):   # pylint: disable=dangerous-default-value
+  calls = []
+
+  def ctrl_c_twice():
     calls.append(1)
     if len(calls) == 7:
       raise KeyboardInterrupt
     return False
+
   with pytest.raises(KeyboardInterrupt):
     train_lib.train(CONFIG, run, should_stop=ctrl_c_twice)
   status = runlog.read_status(run)
@@ -226,13 +234,17 @@ def test_ctrl_c_checkpoints_marks_the_run_interrupted_and_says_how_to_resume(run
   """A real SIGINT (this process sends it to itself at step 7, through the fault point) while the
   command line's handler is installed. (SIGTERM, the same handler: test_reliability_processes.py.)"""
   straight, _ = runs
-  cfg = write_config(tmp_path, config_file_text(axes={'optim.learning_rate': [0.001]}, seeds=(0,),
-                                                **{'model.width': 4, 'train.num_steps': 12}))
+  cfg = write_config(
+    tmp_path,
+    config_file_text(axes={'optim.learning_rate': [0.001]}, seeds=(0,), **{'model.width': 4, 'train.num_steps': 12}),
+  )
   argv = ['--config', cfg, '--workdir', str(tmp_path / 'w'), '--no-report']
   assert run_cli.main(argv, on_event=faults.signal_at('step:7=SIGINT')) == 130
   err = capfd.readouterr().err
   assert 'SIGINT: saving a checkpoint and stopping (Ctrl-C again to stop at once)' in err
-  assert f'interrupted at step 7; run the same command again to resume: python -m experiments.run {" ".join(argv)}' in err
+  assert (
+    f'interrupted at step 7; run the same command again to resume: python -m experiments.run {" ".join(argv)}' in err
+  )
   run = str(tmp_path / 'w' / 'rnn-d1-w4-lr0.001-s0')
   assert (runlog.read_status(run)['state'], runlog.read_status(run)['step']) == ('interrupted', 7)
   assert '7' in os.listdir(os.path.join(run, 'checkpoints', 'latest'))
@@ -243,19 +255,21 @@ def test_ctrl_c_checkpoints_marks_the_run_interrupted_and_says_how_to_resume(run
 def test_the_command_line_says_how_to_resume_after_a_second_ctrl_c(tmp_path, capsys, monkeypatch):
   def ctrl_c(*args, **kwargs):
     raise KeyboardInterrupt
+
   monkeypatch.setattr(sweep, 'run_sweep', ctrl_c)
   cfg, workdir = write_config(tmp_path), str(tmp_path / 'w')
   assert run_cli.main(['--config', cfg, '--workdir', workdir, '--no-report']) == 130
   assert capsys.readouterr().err.strip() == (
-      'stopped at once, without a new checkpoint; run the same command again to resume from the last one: '
-      f'python -m experiments.run --config {cfg} --workdir {workdir} --no-report')
+    'stopped at once, without a new checkpoint; run the same command again to resume from the last one: '
+    f'python -m experiments.run --config {cfg} --workdir {workdir} --no-report'
+  )
 
 
 # ----------------------------------------------------------------------------------------------
 # Divergence.
 
 
-POISONS = {1: 'loss', 2: 'grads', 3: 'params'}   # seed -> what goes non-finite for it from step 5 on
+POISONS = {1: 'loss', 2: 'grads', 3: 'params'}  # seed -> what goes non-finite for it from step 5 on
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -286,6 +300,7 @@ def _poisoned_task(at_step=5):
     batch = base.train_batch(key, step, batch_size, **kwargs)
     code = sum(jnp.where(jnp.all(key == k), seed, 0) for seed, k in data_keys.items())
     return {**batch, 'poison': jnp.where(step >= at_step, code, 0)}
+
   fields = {f.name: getattr(base, f.name) for f in dataclasses.fields(base)}
   return _Poisoned(**{**fields, 'train_batch': train_batch})
 
@@ -293,28 +308,45 @@ def _poisoned_task(at_step=5):
 def test_nan_or_inf_in_loss_gradients_or_parameters_stops_that_seed_only(tmp_path):
   """Four seeds in one vmapped program: seed 0 healthy, seeds 1-3 poisoned at step 5 in the loss,
   the gradients and the parameters. Each poisoned seed stops, diverged at step 5; seed 0 goes on."""
-  configs = [tiny_config(**{'model.width': 4, 'train.seed': s, 'optim.name': 'sgd', 'optim.learning_rate': 1e25,
-                            'optim.momentum': 0.0, 'optim.clip_global_norm': 0.0}) for s in range(4)]
+  configs = [
+    tiny_config(
+      **{
+        'model.width': 4,
+        'train.seed': s,
+        'optim.name': 'sgd',
+        'optim.learning_rate': 1e25,
+        'optim.momentum': 0.0,
+        'optim.clip_global_norm': 0.0,
+      }
+    )
+    for s in range(4)
+  ]
   dirs = [str(tmp_path / f's{s}') for s in range(4)]
   statuses = train_lib.train_seeds(configs, dirs, task=_poisoned_task())
   assert (statuses[0]['state'], statuses[0]['step']) == ('finished', 12)
   for s in POISONS:
     assert (statuses[s]['state'], statuses[s]['diverged_step'], statuses[s]['step']) == ('diverged', 5, 5), s
     assert max(r['step'] for r in records(dirs[s])) <= 5
-  for d in dirs:   # nothing non-finite was logged by any seed
+  for d in dirs:  # nothing non-finite was logged by any seed
     for r in records(d):
       assert all(np.isfinite(v) for v in r.values() if isinstance(v, float)), (d, r)
 
 
 def test_a_sweep_goes_on_after_a_diverged_variant_and_the_report_counts_it(tmp_path):
-  config = tiny_config(**{
-      'model.width': 4, 'train.num_steps': 4, 'optim.name': 'sgd', 'optim.clip_global_norm': 0.0,
-      'sweep.axes': config_lib.sweep_axes({'optim.learning_rate': [1e12, 0.01]})})
+  config = tiny_config(
+    **{
+      'model.width': 4,
+      'train.num_steps': 4,
+      'optim.name': 'sgd',
+      'optim.clip_global_norm': 0.0,
+      'sweep.axes': config_lib.sweep_axes({'optim.learning_rate': [1e12, 0.01]}),
+    }
+  )
   workdir = str(tmp_path / 'w')
   lines = []
   result = sweep.run_sweep(config, workdir, echo=lines.append)
   bad, good = 'rnn-d1-w4-lr1000000000000.0-s0', 'rnn-d1-w4-lr0.01-s0'
-  assert result.states == {bad: 'diverged', good: 'finished'}   # the first diverged, the second still ran
+  assert result.states == {bad: 'diverged', good: 'finished'}  # the first diverged, the second still ran
   assert any(line.strip().startswith(f'{bad}: diverged at step') for line in lines)
   text = open(report.write_report(workdir)).read()
   assert 'Diverged: rnn-d1-w4-lr1000000000000.0: 1/1 seeds.' in text
@@ -341,8 +373,10 @@ def test_the_report_reads_around_damaged_records(tmp_path, caplog):
   c = config_lib.to_dict(CONFIG)
   (run / runlog.CONFIG_FILE).write_text(json.dumps(c))
   (run / runlog.STATUS_FILE).write_text(json.dumps({'state': 'finished', 'step': 12}))
-  (run / runlog.METRICS_FILE).write_text('{"step": 4, "split": "val", "loss": 0.5}\n\x00\x00garbage\n'
-                                          '{"step": 12, "split": "val", "loss": 0.25}\n{"step": 12, "spl')
+  (run / runlog.METRICS_FILE).write_text(
+    '{"step": 4, "split": "val", "loss": 0.5}\n\x00\x00garbage\n'
+    '{"step": 12, "split": "val", "loss": 0.25}\n{"step": 12, "spl'
+  )
   report.write_report(str(tmp_path / 'w'))
   assert 'skipping garbled line 2' in caplog.text and 'skipping garbled line 4' in caplog.text
   rows = list(csv.DictReader(open(tmp_path / 'w' / 'summary.csv')))

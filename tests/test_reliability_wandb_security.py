@@ -22,7 +22,7 @@ from experiments import sweep
 
 from runner_helpers import config_file_text, records, tiny_config, write_config
 
-SECRET = 'c0ffee42' * 5   # looks like a wandb API key (40 characters)
+SECRET = 'c0ffee42' * 5  # looks like a wandb API key (40 characters)
 
 
 def _online(**overrides):
@@ -33,6 +33,7 @@ def _online(**overrides):
 def wandb_env(tmp_path, monkeypatch):
   """wandb's own folders in tmp_path; its service stopped afterwards."""
   import wandb  # noqa: PLC0415
+
   for var, name in (('WANDB_DIR', 'wandb'), ('WANDB_CACHE_DIR', 'wandb_cache'), ('WANDB_CONFIG_DIR', 'wandb_config')):
     monkeypatch.setenv(var, str(tmp_path / name))
   monkeypatch.delenv('WANDB_MODE', raising=False)
@@ -65,11 +66,12 @@ def test_a_hanging_wandb_init_times_out_once_and_the_seeds_train_locally(tmp_pat
 
   def hang(*args, **kwargs):
     calls.append(1)
-    release.wait()           # a wandb server that never answers
+    release.wait()  # a wandb server that never answers
+
   monkeypatch.setattr(wandb_env, 'init', hang)
   statuses, dirs = _train_two_seeds(tmp_path, release)
   assert [s['state'] for s in statuses] == ['finished', 'finished']
-  assert len(calls) == 1     # the second seed does not wait out the same timeout again
+  assert len(calls) == 1  # the second seed does not wait out the same timeout again
   assert 'wandb init failed (TimeoutError: wandb.init did not return within 0.5 s)' in caplog.text
   for s, d in zip(statuses, dirs):
     assert s['wandb_mode'] == 'disabled' and s['wandb_error'].startswith('init: TimeoutError')
@@ -103,24 +105,30 @@ def test_a_wandb_error_or_hang_while_running_never_stops_training(tmp_path, wand
   def init(*args, **kwargs):
     fakes.append(_FakeRun(('log', 'finish')[len(fakes)], release))
     return fakes[-1]
+
   monkeypatch.setattr(wandb_env, 'init', init)
   statuses, dirs = _train_two_seeds(tmp_path, release)
   assert [s['state'] for s in statuses] == ['finished', 'finished']
   assert caplog.text.count('wandb log failed (ConnectionError: Connection reset by peer)') == 1
   assert caplog.text.count('wandb finish failed (TimeoutError: wandb finish did not return within 0.5 s)') == 1
-  assert [f.logged for f in fakes] == [2, 4]   # after its failure the first is left alone
+  assert [f.logged for f in fakes] == [2, 4]  # after its failure the first is left alone
   for d in dirs:
     assert {r['step'] for r in records(d)} == {2, 4}
 
 
-@pytest.mark.parametrize('key,timeout,errors', [
-    ('abc', 60.0, ('AuthenticationError',)),   # refused before any connection
-    (SECRET, 1.0, ('CommError: Timed out', 'TimeoutError: wandb.init did not return'))],   # wandb's or ours
-                         ids=['bad key', 'unreachable server'])
-def test_real_wandb_with_a_bad_key_or_no_server_warns_and_the_run_goes_on(tmp_path, wandb_env, monkeypatch, capfd,
-                                                                          caplog, key, timeout, errors):
+@pytest.mark.parametrize(
+  'key,timeout,errors',
+  [
+    ('abc', 60.0, ('AuthenticationError',)),  # refused before any connection
+    (SECRET, 1.0, ('CommError: Timed out', 'TimeoutError: wandb.init did not return')),
+  ],  # wandb's or ours
+  ids=['bad key', 'unreachable server'],
+)
+def test_real_wandb_with_a_bad_key_or_no_server_warns_and_the_run_goes_on(
+  tmp_path, wandb_env, monkeypatch, capfd, caplog, key, timeout, errors
+):
   monkeypatch.setenv('WANDB_API_KEY', key)
-  monkeypatch.setenv('WANDB_BASE_URL', 'http://127.0.0.1:9')   # nothing listens there: connection refused
+  monkeypatch.setenv('WANDB_BASE_URL', 'http://127.0.0.1:9')  # nothing listens there: connection refused
   run_dir = str(tmp_path / 'run')
   status = train_lib.train(_online(**{'logging.wandb_timeout_seconds': timeout}), run_dir)
   assert status['state'] == 'finished' and status['wandb_mode'] == 'disabled'
@@ -135,6 +143,7 @@ def test_an_error_that_quotes_the_api_key_is_written_without_it(tmp_path, wandb_
 
   def init(*args, **kwargs):
     raise PermissionError(f'key {SECRET} was revoked')
+
   monkeypatch.setattr(wandb_env, 'init', init)
   status = train_lib.train(_online(), str(tmp_path / 'run'))
   assert status['wandb_error'] == 'init: PermissionError: key <WANDB_API_KEY> was revoked'
@@ -151,14 +160,27 @@ def test_overrides_are_literals_never_code(tmp_path, capsys):
   marker = str(tmp_path / 'ran')
   cfg = write_config(tmp_path)
   code = MARKER_CODE.format(path=marker)
-  assert run_cli.main(['--config', cfg, '--workdir', str(tmp_path / 'w'), '--dry-run',
-                       f'--config.logging.project={code}']) == 0
-  assert sweep.load_config(cfg, [f'logging.project={code}']).logging.project == code   # kept as text
+  assert (
+    run_cli.main(['--config', cfg, '--workdir', str(tmp_path / 'w'), '--dry-run', f'--config.logging.project={code}'])
+    == 0
+  )
+  assert sweep.load_config(cfg, [f'logging.project={code}']).logging.project == code  # kept as text
   for override in (f'model.width={code}', 'model.width=(lambda: 4)()', 'model.depth=2+2'):
     assert run_cli.main(['--config', cfg, '--workdir', str(tmp_path / 'w'), f'--config.{override}']) == 2
     assert 'must be an int, got str' in capsys.readouterr().err
-  assert run_cli.main(['--config', cfg, '--workdir', str(tmp_path / 'w'), '--dry-run',
-                       f'--config.sweep.axes.model.cell=["rnn", {code!r}]']) == 2
+  assert (
+    run_cli.main(
+      [
+        '--config',
+        cfg,
+        '--workdir',
+        str(tmp_path / 'w'),
+        '--dry-run',
+        f'--config.sweep.axes.model.cell=["rnn", {code!r}]',
+      ]
+    )
+    == 2
+  )
   assert not os.path.exists(marker)
 
 
@@ -183,6 +205,7 @@ def test_only_the_named_config_file_is_code_and_nothing_is_unpickled(tmp_path, m
 
   def no_unpickling(*args, **kwargs):
     raise AssertionError('something was unpickled')
+
   for name in ('load', 'loads', 'Unpickler'):
     monkeypatch.setattr(pickle, name, no_unpickling)
   monkeypatch.chdir(workdir)

@@ -26,16 +26,25 @@ MAX_LEN = 5
 def _model(kind: str, **changes) -> dr.Seq2Seq:
   if kind == 'bahdanau':  # bidirectional 2-layer LSTM -> 3-layer LSTM of another width: every bridge is learned
     encoder = dr.DeepRNN(cell='lstm', features=8, num_layers=2, bidirectional=True)
-    decoder = RecurrentDecoder(vocab_size=6, embed_features=EMBED, cell='lstm', features=6, num_layers=3,
-                               attention='bahdanau', input_feeding=True)
+    decoder = RecurrentDecoder(
+      vocab_size=6,
+      embed_features=EMBED,
+      cell='lstm',
+      features=6,
+      num_layers=3,
+      attention='bahdanau',
+      input_feeding=True,
+    )
   elif kind == 'dot':  # 1-layer GRU -> 1-layer GRU of the same width: the bridge is the identity
     encoder = dr.DeepRNN(cell='gru', features=8)
-    decoder = RecurrentDecoder(vocab_size=5, embed_features=EMBED, cell='gru', features=8, attention='dot',
-                               input_feeding=False)
+    decoder = RecurrentDecoder(
+      vocab_size=5, embed_features=EMBED, cell='gru', features=8, attention='dot', input_feeding=False
+    )
   else:
     raise ValueError(kind)
-  fields = dict(encoder=encoder, decoder=decoder, source_vocab_size=SOURCE_VOCAB, embed_features=EMBED,
-                max_decode_len=MAX_LEN)
+  fields = dict(
+    encoder=encoder, decoder=decoder, source_vocab_size=SOURCE_VOCAB, embed_features=EMBED, max_decode_len=MAX_LEN
+  )
   fields.update(changes)
   return dr.Seq2Seq(**fields)
 
@@ -80,10 +89,10 @@ def test_logits_of_padded_batch_equal_each_pair_alone(compiled, kind):
   c = compiled(kind)
   logits, _ = c.teacher(c.params, *_batch())
   assert logits.shape == (2, 4, c.model.decoder.vocab_size)
-  np.testing.assert_array_equal(logits[1, TARGET_LEN[1]:], 0.0)
+  np.testing.assert_array_equal(logits[1, TARGET_LEN[1] :], 0.0)
   for b in range(2):
     alone, _ = c.teacher(c.params, *_batch(slice(b, b + 1), SOURCE_LEN[b], TARGET_LEN[b]))
-    np.testing.assert_allclose(logits[b, :TARGET_LEN[b]], alone[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(logits[b, : TARGET_LEN[b]], alone[0], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize('kind', ['bahdanau', 'dot'])
@@ -92,11 +101,11 @@ def test_attention_weights_are_zero_on_padded_source_steps(compiled, kind):
   _, weights = c.teacher(c.params, *_batch())
   weights = np.asarray(weights)
   assert weights.shape == (2, 4, 5)
-  np.testing.assert_array_equal(weights[1, :, SOURCE_LEN[1]:], 0.0)  # padded source steps
-  np.testing.assert_array_equal(weights[1, TARGET_LEN[1]:], 0.0)     # padded target steps
+  np.testing.assert_array_equal(weights[1, :, SOURCE_LEN[1] :], 0.0)  # padded source steps
+  np.testing.assert_array_equal(weights[1, TARGET_LEN[1] :], 0.0)  # padded target steps
   for b in range(2):
-    np.testing.assert_allclose(weights[b, :TARGET_LEN[b]].sum(-1), 1.0, rtol=1e-5)
-    assert np.all(weights[b, :TARGET_LEN[b], :SOURCE_LEN[b]] > 0)
+    np.testing.assert_allclose(weights[b, : TARGET_LEN[b]].sum(-1), 1.0, rtol=1e-5)
+    assert np.all(weights[b, : TARGET_LEN[b], : SOURCE_LEN[b]] > 0)
 
 
 def test_reversed_source_equals_reversing_by_hand(compiled):
@@ -120,10 +129,20 @@ def test_dropout_on_each_side_alone_draws_its_own_masks(side):
   rate or ran deterministically would give the evaluation numbers)."""
   rates = {'source_embedding': 0.0, 'encoder': 0.0, 'decoder': 0.0, side: 0.5}
   model = dr.Seq2Seq(
-      encoder=dr.DeepRNN(cell='gru', features=8, num_layers=2, dropout_rate=rates['encoder']),
-      decoder=RecurrentDecoder(vocab_size=5, embed_features=EMBED, cell='gru', features=8, num_layers=2,
-                               attention='general', dropout_rate=rates['decoder']),
-      source_vocab_size=SOURCE_VOCAB, embed_features=EMBED, dropout_rate=rates['source_embedding'])
+    encoder=dr.DeepRNN(cell='gru', features=8, num_layers=2, dropout_rate=rates['encoder']),
+    decoder=RecurrentDecoder(
+      vocab_size=5,
+      embed_features=EMBED,
+      cell='gru',
+      features=8,
+      num_layers=2,
+      attention='general',
+      dropout_rate=rates['decoder'],
+    ),
+    source_vocab_size=SOURCE_VOCAB,
+    embed_features=EMBED,
+    dropout_rate=rates['source_embedding'],
+  )
   params = model.init(jax.random.key(0), *_batch())
   train = jax.jit(lambda key: model.apply(params, *_batch(), deterministic=False, rngs={'dropout': key}))
   a, b, c = train(jax.random.key(1)), train(jax.random.key(1)), train(jax.random.key(2))
@@ -131,21 +150,25 @@ def test_dropout_on_each_side_alone_draws_its_own_masks(side):
   np.testing.assert_array_equal(a, b)
   valid = np.arange(4)[None, :] < TARGET_LEN[:, None]
   for other in (c, evaluation):
-    assert np.all(np.abs(np.asarray(a - other)).max(-1)[valid] > 1e-4), side   # every valid step of every pair
+    assert np.all(np.abs(np.asarray(a - other)).max(-1)[valid] > 1e-4), side  # every valid step of every pair
 
 
 def test_training_mode_applies_dropout_on_both_sides():
   model = dr.Seq2Seq(
-      encoder=dr.DeepRNN(cell='gru', features=8, num_layers=2, dropout_rate=0.3),
-      decoder=RecurrentDecoder(vocab_size=5, embed_features=EMBED, cell='gru', features=8, num_layers=2,
-                               attention='general', dropout_rate=0.3),
-      source_vocab_size=SOURCE_VOCAB, embed_features=EMBED, dropout_rate=0.3)
+    encoder=dr.DeepRNN(cell='gru', features=8, num_layers=2, dropout_rate=0.3),
+    decoder=RecurrentDecoder(
+      vocab_size=5, embed_features=EMBED, cell='gru', features=8, num_layers=2, attention='general', dropout_rate=0.3
+    ),
+    source_vocab_size=SOURCE_VOCAB,
+    embed_features=EMBED,
+    dropout_rate=0.3,
+  )
   params = model.init(jax.random.key(0), *_batch())
   train = jax.jit(lambda key: model.apply(params, *_batch(), deterministic=False, rngs={'dropout': key}))
   a, b, c = train(jax.random.key(1)), train(jax.random.key(1)), train(jax.random.key(2))
   np.testing.assert_array_equal(a, b)  # the same key, the same masks
   assert np.all(np.isfinite(a)) and np.abs(np.asarray(a - c)).max() > 1e-3
-  np.testing.assert_array_equal(a[1, TARGET_LEN[1]:], 0.0)
+  np.testing.assert_array_equal(a[1, TARGET_LEN[1] :], 0.0)
   assert np.abs(np.asarray(a - model.apply(params, *_batch()))).max() > 1e-3
 
 
@@ -193,17 +216,17 @@ def test_beam_search_without_pruning_ranks_every_output_exactly(compiled, alpha)
   assert len(outputs) == 31
   targets = np.full((len(outputs), length), PAD_ID, np.int32)
   for i, y in enumerate(outputs):
-    targets[i, :len(y)] = y
+    targets[i, : len(y)] = y
   n = len(outputs)
   lens = np.array([len(y) for y in outputs], np.int32)
   target_in = np.concatenate([np.full((n, 1), BOS_ID, np.int32), targets[:, :-1]], axis=1)
   for b in range(2):
-    inputs = {'source': jnp.asarray(np.repeat(SOURCE[b:b + 1], n, 0)), 'target_in': jnp.asarray(target_in)}
+    inputs = {'source': jnp.asarray(np.repeat(SOURCE[b : b + 1], n, 0)), 'target_in': jnp.asarray(target_in)}
     lengths = {'source': jnp.full((n,), SOURCE_LEN[b]), 'target': jnp.asarray(lens)}
     logits, _ = c.teacher(c.params, inputs, lengths)
     log_p = np.take_along_axis(_np_output_log_probs(logits), targets[..., None], -1)[..., 0]
     log_p = np.where(np.arange(length)[None, :] < lens[:, None], log_p, 0.0).sum(1)
-    brute = log_p / ((5.0 + lens) / 6.0) ** alpha   # GNMT (Wu et al. 2016): lp(Y) = ((5 + |Y|) / 6)^alpha
+    brute = log_p / ((5.0 + lens) / 6.0) ** alpha  # GNMT (Wu et al. 2016): lp(Y) = ((5 + |Y|) / 6)^alpha
     order = np.argsort(-brute, kind='stable')
     assert brute[order[0]] - brute[order[1]] > 1e-3  # a clear winner, so float noise cannot flip it
     got = np.asarray(scores[b])
@@ -217,19 +240,22 @@ def test_greedy_search_feeds_back_its_own_tokens_and_pads_after_eos():
   token depends on the previous one, EOS comes mid-sequence, and the table would go on after EOS."""
   # Tokens: PAD, BOS, EOS, a=3, b=4, c=5. Row 0 reads BOS->a->b->EOS, row 1 BOS->b->a->c->EOS; from EOS
   # and PAD the table's best is c, which a finished row must never write.
-  chains = [{BOS_ID: 3, 3: 4, 4: EOS_ID, EOS_ID: 5, PAD_ID: 5, 5: 3},
-            {BOS_ID: 4, 4: 3, 3: 5, 5: EOS_ID, EOS_ID: 5, PAD_ID: 5}]
+  chains = [
+    {BOS_ID: 3, 3: 4, 4: EOS_ID, EOS_ID: 5, PAD_ID: 5, 5: 3},
+    {BOS_ID: 4, 4: 3, 3: 5, 5: EOS_ID, EOS_ID: 5, PAD_ID: 5},
+  ]
   table = np.full((2, 6, 6), np.log(0.1 / 5), np.float32)
   for row, chain in enumerate(chains):
     for last, best in chain.items():
       table[row, last, best] = np.log(0.9)
 
-  def step_fn(row, tokens):   # the state is each row's index into the table
+  def step_fn(row, tokens):  # the state is each row's index into the table
     return row, jnp.asarray(table)[row, tokens]
 
   out = jax.jit(lambda rows: greedy_search(step_fn, rows, 2, 7))(jnp.arange(2))
-  np.testing.assert_array_equal(out, [[3, 4, EOS_ID, PAD_ID, PAD_ID, PAD_ID, PAD_ID],
-                                      [4, 3, 5, EOS_ID, PAD_ID, PAD_ID, PAD_ID]])
+  np.testing.assert_array_equal(
+    out, [[3, 4, EOS_ID, PAD_ID, PAD_ID, PAD_ID, PAD_ID], [4, 3, 5, EOS_ID, PAD_ID, PAD_ID, PAD_ID]]
+  )
 
 
 def test_beam_search_prunes_to_the_best_of_a_markov_chain():
@@ -238,9 +264,9 @@ def test_beam_search_prunes_to_the_best_of_a_markov_chain():
   # Tokens: PAD, BOS, EOS, a=3, b=4. p(next | last): from BOS: a .6, b .3, EOS .1; from a: EOS .5,
   # a .3, b .2; from b: EOS .9, a .05, b .05.
   table = np.full((5, 5), -np.inf, np.float32)
-  table[BOS_ID, [EOS_ID, 3, 4]] = np.log([.1, .6, .3])
-  table[3, [EOS_ID, 3, 4]] = np.log([.5, .3, .2])
-  table[4, [EOS_ID, 3, 4]] = np.log([.9, .05, .05])
+  table[BOS_ID, [EOS_ID, 3, 4]] = np.log([0.1, 0.6, 0.3])
+  table[3, [EOS_ID, 3, 4]] = np.log([0.5, 0.3, 0.2])
+  table[4, [EOS_ID, 3, 4]] = np.log([0.9, 0.05, 0.05])
   table[PAD_ID, [EOS_ID, 3, 4]] = 0.0  # never read for a live hypothesis
 
   def step_fn(state, tokens):
@@ -250,7 +276,7 @@ def test_beam_search_prunes_to_the_best_of_a_markov_chain():
   # Step 1 keeps "a" (.6) and "b" (.3), pruning "EOS" (.1); step 2's best are "a EOS" (.6 * .5)
   # and "b EOS" (.3 * .9), both finished, so the search stops there.
   np.testing.assert_array_equal(seqs[0], [[3, EOS_ID, PAD_ID], [4, EOS_ID, PAD_ID]])
-  np.testing.assert_allclose(scores[0], np.log([.30, .27]), rtol=1e-5)
+  np.testing.assert_allclose(scores[0], np.log([0.30, 0.27]), rtol=1e-5)
 
 
 # -- the bridge and validation -------------------------------------------------------------------
@@ -288,9 +314,13 @@ def test_bridge_maps_known_carries_as_numpy_does():
   direction twice, h for c, or another layer changes the result. Then LSTM -> GRU (other carry
   structure): the GRU's h reads [c; h] of both directions."""
   rng = np.random.default_rng(0)
-  finals = tuple(tuple((jnp.asarray(rng.normal(size=(2, 3)), jnp.float32), jnp.asarray(rng.normal(size=(2, 3)),
-                                                                                      jnp.float32))
-                       for _direction in range(2)) for _layer in range(2))
+  finals = tuple(
+    tuple(
+      (jnp.asarray(rng.normal(size=(2, 3)), jnp.float32), jnp.asarray(rng.normal(size=(2, 3)), jnp.float32))
+      for _direction in range(2)
+    )
+    for _layer in range(2)
+  )
   lstm_templates = tuple((jnp.zeros((2, 4)), jnp.zeros((2, 4))) for _ in range(3))
   bridge = _Bridge(mode='auto', bidirectional=True)
   params = bridge.init(jax.random.key(0), finals, lstm_templates)
@@ -305,7 +335,7 @@ def test_bridge_maps_known_carries_as_numpy_does():
   params = bridge.init(jax.random.key(1), finals, gru_templates)
   (h,) = bridge.apply(params, finals, gru_templates)
   dense = jax.tree.map(np.asarray, params['params']['layer_0_part_0'])
-  x = np.concatenate([np.asarray(v) for direction in finals[1] for v in direction], -1)   # top layer: c, h, c, h
+  x = np.concatenate([np.asarray(v) for direction in finals[1] for v in direction], -1)  # top layer: c, h, c, h
   np.testing.assert_allclose(h, x @ dense['kernel'] + dense['bias'], rtol=1e-5, atol=1e-5)
   # Same cell and width, one direction: 'auto' passes each carry through as it is.
   one_way = tuple(f[0] for f in finals)
@@ -320,28 +350,36 @@ def test_bridge_between_different_cells_reads_all_carry_parts():
   """LSTM (c, h) encoder -> GRU h decoder: each GRU carry reads c and h; a complex LRU carry enters
   as [real; imag]."""
   lstm_to_gru = dr.Seq2Seq(
-      encoder=dr.DeepRNN(cell='lstm', features=8, num_layers=4),
-      decoder=RecurrentDecoder(vocab_size=6, embed_features=EMBED, cell='gru', features=5, num_layers=2),
-      source_vocab_size=SOURCE_VOCAB, embed_features=EMBED)
+    encoder=dr.DeepRNN(cell='lstm', features=8, num_layers=4),
+    decoder=RecurrentDecoder(vocab_size=6, embed_features=EMBED, cell='gru', features=5, num_layers=2),
+    source_vocab_size=SOURCE_VOCAB,
+    embed_features=EMBED,
+  )
   shapes, logits = _param_shapes(lstm_to_gru)
   assert shapes['bridge_layers'] == {f'layer_{l}_part_0': {'kernel': (16, 5), 'bias': (5,)} for l in range(2)}
   assert logits.shape == (2, 4, 6)
   lru = dr.Seq2Seq(
-      encoder=dr.DeepRNN(cell='lru', features=6),
-      decoder=RecurrentDecoder(vocab_size=6, embed_features=EMBED, cell='lru', features=6, attention='general'),
-      source_vocab_size=SOURCE_VOCAB, embed_features=EMBED, bridge='dense')
+    encoder=dr.DeepRNN(cell='lru', features=6),
+    decoder=RecurrentDecoder(vocab_size=6, embed_features=EMBED, cell='lru', features=6, attention='general'),
+    source_vocab_size=SOURCE_VOCAB,
+    embed_features=EMBED,
+    bridge='dense',
+  )
   shapes, logits = _param_shapes(lru)
   (kernel,) = {v['kernel'] for v in shapes['bridge_layers'].values()}
   assert kernel[0] == kernel[1]  # [real; imag] in, [real; imag] out
   assert logits.shape == (2, 4, 6)
 
 
-@pytest.mark.parametrize('changes, match', [
+@pytest.mark.parametrize(
+  'changes, match',
+  [
     (dict(bridge='mean'), 'unknown bridge'),
     (dict(decode='sample'), 'unknown decode'),
     (dict(beam_size=0), 'beam_size'),
     (dict(length_penalty=-1.0), 'length_penalty'),
-])
+  ],
+)
 def test_bad_options_are_refused_before_any_compute(changes, match):
   with pytest.raises(ValueError, match=match):
     _model('dot', **changes)
@@ -349,9 +387,11 @@ def test_bad_options_are_refused_before_any_compute(changes, match):
 
 def test_dot_attention_needs_matching_widths():
   with pytest.raises(ValueError, match="attention='dot' needs"):
-    dr.Seq2Seq(encoder=dr.DeepRNN(cell='gru', features=8, bidirectional=True),
-               decoder=RecurrentDecoder(vocab_size=5, embed_features=EMBED, cell='gru', features=8,
-                                        attention='dot'),
-               source_vocab_size=SOURCE_VOCAB, embed_features=EMBED)
+    dr.Seq2Seq(
+      encoder=dr.DeepRNN(cell='gru', features=8, bidirectional=True),
+      decoder=RecurrentDecoder(vocab_size=5, embed_features=EMBED, cell='gru', features=8, attention='dot'),
+      source_vocab_size=SOURCE_VOCAB,
+      embed_features=EMBED,
+    )
   with pytest.raises(ValueError, match='unknown attention'):
     RecurrentDecoder(vocab_size=5, embed_features=EMBED, attention='luong')

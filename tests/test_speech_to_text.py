@@ -28,8 +28,9 @@ ALPHABET = 'abc '
 # Each character a chord of two frequencies (Hz) that no other character shares.
 CHORDS = {'a': (400.0, 1300.0), 'b': (700.0, 2100.0), 'c': (1000.0, 2900.0), ' ': (250.0, 3500.0)}
 # Small features keep the tests fast: 16 mel bands, 20 ms windows every 10 ms, 2 frames stacked every 2.
-FEATURES = dict(sample_rate=RATE, n_mels=16, window_ms=20.0, hop_ms=10.0, stack_frames=2, frame_stride=2,
-                alphabet=ALPHABET)
+FEATURES = dict(
+  sample_rate=RATE, n_mels=16, window_ms=20.0, hop_ms=10.0, stack_frames=2, frame_stride=2, alphabet=ALPHABET
+)
 HAS_TENSORFLOW = importlib.util.find_spec('tensorflow') is not None
 
 
@@ -65,16 +66,21 @@ def _write_split(root, split, n, rng, fmt='FLAC'):
     file = folder / f'{utt}.{"flac" if fmt == "FLAC" else "wav"}'
     sf.write(str(file), _audio(rng, text), RATE, format=fmt)
     with open(folder / f'{speaker}-{chapter}.trans.txt', 'a') as f:
-      f.write(f'{utt} {text.upper()}\n')   # upper case, as LibriSpeech writes them
+      f.write(f'{utt} {text.upper()}\n')  # upper case, as LibriSpeech writes them
     out[file] = text
   return out
 
 
 def _make_corpus(root, train=48, val=8, test=16, seed=0):
   rng = np.random.default_rng(seed)
-  return {split: _write_split(root, name, n, rng, fmt)
-          for split, name, n, fmt in (('train', 'train-clean-100', train, 'FLAC'), ('val', 'dev-clean', val, 'WAV'),
-                                      ('test', 'test-clean', test, 'FLAC'))}
+  return {
+    split: _write_split(root, name, n, rng, fmt)
+    for split, name, n, fmt in (
+      ('train', 'train-clean-100', train, 'FLAC'),
+      ('val', 'dev-clean', val, 'WAV'),
+      ('test', 'test-clean', test, 'FLAC'),
+    )
+  }
 
 
 @pytest.fixture(scope='module')
@@ -99,7 +105,7 @@ def test_frame_stacking_against_a_loop():
     for t in range(steps):
       for j in range(stack):
         if t * stride + j < 7:
-          want[t, 2 * j:2 * j + 2] = x[t * stride + j]
+          want[t, 2 * j : 2 * j + 2] = x[t * stride + j]
     np.testing.assert_array_equal(out, want)
   np.testing.assert_array_equal(stt.stack_frames(x, 1, 1), x)
 
@@ -113,9 +119,9 @@ def test_text_normalization_vocabulary_and_minimum_steps():
   with pytest.raises(ValueError, match='f:4: empty transcript'):
     stt.normalize_text('123', stt.ALPHABET, 'drop', 'f:4')
   ids = stt.text_to_ids("a' b", stt.ALPHABET)
-  np.testing.assert_array_equal(ids, [3, 2, 1, 4])   # blank 0, space 1, apostrophe 2, a 3, b 4
+  np.testing.assert_array_equal(ids, [3, 2, 1, 4])  # blank 0, space 1, apostrophe 2, a 3, b 4
   assert stt.ids_to_text(ids, stt.ALPHABET) == "a' b"
-  assert stt.min_steps(stt.text_to_ids('aab', stt.ALPHABET)) == 4   # a blank between the two a's
+  assert stt.min_steps(stt.text_to_ids('aab', stt.ALPHABET)) == 4  # a blank between the two a's
 
 
 def test_audio_of_another_rate_is_resampled(tmp_path):
@@ -185,7 +191,7 @@ def test_librispeech_folder_task(corpus, tmp_path):
   want = stt.stack_frames((frames - mean) / std, 2, 2)
   data = task.train_data
   assert data['flat'].dtype == jnp.float16 and int(data['lengths'][0]) == len(want)
-  np.testing.assert_allclose(np.asarray(data['flat'][:len(want)], np.float32), want, atol=2e-2, rtol=2e-3)
+  np.testing.assert_allclose(np.asarray(data['flat'][: len(want)], np.float32), want, atol=2e-2, rtol=2e-3)
   # encode() makes the model's inputs from raw audio the same way as the eval splits.
   enc = task.encode([files[0], sf.read(str(files[1]), dtype='float32')[0]])
   for row in range(2):
@@ -262,16 +268,17 @@ def test_malformed_data_is_a_one_line_error_naming_the_file(tmp_path):
   audio.write_bytes(saved)
   # A transcript longer than its audio can hold at this stride.
   trans.write_text('\n'.join([f'{utt} {"ab" * 200}'] + lines[1:]) + '\n')
-  error(root, rf"{trans}:1: the transcript needs at least 400 steps but its audio gives \d+ at frame_stride=2")
+  error(root, rf'{trans}:1: the transcript needs at least 400 steps but its audio gives \d+ at frame_stride=2')
   trans.write_text('\n'.join(lines) + '\n')
   # Missing split folders and bad options.
-  error(root, 'split folder .*/dev-other not found .existing: dev-clean, test-clean, train-clean-100',
-        val_split='dev-other')
+  error(
+    root, 'split folder .*/dev-other not found .existing: dev-clean, test-clean, train-clean-100', val_split='dev-other'
+  )
   error(root, "unknown_chars='skip'", unknown_chars='skip')
   error(root, 'alphabet .* no character twice', alphabet='abca')
   with pytest.raises(ValueError, match='needs path=<LibriSpeech-layout folder> or all of'):
     tasks.make_task('speech_to_text', train_manifest='x.tsv')
-  assert _task(root, cache).info['num_val'] == 2   # restored: reads again
+  assert _task(root, cache).info['num_val'] == 2  # restored: reads again
 
 
 def test_malformed_manifests(tmp_path):
@@ -304,8 +311,11 @@ def _librispeech_examples(split, n=4):
 def test_librispeech_from_tfds_examples(tmp_path, monkeypatch):
   # TFDS's Audio feature needs TensorFlow even for mock data, so the source itself is stood in for.
   seen = []
-  monkeypatch.setattr(tfds_source, 'load_split', lambda name, split, data_dir=None: (
-      seen.append((name, split)) or _librispeech_examples(split)))
+  monkeypatch.setattr(
+    tfds_source,
+    'load_split',
+    lambda name, split, data_dir=None: seen.append((name, split)) or _librispeech_examples(split),
+  )
   task = tasks.make_task('librispeech', cache_dir=str(tmp_path), n_mels=16, alphabet=ALPHABET)
   assert seen == [('librispeech', 'train_clean100'), ('librispeech', 'dev_clean'), ('librispeech', 'test_clean')]
   assert task.output_kind == 'ctc' and task.info['num_train'] == 4 and task.input_size == 3 * 16
@@ -318,6 +328,7 @@ def test_librispeech_from_tfds_examples(tmp_path, monkeypatch):
 @pytest.mark.skipif(HAS_TENSORFLOW, reason='TensorFlow is installed: reading librispeech works')
 def test_librispeech_without_tensorflow_says_what_to_do(tmp_path):
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
   with tfds.testing.mock_data(num_examples=2, policy=tfds.testing.MockPolicy.USE_CODE):
     with pytest.raises(ValueError, match='needs TensorFlow even to read') as e:
       tasks.make_task('librispeech', cache_dir=str(tmp_path))
@@ -344,20 +355,25 @@ def test_bidirectional_lstm_learns_the_alignment(tmp_path):
   untrained = programs.evaluate(seeded(train_lib.init_state(model, programs.tx, task, 0).params), ['test'])['test']
   state, losses = fit(model, task, steps=STEPS, batch_size=16, learning_rate=1e-2)
   trained = programs.evaluate(seeded(state.params), ['test'])['test']
-  print(f'untrained cer {untrained["cer"][0]:.3f} wer {untrained["wer"][0]:.3f}; trained cer {trained["cer"][0]:.3f} '
-        f'wer {trained["wer"][0]:.3f}; loss {losses[:5].mean():.2f} -> {losses[-5:].mean():.2f}')
+  print(
+    f'untrained cer {untrained["cer"][0]:.3f} wer {untrained["wer"][0]:.3f}; trained cer {trained["cer"][0]:.3f} '
+    f'wer {trained["wer"][0]:.3f}; loss {losses[:5].mean():.2f} -> {losses[-5:].mean():.2f}'
+  )
   assert untrained['cer'][0] > 0.8
   assert trained['cer'][0] < 0.3
   assert trained['wer'][0] < untrained['wer'][0]
   # Beam search over the same per-step log-probabilities (the model's predict) is as good here.
   test = task.eval_splits['test']
   n = len(test['lengths'])
-  log_probs = np.concatenate([np.asarray(programs.predict_fn(seeded(state.params), chunk))
-                              for chunk in programs.eval_data['test']], axis=1)[0, :n]
-  beam = [stt.ids_to_text(stt.ctc.prefix_beam_search(lp, k, beam_size=4)[0], ALPHABET)
-          for lp, k in zip(log_probs, test['lengths'])]
+  log_probs = np.concatenate(
+    [np.asarray(programs.predict_fn(seeded(state.params), chunk)) for chunk in programs.eval_data['test']], axis=1
+  )[0, :n]
+  beam = [
+    stt.ids_to_text(stt.ctc.prefix_beam_search(lp, k, beam_size=4)[0], ALPHABET)
+    for lp, k in zip(log_probs, test['lengths'])
+  ]
   refs = [stt.ids_to_text(t[:k], ALPHABET) for t, k in zip(test['targets'], test['label_lengths'])]
   assert stt.ctc.error_rates(refs, beam)['cer'] < 0.3
 
 
-STEPS = 40   # CER 0.0 on seeds 0, 1, 2 (and at 70 steps); untrained about 1.1
+STEPS = 40  # CER 0.0 on seeds 0, 1, 2 (and at 70 steps); untrained about 1.1

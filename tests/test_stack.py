@@ -34,7 +34,10 @@ def apply(model, params, x, lengths=None, **kwargs):
 def test_time_layer_parallel_agree(cell, bidirectional):
   x = inputs()
   executions = ('time', 'layer') + (('parallel',) if dr.registry.has_parallel_form(cell) else ())
-  models = {e: dr.DeepRNN(cell=cell, features=HIDDEN, num_layers=2, bidirectional=bidirectional, execution=e) for e in executions}
+  models = {
+    e: dr.DeepRNN(cell=cell, features=HIDDEN, num_layers=2, bidirectional=bidirectional, execution=e)
+    for e in executions
+  }
   params = models['time'].init(jax.random.key(0), x)
   for lengths in (None, LENGTHS):
     reference = apply(models['time'], params, x, lengths)
@@ -48,20 +51,24 @@ def _alone_vs_padded(model, params, x, lengths, tol=1e-5, **kwargs):
     alone_finals, alone_outputs = apply(model, params, x[b : b + 1, :n], None, **kwargs)
     np.testing.assert_allclose(outputs[b, :n], alone_outputs[0], rtol=tol, atol=tol, err_msg=f'row {b}')
     np.testing.assert_array_equal(outputs[b, n:], 0.0)
-    assert_trees_close(jax.tree.map(lambda c: c[b], finals), jax.tree.map(lambda c: c[0], alone_finals), tol, f'carry {b}')
+    assert_trees_close(
+      jax.tree.map(lambda c, b=b: c[b], finals), jax.tree.map(lambda c: c[0], alone_finals), tol, f'carry {b}'
+    )
 
 
 PADDING_CASES = {
-    'lstm-stacked': dict(cell='lstm', num_layers=3),
-    'gru-bidirectional-concat': dict(cell='gru', num_layers=2, bidirectional=True),
-    'mgu-bidirectional-sum-time': dict(cell='mgu', num_layers=2, bidirectional=True, merge='sum', execution='time'),
-    'rnn-skip-time': dict(cell='rnn', num_layers=3, connection='skip', execution='time'),
-    'ugrnn-skip-bidirectional': dict(cell='ugrnn', num_layers=2, connection='skip', bidirectional=True),
-    'indrnn-residual-widths': dict(cell='indrnn', features=(4, 6, 6), connection='residual', layer_norm=True),
-    'lstm-residual-time-learned': dict(cell='lstm', num_layers=3, connection='residual', execution='time', initial_carry='learned'),
-    'mingru-parallel-bidirectional': dict(cell='mingru', num_layers=2, execution='parallel', bidirectional=True),
-    'lru-parallel-residual': dict(cell='lru', num_layers=2, execution='parallel', connection='residual'),
-    'flax-optimized-lstm': dict(cell=nn.OptimizedLSTMCell, num_layers=2),
+  'lstm-stacked': dict(cell='lstm', num_layers=3),
+  'gru-bidirectional-concat': dict(cell='gru', num_layers=2, bidirectional=True),
+  'mgu-bidirectional-sum-time': dict(cell='mgu', num_layers=2, bidirectional=True, merge='sum', execution='time'),
+  'rnn-skip-time': dict(cell='rnn', num_layers=3, connection='skip', execution='time'),
+  'ugrnn-skip-bidirectional': dict(cell='ugrnn', num_layers=2, connection='skip', bidirectional=True),
+  'indrnn-residual-widths': dict(cell='indrnn', features=(4, 6, 6), connection='residual', layer_norm=True),
+  'lstm-residual-time-learned': dict(
+    cell='lstm', num_layers=3, connection='residual', execution='time', initial_carry='learned'
+  ),
+  'mingru-parallel-bidirectional': dict(cell='mingru', num_layers=2, execution='parallel', bidirectional=True),
+  'lru-parallel-residual': dict(cell='lru', num_layers=2, execution='parallel', connection='residual'),
+  'flax-optimized-lstm': dict(cell=nn.OptimizedLSTMCell, num_layers=2),
 }
 
 
@@ -132,12 +139,15 @@ def test_stacked_cell_steps_equal_the_full_sequence_run():
 def test_streaming_step_equals_the_full_sequence_run():
   """DeepRNN.step streams any unidirectional configuration (here residual + layer norm + skip)."""
   x = inputs(4)
-  for options in (dict(connection='residual', layer_norm=True, features=(4, 6, 6)), dict(connection='skip', num_layers=3)):
+  for options in (
+    dict(connection='residual', layer_norm=True, features=(4, 6, 6)),
+    dict(connection='skip', num_layers=3),
+  ):
     model = dr.DeepRNN(cell='gru', **(dict(features=HIDDEN) | options))
     params = model.init(jax.random.key(0), x, LENGTHS)
     finals, outputs = apply(model, params, x, LENGTHS)
     carries = model.apply(params, BATCH, method='initialize_carries')
-    step = jax.jit(lambda c, x_t, v: model.apply(params, c, x_t, v, method='step'))
+    step = jax.jit(lambda c, x_t, v: model.apply(params, c, x_t, v, method='step'))  # noqa: B023 (used in this iteration)
     for t in range(TIME):
       carries, y = step(carries, x[:, t], t < LENGTHS)
       np.testing.assert_allclose(y, outputs[:, t], rtol=1e-5, atol=1e-5)
@@ -154,7 +164,7 @@ def test_remat_and_unroll_change_nothing():
 
   want = jax.value_and_grad(lambda p: loss(base, p))(params)
   for variant in (base.clone(remat=True), base.clone(unroll=3), base.clone(execution='time', remat=True, unroll=2)):
-    assert_trees_close(jax.jit(jax.value_and_grad(lambda p: loss(variant, p)))(params), want)
+    assert_trees_close(jax.jit(jax.value_and_grad(lambda p, v=variant: loss(v, p)))(params), want)
 
 
 @pytest.mark.parametrize('cell', sorted(dr.CELLS))
@@ -221,7 +231,7 @@ def test_learned_initial_carry_is_a_parameter_per_layer():
   c, h = params['params']['layer_1']['initial_carry']
   assert c.shape == h.shape == (HIDDEN,)
   zeros_out = dr.DeepRNN(cell='lstm', features=HIDDEN, num_layers=2).apply(
-      {'params': {k: {'cell': v['cell']} for k, v in params['params'].items()}}, x
+    {'params': {k: {'cell': v['cell']} for k, v in params['params'].items()}}, x
   )
   assert_trees_close(model.apply(params, x), zeros_out)  # learned carries start at zero
   grads = jax.grad(lambda p: jnp.sum(model.apply(p, x)[1]))(params)
@@ -238,9 +248,9 @@ def test_residual_projection_only_where_widths_differ():
 def test_output_widths_of_skip_and_bidirectional():
   x = inputs()
   for kwargs, width in (
-      (dict(connection='skip', features=(4, 5)), 9),
-      (dict(bidirectional=True), 2 * HIDDEN),
-      (dict(bidirectional=True, merge='sum'), HIDDEN),
+    (dict(connection='skip', features=(4, 5)), 9),
+    (dict(bidirectional=True), 2 * HIDDEN),
+    (dict(bidirectional=True, merge='sum'), HIDDEN),
   ):
     model = dr.DeepRNN(cell='rnn', **(dict(features=HIDDEN) | kwargs))
     assert model.init_with_output(jax.random.key(0), x)[0][1].shape == (BATCH, TIME, width)
@@ -277,17 +287,17 @@ def test_bfloat16_compute_policy():
 
 
 @pytest.mark.parametrize(
-    'kwargs, message',
-    [
-        (dict(cell='lsmt'), "unknown cell 'lsmt'; choose one of"),
-        (dict(connection='dense'), "unknown connection 'dense'; choose one of"),
-        (dict(execution='parallel', cell='lstm'), "execution='parallel' needs a cell with a parallel form"),
-        (dict(features=0), 'features must be positive integers'),
-        (dict(features=(4, 4), num_layers=3), 'num_layers=3 but features has 2 entries'),
-        (dict(dropout_rate=1.0), r'dropout_rate must be in \[0, 1\)'),
-        (dict(dropout_mode='column'), "unknown dropout_mode 'column'"),
-        (dict(cell='attention', initial_carry='learned'), "initial_carry='learned' does not apply to 'attention'"),
-    ],
+  'kwargs, message',
+  [
+    (dict(cell='lsmt'), "unknown cell 'lsmt'; choose one of"),
+    (dict(connection='dense'), "unknown connection 'dense'; choose one of"),
+    (dict(execution='parallel', cell='lstm'), "execution='parallel' needs a cell with a parallel form"),
+    (dict(features=0), 'features must be positive integers'),
+    (dict(features=(4, 4), num_layers=3), 'num_layers=3 but features has 2 entries'),
+    (dict(dropout_rate=1.0), r'dropout_rate must be in \[0, 1\)'),
+    (dict(dropout_mode='column'), "unknown dropout_mode 'column'"),
+    (dict(cell='attention', initial_carry='learned'), "initial_carry='learned' does not apply to 'attention'"),
+  ],
 )
 def test_bad_options_fail_at_construction(kwargs, message):
   with pytest.raises(ValueError, match=message):
@@ -302,22 +312,25 @@ def test_auto_execution_resolves_to_the_documented_path_per_backend():
   want = 'time' if jax.default_backend() == 'cpu' else 'layer'
   assert model.resolved_execution == want
   assert dr.DeepRNN(cell='gru', execution='layer').resolved_execution == 'layer'
-  assert dr.DeepRNN(cell='attention', features=HIDDEN).resolved_execution == 'parallel'   # on every backend
+  assert dr.DeepRNN(cell='attention', features=HIDDEN).resolved_execution == 'parallel'  # on every backend
 
 
 @pytest.mark.parametrize(
-    'x, lengths, message',
-    [
-        (jnp.zeros((4, 7), jnp.int32), None,
-         r'expects inputs \[batch, time, features\], got shape \(4, 7\): token ids need an embedding first'),
-        (jnp.zeros((4, 7)), None, r'got shape \(4, 7\): add the missing axis: x\[\.\.\., None\]'),
-        (jnp.zeros((2, 4, 7, 3)), None, r'got shape \(2, 4, 7, 3\): reshape'),
-        (inputs().astype(jnp.complex64), None, r'expects real inputs, got complex64: pass the real and imaginary'),
-        (inputs(), jnp.array([7, 4]), r'seq_lengths \[batch\] = \(3,\) integers, got shape \(2,\) int32'),
-        (inputs(), [7.0, 4.0, 1.0], r'seq_lengths .* got shape \(3,\) float32'),
-        (inputs(), LENGTHS[:, None], r'seq_lengths .* got shape \(3, 1\)'),
-    ],
-    ids=['token-ids', 'no-feature-axis', 'rank-4', 'complex', 'lengths-short', 'lengths-float', 'lengths-2d'],
+  'x, lengths, message',
+  [
+    (
+      jnp.zeros((4, 7), jnp.int32),
+      None,
+      r'expects inputs \[batch, time, features\], got shape \(4, 7\): token ids need an embedding first',
+    ),
+    (jnp.zeros((4, 7)), None, r'got shape \(4, 7\): add the missing axis: x\[\.\.\., None\]'),
+    (jnp.zeros((2, 4, 7, 3)), None, r'got shape \(2, 4, 7, 3\): reshape'),
+    (inputs().astype(jnp.complex64), None, r'expects real inputs, got complex64: pass the real and imaginary'),
+    (inputs(), jnp.array([7, 4]), r'seq_lengths \[batch\] = \(3,\) integers, got shape \(2,\) int32'),
+    (inputs(), [7.0, 4.0, 1.0], r'seq_lengths .* got shape \(3,\) float32'),
+    (inputs(), LENGTHS[:, None], r'seq_lengths .* got shape \(3, 1\)'),
+  ],
+  ids=['token-ids', 'no-feature-axis', 'rank-4', 'complex', 'lengths-short', 'lengths-float', 'lengths-2d'],
 )
 def test_inputs_it_would_misread_fail_in_one_line_naming_the_fix(x, lengths, message):
   # Unchecked (under JAX's default rank promotion), an LSTM initialises from token ids [4, 7] with a

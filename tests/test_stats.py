@@ -13,10 +13,10 @@ T975 = {2: 4.303, 4: 2.776, 6: 2.447}
 
 
 def test_mean_interval_is_the_t_table_interval():
-  mean, half, n = stats.mean_ci([1.0, 2.0, 3.0])   # s = 1, n = 3
+  mean, half, n = stats.mean_ci([1.0, 2.0, 3.0])  # s = 1, n = 3
   assert (mean, n) == (2.0, 3)
   assert half == pytest.approx(T975[2] / math.sqrt(3), rel=1e-3)
-  mean, half, n = stats.mean_ci([2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0, None, float('nan')])   # s^2 = 18.67, n = 7
+  mean, half, n = stats.mean_ci([2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0, None, float('nan')])  # s^2 = 18.67, n = 7
   assert (mean, n) == (8.0, 7)
   assert half == pytest.approx(T975[6] * math.sqrt(56 / 3) / math.sqrt(7), rel=1e-3)
   assert math.isnan(stats.mean_ci([5.0])[1]) and stats.mean_ci([])[2] == 0
@@ -39,13 +39,13 @@ def test_welch_with_unequal_spreads_uses_the_welch_satterthwaite_df():
   and the interval is -8 +- t_{0.975, 1250/289} sqrt(25/3)."""
   w = stats.welch([1.0, 2.0, 3.0], [2.0, 6.0, 10.0, 14.0, 18.0])
   assert w.df == pytest.approx(1250 / 289, rel=1e-9)
-  t = 2.6960   # t_{0.975, 4.3253}, bracketed by the table's 2.776 (df 4) and 2.571 (df 5)
+  t = 2.6960  # t_{0.975, 4.3253}, bracketed by the table's 2.776 (df 4) and 2.571 (df 5)
   half = t * math.sqrt(25 / 3)
   assert w.diff == -8.0
   assert (w.low, w.high) == (pytest.approx(-8 - half, rel=1e-3), pytest.approx(-8 + half, rel=1e-3))
   # Truncating the df to 4 (as a hand-written formula did) widens the interval past these tolerances.
   assert w.high - w.low < 2 * T975[4] * math.sqrt(25 / 3) * (1 - 1e-2)
-  assert 0.04 < w.pvalue < 0.05   # the interval just excludes 0
+  assert 0.04 < w.pvalue < 0.05  # the interval just excludes 0
 
 
 def test_welch_without_spread_is_exact():
@@ -75,7 +75,7 @@ def test_seeds_needed_matches_cohens_power_table(d, n):
   """Two-sided two-sample t-test, alpha 0.05, power 0.8: Cohen (1988) Table 2.4.1 gives 64, 26, 17
   per group for d = 0.5, 0.8, 1.0."""
   assert stats.seeds_needed(d, 1.0, 1.0) == n
-  assert stats.seeds_needed(3 * d, 3.0, 3.0) == n   # only the standardized difference matters
+  assert stats.seeds_needed(3 * d, 3.0, 3.0) == n  # only the standardized difference matters
   assert stats.power(n, d, 1.0) >= 0.8 > stats.power(n - 1, d, 1.0)
 
 
@@ -83,7 +83,7 @@ def test_seeds_needed_edge_cases():
   assert stats.seeds_needed(0.0, 1.0, 1.0) is None
   assert stats.seeds_needed(1.0, 0.0, 0.0) == 2
   assert stats.seeds_needed(1e-4, 1.0, 1.0) == stats.MAX_SEEDS + 1
-  assert stats.seeds_needed(0.5, 1.0, 1.0, alpha=0.05 / 3) > 64   # a stricter level needs more seeds
+  assert stats.seeds_needed(0.5, 1.0, 1.0, alpha=0.05 / 3) > 64  # a stricter level needs more seeds
 
 
 def test_a_difference_clear_alone_is_not_clear_in_a_family_of_three():
@@ -94,8 +94,8 @@ def test_a_difference_clear_alone_is_not_clear_in_a_family_of_three():
   assert alone.clear and alone.clear_uncorrected and alone.m == 1
   family = stats.compare({'x': (a, b), 'y': (a, a), 'z': ([1.0, 2.0, 3.0], [1.5, 2.5, 2.0])})
   x = family['x']
-  assert x.m == 3 and x.welch.low > 0   # the uncorrected 95% interval excludes 0 ...
-  assert x.clear_uncorrected and not x.clear   # ... but the correction does not call it clear
+  assert x.m == 3 and x.welch.low > 0  # the uncorrected 95% interval excludes 0 ...
+  assert x.clear_uncorrected and not x.clear  # ... but the correction does not call it clear
   assert x.welch.pvalue == pytest.approx(0.0376, abs=1e-4)
   assert x.p_adjusted == pytest.approx(3 * x.welch.pvalue)
   assert x.level == pytest.approx(1 - 0.05 / 3) and x.corrected[0] < 0 < x.corrected[1]
@@ -110,7 +110,7 @@ def test_untestable_pairs_are_left_out_of_the_family():
 
 
 def test_clipped_interval_stays_in_the_metric_range():
-  mean, half, _ = stats.mean_ci([0.9, 0.99, 1.0])   # t interval 0.963 +- 0.137 reaches 1.10
+  mean, half, _ = stats.mean_ci([0.9, 0.99, 1.0])  # t interval 0.963 +- 0.137 reaches 1.10
   assert mean + half > 1
   low, high = stats.clipped_interval('accuracy', [mean], [half])
   assert high[0] == 1.0 and low[0] == pytest.approx(mean - half)
@@ -131,15 +131,16 @@ def test_clear_means_every_corrected_interval_up_to_it_excludes_zero():
     for k, key in enumerate(order):
       c = family[key]
       assert c.level == pytest.approx(1 - 0.05 / (5 - k))
-      excludes = [not (family[j].corrected[0] <= 0 <= family[j].corrected[1]) for j in order[:k + 1]]
+      excludes = [not (family[j].corrected[0] <= 0 <= family[j].corrected[1]) for j in order[: k + 1]]
       assert c.clear == all(excludes), (k, c)
 
 
 def test_benjamini_hochberg_family():
-  family = stats.compare({'x': ([1.0, 1.1, 1.2], [0.75, 0.85, 0.95]), 'y': ([1.0, 2.0, 3.0], [1.5, 2.5, 2.0])},
-                         method='bh')
+  family = stats.compare(
+    {'x': ([1.0, 1.1, 1.2], [0.75, 0.85, 0.95]), 'y': ([1.0, 2.0, 3.0], [1.5, 2.5, 2.0])}, method='bh'
+  )
   assert family['x'].method == 'bh' and family['x'].p_adjusted == pytest.approx(2 * family['x'].welch.pvalue)
-  assert not family['x'].clear and family['x'].level == pytest.approx(1 - 0.05 / 2)   # none clear: R = 0 -> 1
+  assert not family['x'].clear and family['x'].level == pytest.approx(1 - 0.05 / 2)  # none clear: R = 0 -> 1
 
 
 def test_holm_caps_adjusted_p_values_at_one():
@@ -183,7 +184,7 @@ def test_a_clear_effect_one_seed_carries_is_fragile():
   verdicts, flips = stats.leave_one_out(runs, _welch_verdict)
   assert verdicts == {'b vs a': True}
   assert (('b', 0.72), False) in flips['b vs a']
-  assert all(run != ('b', v) for run, _ in flips['b vs a'] for v in CARRIED[:4])   # the other b seeds do not
+  assert all(run != ('b', v) for run, _ in flips['b vs a'] for v in CARRIED[:4])  # the other b seeds do not
 
 
 def test_a_uniform_effect_is_robust_and_a_bimodal_seed_makes_no_difference_fragile():
@@ -200,4 +201,4 @@ def test_a_uniform_effect_is_robust_and_a_bimodal_seed_makes_no_difference_fragi
 def test_leave_one_out_counts_a_verdict_that_disappears_as_changed():
   verdicts, flips = stats.leave_one_out([('a', 1.0), ('a', 2.0), ('b', 3.0), ('b', 4.0)], _welch_verdict)
   assert verdicts == {'b vs a': False}
-  assert [o for _, o in flips['b vs a']] == [None] * 4   # one seed left on a side: no test
+  assert [o for _, o in flips['b vs a']] == [None] * 4  # one seed left on a side: no test

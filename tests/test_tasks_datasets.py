@@ -36,14 +36,48 @@ def test_make_task_errors_name_the_valid_choices():
   with pytest.raises(ValueError, match=r"unknown task 'nope'; valid tasks: adding, addition, capacity, char_lm") as e:
     tasks.make_task('nope')
   assert '\n' not in str(e.value)
-  with pytest.raises(ValueError, match=r"unknown option 'T' for task 'copy'; valid options: "
-                                       r"length_generalization, num_eval, seed, seq_len$"):
+  with pytest.raises(
+    ValueError,
+    match=r"unknown option 'T' for task 'copy'; valid options: "
+    r'length_generalization, num_eval, seed, seq_len$',
+  ):
     tasks.make_task('copy', T=3)
-  expected = {'adding', 'copy', 'parentheses', 'capacity', 'mnist1d', 'mnist1d_shuffled', 'digits',
-              'smnist', 'psmnist', 'imdb', 'sst2', 'tiny_shakespeare', 'polyphonic', 'jsb_chorales',
-              'nottingham', 'musedata', 'piano_midi', 'text_classification', 'char_lm', 'ner_conll', 'conll2003',
-              'keyword_spotting', 'speech_commands', 'reverse', 'sort', 'addition', 'scan', 'parallel_text',
-              'ted_pt_en', 'selective_copy', 'mqar', 'word_lm', 'speech_to_text', 'librispeech'}
+  expected = {
+    'adding',
+    'copy',
+    'parentheses',
+    'capacity',
+    'mnist1d',
+    'mnist1d_shuffled',
+    'digits',
+    'smnist',
+    'psmnist',
+    'imdb',
+    'sst2',
+    'tiny_shakespeare',
+    'polyphonic',
+    'jsb_chorales',
+    'nottingham',
+    'musedata',
+    'piano_midi',
+    'text_classification',
+    'char_lm',
+    'ner_conll',
+    'conll2003',
+    'keyword_spotting',
+    'speech_commands',
+    'reverse',
+    'sort',
+    'addition',
+    'scan',
+    'parallel_text',
+    'ted_pt_en',
+    'selective_copy',
+    'mqar',
+    'word_lm',
+    'speech_to_text',
+    'librispeech',
+  }
   assert set(tasks.TASKS) == expected == set(tasks.BUILTIN_TASKS)
   for name in tasks.TASKS:
     assert 'seed' in tasks.task_options(name)
@@ -89,7 +123,8 @@ def test_array_stream_buckets_hold_only_fitting_examples():
   inputs, lens = pipeline.pad_sequences([np.arange(1, n + 1) for n in lengths], 8)
   np.testing.assert_array_equal(lens, lengths)
   train_batch, data, probs = pipeline.array_stream(
-      {'inputs': inputs, 'lengths': lens}, dict, lengths=lens, buckets=(2, 4, 8), time_keys=('inputs',))
+    {'inputs': inputs, 'lengths': lens}, dict, lengths=lens, buckets=(2, 4, 8), time_keys=('inputs',)
+  )
   assert probs == pytest.approx((0.3, 0.2, 0.5))
   fn = jax.jit(train_batch, static_argnames=('batch_size', 'bucket'))
   for bucket, (low, high) in enumerate([(0, 2), (2, 4), (4, 8)]):
@@ -98,8 +133,9 @@ def test_array_stream_buckets_hold_only_fitting_examples():
       assert b['inputs'].shape == (3, high)
       assert np.all((b['lengths'] > low) & (b['lengths'] <= high))
       # Rows are the padded sequences 1..n, cut to the bucket width.
-      np.testing.assert_array_equal(b['inputs'], np.where(
-          np.arange(high) < np.asarray(b['lengths'])[:, None], np.arange(1, high + 1), 0))
+      np.testing.assert_array_equal(
+        b['inputs'], np.where(np.arange(high) < np.asarray(b['lengths'])[:, None], np.arange(1, high + 1), 0)
+      )
   whole = fn(KEY, 0, batch_size=3, data=data)
   assert whole['inputs'].shape == (3, 8)
   assert pipeline.default_buckets(400) == (32, 64, 128, 256, 400)
@@ -143,8 +179,18 @@ def test_vocabulary_comes_from_train_only_with_pad_oov_and_cap():
   probes = ['the sat a cat dog bird', 'flew ran zebra']
   test = ['the zebra sat', '', 'cat ' * 20] + probes
   task = tfds_text.text_classification_task(
-      name='toy', train_texts=train, train_labels=train_labels, test_texts=test, test_labels=[1, 0, 1, 0, 1],
-      num_classes=2, vocab_size=5, max_len=8, num_val=1, buckets=(2, 8), threshold=None)
+    name='toy',
+    train_texts=train,
+    train_labels=train_labels,
+    test_texts=test,
+    test_labels=[1, 0, 1, 0, 1],
+    num_classes=2,
+    vocab_size=5,
+    max_len=8,
+    num_val=1,
+    buckets=(2, 8),
+    threshold=None,
+  )
   tr, va = pipeline.carve_validation(5, 1)
   assert list(va) == [2]  # 'the cat ran' is carved as validation: the counts below assume it
   # Counted by hand over the other four texts: the 5, sat 2, then a, bird, cat, dog, flew once
@@ -203,8 +249,7 @@ def test_mnist1d_shuffled_is_a_fixed_permutation_of_time(tmp_path):
   plain = tasks.make_task('mnist1d', num_samples=500, data_dir=str(tmp_path))
   shuffled = tasks.make_task('mnist1d_shuffled', num_samples=500, data_dir=str(tmp_path))
   x, xs = plain.eval_splits['test']['inputs'][..., 0], shuffled.eval_splits['test']['inputs'][..., 0]
-  np.testing.assert_array_equal(plain.eval_splits['test']['targets'],
-                                shuffled.eval_splits['test']['targets'])
+  np.testing.assert_array_equal(plain.eval_splits['test']['targets'], shuffled.eval_splits['test']['targets'])
   # Each shuffled step is one fixed original step (normalization is global, so equal up to scale).
   corr = np.corrcoef(x.T, xs.T)[:40, 40:]
   assert sorted(np.argmax(corr, axis=0)) == list(range(40)) and np.all(corr.max(0) > 0.999)
@@ -221,11 +266,11 @@ def test_digits_rows_pixels_and_fixed_permutation():
   assert rows.eval_splits['test']['inputs'].shape == (360, 8, 8)
   assert pixels.eval_splits['test']['inputs'].shape == (360, 64, 1)
   assert rows.info['num_train'] == 1293 and rows.info['num_val'] == 144
-  np.testing.assert_array_equal(rows.eval_splits['test']['inputs'].reshape(360, 64, 1),
-                                pixels.eval_splits['test']['inputs'])
+  np.testing.assert_array_equal(
+    rows.eval_splits['test']['inputs'].reshape(360, 64, 1), pixels.eval_splits['test']['inputs']
+  )
   order = np.random.default_rng(5).permutation(64)
-  np.testing.assert_array_equal(perm.eval_splits['test']['inputs'],
-                                pixels.eval_splits['test']['inputs'][:, order])
+  np.testing.assert_array_equal(perm.eval_splits['test']['inputs'], pixels.eval_splits['test']['inputs'][:, order])
   b = jax.jit(pixels.train_batch, static_argnums=2)(KEY, 0, 32)
   assert b['inputs'].dtype == jnp.float32 and float(b['inputs'].min()) == 0.0
   assert float(b['inputs'].max()) == 1.0 and np.all(np.asarray(b['lengths']) == 64)
@@ -238,8 +283,7 @@ def test_digits_rows_pixels_and_fixed_permutation():
 def test_char_lm_vocab_windows_and_unigram_baseline():
   rng = np.random.default_rng(0)
   train = ''.join(rng.choice(list('aab c\n'), size=3000))
-  task = shakespeare.char_lm_task(name='toy', train_text=train, val_text='ab zc',
-                                  test_text='ca b\n' * 5, seq_len=8)
+  task = shakespeare.char_lm_task(name='toy', train_text=train, val_text='ab zc', test_text='ca b\n' * 5, seq_len=8)
   ids = shakespeare.char_ids(train)
   assert task.input_size == task.output_size == len(ids) + 2 == 7
   val = task.eval_splits['val']
@@ -268,9 +312,12 @@ def test_char_lm_vocab_windows_and_unigram_baseline():
 
 def _write_music(path, rng, protocol=2):
   """A small file in the release format: dict of lists of sequences of note tuples."""
+
   def seq(n):
-    return [tuple(int(k) for k in rng.choice(np.arange(21, 109), size=rng.integers(0, 4), replace=False))
-            for _ in range(n)]
+    return [
+      tuple(int(k) for k in rng.choice(np.arange(21, 109), size=rng.integers(0, 4), replace=False)) for _ in range(n)
+    ]
+
   data = {'train': [seq(n) for n in (5, 9, 3)], 'valid': [seq(4)], 'test': [seq(6), seq(2)]}
   data['train'][0][0] = (21, 108)  # both ends of the piano
   with open(path, 'wb') as f:
@@ -288,9 +335,9 @@ def test_polyphonic_rolls_shift_and_lengths(tmp_path):
   for i, seq in enumerate(data['test']):
     for t, frame in enumerate(seq):
       np.testing.assert_array_equal(np.flatnonzero(test['targets'][i, t]) + 21, sorted(frame))
-    np.testing.assert_array_equal(test['inputs'][i, 1:len(seq)], test['targets'][i, :len(seq) - 1])
+    np.testing.assert_array_equal(test['inputs'][i, 1 : len(seq)], test['targets'][i, : len(seq) - 1])
     np.testing.assert_array_equal(test['inputs'][i, 0], 0)  # silence before the first frame
-    np.testing.assert_array_equal(test['targets'][i, len(seq):], 0)  # padding
+    np.testing.assert_array_equal(test['targets'][i, len(seq) :], 0)  # padding
   roll = polyphonic.piano_roll(data['train'][0])
   assert roll[0, 0] == 1 and roll[0, 87] == 1
   b = jax.jit(task.train_batch, static_argnums=2)(KEY, 0, 3)
@@ -330,11 +377,14 @@ class _Boom:
     return (os.system, ('echo pwned > /dev/null',))
 
 
-@pytest.mark.parametrize('payload', [
+@pytest.mark.parametrize(
+  'payload',
+  [
     {'train': [_Boom()]},
     {'train': [[np.array([60, 64])]]},
     {'train': [[{1, 2}]]},
-])
+  ],
+)
 def test_polyphonic_unpickler_refuses_anything_but_builtin_containers(tmp_path, payload):
   path = tmp_path / 'evil.pickle'
   path.write_bytes(pickle.dumps(payload, protocol=2))  # protocol 2 names set as a global

@@ -15,11 +15,18 @@ from deeprnn_jax.tasks import language_model, local_text, pipeline, shakespeare,
 KEY = jax.random.key(0)
 
 IMDB = {  # split -> folder -> {file name: review}
-    'train': {'neg': {'0_3.txt': 'A dull, bad film.<br /><br />Bad.', '10_1.txt': 'Awful plot, bad acting.',
-                      '2_2.txt': 'bad bad bad'},
-              'pos': {'1_9.txt': 'A good film!', '3_10.txt': 'Great acting, good plot.', '12_8.txt': 'good'}},
-    'test': {'neg': {'0_2.txt': 'bad zebra', '4_4.txt': 'très mauvais: bad'},
-             'pos': {'1_7.txt': 'good zebra', '5_10.txt': 'good good'}},
+  'train': {
+    'neg': {
+      '0_3.txt': 'A dull, bad film.<br /><br />Bad.',
+      '10_1.txt': 'Awful plot, bad acting.',
+      '2_2.txt': 'bad bad bad',
+    },
+    'pos': {'1_9.txt': 'A good film!', '3_10.txt': 'Great acting, good plot.', '12_8.txt': 'good'},
+  },
+  'test': {
+    'neg': {'0_2.txt': 'bad zebra', '4_4.txt': 'très mauvais: bad'},
+    'pos': {'1_7.txt': 'good zebra', '5_10.txt': 'good good'},
+  },
 }
 
 
@@ -75,8 +82,16 @@ def test_imdb_from_the_folder_and_from_the_archive_is_one_task(tmp_path):
   labels = {s: [0] * len(IMDB[s]['neg']) + [1] * len(IMDB[s]['pos']) for s in IMDB}
   assert texts['train'][:3] == ['A dull, bad film.<br /><br />Bad.', 'bad bad bad', 'Awful plot, bad acting.']
   direct = tfds_text.text_classification_task(
-      name='imdb', train_texts=texts['train'], train_labels=labels['train'], test_texts=texts['test'],
-      test_labels=labels['test'], num_classes=2, buckets=None, threshold=0.85, **opts)
+    name='imdb',
+    train_texts=texts['train'],
+    train_labels=labels['train'],
+    test_texts=texts['test'],
+    test_labels=labels['test'],
+    num_classes=2,
+    buckets=None,
+    threshold=0.85,
+    **opts,
+  )
   same_splits(task, direct)
   assert task.info['num_train'] == 4 and task.info['num_test'] == 4
   assert task.info['label_names'] == ['neg', 'pos'] and task.info['source'] == str(folder)
@@ -135,9 +150,11 @@ def test_imdb_layout_mistakes_are_one_line_errors_naming_the_file(tmp_path):
 
 def write_sst2(root, train=None, dev=None):
   root.mkdir(parents=True, exist_ok=True)
-  train = train or ('sentence\tlabel\n'
-                    'a "gripping" film \t1\nit \'s dull\t0\nfunny , warm\t1\nflat and dull\t0\n'
-                    'warm , gripping\t1\ntedious\t0\n')
+  train = train or (
+    'sentence\tlabel\n'
+    'a "gripping" film \t1\nit \'s dull\t0\nfunny , warm\t1\nflat and dull\t0\n'
+    'warm , gripping\t1\ntedious\t0\n'
+  )
   dev = dev or 'sentence\tlabel\nwarm and funny\t1\ndull zebra\t0\n'
   (root / 'train.tsv').write_text(train, encoding='utf-8')
   (root / 'dev.tsv').write_text(dev, encoding='utf-8')
@@ -153,20 +170,32 @@ def test_sst2_from_the_glue_folder_tests_on_dev_and_carves_val_from_train(tmp_pa
   task = tasks.make_task('sst2', path=str(folder), num_val=2, max_len=8, vocab_size=40)
   same_splits(task, tasks.make_task('sst2', path=str(tmp_path), num_val=2, max_len=8, vocab_size=40))
   direct = tfds_text.text_classification_task(
-      name='sst2', train_texts=splits['train'].texts, train_labels=splits['train'].labels,
-      test_texts=splits['dev'].texts, test_labels=splits['dev'].labels, num_classes=2, vocab_size=40,
-      max_len=8, num_val=2, buckets=None, threshold=0.8)
+    name='sst2',
+    train_texts=splits['train'].texts,
+    train_labels=splits['train'].labels,
+    test_texts=splits['dev'].texts,
+    test_labels=splits['dev'].labels,
+    num_classes=2,
+    vocab_size=40,
+    max_len=8,
+    num_val=2,
+    buckets=None,
+    threshold=0.8,
+  )
   same_splits(task, direct)
   assert task.info['num_test'] == 2 and task.info['num_val'] == 2 and task.info['num_train'] == 4
 
 
-@pytest.mark.parametrize('train, dev, kind, problem', [
+@pytest.mark.parametrize(
+  'train, dev, kind, problem',
+  [
     (None, 'sentence\tlabel\nfine\t2\n', ValueError, "dev.tsv line 2: label '2' is not 0 or 1"),
     ('text\tlabel\nfine\t1\n', None, ValueError, "train.tsv: no column 'sentence' in the header"),
     ('sentence\tlabel\nfine\t1\tx\n', None, ValueError, 'train.tsv line 2: 3 fields, the header has 2'),
     ('\n', None, ValueError, 'train.tsv: empty file'),
     ('sentence\tlabel\n', None, ValueError, 'train.tsv: no examples (only a header)'),
-])
+  ],
+)
 def test_sst2_malformed_files_are_one_line_errors(tmp_path, train, dev, kind, problem):
   folder = write_sst2(tmp_path / 'SST-2', train, dev)
   msg = one_line_error(kind, tasks.make_task, 'sst2', path=str(folder))
@@ -189,25 +218,36 @@ def test_sst2_missing_file_and_wrong_encoding(tmp_path):
 
 def test_text_classification_from_a_folder_of_csv_and_jsonl_with_string_labels(tmp_path):
   (tmp_path / 'train.csv').write_text(
-      'id,text,topic\n'
-      '1,"Goals, goals and a late winner",sports\n'
-      '2,Markets fall as rates rise,business\n'
-      '3,"The match, the cup",sports\n'
-      '4,Election results are in,world\n'
-      '5,Shares rise,business\n'
-      '\n'
-      '6,"A summit, a treaty",world\n', encoding='utf-8')
+    'id,text,topic\n'
+    '1,"Goals, goals and a late winner",sports\n'
+    '2,Markets fall as rates rise,business\n'
+    '3,"The match, the cup",sports\n'
+    '4,Election results are in,world\n'
+    '5,Shares rise,business\n'
+    '\n'
+    '6,"A summit, a treaty",world\n',
+    encoding='utf-8',
+  )
   (tmp_path / 'dev.jsonl').write_text(
-      json.dumps({'text': 'Cup final tonight', 'topic': 'sports'}) + '\n', encoding='utf-8')
-  (tmp_path / 'test.jsonl').write_text('\n'.join(json.dumps(r) for r in [
-      {'text': 'Shares fall', 'topic': 'business'}, {'text': 'A treaty', 'topic': 'world'},
-      {'text': 'Late goals', 'topic': 'sports'}]) + '\n', encoding='utf-8')
+    json.dumps({'text': 'Cup final tonight', 'topic': 'sports'}) + '\n', encoding='utf-8'
+  )
+  (tmp_path / 'test.jsonl').write_text(
+    '\n'.join(
+      json.dumps(r)
+      for r in [
+        {'text': 'Shares fall', 'topic': 'business'},
+        {'text': 'A treaty', 'topic': 'world'},
+        {'text': 'Late goals', 'topic': 'sports'},
+      ]
+    )
+    + '\n',
+    encoding='utf-8',
+  )
   (tmp_path / 'notes.txt').write_text('not a split')
-  task = tasks.make_task('text_classification', path=str(tmp_path), label_column='topic', max_len=8,
-                         vocab_size=100)
+  task = tasks.make_task('text_classification', path=str(tmp_path), label_column='topic', max_len=8, vocab_size=100)
   assert task.output_size == 3 and task.info['label_names'] == ['business', 'sports', 'world']
   np.testing.assert_array_equal(task.eval_splits['test']['targets'], [0, 2, 1])
-  np.testing.assert_array_equal(task.eval_splits['val']['targets'], [1])   # dev.jsonl, not carved
+  np.testing.assert_array_equal(task.eval_splits['val']['targets'], [1])  # dev.jsonl, not carved
   assert task.info['num_train'] == 6 and task.info['num_val'] == 1
   # 'cup' is in train, 'final' and 'tonight' only in the validation file: OOV.
   val = task.eval_splits['val']['inputs'][0]
@@ -220,54 +260,96 @@ def test_text_classification_from_a_folder_of_csv_and_jsonl_with_string_labels(t
 
 
 def test_text_classification_from_one_file_with_a_split_column_and_integer_labels(tmp_path):
-  rows = [('train', 'alpha beta', 10), ('train', 'beta gamma', 2), ('train', 'gamma alpha', 10),
-          ('train', 'beta beta', 2), ('train', 'alpha alpha', 10), ('validation', 'beta', 2),
-          ('test', 'alpha', 10), ('test', 'gamma delta', 2)]
+  rows = [
+    ('train', 'alpha beta', 10),
+    ('train', 'beta gamma', 2),
+    ('train', 'gamma alpha', 10),
+    ('train', 'beta beta', 2),
+    ('train', 'alpha alpha', 10),
+    ('validation', 'beta', 2),
+    ('test', 'alpha', 10),
+    ('test', 'gamma delta', 2),
+  ]
   jsonl = tmp_path / 'all.jsonl'
   jsonl.write_text(''.join(json.dumps({'split': s, 'review': t, 'stars': y}) + '\n' for s, t, y in rows))
-  task = tasks.make_task('text_classification', path=str(jsonl), text_column='review',
-                         label_column='stars', max_len=4, vocab_size=10)
+  task = tasks.make_task(
+    'text_classification', path=str(jsonl), text_column='review', label_column='stars', max_len=4, vocab_size=10
+  )
   assert task.info['label_names'] == ['2', '10']  # numeric order, not string order
   np.testing.assert_array_equal(task.eval_splits['test']['targets'], [1, 0])
   assert task.info['num_val'] == 1
   # The same rows as a TSV (labels are strings there): the same task.
   tsv = tmp_path / 'all.tsv'
   tsv.write_text('split\treview\tstars\n' + ''.join(f'{s}\t{t}\t{y}\n' for s, t, y in rows))
-  same_splits(task, tasks.make_task('text_classification', path=str(tsv), text_column='review',
-                                    label_column='stars', max_len=4, vocab_size=10))
+  same_splits(
+    task,
+    tasks.make_task(
+      'text_classification', path=str(tsv), text_column='review', label_column='stars', max_len=4, vocab_size=10
+    ),
+  )
   # Without validation rows, num_val examples are carved from train.
   csv_file = tmp_path / 'no_val.csv'
   csv_file.write_text('split,text,label\n' + ''.join(f'{s},{t},{y}\n' for s, t, y in rows if s != 'validation'))
   carved = tasks.make_task('text_classification', path=str(csv_file), num_val=2, max_len=4, vocab_size=10)
   tr, va = pipeline.carve_validation(5, 2)
-  np.testing.assert_array_equal(carved.eval_splits['val']['targets'],
-                                [1 if rows[i][2] == 10 else 0 for i in va])
+  np.testing.assert_array_equal(carved.eval_splits['val']['targets'], [1 if rows[i][2] == 10 else 0 for i in va])
 
 
-@pytest.mark.parametrize('name, content, options, kind, problem', [
-    ('train.csv', 'body,label\nhi,a\nho,b\n', {}, ValueError,
-     "train.csv: no column 'text' in the header (columns: 'body', 'label'); name the right one with the "
-     'task option text_column=...'),
-    ('train.jsonl', '{"text": "hi", "label": "a"}\n{"text": "ho"}\n', {}, ValueError,
-     "train.jsonl line 2: no 'label' field (fields: 'text'); name the right one with the task option "
-     'label_column=...'),
-    ('train.jsonl', '{"text": "hi", "label": "a"}\n{"text": "ho", "label": "b"\n', {}, ValueError,
-     'train.jsonl line 2: not valid JSON'),
-    ('train.jsonl', '{"text": "hi", "label": "a"}\n{"text": "ho", "label": 0.5}\n', {}, ValueError,
-     'train.jsonl line 2: label 0.5 is float; labels are strings or integers'),
-    ('test.csv', 'text,label\nhi,a\nho,c\n', {}, ValueError,
-     "test.csv line 3: label 'c' does not occur in the training data (its labels: a, b)"),
+@pytest.mark.parametrize(
+  'name, content, options, kind, problem',
+  [
+    (
+      'train.csv',
+      'body,label\nhi,a\nho,b\n',
+      {},
+      ValueError,
+      "train.csv: no column 'text' in the header (columns: 'body', 'label'); name the right one with the "
+      'task option text_column=...',
+    ),
+    (
+      'train.jsonl',
+      '{"text": "hi", "label": "a"}\n{"text": "ho"}\n',
+      {},
+      ValueError,
+      "train.jsonl line 2: no 'label' field (fields: 'text'); name the right one with the task option label_column=...",
+    ),
+    (
+      'train.jsonl',
+      '{"text": "hi", "label": "a"}\n{"text": "ho", "label": "b"\n',
+      {},
+      ValueError,
+      'train.jsonl line 2: not valid JSON',
+    ),
+    (
+      'train.jsonl',
+      '{"text": "hi", "label": "a"}\n{"text": "ho", "label": 0.5}\n',
+      {},
+      ValueError,
+      'train.jsonl line 2: label 0.5 is float; labels are strings or integers',
+    ),
+    (
+      'test.csv',
+      'text,label\nhi,a\nho,c\n',
+      {},
+      ValueError,
+      "test.csv line 3: label 'c' does not occur in the training data (its labels: a, b)",
+    ),
     ('test.csv', 'text,label\nhi,\n', {}, ValueError, 'test.csv line 2: empty label'),
     ('train.csv', '', {}, ValueError, 'train.csv: empty file'),
     ('train.csv', 'text,label\n', {}, ValueError, 'train.csv: no examples (only a header)'),
-    ('train.csv', 'text,label\nhi,a\nho,a\n', {}, ValueError,
-     "train.csv: every training example has label 'a'; a classifier needs at least 2 classes"),
+    (
+      'train.csv',
+      'text,label\nhi,a\nho,a\n',
+      {},
+      ValueError,
+      "train.csv: every training example has label 'a'; a classifier needs at least 2 classes",
+    ),
     ('train.csv', 'text,label\n"hi,a\n', {}, ValueError, 'train.csv line 2: not valid CSV (unexpected end of data)'),
     ('train.csv', 'text,label\nhi, there,a\n', {}, ValueError, 'train.csv line 2: 3 fields, the header has 2'),
     ('test.csv', b'text,label\nna\xefve,a\n', {}, ValueError, 'test.csv: not UTF-8 text (byte 0xef on line 2)'),
-])
-def test_text_classification_malformed_tables_are_one_line_errors(tmp_path, name, content, options, kind,
-                                                                  problem):
+  ],
+)
+def test_text_classification_malformed_tables_are_one_line_errors(tmp_path, name, content, options, kind, problem):
   (tmp_path / 'train.csv').write_text('text,label\nhi,a\nho,b\n')
   (tmp_path / 'test.csv').write_text('text,label\nhi,a\n')
   if name.endswith('.jsonl'):
@@ -328,9 +410,10 @@ def test_char_lm_splits_a_text_file_contiguously_as_tfds_tiny_shakespeare_does(t
   assert task.info['files']['train'] == f'{file} (train part)'
   # tiny_shakespeare from Karpathy's input.txt: TFDS's 90/5/5 split, in random windows (char_lm_task).
   train, val, test = local_text.split_text(text, 0.05, 0.05)
-  same_splits(tasks.make_task('tiny_shakespeare', path=str(file), seq_len=8),
-              shakespeare.char_lm_task(name='tiny_shakespeare', train_text=train, val_text=val, test_text=test,
-                                       seq_len=8))
+  same_splits(
+    tasks.make_task('tiny_shakespeare', path=str(file), seq_len=8),
+    shakespeare.char_lm_task(name='tiny_shakespeare', train_text=train, val_text=val, test_text=test, seq_len=8),
+  )
 
 
 def test_char_lm_file_mistakes_are_one_line_errors(tmp_path):
@@ -349,25 +432,35 @@ def test_char_lm_file_mistakes_are_one_line_errors(tmp_path):
   short.write_text('abcdefghij' * 3)
   msg = one_line_error(ValueError, tasks.make_task, 'char_lm', path=str(short), seq_len=64)
   assert msg.startswith(f'{short} (train part): 28 training tokens are too few for seq_len=64')
-  msg = one_line_error(ValueError, tasks.make_task, 'char_lm', path=str(short), val_fraction=0.6,
-                       test_fraction=0.5)
+  msg = one_line_error(ValueError, tasks.make_task, 'char_lm', path=str(short), val_fraction=0.6, test_fraction=0.5)
   assert 'must be in (0, 1) and add up to less than 1' in msg
 
 
 # ------------------------------------------------------------------------------------ through the runner
 
 
-TINY = ['--config.model.depth=1', '--config.model.width=8', '--config.model.embed_features=8',
-        '--config.train.num_steps=2', '--config.train.batch_size=4', '--config.train.log_every_steps=1',
-        '--config.train.eval_every_steps=2', '--config.train.checkpoint_every_steps=2',
-        '--config.train.eval_batch_size=8', '--config.train.progress=off',
-        '--config.logging.wandb_mode=disabled', '--config.task.options.max_len=8',
-        '--config.task.options.vocab_size=50', '--config.task.options.num_val=2']
+TINY = [
+  '--config.model.depth=1',
+  '--config.model.width=8',
+  '--config.model.embed_features=8',
+  '--config.train.num_steps=2',
+  '--config.train.batch_size=4',
+  '--config.train.log_every_steps=1',
+  '--config.train.eval_every_steps=2',
+  '--config.train.checkpoint_every_steps=2',
+  '--config.train.eval_batch_size=8',
+  '--config.train.progress=off',
+  '--config.logging.wandb_mode=disabled',
+  '--config.task.options.max_len=8',
+  '--config.task.options.vocab_size=50',
+  '--config.task.options.num_val=2',
+]
 
 
 def test_imdb_sentiment_config_trains_from_the_aclimdb_archive(tmp_path, capsys):
   from deeprnn_jax import runlog  # pylint: disable=g-import-not-at-top
   from experiments import run  # pylint: disable=g-import-not-at-top
+
   archive = tar_gz(write_imdb(tmp_path / 'data'), tmp_path / 'aclImdb_v1.tar.gz')
   workdir = str(tmp_path / 'runs')
   argv = ['--config', 'configs/imdb_sentiment.py', '--workdir', workdir, '--no-report', *TINY]

@@ -17,9 +17,9 @@ def test_selective_copy_targets_are_the_data_tokens_in_order():
     context, tail = inputs[:20], inputs[20:]
     data = context[context != recall.NOISE]
     assert len(data) == 4 and set(data) <= set(range(1, 7))
-    assert (tail == 7).all()                                   # V + 1: the marker
+    assert (tail == 7).all()  # V + 1: the marker
     np.testing.assert_array_equal(mask, [0] * 20 + [1] * 4)
-    np.testing.assert_array_equal(targets[20:], data)          # copied out in order of appearance
+    np.testing.assert_array_equal(targets[20:], data)  # copied out in order of appearance
   # The positions differ between rows: the spacing is random (what makes the copy selective).
   assert len({tuple(np.flatnonzero(row[:20])) for row in b['inputs']}) > 1
 
@@ -32,7 +32,7 @@ def test_mqar_answers_each_key_with_its_value_once():
     table = dict(zip(keys, values))
     asked = np.flatnonzero(mask)
     assert len(asked) == 5 and asked.min() >= 10
-    assert sorted(inputs[asked]) == sorted(keys)                # every key asked exactly once
+    assert sorted(inputs[asked]) == sorted(keys)  # every key asked exactly once
     for t in asked:
       assert targets[t] == table[inputs[t]]
     rest = np.setdiff1d(np.arange(10, 30), asked)
@@ -47,16 +47,19 @@ def test_splits_keep_the_tokens_and_stretch_the_gaps():
   assert all(b['target_mask'].sum(axis=1).tolist() == [3] * 4 for b in copy.eval_splits.values())
   mqar = tasks.make_task('mqar', seq_len=16, num_pairs=4, num_keys=8, num_values=10, num_eval=4)
   widths = {s: b['inputs'].shape[1] for s, b in mqar.eval_splits.items()}
-  assert widths == {'val': 16, 'test': 16, 'test_len2x': 24, 'test_len4x': 40}   # 8 + k * 8
+  assert widths == {'val': 16, 'test': 16, 'test_len2x': 24, 'test_len4x': 40}  # 8 + k * 8
   assert mqar.input_size == mqar.output_size == 19 and mqar.baseline.value == 0.1
   # val and test are different draws.
   assert not np.array_equal(mqar.eval_splits['val']['inputs'], mqar.eval_splits['test']['inputs'])
 
 
-@pytest.mark.parametrize('options,message', [
+@pytest.mark.parametrize(
+  'options,message',
+  [
     (dict(num_pairs=9, num_keys=8), 'num_pairs <= num_keys'),
     (dict(seq_len=20, num_pairs=8), r'seq_len >= 3 \* num_pairs = 24'),
-])
+  ],
+)
 def test_impossible_mqar_settings_fail_in_one_line(options, message):
   with pytest.raises(ValueError, match=message):
     recall.mqar(**options)
@@ -65,12 +68,12 @@ def test_impossible_mqar_settings_fail_in_one_line(options, message):
 def test_only_answer_steps_count_and_exact_match_is_per_sequence():
   targets = np.array([[0, 0, 2, 1], [0, 0, 1, 1]])
   mask = np.array([[0, 0, 1, 1], [0, 0, 1, 1]])
-  predicted = np.array([[3, 3, 2, 1], [0, 0, 1, 0]])       # row 0 all answers right, row 1 one wrong
+  predicted = np.array([[3, 3, 2, 1], [0, 0, 1, 0]])  # row 0 all answers right, row 1 one wrong
   logits = jax.nn.one_hot(predicted, 4) * 5.0
   batch = {'targets': jnp.asarray(targets), 'target_mask': jnp.asarray(mask), 'lengths': jnp.array([4, 4])}
   loss, sums = base.loss_and_metrics('per_step_class', logits, batch)
   means = base.finalize(sums)
-  assert means['accuracy'] == pytest.approx(3 / 4)          # 4 answer steps, not 8 steps
+  assert means['accuracy'] == pytest.approx(3 / 4)  # 4 answer steps, not 8 steps
   assert means['exact_match'] == pytest.approx(1 / 2)
   log_p = np.log(np.exp(np.asarray(logits)) / np.exp(np.asarray(logits)).sum(-1, keepdims=True))
   ce = -np.take_along_axis(log_p, targets[..., None], -1)[..., 0]

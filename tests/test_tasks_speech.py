@@ -151,16 +151,22 @@ def test_labels_option_selects_folders(wav_dir, tmp_path):
     _task(wav_dir, tmp_path / 'cache', labels=('yes', 'low'))
 
 
-@pytest.mark.parametrize('damage, match', [
+@pytest.mark.parametrize(
+  'damage, match',
+  [
     ('empty', r'0 label folder\(s\) \[\]; keyword spotting needs at least two'),
     ('not_wav', r'notes\.txt: not a \.wav file in label folder .low.'),
     ('bad_wav', r'broken\.wav: not a readable WAV file'),
-    ('rate', r'odd\.wav: sample rate 16000 Hz, expected 8000 Hz; resample the file, or set '
-             r'sample_rate=16000'),
+    (
+      'rate',
+      r'odd\.wav: sample rate 16000 Hz, expected 8000 Hz; resample the file, or set '
+      r'sample_rate=16000',
+    ),
     ('no_files', r'mid: label folder with no \.wav files'),
     ('no_samples', r'silent\.wav: no samples'),
     ('missing', r'keyword spotting data folder .* not found'),
-])
+  ],
+)
 def test_malformed_folders_give_one_line_errors(tmp_path, damage, match):
   root = tmp_path / 'kws'
   if damage == 'empty':
@@ -200,8 +206,11 @@ def _speech_commands_examples(split, n=6):
 
 def test_speech_commands_from_tfds_examples(tmp_path, monkeypatch):
   # TFDS's Audio feature needs TensorFlow even for mock data, so the source itself is stood in for.
-  monkeypatch.setattr(tfds_source, 'load_split', lambda name, split, data_dir=None: (
-      _speech_commands_examples(split) if name == 'speech_commands' else None))
+  monkeypatch.setattr(
+    tfds_source,
+    'load_split',
+    lambda name, split, data_dir=None: _speech_commands_examples(split) if name == 'speech_commands' else None,
+  )
   task = tasks.make_task('speech_commands', cache_dir=str(tmp_path), n_mels=16)
   assert task.output_size == 12 and task.info['label_names'][10:] == ('_silence_', '_unknown_')
   assert task.info['num_train'] == task.info['num_val'] == task.info['num_test'] == 6
@@ -212,6 +221,7 @@ def test_speech_commands_from_tfds_examples(tmp_path, monkeypatch):
 @pytest.mark.skipif(HAS_TENSORFLOW, reason='TensorFlow is installed: reading speech_commands works')
 def test_speech_commands_without_tensorflow_says_what_to_do(tmp_path):
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
   with tfds.testing.mock_data(num_examples=2, policy=tfds.testing.MockPolicy.USE_CODE):
     with pytest.raises(ValueError, match='needs TensorFlow even to read') as e:
       tasks.make_task('speech_commands', cache_dir=str(tmp_path))
@@ -229,8 +239,9 @@ def test_speech_commands_without_tensorflow_says_what_to_do(tmp_path):
 def test_tiny_classifier_learns_the_tones(tmp_path):
   root = _make_folder(tmp_path / 'kws', per_label=30, seed=1)
   task = _task(root, tmp_path / 'cache', val_fraction=0.2, test_fraction=0.2)
-  model = models.Classifier(rnn=dr.DeepRNN(cell='gru', features=16, num_layers=1),
-                            num_classes=task.output_size, pooling='mean')
+  model = models.Classifier(
+    rnn=dr.DeepRNN(cell='gru', features=16, num_layers=1), num_classes=task.output_size, pooling='mean'
+  )
   state, losses = fit(model, task, steps=40, batch_size=18, learning_rate=1e-2)
   params = state.params
   test = task.eval_splits['test']

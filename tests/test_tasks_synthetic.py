@@ -21,8 +21,7 @@ def _metrics(task, outputs, batch):
 def _pooled(task):
   """'val' and 'test' together: a large sample from the same generator as the train stream (the
   splits are generated anyway, so the statistics cost no extra compile)."""
-  return {k: np.concatenate([task.eval_splits['val'][k], task.eval_splits['test'][k]])
-          for k in task.eval_splits['val']}
+  return {k: np.concatenate([task.eval_splits['val'][k], task.eval_splits['test'][k]]) for k in task.eval_splits['val']}
 
 
 # ------------------------------------------------------------------------------------------ adding
@@ -59,8 +58,12 @@ def test_adding_target_has_mean_one_variance_one_sixth_and_constant_one_scores_b
 
 def test_adding_length_generalization_splits(adding_task):
   shapes = {k: v['inputs'].shape for k, v in adding_task.eval_splits.items()}
-  assert shapes == {'val': (10000, 10, 2), 'test': (10000, 10, 2), 'test_len2x': (10000, 20, 2),
-                    'test_len4x': (10000, 40, 2)}
+  assert shapes == {
+    'val': (10000, 10, 2),
+    'test': (10000, 10, 2),
+    'test_len2x': (10000, 20, 2),
+    'test_len4x': (10000, 40, 2),
+  }
   splits = adding_task.eval_splits
   assert not np.array_equal(splits['val']['inputs'], splits['test']['inputs'])
   m = adding_task.eval_splits['test_len4x']['inputs'][..., 1]
@@ -84,11 +87,11 @@ def test_copy_layout_follows_arjovsky_et_al(copy_task):
   assert copy_task.input_size == 10 and copy_task.output_size == 9
   symbols = x[:, :10]
   assert symbols.min() == 1 and symbols.max() == 8
-  np.testing.assert_array_equal(x[:, 10:T + 9], 0)  # T - 1 blanks
+  np.testing.assert_array_equal(x[:, 10 : T + 9], 0)  # T - 1 blanks
   np.testing.assert_array_equal(x[:, T + 9], 9)  # the delimiter
-  np.testing.assert_array_equal(x[:, T + 10:], 0)  # 10 blanks while recalling
-  np.testing.assert_array_equal(y[:, :T + 10], 0)
-  np.testing.assert_array_equal(y[:, T + 10:], symbols)
+  np.testing.assert_array_equal(x[:, T + 10 :], 0)  # 10 blanks while recalling
+  np.testing.assert_array_equal(y[:, : T + 10], 0)
+  np.testing.assert_array_equal(y[:, T + 10 :], symbols)
   np.testing.assert_array_equal(b['lengths'], T + 20)
   # Symbols are uniform over 1..8 (2560 draws: each count 320 +- 17).
   counts = np.bincount(symbols.ravel(), minlength=9)[1:]
@@ -96,7 +99,7 @@ def test_copy_layout_follows_arjovsky_et_al(copy_task):
   long = jax.tree.map(np.asarray, synthetic.copy_batch(KEY, 2, 4 * T))  # a 4x-length split's rows
   assert long['inputs'].shape == (2, 4 * T + 20)
   np.testing.assert_array_equal(long['inputs'][:, 4 * T + 9], 9)
-  np.testing.assert_array_equal(long['targets'][:, 4 * T + 10:], long['inputs'][:, :10])
+  np.testing.assert_array_equal(long['targets'][:, 4 * T + 10 :], long['inputs'][:, :10])
 
 
 def test_copy_memoryless_predictor_scores_the_baseline(copy_task):
@@ -104,15 +107,14 @@ def test_copy_memoryless_predictor_scores_the_baseline(copy_task):
   b = copy_task.eval_splits['val']
   # Blank with certainty on the first T + 10 steps, uniform over the 8 symbols on the last 10.
   logits = np.full((256, T + 20, 9), -1e9, np.float32)
-  logits[:, :T + 10, 0] = 0.0
-  logits[:, T + 10:, 1:] = 0.0
+  logits[:, : T + 10, 0] = 0.0
+  logits[:, T + 10 :, 1:] = 0.0
   loss = _metrics(copy_task, logits, b)['loss']
   assert loss == pytest.approx(10 * math.log(8) / (T + 20), rel=1e-5)
   assert copy_task.baseline.value == pytest.approx(loss, rel=1e-5)
   assert copy_task.threshold.value == pytest.approx(0.05 * loss, rel=1e-5)
   assert set(copy_task.eval_splits) == {'val', 'test'}
-  assert copy_task.info['baseline_by_split'] == {'val': copy_task.baseline.value,
-                                                 'test': copy_task.baseline.value}
+  assert copy_task.info['baseline_by_split'] == {'val': copy_task.baseline.value, 'test': copy_task.baseline.value}
   # With length generalization, the 4T split's baseline is the same formula at delay 4T.
   assert synthetic.copy_baseline(4 * T) == pytest.approx(10 * math.log(8) / (4 * T + 20))
 
@@ -136,8 +138,16 @@ def _reference_counts(tokens, num_types, max_depth):
 
 @pytest.fixture(scope='module')
 def parens_task():
-  return make_task('parentheses', seq_len=16, num_types=2, max_depth=3, num_noise=2, noise_prob=0.25,
-                   num_eval=3000, length_generalization=False)
+  return make_task(
+    'parentheses',
+    seq_len=16,
+    num_types=2,
+    max_depth=3,
+    num_noise=2,
+    noise_prob=0.25,
+    num_eval=3000,
+    length_generalization=False,
+  )
 
 
 def test_parentheses_targets_are_saturating_per_type_counts(parens_task):

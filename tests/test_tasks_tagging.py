@@ -25,7 +25,7 @@ Peter NNP B-NP B-PER
 Blackburn NNP I-NP I-PER
 
 """
-VALID = "Peter NNP B-NP B-PER\nrejects VBZ B-VP O\n"
+VALID = 'Peter NNP B-NP B-PER\nrejects VBZ B-VP O\n'
 TEST = """-DOCSTART- -X- -X- O
 
 German JJ B-NP B-MISC
@@ -84,7 +84,9 @@ def test_conll2003_file_names_are_accepted(tmp_path):
   assert task.info['files']['val'].endswith('eng.testa') and task.info['num_test'] == 1
 
 
-@pytest.mark.parametrize('files, match', [
+@pytest.mark.parametrize(
+  'files, match',
+  [
     ({'train.txt': 'EU\nrejects O\n'}, r'train\.txt:1: one column .*needs a token and a tag'),
     ({'train.txt': 'EU NNP B-ORG\nrejects O\n'}, r'train\.txt:2: 2 columns where .* has 3'),
     ({'train.txt': '\n\n-DOCSTART- O\n\n'}, r'train\.txt: no sentences'),
@@ -92,7 +94,8 @@ def test_conll2003_file_names_are_accepted(tmp_path):
     ({'test.txt': 'Berlin B-LOC\n'}, r"test\.txt:1: tag 'B-LOC' of the test split never occurs in training"),
     ({'valid.txt': None}, r'no val file in .*: expected one of valid\.txt, dev\.txt, eng\.testa'),
     ({'dev.txt': VALID}, r'two val files in .*: valid\.txt and dev\.txt'),
-])
+  ],
+)
 def test_malformed_files_give_one_line_errors(conll_dir, files, match):
   for name, text in files.items():
     if text is None:
@@ -141,7 +144,8 @@ def test_score_reads_only_valid_steps(conll_dir):
   pred = padded['targets'].copy()
   pred[:, 2:] = names.index('B-MISC')  # garbage entities past the length
   assert task.score('val', pred, padded) == pytest.approx(
-      {'entity_precision': 1.0, 'entity_recall': 1.0, 'entity_f1': 1.0})
+    {'entity_precision': 1.0, 'entity_recall': 1.0, 'entity_f1': 1.0}
+  )
   pred[0, 0] = names.index('B-ORG')  # a wrong type inside the sentence does count
   assert task.score('val', pred, padded)['entity_f1'] == 0.0
   assert task.metric_modes['entity_f1'] == 'max'
@@ -166,26 +170,34 @@ def _conll2003_source(self, split, **kwargs):
   del self, kwargs
   tag = {t: i for i, t in enumerate(CONLL2003_TAGS)}
   sentences = {
-      'train': [(['EU', 'rejects', 'German', 'call'], ['B-ORG', 'O', 'B-MISC', 'O']),
-                (['Peter', 'Blackburn'], ['B-PER', 'I-PER'])],
-      'dev': [(['Peter', 'rejects'], ['B-PER', 'O'])],
-      'test': [(['German', 'EU'], ['B-MISC', 'B-ORG'])],
+    'train': [
+      (['EU', 'rejects', 'German', 'call'], ['B-ORG', 'O', 'B-MISC', 'O']),
+      (['Peter', 'Blackburn'], ['B-PER', 'I-PER']),
+    ],
+    'dev': [(['Peter', 'rejects'], ['B-PER', 'O'])],
+    'test': [(['German', 'EU'], ['B-MISC', 'B-ORG'])],
   }[str(split)]
-  return [{'tokens': np.array([t.encode() for t in toks], dtype=object),  # data sources give bytes
-           'ner': np.array([tag[t] for t in tags], np.int64), 'pos': np.zeros(len(toks), np.int64),
-           'chunks': np.zeros(len(toks), np.int64)} for toks, tags in sentences]
+  return [
+    {
+      'tokens': np.array([t.encode() for t in toks], dtype=object),  # data sources give bytes
+      'ner': np.array([tag[t] for t in tags], np.int64),
+      'pos': np.zeros(len(toks), np.int64),
+      'chunks': np.zeros(len(toks), np.int64),
+    }
+    for toks, tags in sentences
+  ]
 
 
 def test_conll2003_from_tfds_mock_data():
-  with tfds.testing.mock_data(policy=tfds.testing.MockPolicy.USE_CODE,
-                              as_data_source_fn=_conll2003_source):
+  with tfds.testing.mock_data(policy=tfds.testing.MockPolicy.USE_CODE, as_data_source_fn=_conll2003_source):
     task = tasks.make_task('conll2003', max_len=8)
   assert task.info['tag_names'] == ('O', 'B-MISC', 'B-ORG', 'B-PER', 'I-PER')
   assert task.seq_len == 8 and task.info['num_train'] == 2
   test = task.eval_splits['test']
   assert [task.info['tag_names'][t] for t in test['targets'][0]] == ['B-MISC', 'B-ORG']
-  assert test['inputs'][0].tolist() == [vocab.OOV + 1 + sorted(
-      ['Blackburn', 'EU', 'German', 'Peter', 'call', 'rejects']).index(w) for w in ('German', 'EU')]
+  assert test['inputs'][0].tolist() == [
+    vocab.OOV + 1 + sorted(['Blackburn', 'EU', 'German', 'Peter', 'call', 'rejects']).index(w) for w in ('German', 'EU')
+  ]
   assert task.baseline.value == pytest.approx(1.0)  # both test words were unambiguous in train
 
 
@@ -231,13 +243,22 @@ def _synthetic_conll(rng, num_sentences):
 
 def test_tiny_bidirectional_model_learns_entities_from_context(tmp_path):
   rng = np.random.default_rng(0)
-  folder = _write(tmp_path / 'synthetic', {'train.txt': _synthetic_conll(rng, 200),
-                                           'valid.txt': _synthetic_conll(rng, 20),
-                                           'test.txt': _synthetic_conll(rng, 60)})
+  folder = _write(
+    tmp_path / 'synthetic',
+    {
+      'train.txt': _synthetic_conll(rng, 200),
+      'valid.txt': _synthetic_conll(rng, 20),
+      'test.txt': _synthetic_conll(rng, 60),
+    },
+  )
   task = tasks.make_task('ner_conll', path=str(folder))
   assert task.baseline.value < 0.5  # a word's most frequent tag is a poor guess here
-  model = models.PerStepModel(rnn=dr.DeepRNN(cell='gru', features=16, num_layers=1, bidirectional=True),
-                              vocab_size=task.input_size, embed_features=16, out_features=task.output_size)
+  model = models.PerStepModel(
+    rnn=dr.DeepRNN(cell='gru', features=16, num_layers=1, bidirectional=True),
+    vocab_size=task.input_size,
+    embed_features=16,
+    out_features=task.output_size,
+  )
   state, losses = fit(model, task, steps=60, batch_size=32, learning_rate=2e-2)
   params = state.params
   test = task.eval_splits['test']

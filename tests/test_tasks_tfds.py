@@ -22,10 +22,13 @@ def mock_tfds():
     yield
 
 
-@pytest.mark.parametrize('name, options', [
+@pytest.mark.parametrize(
+  'name, options',
+  [
     ('imdb', dict(num_val=4, max_len=40)),
     ('sst2', dict(num_val=4, max_len=40)),
-])
+  ],
+)
 def test_text_tasks_on_mock_data(mock_tfds, name, options):
   task = tasks.make_task(name, **options)
   assert task.input_kind == 'tokens' and task.output_kind == 'class' and task.seq_len == 40
@@ -47,10 +50,13 @@ def test_text_tasks_on_mock_data(mock_tfds, name, options):
   assert m['accuracy'] == pytest.approx(task.baseline.value)
 
 
-@pytest.mark.parametrize('name, options, shape', [
+@pytest.mark.parametrize(
+  'name, options, shape',
+  [
     ('smnist', dict(num_val=4), (784, 1)),
     ('psmnist', dict(num_val=4, mode='rows'), (28, 28)),
-])
+  ],
+)
 def test_sequential_mnist_on_mock_data(mock_tfds, name, options, shape):
   task = tasks.make_task(name, **options)
   assert task.eval_splits['test']['inputs'].shape == (24,) + shape
@@ -72,12 +78,15 @@ def test_tiny_shakespeare_on_mock_data(mock_tfds):
   assert b['inputs'].shape == b['targets'].shape == (3, 4)
 
 
-@pytest.mark.parametrize('name, tfds_name, local', [
+@pytest.mark.parametrize(
+  'name, tfds_name, local',
+  [
     ('imdb', 'imdb_reviews', '--config.task.options.path=aclImdb'),
     ('sst2', 'glue/sst2', '--config.task.options.path=SST-2'),
     ('smnist', 'mnist', None),
     ('tiny_shakespeare', 'tiny_shakespeare', '--config.task.options.path=input.txt'),
-])
+  ],
+)
 def test_unprepared_dataset_error_names_the_prepare_command(tmp_path, name, tfds_name, local):
   with pytest.raises(tfds_source.DatasetNotPreparedError) as e:
     tasks.make_task(name, data_dir=str(tmp_path))
@@ -90,7 +99,7 @@ def test_unprepared_dataset_error_names_the_prepare_command(tmp_path, name, tfds
   assert (local in msg) if local else ('path=' not in msg)
   # The trainer shows it as one line of at most 500 characters (runlog.one_line): the command and
   # the alternative come before TFDS's own words, which are cut first.
-  shown = f'config key \'task\': {name!r} cannot be built: DatasetNotPreparedError: {msg}'[:500]
+  shown = f"config key 'task': {name!r} cannot be built: DatasetNotPreparedError: {msg}"[:500]
   assert f'experiments.prepare {tfds_name} --data-dir {tmp_path}`' in shown and (local or '') in shown
 
 
@@ -100,13 +109,19 @@ class DeeprnnToyReviews(tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version('1.0.0')
 
   def _info(self):
-    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-        'text': tfds.features.Text(), 'label': tfds.features.ClassLabel(num_classes=2)}))
+    return tfds.core.DatasetInfo(
+      builder=self,
+      features=tfds.features.FeaturesDict(
+        {'text': tfds.features.Text(), 'label': tfds.features.ClassLabel(num_classes=2)}
+      ),
+    )
 
   def _split_generators(self, dl_manager):
     del dl_manager
-    return {'train': self._generate_examples(['good film', 'bad film', 'good good', 'très bad']),
-            'test': self._generate_examples(['good plot', 'bad plot'])}
+    return {
+      'train': self._generate_examples(['good film', 'bad film', 'good good', 'très bad']),
+      'test': self._generate_examples(['good plot', 'bad plot']),
+    }
 
   def _generate_examples(self, texts):
     for i, text in enumerate(texts):
@@ -120,11 +135,18 @@ def test_real_array_record_source_reads_without_tensorflow(tmp_path):
   texts = sorted(tfds_source.text_of(ex['text']) for ex in train)
   assert texts == ['bad film', 'good film', 'good good', 'très bad']  # bytes decoded as UTF-8
   task = tfds_text.text_classification_task(
-      name='toy', train_texts=[tfds_source.text_of(ex['text']) for ex in train],
-      train_labels=[int(ex['label']) for ex in train],
-      test_texts=[tfds_source.text_of(ex['text']) for ex in test],
-      test_labels=[int(ex['label']) for ex in test], num_classes=2, vocab_size=100, max_len=4,
-      num_val=1, buckets=None, threshold=None)
+    name='toy',
+    train_texts=[tfds_source.text_of(ex['text']) for ex in train],
+    train_labels=[int(ex['label']) for ex in train],
+    test_texts=[tfds_source.text_of(ex['text']) for ex in test],
+    test_labels=[int(ex['label']) for ex in test],
+    num_classes=2,
+    vocab_size=100,
+    max_len=4,
+    num_val=1,
+    buckets=None,
+    threshold=None,
+  )
   # 'plot' is only in test: OOV.
   assert np.all(task.eval_splits['test']['inputs'][:, 1] == vocab.OOV)
   assert task.eval_splits['test']['inputs'].shape == (2, 4)
@@ -136,9 +158,12 @@ class DeeprnnToyDigits(tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version('1.0.0')
 
   def _info(self):
-    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-        'image': tfds.features.Image(shape=(28, 28, 1)),
-        'label': tfds.features.ClassLabel(num_classes=10)}))
+    return tfds.core.DatasetInfo(
+      builder=self,
+      features=tfds.features.FeaturesDict(
+        {'image': tfds.features.Image(shape=(28, 28, 1)), 'label': tfds.features.ClassLabel(num_classes=10)}
+      ),
+    )
 
   def _split_generators(self, dl_manager):
     del dl_manager
@@ -146,6 +171,7 @@ class DeeprnnToyDigits(tfds.core.GeneratorBasedBuilder):
 
   def _generate_examples(self, labels):
     from PIL import Image  # pylint: disable=g-import-not-at-top
+
     for i in labels:
       image = np.zeros((28, 28), np.uint8)
       image[i, :] = 255  # row i lit: the label is readable from the pixels
@@ -161,9 +187,19 @@ def test_real_array_record_images_decode_without_tensorflow(tmp_path):
   for image, label in zip(images, labels):
     assert np.flatnonzero(image.max(axis=1)).tolist() == [label]
   task = image_sequences.image_sequence_task(
-      name='toy', train_images=images, train_labels=labels, test_images=images, test_labels=labels,
-      max_value=255.0, num_classes=10, mode='pixels', permute=False, permutation_seed=0, num_val=1,
-      threshold=None)
+    name='toy',
+    train_images=images,
+    train_labels=labels,
+    test_images=images,
+    test_labels=labels,
+    max_value=255.0,
+    num_classes=10,
+    mode='pixels',
+    permute=False,
+    permutation_seed=0,
+    num_val=1,
+    threshold=None,
+  )
   x = task.eval_splits['test']['inputs']
   assert x.shape == (4, 784, 1) and x.max() == 1.0
   np.testing.assert_array_equal(x[labels == 2, 56:84, 0], 1.0)  # pixels 56..83 are row 2

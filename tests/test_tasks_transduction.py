@@ -14,7 +14,7 @@ import deeprnn_jax as dr
 from deeprnn_jax import tasks
 from deeprnn_jax import train as train_lib
 from deeprnn_jax.seq2seq import RecurrentDecoder
-from deeprnn_jax.tasks import base, transduction, translation
+from deeprnn_jax.tasks import base, transduction
 from deeprnn_jax.tasks.base import BOS_ID, EOS_ID, OOV_ID, PAD_ID
 
 from runner_helpers import fit
@@ -25,8 +25,7 @@ _loss_and_metrics = jax.jit(base.loss_and_metrics, static_argnums=0)
 
 def _rows(batch):
   """Per pair: (source ids, target ids without EOS), checking the batch layout on the way."""
-  src, tin, tgt = (np.asarray(a) for a in (batch['inputs']['source'], batch['inputs']['target_in'],
-                                           batch['targets']))
+  src, tin, tgt = (np.asarray(a) for a in (batch['inputs']['source'], batch['inputs']['target_in'], batch['targets']))
   src_len, tgt_len = np.asarray(batch['lengths']['source']), np.asarray(batch['lengths']['target'])
   assert tin.shape == tgt.shape and src.dtype == tin.dtype == tgt.dtype == np.int32
   out = []
@@ -34,17 +33,17 @@ def _rows(batch):
     n, m = src_len[b], tgt_len[b]
     assert np.all(src[b, n:] == PAD_ID) and np.all(src[b, :n] >= base.NUM_SEQUENCE_SPECIALS)
     assert tgt[b, m - 1] == EOS_ID and np.all(tgt[b, m:] == PAD_ID) and np.all(tin[b, m:] == PAD_ID)
-    assert tin[b, 0] == BOS_ID and list(tin[b, 1:m]) == list(tgt[b, :m - 1])  # shifted by one
-    out.append((list(src[b, :n]), list(tgt[b, :m - 1])))
+    assert tin[b, 0] == BOS_ID and list(tin[b, 1:m]) == list(tgt[b, : m - 1])  # shifted by one
+    out.append((list(src[b, :n]), list(tgt[b, : m - 1])))
   return out
 
 
 @pytest.fixture(scope='module')
 def small_tasks():
   return {
-      'reverse': tasks.make_task('reverse', min_len=2, max_len=5, num_symbols=6, num_eval=16),
-      'sort': tasks.make_task('sort', min_len=2, max_len=5, num_symbols=6, num_eval=16),
-      'addition': tasks.make_task('addition', max_digits=3, num_eval=16),
+    'reverse': tasks.make_task('reverse', min_len=2, max_len=5, num_symbols=6, num_eval=16),
+    'sort': tasks.make_task('sort', min_len=2, max_len=5, num_symbols=6, num_eval=16),
+    'addition': tasks.make_task('addition', max_digits=3, num_eval=16),
   }
 
 
@@ -74,7 +73,7 @@ def test_addition_pairs_are_right(small_tasks):
   for split, (lo, hi) in [('test', (1, 3)), ('test_len2x', (4, 6))]:
     for source, target in _rows(task.eval_splits[split]):
       plus = source.index(transduction.PLUS)
-      a, b = source[:plus], source[plus + 1:]
+      a, b = source[:plus], source[plus + 1 :]
       assert lo <= len(a) <= hi and lo <= len(b) <= hi
       assert number(a) + number(b) == number(target)
   longest_train = 2 * 3 + 1
@@ -133,7 +132,7 @@ def test_sequence_loss_and_metrics_match_numpy():
   assert float(loss) == pytest.approx((nll * mask).sum() / mask.sum(), rel=1e-5)
   assert m['loss'] == pytest.approx((nll * mask).sum() / mask.sum(), rel=1e-5)
   assert m['accuracy'] == pytest.approx((correct * mask).sum() / mask.sum(), rel=1e-5)
-  exact = np.array([np.all(correct[b, :lengths[b]]) for b in range(3)])
+  exact = np.array([np.all(correct[b, : lengths[b]]) for b in range(3)])
   assert m['exact_match'] == pytest.approx((exact * batch['weight']).sum() / 2)
   assert m['exact_match'] == pytest.approx(0.5) and 'sequence' in base.OUTPUT_KINDS
 
@@ -177,8 +176,15 @@ def test_parallel_text_from_files(tmp_path):
   tgt = _write(tmp_path / 'train.en', ['the cat', 'the black dog', 'a cat', 'the black cat', 'a dog'])
   test_src = _write(tmp_path / 'test.pt', ['o peixe', 'um gato'])
   test_tgt = _write(tmp_path / 'test.en', ['the fish', 'a cat'])
-  task = tasks.make_task('parallel_text', train_source=src, train_target=tgt, test_source=test_src,
-                         test_target=test_tgt, num_val=1, max_len=3)
+  task = tasks.make_task(
+    'parallel_text',
+    train_source=src,
+    train_target=tgt,
+    test_source=test_src,
+    test_target=test_tgt,
+    num_val=1,
+    max_len=3,
+  )
   assert task.output_kind == 'sequence' and task.info['num_train'] == 4 and task.info['num_val'] == 1
   src_vocab, tgt_vocab = task.info['source_vocab'], task.info['target_vocab']
   assert tgt_vocab[:4] == ['<pad>', '<s>', '</s>', '<unk>'] and 'fish' not in tgt_vocab  # train only
@@ -200,11 +206,11 @@ def test_parallel_text_refuses_bad_files_in_one_line(tmp_path):
   empty.write_bytes(b'\n\n')
   latin = _write(tmp_path / 'latin1.txt', ['un', 'deux é'], encoding='latin-1')
   cases = [
-      (dict(train_source=good, train_target=short), 'has 2 lines but'),
-      (dict(train_source=good, train_target=str(empty)), 'is empty'),
-      (dict(train_source=good, train_target=latin), r'is not UTF-8 text: byte 8 \(line 2\)'),
-      (dict(train_source=good, train_target=str(tmp_path / 'missing.txt')), 'cannot read'),
-      (dict(train_source=''), 'needs train_source and train_target'),
+    (dict(train_source=good, train_target=short), 'has 2 lines but'),
+    (dict(train_source=good, train_target=str(empty)), 'is empty'),
+    (dict(train_source=good, train_target=latin), r'is not UTF-8 text: byte 8 \(line 2\)'),
+    (dict(train_source=good, train_target=str(tmp_path / 'missing.txt')), 'cannot read'),
+    (dict(train_source=''), 'needs train_source and train_target'),
   ]
   for options, match in cases:
     options = {'test_source': good, 'test_target': good, 'train_target': good, **options}
@@ -225,6 +231,7 @@ def test_ted_translation_on_mock_data():
 
 def test_unprepared_translation_dataset_says_how_to_prepare(tmp_path):
   from deeprnn_jax.tasks import tfds_source
+
   with pytest.raises(tfds_source.DatasetNotPreparedError) as e:
     tasks.make_task('ted_pt_en', data_dir=str(tmp_path))
   assert "'ted_hrlr_translate/pt_to_en'" in str(e.value) and 'prepare' in str(e.value) and '\n' not in str(e.value)
@@ -236,10 +243,13 @@ def test_unprepared_translation_dataset_says_how_to_prepare(tmp_path):
 def test_tiny_encoder_decoder_learns_reversal():
   task = tasks.make_task('reverse', min_len=1, max_len=4, num_symbols=4, num_eval=64)
   model = dr.Seq2Seq(
-      encoder=dr.DeepRNN(cell='gru', features=32),
-      decoder=RecurrentDecoder(vocab_size=task.output_size, embed_features=16, cell='gru', features=32,
-                               attention='dot', input_feeding=False),
-      source_vocab_size=task.input_size, embed_features=16)
+    encoder=dr.DeepRNN(cell='gru', features=32),
+    decoder=RecurrentDecoder(
+      vocab_size=task.output_size, embed_features=16, cell='gru', features=32, attention='dot', input_feeding=False
+    ),
+    source_vocab_size=task.input_size,
+    embed_features=16,
+  )
   state, _ = fit(model, task, steps=0, batch_size=32, learning_rate=1e-2)
   test = task.eval_splits['test']
   evaluate = jax.jit(lambda p: train_lib.eval_step(model, task, p, test))

@@ -9,14 +9,12 @@ import json
 import os
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from deeprnn_jax import checkpoint as checkpoint_lib
 from deeprnn_jax import runlog
 from deeprnn_jax import tasks as tasks_lib
-from deeprnn_jax import build
 from deeprnn_jax import train as train_lib
 from deeprnn_jax.tasks import synthetic
 from deeprnn_jax.tasks.base import Threshold
@@ -33,7 +31,7 @@ class _StopAfter:
   def __call__(self):
     self.calls += 1
     if self.calls >= self.n and self.crash:
-      raise RuntimeError('simulated crash')   # dies without saving, like a kill
+      raise RuntimeError('simulated crash')  # dies without saving, like a kill
     return self.calls >= self.n
 
 
@@ -49,8 +47,15 @@ def _final_state(run_dir):
 def test_resume_after_interrupt_and_crash_equals_uninterrupted(tmp_path):
   # Two layers, dropout, adamw with weight decay and a warmup + cosine schedule: every piece of state
   # a resumed run must restore (params, optimizer moments and count, rng, the interval's sums).
-  config = tiny_config(**{'model.depth': 2, 'optim.name': 'adamw', 'optim.weight_decay': 0.1,
-                          'optim.schedule': 'cosine', 'optim.warmup_steps': 3})
+  config = tiny_config(
+    **{
+      'model.depth': 2,
+      'optim.name': 'adamw',
+      'optim.weight_decay': 0.1,
+      'optim.schedule': 'cosine',
+      'optim.warmup_steps': 3,
+    }
+  )
   straight = str(tmp_path / 'straight')
   status = train_lib.train(config, straight)
 
@@ -77,7 +82,7 @@ def test_resume_after_interrupt_and_crash_equals_uninterrupted(tmp_path):
   # What the uninterrupted run recorded along the way.
   train = [r for r in records(straight) if r['split'] == 'train']
   assert {'grad_norm', 'grad_norm/layer_0', 'grad_norm/layer_1', 'grad_norm/out'} <= set(train[0])
-  assert train[0]['learning_rate'] < train[1]['learning_rate']   # warming up
+  assert train[0]['learning_rate'] < train[1]['learning_rate']  # warming up
   assert status['compile_seconds'] > 0 and status['steps_per_sec'] > 0
   assert status['params'] > 0 and status['task']['name'] == 'adding'
   assert json.load(open(os.path.join(straight, 'config.json')))['model']['depth'] == 2
@@ -105,9 +110,17 @@ def test_seeds_in_one_program_equal_separate_runs(tmp_path, program):
 
 
 def test_divergence_stops_the_run_with_its_step(tmp_path):
-  config = tiny_config(**{'optim.name': 'sgd', 'optim.learning_rate': 1e12, 'optim.clip_global_norm': 0.0,
-                          'train.num_steps': 40, 'train.log_every_steps': 40, 'train.eval_every_steps': 40,
-                          'train.checkpoint_every_steps': 40})
+  config = tiny_config(
+    **{
+      'optim.name': 'sgd',
+      'optim.learning_rate': 1e12,
+      'optim.clip_global_norm': 0.0,
+      'train.num_steps': 40,
+      'train.log_every_steps': 40,
+      'train.eval_every_steps': 40,
+      'train.checkpoint_every_steps': 40,
+    }
+  )
   run_dir = str(tmp_path / 'run')
   status = train_lib.train(config, run_dir)
   assert status['state'] == 'diverged'
@@ -121,6 +134,7 @@ def test_early_stop_at_task_threshold(tmp_path, monkeypatch):
   @functools.wraps(synthetic.adding)
   def easy(**kwargs):
     return dataclasses.replace(synthetic.adding(**kwargs), threshold=Threshold('loss', 1e3, 'min'))
+
   monkeypatch.setitem(tasks_lib.TASKS, 'adding_easy', easy)
   config = tiny_config(**{'task.name': 'adding_easy', 'train.early_stop': True})
   run_dir = str(tmp_path / 'run')
@@ -154,6 +168,7 @@ def test_a_wandb_failure_never_stops_training(tmp_path, monkeypatch, caplog):
 
   def broken(*args, **kwargs):
     raise ConnectionError('no route to api.wandb.ai')
+
   monkeypatch.setattr(wandb, 'init', broken)
   status = train_lib.train(tiny_config(**{'logging.wandb_mode': 'online'}), str(tmp_path / 'run'))
   assert status['state'] == 'finished'
@@ -207,9 +222,19 @@ def test_dataset_task_with_length_buckets_resumes_exactly(tmp_path, monkeypatch)
   def toy_text(seed: int = 0):
     del seed
     return tfds_text.text_classification_task(
-        name='toy_text', train_texts=texts[:32], train_labels=labels[:32], test_texts=texts[32:],
-        test_labels=labels[32:], num_classes=2, vocab_size=8, max_len=8, num_val=6, buckets=(4, 8),
-        threshold=None)
+      name='toy_text',
+      train_texts=texts[:32],
+      train_labels=labels[:32],
+      test_texts=texts[32:],
+      test_labels=labels[32:],
+      num_classes=2,
+      vocab_size=8,
+      max_len=8,
+      num_val=6,
+      buckets=(4, 8),
+      threshold=None,
+    )
+
   monkeypatch.setitem(tasks_lib.TASKS, 'toy_text', toy_text)
   config = tiny_config(**{'task.name': 'toy_text', 'task.options': {}, 'model.embed_features': 4})
   straight, resumed = str(tmp_path / 'straight'), str(tmp_path / 'resumed')
@@ -264,9 +289,11 @@ def test_a_crash_then_resume_sends_wandb_no_step_twice_and_status_names_the_resu
 
 def test_a_second_ctrl_c_records_the_step_a_rerun_resumes_from(tmp_path):
   """KeyboardInterrupt (what a second Ctrl-C raises) at step 7: interrupted, at the newest checkpoint."""
+
   def second_ctrl_c(event, step):
     if (event, step) == ('step', 7):
       raise KeyboardInterrupt
+
   run = str(tmp_path / 'run')
   with pytest.raises(KeyboardInterrupt):
     train_lib.train(tiny_config(), run, on_event=second_ctrl_c)
@@ -299,6 +326,7 @@ def test_progress_auto_is_a_bar_on_a_terminal_and_lines_otherwise():
   class Tty:
     def isatty(self):
       return True
+
   assert progress.resolve('auto', Tty()) == 'bar'
   assert progress.resolve('auto', open(os.devnull, 'w')) == 'lines'
   assert progress.resolve('off', Tty()) == 'off'

@@ -20,6 +20,7 @@ from runner_helpers import config_file_text, write_config
 @pytest.fixture
 def offline(tmp_path, monkeypatch):
   import wandb  # noqa: PLC0415
+
   for var, name in (('WANDB_DIR', 'wandb'), ('WANDB_CACHE_DIR', 'wandb_cache'), ('WANDB_CONFIG_DIR', 'wandb_config')):
     monkeypatch.setenv(var, str(tmp_path / name))
   monkeypatch.setenv('WANDB_MODE', 'offline')
@@ -28,8 +29,12 @@ def offline(tmp_path, monkeypatch):
 
 
 def test_an_interrupted_then_resumed_offline_sweep_reads_whole_in_wandb(tmp_path, offline):
-  cfg = write_config(tmp_path, config_file_text(axes={'model.cell': ['rnn']}, seeds=(0,),
-                                                **{'logging.wandb_mode': 'offline', 'train.num_steps': 12}))
+  cfg = write_config(
+    tmp_path,
+    config_file_text(
+      axes={'model.cell': ['rnn']}, seeds=(0,), **{'logging.wandb_mode': 'offline', 'train.num_steps': 12}
+    ),
+  )
   workdir = tmp_path / 'sweep'
   argv = ['--config', cfg, '--workdir', str(workdir)]
   assert run_cli.main(argv, on_event=faults.signal_at('step:7=SIGINT')) == 130
@@ -68,17 +73,20 @@ def test_an_interrupted_then_resumed_offline_sweep_reads_whole_in_wandb(tmp_path
   assert 'artifact' in kinds
 
 
-
-def test_a_run_resumed_before_what_wandb_has_sends_each_record_once_and_its_best_over_both_processes(
-    tmp_path, offline):
+def test_a_run_resumed_before_what_wandb_has_sends_each_record_once_and_its_best_over_both_processes(tmp_path, offline):
   """Ctrl-C at step 7 (wandb has steps 2-6 and a checkpoint of step 7 is saved), then the checkpoints
   after step 4 are lost, so the resumed process trains steps 5-7 again. wandb must hold every record of
   metrics.jsonl exactly once (the re-trained step 6 is not sent again), and each summary best must be
   over both processes' records: the learning rate warms up over the whole run, so its lowest value
   (step 2) was sent by the first process only."""
-  cfg = write_config(tmp_path, config_file_text(axes={'model.cell': ['rnn']}, seeds=(0,),
-                                                **{'logging.wandb_mode': 'offline', 'train.num_steps': 12,
-                                                   'optim.warmup_steps': 12}))
+  cfg = write_config(
+    tmp_path,
+    config_file_text(
+      axes={'model.cell': ['rnn']},
+      seeds=(0,),
+      **{'logging.wandb_mode': 'offline', 'train.num_steps': 12, 'optim.warmup_steps': 12},
+    ),
+  )
   workdir = tmp_path / 'sweep'
   argv = ['--config', cfg, '--workdir', str(workdir), '--no-report']
   assert run_cli.main(argv, on_event=faults.signal_at('step:7=SIGINT')) == 130
@@ -94,15 +102,15 @@ def test_a_run_resumed_before_what_wandb_has_sends_each_record_once_and_its_best
   records = runlog.read_metrics(os.path.join(run_dir, runlog.METRICS_FILE))
   want = sorted((r['split'], r['step']) for r in records)
   got = sorted((key.split('/')[0], row['step']) for row in rows for key in row if key.endswith('/loss'))
-  assert got == want   # every record once: none lost, none sent twice
+  assert got == want  # every record once: none lost, none sent twice
   assert sorted(r['step'] for r in records if r['split'] == 'train') == list(range(2, 13, 2))
-  for row in rows:   # with the values of the records
+  for row in rows:  # with the values of the records
     (split,) = {k.split('/')[0] for k in row if '/' in k}
     (rec,) = [r for r in records if (r['split'], r['step']) == (split, row['step'])]
     assert row[f'{split}/loss'] == pytest.approx(rec['loss'])
   summary = wr.summary([r for s in segments for r in wr.records(s)])
   lrs = {r['step']: r['learning_rate'] for r in records if r['split'] == 'train'}
-  assert min(lrs.values()) == lrs[2] < min(v for k, v in lrs.items() if k > 4)   # the best lies before the resume
+  assert min(lrs.values()) == lrs[2] < min(v for k, v in lrs.items() if k > 4)  # the best lies before the resume
   assert summary['train/learning_rate/best'] == pytest.approx(lrs[2])
   for split in ('train', 'val'):
     losses = [r['loss'] for r in records if r['split'] == split]

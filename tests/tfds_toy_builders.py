@@ -15,12 +15,15 @@ class DeeprnnLocalReviews(tfds.core.GeneratorBasedBuilder):
   MANUAL_DOWNLOAD_INSTRUCTIONS = 'Write train.tsv and test.tsv (text<TAB>label lines) in the manual dir.'
 
   def _info(self):
-    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-        'text': tfds.features.Text(), 'label': tfds.features.ClassLabel(names=['neg', 'pos'])}))
+    return tfds.core.DatasetInfo(
+      builder=self,
+      features=tfds.features.FeaturesDict(
+        {'text': tfds.features.Text(), 'label': tfds.features.ClassLabel(names=['neg', 'pos'])}
+      ),
+    )
 
   def _split_generators(self, dl_manager):
-    return {split: self._generate_examples(dl_manager.manual_dir / f'{split}.tsv')
-            for split in ('train', 'test')}
+    return {split: self._generate_examples(dl_manager.manual_dir / f'{split}.tsv') for split in ('train', 'test')}
 
   def _generate_examples(self, path):
     for i, line in enumerate(path.read_text(encoding='utf-8').splitlines()):
@@ -34,8 +37,7 @@ class DeeprnnRemoteReviews(tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version('1.0.0')
 
   def _info(self):
-    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-        'text': tfds.features.Text()}))
+    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({'text': tfds.features.Text()}))
 
   def _split_generators(self, dl_manager):
     path = dl_manager.download('https://example.org/deeprnn/reviews.txt')
@@ -52,11 +54,11 @@ class DeeprnnNeedsModule(tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version('1.0.0')
 
   def _info(self):
-    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-        'text': tfds.features.Text()}))
+    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({'text': tfds.features.Text()}))
 
   def _split_generators(self, dl_manager):
     import deeprnn_module_not_installed  # noqa: F401  pylint: disable=g-import-not-at-top,import-error
+
     return {}
 
   def _generate_examples(self):
@@ -71,8 +73,7 @@ class DeeprnnNeedsTensorflow(tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version('1.0.0')
 
   def _info(self):
-    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-        'text': tfds.features.Text()}))
+    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({'text': tfds.features.Text()}))
 
   def _split_generators(self, dl_manager):
     del dl_manager

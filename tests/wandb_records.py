@@ -28,8 +28,8 @@ def records(path: str) -> list:
     if left_in_block < _HEADER:
       pos += left_in_block
       continue
-    length, kind = struct.unpack('<HB', data[pos + 4:pos + 7])
-    chunk = data[pos + 7:pos + 7 + length]
+    length, kind = struct.unpack('<HB', data[pos + 4 : pos + 7])
+    chunk = data[pos + 7 : pos + 7 + length]
     pos += 7 + length
     if kind == 0 and length == 0:
       break

@@ -22,10 +22,12 @@ cell), Adam, 4,000 steps of batch 50, 3 seeds; "solved" is the task threshold, M
 from deeprnn_jax.config import default_config, sweep_axes
 
 PUBLISHED = {
-    'lstm': {'solved': True, 'source': 'Hochreiter & Schmidhuber 1997, Exp. 4 (T = 100); Le et al. 2015, Fig. 2 '
-                                       '(T = 150)'},
-    'irnn': {'solved': True, 'source': 'Le et al. 2015, Fig. 2', 'note': 'T = 150, SGD, far more updates'},
-    'rnn': {'solved': False, 'source': 'Le et al. 2015, Fig. 2', 'note': 'tanh RNN at T = 150'},
+  'lstm': {
+    'solved': True,
+    'source': 'Hochreiter & Schmidhuber 1997, Exp. 4 (T = 100); Le et al. 2015, Fig. 2 (T = 150)',
+  },
+  'irnn': {'solved': True, 'source': 'Le et al. 2015, Fig. 2', 'note': 'T = 150, SGD, far more updates'},
+  'rnn': {'solved': False, 'source': 'Le et al. 2015, Fig. 2', 'note': 'tanh RNN at T = 150'},
 }
 
 
@@ -44,5 +46,5 @@ def get_config():
   c.sweep.axes = sweep_axes({'model.cell': ['rnn', 'irnn', 'lstm', 'gru']})
   c.sweep.param_budget = 5000
   c.sweep.seeds = (0, 1, 2)
-  c.report.published = PUBLISHED   # the report shows them beside ours
+  c.report.published = PUBLISHED  # the report shows them beside ours
   return c

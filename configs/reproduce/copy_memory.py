@@ -25,12 +25,14 @@ A few thousand steps is far fewer than the papers' budgets: "stays at the baseli
 from deeprnn_jax.config import default_config, sweep_axes
 
 PUBLISHED = {
-    'rnn': {'solved': False, 'source': 'Arjovsky et al. 2016, Fig. 1 (T = 100)'},
-    'irnn': {'solved': False, 'source': 'Arjovsky et al. 2016, Fig. 1 (T = 100)'},
-    'lstm': {'solved': False, 'source': 'Arjovsky et al. 2016, Fig. 1 (T = 100)',
-             'note': 'below the baseline, not at 0'},
-    'lru': {'solved': True, 'source': 'Arjovsky et al. 2016, Fig. 1 (T = 100)',
-            'note': "the uRNN's finding; the LRU is its closest relative here, not the same cell"},
+  'rnn': {'solved': False, 'source': 'Arjovsky et al. 2016, Fig. 1 (T = 100)'},
+  'irnn': {'solved': False, 'source': 'Arjovsky et al. 2016, Fig. 1 (T = 100)'},
+  'lstm': {'solved': False, 'source': 'Arjovsky et al. 2016, Fig. 1 (T = 100)', 'note': 'below the baseline, not at 0'},
+  'lru': {
+    'solved': True,
+    'source': 'Arjovsky et al. 2016, Fig. 1 (T = 100)',
+    'note': "the uRNN's finding; the LRU is its closest relative here, not the same cell",
+  },
 }
 
 
@@ -50,5 +52,5 @@ def get_config():
   c.sweep.axes = sweep_axes({'model.cell': ['rnn', 'irnn', 'lstm', 'gru', 'lru']})
   c.sweep.param_budget = 10000
   c.sweep.seeds = (0, 1)
-  c.report.published = PUBLISHED   # the report shows them beside ours
+  c.report.published = PUBLISHED  # the report shows them beside ours
   return c

@@ -17,8 +17,12 @@ are held out for validation, so ours trains on 3,600. About a minute on 2 CPU co
 from deeprnn_jax.config import default_config
 
 PUBLISHED = {
-    'gru': {'metric': 'accuracy', 'split': 'test', 'value': 0.91,
-            'source': 'Greydanus 2020, mnist1d README table (GRU, MNIST-1D)'},
+  'gru': {
+    'metric': 'accuracy',
+    'split': 'test',
+    'value': 0.91,
+    'source': 'Greydanus 2020, mnist1d README table (GRU, MNIST-1D)',
+  },
 }
 
 
@@ -38,5 +42,5 @@ def get_config():
   c.train.eval_splits = ('val',)
   c.train.checkpoint_every_steps = 2000
   c.sweep.seeds = (0, 1, 2)
-  c.report.published = PUBLISHED   # the report shows them beside ours
+  c.report.published = PUBLISHED  # the report shows them beside ours
   return c

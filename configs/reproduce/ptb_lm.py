@@ -27,10 +27,15 @@ Depth study (the same recipe at 1, 2 and 3 layers):
 
 from deeprnn_jax.config import default_config
 
-WINDOWS_PER_EPOCH = 2323   # PTB train, 929,589 tokens, 20 streams, unroll 20
+WINDOWS_PER_EPOCH = 2323  # PTB train, 929,589 tokens, 20 streams, unroll 20
 PUBLISHED = {
-    'lstm': {'depth': 2, 'metric': 'perplexity', 'split': 'test', 'value': 114.5,
-             'source': 'Zaremba et al. 2014, Table 1 (non-regularized LSTM, small); valid 120.7'},
+  'lstm': {
+    'depth': 2,
+    'metric': 'perplexity',
+    'split': 'test',
+    'value': 114.5,
+    'source': 'Zaremba et al. 2014, Table 1 (non-regularized LSTM, small); valid 120.7',
+  },
 }
 
 
@@ -52,10 +57,10 @@ def get_config():
   c.optim.decay_factor = 0.5
   c.train.batch_size = 20
   c.train.num_steps = 13 * WINDOWS_PER_EPOCH
-  c.train.log_every_steps = 101             # 23 records an epoch
-  c.train.eval_every_steps = WINDOWS_PER_EPOCH   # validation perplexity after every epoch, as they report it
+  c.train.log_every_steps = 101  # 23 records an epoch
+  c.train.eval_every_steps = WINDOWS_PER_EPOCH  # validation perplexity after every epoch, as they report it
   c.train.checkpoint_every_steps = WINDOWS_PER_EPOCH
   c.train.eval_splits = ('val',)
   c.sweep.seeds = (0,)
-  c.report.published = PUBLISHED   # the report shows them beside ours
+  c.report.published = PUBLISHED  # the report shows them beside ours
   return c

@@ -48,37 +48,37 @@ from deeprnn_jax.tasks import translation as _translation
 from deeprnn_jax.tasks.base import Baseline, Task, Threshold, bucket_for_step, finalize, loss_and_metrics
 
 TASKS: dict[str, Callable[..., Task]] = {
-    'adding': _synthetic.adding,
-    'copy': _synthetic.copy,
-    'parentheses': _synthetic.parentheses,
-    'capacity': _synthetic.capacity,
-    'mnist1d': _mnist1d.mnist1d,
-    'mnist1d_shuffled': functools.partial(_mnist1d.mnist1d, shuffle_seq=True),
-    'digits': _digits.digits,
-    'smnist': _tfds_image.smnist,
-    'psmnist': functools.partial(_tfds_image.smnist, permute=True),
-    'imdb': _tfds_text.imdb,
-    'sst2': _tfds_text.sst2,
-    'tiny_shakespeare': _shakespeare.tiny_shakespeare,
-    'text_classification': _tfds_text.text_classification,
-    'char_lm': _language_model.char_lm,
-    'word_lm': _language_model.word_lm,
-    'polyphonic': _polyphonic.polyphonic,
-    'ner_conll': _tagging.ner_conll,
-    'conll2003': _tagging.conll2003,
-    'keyword_spotting': _speech.keyword_spotting,
-    'speech_commands': _speech.speech_commands,
-    'speech_to_text': _speech_to_text.speech_to_text,
-    'librispeech': _speech_to_text.librispeech,
-    **{name: functools.partial(_polyphonic.polyphonic, dataset=name) for name in _polyphonic.FILES},
-    'reverse': _transduction.reverse,
-    'sort': _transduction.sort,
-    'addition': _transduction.addition,
-    'scan': _transduction.scan,
-    'selective_copy': _recall.selective_copy,
-    'mqar': _recall.mqar,
-    'parallel_text': _translation.parallel_text,
-    'ted_pt_en': _translation.ted_pt_en,
+  'adding': _synthetic.adding,
+  'copy': _synthetic.copy,
+  'parentheses': _synthetic.parentheses,
+  'capacity': _synthetic.capacity,
+  'mnist1d': _mnist1d.mnist1d,
+  'mnist1d_shuffled': functools.partial(_mnist1d.mnist1d, shuffle_seq=True),
+  'digits': _digits.digits,
+  'smnist': _tfds_image.smnist,
+  'psmnist': functools.partial(_tfds_image.smnist, permute=True),
+  'imdb': _tfds_text.imdb,
+  'sst2': _tfds_text.sst2,
+  'tiny_shakespeare': _shakespeare.tiny_shakespeare,
+  'text_classification': _tfds_text.text_classification,
+  'char_lm': _language_model.char_lm,
+  'word_lm': _language_model.word_lm,
+  'polyphonic': _polyphonic.polyphonic,
+  'ner_conll': _tagging.ner_conll,
+  'conll2003': _tagging.conll2003,
+  'keyword_spotting': _speech.keyword_spotting,
+  'speech_commands': _speech.speech_commands,
+  'speech_to_text': _speech_to_text.speech_to_text,
+  'librispeech': _speech_to_text.librispeech,
+  **{name: functools.partial(_polyphonic.polyphonic, dataset=name) for name in _polyphonic.FILES},
+  'reverse': _transduction.reverse,
+  'sort': _transduction.sort,
+  'addition': _transduction.addition,
+  'scan': _transduction.scan,
+  'selective_copy': _recall.selective_copy,
+  'mqar': _recall.mqar,
+  'parallel_text': _translation.parallel_text,
+  'ted_pt_en': _translation.ted_pt_en,
 }
 
 
@@ -86,8 +86,9 @@ TASKS: dict[str, Callable[..., Task]] = {
 BUILTIN_TASKS = frozenset(TASKS)
 
 
-def register_task(name: str, factory: Callable[..., Task] | None = None, *,
-                  replace: bool = False) -> Callable[..., Task]:
+def register_task(
+  name: str, factory: Callable[..., Task] | None = None, *, replace: bool = False
+) -> Callable[..., Task]:
   """Adds a workload of your own to ``TASKS``, so a config can name it like a built-in task.
 
   ``factory`` takes keyword-only options, each with a default, and returns a ``Task`` (see
@@ -146,11 +147,14 @@ def register_task(name: str, factory: Callable[..., Task] | None = None, *,
   _check_factory(name, factory)
   if name in TASKS and not replace:
     if name in BUILTIN_TASKS:
-      raise ValueError(f'task {name!r} is built in; register yours under another name, or pass '
-                       f'replace=True to replace the built-in one')
+      raise ValueError(
+        f'task {name!r} is built in; register yours under another name, or pass '
+        f'replace=True to replace the built-in one'
+      )
     if _origin(TASKS[name]) != _origin(factory):
-      raise ValueError(f'task {name!r} is already registered (by {_origin(TASKS[name])}); choose another '
-                       f'name, or pass replace=True')
+      raise ValueError(
+        f'task {name!r} is already registered (by {_origin(TASKS[name])}); choose another name, or pass replace=True'
+      )
   TASKS[name] = factory
   return factory
 
@@ -168,15 +172,19 @@ def _check_factory(name: str, factory: Callable[..., Any]) -> None:
   try:
     params = inspect.signature(factory).parameters.values()
   except (TypeError, ValueError) as e:
-    raise TypeError(f'task {name!r}: the factory\'s options cannot be read ({e}); use a Python function') from e
+    raise TypeError(f"task {name!r}: the factory's options cannot be read ({e}); use a Python function") from e
   for p in params:
     if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-      raise TypeError(f'task {name!r}: the factory takes {"*" if p.kind == p.VAR_POSITIONAL else "**"}'
-                      f'{p.name}; name every option instead, so configs can be checked: '
-                      f'def {getattr(factory, "__name__", "factory")}(*, seq_len=20, seed=0)')
+      raise TypeError(
+        f'task {name!r}: the factory takes {"*" if p.kind == p.VAR_POSITIONAL else "**"}'
+        f'{p.name}; name every option instead, so configs can be checked: '
+        f'def {getattr(factory, "__name__", "factory")}(*, seq_len=20, seed=0)'
+      )
     if p.kind != p.KEYWORD_ONLY or p.default is p.empty:
-      raise TypeError(f'task {name!r}: option {p.name!r} of the factory must be keyword-only with a '
-                      f'default, e.g. def {getattr(factory, "__name__", "factory")}(*, {p.name}=..., seed=0)')
+      raise TypeError(
+        f'task {name!r}: option {p.name!r} of the factory must be keyword-only with a '
+        f'default, e.g. def {getattr(factory, "__name__", "factory")}(*, {p.name}=..., seed=0)'
+      )
 
 
 def task_options(name: str) -> dict[str, Any]:
@@ -191,13 +199,22 @@ def make_task(name: str, **options: Any) -> Task:
   valid = task_options(name)
   unknown = sorted(set(options) - set(valid))
   if unknown:
-    raise ValueError(f'unknown option {unknown[0]!r} for task {name!r}; valid options: '
-                     f'{", ".join(sorted(valid))}')
+    raise ValueError(f'unknown option {unknown[0]!r} for task {name!r}; valid options: {", ".join(sorted(valid))}')
   task = TASKS[name](**options)
   if not isinstance(task, Task):
     raise TypeError(f'task {name!r}: its factory returned {type(task).__name__}, not a deeprnn_jax.tasks.Task')
   return task
 
 
-__all__ = ['TASKS', 'Baseline', 'Task', 'Threshold', 'bucket_for_step', 'finalize',
-           'loss_and_metrics', 'make_task', 'register_task', 'task_options']
+__all__ = [
+  'TASKS',
+  'Baseline',
+  'Task',
+  'Threshold',
+  'bucket_for_step',
+  'finalize',
+  'loss_and_metrics',
+  'make_task',
+  'register_task',
+  'task_options',
+]

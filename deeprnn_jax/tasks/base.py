@@ -217,8 +217,11 @@ def loss_and_metrics(kind: str, outputs: jax.Array, batch: Batch) -> tuple[jax.A
     correct = (jnp.argmax(outputs, -1) == targets).astype(jnp.float32)
     exact = jnp.min(jnp.maximum(correct, 1.0 - valid), axis=1)  # padding steps count as right
     loss = (ce * mask).sum() / jnp.maximum(count, 1.0)
-    return loss, {'loss': ((ce * mask).sum(), count), 'accuracy': ((correct * mask).sum(), count),
-                  'exact_match': ((exact * w).sum(), w.sum())}
+    return loss, {
+      'loss': ((ce * mask).sum(), count),
+      'accuracy': ((correct * mask).sum(), count),
+      'exact_match': ((exact * w).sum(), w.sum()),
+    }
   if kind == 'ctc':
     nll = ctc_nll(outputs, batch)
     total, count = (nll * w).sum(), w.sum()
@@ -237,8 +240,11 @@ def loss_and_metrics(kind: str, outputs: jax.Array, batch: Batch) -> tuple[jax.A
     mask, count = mask * answer, (mask * answer).sum()
     exact = jnp.min(jnp.maximum(acc, 1.0 - answer), axis=1)
     loss = (ce * mask).sum() / jnp.maximum(count, 1.0)
-    return loss, {'loss': ((ce * mask).sum(), count), 'accuracy': ((acc * mask).sum(), count),
-                  'exact_match': ((exact * w).sum(), w.sum())}
+    return loss, {
+      'loss': ((ce * mask).sum(), count),
+      'accuracy': ((acc * mask).sum(), count),
+      'exact_match': ((exact * w).sum(), w.sum()),
+    }
   if kind == 'per_step_binary':
     nll = optax.sigmoid_binary_cross_entropy(outputs, targets).sum(-1)
     pred = (outputs > 0).astype(jnp.float32)
@@ -246,8 +252,8 @@ def loss_and_metrics(kind: str, outputs: jax.Array, batch: Batch) -> tuple[jax.A
     fp_fn = (jnp.abs(pred - targets)).sum(-1)
     loss = (nll * mask).sum() / jnp.maximum(count, 1.0)
     return loss, {
-        'loss': ((nll * mask).sum(), count),
-        'frame_accuracy': ((tp * mask).sum(), ((tp + fp_fn) * mask).sum()),
+      'loss': ((nll * mask).sum(), count),
+      'frame_accuracy': ((tp * mask).sum(), ((tp + fp_fn) * mask).sum()),
     }
   raise ValueError(f'unknown output kind {kind!r}; expected one of {OUTPUT_KINDS}')
 
@@ -264,8 +270,9 @@ def ctc_nll(logits: jax.Array, batch: Batch) -> jax.Array:
   An utterance whose labels cannot fit its frames gets optax's large finite value (about 1e5)."""
   logit_paddings = 1.0 - step_mask(batch['lengths'], logits.shape[1])
   label_paddings = 1.0 - step_mask(batch['label_lengths'], batch['targets'].shape[1])
-  return optax.ctc_loss(logits.astype(jnp.float32), logit_paddings, batch['targets'], label_paddings,
-                        blank_id=CTC_BLANK_ID)
+  return optax.ctc_loss(
+    logits.astype(jnp.float32), logit_paddings, batch['targets'], label_paddings, blank_id=CTC_BLANK_ID
+  )
 
 
 def bucket_for_step(bucket_probs: tuple[float, ...], seed: int, step: int) -> int:

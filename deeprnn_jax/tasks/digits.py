@@ -18,8 +18,9 @@ NUM_TEST = 360
 NUM_VAL = 144
 
 
-def digits(*, mode: image_sequences.Mode = 'rows', permute: bool = False,
-           permutation_seed: int = 0, seed: int = 0) -> Task:
+def digits(
+  *, mode: image_sequences.Mode = 'rows', permute: bool = False, permutation_seed: int = 0, seed: int = 0
+) -> Task:
   """The digits task (see module docstring).
 
   Baseline: chance accuracy 0.1 (uniform guess over 10 classes). Threshold: accuracy >= 0.95
@@ -32,7 +33,16 @@ def digits(*, mode: image_sequences.Mode = 'rows', permute: bool = False,
   images, labels = data.images.astype('uint8'), data.target
   rest, test = pipeline.carve_validation(len(labels), NUM_TEST)
   return image_sequences.image_sequence_task(
-      name='digits', train_images=images[rest], train_labels=labels[rest],
-      test_images=images[test], test_labels=labels[test], max_value=16.0, num_classes=10,
-      mode=mode, permute=permute, permutation_seed=permutation_seed, num_val=NUM_VAL,
-      threshold=0.95)
+    name='digits',
+    train_images=images[rest],
+    train_labels=labels[rest],
+    test_images=images[test],
+    test_labels=labels[test],
+    max_value=16.0,
+    num_classes=10,
+    mode=mode,
+    permute=permute,
+    permutation_seed=permutation_seed,
+    num_val=NUM_VAL,
+    threshold=0.95,
+  )

@@ -33,10 +33,21 @@ def to_sequences(images: np.ndarray, mode: Mode, order: np.ndarray | None) -> np
   return seqs if order is None else seqs[:, order]
 
 
-def image_sequence_task(*, name: str, train_images: np.ndarray, train_labels: np.ndarray,
-                        test_images: np.ndarray, test_labels: np.ndarray, max_value: float,
-                        num_classes: int, mode: Mode, permute: bool, permutation_seed: int,
-                        num_val: int, threshold: float | None) -> Task:
+def image_sequence_task(
+  *,
+  name: str,
+  train_images: np.ndarray,
+  train_labels: np.ndarray,
+  test_images: np.ndarray,
+  test_labels: np.ndarray,
+  max_value: float,
+  num_classes: int,
+  mode: Mode,
+  permute: bool,
+  permutation_seed: int,
+  num_val: int,
+  threshold: float | None,
+) -> Task:
   """A classification Task over images ``[N, H, W]`` with integer pixels in ``[0, max_value]``.
 
   Validation is carved deterministically from train. Baseline: chance accuracy ``1 / num_classes``
@@ -53,28 +64,44 @@ def image_sequence_task(*, name: str, train_images: np.ndarray, train_labels: np
   scale = np.float32(1.0 / max_value)
 
   def finish(b):
-    return {'inputs': b['inputs'].astype(jnp.float32) * scale, 'targets': b['targets'],
-            'lengths': jnp.full(b['targets'].shape, seq_len, jnp.int32)}
+    return {
+      'inputs': b['inputs'].astype(jnp.float32) * scale,
+      'targets': b['targets'],
+      'lengths': jnp.full(b['targets'].shape, seq_len, jnp.int32),
+    }
 
   train_batch, train_data, _ = pipeline.array_stream(
-      {'inputs': train[train_idx], 'targets': train_labels[train_idx]}, finish)
+    {'inputs': train[train_idx], 'targets': train_labels[train_idx]}, finish
+  )
 
   def split(x, y):
     return pipeline.class_batch(x.astype(np.float32) * scale, y, np.full(len(y), seq_len, np.int32))
 
   majority, acc = pipeline.majority_accuracy(train_labels[train_idx], test_labels, num_classes)
   return Task(
-      name=name, input_kind='features', input_size=features, output_kind='class',
-      output_size=num_classes, seq_len=seq_len, train_batch=train_batch,
-      eval_splits={'val': split(train[val_idx], train_labels[val_idx]),
-                   'test': split(test, np.asarray(test_labels, np.int32))},
-      baseline=Baseline('accuracy', 1 / num_classes, f'chance: uniform guess over {num_classes} '
-                        'classes'),
-      threshold=None if threshold is None else Threshold('accuracy', threshold, 'max'),
-      metric_modes={'loss': 'min', 'accuracy': 'max'},
-      info={'mode': mode, 'permuted': permute, 'num_train': len(train_idx),
-            'num_val': len(val_idx), 'num_test': len(test_labels),
-            'permutation_seed': permutation_seed if permute else None,
-            'majority_class': majority, 'majority_accuracy': acc},
-      train_data=train_data,
+    name=name,
+    input_kind='features',
+    input_size=features,
+    output_kind='class',
+    output_size=num_classes,
+    seq_len=seq_len,
+    train_batch=train_batch,
+    eval_splits={
+      'val': split(train[val_idx], train_labels[val_idx]),
+      'test': split(test, np.asarray(test_labels, np.int32)),
+    },
+    baseline=Baseline('accuracy', 1 / num_classes, f'chance: uniform guess over {num_classes} classes'),
+    threshold=None if threshold is None else Threshold('accuracy', threshold, 'max'),
+    metric_modes={'loss': 'min', 'accuracy': 'max'},
+    info={
+      'mode': mode,
+      'permuted': permute,
+      'num_train': len(train_idx),
+      'num_val': len(val_idx),
+      'num_test': len(test_labels),
+      'permutation_seed': permutation_seed if permute else None,
+      'majority_class': majority,
+      'majority_accuracy': acc,
+    },
+    train_data=train_data,
   )

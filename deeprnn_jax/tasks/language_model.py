@@ -62,11 +62,11 @@ def split_files(folder: str) -> dict[str, str]:
   for split, words in SPLIT_NAMES.items():
     found = [n for n in names if any(w in n.lower().split('.') for w in words)]
     if not found:
-      raise FileNotFoundError(f'{folder}: no {words[0]} file (a name with .{words[0]}., e.g. ptb.{words[0]}.txt); '
-                              f'path should name {_LAYOUT}')
+      raise FileNotFoundError(
+        f'{folder}: no {words[0]} file (a name with .{words[0]}., e.g. ptb.{words[0]}.txt); path should name {_LAYOUT}'
+      )
     if len(found) > 1:
-      raise ValueError(f'{folder}: {len(found)} files could be the {words[0]} split ({", ".join(found)}); '
-                       f'keep one')
+      raise ValueError(f'{folder}: {len(found)} files could be the {words[0]} split ({", ".join(found)}); keep one')
     files[split] = os.path.join(folder, found[0])
   return files
 
@@ -74,7 +74,7 @@ def split_files(folder: str) -> dict[str, str]:
 def tokenize(text: str, level: str) -> list[str]:
   """Tokens of ``text``: per line, its words (``'word'``) or its stripped characters (``'char'``), then ``<eos>``."""
   lines = text.split('\n')
-  if lines and lines[-1] == '':   # a final newline ends the last line; it does not start another
+  if lines and lines[-1] == '':  # a final newline ends the last line; it does not start another
     lines.pop()
   tokens = []
   for line in lines:
@@ -84,8 +84,9 @@ def tokenize(text: str, level: str) -> list[str]:
   return tokens
 
 
-def read_corpus(path: str, level: str, val_fraction: float = 0.05, test_fraction: float = 0.05
-                ) -> tuple[dict[str, list[str]], dict[str, str]]:
+def read_corpus(
+  path: str, level: str, val_fraction: float = 0.05, test_fraction: float = 0.05
+) -> tuple[dict[str, list[str]], dict[str, str]]:
   """``({split: tokens}, {split: where})`` from a folder in the PTB layout or, for ``'char'``, one file."""
   full = local_text.resolve(path, _LAYOUT if level == 'word' else f'{_LAYOUT}, or one text file')
   if os.path.isdir(full):
@@ -95,8 +96,9 @@ def read_corpus(path: str, level: str, val_fraction: float = 0.05, test_fraction
   elif level == 'word':
     raise ValueError(f'{full}: a file; word_lm reads {_LAYOUT}')
   else:
-    texts = dict(zip(('train', 'val', 'test'), local_text.split_text(local_text.read_text(full), val_fraction,
-                                                                      test_fraction)))
+    texts = dict(
+      zip(('train', 'val', 'test'), local_text.split_text(local_text.read_text(full), val_fraction, test_fraction))
+    )
     where = {s: f'{full} ({s} part)' for s in texts}
   return {s: tokenize(t, level) for s, t in texts.items()}, where
 
@@ -113,9 +115,12 @@ def encode(tokens: Sequence[str], ids: dict[str, int], where: str, level: str) -
   missing = [t for t in tokens if t not in ids]
   if missing and (unk is None or level == 'char'):
     what = 'characters' if level == 'char' else 'words'
-    fix = ('use texts whose characters all occur in the training text' if level == 'char' else
-           f'the training text has no {UNK} to stand for them: map rare words to {UNK} in every split, as PTB '
-           f'and WikiText do')
+    fix = (
+      'use texts whose characters all occur in the training text'
+      if level == 'char'
+      else f'the training text has no {UNK} to stand for them: map rare words to {UNK} in every split, as PTB '
+      f'and WikiText do'
+    )
     raise ValueError(f'{where}: {len(missing)} {what} not in the training vocabulary (first: {missing[0]!r}); {fix}')
   return np.array([ids.get(t, unk) for t in tokens], np.int32)
 
@@ -150,8 +155,16 @@ def unigram_cross_entropy(train: np.ndarray, ids: np.ndarray, vocab_size: int) -
   return float(-np.mean(np.log(p[ids[1:]])))
 
 
-def language_model_task(*, name: str, level: str, splits: dict[str, list[str]], where: dict[str, str],
-                        seq_len: int, eval_streams: int = 1, info: dict | None = None) -> Task:
+def language_model_task(
+  *,
+  name: str,
+  level: str,
+  splits: dict[str, list[str]],
+  where: dict[str, str],
+  seq_len: int,
+  eval_streams: int = 1,
+  info: dict | None = None,
+) -> Task:
   """A stateful next-token Task from tokenized ``train``/``val``/``test`` (see the module docstring)."""
   if level not in LEVELS:
     raise ValueError(f'unknown level {level!r}; choose one of {list(LEVELS)}')
@@ -164,28 +177,36 @@ def language_model_task(*, name: str, level: str, splits: dict[str, list[str]], 
   arrays = {s: encode(toks, ids, where[s], level) for s, toks in splits.items()}
   train = arrays['train']
   if stream_windows(len(train), 1, seq_len) < 1:
-    raise ValueError(f'{where["train"]}: {len(train)} training tokens are too few for seq_len={seq_len}; use a '
-                     f'longer text or a shorter seq_len')
+    raise ValueError(
+      f'{where["train"]}: {len(train)} training tokens are too few for seq_len={seq_len}; use a '
+      f'longer text or a shorter seq_len'
+    )
   for s in ('val', 'test'):
     if len(arrays[s]) < 2:
       raise ValueError(f'{where[s]}: {len(arrays[s])} tokens; a split needs at least 2 to predict one')
   train_data = {'ids': jnp.asarray(train)}
 
   def train_batch(key, step, batch_size, *, data=None, bucket=None):
-    del key   # the streams are read in order: the batch is a function of the step alone
+    del key  # the streams are read in order: the batch is a function of the step alone
     if bucket is not None:
       raise ValueError(f'{name} has no length buckets')
     streams = train_streams((train_data if data is None else data)['ids'], batch_size)
     windows = (streams.shape[1] - 1) // seq_len
     if windows < 1:
-      raise ValueError(f'{name}: {len(train)} training tokens cut into batch_size={batch_size} streams leave '
-                       f'{streams.shape[1]} tokens per stream, fewer than seq_len + 1 = {seq_len + 1}; use a smaller '
-                       f'train.batch_size or seq_len')
+      raise ValueError(
+        f'{name}: {len(train)} training tokens cut into batch_size={batch_size} streams leave '
+        f'{streams.shape[1]} tokens per stream, fewer than seq_len + 1 = {seq_len + 1}; use a smaller '
+        f'train.batch_size or seq_len'
+      )
     w = jnp.asarray(step, jnp.int32) % windows
     inputs = jax.lax.dynamic_slice_in_dim(streams, w * seq_len, seq_len, axis=1)
     targets = jax.lax.dynamic_slice_in_dim(streams, w * seq_len + 1, seq_len, axis=1)
-    return {'inputs': inputs, 'targets': targets, 'lengths': jnp.full((batch_size,), seq_len, jnp.int32),
-            'reset': jnp.full((batch_size,), w == 0)}
+    return {
+      'inputs': inputs,
+      'targets': targets,
+      'lengths': jnp.full((batch_size,), seq_len, jnp.int32),
+      'reset': jnp.full((batch_size,), w == 0),
+    }
 
   unigram = unigram_cross_entropy(train, arrays['val'], len(vocab))
   if level == 'word':
@@ -193,18 +214,31 @@ def language_model_task(*, name: str, level: str, splits: dict[str, list[str]], 
   else:
     metric, value, derived = 'bits_per_char', unigram / math.log(2), _bits_per_char
   return Task(
-      name=name, input_kind='tokens', input_size=len(vocab), output_kind='per_step_class',
-      output_size=len(vocab), seq_len=seq_len, train_batch=train_batch,
-      eval_splits={s: eval_windows(arrays[s], seq_len, eval_streams) for s in ('val', 'test')},
-      baseline=Baseline(metric, value, f'unigram model of the training {level} counts, on the validation text'),
-      threshold=None,
-      metric_modes={'loss': 'min', 'accuracy': 'max', metric: 'min'},
-      info={'level': level, 'metric': metric, 'vocab_size': len(vocab), 'eos': EOS, 'has_unk': UNK in ids,
-            **{f'{s}_tokens': int(len(a)) for s, a in arrays.items()}, 'eval_streams': eval_streams,
-            'files': dict(where), **(info or {})},
-      train_data=train_data,
-      stream_tokens=int(len(train)),
-      derived=derived,
+    name=name,
+    input_kind='tokens',
+    input_size=len(vocab),
+    output_kind='per_step_class',
+    output_size=len(vocab),
+    seq_len=seq_len,
+    train_batch=train_batch,
+    eval_splits={s: eval_windows(arrays[s], seq_len, eval_streams) for s in ('val', 'test')},
+    baseline=Baseline(metric, value, f'unigram model of the training {level} counts, on the validation text'),
+    threshold=None,
+    metric_modes={'loss': 'min', 'accuracy': 'max', metric: 'min'},
+    info={
+      'level': level,
+      'metric': metric,
+      'vocab_size': len(vocab),
+      'eos': EOS,
+      'has_unk': UNK in ids,
+      **{f'{s}_tokens': int(len(a)) for s, a in arrays.items()},
+      'eval_streams': eval_streams,
+      'files': dict(where),
+      **(info or {}),
+    },
+    train_data=train_data,
+    stream_tokens=int(len(train)),
+    derived=derived,
   )
 
 
@@ -226,19 +260,29 @@ def word_lm(*, path: str | None = None, seq_len: int = 35, eval_streams: int = 1
   if path is None:
     raise ValueError(f'word_lm needs path=: {_LAYOUT}, e.g. --config.task.options.path=data/ptb')
   splits, where = read_corpus(path, 'word')
-  return language_model_task(name='word_lm', level='word', splits=splits, where=where, seq_len=seq_len,
-                             eval_streams=eval_streams)
+  return language_model_task(
+    name='word_lm', level='word', splits=splits, where=where, seq_len=seq_len, eval_streams=eval_streams
+  )
 
 
-def char_lm(*, path: str | None = None, seq_len: int = 100, eval_streams: int = 1, val_fraction: float = 0.05,
-            test_fraction: float = 0.05, seed: int = 0) -> Task:
+def char_lm(
+  *,
+  path: str | None = None,
+  seq_len: int = 100,
+  eval_streams: int = 1,
+  val_fraction: float = 0.05,
+  test_fraction: float = 0.05,
+  seed: int = 0,
+) -> Task:
   """Character-level language modelling on a folder in the PTB / WikiText layout, or on one UTF-8 text
   file split contiguously (``val_fraction`` / ``test_fraction`` of its characters, after the training
   part). Metric: bits per character. ``seed``: unused."""
   del seed
   if path is None:
-    raise ValueError(f'char_lm needs path=: {_LAYOUT}, or a plain text file (UTF-8), e.g. '
-                     '--config.task.options.path=book.txt')
+    raise ValueError(
+      f'char_lm needs path=: {_LAYOUT}, or a plain text file (UTF-8), e.g. --config.task.options.path=book.txt'
+    )
   splits, where = read_corpus(path, 'char', val_fraction, test_fraction)
-  return language_model_task(name='char_lm', level='char', splits=splits, where=where, seq_len=seq_len,
-                             eval_streams=eval_streams)
+  return language_model_task(
+    name='char_lm', level='char', splits=splits, where=where, seq_len=seq_len, eval_streams=eval_streams
+  )

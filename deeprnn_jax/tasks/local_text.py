@@ -36,10 +36,9 @@ from typing import Any, Iterable, Sequence
 
 IMDB_URL = 'https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz'
 SST2_URL = 'https://dl.fbaipublicfiles.com/glue/data/SST-2.zip'
-IMDB_LABELS = ('neg', 'pos')     # folder name -> label id, as in TFDS imdb_reviews
+IMDB_LABELS = ('neg', 'pos')  # folder name -> label id, as in TFDS imdb_reviews
 TABLE_FORMATS = {'.csv': 'csv', '.tsv': 'tsv', '.jsonl': 'jsonl', '.ndjson': 'jsonl', '.json': 'json'}
-SPLIT_NAMES = {'train': 'train', 'test': 'test', 'val': 'val', 'valid': 'val', 'validation': 'val',
-               'dev': 'val'}
+SPLIT_NAMES = {'train': 'train', 'test': 'test', 'val': 'val', 'valid': 'val', 'validation': 'val', 'dev': 'val'}
 
 _IMDB_MEMBER = re.compile(r'^(?:\./)?(?:[^/]+/)?(train|test)/(neg|pos)/([^/]+\.txt)$')
 _INT = re.compile(r'^[+-]?\d+$')
@@ -76,8 +75,9 @@ def decode(data: bytes, where: str) -> str:
   except UnicodeDecodeError as e:
     line = data[: e.start].count(b'\n') + 1
     raise ValueError(
-        f'{where}: not UTF-8 text (byte 0x{data[e.start]:02x} on line {line}); re-save the file as '
-        f'UTF-8, e.g. `iconv -f latin1 -t utf-8 FILE > NEW` if it is Latin-1') from None
+      f'{where}: not UTF-8 text (byte 0x{data[e.start]:02x} on line {line}); re-save the file as '
+      f'UTF-8, e.g. `iconv -f latin1 -t utf-8 FILE > NEW` if it is Latin-1'
+    ) from None
 
 
 def _read_bytes(path: str) -> bytes:
@@ -110,8 +110,8 @@ def read_imdb(path: str | os.PathLike) -> dict[str, Examples]:
       folder = os.path.join(root, split, sub)
       if not os.path.isdir(folder):
         raise FileNotFoundError(
-            f'{root}: no {split}/{sub}/ folder; path should name {what}, laid out as '
-            f'{{train,test}}/{{neg,pos}}/*.txt')
+          f'{root}: no {split}/{sub}/ folder; path should name {what}, laid out as {{train,test}}/{{neg,pos}}/*.txt'
+        )
       names = sorted((n for n in os.listdir(folder) if n.endswith('.txt')), key=_name_order)
       if not names:
         raise ValueError(f'{folder}: no reviews (*.txt files); restore the folder from aclImdb_v1.tar.gz')
@@ -123,7 +123,7 @@ def read_imdb(path: str | os.PathLike) -> dict[str, Examples]:
 
 
 def _review(data: bytes, where: str) -> str:
-  text = decode(data, where).strip()   # stripped as TFDS imdb_reviews does
+  text = decode(data, where).strip()  # stripped as TFDS imdb_reviews does
   if not text:
     raise ValueError(f'{where}: empty review file; delete it or restore it from aclImdb_v1.tar.gz')
   return text
@@ -138,16 +138,20 @@ def _read_imdb_archive(archive: str) -> dict[str, Examples]:
         if match and member.isfile():
           found.setdefault(match.group(1, 2), []).append((member.name, tar.extractfile(member).read()))
   except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
-    raise ValueError(f'{archive}: not a readable tar archive ({type(e).__name__}: {e}); download '
-                     f'aclImdb_v1.tar.gz again from {IMDB_URL}, or pass the unpacked aclImdb/ folder') from None
+    raise ValueError(
+      f'{archive}: not a readable tar archive ({type(e).__name__}: {e}); download '
+      f'aclImdb_v1.tar.gz again from {IMDB_URL}, or pass the unpacked aclImdb/ folder'
+    ) from None
   out = {}
   for split in ('train', 'test'):
     examples = Examples()
     for label, sub in enumerate(IMDB_LABELS):
       members = found.get((split, sub))
       if not members:
-        raise ValueError(f'{archive}: no aclImdb/{split}/{sub}/*.txt reviews in the archive; it should be '
-                         f'aclImdb_v1.tar.gz as distributed at {IMDB_URL}')
+        raise ValueError(
+          f'{archive}: no aclImdb/{split}/{sub}/*.txt reviews in the archive; it should be '
+          f'aclImdb_v1.tar.gz as distributed at {IMDB_URL}'
+        )
       for name, data in sorted(members, key=lambda m: _name_order(m[0])):
         where = f'{archive}:{name}'
         examples.add(_review(data, where), label, where)
@@ -188,13 +192,13 @@ def table_format(file: str) -> str:
   """``'csv'``, ``'tsv'``, ``'jsonl'`` or ``'json'`` from the file name's extension."""
   ext = os.path.splitext(file)[1].lower()
   if ext not in TABLE_FORMATS:
-    raise ValueError(f'{file}: unknown table format {ext or "(no extension)"!r}; name the file '
-                     f'.csv, .tsv, .jsonl or .json')
+    raise ValueError(
+      f'{file}: unknown table format {ext or "(no extension)"!r}; name the file .csv, .tsv, .jsonl or .json'
+    )
   return TABLE_FORMATS[ext]
 
 
-def read_table(file: str, *, text_column: str, label_column: str,
-               extra_columns: Sequence[str] = ()) -> Examples:
+def read_table(file: str, *, text_column: str, label_column: str, extra_columns: Sequence[str] = ()) -> Examples:
   """Texts and labels (as written: strings, or integers in JSON) of one CSV / TSV / JSON Lines file.
 
   CSV follows the usual quoting rules (RFC 4180, as Excel and pandas write it); TSV is read as GLUE
@@ -214,8 +218,10 @@ def read_table(file: str, *, text_column: str, label_column: str,
     missing = [c for c in columns if c not in row]
     if missing:
       have = ', '.join(map(repr, row)) or 'none'
-      raise ValueError(f'{where}: no {missing[0]!r} field (fields: {have}); name the right one with the '
-                       f'task option {_option_of(missing[0], columns)}=...')
+      raise ValueError(
+        f'{where}: no {missing[0]!r} field (fields: {have}); name the right one with the '
+        f'task option {_option_of(missing[0], columns)}=...'
+      )
     value = row[text_column]
     if not isinstance(value, str):
       raise ValueError(f'{where}: the text {text_column!r} is {type(value).__name__}, not a string')
@@ -241,21 +247,25 @@ def _delimited_rows(text: str, file: str, fmt: str, columns: Sequence[str]) -> I
   if fmt == 'tsv':
     reader = csv.reader(io.StringIO(text, newline=''), delimiter='\t', quoting=csv.QUOTE_NONE)
   else:
-    reader = csv.reader(io.StringIO(text, newline=''), strict=True)   # an unclosed quote is an error
+    reader = csv.reader(io.StringIO(text, newline=''), strict=True)  # an unclosed quote is an error
   try:
     header = next(reader)
     header = [h.strip() for h in header]
     for c in columns:
       if c not in header:
-        raise ValueError(f'{file}: no column {c!r} in the header (columns: {", ".join(map(repr, header))}); '
-                         f'name the right one with the task option {_option_of(c, columns)}=...')
+        raise ValueError(
+          f'{file}: no column {c!r} in the header (columns: {", ".join(map(repr, header))}); '
+          f'name the right one with the task option {_option_of(c, columns)}=...'
+        )
     for row in reader:
       if not row or (len(row) == 1 and not row[0].strip()):
         continue
       where = f'{file} line {reader.line_num}'
       if len(row) != len(header):
-        raise ValueError(f'{where}: {len(row)} field{"s" * (len(row) != 1)}, the header has {len(header)}'
-                         + ('; a tab inside a text?' if fmt == 'tsv' else '; an unquoted comma inside a text?'))
+        raise ValueError(
+          f'{where}: {len(row)} field{"s" * (len(row) != 1)}, the header has {len(header)}'
+          + ('; a tab inside a text?' if fmt == 'tsv' else '; an unquoted comma inside a text?')
+        )
       yield where, dict(zip(header, row))
   except csv.Error as e:
     raise ValueError(f'{file} line {reader.line_num}: not valid {fmt.upper()} ({e})') from None
@@ -286,8 +296,9 @@ def _json_rows(text: str, file: str, fmt: str) -> Iterable[tuple[str, dict]]:
     yield where, row
 
 
-def read_splits(path: str | os.PathLike, *, text_column: str, label_column: str,
-                split_column: str) -> dict[str, Examples]:
+def read_splits(
+  path: str | os.PathLike, *, text_column: str, label_column: str, split_column: str
+) -> dict[str, Examples]:
   """``train``, ``test`` and (if given) ``val`` examples of a table dataset.
 
   ``path`` is either a folder with one file per split, ``train.*``, ``test.*`` and optionally
@@ -295,8 +306,9 @@ def read_splits(path: str | os.PathLike, *, text_column: str, label_column: str,
   file whose ``split_column`` says each example's split (``train``, ``test``, ``val`` / ``validation``
   / ``dev``).
   """
-  what = ('a folder with train and test files (.csv, .tsv, .jsonl or .json), or one such file with a '
-          f'{split_column!r} column')
+  what = (
+    f'a folder with train and test files (.csv, .tsv, .jsonl or .json), or one such file with a {split_column!r} column'
+  )
   root = resolve(path, what)
   if os.path.isdir(root):
     files: dict[str, str] = {}
@@ -310,10 +322,13 @@ def read_splits(path: str | os.PathLike, *, text_column: str, label_column: str,
       files[split] = name
     for split in ('train', 'test'):
       if split not in files:
-        raise FileNotFoundError(f'{root}: no {split} file ({split}.csv, {split}.tsv, {split}.jsonl or '
-                                f'{split}.json); path should name {what}')
-    return {split: read_table(os.path.join(root, name), text_column=text_column, label_column=label_column)
-            for split, name in files.items()}
+        raise FileNotFoundError(
+          f'{root}: no {split} file ({split}.csv, {split}.tsv, {split}.jsonl or {split}.json); path should name {what}'
+        )
+    return {
+      split: read_table(os.path.join(root, name), text_column=text_column, label_column=label_column)
+      for split, name in files.items()
+    }
   table = read_table(root, text_column=text_column, label_column=label_column, extra_columns=(split_column,))
   out: dict[str, Examples] = {}
   for text, (label, extra), where in zip(table.texts, table.labels, table.where):
@@ -334,14 +349,13 @@ def label_ids(splits: dict[str, Examples], *, train: str = 'train') -> tuple[dic
 
   A label of another split that no training example has is a one-line ValueError.
   """
-  key = lambda label: str(label)   # '3' in a CSV and 3 in JSON are one label
+  key = lambda label: str(label)  # '3' in a CSV and 3 in JSON are one label
   names = sorted({key(x) for x in splits[train].labels})
   if all(_INT.match(n) for n in names):
     names.sort(key=int)
   if len(names) < 2:
     file = re.sub(r' (line|item) \d+$', '', splits[train].where[0])
-    raise ValueError(f'{file}: every training example has label '
-                     f'{names[0]!r}; a classifier needs at least 2 classes')
+    raise ValueError(f'{file}: every training example has label {names[0]!r}; a classifier needs at least 2 classes')
   ids = {n: i for i, n in enumerate(names)}
   out = {}
   for split, examples in splits.items():
@@ -349,8 +363,10 @@ def label_ids(splits: dict[str, Examples], *, train: str = 'train') -> tuple[dic
     for label, where in zip(examples.labels, examples.where):
       if key(label) not in ids:
         shown = ', '.join(names[:10]) + (', ...' if len(names) > 10 else '')
-        raise ValueError(f'{where}: label {label!r} does not occur in the training data (its labels: '
-                         f'{shown}); fix the label or add training examples of it')
+        raise ValueError(
+          f'{where}: label {label!r} does not occur in the training data (its labels: '
+          f'{shown}); fix the label or add training examples of it'
+        )
       out[split].append(ids[key(label)])
   return out, names
 
@@ -374,8 +390,9 @@ def split_text(text: str, val_fraction: float, test_fraction: float) -> tuple[st
   characters, then the next ``val_fraction``, then the rest. With 0.05 / 0.05 this is TFDS
   ``tiny_shakespeare``'s 90/5/5 split to the character."""
   if not (0 < val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
-    raise ValueError(f'val_fraction={val_fraction} and test_fraction={test_fraction} must be in (0, 1) '
-                     f'and add up to less than 1')
+    raise ValueError(
+      f'val_fraction={val_fraction} and test_fraction={test_fraction} must be in (0, 1) and add up to less than 1'
+    )
   # 1 - (v + t), not 1 - v - t: with 0.05 / 0.05 the latter is 0.8999..., one character off TFDS.
   i = int(len(text) * (1 - (val_fraction + test_fraction)))
   rest = text[i:]

@@ -25,8 +25,9 @@ from deeprnn_jax.tasks.base import Baseline, Task, Threshold
 DEFAULT_DATA_DIR = '~/.cache/deeprnn_jax'
 
 
-def load_arrays(data_dir: str | os.PathLike | None = None, *, num_samples: int = 5000,
-                shuffle_seq: bool = False) -> dict[str, np.ndarray]:
+def load_arrays(
+  data_dir: str | os.PathLike | None = None, *, num_samples: int = 5000, shuffle_seq: bool = False
+) -> dict[str, np.ndarray]:
   """``{'x', 'y', 'x_test', 'y_test'}`` from the cache, generated (and cached) on a miss."""
   root = pathlib.Path(os.path.expanduser(data_dir or DEFAULT_DATA_DIR)) / 'mnist1d'
   path = root / f'mnist1d_n{num_samples}{"_shuffled" if shuffle_seq else ""}.npz'
@@ -55,12 +56,22 @@ def _generate(num_samples: int, shuffle_seq: bool) -> dict[str, np.ndarray]:
   finally:
     random.setstate(py_state)
     np.random.set_state(np_state)
-  return {'x': data['x'].astype(np.float32), 'y': data['y'].astype(np.int32),
-          'x_test': data['x_test'].astype(np.float32), 'y_test': data['y_test'].astype(np.int32)}
+  return {
+    'x': data['x'].astype(np.float32),
+    'y': data['y'].astype(np.int32),
+    'x_test': data['x_test'].astype(np.float32),
+    'y_test': data['y_test'].astype(np.int32),
+  }
 
 
-def mnist1d(*, shuffle_seq: bool = False, num_samples: int = 5000, num_val: int | None = None,
-            seed: int = 0, data_dir: str | None = None) -> Task:
+def mnist1d(
+  *,
+  shuffle_seq: bool = False,
+  num_samples: int = 5000,
+  num_val: int | None = None,
+  seed: int = 0,
+  data_dir: str | None = None,
+) -> Task:
   """MNIST-1D as a sequence-classification task (see module docstring).
 
   Options: ``num_samples`` (train + test before the package's 80/20 split; small values for
@@ -79,21 +90,29 @@ def mnist1d(*, shuffle_seq: bool = False, num_samples: int = 5000, num_val: int 
   seq_len = x.shape[1]
   train_lengths = np.full(len(train_idx), seq_len, np.int32)
   train_batch, train_data, _ = pipeline.array_stream(
-      {'inputs': x[train_idx], 'targets': y[train_idx], 'lengths': train_lengths}, dict)
+    {'inputs': x[train_idx], 'targets': y[train_idx], 'lengths': train_lengths}, dict
+  )
   full = lambda n: np.full(n, seq_len, np.int32)
   return Task(
-      name='mnist1d_shuffled' if shuffle_seq else 'mnist1d',
-      input_kind='features', input_size=1, output_kind='class', output_size=10, seq_len=seq_len,
-      train_batch=train_batch,
-      eval_splits={
-          'val': pipeline.class_batch(x[val_idx], y[val_idx], full(len(val_idx))),
-          'test': pipeline.class_batch(data['x_test'][..., None], data['y_test'],
-                                       full(len(data['y_test']))),
-      },
-      baseline=Baseline('accuracy', 0.1, 'chance: 10 balanced classes'),
-      threshold=None if shuffle_seq else Threshold('accuracy', 0.9, 'max'),
-      metric_modes={'loss': 'min', 'accuracy': 'max'},
-      info={'num_train': len(train_idx), 'num_val': len(val_idx), 'num_test': len(data['y_test']),
-            'shuffle_seq': shuffle_seq},
-      train_data=train_data,
+    name='mnist1d_shuffled' if shuffle_seq else 'mnist1d',
+    input_kind='features',
+    input_size=1,
+    output_kind='class',
+    output_size=10,
+    seq_len=seq_len,
+    train_batch=train_batch,
+    eval_splits={
+      'val': pipeline.class_batch(x[val_idx], y[val_idx], full(len(val_idx))),
+      'test': pipeline.class_batch(data['x_test'][..., None], data['y_test'], full(len(data['y_test']))),
+    },
+    baseline=Baseline('accuracy', 0.1, 'chance: 10 balanced classes'),
+    threshold=None if shuffle_seq else Threshold('accuracy', 0.9, 'max'),
+    metric_modes={'loss': 'min', 'accuracy': 'max'},
+    info={
+      'num_train': len(train_idx),
+      'num_val': len(val_idx),
+      'num_test': len(data['y_test']),
+      'shuffle_seq': shuffle_seq,
+    },
+    train_data=train_data,
   )

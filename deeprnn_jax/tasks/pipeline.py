@@ -75,12 +75,12 @@ def epoch_indices(key: jax.Array, step: Any, batch_size: int, num_examples: int)
 
 
 def array_stream(
-    arrays: Mapping[str, np.ndarray],
-    finish: Callable[[dict[str, jax.Array]], Batch],
-    *,
-    lengths: np.ndarray | None = None,
-    buckets: Sequence[int] = (),
-    time_keys: Sequence[str] = (),
+  arrays: Mapping[str, np.ndarray],
+  finish: Callable[[dict[str, jax.Array]], Batch],
+  *,
+  lengths: np.ndarray | None = None,
+  buckets: Sequence[int] = (),
+  time_keys: Sequence[str] = (),
 ) -> tuple[Callable[..., Batch], dict[str, Any], tuple[float, ...]]:
   """A jittable ``train_batch(key, step, batch_size, *, data=None, bucket=None)`` over ``arrays``.
 
@@ -106,8 +106,8 @@ def array_stream(
       members.append(idx if idx.size else np.zeros(1, np.int32))
       probs.append(idx.size / num_examples)
   train_data = {
-      'arrays': {k: jnp.asarray(v) for k, v in arrays.items()},
-      'buckets': tuple(jnp.asarray(m) for m in members),
+    'arrays': {k: jnp.asarray(v) for k, v in arrays.items()},
+    'buckets': tuple(jnp.asarray(m) for m in members),
   }
   bucket_lens = tuple(int(b) for b in buckets)
 
@@ -120,9 +120,7 @@ def array_stream(
     # Each bucket has its own stream of permutations, indexed by the global step.
     idx = pool[epoch_indices(jax.random.fold_in(key, bucket + 1), step, batch_size, pool.shape[0])]
     width = bucket_lens[bucket]
-    return finish({
-        k: (v[idx, :width] if k in time_keys else v[idx]) for k, v in data['arrays'].items()
-    })
+    return finish({k: (v[idx, :width] if k in time_keys else v[idx]) for k, v in data['arrays'].items()})
 
   return train_batch, train_data, tuple(probs)
 
@@ -167,14 +165,13 @@ def assign_buckets(lengths: np.ndarray, buckets: Sequence[int]) -> np.ndarray:
 def class_batch(inputs: np.ndarray, labels: np.ndarray, lengths: np.ndarray) -> Batch:
   """A fixed NumPy batch for a sequence-classification split."""
   return {
-      'inputs': inputs,
-      'targets': np.asarray(labels, np.int32),
-      'lengths': np.asarray(lengths, np.int32),
+    'inputs': inputs,
+    'targets': np.asarray(labels, np.int32),
+    'lengths': np.asarray(lengths, np.int32),
   }
 
 
-def majority_accuracy(train_labels: np.ndarray, test_labels: np.ndarray,
-                      num_classes: int) -> tuple[int, float]:
+def majority_accuracy(train_labels: np.ndarray, test_labels: np.ndarray, num_classes: int) -> tuple[int, float]:
   """The most frequent training label and the accuracy of always predicting it on ``test_labels``."""
   majority = int(np.argmax(np.bincount(np.asarray(train_labels), minlength=num_classes)))
   return majority, float(np.mean(np.asarray(test_labels) == majority))

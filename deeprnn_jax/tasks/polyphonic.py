@@ -32,10 +32,10 @@ from deeprnn_jax.tasks.base import Baseline, Task
 LOWEST_NOTE, NUM_KEYS = 21, 88
 DEFAULT_DATA_DIR = '~/.cache/deeprnn_jax'
 FILES = {
-    'jsb_chorales': 'JSB Chorales.pickle',
-    'nottingham': 'Nottingham.pickle',
-    'musedata': 'MuseData.pickle',
-    'piano_midi': 'Piano-midi.de.pickle',
+  'jsb_chorales': 'JSB Chorales.pickle',
+  'nottingham': 'Nottingham.pickle',
+  'musedata': 'MuseData.pickle',
+  'piano_midi': 'Piano-midi.de.pickle',
 }
 _SAFE_BUILTINS = frozenset({'list', 'dict', 'int', 'float', 'str', 'tuple'})
 # Probabilities are clipped so that a key never sounding in train costs a finite NLL elsewhere.
@@ -98,8 +98,14 @@ def independent_nll(key_probs: np.ndarray, batch: dict[str, np.ndarray]) -> floa
   return float(nll[mask].mean())
 
 
-def polyphonic(*, dataset: str = 'jsb_chorales', path: str | None = None,
-               data_dir: str | None = None, seq_len: int | None = None, seed: int = 0) -> Task:
+def polyphonic(
+  *,
+  dataset: str = 'jsb_chorales',
+  path: str | None = None,
+  data_dir: str | None = None,
+  seq_len: int | None = None,
+  seed: int = 0,
+) -> Task:
   """One polyphonic-music dataset (see module docstring).
 
   Options: ``dataset`` (one of ``FILES``), ``path`` (the pickle; default
@@ -120,8 +126,9 @@ def polyphonic(*, dataset: str = 'jsb_chorales', path: str | None = None,
     path = str(root / FILES[dataset])
   if not os.path.exists(path):
     raise FileNotFoundError(
-        f'polyphonic dataset {dataset!r} not found at {path}: put {FILES[dataset]!r} from the '
-        'Boulanger-Lewandowski et al. 2012 pickle release there, or pass path=...')
+      f'polyphonic dataset {dataset!r} not found at {path}: put {FILES[dataset]!r} from the '
+      'Boulanger-Lewandowski et al. 2012 pickle release there, or pass path=...'
+    )
   rolls = load_rolls(path)
 
   train_inputs, train_targets = [], []
@@ -129,34 +136,54 @@ def polyphonic(*, dataset: str = 'jsb_chorales', path: str | None = None,
     shifted = _shifted(roll)
     step = len(roll) if seq_len is None else seq_len
     for start in range(0, len(roll), step):
-      train_inputs.append(shifted[start:start + step])
-      train_targets.append(roll[start:start + step])
+      train_inputs.append(shifted[start : start + step])
+      train_targets.append(roll[start : start + step])
   max_len = max(len(r) for r in train_targets)
   x, lengths = pipeline.pad_sequences(train_inputs, max_len, np.uint8)
   y, _ = pipeline.pad_sequences(train_targets, max_len, np.uint8)
   buckets = pipeline.default_buckets(max_len)
 
   def finish(b):
-    return {'inputs': b['inputs'].astype(np.float32), 'targets': b['targets'].astype(np.float32),
-            'lengths': b['lengths']}
+    return {
+      'inputs': b['inputs'].astype(np.float32),
+      'targets': b['targets'].astype(np.float32),
+      'lengths': b['lengths'],
+    }
 
   train_batch, train_data, probs = pipeline.array_stream(
-      {'inputs': x, 'targets': y, 'lengths': lengths}, finish, lengths=lengths, buckets=buckets,
-      time_keys=('inputs', 'targets'))
+    {'inputs': x, 'targets': y, 'lengths': lengths},
+    finish,
+    lengths=lengths,
+    buckets=buckets,
+    time_keys=('inputs', 'targets'),
+  )
 
   frames = np.concatenate(rolls['train'], axis=0)
   key_probs = np.clip(frames.mean(axis=0), _P_CLIP, 1 - _P_CLIP)
   eval_splits = {'val': _split_batch(rolls['valid']), 'test': _split_batch(rolls['test'])}
   baseline_by_split = {k: independent_nll(key_probs, b) for k, b in eval_splits.items()}
   return Task(
-      name=dataset, input_kind='features', input_size=NUM_KEYS, output_kind='per_step_binary',
-      output_size=NUM_KEYS, seq_len=max_len, train_batch=train_batch, eval_splits=eval_splits,
-      baseline=Baseline('loss', baseline_by_split['test'], 'NLL per frame of independent '
-                        'Bernoulli keys with their training frequencies'),
-      threshold=None,
-      metric_modes={'loss': 'min', 'frame_accuracy': 'max'},
-      info={'path': str(path), 'num_train_sequences': len(rolls['train']),
-            'num_train_chunks': len(train_targets), 'key_probs': key_probs.tolist(),
-            'baseline_by_split': baseline_by_split},
-      train_data=train_data, length_buckets=buckets, bucket_probs=probs,
+    name=dataset,
+    input_kind='features',
+    input_size=NUM_KEYS,
+    output_kind='per_step_binary',
+    output_size=NUM_KEYS,
+    seq_len=max_len,
+    train_batch=train_batch,
+    eval_splits=eval_splits,
+    baseline=Baseline(
+      'loss', baseline_by_split['test'], 'NLL per frame of independent Bernoulli keys with their training frequencies'
+    ),
+    threshold=None,
+    metric_modes={'loss': 'min', 'frame_accuracy': 'max'},
+    info={
+      'path': str(path),
+      'num_train_sequences': len(rolls['train']),
+      'num_train_chunks': len(train_targets),
+      'key_probs': key_probs.tolist(),
+      'baseline_by_split': baseline_by_split,
+    },
+    train_data=train_data,
+    length_buckets=buckets,
+    bucket_probs=probs,
   )

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 from deeprnn_jax.tasks.base import Baseline, Batch, Task, Threshold
 from deeprnn_jax.tasks.synthetic import length_splits, synthetic_task
 
-NOISE = 0   # the filler token of both tasks
+NOISE = 0  # the filler token of both tasks
 
 
 def _random_positions(key: jax.Array, batch_size: int, length: int, count: int) -> jax.Array:
@@ -41,8 +41,7 @@ def _place(values: jax.Array, positions: jax.Array, length: int) -> jax.Array:
 # ------------------------------------------------------------------------------- selective copy
 
 
-def selective_copy_batch(key: jax.Array, batch_size: int, length: int, *, num_tokens: int,
-                         vocab_size: int) -> Batch:
+def selective_copy_batch(key: jax.Array, batch_size: int, length: int, *, num_tokens: int, vocab_size: int) -> Batch:
   """One batch of selective copying with a context of ``length`` steps.
 
   Token ids: ``0`` noise, ``1..V`` data (``V = vocab_size``), ``V + 1`` the "copy now" marker.
@@ -57,15 +56,22 @@ def selective_copy_batch(key: jax.Array, batch_size: int, length: int, *, num_to
   markers = jnp.full((batch_size, num_tokens), vocab_size + 1, jnp.int32)
   answer = jnp.concatenate([jnp.zeros((batch_size, length), jnp.int32), jnp.ones_like(markers)], axis=1)
   return {
-      'inputs': jnp.concatenate([context, markers], axis=1),
-      'targets': jnp.concatenate([jnp.zeros((batch_size, length), jnp.int32), tokens], axis=1),
-      'target_mask': answer,
-      'lengths': jnp.full((batch_size,), length + num_tokens, jnp.int32),
+    'inputs': jnp.concatenate([context, markers], axis=1),
+    'targets': jnp.concatenate([jnp.zeros((batch_size, length), jnp.int32), tokens], axis=1),
+    'target_mask': answer,
+    'lengths': jnp.full((batch_size,), length + num_tokens, jnp.int32),
   }
 
 
-def selective_copy(*, seq_len: int = 64, num_tokens: int = 8, vocab_size: int = 8, seed: int = 0,
-                   num_eval: int = 512, length_generalization: bool = True) -> Task:
+def selective_copy(
+  *,
+  seq_len: int = 64,
+  num_tokens: int = 8,
+  vocab_size: int = 8,
+  seed: int = 0,
+  num_eval: int = 512,
+  length_generalization: bool = True,
+) -> Task:
   """Selective copying (Gu & Dao 2023), see ``selective_copy_batch``; ``seq_len`` is the context length.
 
   The paper's setting is a context of 4096 with 16 tokens from a vocabulary of 16; the defaults here
@@ -78,21 +84,30 @@ def selective_copy(*, seq_len: int = 64, num_tokens: int = 8, vocab_size: int = 
     raise ValueError(f'selective_copy needs seq_len >= num_tokens ({num_tokens}) to place them, got {seq_len}')
   generate = functools.partial(selective_copy_batch, num_tokens=num_tokens, vocab_size=vocab_size)
   return synthetic_task(
-      name='selective_copy', generate=generate, length=seq_len, seq_len=seq_len + num_tokens,
-      lengths_by_split=length_splits(seq_len, length_generalization), seed=seed, num_eval=num_eval,
-      input_kind='tokens', input_size=vocab_size + 2, output_kind='per_step_class', output_size=vocab_size + 1,
-      baseline=Baseline('accuracy', 1 / vocab_size, 'chance: an input-blind guess of a uniform token'),
-      threshold=Threshold('accuracy', 0.99, 'max'),
-      metric_modes={'loss': 'min', 'accuracy': 'max', 'exact_match': 'max'},
-      info={'num_tokens': num_tokens, 'vocab_size': vocab_size},
+    name='selective_copy',
+    generate=generate,
+    length=seq_len,
+    seq_len=seq_len + num_tokens,
+    lengths_by_split=length_splits(seq_len, length_generalization),
+    seed=seed,
+    num_eval=num_eval,
+    input_kind='tokens',
+    input_size=vocab_size + 2,
+    output_kind='per_step_class',
+    output_size=vocab_size + 1,
+    baseline=Baseline('accuracy', 1 / vocab_size, 'chance: an input-blind guess of a uniform token'),
+    threshold=Threshold('accuracy', 0.99, 'max'),
+    metric_modes={'loss': 'min', 'accuracy': 'max', 'exact_match': 'max'},
+    info={'num_tokens': num_tokens, 'vocab_size': vocab_size},
   )
 
 
 # ------------------------------------------------------------------------------------------- mqar
 
 
-def mqar_batch(key: jax.Array, batch_size: int, length: int, *, num_pairs: int, num_keys: int,
-               num_values: int) -> Batch:
+def mqar_batch(
+  key: jax.Array, batch_size: int, length: int, *, num_pairs: int, num_keys: int, num_values: int
+) -> Batch:
   """One batch of multi-query associative recall, ``length`` steps in all.
 
   Token ids: ``0`` noise, keys ``1..K``, values ``K+1..K+V``. Inputs: ``num_pairs`` pairs
@@ -113,15 +128,23 @@ def mqar_batch(key: jax.Array, batch_size: int, length: int, *, num_pairs: int, 
   is_answer = _place(jnp.ones((batch_size, num_pairs), jnp.int32), positions, query_len)
   before = jnp.zeros((batch_size, 2 * num_pairs), jnp.int32)
   return {
-      'inputs': jnp.concatenate([context, queries], axis=1),
-      'targets': jnp.concatenate([before, answers], axis=1),
-      'target_mask': jnp.concatenate([before, is_answer], axis=1),
-      'lengths': jnp.full((batch_size,), length, jnp.int32),
+    'inputs': jnp.concatenate([context, queries], axis=1),
+    'targets': jnp.concatenate([before, answers], axis=1),
+    'target_mask': jnp.concatenate([before, is_answer], axis=1),
+    'lengths': jnp.full((batch_size,), length, jnp.int32),
   }
 
 
-def mqar(*, seq_len: int = 64, num_pairs: int = 8, num_keys: int = 32, num_values: int = 32, seed: int = 0,
-         num_eval: int = 512, length_generalization: bool = True) -> Task:
+def mqar(
+  *,
+  seq_len: int = 64,
+  num_pairs: int = 8,
+  num_keys: int = 32,
+  num_values: int = 32,
+  seed: int = 0,
+  num_eval: int = 512,
+  length_generalization: bool = True,
+) -> Task:
   """Multi-query associative recall (Arora et al. 2024), see ``mqar_batch``.
 
   Zoology's sweeps use a vocabulary of 8192 and 4 to 64 pairs in 64 to 512 steps; these defaults
@@ -131,17 +154,28 @@ def mqar(*, seq_len: int = 64, num_pairs: int = 8, num_keys: int = 32, num_value
   if not 1 <= num_pairs <= num_keys:
     raise ValueError(f'mqar needs 1 <= num_pairs <= num_keys (distinct keys), got {num_pairs} pairs, {num_keys} keys')
   if seq_len < 3 * num_pairs:
-    raise ValueError(f'mqar needs seq_len >= 3 * num_pairs = {3 * num_pairs} (pairs, then every key again), '
-                     f'got {seq_len}')
+    raise ValueError(
+      f'mqar needs seq_len >= 3 * num_pairs = {3 * num_pairs} (pairs, then every key again), got {seq_len}'
+    )
   generate = functools.partial(mqar_batch, num_pairs=num_pairs, num_keys=num_keys, num_values=num_values)
-  lengths = {split: n if n == seq_len else 2 * num_pairs + (n // seq_len) * (seq_len - 2 * num_pairs)
-             for split, n in length_splits(seq_len, length_generalization).items()}
+  lengths = {
+    split: n if n == seq_len else 2 * num_pairs + (n // seq_len) * (seq_len - 2 * num_pairs)
+    for split, n in length_splits(seq_len, length_generalization).items()
+  }
   vocab = 1 + num_keys + num_values
   return synthetic_task(
-      name='mqar', generate=generate, length=seq_len, lengths_by_split=lengths, seed=seed, num_eval=num_eval,
-      input_kind='tokens', input_size=vocab, output_kind='per_step_class', output_size=vocab,
-      baseline=Baseline('accuracy', 1 / num_values, 'chance: an input-blind guess of a uniform value'),
-      threshold=Threshold('accuracy', 0.99, 'max'),
-      metric_modes={'loss': 'min', 'accuracy': 'max', 'exact_match': 'max'},
-      info={'num_pairs': num_pairs, 'num_keys': num_keys, 'num_values': num_values},
+    name='mqar',
+    generate=generate,
+    length=seq_len,
+    lengths_by_split=lengths,
+    seed=seed,
+    num_eval=num_eval,
+    input_kind='tokens',
+    input_size=vocab,
+    output_kind='per_step_class',
+    output_size=vocab,
+    baseline=Baseline('accuracy', 1 / num_values, 'chance: an input-blind guess of a uniform value'),
+    threshold=Threshold('accuracy', 0.99, 'max'),
+    metric_modes={'loss': 'min', 'accuracy': 'max', 'exact_match': 'max'},
+    info={'num_pairs': num_pairs, 'num_keys': num_keys, 'num_values': num_values},
   )

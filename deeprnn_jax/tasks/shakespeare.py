@@ -56,8 +56,9 @@ def unigram_entropy(text: str) -> float:
   return float(-np.sum(p * np.log(p)))
 
 
-def char_lm_task(*, name: str, train_text: str, val_text: str, test_text: str, seq_len: int,
-                 info: dict | None = None) -> Task:
+def char_lm_task(
+  *, name: str, train_text: str, val_text: str, test_text: str, seq_len: int, info: dict | None = None
+) -> Task:
   """A next-character Task from three texts (see module docstring); ``info`` is added to its info."""
   ids = char_ids(train_text)
   encode = lambda text: np.array([ids.get(c, vocab.OOV) for c in text], np.int32)
@@ -70,32 +71,43 @@ def char_lm_task(*, name: str, train_text: str, val_text: str, test_text: str, s
     if bucket is not None:
       raise ValueError(f'{name} has no length buckets')
     text = (train_data if data is None else data)['text']
-    starts = jax.random.randint(jax.random.fold_in(key, step), (batch_size,), 0,
-                                text.shape[0] - seq_len)
+    starts = jax.random.randint(jax.random.fold_in(key, step), (batch_size,), 0, text.shape[0] - seq_len)
     w = jax.vmap(lambda s: jax.lax.dynamic_slice(text, (s,), (seq_len + 1,)))(starts)
-    return {'inputs': w[:, :-1], 'targets': w[:, 1:],
-            'lengths': jnp.full((batch_size,), seq_len, jnp.int32)}
+    return {'inputs': w[:, :-1], 'targets': w[:, 1:], 'lengths': jnp.full((batch_size,), seq_len, jnp.int32)}
 
   entropy = unigram_entropy(train_text)
   return Task(
-      name=name, input_kind='tokens', input_size=len(ids) + vocab.NUM_SPECIAL,
-      output_kind='per_step_class', output_size=len(ids) + vocab.NUM_SPECIAL, seq_len=seq_len,
-      train_batch=train_batch,
-      eval_splits={'val': windows(encode(val_text), seq_len),
-                   'test': windows(encode(test_text), seq_len)},
-      baseline=Baseline('loss', entropy, 'unigram entropy of the training characters (nats): '
-                        'the cross-entropy of predicting each character by its train frequency'),
-      threshold=None,
-      metric_modes={'loss': 'min', 'accuracy': 'max'},
-      info={'vocab_size': len(ids) + vocab.NUM_SPECIAL, 'train_chars': len(train_text),
-            'val_chars': len(val_text), 'test_chars': len(test_text),
-            'baseline_bits_per_char': entropy / math.log(2), **(info or {})},
-      train_data=train_data,
+    name=name,
+    input_kind='tokens',
+    input_size=len(ids) + vocab.NUM_SPECIAL,
+    output_kind='per_step_class',
+    output_size=len(ids) + vocab.NUM_SPECIAL,
+    seq_len=seq_len,
+    train_batch=train_batch,
+    eval_splits={'val': windows(encode(val_text), seq_len), 'test': windows(encode(test_text), seq_len)},
+    baseline=Baseline(
+      'loss',
+      entropy,
+      'unigram entropy of the training characters (nats): '
+      'the cross-entropy of predicting each character by its train frequency',
+    ),
+    threshold=None,
+    metric_modes={'loss': 'min', 'accuracy': 'max'},
+    info={
+      'vocab_size': len(ids) + vocab.NUM_SPECIAL,
+      'train_chars': len(train_text),
+      'val_chars': len(val_text),
+      'test_chars': len(test_text),
+      'baseline_bits_per_char': entropy / math.log(2),
+      **(info or {}),
+    },
+    train_data=train_data,
   )
 
 
-def tiny_shakespeare(*, path: str | None = None, seq_len: int = 128, data_dir: str | None = None,
-                     seed: int = 0) -> Task:
+def tiny_shakespeare(
+  *, path: str | None = None, seq_len: int = 128, data_dir: str | None = None, seed: int = 0
+) -> Task:
   """Tiny Shakespeare next-character prediction (see module docstring).
 
   ``path``: Karpathy's ``input.txt`` (None: TFDS ``tiny_shakespeare`` from ``data_dir``, the TFDS data
@@ -108,13 +120,18 @@ def tiny_shakespeare(*, path: str | None = None, seq_len: int = 128, data_dir: s
   if path is not None:
     file = local_text.resolve(path, "Karpathy's tiny Shakespeare input.txt")
     train, val, test = local_text.split_text(local_text.read_text(file), 0.05, 0.05)
-    return char_lm_task(name='tiny_shakespeare', train_text=train, val_text=val, test_text=test,
-                        seq_len=seq_len, info={'source': file})
+    return char_lm_task(
+      name='tiny_shakespeare', train_text=train, val_text=val, test_text=test, seq_len=seq_len, info={'source': file}
+    )
   local = ", or read Karpathy's input.txt: --config.task.options.path=input.txt"
   texts = {}
   for split in ('train', 'validation', 'test'):  # each split is one example: the whole text
     example = tfds_source.load_split('tiny_shakespeare', split, data_dir, alternative=local)[0]
     texts[split] = tfds_source.text_of(example['text'])
-  return char_lm_task(name='tiny_shakespeare', train_text=texts['train'],
-                      val_text=texts['validation'], test_text=texts['test'], seq_len=seq_len)
-
+  return char_lm_task(
+    name='tiny_shakespeare',
+    train_text=texts['train'],
+    val_text=texts['validation'],
+    test_text=texts['test'],
+    seq_len=seq_len,
+  )

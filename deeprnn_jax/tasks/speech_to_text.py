@@ -89,8 +89,10 @@ def normalize_text(text: str, alphabet: str, unknown_chars: str, where: str) -> 
   out = ' '.join(text.lower().split())
   unknown = sorted({c for c in out if c not in alphabet})
   if unknown and unknown_chars == 'error':
-    raise ValueError(f'{where}: character(s) {"".join(unknown)!r} not in the alphabet {alphabet!r}; add them with '
-                     f"alphabet=..., or delete them with unknown_chars='drop'")
+    raise ValueError(
+      f'{where}: character(s) {"".join(unknown)!r} not in the alphabet {alphabet!r}; add them with '
+      f"alphabet=..., or delete them with unknown_chars='drop'"
+    )
   if unknown:
     out = ' '.join(''.join(c for c in out if c in alphabet).split())
   if not out:
@@ -127,8 +129,9 @@ def read_audio(file: pathlib.Path, sample_rate: int) -> np.ndarray:
     data, rate = soundfile.read(str(file), dtype='float32', always_2d=True)
   except Exception as e:  # libsndfile's error, or an OS error for a file it cannot open
     cause = ' '.join(str(e).split())[:120]
-    raise ValueError(f'{file}: not a readable audio file ({type(e).__name__}: {cause}); replace it or remove it '
-                     f'and its transcript') from e
+    raise ValueError(
+      f'{file}: not a readable audio file ({type(e).__name__}: {cause}); replace it or remove it and its transcript'
+    ) from e
   if data.shape[0] == 0:
     raise ValueError(f'{file}: no samples; remove the empty file and its transcript')
   signal = data.mean(axis=1)
@@ -144,7 +147,7 @@ def stack_frames(frames: np.ndarray, stack: int, stride: int) -> np.ndarray:
   frames = np.asarray(frames)
   steps = -(-len(frames) // stride)
   padded = np.concatenate([frames, np.zeros((steps * stride + stack, frames.shape[1]), frames.dtype)])
-  return np.concatenate([padded[j:j + steps * stride:stride] for j in range(stack)], axis=1)
+  return np.concatenate([padded[j : j + steps * stride : stride] for j in range(stack)], axis=1)
 
 
 # ----------------------------------------------------------------------------------- sources
@@ -159,15 +162,18 @@ def scan_librispeech(split_dir: pathlib.Path) -> list[Utterance]:
   if not split_dir.is_dir():
     parent = split_dir.parent
     have = sorted(p.name for p in parent.iterdir() if p.is_dir()) if parent.is_dir() else []
-    raise FileNotFoundError(f'split folder {split_dir} not found (existing: {", ".join(have) or "none"}); set '
-                            f'train_split/val_split/test_split to sub-folders of path')
+    raise FileNotFoundError(
+      f'split folder {split_dir} not found (existing: {", ".join(have) or "none"}); set '
+      f'train_split/val_split/test_split to sub-folders of path'
+    )
   out: list[Utterance] = []
   with_transcripts = set()
   for trans in sorted(split_dir.rglob('*.trans.txt')):
     folder = trans.parent
     with_transcripts.add(folder)
-    audio = {p.name.split('.')[0]: p for p in sorted(folder.iterdir())
-             if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES}
+    audio = {
+      p.name.split('.')[0]: p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES
+    }
     seen = set()
     for n, line in enumerate(trans.read_text(encoding='utf-8').splitlines(), 1):
       if not line.strip():
@@ -179,8 +185,10 @@ def scan_librispeech(split_dir: pathlib.Path) -> list[Utterance]:
       if utt in seen:
         raise ValueError(f'{trans}:{n}: utterance {utt!r} listed twice; keep one line per utterance')
       if utt not in audio:
-        raise ValueError(f'{trans}:{n}: transcript of {utt!r} but no {utt}.flac or {utt}.wav in {folder}; add the '
-                         f'audio or remove the line')
+        raise ValueError(
+          f'{trans}:{n}: transcript of {utt!r} but no {utt}.flac or {utt}.wav in {folder}; add the '
+          f'audio or remove the line'
+        )
       seen.add(utt)
       out.append(Utterance(audio[utt], text, f'{trans}:{n}'))
     for utt, file in audio.items():
@@ -188,11 +196,14 @@ def scan_librispeech(split_dir: pathlib.Path) -> list[Utterance]:
         raise ValueError(f'{file}: no line for {utt!r} in {trans}; add its transcript or remove the file')
   for file in sorted(split_dir.rglob('*')):
     if file.suffix.lower() in AUDIO_SUFFIXES and file.parent not in with_transcripts:
-      raise ValueError(f'{file}: no <speaker>-<chapter>.trans.txt in its folder; add the transcripts or remove '
-                       f'the file')
+      raise ValueError(
+        f'{file}: no <speaker>-<chapter>.trans.txt in its folder; add the transcripts or remove the file'
+      )
   if not out:
-    raise ValueError(f'{split_dir}: no *.trans.txt transcripts; expected LibriSpeech\'s layout '
-                     f'<speaker>/<chapter>/<speaker>-<chapter>.trans.txt beside the .flac files')
+    raise ValueError(
+      f"{split_dir}: no *.trans.txt transcripts; expected LibriSpeech's layout "
+      f'<speaker>/<chapter>/<speaker>-<chapter>.trans.txt beside the .flac files'
+    )
   return out
 
 
@@ -219,8 +230,7 @@ def read_manifest(file: pathlib.Path) -> list[Utterance]:
     audio = pathlib.Path(os.path.expanduser(row[col_path].strip()))
     audio = audio if audio.is_absolute() else file.parent / audio
     if not audio.is_file():
-      raise ValueError(f'{file}:{n}: audio file {audio} not found (relative paths are read from the manifest\'s '
-                       f'folder)')
+      raise ValueError(f"{file}:{n}: audio file {audio} not found (relative paths are read from the manifest's folder)")
     out.append(Utterance(audio, row[col_text], f'{file}:{n}'))
   if not out:
     raise ValueError(f'{file}: no utterances below the header')
@@ -245,9 +255,22 @@ def _check_options(alphabet: str, unknown_chars: str, stack: int, stride: int, d
     raise ValueError(f'beam_size must be >= 1, got {beam_size}')
 
 
-def ctc_task(*, name: str, features: Sequence[np.ndarray], transcripts: Sequence[str], wheres: Sequence[str],
-             splits: Mapping[str, Sequence[int]], alphabet: str, stack: int, stride: int, max_frames: int | None,
-             decode: str, beam_size: int, options: speech.FeatureOptions, info: Mapping[str, Any]) -> Task:
+def ctc_task(
+  *,
+  name: str,
+  features: Sequence[np.ndarray],
+  transcripts: Sequence[str],
+  wheres: Sequence[str],
+  splits: Mapping[str, Sequence[int]],
+  alphabet: str,
+  stack: int,
+  stride: int,
+  max_frames: int | None,
+  decode: str,
+  beam_size: int,
+  options: speech.FeatureOptions,
+  info: Mapping[str, Any],
+) -> Task:
   """A ``'ctc'`` Task from per-utterance log-mel frames and normalized transcripts (module docstring).
 
   Args:
@@ -269,8 +292,10 @@ def ctc_task(*, name: str, features: Sequence[np.ndarray], transcripts: Sequence
   for i in range(len(steps)):
     need = min_steps(labels[i])
     if len(steps[i]) < need:
-      raise ValueError(f'{wheres[i]}: the transcript needs at least {need} steps but its audio gives '
-                       f'{len(steps[i])} at frame_stride={stride}; lower frame_stride or check the pairing')
+      raise ValueError(
+        f'{wheres[i]}: the transcript needs at least {need} steps but its audio gives '
+        f'{len(steps[i])} at frame_stride={stride}; lower frame_stride or check the pairing'
+      )
   if max_frames is not None:
     if max_frames < 1:
       raise ValueError(f'max_frames must be >= 1, got {max_frames}')
@@ -296,9 +321,12 @@ def ctc_task(*, name: str, features: Sequence[np.ndarray], transcripts: Sequence
   # Each bucket's targets are cut to its longest transcript: the CTC recursion runs over 2L + 1 states.
   label_widths = tuple(int(max(label_lengths[m].max(), 1)) if len(m) else 1 for m in members)
   train_data = {
-      'flat': jnp.asarray(flat), 'offsets': jnp.asarray(offsets), 'lengths': jnp.asarray(lengths),
-      'labels': jnp.asarray(padded_labels), 'label_lengths': jnp.asarray(label_lengths),
-      'buckets': tuple(jnp.asarray(m if len(m) else np.zeros(1, np.int32)) for m in members),
+    'flat': jnp.asarray(flat),
+    'offsets': jnp.asarray(offsets),
+    'lengths': jnp.asarray(lengths),
+    'labels': jnp.asarray(padded_labels),
+    'label_lengths': jnp.asarray(label_lengths),
+    'buckets': tuple(jnp.asarray(m if len(m) else np.zeros(1, np.int32)) for m in members),
   }
   num_kept = len(kept)
   full_label_width = int(label_lengths.max())
@@ -317,8 +345,12 @@ def ctc_task(*, name: str, features: Sequence[np.ndarray], transcripts: Sequence
     valid = t[None, :] < n[:, None]
     rows = jnp.where(valid, data['offsets'][idx][:, None] + t[None, :], 0)
     inputs = jnp.where(valid[..., None], data['flat'][rows].astype(jnp.float32), 0.0)
-    return {'inputs': inputs, 'lengths': n, 'targets': data['labels'][idx, :label_width],
-            'label_lengths': data['label_lengths'][idx]}
+    return {
+      'inputs': inputs,
+      'lengths': n,
+      'targets': data['labels'][idx, :label_width],
+      'label_lengths': data['label_lengths'][idx],
+    }
 
   def split_batch(idx):
     inputs, lens = pipeline.pad_sequences([steps[i] for i in idx], max(len(steps[i]) for i in idx), np.float32)
@@ -329,8 +361,9 @@ def ctc_task(*, name: str, features: Sequence[np.ndarray], transcripts: Sequence
 
   def score(split, predictions, batch):
     del split
-    hyps = ctc.decode_batch(np.asarray(predictions), np.asarray(batch['lengths']), method=decode,
-                            beam_size=beam_size, blank=CTC_BLANK_ID)
+    hyps = ctc.decode_batch(
+      np.asarray(predictions), np.asarray(batch['lengths']), method=decode, beam_size=beam_size, blank=CTC_BLANK_ID
+    )
     refs = [ids_to_text(t[:n], alphabet) for t, n in zip(np.asarray(batch['targets']), batch['label_lengths'])]
     return ctc.error_rates(refs, [ids_to_text(h, alphabet) for h in hyps])
 
@@ -345,19 +378,55 @@ def ctc_task(*, name: str, features: Sequence[np.ndarray], transcripts: Sequence
 
   counts = {s: len(idx) for s, idx in splits.items()}
   return Task(
-      name=name, input_kind='features', input_size=steps[0].shape[1], output_kind='ctc',
-      output_size=len(alphabet) + 1, seq_len=seq_len, train_batch=train_batch, eval_splits=eval_splits,
-      baseline=Baseline('cer', 1.0, 'an empty transcript (every character deleted): CER 1 on any split'),
-      metric_modes={'loss': 'min', 'loss_per_label': 'min', 'cer': 'min', 'wer': 'min'},
-      info={'alphabet': alphabet, 'blank_id': CTC_BLANK_ID, 'num_train': len(kept), 'num_val': counts['val'],
-            'num_test': counts['test'], 'dropped_train_over_max_frames': dropped, 'stack_frames': stack,
-            'frame_stride': stride, 'decode': decode, 'beam_size': beam_size,
-            'feature_mean': mean.tolist(), 'feature_std': std.tolist(), **dataclasses.asdict(options), **info},
-      train_data=train_data, length_buckets=buckets, bucket_probs=probs, score=score, encode=encode)
+    name=name,
+    input_kind='features',
+    input_size=steps[0].shape[1],
+    output_kind='ctc',
+    output_size=len(alphabet) + 1,
+    seq_len=seq_len,
+    train_batch=train_batch,
+    eval_splits=eval_splits,
+    baseline=Baseline('cer', 1.0, 'an empty transcript (every character deleted): CER 1 on any split'),
+    metric_modes={'loss': 'min', 'loss_per_label': 'min', 'cer': 'min', 'wer': 'min'},
+    info={
+      'alphabet': alphabet,
+      'blank_id': CTC_BLANK_ID,
+      'num_train': len(kept),
+      'num_val': counts['val'],
+      'num_test': counts['test'],
+      'dropped_train_over_max_frames': dropped,
+      'stack_frames': stack,
+      'frame_stride': stride,
+      'decode': decode,
+      'beam_size': beam_size,
+      'feature_mean': mean.tolist(),
+      'feature_std': std.tolist(),
+      **dataclasses.asdict(options),
+      **info,
+    },
+    train_data=train_data,
+    length_buckets=buckets,
+    bucket_probs=probs,
+    score=score,
+    encode=encode,
+  )
 
 
-def _from_utterances(name: str, by_split: Mapping[str, list[Utterance]], *, alphabet, unknown_chars, options,
-                     stack, stride, max_frames, decode, beam_size, cache_dir, info) -> Task:
+def _from_utterances(
+  name: str,
+  by_split: Mapping[str, list[Utterance]],
+  *,
+  alphabet,
+  unknown_chars,
+  options,
+  stack,
+  stride,
+  max_frames,
+  decode,
+  beam_size,
+  cache_dir,
+  info,
+) -> Task:
   utts, splits = [], {}
   for split in ('train', 'val', 'test'):
     splits[split] = list(range(len(utts), len(utts) + len(by_split[split])))
@@ -367,20 +436,49 @@ def _from_utterances(name: str, by_split: Mapping[str, list[Utterance]], *, alph
   # A listing, not the bytes: hashing every file would read the whole dataset on every start.
   stats = [f.stat() for f in files]
   key = {'files': [[str(f.resolve()), s.st_size, s.st_mtime_ns] for f, s in zip(files, stats)]}
-  features, cache_file = speech.cached_features(key, [str(f) for f in files],
-                                                lambda i: read_audio(files[i], options.sample_rate), options, cache_dir)
-  return ctc_task(name=name, features=features, transcripts=texts, wheres=[u.where for u in utts], splits=splits,
-                  alphabet=alphabet, stack=stack, stride=stride, max_frames=max_frames, decode=decode,
-                  beam_size=beam_size, options=options, info={'cache_file': str(cache_file), **info})
+  features, cache_file = speech.cached_features(
+    key, [str(f) for f in files], lambda i: read_audio(files[i], options.sample_rate), options, cache_dir
+  )
+  return ctc_task(
+    name=name,
+    features=features,
+    transcripts=texts,
+    wheres=[u.where for u in utts],
+    splits=splits,
+    alphabet=alphabet,
+    stack=stack,
+    stride=stride,
+    max_frames=max_frames,
+    decode=decode,
+    beam_size=beam_size,
+    options=options,
+    info={'cache_file': str(cache_file), **info},
+  )
 
 
-def speech_to_text(*, path: str | None = None, train_split: str = 'train-clean-100', val_split: str = 'dev-clean',
-                   test_split: str = 'test-clean', train_manifest: str | None = None,
-                   val_manifest: str | None = None, test_manifest: str | None = None, alphabet: str = ALPHABET,
-                   unknown_chars: str = 'error', sample_rate: int = 16000, n_mels: int = 40,
-                   window_ms: float = 25.0, hop_ms: float = 10.0, stack_frames: int = 3, frame_stride: int = 3,
-                   max_frames: int | None = None, decode: str = 'greedy', beam_size: int = 8,
-                   cache_dir: str | None = None, seed: int = 0) -> Task:
+def speech_to_text(
+  *,
+  path: str | None = None,
+  train_split: str = 'train-clean-100',
+  val_split: str = 'dev-clean',
+  test_split: str = 'test-clean',
+  train_manifest: str | None = None,
+  val_manifest: str | None = None,
+  test_manifest: str | None = None,
+  alphabet: str = ALPHABET,
+  unknown_chars: str = 'error',
+  sample_rate: int = 16000,
+  n_mels: int = 40,
+  window_ms: float = 25.0,
+  hop_ms: float = 10.0,
+  stack_frames: int = 3,
+  frame_stride: int = 3,
+  max_frames: int | None = None,
+  decode: str = 'greedy',
+  beam_size: int = 8,
+  cache_dir: str | None = None,
+  seed: int = 0,
+) -> Task:
   """Speech to text from a LibriSpeech-layout folder (``path``) or three manifests (see the module
   docstring).
 
@@ -400,8 +498,10 @@ def speech_to_text(*, path: str | None = None, train_split: str = 'train-clean-1
   if path:
     root = pathlib.Path(os.path.expanduser(str(path)))
     if not root.is_dir():
-      raise FileNotFoundError(f'speech_to_text data folder {root} not found: pass path=<folder with the '
-                              f'LibriSpeech split folders, e.g. train-clean-100, dev-clean, test-clean>')
+      raise FileNotFoundError(
+        f'speech_to_text data folder {root} not found: pass path=<folder with the '
+        f'LibriSpeech split folders, e.g. train-clean-100, dev-clean, test-clean>'
+      )
     names = {'train': train_split, 'val': val_split, 'test': test_split}
     by_split = {s: scan_librispeech(root / n) for s, n in names.items()}
     info = {'path': str(root), 'source': 'librispeech_folder', 'split_folders': names}
@@ -409,24 +509,52 @@ def speech_to_text(*, path: str | None = None, train_split: str = 'train-clean-1
     by_split = {s: read_manifest(pathlib.Path(os.path.expanduser(str(m)))) for s, m in manifests.items()}
     info = {'source': 'manifest', 'manifests': manifests}
   else:
-    raise ValueError('speech_to_text needs path=<LibriSpeech-layout folder> or all of train_manifest, '
-                     'val_manifest and test_manifest (CSV/TSV with columns path, transcript)')
+    raise ValueError(
+      'speech_to_text needs path=<LibriSpeech-layout folder> or all of train_manifest, '
+      'val_manifest and test_manifest (CSV/TSV with columns path, transcript)'
+    )
   options = speech.FeatureOptions(sample_rate=sample_rate, n_mels=n_mels, window_ms=window_ms, hop_ms=hop_ms)
-  return _from_utterances('speech_to_text', by_split, alphabet=alphabet, unknown_chars=unknown_chars,
-                          options=options, stack=stack_frames, stride=frame_stride, max_frames=max_frames,
-                          decode=decode, beam_size=beam_size, cache_dir=cache_dir, info=info)
+  return _from_utterances(
+    'speech_to_text',
+    by_split,
+    alphabet=alphabet,
+    unknown_chars=unknown_chars,
+    options=options,
+    stack=stack_frames,
+    stride=frame_stride,
+    max_frames=max_frames,
+    decode=decode,
+    beam_size=beam_size,
+    cache_dir=cache_dir,
+    info=info,
+  )
 
 
-def librispeech(*, data_dir: str | None = None, train_split: str = 'train_clean100', val_split: str = 'dev_clean',
-                test_split: str = 'test_clean', alphabet: str = ALPHABET, unknown_chars: str = 'error',
-                n_mels: int = 40, window_ms: float = 25.0, hop_ms: float = 10.0, stack_frames: int = 3,
-                frame_stride: int = 3, max_frames: int | None = None, decode: str = 'greedy',
-                beam_size: int = 8, cache_dir: str | None = None, seed: int = 0) -> Task:
+def librispeech(
+  *,
+  data_dir: str | None = None,
+  train_split: str = 'train_clean100',
+  val_split: str = 'dev_clean',
+  test_split: str = 'test_clean',
+  alphabet: str = ALPHABET,
+  unknown_chars: str = 'error',
+  n_mels: int = 40,
+  window_ms: float = 25.0,
+  hop_ms: float = 10.0,
+  stack_frames: int = 3,
+  frame_stride: int = 3,
+  max_frames: int | None = None,
+  decode: str = 'greedy',
+  beam_size: int = 8,
+  cache_dir: str | None = None,
+  seed: int = 0,
+) -> Task:
   """LibriSpeech from TFDS ``librispeech`` (16 kHz int16 ``speech``, ``text``); ``data_dir`` is the
   TFDS data dir, the splits are TFDS split names. Needs TensorFlow to read (module docstring).
   Other options as in ``speech_to_text``. The cache key hashes the audio, so every start reads the
   dataset (features are not recomputed)."""
   import hashlib  # pylint: disable=g-import-not-at-top
+
   del seed
   _check_options(alphabet, unknown_chars, stack_frames, frame_stride, decode, beam_size)
   options = speech.FeatureOptions(sample_rate=16000, n_mels=n_mels, window_ms=window_ms, hop_ms=hop_ms)
@@ -439,9 +567,10 @@ def librispeech(*, data_dir: str | None = None, train_split: str = 'train_clean1
     except tfds_source.DatasetNotPreparedError as e:
       if speech._needs_tensorflow(e):  # pylint: disable=protected-access
         raise ValueError(
-            'TFDS librispeech needs TensorFlow even to read (the Audio feature of tensorflow-datasets 4.9 '
-            'imports it): pip install tensorflow-cpu, or extract the LibriSpeech archives and use task '
-            'speech_to_text with path=<their LibriSpeech folder>, which needs no TensorFlow') from e
+          'TFDS librispeech needs TensorFlow even to read (the Audio feature of tensorflow-datasets 4.9 '
+          'imports it): pip install tensorflow-cpu, or extract the LibriSpeech archives and use task '
+          'speech_to_text with path=<their LibriSpeech folder>, which needs no TensorFlow'
+        ) from e
       raise
     splits[split] = list(range(len(audio), len(audio) + len(examples)))
     for i, ex in enumerate(examples):
@@ -453,9 +582,21 @@ def librispeech(*, data_dir: str | None = None, train_split: str = 'train_clean1
   if any(not splits[s] for s in splits):
     raise ValueError(f'TFDS librispeech: an empty split among {names}')
   key = {'tfds': 'librispeech', 'splits': names, 'audio_sha256': digest.hexdigest()}
-  features, cache_file = speech.cached_features(key, wheres, lambda i: speech.to_float_mono(audio[i]), options,
-                                                cache_dir)
-  return ctc_task(name='librispeech', features=features, transcripts=texts, wheres=wheres, splits=splits,
-                  alphabet=alphabet, stack=stack_frames, stride=frame_stride, max_frames=max_frames, decode=decode,
-                  beam_size=beam_size, options=options,
-                  info={'cache_file': str(cache_file), 'source': 'tfds', 'tfds_splits': names})
+  features, cache_file = speech.cached_features(
+    key, wheres, lambda i: speech.to_float_mono(audio[i]), options, cache_dir
+  )
+  return ctc_task(
+    name='librispeech',
+    features=features,
+    transcripts=texts,
+    wheres=wheres,
+    splits=splits,
+    alphabet=alphabet,
+    stack=stack_frames,
+    stride=frame_stride,
+    max_frames=max_frames,
+    decode=decode,
+    beam_size=beam_size,
+    options=options,
+    info={'cache_file': str(cache_file), 'source': 'tfds', 'tfds_splits': names},
+  )

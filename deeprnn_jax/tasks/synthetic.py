@@ -27,8 +27,16 @@ from deeprnn_jax.tasks.base import Baseline, Batch, Task, Threshold
 _EVAL_TAG = 2_000_000_000
 
 
-def synthetic_task(*, generate, length: int, lengths_by_split: dict[str, int], seed: int,
-                    num_eval: int, seq_len: int | None = None, **fields) -> Task:
+def synthetic_task(
+  *,
+  generate,
+  length: int,
+  lengths_by_split: dict[str, int],
+  seed: int,
+  num_eval: int,
+  seq_len: int | None = None,
+  **fields,
+) -> Task:
   """Wraps ``generate(key, batch_size, length) -> batch`` into a Task with fixed eval splits;
   ``seq_len`` (the stored sequence length) defaults to ``length``."""
   gen = jax.jit(generate, static_argnums=(1, 2))
@@ -44,10 +52,11 @@ def synthetic_task(*, generate, length: int, lengths_by_split: dict[str, int], s
   eval_splits = {}
   for eval_len in sorted(set(lengths_by_split.values())):
     names = [n for n, l in lengths_by_split.items() if l == eval_len]
-    batch = jax.tree.map(np.asarray, gen(jax.random.fold_in(root, _EVAL_TAG + eval_len),
-                                         num_eval * len(names), eval_len))
+    batch = jax.tree.map(
+      np.asarray, gen(jax.random.fold_in(root, _EVAL_TAG + eval_len), num_eval * len(names), eval_len)
+    )
     for i, name in enumerate(names):
-      eval_splits[name] = jax.tree.map(lambda a, i=i: a[i * num_eval:(i + 1) * num_eval], batch)
+      eval_splits[name] = jax.tree.map(lambda a, i=i: a[i * num_eval : (i + 1) * num_eval], batch)
   seq_len = length if seq_len is None else seq_len
   return Task(seq_len=seq_len, train_batch=train_batch, eval_splits=eval_splits, **fields)
 
@@ -78,14 +87,13 @@ def adding_batch(key: jax.Array, batch_size: int, length: int) -> Batch:
   t = jnp.arange(length)[None, :]
   markers = ((t == first) | (t == second)).astype(jnp.float32)
   return {
-      'inputs': jnp.stack([values, markers], axis=-1),
-      'targets': jnp.sum(values * markers, axis=-1, keepdims=True),
-      'lengths': jnp.full((batch_size,), length, jnp.int32),
+    'inputs': jnp.stack([values, markers], axis=-1),
+    'targets': jnp.sum(values * markers, axis=-1, keepdims=True),
+    'lengths': jnp.full((batch_size,), length, jnp.int32),
   }
 
 
-def adding(*, seq_len: int = 100, seed: int = 0, num_eval: int = 1000,
-           length_generalization: bool = True) -> Task:
+def adding(*, seq_len: int = 100, seed: int = 0, num_eval: int = 1000, length_generalization: bool = True) -> Task:
   """The adding problem (Hochreiter & Schmidhuber 1997; Le et al. 2015), see ``adding_batch``.
 
   The target is the sum of two independent U(0, 1) values: mean 1, variance 2/12 = 1/6. Predicting
@@ -95,13 +103,20 @@ def adding(*, seq_len: int = 100, seed: int = 0, num_eval: int = 1000,
   if seq_len < 2:
     raise ValueError(f'adding needs seq_len >= 2, got {seq_len}')
   return synthetic_task(
-      name='adding', generate=adding_batch, length=seq_len,
-      lengths_by_split=length_splits(seq_len, length_generalization), seed=seed, num_eval=num_eval,
-      input_kind='features', input_size=2, output_kind='regression', output_size=1,
-      baseline=Baseline('loss', 1 / 6, 'MSE of predicting the constant 1 (target variance 1/6)'),
-      threshold=Threshold('loss', 0.01, 'min'),
-      metric_modes={'loss': 'min'},
-      info={'target_mean': 1.0, 'target_variance': 1 / 6},
+    name='adding',
+    generate=adding_batch,
+    length=seq_len,
+    lengths_by_split=length_splits(seq_len, length_generalization),
+    seed=seed,
+    num_eval=num_eval,
+    input_kind='features',
+    input_size=2,
+    output_kind='regression',
+    output_size=1,
+    baseline=Baseline('loss', 1 / 6, 'MSE of predicting the constant 1 (target variance 1/6)'),
+    threshold=Threshold('loss', 0.01, 'min'),
+    metric_modes={'loss': 'min'},
+    info={'target_mean': 1.0, 'target_variance': 1 / 6},
   )
 
 
@@ -121,13 +136,17 @@ def copy_batch(key: jax.Array, batch_size: int, delay: int) -> Batch:
   """
   symbols = jax.random.randint(key, (batch_size, COPY_SYMBOLS), 1, COPY_CATEGORIES + 1)
   zeros = functools.partial(jnp.zeros, dtype=jnp.int32)
-  inputs = jnp.concatenate([
-      symbols, zeros((batch_size, delay - 1)),
-      jnp.full((batch_size, 1), COPY_DELIMITER, jnp.int32), zeros((batch_size, COPY_SYMBOLS)),
-  ], axis=1)
+  inputs = jnp.concatenate(
+    [
+      symbols,
+      zeros((batch_size, delay - 1)),
+      jnp.full((batch_size, 1), COPY_DELIMITER, jnp.int32),
+      zeros((batch_size, COPY_SYMBOLS)),
+    ],
+    axis=1,
+  )
   targets = jnp.concatenate([zeros((batch_size, delay + COPY_SYMBOLS)), symbols], axis=1)
-  return {'inputs': inputs, 'targets': targets,
-          'lengths': jnp.full((batch_size,), delay + 2 * COPY_SYMBOLS, jnp.int32)}
+  return {'inputs': inputs, 'targets': targets, 'lengths': jnp.full((batch_size,), delay + 2 * COPY_SYMBOLS, jnp.int32)}
 
 
 def copy_baseline(delay: int) -> float:
@@ -136,8 +155,7 @@ def copy_baseline(delay: int) -> float:
   return COPY_SYMBOLS * math.log(COPY_CATEGORIES) / (delay + 2 * COPY_SYMBOLS)
 
 
-def copy(*, seq_len: int = 100, seed: int = 0, num_eval: int = 1000,
-         length_generalization: bool = True) -> Task:
+def copy(*, seq_len: int = 100, seed: int = 0, num_eval: int = 1000, length_generalization: bool = True) -> Task:
   """Copy memory (Arjovsky et al. 2016), see ``copy_batch``; ``seq_len`` is the delay ``T``
   (sequences are ``T + 20`` long; ``Task.seq_len`` is ``T + 20``).
 
@@ -151,24 +169,32 @@ def copy(*, seq_len: int = 100, seed: int = 0, num_eval: int = 1000,
   delays = length_splits(seq_len, length_generalization)
   base = copy_baseline(seq_len)
   return synthetic_task(
-      name='copy', generate=copy_batch, length=seq_len, seq_len=seq_len + 2 * COPY_SYMBOLS,
-      lengths_by_split=delays, seed=seed,
-      num_eval=num_eval, input_kind='tokens', input_size=COPY_DELIMITER + 1,
-      output_kind='per_step_class', output_size=COPY_CATEGORIES + 1,
-      baseline=Baseline('loss', base, 'blank on the first T+10 steps, uniform over the 8 symbols '
-                        'on the last 10: 10 ln 8 / (T + 20)'),
-      threshold=Threshold('loss', 0.05 * base, 'min'),
-      metric_modes={'loss': 'min', 'accuracy': 'max'},
-      info={'delay': seq_len,
-            'baseline_by_split': {k: copy_baseline(d) for k, d in delays.items()}},
+    name='copy',
+    generate=copy_batch,
+    length=seq_len,
+    seq_len=seq_len + 2 * COPY_SYMBOLS,
+    lengths_by_split=delays,
+    seed=seed,
+    num_eval=num_eval,
+    input_kind='tokens',
+    input_size=COPY_DELIMITER + 1,
+    output_kind='per_step_class',
+    output_size=COPY_CATEGORIES + 1,
+    baseline=Baseline(
+      'loss', base, 'blank on the first T+10 steps, uniform over the 8 symbols on the last 10: 10 ln 8 / (T + 20)'
+    ),
+    threshold=Threshold('loss', 0.05 * base, 'min'),
+    metric_modes={'loss': 'min', 'accuracy': 'max'},
+    info={'delay': seq_len, 'baseline_by_split': {k: copy_baseline(d) for k, d in delays.items()}},
   )
 
 
 # ------------------------------------------------------------------------------------ parentheses
 
 
-def parentheses_batch(key: jax.Array, batch_size: int, length: int, *, num_types: int,
-                      max_depth: int, num_noise: int, noise_prob: float) -> Batch:
+def parentheses_batch(
+  key: jax.Array, batch_size: int, length: int, *, num_types: int, max_depth: int, num_noise: int, noise_prob: float
+) -> Batch:
   """One batch of bracket counting (after Collins et al. 2017's parentheses task).
 
   Tokens: 0 unused (padding id), ``1..K`` open a bracket of type k, ``K+1..2K`` close type k,
@@ -190,18 +216,17 @@ def parentheses_batch(key: jax.Array, batch_size: int, length: int, *, num_types
   types = jnp.arange(num_types)[None, :]
 
   def count(c, tok):  # c: [batch, K], tok: [batch]
-    delta = (tok[:, None] == 1 + types).astype(jnp.int32) - (
-        tok[:, None] == 1 + num_types + types).astype(jnp.int32)
+    delta = (tok[:, None] == 1 + types).astype(jnp.int32) - (tok[:, None] == 1 + num_types + types).astype(jnp.int32)
     c = jnp.clip(c + delta, 0, max_depth)
     return c, jnp.sum(c, axis=-1)
 
   _, depth = jax.lax.scan(count, jnp.zeros((batch_size, num_types), jnp.int32), tokens.T)
-  return {'inputs': tokens, 'targets': depth.T.astype(jnp.int32),
-          'lengths': jnp.full((batch_size,), length, jnp.int32)}
+  return {'inputs': tokens, 'targets': depth.T.astype(jnp.int32), 'lengths': jnp.full((batch_size,), length, jnp.int32)}
 
 
-def parentheses_marginals(length: int, *, num_types: int, max_depth: int, num_noise: int,
-                          noise_prob: float) -> np.ndarray:
+def parentheses_marginals(
+  length: int, *, num_types: int, max_depth: int, num_noise: int, noise_prob: float
+) -> np.ndarray:
   """Exact ``[T, K D + 1]`` distribution of the target at each step (forward Markov chain over the
   ``(D + 1)^K`` counter states)."""
   p_move = (1 - noise_prob) if num_noise > 0 else 1.0
@@ -236,9 +261,17 @@ def parentheses_baseline(marginals: np.ndarray) -> tuple[float, float]:
   return acc, ce
 
 
-def parentheses(*, seq_len: int = 100, num_types: int = 2, max_depth: int = 5, num_noise: int = 4,
-                noise_prob: float = 0.2, seed: int = 0, num_eval: int = 1000,
-                length_generalization: bool = True) -> Task:
+def parentheses(
+  *,
+  seq_len: int = 100,
+  num_types: int = 2,
+  max_depth: int = 5,
+  num_noise: int = 4,
+  noise_prob: float = 0.2,
+  seed: int = 0,
+  num_eval: int = 1000,
+  length_generalization: bool = True,
+) -> Task:
   """Bracket counting, see ``parentheses_batch`` for the exact definition.
 
   Baseline (metric accuracy): the best input-blind predictor, which knows the step index but not
@@ -247,24 +280,38 @@ def parentheses(*, seq_len: int = 100, num_types: int = 2, max_depth: int = 5, n
   (``parentheses_marginals``). Threshold: per-step accuracy >= 0.99.
   """
   if num_types < 1 or max_depth < 1 or num_noise < 0 or not 0 <= noise_prob < 1:
-    raise ValueError('parentheses needs num_types >= 1, max_depth >= 1, num_noise >= 0 and '
-                     f'0 <= noise_prob < 1; got {num_types}, {max_depth}, {num_noise}, {noise_prob}')
+    raise ValueError(
+      'parentheses needs num_types >= 1, max_depth >= 1, num_noise >= 0 and '
+      f'0 <= noise_prob < 1; got {num_types}, {max_depth}, {num_noise}, {noise_prob}'
+    )
   opts = dict(num_types=num_types, max_depth=max_depth, num_noise=num_noise, noise_prob=noise_prob)
   lengths = length_splits(seq_len, length_generalization)
   by_split = {k: parentheses_baseline(parentheses_marginals(n, **opts)) for k, n in lengths.items()}
   acc, ce = by_split['test']
   return synthetic_task(
-      name='parentheses', generate=functools.partial(parentheses_batch, **opts), length=seq_len,
-      lengths_by_split=lengths, seed=seed, num_eval=num_eval,
-      input_kind='tokens', input_size=1 + 2 * num_types + num_noise,
-      output_kind='per_step_class', output_size=num_types * max_depth + 1,
-      baseline=Baseline('accuracy', acc, 'best input-blind predictor: most likely total count at '
-                        'each step under the exact counter Markov chain'),
-      threshold=Threshold('accuracy', 0.99, 'max'),
-      metric_modes={'loss': 'min', 'accuracy': 'max'},
-      info={**opts, 'baseline_loss': ce,
-            'baseline_by_split': {k: a for k, (a, _) in by_split.items()},
-            'baseline_loss_by_split': {k: c for k, (_, c) in by_split.items()}},
+    name='parentheses',
+    generate=functools.partial(parentheses_batch, **opts),
+    length=seq_len,
+    lengths_by_split=lengths,
+    seed=seed,
+    num_eval=num_eval,
+    input_kind='tokens',
+    input_size=1 + 2 * num_types + num_noise,
+    output_kind='per_step_class',
+    output_size=num_types * max_depth + 1,
+    baseline=Baseline(
+      'accuracy',
+      acc,
+      'best input-blind predictor: most likely total count at each step under the exact counter Markov chain',
+    ),
+    threshold=Threshold('accuracy', 0.99, 'max'),
+    metric_modes={'loss': 'min', 'accuracy': 'max'},
+    info={
+      **opts,
+      'baseline_loss': ce,
+      'baseline_by_split': {k: a for k, (a, _) in by_split.items()},
+      'baseline_loss_by_split': {k: c for k, (_, c) in by_split.items()},
+    },
   )
 
 
@@ -288,8 +335,9 @@ def bits_stored(accuracy: float, num_examples: int, num_classes: int) -> float:
   return num_examples * info
 
 
-def capacity(*, num_examples: int = 4096, seq_len: int = 8, input_size: int = 16,
-             num_classes: int = 2, seed: int = 0) -> Task:
+def capacity(
+  *, num_examples: int = 4096, seq_len: int = 8, input_size: int = 16, num_classes: int = 2, seed: int = 0
+) -> Task:
   """Memorization capacity (Collins et al. 2017): ``num_examples`` fixed random inputs
   ``x ~ N(0, 1)`` of shape ``[T, input_size]``, each with a uniform random label in
   ``[0, num_classes)``; there is nothing to generalize, only labels to store.
@@ -303,18 +351,25 @@ def capacity(*, num_examples: int = 4096, seq_len: int = 8, input_size: int = 16
   inputs = rng.standard_normal((num_examples, seq_len, input_size)).astype(np.float32)
   labels = rng.integers(0, num_classes, num_examples).astype(np.int32)
   lengths = np.full(num_examples, seq_len, np.int32)
-  train_batch, train_data, _ = pipeline.array_stream(
-      {'inputs': inputs, 'targets': labels, 'lengths': lengths}, dict)
+  train_batch, train_data, _ = pipeline.array_stream({'inputs': inputs, 'targets': labels, 'lengths': lengths}, dict)
   memorized = pipeline.class_batch(inputs, labels, lengths)
   return Task(
-      name='capacity', input_kind='features', input_size=input_size, output_kind='class',
-      output_size=num_classes, seq_len=seq_len, train_batch=train_batch,
-      eval_splits={'val': memorized, 'test': memorized},
-      baseline=Baseline('accuracy', 1 / num_classes, 'chance: uniform random labels'),
-      threshold=Threshold('accuracy', 0.99, 'max'),
-      metric_modes={'loss': 'min', 'accuracy': 'max'},
-      info={'num_examples': num_examples, 'num_classes': num_classes,
-            'label_bits': num_examples * math.log2(num_classes),
-            'bits_stored_fn': 'deeprnn_jax.tasks.synthetic.bits_stored'},
-      train_data=train_data,
+    name='capacity',
+    input_kind='features',
+    input_size=input_size,
+    output_kind='class',
+    output_size=num_classes,
+    seq_len=seq_len,
+    train_batch=train_batch,
+    eval_splits={'val': memorized, 'test': memorized},
+    baseline=Baseline('accuracy', 1 / num_classes, 'chance: uniform random labels'),
+    threshold=Threshold('accuracy', 0.99, 'max'),
+    metric_modes={'loss': 'min', 'accuracy': 'max'},
+    info={
+      'num_examples': num_examples,
+      'num_classes': num_classes,
+      'label_bits': num_examples * math.log2(num_classes),
+      'bits_stored_fn': 'deeprnn_jax.tasks.synthetic.bits_stored',
+    },
+    train_data=train_data,
   )

@@ -53,12 +53,11 @@ from deeprnn_jax.tasks.base import Baseline, Batch, Task
 OUTSIDE = 'O'
 DOCSTART = '-DOCSTART-'
 SPLIT_FILES = {
-    'train': ('train.txt', 'eng.train'),
-    'val': ('valid.txt', 'dev.txt', 'eng.testa'),
-    'test': ('test.txt', 'eng.testb'),
+  'train': ('train.txt', 'eng.train'),
+  'val': ('valid.txt', 'dev.txt', 'eng.testa'),
+  'test': ('test.txt', 'eng.testb'),
 }
-METRIC_MODES = {'loss': 'min', 'accuracy': 'max', 'entity_f1': 'max', 'entity_precision': 'max',
-                'entity_recall': 'max'}
+METRIC_MODES = {'loss': 'min', 'accuracy': 'max', 'entity_f1': 'max', 'entity_precision': 'max', 'entity_recall': 'max'}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,25 +102,33 @@ def read_conll(path: str | os.PathLike, tag_column: int = -1) -> list[Sentence]:
         end_sentence()
         continue
       if len(columns) < 2:
-        raise ValueError(f'{path}:{lineno}: one column {columns[0]!r}, but a CoNLL line needs a '
-                         f'token and a tag (`token ... tag`, whitespace-separated)')
+        raise ValueError(
+          f'{path}:{lineno}: one column {columns[0]!r}, but a CoNLL line needs a '
+          f'token and a tag (`token ... tag`, whitespace-separated)'
+        )
       if num_columns is None:
         num_columns = len(columns)
         if not -num_columns <= tag_column < num_columns or tag_column in (0, -num_columns):
-          raise ValueError(f'{path}:{lineno}: tag_column={tag_column} is not a tag column of a '
-                           f'{num_columns}-column line (column 0 is the token); use 1..{num_columns - 1} '
-                           f'or -1 (the last)')
+          raise ValueError(
+            f'{path}:{lineno}: tag_column={tag_column} is not a tag column of a '
+            f'{num_columns}-column line (column 0 is the token); use 1..{num_columns - 1} '
+            f'or -1 (the last)'
+          )
       elif len(columns) != num_columns:
-        raise ValueError(f'{path}:{lineno}: {len(columns)} columns where the file\'s first line has '
-                         f'{num_columns}; every token line needs the same columns')
+        raise ValueError(
+          f"{path}:{lineno}: {len(columns)} columns where the file's first line has "
+          f'{num_columns}; every token line needs the same columns'
+        )
       if not tokens:
         first_line = lineno
       tokens.append(columns[0])
       tags.append(columns[tag_column])
   end_sentence()
   if not sentences:
-    raise ValueError(f'{path}: no sentences (empty, or only blank and {DOCSTART} lines); '
-                     f'expected `token ... tag` lines with blank lines between sentences')
+    raise ValueError(
+      f'{path}: no sentences (empty, or only blank and {DOCSTART} lines); '
+      f'expected `token ... tag` lines with blank lines between sentences'
+    )
   return sentences
 
 
@@ -129,8 +136,10 @@ def split_files(path: str | os.PathLike, overrides: Mapping[str, str | None]) ->
   """``{'train', 'val', 'test'}`` -> the file of each split in folder ``path`` (see ``SPLIT_FILES``)."""
   root = pathlib.Path(os.path.expanduser(str(path)))
   if not root.is_dir():
-    raise FileNotFoundError(f'NER data folder {root} not found: pass path=<folder with '
-                            f'train.txt, valid.txt and test.txt (or eng.train, eng.testa, eng.testb)>')
+    raise FileNotFoundError(
+      f'NER data folder {root} not found: pass path=<folder with '
+      f'train.txt, valid.txt and test.txt (or eng.train, eng.testa, eng.testb)>'
+    )
   files = {}
   for split, names in SPLIT_FILES.items():
     if overrides.get(split):
@@ -141,11 +150,13 @@ def split_files(path: str | os.PathLike, overrides: Mapping[str, str | None]) ->
       continue
     found = [root / n for n in names if (root / n).is_file()]
     if not found:
-      raise FileNotFoundError(f'no {split} file in {root}: expected one of {", ".join(names)} '
-                              f'(or name it with {split}_file=...)')
+      raise FileNotFoundError(
+        f'no {split} file in {root}: expected one of {", ".join(names)} (or name it with {split}_file=...)'
+      )
     if len(found) > 1:
-      raise ValueError(f'two {split} files in {root}: {found[0].name} and {found[1].name}; keep one '
-                       f'or name it with {split}_file=...')
+      raise ValueError(
+        f'two {split} files in {root}: {found[0].name} and {found[1].name}; keep one or name it with {split}_file=...'
+      )
     files[split] = found[0]
   return files
 
@@ -158,7 +169,8 @@ def entity_scores(true_tags: Sequence[Sequence[str]], pred_tags: Sequence[Sequen
   """
   sequence_labeling = require('seqeval.metrics.sequence_labeling', 'text', 'entity F1 (deeprnn_jax.tasks.tagging)')
   p, r, f, _ = sequence_labeling.precision_recall_fscore_support(
-      [list(t) for t in true_tags], [list(t) for t in pred_tags], average='micro', zero_division=0)
+    [list(t) for t in true_tags], [list(t) for t in pred_tags], average='micro', zero_division=0
+  )
   return {'entity_precision': float(p), 'entity_recall': float(r), 'entity_f1': float(f)}
 
 
@@ -180,15 +192,25 @@ def _encode_tags(sentences: Sequence[Sentence], tag_ids: Mapping[str, int], spli
   for s in sentences:
     for j, tag in enumerate(s.tags):
       if tag not in tag_ids:
-        raise ValueError(f'{s.where(j)}: tag {tag!r} of the {split} split never occurs in training; '
-                         f'training tags: {", ".join(tag_ids)} (fix the tag, or add it to the training data)')
+        raise ValueError(
+          f'{s.where(j)}: tag {tag!r} of the {split} split never occurs in training; '
+          f'training tags: {", ".join(tag_ids)} (fix the tag, or add it to the training data)'
+        )
     out.append(np.array([tag_ids[t] for t in s.tags], np.int32))
   return out
 
 
-def tagging_task(*, name: str, train: Sequence[Sentence], val: Sequence[Sentence],
-                 test: Sequence[Sentence], vocab_size: int, max_len: int | None, lowercase: bool,
-                 info: Mapping[str, object] | None = None) -> Task:
+def tagging_task(
+  *,
+  name: str,
+  train: Sequence[Sentence],
+  val: Sequence[Sentence],
+  test: Sequence[Sentence],
+  vocab_size: int,
+  max_len: int | None,
+  lowercase: bool,
+  info: Mapping[str, object] | None = None,
+) -> Task:
   """A per-step tagging Task from sentences (see module docstring).
 
   Baseline (metric ``entity_f1`` on test): the majority tag per token id: every id gets its most
@@ -221,8 +243,8 @@ def tagging_task(*, name: str, train: Sequence[Sentence], val: Sequence[Sentence
   eval_splits = {'val': encode(val, 'val'), 'test': encode(test, 'test')}
   buckets = pipeline.default_buckets(max_len, smallest=16)
   train_batch, train_data, probs = pipeline.array_stream(
-      train_arrays, dict, lengths=train_arrays['lengths'], buckets=buckets,
-      time_keys=('inputs', 'targets'))
+    train_arrays, dict, lengths=train_arrays['lengths'], buckets=buckets, time_keys=('inputs', 'targets')
+  )
 
   # Majority tag per token id: counts [vocab, tags] over valid training steps.
   size = len(ids) + vocab.NUM_SPECIAL
@@ -243,26 +265,54 @@ def tagging_task(*, name: str, train: Sequence[Sentence], val: Sequence[Sentence
   test_valid = np.arange(test['targets'].shape[1])[None, :] < test['lengths'][:, None]
   oov = test['inputs'][test_valid] == vocab.OOV
   return Task(
-      name=name, input_kind='tokens', input_size=size, output_kind='per_step_class',
-      output_size=len(tag_names), seq_len=max_len, train_batch=train_batch, eval_splits=eval_splits,
-      baseline=Baseline('entity_f1', by_split['test']['entity_f1'],
-                        "each token's most frequent training tag (O for tokens unseen in "
-                        'training), entity F1 on test'),
-      metric_modes=dict(METRIC_MODES),
-      info={'tag_names': tag_names, 'vocab_size': size, 'pad_id': vocab.PAD, 'oov_id': vocab.OOV,
-            'lowercase': lowercase, 'num_train': len(train), 'num_val': len(val),
-            'num_test': len(test['lengths']),
-            'truncated_fraction_train': float(np.mean([len(s.tokens) > max_len for s in train])),
-            'oov_rate_test': float(oov.mean()) if oov.size else 0.0,
-            'all_o_accuracy_test': float(np.mean(test['targets'][test_valid] == 0)),
-            'majority_tag_scores': by_split, **(info or {})},
-      train_data=train_data, length_buckets=buckets, bucket_probs=probs, score=score,
+    name=name,
+    input_kind='tokens',
+    input_size=size,
+    output_kind='per_step_class',
+    output_size=len(tag_names),
+    seq_len=max_len,
+    train_batch=train_batch,
+    eval_splits=eval_splits,
+    baseline=Baseline(
+      'entity_f1',
+      by_split['test']['entity_f1'],
+      "each token's most frequent training tag (O for tokens unseen in training), entity F1 on test",
+    ),
+    metric_modes=dict(METRIC_MODES),
+    info={
+      'tag_names': tag_names,
+      'vocab_size': size,
+      'pad_id': vocab.PAD,
+      'oov_id': vocab.OOV,
+      'lowercase': lowercase,
+      'num_train': len(train),
+      'num_val': len(val),
+      'num_test': len(test['lengths']),
+      'truncated_fraction_train': float(np.mean([len(s.tokens) > max_len for s in train])),
+      'oov_rate_test': float(oov.mean()) if oov.size else 0.0,
+      'all_o_accuracy_test': float(np.mean(test['targets'][test_valid] == 0)),
+      'majority_tag_scores': by_split,
+      **(info or {}),
+    },
+    train_data=train_data,
+    length_buckets=buckets,
+    bucket_probs=probs,
+    score=score,
   )
 
 
-def ner_conll(*, path: str | None = None, tag_column: int = -1, vocab_size: int = 30000,
-              max_len: int | None = None, lowercase: bool = False, train_file: str | None = None,
-              val_file: str | None = None, test_file: str | None = None, seed: int = 0) -> Task:
+def ner_conll(
+  *,
+  path: str | None = None,
+  tag_column: int = -1,
+  vocab_size: int = 30000,
+  max_len: int | None = None,
+  lowercase: bool = False,
+  train_file: str | None = None,
+  val_file: str | None = None,
+  test_file: str | None = None,
+  seed: int = 0,
+) -> Task:
   """Named-entity recognition from local CoNLL-format files (see module docstring).
 
   Options: ``path`` (the folder; required), ``tag_column`` (the tag's column, default the last),
@@ -273,29 +323,45 @@ def ner_conll(*, path: str | None = None, tag_column: int = -1, vocab_size: int 
   """
   del seed
   if not path:
-    raise ValueError('ner_conll needs path=<folder with train.txt, valid.txt and test.txt '
-                     '(or eng.train, eng.testa, eng.testb)>')
+    raise ValueError(
+      'ner_conll needs path=<folder with train.txt, valid.txt and test.txt (or eng.train, eng.testa, eng.testb)>'
+    )
   files = split_files(path, {'train': train_file, 'val': val_file, 'test': test_file})
   sentences = {split: read_conll(file, tag_column) for split, file in files.items()}
-  return tagging_task(name='ner_conll', vocab_size=vocab_size, max_len=max_len, lowercase=lowercase,
-                      info={'files': {k: str(v) for k, v in files.items()}}, **sentences)
+  return tagging_task(
+    name='ner_conll',
+    vocab_size=vocab_size,
+    max_len=max_len,
+    lowercase=lowercase,
+    info={'files': {k: str(v) for k, v in files.items()}},
+    **sentences,
+  )
 
 
-def _tfds_sentences(examples: Sequence[Mapping[str, np.ndarray]], name: str, split: str,
-                    tag_names: Sequence[str]) -> list[Sentence]:
+def _tfds_sentences(
+  examples: Sequence[Mapping[str, np.ndarray]], name: str, split: str, tag_names: Sequence[str]
+) -> list[Sentence]:
   out = []
   for i, ex in enumerate(examples):
     tokens = tuple(tfds_source.text_of(t) for t in ex['tokens'])
     tags = tuple(tag_names[int(t)] for t in ex['ner'])
     if len(tokens) != len(tags):
-      raise ValueError(f'TFDS {name} {split} example {i}: {len(tokens)} tokens but {len(tags)} '
-                       f'NER tags; the dataset is damaged: prepare it again')
+      raise ValueError(
+        f'TFDS {name} {split} example {i}: {len(tokens)} tokens but {len(tags)} '
+        f'NER tags; the dataset is damaged: prepare it again'
+      )
     out.append(Sentence(tokens, tags, f'TFDS {name} {split} example {i}'))
   return out
 
 
-def conll2003(*, data_dir: str | None = None, vocab_size: int = 30000, max_len: int | None = None,
-              lowercase: bool = False, seed: int = 0) -> Task:
+def conll2003(
+  *,
+  data_dir: str | None = None,
+  vocab_size: int = 30000,
+  max_len: int | None = None,
+  lowercase: bool = False,
+  seed: int = 0,
+) -> Task:
   """CoNLL-2003 English NER from TFDS ``conll2003`` (train 14041 / dev 3250 / test 3453
   sentences; tags O and B-/I- of PER, ORG, LOC, MISC); ``data_dir`` is the TFDS data dir.
 
@@ -306,11 +372,13 @@ def conll2003(*, data_dir: str | None = None, vocab_size: int = 30000, max_len: 
   tfds = require('tensorflow_datasets', 'experiments', 'a TFDS dataset')
   # TFDS registers its text builders only when their module is imported.
   import tensorflow_datasets.text.conll2003  # noqa: F401  (registers the builder)
+
   # Read before asking for the tag names: a dataset that is not prepared fails here, with the
   # command that prepares it.
-  examples = {k: tfds_source.load_split('conll2003', s, data_dir)
-              for k, s in (('train', 'train'), ('val', 'dev'), ('test', 'test'))}
+  examples = {
+    k: tfds_source.load_split('conll2003', s, data_dir)
+    for k, s in (('train', 'train'), ('val', 'dev'), ('test', 'test'))
+  }
   tag_names = tfds.builder('conll2003', data_dir=data_dir).info.features['ner'].feature.names
   sentences = {k: _tfds_sentences(v, 'conll2003', k, tag_names) for k, v in examples.items()}
-  return tagging_task(name='conll2003', vocab_size=vocab_size, max_len=max_len, lowercase=lowercase,
-                      **sentences)
+  return tagging_task(name='conll2003', vocab_size=vocab_size, max_len=max_len, lowercase=lowercase, **sentences)

@@ -22,9 +22,15 @@ def _images(name: str, split: str, data_dir: str | None) -> tuple[np.ndarray, np
   return images, labels
 
 
-def smnist(*, mode: image_sequences.Mode = 'pixels', permute: bool = False,
-           permutation_seed: int = 0, num_val: int = 5000, data_dir: str | None = None,
-           seed: int = 0) -> Task:
+def smnist(
+  *,
+  mode: image_sequences.Mode = 'pixels',
+  permute: bool = False,
+  permutation_seed: int = 0,
+  num_val: int = 5000,
+  data_dir: str | None = None,
+  seed: int = 0,
+) -> Task:
   """Sequential MNIST (see module docstring); ``data_dir`` is the TFDS data dir.
 
   Baseline: chance accuracy 0.1. Threshold: accuracy >= 0.97 (sMNIST) or 0.9 (psMNIST), about
@@ -36,7 +42,16 @@ def smnist(*, mode: image_sequences.Mode = 'pixels', permute: bool = False,
   train_x, train_y = _images('mnist', 'train', data_dir)
   test_x, test_y = _images('mnist', 'test', data_dir)
   return image_sequences.image_sequence_task(
-      name='psmnist' if permute else 'smnist', train_images=train_x, train_labels=train_y,
-      test_images=test_x, test_labels=test_y, max_value=255.0, num_classes=10, mode=mode,
-      permute=permute, permutation_seed=permutation_seed,
-      num_val=num_val, threshold=0.9 if permute else 0.97)
+    name='psmnist' if permute else 'smnist',
+    train_images=train_x,
+    train_labels=train_y,
+    test_images=test_x,
+    test_labels=test_y,
+    max_value=255.0,
+    num_classes=10,
+    mode=mode,
+    permute=permute,
+    permutation_seed=permutation_seed,
+    num_val=num_val,
+    threshold=0.9 if permute else 0.97,
+  )

@@ -16,8 +16,18 @@ from typing import Any
 from deeprnn_jax._extras import require
 
 # TFDS's packages of builders that are not imported until asked for (``glue`` is in ``text``).
-_BUILDER_PACKAGES = ('text', 'image_classification', 'image', 'audio', 'structured', 'translate',
-                     'summarization', 'question_answering', 'video', 'time_series')
+_BUILDER_PACKAGES = (
+  'text',
+  'image_classification',
+  'image',
+  'audio',
+  'structured',
+  'translate',
+  'summarization',
+  'question_answering',
+  'video',
+  'time_series',
+)
 
 
 class DatasetNotPreparedError(FileNotFoundError):
@@ -52,8 +62,9 @@ def import_builder(name: str) -> None:
       continue
 
 
-def load_split(name: str, split: str, data_dir: str | os.PathLike | None = None, *,
-               alternative: str = '') -> list[dict[str, Any]]:
+def load_split(
+  name: str, split: str, data_dir: str | os.PathLike | None = None, *, alternative: str = ''
+) -> list[dict[str, Any]]:
   """All examples of ``split`` of TFDS dataset ``name`` as a list of NumPy feature dicts.
 
   Raises ``DatasetNotPreparedError`` with the command that prepares it (and ``alternative``, e.g. how
@@ -70,9 +81,10 @@ def load_split(name: str, split: str, data_dir: str | os.PathLike | None = None,
     cause = ' '.join(str(e).split())
     cause = cause if len(cause) <= 60 else cause[:57] + '...'
     raise DatasetNotPreparedError(
-        f'TFDS dataset {name!r} (split {split!r}) is not prepared as array_record in {where}: '
-        f"prepare it once with `{prepare_command(name, data_dir)}` (needs pip install -e '.[prepare]')"
-        f'{alternative} [{type(e).__name__}: {cause}]') from e
+      f'TFDS dataset {name!r} (split {split!r}) is not prepared as array_record in {where}: '
+      f"prepare it once with `{prepare_command(name, data_dir)}` (needs pip install -e '.[prepare]')"
+      f'{alternative} [{type(e).__name__}: {cause}]'
+    ) from e
 
 
 def text_of(value: Any) -> str:

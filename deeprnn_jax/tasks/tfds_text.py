@@ -35,13 +35,23 @@ from deeprnn_jax.tasks import local_text, pipeline, tfds_source, vocab
 from deeprnn_jax.tasks.base import Baseline, Task, Threshold
 
 
-def text_classification_task(*, name: str, train_texts: Sequence[str], train_labels: Sequence[int],
-                             test_texts: Sequence[str], test_labels: Sequence[int], num_classes: int,
-                             vocab_size: int, max_len: int, num_val: int,
-                             buckets: Sequence[int] | None, threshold: float | None,
-                             val_texts: Sequence[str] | None = None,
-                             val_labels: Sequence[int] | None = None,
-                             info: dict | None = None) -> Task:
+def text_classification_task(
+  *,
+  name: str,
+  train_texts: Sequence[str],
+  train_labels: Sequence[int],
+  test_texts: Sequence[str],
+  test_labels: Sequence[int],
+  num_classes: int,
+  vocab_size: int,
+  max_len: int,
+  num_val: int,
+  buckets: Sequence[int] | None,
+  threshold: float | None,
+  val_texts: Sequence[str] | None = None,
+  val_labels: Sequence[int] | None = None,
+  info: dict | None = None,
+) -> Task:
   """A Task from raw texts (see module docstring); ``buckets=None`` gives ``default_buckets``.
 
   Validation is ``val_texts`` / ``val_labels`` when given (``num_val`` is then unused), else
@@ -61,8 +71,10 @@ def text_classification_task(*, name: str, train_texts: Sequence[str], train_lab
   test_tokens = [vocab.tokenize(t) for t in test_texts]
   if val_texts is None:
     if not 0 <= num_val < num_train:
-      raise ValueError(f'num_val={num_val} must be in [0, {num_train}): {name} has {num_train} training '
-                       f'examples, the validation ones are carved from them')
+      raise ValueError(
+        f'num_val={num_val} must be in [0, {num_train}): {name} has {num_train} training '
+        f'examples, the validation ones are carved from them'
+      )
     train_idx, val_idx = pipeline.carve_validation(num_train, num_val)
   else:
     train_idx, val_idx = np.arange(num_train), np.arange(num_train, len(train_tokens))
@@ -80,36 +92,57 @@ def text_classification_task(*, name: str, train_texts: Sequence[str], train_lab
   x_test, len_test, cut_test = encode(test_tokens)
   x_train, len_train = x_all[train_idx], len_all[train_idx]
   train_batch, train_data, probs = pipeline.array_stream(
-      {'inputs': x_train, 'targets': train_labels[train_idx], 'lengths': len_train}, dict,
-      lengths=len_train, buckets=buckets, time_keys=('inputs',))
+    {'inputs': x_train, 'targets': train_labels[train_idx], 'lengths': len_train},
+    dict,
+    lengths=len_train,
+    buckets=buckets,
+    time_keys=('inputs',),
+  )
   majority, acc = pipeline.majority_accuracy(train_labels[train_idx], test_labels, num_classes)
   oov_rate = float(np.mean(x_test[x_test != vocab.PAD] == vocab.OOV)) if len_test.sum() else 0.0
   return Task(
-      name=name, input_kind='tokens', input_size=len(ids) + vocab.NUM_SPECIAL, output_kind='class',
-      output_size=num_classes, seq_len=max_len, train_batch=train_batch,
-      eval_splits={
-          'val': pipeline.class_batch(x_all[val_idx], train_labels[val_idx], len_all[val_idx]),
-          'test': pipeline.class_batch(x_test, test_labels, len_test),
-      },
-      baseline=Baseline('accuracy', acc, f'always predict the most frequent training label '
-                        f'({majority}), accuracy on test'),
-      threshold=None if threshold is None else Threshold('accuracy', threshold, 'max'),
-      metric_modes={'loss': 'min', 'accuracy': 'max'},
-      info={'vocab_size': len(ids) + vocab.NUM_SPECIAL, 'pad_id': vocab.PAD, 'oov_id': vocab.OOV,
-            'num_train': len(train_idx), 'num_val': len(val_idx), 'num_test': len(test_labels),
-            'truncated_fraction_train': float(np.mean(cut_all[train_idx])),
-            'truncated_fraction_test': float(np.mean(cut_test)), 'oov_rate_test': oov_rate,
-            'chance_accuracy': 1 / num_classes, 'majority_class': majority, **(info or {})},
-      train_data=train_data, length_buckets=buckets, bucket_probs=probs,
-      encode=lambda texts: dict(zip(('inputs', 'lengths'), encode([vocab.tokenize(t) for t in texts])[:2])),
+    name=name,
+    input_kind='tokens',
+    input_size=len(ids) + vocab.NUM_SPECIAL,
+    output_kind='class',
+    output_size=num_classes,
+    seq_len=max_len,
+    train_batch=train_batch,
+    eval_splits={
+      'val': pipeline.class_batch(x_all[val_idx], train_labels[val_idx], len_all[val_idx]),
+      'test': pipeline.class_batch(x_test, test_labels, len_test),
+    },
+    baseline=Baseline(
+      'accuracy', acc, f'always predict the most frequent training label ({majority}), accuracy on test'
+    ),
+    threshold=None if threshold is None else Threshold('accuracy', threshold, 'max'),
+    metric_modes={'loss': 'min', 'accuracy': 'max'},
+    info={
+      'vocab_size': len(ids) + vocab.NUM_SPECIAL,
+      'pad_id': vocab.PAD,
+      'oov_id': vocab.OOV,
+      'num_train': len(train_idx),
+      'num_val': len(val_idx),
+      'num_test': len(test_labels),
+      'truncated_fraction_train': float(np.mean(cut_all[train_idx])),
+      'truncated_fraction_test': float(np.mean(cut_test)),
+      'oov_rate_test': oov_rate,
+      'chance_accuracy': 1 / num_classes,
+      'majority_class': majority,
+      **(info or {}),
+    },
+    train_data=train_data,
+    length_buckets=buckets,
+    bucket_probs=probs,
+    encode=lambda texts: dict(zip(('inputs', 'lengths'), encode([vocab.tokenize(t) for t in texts])[:2])),
   )
 
 
-def _tfds_texts(name: str, split: str, text_key: str, data_dir: str | None,
-                alternative: str) -> tuple[list[str], list[int]]:
+def _tfds_texts(
+  name: str, split: str, text_key: str, data_dir: str | None, alternative: str
+) -> tuple[list[str], list[int]]:
   examples = tfds_source.load_split(name, split, data_dir, alternative=alternative)
-  return ([tfds_source.text_of(ex[text_key]) for ex in examples],
-          [int(ex['label']) for ex in examples])
+  return ([tfds_source.text_of(ex[text_key]) for ex in examples], [int(ex['label']) for ex in examples])
 
 
 def _one_source(task: str, path: str | None, data_dir: str | None) -> None:
@@ -117,8 +150,16 @@ def _one_source(task: str, path: str | None, data_dir: str | None) -> None:
     raise ValueError(f'{task}: give path (local files) or data_dir (a TFDS data dir), not both')
 
 
-def imdb(*, path: str | None = None, vocab_size: int = 20000, max_len: int = 400, num_val: int = 2500,
-         buckets: Sequence[int] | None = None, data_dir: str | None = None, seed: int = 0) -> Task:
+def imdb(
+  *,
+  path: str | None = None,
+  vocab_size: int = 20000,
+  max_len: int = 400,
+  num_val: int = 2500,
+  buckets: Sequence[int] | None = None,
+  data_dir: str | None = None,
+  seed: int = 0,
+) -> Task:
   """IMDB sentiment (see module docstring).
 
   ``path``: the ``aclImdb/`` folder or the ``aclImdb_v1.tar.gz`` archive (None: TFDS ``imdb_reviews``
@@ -139,13 +180,31 @@ def imdb(*, path: str | None = None, vocab_size: int = 20000, max_len: int = 400
     test = splits['test'].texts, splits['test'].labels
     source = local_text.resolve(path, 'IMDB')
   return text_classification_task(
-      name='imdb', train_texts=train[0], train_labels=train[1], test_texts=test[0],
-      test_labels=test[1], num_classes=2, vocab_size=vocab_size, max_len=max_len, num_val=num_val,
-      buckets=buckets, threshold=0.85, info={'source': source, 'label_names': list(local_text.IMDB_LABELS)})
+    name='imdb',
+    train_texts=train[0],
+    train_labels=train[1],
+    test_texts=test[0],
+    test_labels=test[1],
+    num_classes=2,
+    vocab_size=vocab_size,
+    max_len=max_len,
+    num_val=num_val,
+    buckets=buckets,
+    threshold=0.85,
+    info={'source': source, 'label_names': list(local_text.IMDB_LABELS)},
+  )
 
 
-def sst2(*, path: str | None = None, vocab_size: int = 15000, max_len: int = 64, num_val: int = 2000,
-         buckets: Sequence[int] | None = None, data_dir: str | None = None, seed: int = 0) -> Task:
+def sst2(
+  *,
+  path: str | None = None,
+  vocab_size: int = 15000,
+  max_len: int = 64,
+  num_val: int = 2000,
+  buckets: Sequence[int] | None = None,
+  data_dir: str | None = None,
+  seed: int = 0,
+) -> Task:
   """SST-2 sentiment (see module docstring).
 
   ``path``: GLUE's ``SST-2/`` folder with ``train.tsv`` and ``dev.tsv`` (None: TFDS ``glue/sst2`` from
@@ -157,7 +216,7 @@ def sst2(*, path: str | None = None, vocab_size: int = 15000, max_len: int = 64,
   del seed
   _one_source('sst2', path, data_dir)
   if path is None:
-    local = ', or read GLUE\'s SST-2/ folder: --config.task.options.path=SST-2'
+    local = ", or read GLUE's SST-2/ folder: --config.task.options.path=SST-2"
     train = _tfds_texts('glue/sst2', 'train', 'sentence', data_dir, local)
     test = _tfds_texts('glue/sst2', 'validation', 'sentence', data_dir, local)
     source = 'tfds:glue/sst2'
@@ -167,16 +226,34 @@ def sst2(*, path: str | None = None, vocab_size: int = 15000, max_len: int = 64,
     test = splits['dev'].texts, splits['dev'].labels
     source = local_text.resolve(path, 'SST-2')
   return text_classification_task(
-      name='sst2', train_texts=train[0], train_labels=train[1], test_texts=test[0],
-      test_labels=test[1], num_classes=2, vocab_size=vocab_size, max_len=max_len, num_val=num_val,
-      buckets=buckets, threshold=0.8, info={'source': source, 'label_names': ['negative', 'positive']})
+    name='sst2',
+    train_texts=train[0],
+    train_labels=train[1],
+    test_texts=test[0],
+    test_labels=test[1],
+    num_classes=2,
+    vocab_size=vocab_size,
+    max_len=max_len,
+    num_val=num_val,
+    buckets=buckets,
+    threshold=0.8,
+    info={'source': source, 'label_names': ['negative', 'positive']},
+  )
 
 
-def text_classification(*, path: str | None = None, text_column: str = 'text',
-                        label_column: str = 'label', split_column: str = 'split',
-                        vocab_size: int = 20000, max_len: int = 256, num_val: int = 1000,
-                        buckets: Sequence[int] | None = None, threshold: float | None = None,
-                        seed: int = 0) -> Task:
+def text_classification(
+  *,
+  path: str | None = None,
+  text_column: str = 'text',
+  label_column: str = 'label',
+  split_column: str = 'split',
+  vocab_size: int = 20000,
+  max_len: int = 256,
+  num_val: int = 1000,
+  buckets: Sequence[int] | None = None,
+  threshold: float | None = None,
+  seed: int = 0,
+) -> Task:
   """Classification of the researcher's own labelled texts (see ``local_text.read_splits``).
 
   Args:
@@ -196,15 +273,26 @@ def text_classification(*, path: str | None = None, text_column: str = 'text',
   """
   del seed
   if path is None:
-    raise ValueError('text_classification needs path=: a folder with train.csv and test.csv (or .tsv, '
-                     '.jsonl, .json), or one such file with a split column')
-  splits = local_text.read_splits(path, text_column=text_column, label_column=label_column,
-                                  split_column=split_column)
+    raise ValueError(
+      'text_classification needs path=: a folder with train.csv and test.csv (or .tsv, '
+      '.jsonl, .json), or one such file with a split column'
+    )
+  splits = local_text.read_splits(path, text_column=text_column, label_column=label_column, split_column=split_column)
   ids, names = local_text.label_ids(splits)
   val = splits.get('val')
   return text_classification_task(
-      name='text_classification', train_texts=splits['train'].texts, train_labels=ids['train'],
-      test_texts=splits['test'].texts, test_labels=ids['test'], num_classes=len(names),
-      vocab_size=vocab_size, max_len=max_len, num_val=num_val, buckets=buckets, threshold=threshold,
-      val_texts=None if val is None else val.texts, val_labels=ids.get('val'),
-      info={'source': local_text.resolve(path, 'the dataset'), 'label_names': names})
+    name='text_classification',
+    train_texts=splits['train'].texts,
+    train_labels=ids['train'],
+    test_texts=splits['test'].texts,
+    test_labels=ids['test'],
+    num_classes=len(names),
+    vocab_size=vocab_size,
+    max_len=max_len,
+    num_val=num_val,
+    buckets=buckets,
+    threshold=threshold,
+    val_texts=None if val is None else val.texts,
+    val_labels=ids.get('val'),
+    info={'source': local_text.resolve(path, 'the dataset'), 'label_names': names},
+  )

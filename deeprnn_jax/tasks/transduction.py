@@ -29,12 +29,10 @@ import numpy as np
 
 from deeprnn_jax._extras import require
 from deeprnn_jax.tasks import pipeline
-from deeprnn_jax.tasks.base import (BOS_ID, EOS_ID, NUM_SEQUENCE_SPECIALS, PAD_ID, Baseline, Batch, Task,
-                                    Threshold)
+from deeprnn_jax.tasks.base import BOS_ID, EOS_ID, NUM_SEQUENCE_SPECIALS, PAD_ID, Baseline, Batch, Task, Threshold
 
 SPECIAL_TOKENS = ('<pad>', '<s>', '</s>', '<unk>')  # the strings of ids 0..3
-METRIC_MODES = {'loss': 'min', 'accuracy': 'max', 'exact_match': 'max', 'decoded_exact_match': 'max',
-                'bleu': 'max'}
+METRIC_MODES = {'loss': 'min', 'accuracy': 'max', 'exact_match': 'max', 'decoded_exact_match': 'max', 'bleu': 'max'}
 SPLIT_NAMES = ('val', 'test', 'test_len2x')
 # Eval keys are folded from ``key(seed)`` with this offset, far from any training step number.
 _EVAL_TAG = 2_000_000_000
@@ -55,14 +53,18 @@ def pack(source: jax.Array, source_len: jax.Array, target: jax.Array, target_len
   t = xp.arange(padded.shape[1])[None, :]
   targets = xp.where(t == target_len[:, None], EOS_ID, padded)
   return {
-      'inputs': {'source': source.astype(xp.int32), 'target_in': target_in.astype(xp.int32)},
-      'lengths': {'source': source_len.astype(xp.int32), 'target': (target_len + 1).astype(xp.int32)},
-      'targets': targets.astype(xp.int32),
+    'inputs': {'source': source.astype(xp.int32), 'target_in': target_in.astype(xp.int32)},
+    'lengths': {'source': source_len.astype(xp.int32), 'target': (target_len + 1).astype(xp.int32)},
+    'targets': targets.astype(xp.int32),
   }
 
 
-def pad_pairs(sources: Sequence[Sequence[int]], targets: Sequence[Sequence[int]],
-              source_width: int | None = None, target_width: int | None = None) -> Batch:
+def pad_pairs(
+  sources: Sequence[Sequence[int]],
+  targets: Sequence[Sequence[int]],
+  source_width: int | None = None,
+  target_width: int | None = None,
+) -> Batch:
   """A NumPy ``'sequence'`` batch from id lists (targets without ``EOS``); widths default to the
   longest source and the longest target (+ 1 for ``BOS`` / ``EOS``)."""
   s = max(map(len, sources)) if source_width is None else source_width
@@ -75,11 +77,18 @@ def pad_pairs(sources: Sequence[Sequence[int]], targets: Sequence[Sequence[int]]
 def pool_stream(pool: Batch) -> tuple[Callable, dict]:
   """``(train_batch, train_data)`` drawing batches from a fixed NumPy ``'sequence'`` batch of
   training pairs, on device (``pipeline.array_stream``: a permutation per epoch)."""
-  flat = {'source': pool['inputs']['source'], 'target_in': pool['inputs']['target_in'],
-          'targets': pool['targets'], 'source_len': pool['lengths']['source'],
-          'target_len': pool['lengths']['target']}
-  finish = lambda a: {'inputs': {'source': a['source'], 'target_in': a['target_in']}, 'targets': a['targets'],
-                      'lengths': {'source': a['source_len'], 'target': a['target_len']}}
+  flat = {
+    'source': pool['inputs']['source'],
+    'target_in': pool['inputs']['target_in'],
+    'targets': pool['targets'],
+    'source_len': pool['lengths']['source'],
+    'target_len': pool['lengths']['target'],
+  }
+  finish = lambda a: {
+    'inputs': {'source': a['source'], 'target_in': a['target_in']},
+    'targets': a['targets'],
+    'lengths': {'source': a['source_len'], 'target': a['target_len']},
+  }
   train_batch, train_data, _ = pipeline.array_stream(flat, finish)
   return train_batch, train_data
 
@@ -98,8 +107,7 @@ def reverse_batch(key: jax.Array, batch_size: int, min_len: int, max_len: int, *
   n = _uniform_lengths(k_len, batch_size, min_len, max_len)
   t = jnp.arange(max_len)[None, :]
   valid = t < n[:, None]
-  symbols = jax.random.randint(k_sym, (batch_size, max_len), NUM_SEQUENCE_SPECIALS,
-                               NUM_SEQUENCE_SPECIALS + num_symbols)
+  symbols = jax.random.randint(k_sym, (batch_size, max_len), NUM_SEQUENCE_SPECIALS, NUM_SEQUENCE_SPECIALS + num_symbols)
   source = jnp.where(valid, symbols, PAD_ID)
   reversed_ = jnp.take_along_axis(source, jnp.where(valid, n[:, None] - 1 - t, t), axis=1)
   return pack(source, n, reversed_, n)
@@ -110,8 +118,7 @@ def sort_batch(key: jax.Array, batch_size: int, min_len: int, max_len: int, *, n
   k_len, k_sym = jax.random.split(key)
   n = _uniform_lengths(k_len, batch_size, min_len, max_len)
   valid = jnp.arange(max_len)[None, :] < n[:, None]
-  symbols = jax.random.randint(k_sym, (batch_size, max_len), NUM_SEQUENCE_SPECIALS,
-                               NUM_SEQUENCE_SPECIALS + num_symbols)
+  symbols = jax.random.randint(k_sym, (batch_size, max_len), NUM_SEQUENCE_SPECIALS, NUM_SEQUENCE_SPECIALS + num_symbols)
   source = jnp.where(valid, symbols, PAD_ID)
   # Padding sorts last as a value above every symbol, then becomes PAD again.
   ordered = jnp.sort(jnp.where(valid, source, jnp.iinfo(jnp.int32).max), axis=1)
@@ -170,9 +177,9 @@ def addition_batch(key: jax.Array, batch_size: int, min_digits: int, max_digits:
   pos = jnp.arange(s)[None, :]
   a_tok = _big_endian(a, la, s)
   b_tok = jnp.take_along_axis(_big_endian(b, lb, s), jnp.clip(pos - la[:, None] - 1, 0, s - 1), axis=1)
-  source = jnp.where(pos < la[:, None], a_tok,
-                     jnp.where(pos == la[:, None], PLUS,
-                               jnp.where(pos <= (la + lb)[:, None], b_tok, PAD_ID)))
+  source = jnp.where(
+    pos < la[:, None], a_tok, jnp.where(pos == la[:, None], PLUS, jnp.where(pos <= (la + lb)[:, None], b_tok, PAD_ID))
+  )
   return pack(source, la + lb + 1, _big_endian(total, lt, width), lt)
 
 
@@ -190,8 +197,9 @@ def strip(ids: Sequence[int]) -> list[int]:
   return out
 
 
-def sequence_score(predictions: np.ndarray, references: Sequence[Sequence[str]],
-                   tokens: Sequence[str]) -> dict[str, float]:
+def sequence_score(
+  predictions: np.ndarray, references: Sequence[Sequence[str]], tokens: Sequence[str]
+) -> dict[str, float]:
   """Decoded ``predictions`` ``[n, L]`` ids against ``references`` (token lists):
   ``decoded_exact_match`` (fraction of outputs equal to their reference) and ``bleu``
   (sacrebleu's corpus BLEU, 0..100, on the whitespace-joined tokens, no further tokenization)."""
@@ -215,6 +223,7 @@ def position_baseline(train: Batch, split: Batch) -> float:
   """Token accuracy on ``split`` of the best source-blind predictor fitted on ``train``: at each
   target position the most frequent training token there (the overall most frequent one past the
   longest training target). It sees neither the source nor the earlier target tokens."""
+
   def valid_tokens(b):
     targets = np.asarray(b['targets'])
     mask = np.arange(targets.shape[1])[None, :] < np.asarray(b['lengths']['target'])[:, None]
@@ -222,18 +231,28 @@ def position_baseline(train: Batch, split: Batch) -> float:
 
   targets, mask = valid_tokens(train)
   overall = np.bincount(targets[mask]).argmax()
-  modes = [np.bincount(targets[mask[:, t], t]).argmax() if mask[:, t].any() else overall
-           for t in range(targets.shape[1])]
+  modes = [
+    np.bincount(targets[mask[:, t], t]).argmax() if mask[:, t].any() else overall for t in range(targets.shape[1])
+  ]
   eval_targets, eval_mask = valid_tokens(split)
   width = eval_targets.shape[1]
   guess = np.array((modes + [overall] * width)[:width])
   return float((eval_targets == guess[None, :])[eval_mask].mean())
 
 
-def sequence_task(*, name: str, source_tokens: Sequence[str], target_tokens: Sequence[str], seq_len: int,
-                  train_batch: Callable, train_sample: Batch, eval_splits: Mapping[str, Batch],
-                  references: Mapping[str, Sequence[Sequence[str]]] | None = None,
-                  train_data=None, info: Mapping | None = None) -> Task:
+def sequence_task(
+  *,
+  name: str,
+  source_tokens: Sequence[str],
+  target_tokens: Sequence[str],
+  seq_len: int,
+  train_batch: Callable,
+  train_sample: Batch,
+  eval_splits: Mapping[str, Batch],
+  references: Mapping[str, Sequence[Sequence[str]]] | None = None,
+  train_data=None,
+  info: Mapping | None = None,
+) -> Task:
   """The Task of a transduction workload (shared by the synthetic and the text ones).
 
   ``references``: per split, the token lists BLEU and exact match compare against (default: the
@@ -251,25 +270,50 @@ def sequence_task(*, name: str, source_tokens: Sequence[str], target_tokens: Seq
   by_split = {s: position_baseline(train_sample, b) for s, b in eval_splits.items()}
   ref = 'test' if 'test' in by_split else next(iter(by_split))
   return Task(
-      name=name, input_kind='tokens', input_size=len(source_tokens), output_kind='sequence',
-      output_size=len(target_tokens), seq_len=seq_len, train_batch=train_batch, eval_splits=dict(eval_splits),
-      baseline=Baseline('accuracy', by_split[ref], 'source-blind predictor: the most frequent training '
-                        f'token at each target position, token accuracy on {ref}'),
-      threshold=Threshold('accuracy', 0.99, 'max'),
-      metric_modes=dict(METRIC_MODES),
-      info={'source_vocab': list(source_tokens), 'target_vocab': list(target_tokens),
-            'baseline_by_split': by_split, 'pad_id': PAD_ID, 'bos_id': BOS_ID, 'eos_id': EOS_ID,
-            **dict(info or {})},
-      train_data=train_data, score=score,
+    name=name,
+    input_kind='tokens',
+    input_size=len(source_tokens),
+    output_kind='sequence',
+    output_size=len(target_tokens),
+    seq_len=seq_len,
+    train_batch=train_batch,
+    eval_splits=dict(eval_splits),
+    baseline=Baseline(
+      'accuracy',
+      by_split[ref],
+      f'source-blind predictor: the most frequent training token at each target position, token accuracy on {ref}',
+    ),
+    threshold=Threshold('accuracy', 0.99, 'max'),
+    metric_modes=dict(METRIC_MODES),
+    info={
+      'source_vocab': list(source_tokens),
+      'target_vocab': list(target_tokens),
+      'baseline_by_split': by_split,
+      'pad_id': PAD_ID,
+      'bos_id': BOS_ID,
+      'eos_id': EOS_ID,
+      **dict(info or {}),
+    },
+    train_data=train_data,
+    score=score,
   )
 
 
 # ------------------------------------------------------------------------ generated tasks
 
 
-def _generated_task(*, name: str, generate: Callable, train_range: tuple[int, int],
-                    long_range: tuple[int, int], tokens: Sequence[str], seed: int, num_eval: int,
-                    seq_len: int, info: Mapping) -> Task:
+def _generated_task(
+  *,
+  name: str,
+  generate: Callable,
+  train_range: tuple[int, int],
+  long_range: tuple[int, int],
+  tokens: Sequence[str],
+  seed: int,
+  num_eval: int,
+  seq_len: int,
+  info: Mapping,
+) -> Task:
   """A task whose batches ``generate(key, batch_size, low, high)`` makes on device."""
   gen = jax.jit(generate, static_argnums=(1, 2, 3))
 
@@ -283,13 +327,22 @@ def _generated_task(*, name: str, generate: Callable, train_range: tuple[int, in
   host = lambda tree: jax.tree.map(np.asarray, tree)
   # val and test are two slices of one batch (one compile per length range).
   both = host(gen(jax.random.fold_in(root, _EVAL_TAG), 2 * num_eval, *train_range))
-  eval_splits = {'val': jax.tree.map(lambda a: a[:num_eval], both),
-                 'test': jax.tree.map(lambda a: a[num_eval:], both),
-                 'test_len2x': host(gen(jax.random.fold_in(root, _EVAL_TAG + 1), num_eval, *long_range))}
+  eval_splits = {
+    'val': jax.tree.map(lambda a: a[:num_eval], both),
+    'test': jax.tree.map(lambda a: a[num_eval:], both),
+    'test_len2x': host(gen(jax.random.fold_in(root, _EVAL_TAG + 1), num_eval, *long_range)),
+  }
   sample = host(gen(jax.random.fold_in(root, _EVAL_TAG + 2), _BASELINE_SAMPLE, *train_range))
-  return sequence_task(name=name, source_tokens=tokens, target_tokens=tokens, seq_len=seq_len,
-                       train_batch=train_batch, train_sample=sample, eval_splits=eval_splits,
-                       info={'train_range': list(train_range), 'test_len2x_range': list(long_range), **info})
+  return sequence_task(
+    name=name,
+    source_tokens=tokens,
+    target_tokens=tokens,
+    seq_len=seq_len,
+    train_batch=train_batch,
+    train_sample=sample,
+    eval_splits=eval_splits,
+    info={'train_range': list(train_range), 'test_len2x_range': list(long_range), **info},
+  )
 
 
 def _symbol_tokens(num_symbols: int) -> tuple[str, ...]:
@@ -301,26 +354,40 @@ def _check_lengths(name: str, min_len: int, max_len: int) -> None:
     raise ValueError(f'{name} needs 1 <= min_len <= max_len; got {min_len}, {max_len}')
 
 
-def reverse(*, min_len: int = 1, max_len: int = 8, num_symbols: int = 8, seed: int = 0,
-            num_eval: int = 500) -> Task:
+def reverse(*, min_len: int = 1, max_len: int = 8, num_symbols: int = 8, seed: int = 0, num_eval: int = 500) -> Task:
   """Sequence reversal (``reverse_batch``): training lengths ``U{min_len..max_len}``;
   ``test_len2x`` lengths ``U{max_len + 1..2 max_len}``. Vocabulary ``4 + num_symbols`` on both
   sides. ``seed`` fixes the eval splits (training batches come from the run's data key)."""
   _check_lengths('reverse', min_len, max_len)
   gen = lambda key, b, lo, hi: reverse_batch(key, b, lo, hi, num_symbols=num_symbols)
-  return _generated_task(name='reverse', generate=gen, train_range=(min_len, max_len),
-                         long_range=(max_len + 1, 2 * max_len), tokens=_symbol_tokens(num_symbols),
-                         seed=seed, num_eval=num_eval, seq_len=max_len, info={'num_symbols': num_symbols})
+  return _generated_task(
+    name='reverse',
+    generate=gen,
+    train_range=(min_len, max_len),
+    long_range=(max_len + 1, 2 * max_len),
+    tokens=_symbol_tokens(num_symbols),
+    seed=seed,
+    num_eval=num_eval,
+    seq_len=max_len,
+    info={'num_symbols': num_symbols},
+  )
 
 
-def sort(*, min_len: int = 1, max_len: int = 8, num_symbols: int = 8, seed: int = 0,
-         num_eval: int = 500) -> Task:
+def sort(*, min_len: int = 1, max_len: int = 8, num_symbols: int = 8, seed: int = 0, num_eval: int = 500) -> Task:
   """Sorting (``sort_batch``), lengths as ``reverse``."""
   _check_lengths('sort', min_len, max_len)
   gen = lambda key, b, lo, hi: sort_batch(key, b, lo, hi, num_symbols=num_symbols)
-  return _generated_task(name='sort', generate=gen, train_range=(min_len, max_len),
-                         long_range=(max_len + 1, 2 * max_len), tokens=_symbol_tokens(num_symbols),
-                         seed=seed, num_eval=num_eval, seq_len=max_len, info={'num_symbols': num_symbols})
+  return _generated_task(
+    name='sort',
+    generate=gen,
+    train_range=(min_len, max_len),
+    long_range=(max_len + 1, 2 * max_len),
+    tokens=_symbol_tokens(num_symbols),
+    seed=seed,
+    num_eval=num_eval,
+    seq_len=max_len,
+    info={'num_symbols': num_symbols},
+  )
 
 
 def addition(*, max_digits: int = 3, seed: int = 0, num_eval: int = 500) -> Task:
@@ -330,17 +397,38 @@ def addition(*, max_digits: int = 3, seed: int = 0, num_eval: int = 500) -> Task
   digits, ``+``."""
   if max_digits < 1:
     raise ValueError(f'addition needs max_digits >= 1; got {max_digits}')
-  return _generated_task(name='addition', generate=addition_batch, train_range=(1, max_digits),
-                         long_range=(max_digits + 1, 2 * max_digits), tokens=ADDITION_TOKENS, seed=seed,
-                         num_eval=num_eval, seq_len=2 * max_digits + 1, info={'max_digits': max_digits})
+  return _generated_task(
+    name='addition',
+    generate=addition_batch,
+    train_range=(1, max_digits),
+    long_range=(max_digits + 1, 2 * max_digits),
+    tokens=ADDITION_TOKENS,
+    seed=seed,
+    num_eval=num_eval,
+    seq_len=2 * max_digits + 1,
+    info={'max_digits': max_digits},
+  )
 
 
 # --------------------------------------------------------------------------------------- SCAN
 
 SCAN_PRIMITIVES = {'walk': 'WALK', 'look': 'LOOK', 'run': 'RUN', 'jump': 'JUMP'}
 SCAN_TURNS = {'left': 'LTURN', 'right': 'RTURN'}
-SCAN_WORDS = ('walk', 'look', 'run', 'jump', 'turn', 'left', 'right', 'opposite', 'around', 'twice', 'thrice',
-              'and', 'after')
+SCAN_WORDS = (
+  'walk',
+  'look',
+  'run',
+  'jump',
+  'turn',
+  'left',
+  'right',
+  'opposite',
+  'around',
+  'twice',
+  'thrice',
+  'and',
+  'after',
+)
 SCAN_ACTIONS = ('WALK', 'LOOK', 'RUN', 'JUMP', 'LTURN', 'RTURN')
 
 
@@ -378,7 +466,8 @@ def scan(*, split: str = 'length', max_train_actions: int = 22, num_eval: int = 
 
   ``split='length'`` (Lake & Baroni's length split): training commands have at most
   ``max_train_actions`` actions (22: 16,990 commands, less ``'val'`` and ``'test'``);
-  ``test_len2x`` holds ``num_eval`` commands with more (24 to 48 actions), never seen in training. ``split='simple'``: a random
+  ``test_len2x`` holds ``num_eval`` commands with more (24 to 48 actions), never seen in training.
+  ``split='simple'``: a random
   80 / 20 split, ``test_len2x`` absent. ``'val'`` and ``'test'`` (``num_eval`` each) are carved
   from the training pool (length split) or the held-out 20% (simple split) and are not trained on.
   Data and splits are fixed (``seed`` is accepted for uniformity and unused).
@@ -399,12 +488,12 @@ def scan(*, split: str = 'length', max_train_actions: int = 22, num_eval: int = 
     pool = np.flatnonzero(n_actions <= max_train_actions)
     long = rng.permutation(np.flatnonzero(n_actions > max_train_actions))[:num_eval]
     pool = rng.permutation(pool)
-    val, test, train = pool[:num_eval], pool[num_eval:2 * num_eval], pool[2 * num_eval:]
+    val, test, train = pool[:num_eval], pool[num_eval : 2 * num_eval], pool[2 * num_eval :]
   else:
     perm = rng.permutation(len(pairs))
     cut = int(0.8 * len(pairs))
     train, held = perm[:cut], perm[cut:]
-    val, test, long = held[:num_eval], held[num_eval:2 * num_eval], np.array([], int)
+    val, test, long = held[:num_eval], held[num_eval : 2 * num_eval], np.array([], int)
   if len(train) == 0 or len(test) == 0:
     raise ValueError(f'scan: num_eval={num_eval} leaves no training or test commands')
   s_width = max(map(len, sources))
@@ -416,8 +505,18 @@ def scan(*, split: str = 'length', max_train_actions: int = 22, num_eval: int = 
   train_arrays = pad_pairs([sources[i] for i in train], [targets[i] for i in train], s_width, t_width)
   train_batch, train_data = pool_stream(train_arrays)
   return sequence_task(
-      name='scan', source_tokens=source_tokens, target_tokens=target_tokens, seq_len=s_width,
-      train_batch=train_batch, train_sample=train_arrays, eval_splits=eval_splits, train_data=train_data,
-      info={'split': split, 'max_train_actions': max_train_actions, 'num_train': len(train),
-            'max_actions_by_split': {k: int(np.asarray(b['lengths']['target']).max()) - 1
-                                     for k, b in eval_splits.items()}})
+    name='scan',
+    source_tokens=source_tokens,
+    target_tokens=target_tokens,
+    seq_len=s_width,
+    train_batch=train_batch,
+    train_sample=train_arrays,
+    eval_splits=eval_splits,
+    train_data=train_data,
+    info={
+      'split': split,
+      'max_train_actions': max_train_actions,
+      'num_train': len(train),
+      'max_actions_by_split': {k: int(np.asarray(b['lengths']['target']).max()) - 1 for k, b in eval_splits.items()},
+    },
+  )

@@ -40,23 +40,28 @@ def read_lines(path: str | os.PathLike) -> list[str]:
   try:
     text = data.decode('utf-8')
   except UnicodeDecodeError as e:
-    line = data[:e.start].count(b'\n') + 1
-    raise ValueError(f'{path} is not UTF-8 text: byte {e.start} (line {line}) is {data[e.start:e.start + 1]!r}; '
-                     're-encode it as UTF-8') from None
+    line = data[: e.start].count(b'\n') + 1
+    raise ValueError(
+      f'{path} is not UTF-8 text: byte {e.start} (line {line}) is {data[e.start : e.start + 1]!r}; '
+      're-encode it as UTF-8'
+    ) from None
   lines = text.splitlines()
   if not any(line.strip() for line in lines):
     raise ValueError(f'{path} is empty: a parallel text file needs one sentence per line')
   return lines
 
 
-def read_parallel(source_path: str | os.PathLike, target_path: str | os.PathLike, *,
-                  lowercase: bool = False) -> list[Pair]:
+def read_parallel(
+  source_path: str | os.PathLike, target_path: str | os.PathLike, *, lowercase: bool = False
+) -> list[Pair]:
   """Aligned sentence pairs of two files, whitespace-tokenized; pairs with an empty side are
   skipped (blank lines). A ValueError (one line) names files whose line counts differ."""
   sources, targets = read_lines(source_path), read_lines(target_path)
   if len(sources) != len(targets):
-    raise ValueError(f'{source_path} has {len(sources)} lines but {target_path} has {len(targets)}: '
-                     'parallel files must be aligned line by line')
+    raise ValueError(
+      f'{source_path} has {len(sources)} lines but {target_path} has {len(targets)}: '
+      'parallel files must be aligned line by line'
+    )
   return _tokenize_pairs(zip(sources, targets), lowercase)
 
 
@@ -77,13 +82,22 @@ def build_vocab(token_lists: Iterable[Sequence[str]], vocab_size: int) -> tuple[
   if vocab_size <= NUM_SEQUENCE_SPECIALS:
     raise ValueError(f'vocab_size must exceed {NUM_SEQUENCE_SPECIALS} (PAD, BOS, EOS, OOV); got {vocab_size}')
   counts = collections.Counter(tok for toks in token_lists for tok in toks)
-  ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:vocab_size - NUM_SEQUENCE_SPECIALS]
+  ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[: vocab_size - NUM_SEQUENCE_SPECIALS]
   return SPECIAL_TOKENS + tuple(tok for tok, _ in ranked)
 
 
-def translation_task(*, name: str, train: Sequence[Pair], test: Sequence[Pair], val: Sequence[Pair] | None,
-                     num_val: int, source_vocab_size: int, target_vocab_size: int, max_len: int,
-                     info: dict | None = None) -> Task:
+def translation_task(
+  *,
+  name: str,
+  train: Sequence[Pair],
+  test: Sequence[Pair],
+  val: Sequence[Pair] | None,
+  num_val: int,
+  source_vocab_size: int,
+  target_vocab_size: int,
+  max_len: int,
+  info: dict | None = None,
+) -> Task:
   """A ``'sequence'`` Task from tokenized pairs (see the module docstring); ``val=None`` carves
   ``num_val`` pairs from ``train`` (fixed, whatever the run's seed)."""
   if max_len < 1:
@@ -114,20 +128,42 @@ def translation_task(*, name: str, train: Sequence[Pair], test: Sequence[Pair], 
   test_target = [t for _, t in splits['test']]
   oov = sum(w not in tgt_id for t in test_target for w in t) / max(sum(map(len, test_target)), 1)
   return sequence_task(
-      name=name, source_tokens=source_tokens, target_tokens=target_tokens, seq_len=max_len,
-      train_batch=train_batch, train_sample=train_arrays, eval_splits=eval_splits,
-      references={k: [t for _, t in v] for k, v in splits.items() if v}, train_data=train_data,
-      info={'num_train': len(kept), 'dropped_too_long_train': len(train) - len(kept),
-            'num_val': len(splits['val']), 'num_test': len(splits['test']),
-            'truncated_fraction_test': float(np.mean([len(s) > max_len or len(t) > max_len
-                                                     for s, t in splits['test']])),
-            'oov_rate_test_target': float(oov), **(info or {})})
+    name=name,
+    source_tokens=source_tokens,
+    target_tokens=target_tokens,
+    seq_len=max_len,
+    train_batch=train_batch,
+    train_sample=train_arrays,
+    eval_splits=eval_splits,
+    references={k: [t for _, t in v] for k, v in splits.items() if v},
+    train_data=train_data,
+    info={
+      'num_train': len(kept),
+      'dropped_too_long_train': len(train) - len(kept),
+      'num_val': len(splits['val']),
+      'num_test': len(splits['test']),
+      'truncated_fraction_test': float(np.mean([len(s) > max_len or len(t) > max_len for s, t in splits['test']])),
+      'oov_rate_test_target': float(oov),
+      **(info or {}),
+    },
+  )
 
 
-def parallel_text(*, train_source: str = '', train_target: str = '', test_source: str = '',
-                  test_target: str = '', val_source: str = '', val_target: str = '', num_val: int = 500,
-                  source_vocab_size: int = 8000, target_vocab_size: int = 8000, max_len: int = 50,
-                  lowercase: bool = False, seed: int = 0) -> Task:
+def parallel_text(
+  *,
+  train_source: str = '',
+  train_target: str = '',
+  test_source: str = '',
+  test_target: str = '',
+  val_source: str = '',
+  val_target: str = '',
+  num_val: int = 500,
+  source_vocab_size: int = 8000,
+  target_vocab_size: int = 8000,
+  max_len: int = 50,
+  lowercase: bool = False,
+  seed: int = 0,
+) -> Task:
   """Translation from local aligned files (see the module docstring). The train and test pairs
   of files are required; without a validation pair, ``num_val`` training pairs are held out.
   ``seed`` is accepted for uniformity and unused: data and splits are fixed."""
@@ -139,14 +175,26 @@ def parallel_text(*, train_source: str = '', train_target: str = '', test_source
     raise ValueError('parallel_text: give both val_source and val_target, or neither')
   read = lambda s, t: read_parallel(s, t, lowercase=lowercase)
   return translation_task(
-      name='parallel_text', train=read(train_source, train_target), test=read(test_source, test_target),
-      val=read(val_source, val_target) if val_source else None, num_val=num_val,
-      source_vocab_size=source_vocab_size, target_vocab_size=target_vocab_size, max_len=max_len,
-      info={'files': {'train': [train_source, train_target], 'test': [test_source, test_target]}})
+    name='parallel_text',
+    train=read(train_source, train_target),
+    test=read(test_source, test_target),
+    val=read(val_source, val_target) if val_source else None,
+    num_val=num_val,
+    source_vocab_size=source_vocab_size,
+    target_vocab_size=target_vocab_size,
+    max_len=max_len,
+    info={'files': {'train': [train_source, train_target], 'test': [test_source, test_target]}},
+  )
 
 
-def ted_pt_en(*, source_vocab_size: int = 8000, target_vocab_size: int = 8000, max_len: int = 50,
-              data_dir: str | None = None, seed: int = 0) -> Task:
+def ted_pt_en(
+  *,
+  source_vocab_size: int = 8000,
+  target_vocab_size: int = 8000,
+  max_len: int = 50,
+  data_dir: str | None = None,
+  seed: int = 0,
+) -> Task:
   """TED talks pt -> en from TFDS ``ted_hrlr_translate/pt_to_en`` (prepared as array_record;
   ``data_dir`` is the TFDS data dir). Its own validation split is ``'val'``. ``seed`` is unused."""
   del seed
@@ -154,10 +202,18 @@ def ted_pt_en(*, source_vocab_size: int = 8000, target_vocab_size: int = 8000, m
 
   def pairs(split):
     examples = tfds_source.load_split(name, split, data_dir)
-    return _tokenize_pairs(((tfds_source.text_of(ex['pt']), tfds_source.text_of(ex['en'])) for ex in examples),
-                           lowercase=False)
+    return _tokenize_pairs(
+      ((tfds_source.text_of(ex['pt']), tfds_source.text_of(ex['en'])) for ex in examples), lowercase=False
+    )
 
   return translation_task(
-      name='ted_pt_en', train=pairs('train'), test=pairs('test'), val=pairs('validation'), num_val=0,
-      source_vocab_size=source_vocab_size, target_vocab_size=target_vocab_size, max_len=max_len,
-      info={'tfds_name': name})
+    name='ted_pt_en',
+    train=pairs('train'),
+    test=pairs('test'),
+    val=pairs('validation'),
+    num_val=0,
+    source_vocab_size=source_vocab_size,
+    target_vocab_size=target_vocab_size,
+    max_len=max_len,
+    info={'tfds_name': name},
+  )

@@ -32,14 +32,14 @@ def _setup():
   ours = dr.MambaCell(features=HIDDEN, state_size=STATE)
   assert ours.rank == config.dt_rank and ours.inner == config.d_inner and ours.d_conv == config.d_conv
   params = {
-      'input_proj': {'kernel': _np(theirs.in_proj.weight).T},
-      'conv_kernel': _np(theirs.conv1d.weight)[:, 0, :].T,
-      'conv_bias': _np(theirs.conv1d.bias),
-      'x_proj': {'kernel': _np(theirs.x_proj.weight).T},
-      'dt_proj': {'kernel': _np(theirs.dt_proj.weight).T, 'bias': _np(theirs.dt_proj.bias)},
-      'A_log': _np(theirs.A_log),
-      'D': _np(theirs.D),
-      'output_proj': {'kernel': _np(theirs.out_proj.weight).T},
+    'input_proj': {'kernel': _np(theirs.in_proj.weight).T},
+    'conv_kernel': _np(theirs.conv1d.weight)[:, 0, :].T,
+    'conv_bias': _np(theirs.conv1d.bias),
+    'x_proj': {'kernel': _np(theirs.x_proj.weight).T},
+    'dt_proj': {'kernel': _np(theirs.dt_proj.weight).T, 'bias': _np(theirs.dt_proj.bias)},
+    'A_log': _np(theirs.A_log),
+    'D': _np(theirs.D),
+    'output_proj': {'kernel': _np(theirs.out_proj.weight).T},
   }
   x = np.asarray(jax.random.normal(jax.random.key(0), (BATCH, TIME, HIDDEN)))
   return theirs, ours, jax.tree.map(jnp.asarray, params), x
@@ -108,14 +108,14 @@ def _s6_setup():
       p.add_(0.3 * torch.randn_like(p))
   ours = dr.S6Cell(features=HIDDEN, state_size=STATE, dt_rank=2)
   params = {
-      'input_proj': {'kernel': np.eye(HIDDEN, dtype=np.float32), 'bias': np.zeros(HIDDEN, np.float32)},
-      'x_proj': {'kernel': _np(theirs.x_proj.weight).T},
-      'dt_norm': {'scale': _np(theirs.dt_layernorm.weight)},
-      'B_norm': {'scale': _np(theirs.B_layernorm.weight)},
-      'C_norm': {'scale': _np(theirs.C_layernorm.weight)},
-      'dt_proj': {'kernel': _np(theirs.dt_proj.weight).T, 'bias': _np(theirs.dt_proj.bias)},
-      'A_log': _np(theirs.A_log),
-      'D': _np(theirs.D),
+    'input_proj': {'kernel': np.eye(HIDDEN, dtype=np.float32), 'bias': np.zeros(HIDDEN, np.float32)},
+    'x_proj': {'kernel': _np(theirs.x_proj.weight).T},
+    'dt_norm': {'scale': _np(theirs.dt_layernorm.weight)},
+    'B_norm': {'scale': _np(theirs.B_layernorm.weight)},
+    'C_norm': {'scale': _np(theirs.C_layernorm.weight)},
+    'dt_proj': {'kernel': _np(theirs.dt_proj.weight).T, 'bias': _np(theirs.dt_proj.bias)},
+    'A_log': _np(theirs.A_log),
+    'D': _np(theirs.D),
   }
   u = np.asarray(jax.random.normal(jax.random.key(4), (BATCH, TIME, HIDDEN)))
   return theirs, ours, jax.tree.map(jnp.asarray, params), u

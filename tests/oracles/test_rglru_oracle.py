@@ -33,10 +33,10 @@ def _setup():
   keys = jax.random.split(jax.random.key(3), len(leaves))
   p = jax.tree.unflatten(tree, [a + 0.3 * jax.random.normal(k, a.shape) for a, k in zip(leaves, keys)])
   ours_params = {
-      'input_proj': {'kernel': jnp.eye(HIDDEN), 'bias': jnp.zeros(HIDDEN)},
-      'input_gate': p['input_gate'],
-      'a_gate': p['a_gate'],
-      'a_param': p['a_param'],
+    'input_proj': {'kernel': jnp.eye(HIDDEN), 'bias': jnp.zeros(HIDDEN)},
+    'input_gate': p['input_gate'],
+    'a_gate': p['a_gate'],
+    'a_param': p['a_param'],
   }
   return theirs, ours, p, ours_params, x, segment_pos, h0
 

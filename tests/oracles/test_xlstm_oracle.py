@@ -57,8 +57,9 @@ def _loss_weights():
 
 def _slstm_oracle(params, x, state):
   """xlstm's vanilla sLSTM cell; ``state`` (c, n, m, h) ours -> its (y, c, n, m) [4, B, H]."""
-  cell = sLSTMCell(sLSTMCellConfig(hidden_size=HIDDEN, num_heads=HEADS, backend='vanilla', dtype='float32',
-                                   output_shape='BSH'))
+  cell = sLSTMCell(
+    sLSTMCellConfig(hidden_size=HIDDEN, num_heads=HEADS, backend='vanilla', dtype='float32', output_shape='BSH')
+  )
   head_dim = HIDDEN // HEADS
   with torch.no_grad():
     # Our recurrent kernel is xlstm's external layout [heads, d, gates, d]; our bias [gates, heads, d].
@@ -114,7 +115,7 @@ def _mlstm_inputs(params, x_t):
   gates = x_t @ _t(params['gate_proj']['kernel']) + _t(params['gate_proj']['bias'])
   batch, steps = proj.shape[:2]
   q, k, v, o = (
-      proj[..., g * HIDDEN : (g + 1) * HIDDEN].reshape(batch, steps, HEADS, -1).transpose(1, 2) for g in range(4)
+    proj[..., g * HIDDEN : (g + 1) * HIDDEN].reshape(batch, steps, HEADS, -1).transpose(1, 2) for g in range(4)
   )
   i_pre, f_pre = (gates[..., g * HEADS : (g + 1) * HEADS].transpose(1, 2)[..., None] for g in range(2))
   return kernel, q, k, v, torch.sigmoid(o).transpose(1, 2).reshape(batch, steps, HIDDEN), i_pre, f_pre
@@ -126,8 +127,11 @@ def _mlstm_setup(seed=0, **kwargs):
   params = _params(model, x, seed)
   c, n, m = model.initialize_carry(jax.random.key(0), x[:, 0].shape)
   keys = jax.random.split(jax.random.key(seed + 3), 3)
-  carry = (0.5 * jax.random.normal(keys[0], c.shape), 0.5 * jax.random.normal(keys[1], n.shape),
-           jax.random.normal(keys[2], m.shape))
+  carry = (
+    0.5 * jax.random.normal(keys[0], c.shape),
+    0.5 * jax.random.normal(keys[1], n.shape),
+    jax.random.normal(keys[2], m.shape),
+  )
   return model, params, x, carry
 
 
@@ -148,8 +152,14 @@ def test_mlstm_step_equals_xlstm_recurrent_step_stabilized_simple():
   for t in range(TIME):
     step = slice(t, t + 1)
     h, (c_state, n_state, m_state) = backends.recurrent_step_stabilized_simple(
-        c_state, n_state, m_state, q[:, :, step].clone(), k[:, :, step].clone(), v[:, :, step].clone(),
-        i_pre[:, :, step], f_pre[:, :, step]
+      c_state,
+      n_state,
+      m_state,
+      q[:, :, step].clone(),
+      k[:, :, step].clone(),
+      v[:, :, step].clone(),
+      i_pre[:, :, step],
+      f_pre[:, :, step],
     )
     outputs.append(h.reshape(BATCH, HIDDEN))  # [B, NH, 1, d] -> [B, H] head by head
   ys_t = o * torch.stack(outputs, dim=1)
@@ -200,8 +210,16 @@ def test_mlstm_chunked_parallel_form_equals_xlstm_chunkwise_simple_from_a_nonzer
   with torch.no_grad():
     _, q, k, v, o, i_pre, f_pre = _mlstm_inputs(params, _t(x))
     h, (c_t, n_t, m_t) = backends.chunkwise_simple(
-        q, k, v, i_pre[..., 0], f_pre[..., 0], initial_C=scale * _t(carry[0]), initial_n=scale * _t(carry[1]),
-        initial_m=_t(carry[2]), chunk_size=3, return_last_state=True
+      q,
+      k,
+      v,
+      i_pre[..., 0],
+      f_pre[..., 0],
+      initial_C=scale * _t(carry[0]),
+      initial_n=scale * _t(carry[1]),
+      initial_m=_t(carry[2]),
+      chunk_size=3,
+      return_last_state=True,
     )
   ys_t = o * h.transpose(1, 2).reshape(BATCH, TIME, HIDDEN)
   np.testing.assert_allclose(ys, ys_t.numpy(), **TOL, err_msg='outputs')
