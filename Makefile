@@ -48,7 +48,7 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
 # The quickstart sweep (depth x cell on bracket counting) and its report: runs/quickstart/report.md.
-# One worker process per core (106 s on 2 CPU cores from an empty compilation cache, 118 s with
+# One worker process per core (the 5-seed grid of the previous round: 106 s on 2 CPU cores from an empty compilation cache, 118 s with
 # WORKERS=1: BENCHMARKS.md). Running it again resumes (finished runs are skipped).
 WORKERS ?= auto
 demo: $(STAMP)
