@@ -11,7 +11,6 @@ one cell take turns in alternating rounds and the ratios are measured side by si
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 
 import jax
@@ -29,8 +28,7 @@ def param_count(cell: str, width: int, block: str = 'classic') -> int:
   """Parameters of a ``LAYERS``-layer ``DeepRNN`` of ``cell`` at ``width`` on ``INPUTS`` features."""
   model = dr.DeepRNN(cell=cell, features=width, num_layers=LAYERS, block=block)
   x = jax.ShapeDtypeStruct((1, 4, INPUTS), np.float32)
-  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jax.numpy.zeros(x.shape)))
-  return sum(math.prod(p.shape) * (2 if np.iscomplexobj(np.zeros((), p.dtype)) else 1) for p in jax.tree.leaves(shapes))
+  return dr.count_params(jax.eval_shape(lambda: model.init(jax.random.key(0), jax.numpy.zeros(x.shape))))
 
 
 def matched_width(cell: str, budget: int, block: str = 'classic') -> int:

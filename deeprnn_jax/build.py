@@ -6,7 +6,6 @@ run is rebuilt exactly as it was trained. Never pass a ConfigDict into a Module:
 
 from __future__ import annotations
 
-import math
 
 import jax
 import jax.numpy as jnp
@@ -245,8 +244,4 @@ def param_count(config: ml_collections.ConfigDict, task) -> int:
     shapes = jax.eval_shape(init)
   except ValueError as e:
     raise config_lib.ConfigError('model', runlog.one_line(e)) from e
-  return int(
-    sum(
-      math.prod(x.shape) * (2 if jnp.issubdtype(x.dtype, jnp.complexfloating) else 1) for x in jax.tree.leaves(shapes)
-    )
-  )
+  return models.count_params(shapes)
