@@ -19,7 +19,7 @@ import numpy as np
 import optax
 
 import deeprnn_jax as dr
-from deeprnn_jax.parallel import over_seeds
+from deeprnn_jax.training.parallel import over_seeds
 
 
 @dataclasses.dataclass(frozen=True)

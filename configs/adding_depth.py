@@ -7,7 +7,7 @@ sequences.
   python -m experiments.run --config configs/adding_depth.py --workdir runs/adding_depth
 """
 
-from deeprnn_jax.config import default_config, sweep_axes
+from deeprnn_jax.training.config import default_config, sweep_axes
 
 
 def get_config():

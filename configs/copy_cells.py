@@ -6,7 +6,7 @@ says which cells beat the memoryless baseline and how fast they reach the thresh
   python -m experiments.run --config configs/copy_cells.py --workdir runs/copy_cells
 """
 
-from deeprnn_jax.config import default_config, sweep_axes
+from deeprnn_jax.training.config import default_config, sweep_axes
 
 
 def get_config():

@@ -20,7 +20,7 @@ reviews carved from train differ between the two, so compare runs of one source)
         --config.task.options.path=aclImdb_v1.tar.gz
 """
 
-from deeprnn_jax.config import default_config
+from deeprnn_jax.training.config import default_config
 
 
 def get_config():

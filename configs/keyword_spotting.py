@@ -14,7 +14,7 @@ sub-folder of .wav files per word); features are computed once and cached in
   python -m experiments.run --config configs/keyword_spotting.py --workdir runs/kws
 """
 
-from deeprnn_jax.config import default_config, sweep_axes
+from deeprnn_jax.training.config import default_config, sweep_axes
 
 
 def get_config():

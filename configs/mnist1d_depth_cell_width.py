@@ -7,7 +7,7 @@ package generates the data).
   python -m experiments.run --config configs/mnist1d_depth_cell_width.py --workdir runs/mnist1d
 """
 
-from deeprnn_jax.config import default_config, sweep_axes
+from deeprnn_jax.training.config import default_config, sweep_axes
 
 
 def get_config():

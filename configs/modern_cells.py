@@ -23,7 +23,7 @@ report's 52 tests no depth comparison is clear with 3 seeds (attention's depth 2
 p 0.018, Holm 0.42); no cell solved the task (exact match 0) in 600 steps.
 """
 
-from deeprnn_jax.config import default_config, sweep_axes
+from deeprnn_jax.training.config import default_config, sweep_axes
 
 
 def get_config():

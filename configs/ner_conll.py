@@ -13,7 +13,7 @@ files instead (train.txt/valid.txt/test.txt or eng.train/eng.testa/eng.testb in 
   python -m experiments.run --config configs/ner_conll.py --workdir runs/ner
 """
 
-from deeprnn_jax.config import default_config, sweep_axes
+from deeprnn_jax.training.config import default_config, sweep_axes
 
 
 def get_config():

@@ -27,7 +27,7 @@ lists the parameter counts. For the fair, parameter-matched comparison set
   python -m experiments.run --config configs/quickstart.py --workdir runs/quickstart
 """
 
-from deeprnn_jax.config import default_config, sweep_axes
+from deeprnn_jax.training.config import default_config, sweep_axes
 
 
 def get_config():

@@ -13,7 +13,7 @@ A trial of this study (one seed, 2000 steps, outside the trainer): token accurac
   python -m experiments.run --config configs/seq2seq_depth.py --workdir runs/seq2seq_depth
 """
 
-from deeprnn_jax.config import default_config, sweep_axes
+from deeprnn_jax.training.config import default_config, sweep_axes
 
 
 def get_config():

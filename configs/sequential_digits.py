@@ -6,7 +6,7 @@ quickstart.
   python -m experiments.run --config configs/sequential_digits.py --workdir runs/digits
 """
 
-from deeprnn_jax.config import default_config, sweep_axes
+from deeprnn_jax.training.config import default_config, sweep_axes
 
 
 def get_config():

@@ -25,7 +25,7 @@ Not run on LibriSpeech (not on the machine this was written on): no measured num
 through the trainer on synthesized chord audio (tests/test_speech_to_text.py's) with a 20k budget.
 """
 
-from deeprnn_jax.config import default_config, sweep_axes
+from deeprnn_jax.training.config import default_config, sweep_axes
 
 
 def get_config():

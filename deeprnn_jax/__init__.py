@@ -8,20 +8,41 @@
     final_carries, outputs = model.apply(params, x, seq_lengths=lengths)   # x: [batch, time, features]
 """
 
+from deeprnn_jax import _moved
 from deeprnn_jax import models
 from deeprnn_jax import tasks
-from deeprnn_jax.attention import AttentionCell
-from deeprnn_jax.cells import Cell, ElmanCell, GRUCell, IndRNNCell, IRNNCell, LSTMCell, MGUCell, UGRNNCell
+from deeprnn_jax.cells import (
+  CELLS,
+  AttentionCell,
+  Cell,
+  DeltaNetCell,
+  ElmanCell,
+  GatedDeltaNetCell,
+  GRUCell,
+  IndRNNCell,
+  IRNNCell,
+  LinearAttentionCell,
+  LinearRecurrentCell,
+  LRUCell,
+  LSTMCell,
+  MambaCell,
+  MGUCell,
+  MinGRUCell,
+  MinLSTMCell,
+  MLSTMCell,
+  RGLRUCell,
+  S6Cell,
+  SLSTMCell,
+  UGRNNCell,
+  linear_recurrence,
+  resolve_cell,
+)
 from deeprnn_jax.inits import INITIALIZERS, get_initializer
-from deeprnn_jax.load import TrainedRun, load_run
-from deeprnn_jax.linear_attention import DeltaNetCell, GatedDeltaNetCell, LinearAttentionCell
-from deeprnn_jax.linear import LinearRecurrentCell, LRUCell, MinGRUCell, MinLSTMCell, linear_recurrence
 from deeprnn_jax.models import Classifier, PerStepModel, Regressor, count_params
-from deeprnn_jax.registry import CELLS, resolve_cell
-from deeprnn_jax.rglru import RGLRUCell
 from deeprnn_jax.seq2seq import RecurrentDecoder, Seq2Seq
-from deeprnn_jax.ssm import MambaCell, S6Cell
 from deeprnn_jax.stack import DeepRNN, StackedCell, reverse_padded
-from deeprnn_jax.xlstm import MLSTMCell, SLSTMCell
+from deeprnn_jax.training.load import TrainedRun, load_run
+
+_moved.install()
 
 __version__ = '0.2.0'

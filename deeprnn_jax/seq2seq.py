@@ -39,7 +39,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from deeprnn_jax.registry import resolve_cell
+from deeprnn_jax.cells.registry import resolve_cell
 from deeprnn_jax.stack import DeepRNN, StackedCell, reverse_padded, valid_mask
 from deeprnn_jax.tasks.base import BOS_ID, EOS_ID, PAD_ID
 

@@ -34,8 +34,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from deeprnn_jax.linear import LinearRecurrentCell
-from deeprnn_jax.registry import has_parallel_form, parallel_cells, resolve_cell
+from deeprnn_jax.cells.linear import LinearRecurrentCell
+from deeprnn_jax.cells.registry import has_parallel_form, parallel_cells, resolve_cell
 
 Array = jax.Array
 Carry = Any

@@ -16,8 +16,8 @@ import signal
 import sys
 from typing import Callable, Sequence
 
-from deeprnn_jax import config as config_lib
-from deeprnn_jax.config import ConfigError
+from deeprnn_jax.training import config as config_lib
+from deeprnn_jax.training.config import ConfigError
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -95,7 +95,7 @@ def main_with(
     print(f'error: {e}', file=sys.stderr)
     return EXIT_USAGE
   except (Exception, KeyboardInterrupt) as e:  # pylint: disable=broad-except
-    from deeprnn_jax.train import Interrupted  # pylint: disable=g-import-not-at-top
+    from deeprnn_jax.training.train import Interrupted  # pylint: disable=g-import-not-at-top
 
     again = f'{parser.prog} {shlex.join(sys.argv[1:] if argv is None else argv)}'
     if isinstance(e, Interrupted):

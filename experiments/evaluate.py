@@ -17,11 +17,11 @@ import sys
 import time
 from typing import Sequence
 
-from deeprnn_jax import build
-from deeprnn_jax import config as config_lib
-from deeprnn_jax import load as load_lib
-from deeprnn_jax import runlog
-from deeprnn_jax.config import ConfigError
+from deeprnn_jax.training import build
+from deeprnn_jax.training import config as config_lib
+from deeprnn_jax.training import load as load_lib
+from deeprnn_jax.training import runlog
+from deeprnn_jax.training.config import ConfigError
 from experiments import cli
 
 EVALUATIONS_FILE = 'evaluations.jsonl'

@@ -22,7 +22,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from deeprnn_jax import runlog
+from deeprnn_jax.training import runlog
 from deeprnn_jax._extras import require
 from experiments.stats import clipped_interval, mean_ci
 

@@ -17,7 +17,7 @@ import hashlib
 import os
 from typing import Sequence
 
-from deeprnn_jax import runlog
+from deeprnn_jax.training import runlog
 
 # summary.csv columns that are per-run measures (prefixes; the metric names vary by task).
 _MEASURES = ('final_', 'best_', 'threshold_', 'val_', 'generalization_gap', 'diverged_step')

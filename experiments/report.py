@@ -49,8 +49,8 @@ from typing import Any, Collection, Sequence
 
 import numpy as np
 
-from deeprnn_jax import config as config_lib
-from deeprnn_jax import runlog
+from deeprnn_jax.training import config as config_lib
+from deeprnn_jax.training import runlog
 from experiments import plots
 from experiments import stats
 

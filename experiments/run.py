@@ -32,10 +32,10 @@ import shlex
 import sys
 from typing import Sequence
 
-from deeprnn_jax import config as config_lib
-from deeprnn_jax import runlog
-from deeprnn_jax import train as train_lib
-from deeprnn_jax.config import ConfigError
+from deeprnn_jax.training import config as config_lib
+from deeprnn_jax.training import runlog
+from deeprnn_jax.training import train as train_lib
+from deeprnn_jax.training.config import ConfigError
 from experiments import cli
 from experiments import sweep
 from experiments import workers as workers_lib

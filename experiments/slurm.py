@@ -26,11 +26,11 @@ from typing import Callable, Sequence
 
 import ml_collections
 
-from deeprnn_jax import config as config_lib
+from deeprnn_jax.training import config as config_lib
 from deeprnn_jax._extras import require
-from deeprnn_jax import runlog
-from deeprnn_jax import train as train_lib
-from deeprnn_jax.config import ConfigError
+from deeprnn_jax.training import runlog
+from deeprnn_jax.training import train as train_lib
+from deeprnn_jax.training.config import ConfigError
 from experiments import sweep
 from experiments import workers
 

@@ -36,12 +36,12 @@ from typing import Any, Callable, Sequence
 import jax
 import ml_collections
 
-from deeprnn_jax import config as config_lib
-from deeprnn_jax import runlog
-from deeprnn_jax import parallel
-from deeprnn_jax import build
-from deeprnn_jax import train as train_lib
-from deeprnn_jax.config import ConfigError
+from deeprnn_jax.training import config as config_lib
+from deeprnn_jax.training import runlog
+from deeprnn_jax.training import parallel
+from deeprnn_jax.training import build
+from deeprnn_jax.training import train as train_lib
+from deeprnn_jax.training.config import ConfigError
 from experiments.locks import RunLock
 
 _log = logging.getLogger(__name__)

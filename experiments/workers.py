@@ -168,7 +168,7 @@ def is_free(run_dir: str) -> bool:
   moment. A run not started yet is free."""
   if not os.path.isdir(run_dir):
     return True
-  from deeprnn_jax import runlog  # pylint: disable=g-import-not-at-top  (imports JAX: not before a worker pins)
+  from deeprnn_jax.training import runlog  # pylint: disable=g-import-not-at-top  (imports JAX: not before a worker pins)
   from experiments.locks import RunLock  # pylint: disable=g-import-not-at-top
 
   lock = RunLock(runlog.RunFolder(run_dir).lock)

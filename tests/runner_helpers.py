@@ -9,9 +9,9 @@ import jax
 import numpy as np
 import optax
 
-from deeprnn_jax import config as config_lib
-from deeprnn_jax import runlog
-from deeprnn_jax import train as train_lib
+from deeprnn_jax.training import config as config_lib
+from deeprnn_jax.training import runlog
+from deeprnn_jax.training import train as train_lib
 
 
 def tiny_config(**overrides):
@@ -41,7 +41,7 @@ def config_file_text(*, axes=None, seeds=(0, 1), **overrides) -> str:
   axes = axes or {'model.cell': ['rnn', 'gru'], 'model.depth': [1, 2]}
   return textwrap.dedent(f"""
       import json
-      from deeprnn_jax.config import from_dict, sweep_axes
+      from deeprnn_jax.training.config import from_dict, sweep_axes
 
       def get_config():
         c = from_dict(json.loads({json.dumps(base)!r}))

@@ -141,7 +141,7 @@ def test_the_pytorch_quickstart_draws_the_parentheses_task():
 
 def test_the_pytorch_quickstart_runs_the_quickstart_config():
   from benchmarks import quickstart_torch as qt
-  from deeprnn_jax import config as config_lib
+  from deeprnn_jax.training import config as config_lib
   import os
 
   c = config_lib.load(

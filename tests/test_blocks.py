@@ -115,7 +115,7 @@ def test_modern_block_refuses_what_does_not_apply(kwargs, message):
 
 
 def test_the_block_is_a_config_key_and_its_conflicts_fail_in_one_line():
-  from deeprnn_jax import config as config_lib
+  from deeprnn_jax.training import config as config_lib
 
   c = config_lib.default_config()
   c.model.block = 'modern'

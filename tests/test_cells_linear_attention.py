@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import deeprnn_jax as dr
-from deeprnn_jax.attention import rope
-from deeprnn_jax.linear_attention import chunkwise_delta, l2_normalize
+from deeprnn_jax.cells.attention import rope
+from deeprnn_jax.cells.linear_attention import chunkwise_delta, l2_normalize
 from refs_linear_attention import np_attention, rope_matrix
 
 BATCH, TIME, IN, HIDDEN, HEADS = 3, 10, 5, 8, 2

@@ -49,7 +49,7 @@ def test_config_grid_expands(path):
 
 
 def test_a_sweep_made_before_the_seed_program_rename_is_the_same_sweep():
-  from deeprnn_jax import config as config_lib
+  from deeprnn_jax.training import config as config_lib
 
   new = config_lib.to_dict(config_lib.default_config())
   old = json.loads(json.dumps(new))

@@ -76,7 +76,7 @@ def test_import_and_one_train_step_without_extras():
 
       import functools
       import jax, numpy as np, optax
-      from deeprnn_jax import train
+      from deeprnn_jax.training import train
       task = dr.tasks.make_task('adding', seq_len=6, num_eval=8)
       model = dr.Regressor(rnn=dr.DeepRNN(cell='lstm', features=8, num_layers=2), out_features=1)
       tx = optax.adam(1e-2)

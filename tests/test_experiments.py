@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import yaml
 
-from deeprnn_jax import build
-from deeprnn_jax import config as config_lib
-from deeprnn_jax import parallel
-from deeprnn_jax import runlog
-from deeprnn_jax import train as train_lib
+from deeprnn_jax.training import build
+from deeprnn_jax.training import config as config_lib
+from deeprnn_jax.training import parallel
+from deeprnn_jax.training import runlog
+from deeprnn_jax.training import train as train_lib
 from experiments import run as run_cli
 from experiments import sweep
 
@@ -81,7 +81,7 @@ def test_a_sweep_resumes_the_runs_it_did_not_finish(tmp_path):
     calls['n'] += 1
     return calls['n'] == 1 + config.train.num_steps + 1 + 3
 
-  from deeprnn_jax.train import Interrupted  # noqa: PLC0415
+  from deeprnn_jax.training.train import Interrupted  # noqa: PLC0415
 
   with pytest.raises(Interrupted):
     sweep.run_sweep(config, workdir, should_stop=stop_in_second_run, echo=lambda s: None)

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from deeprnn_jax import config as config_lib
+from deeprnn_jax.training import config as config_lib
 from experiments import run as run_cli
 from experiments import sweep
 

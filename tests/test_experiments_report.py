@@ -11,7 +11,7 @@ import os
 import numpy as np
 import pytest
 
-from deeprnn_jax import config as config_lib
+from deeprnn_jax.training import config as config_lib
 from experiments import report
 from experiments import stats
 

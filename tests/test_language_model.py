@@ -14,12 +14,12 @@ import numpy as np
 import optax
 import pytest
 
-from deeprnn_jax import build
-from deeprnn_jax import checkpoint as checkpoint_lib
-from deeprnn_jax import config as config_lib
+from deeprnn_jax.training import build
+from deeprnn_jax.training import checkpoint as checkpoint_lib
+from deeprnn_jax.training import config as config_lib
 from deeprnn_jax import models
 from deeprnn_jax import tasks
-from deeprnn_jax import train as train_lib
+from deeprnn_jax.training import train as train_lib
 from deeprnn_jax.stack import DeepRNN
 from deeprnn_jax.tasks import language_model as lm
 

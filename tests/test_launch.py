@@ -20,8 +20,8 @@ import time
 
 import pytest
 
-from deeprnn_jax import config as config_lib
-from deeprnn_jax import runlog
+from deeprnn_jax.training import config as config_lib
+from deeprnn_jax.training import runlog
 from experiments import run as run_cli
 from experiments import slurm
 from experiments import sweep
@@ -169,7 +169,7 @@ def test_a_resumed_sweep_trains_the_same_runs_when_the_grid_starts_from_its_end(
     calls['n'] += 1
     return calls['n'] == 1 + config.train.num_steps + 1 + 3
 
-  from deeprnn_jax.train import Interrupted  # noqa: PLC0415
+  from deeprnn_jax.training.train import Interrupted  # noqa: PLC0415
 
   with pytest.raises(Interrupted):
     sweep.run_sweep(config, workdir, should_stop=stop_in_second_point, echo=lambda s: None)

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 import deeprnn_jax as dr
-from deeprnn_jax import checkpoint as checkpoint_lib
-from deeprnn_jax import runlog
-from deeprnn_jax import train as train_lib
+from deeprnn_jax.training import checkpoint as checkpoint_lib
+from deeprnn_jax.training import runlog
+from deeprnn_jax.training import train as train_lib
 from experiments import evaluate as evaluate_cli
 
 from runner_helpers import records, tiny_config

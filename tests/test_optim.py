@@ -12,8 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from deeprnn_jax import build
-from deeprnn_jax import config as config_lib
+from deeprnn_jax.training import build
+from deeprnn_jax.training import config as config_lib
 
 NUM_STEPS, WARMUP, PEAK, FINAL = 8, 3, 0.1, 0.2  # warmup over steps 0..2, cosine down to 0.2 * PEAK
 CLIP, DECAY = 0.5, 0.1

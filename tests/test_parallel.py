@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from deeprnn_jax import parallel
+from deeprnn_jax.training import parallel
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TESTS)
@@ -19,7 +19,7 @@ ROOT = os.path.dirname(TESTS)
 SCRIPT = textwrap.dedent("""
     import json, sys
     import jax
-    from deeprnn_jax import train
+    from deeprnn_jax.training import train
     from runner_helpers import records, tiny_config
 
     # argv: workdir, batch size, number of seeds (trained together, looped inside one program)

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 import tfds_toy_builders  # noqa: F401  (registers the builders in this process)
-from deeprnn_jax import runlog
+from deeprnn_jax.training import runlog
 from deeprnn_jax.tasks import tfds_source
 from experiments import prepare
 
@@ -33,7 +33,7 @@ raise ImportError('tensorflow imported')
 # A config file, as a researcher writes one, whose task reads the prepared dataset through tfds_source.
 CONFIG = """
 from deeprnn_jax import tasks
-from deeprnn_jax.config import default_config
+from deeprnn_jax.training.config import default_config
 from deeprnn_jax.tasks import tfds_source, tfds_text
 
 DATA_DIR = {data_dir!r}

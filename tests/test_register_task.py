@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 import deeprnn_jax as dr
-from deeprnn_jax import runlog
+from deeprnn_jax.training import runlog
 from deeprnn_jax import tasks
 from experiments import run, sweep
 
@@ -138,7 +138,7 @@ def test_a_bad_registration_in_a_config_file_is_a_one_line_error(tmp_path, capsy
   config.write_text(
     textwrap.dedent("""
       from deeprnn_jax import tasks
-      from deeprnn_jax.config import default_config
+      from deeprnn_jax.training.config import default_config
 
       tasks.register_task('copy', lambda *, n=1: None)
 

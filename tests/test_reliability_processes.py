@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from deeprnn_jax import runlog
+from deeprnn_jax.training import runlog
 from experiments import report
 from experiments import sweep
 

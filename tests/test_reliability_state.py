@@ -17,9 +17,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from deeprnn_jax import config as config_lib
-from deeprnn_jax import runlog
-from deeprnn_jax import train as train_lib
+from deeprnn_jax.training import config as config_lib
+from deeprnn_jax.training import runlog
+from deeprnn_jax.training import train as train_lib
 from deeprnn_jax.tasks import base as task_base
 from deeprnn_jax.tasks import synthetic
 from experiments import report
@@ -126,7 +126,7 @@ def test_a_damaged_checkpoint_falls_back_and_the_run_ends_as_if_never_stopped(
 
 def test_flipped_bytes_that_orbax_restores_without_complaint_are_caught_by_the_digest(tmp_path, caplog):
   """Random float32 data barely compresses, so flipped bytes in it decode fine, as wrong numbers."""
-  from deeprnn_jax import checkpoint as checkpoint_lib  # noqa: PLC0415
+  from deeprnn_jax.training import checkpoint as checkpoint_lib  # noqa: PLC0415
 
   state = {'w': np.random.default_rng(0).normal(size=(64, 64)).astype(np.float32), 'step': np.int32(4)}
   ck = checkpoint_lib.Checkpointer(str(tmp_path), keep=2)

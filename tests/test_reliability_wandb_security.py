@@ -13,9 +13,9 @@ import threading
 
 import pytest
 
-from deeprnn_jax import config as config_lib
-from deeprnn_jax import runlog
-from deeprnn_jax import train as train_lib
+from deeprnn_jax.training import config as config_lib
+from deeprnn_jax.training import runlog
+from deeprnn_jax.training import train as train_lib
 from experiments import report
 from experiments import run as run_cli
 from experiments import sweep

@@ -10,9 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from deeprnn_jax import build, models, tasks
-from deeprnn_jax import config as config_lib
-from deeprnn_jax import train as train_lib
+from deeprnn_jax.training import build
+from deeprnn_jax import models, tasks
+from deeprnn_jax.training import config as config_lib
+from deeprnn_jax.training import train as train_lib
 from deeprnn_jax.tasks import speech
 from deeprnn_jax.tasks import speech_to_text as stt
 from deeprnn_jax.tasks import tfds_source

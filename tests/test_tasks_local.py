@@ -458,7 +458,7 @@ TINY = [
 
 
 def test_imdb_sentiment_config_trains_from_the_aclimdb_archive(tmp_path, capsys):
-  from deeprnn_jax import runlog  # pylint: disable=g-import-not-at-top
+  from deeprnn_jax.training import runlog  # pylint: disable=g-import-not-at-top
   from experiments import run  # pylint: disable=g-import-not-at-top
 
   archive = tar_gz(write_imdb(tmp_path / 'data'), tmp_path / 'aclImdb_v1.tar.gz')

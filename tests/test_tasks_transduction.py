@@ -12,7 +12,7 @@ import tensorflow_datasets as tfds
 
 import deeprnn_jax as dr
 from deeprnn_jax import tasks
-from deeprnn_jax import train as train_lib
+from deeprnn_jax.training import train as train_lib
 from deeprnn_jax.seq2seq import RecurrentDecoder
 from deeprnn_jax.tasks import base, transduction
 from deeprnn_jax.tasks.base import BOS_ID, EOS_ID, OOV_ID, PAD_ID

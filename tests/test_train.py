@@ -12,10 +12,10 @@ import jax
 import numpy as np
 import pytest
 
-from deeprnn_jax import checkpoint as checkpoint_lib
-from deeprnn_jax import runlog
+from deeprnn_jax.training import checkpoint as checkpoint_lib
+from deeprnn_jax.training import runlog
 from deeprnn_jax import tasks as tasks_lib
-from deeprnn_jax import train as train_lib
+from deeprnn_jax.training import train as train_lib
 from deeprnn_jax.tasks import synthetic
 from deeprnn_jax.tasks.base import Threshold
 
@@ -321,7 +321,7 @@ def test_plain_progress_lines_one_per_evaluation(tmp_path, capsys):
 
 
 def test_progress_auto_is_a_bar_on_a_terminal_and_lines_otherwise():
-  from deeprnn_jax import progress  # noqa: PLC0415
+  from deeprnn_jax.training import progress  # noqa: PLC0415
 
   class Tty:
     def isatty(self):

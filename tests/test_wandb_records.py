@@ -8,8 +8,8 @@ import os
 
 import pytest
 
-from deeprnn_jax import checkpoint as checkpoint_lib
-from deeprnn_jax import runlog
+from deeprnn_jax.training import checkpoint as checkpoint_lib
+from deeprnn_jax.training import runlog
 from experiments import run as run_cli
 
 import faults

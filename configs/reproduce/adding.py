@@ -19,7 +19,7 @@ cell), Adam, 4,000 steps of batch 50, 3 seeds; "solved" is the task threshold, M
   python -m experiments.run --config configs/reproduce/adding.py --workdir runs/reproduce/adding
 """
 
-from deeprnn_jax.config import default_config, sweep_axes
+from deeprnn_jax.training.config import default_config, sweep_axes
 
 PUBLISHED = {
   'lstm': {

@@ -22,7 +22,7 @@ A few thousand steps is far fewer than the papers' budgets: "stays at the baseli
   python -m experiments.run --config configs/reproduce/copy_memory.py --workdir runs/reproduce/copy_memory
 """
 
-from deeprnn_jax.config import default_config, sweep_axes
+from deeprnn_jax.training.config import default_config, sweep_axes
 
 PUBLISHED = {
   'rnn': {'solved': False, 'source': 'Arjovsky et al. 2016, Fig. 1 (T = 100)'},

@@ -14,7 +14,7 @@ are held out for validation, so ours trains on 3,600. About a minute on 2 CPU co
   python -m experiments.run --config configs/reproduce/mnist1d_gru.py --workdir runs/reproduce/mnist1d_gru
 """
 
-from deeprnn_jax.config import default_config
+from deeprnn_jax.training.config import default_config
 
 PUBLISHED = {
   'gru': {

@@ -25,7 +25,7 @@ Depth study (the same recipe at 1, 2 and 3 layers):
       --config.task.options.path=/data/ptb "--config.sweep.axes={'model.depth': [1, 2, 3]}"
 """
 
-from deeprnn_jax.config import default_config
+from deeprnn_jax.training.config import default_config
 
 WINDOWS_PER_EPOCH = 2323  # PTB train, 929,589 tokens, 20 streams, unroll 20
 PUBLISHED = {

@@ -101,7 +101,7 @@ def register_task(
     # configs/my_task.py
     import jax, jax.numpy as jnp, numpy as np
     from deeprnn_jax import tasks
-    from deeprnn_jax.config import default_config
+    from deeprnn_jax.training.config import default_config
 
     def noisy_sum(*, seq_len: int = 20, num_eval: int = 256, seed: int = 0) -> tasks.Task:
       def batch(key, n):  # [n, seq_len, 1] inputs, [n, 1] targets: the sum of the inputs

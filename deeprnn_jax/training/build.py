@@ -12,9 +12,9 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from deeprnn_jax import config as config_lib
+from deeprnn_jax.training import config as config_lib
 from deeprnn_jax import models
-from deeprnn_jax import runlog
+from deeprnn_jax.training import runlog
 from deeprnn_jax import seq2seq
 from deeprnn_jax.stack import DeepRNN
 from deeprnn_jax.tasks import base as task_base

@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 from jax.nn import initializers as jinit
 
-from deeprnn_jax.linear import LinearRecurrentCell
+from deeprnn_jax.cells.linear import LinearRecurrentCell
 
 Array = jax.Array
 

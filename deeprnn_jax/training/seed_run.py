@@ -27,10 +27,10 @@ from typing import Any, Mapping, Sequence
 import ml_collections
 import numpy as np
 
-from deeprnn_jax import build
-from deeprnn_jax import checkpoint as checkpoint_lib
-from deeprnn_jax import config as config_lib
-from deeprnn_jax import runlog
+from deeprnn_jax.training import build
+from deeprnn_jax.training import checkpoint as checkpoint_lib
+from deeprnn_jax.training import config as config_lib
+from deeprnn_jax.training import runlog
 from deeprnn_jax.tasks import base as task_base
 
 _log = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterable, Mapping
 import ml_collections
 
 from deeprnn_jax import models
-from deeprnn_jax import progress
+from deeprnn_jax.training import progress
 from deeprnn_jax import seq2seq
 from deeprnn_jax import stack
 
@@ -130,7 +130,7 @@ def _mapping(key, v):
 
 
 def _cell_names():
-  from deeprnn_jax import CELLS  # pylint: disable=g-import-not-at-top
+  from deeprnn_jax.cells import CELLS  # pylint: disable=g-import-not-at-top
 
   return CELLS.keys()
 
@@ -498,7 +498,7 @@ def _check_task_options(d: dict) -> None:
 def _check_cell_kwargs(cell: str, kwargs: Mapping) -> None:
   if not kwargs:
     return
-  from deeprnn_jax import CELLS  # pylint: disable=g-import-not-at-top
+  from deeprnn_jax.cells import CELLS  # pylint: disable=g-import-not-at-top
 
   cls = CELLS[cell]
   if dataclasses.is_dataclass(cls):
@@ -509,7 +509,7 @@ def _check_cell_kwargs(cell: str, kwargs: Mapping) -> None:
 
 
 def _check_execution(cell: str, execution: str) -> None:
-  from deeprnn_jax.registry import has_parallel_form, parallel_cells  # pylint: disable=g-import-not-at-top
+  from deeprnn_jax.cells.registry import has_parallel_form, parallel_cells  # pylint: disable=g-import-not-at-top
 
   if execution == 'parallel' and not has_parallel_form(cell):
     raise ConfigError(

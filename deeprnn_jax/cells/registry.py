@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import flax.linen as nn
 
-from deeprnn_jax import cells, linear
-from deeprnn_jax import attention, linear_attention
-from deeprnn_jax import xlstm
-from deeprnn_jax import rglru, ssm
+from deeprnn_jax.cells import classic, linear
+from deeprnn_jax.cells import attention, linear_attention
+from deeprnn_jax.cells import xlstm
+from deeprnn_jax.cells import rglru, ssm
 
 CELLS: dict[str, type[nn.RNNCellBase]] = {
-  'rnn': cells.ElmanCell,
-  'irnn': cells.IRNNCell,
-  'lstm': cells.LSTMCell,
-  'gru': cells.GRUCell,
-  'mgu': cells.MGUCell,
-  'indrnn': cells.IndRNNCell,
-  'ugrnn': cells.UGRNNCell,
+  'rnn': classic.ElmanCell,
+  'irnn': classic.IRNNCell,
+  'lstm': classic.LSTMCell,
+  'gru': classic.GRUCell,
+  'mgu': classic.MGUCell,
+  'indrnn': classic.IndRNNCell,
+  'ugrnn': classic.UGRNNCell,
   'mingru': linear.MinGRUCell,
   'lru': linear.LRUCell,
   'minlstm': linear.MinLSTMCell,

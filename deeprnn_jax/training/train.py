@@ -1,14 +1,7 @@
-"""Training: the public step functions and the loop of one grid point.
+"""The loop of one grid point: its seeds trained together, logged, evaluated and checkpointed.
 
-The step functions are what a researcher calls from a loop of their own::
-
-  model, task = build.model_from_config(config, task), build.task_from_config(config)
-  tx, _ = build.optimizer_from_config(config)
-  state = init_state(model, tx, task, seed=0)
-  step = jax.jit(functools.partial(train_step, model, tx, task))
-  for i in range(1000):
-    state = step(state, task.train_batch(state.data_key, state.step, 64))
-  sums = eval_step(model, task, state.params, task.eval_splits['val'])   # {metric: (total, count)}
+The step functions it runs (``init_state``, ``train_step``, ``eval_step``) are ``steps.py``; they are
+imported here too, so ``train.train_step`` keeps working.
 
 ``train(config, workdir)`` trains one run into the run folder ``workdir``; ``train_seeds(configs,
 run_dirs)`` trains runs that differ only in ``train.seed`` *together*: every array of the
@@ -45,21 +38,30 @@ import logging
 import time
 from typing import Any, Callable, Mapping, Sequence
 
-import flax
-import flax.serialization
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
-from deeprnn_jax import build
-from deeprnn_jax import config as config_lib
+from deeprnn_jax.training import build
+from deeprnn_jax.training import config as config_lib
 from deeprnn_jax import models
-from deeprnn_jax import parallel
-from deeprnn_jax import progress as progress_lib
-from deeprnn_jax import runlog
-from deeprnn_jax.seed_run import Cadence, SeedRun, task_facts
+from deeprnn_jax.training import parallel
+from deeprnn_jax.training import progress as progress_lib
+from deeprnn_jax.training import runlog
+from deeprnn_jax.training.seed_run import Cadence, SeedRun, task_facts
+from deeprnn_jax.training.steps import (
+  TrainState,
+  eval_chunks,
+  eval_step,
+  from_state_dict,
+  init_state,
+  metric_names,
+  predict_step,
+  state_dict,
+  task_batch,
+  train_step,
+)
 from deeprnn_jax.tasks import base as task_base
 
 ConfigDict = ml_collections.ConfigDict
@@ -72,278 +74,6 @@ _log = logging.getLogger(__name__)
 
 class Interrupted(Exception):
   """Training stopped on request (SIGTERM / Ctrl-C); a checkpoint was saved and the runs marked."""
-
-
-@flax.struct.dataclass
-class TrainState:
-  """Everything a step reads and writes (in the loop: with a leading seed axis ``[S, ...]``).
-
-  Attributes:
-    step: int32, the number of steps taken.
-    params / opt_state: model parameters and optax state.
-    dropout_key / data_key: raw ``uint32[2]`` keys; the step's keys are derived from them and ``step``.
-    diverged_at: int32, the first step whose loss, gradients or parameters were not finite; -1 if none.
-    acc: sums over the current log interval (see ``zero_acc``), read and reset by the host.
-    carries: a stateful task's (``Task.stateful``) recurrent state of each of its ``batch_size``
-      streams after the last step (the ``DeepRNN``'s per-layer carries, ``[batch, ...]`` leaves); the
-      next step starts from it, so a checkpoint resumes truncated BPTT exactly. ``()`` for every
-      other task, which leaves their states and checkpoints as they were.
-  """
-
-  step: jax.Array
-  params: Any
-  opt_state: Any
-  dropout_key: jax.Array
-  data_key: jax.Array
-  diverged_at: jax.Array
-  acc: Any
-  carries: Any = ()
-
-
-# ----------------------------------------------------------------------------------------------
-# The step functions (one seed; pure and jittable).
-
-
-def grad_groups(params: Mapping[str, Any]) -> dict[str, Any]:
-  """Parameter subtrees whose gradient norms are logged: each recurrent layer, and every other module.
-
-  ``{'layer_0': ..., 'layer_1': ..., 'embed': ..., 'out': ...}``: the vanishing/exploding-gradient
-  diagnostic across depth.
-  """
-  groups = {}
-  for name, sub in params.items():
-    if name == 'rnn' and isinstance(sub, Mapping):
-      groups.update({k: v for k, v in sub.items()})
-    else:
-      groups[name] = sub
-  return groups
-
-
-def zero_acc(params, metric_names: Sequence[str]) -> dict:
-  """The per-interval sums: steps counted, loss, task metrics (total, count), gradient norms."""
-  z = jnp.zeros((), jnp.float32)
-  return {
-    'steps': z,
-    'loss': z,
-    'metrics': {k: {'total': z, 'count': z} for k in metric_names},
-    'grad_norm': {k: z for k in ['total', *grad_groups(params)]},
-  }
-
-
-def seed_keys(seed) -> jax.Array:
-  """A seed's (init, dropout, data) keys; each depends on the seed alone."""
-  return jax.random.split(jax.random.PRNGKey(seed), 3)
-
-
-def metric_names(model, task: task_base.Task) -> tuple[str, ...]:
-  """The metric names ``task.loss_and_metrics`` returns, found by tracing (no compute)."""
-
-  def f():
-    key = jax.random.PRNGKey(0)
-    batch = task.train_batch(key, jnp.int32(0), 1)
-    params = model.init({'params': key}, batch['inputs'], batch['lengths'], deterministic=True)
-    return task.loss_and_metrics(model.apply(params, batch['inputs'], batch['lengths']), batch)[1]
-
-  return tuple(jax.eval_shape(f).keys())
-
-
-def _task_batch(task: task_base.Task, key, step, batch_size: int, data=None, bucket: int | None = None) -> Batch:
-  """``task.train_batch`` with the dataset passed as an argument (not baked into the program as a
-  constant) and the length bucket, where the task has them."""
-  kwargs = {}
-  if task.train_data is not None:
-    kwargs['data'] = task.train_data if data is None else data
-  if bucket is not None:
-    kwargs['bucket'] = bucket
-  return task.train_batch(key, step, batch_size, **kwargs)
-
-
-def init_state(
-  model,
-  tx: optax.GradientTransformation,
-  task: task_base.Task,
-  seed,
-  *,
-  data=None,
-  metrics: Sequence[str] | None = None,
-  batch_size: int | None = None,
-) -> TrainState:
-  """The state of seed ``seed`` at step 0 (``metrics``: ``metric_names(model, task)`` if known).
-
-  A stateful task needs ``batch_size`` (its number of streams) for the carries.
-  """
-  init_key, dropout_key, data_key = seed_keys(seed)
-  batch = _task_batch(task, data_key, jnp.int32(0), 1, data)
-  params = model.init(
-    {'params': init_key, 'dropout': dropout_key}, batch['inputs'], batch['lengths'], deterministic=True
-  )['params']
-  metrics = metric_names(model, task) if metrics is None else metrics
-  carries = ()
-  if task.stateful:
-    if batch_size is None:
-      raise ValueError(f'init_state: task {task.name!r} is stateful; pass batch_size (its number of streams)')
-    # Step 0 starts an epoch (batch['reset']), which replaces these with the model's initial carries.
-    carries = model.apply({'params': params}, batch_size, method='initialize_carries')
-  return TrainState(
-    step=jnp.int32(0),
-    params=params,
-    opt_state=tx.init(params),
-    dropout_key=dropout_key,
-    data_key=data_key,
-    diverged_at=jnp.int32(-1),
-    acc=zero_acc(params, metrics),
-    carries=carries,
-  )
-
-
-def state_dict(state: TrainState) -> dict:
-  """The state as the checkpoint holds it: ``carries`` only for a stateful task, so the checkpoints of
-  every other task keep the layout they had before the field existed (and old ones still restore)."""
-  d = flax.serialization.to_state_dict(state)
-  if not jax.tree.leaves(d['carries']):
-    del d['carries']
-  return d
-
-
-def from_state_dict(template: TrainState, d: dict) -> TrainState:
-  """``state_dict`` back into a ``TrainState`` shaped like ``template``."""
-  if 'carries' not in d:
-    d = {**d, 'carries': flax.serialization.to_state_dict(template.carries)}
-  return flax.serialization.from_state_dict(template, d)
-
-
-def _all_finite(tree) -> jax.Array:
-  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
-  return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
-
-
-def train_step(
-  model,
-  tx: optax.GradientTransformation,
-  task: task_base.Task,
-  state: TrainState,
-  batch: Batch,
-  active: jax.Array | bool = True,
-) -> TrainState:
-  """One update of ``state`` on ``batch``: loss, gradients, optimizer, the interval's sums.
-
-  Dropout uses ``fold_in(state.dropout_key, state.step)``. The update is kept only if the seed is
-  ``active`` and the loss, the gradient norm and the new parameters are all finite; the first step
-  where they are not is recorded in ``diverged_at`` and the state stays at its last finite value.
-
-  A stateful task's step (truncated BPTT) starts each stream from ``state.carries`` (from the
-  model's initial carries where ``batch['reset']`` is set: an epoch's first window), behind a
-  ``stop_gradient``, so the gradient stops at the window; the window's final carries become the
-  new ``state.carries``.
-  """
-  dropout_key = jax.random.fold_in(state.dropout_key, state.step)
-
-  def loss_fn(params):
-    kwargs = {}
-    if task.stateful:
-      kwargs = dict(initial_carries=_start_carries(model, params, state.carries, batch['reset']), return_carries=True)
-    outputs = model.apply(
-      {'params': params},
-      batch['inputs'],
-      batch['lengths'],
-      deterministic=False,
-      rngs={'dropout': dropout_key},
-      **kwargs,
-    )
-    outputs, carries = outputs if task.stateful else (outputs, ())
-    loss, sums = task.loss_and_metrics(outputs, batch)
-    return loss, (sums, carries)
-
-  (loss, (sums, carries)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-  updates, opt_state = tx.update(grads, state.opt_state, state.params)
-  params = optax.apply_updates(state.params, updates)
-  norms = {'total': optax.tree.norm(grads)}
-  norms.update({k: optax.tree.norm(v) for k, v in grad_groups(grads).items()})
-
-  live = active & (state.diverged_at < 0)
-  finite = jnp.isfinite(loss) & jnp.isfinite(norms['total']) & _all_finite(params)
-  ok = live & finite
-  keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
-  add = lambda total, x: total + jnp.where(ok, x, 0.0)
-  acc = state.acc
-  acc = {
-    'steps': acc['steps'] + ok.astype(jnp.float32),
-    'loss': add(acc['loss'], loss),
-    'metrics': {
-      k: {'total': add(v['total'], sums[k][0]), 'count': add(v['count'], sums[k][1])} for k, v in acc['metrics'].items()
-    },
-    'grad_norm': {k: add(v, norms[k]) for k, v in acc['grad_norm'].items()},
-  }
-  return TrainState(
-    step=state.step + 1,
-    params=keep(params, state.params),
-    opt_state=keep(opt_state, state.opt_state),
-    dropout_key=state.dropout_key,
-    data_key=state.data_key,
-    diverged_at=jnp.where(live & ~finite, state.step, state.diverged_at),
-    acc=acc,
-    carries=keep(jax.lax.stop_gradient(carries), state.carries),
-  )
-
-
-def _start_carries(model, params, carries, reset: jax.Array):
-  """Each stream's carries for the next window: the model's initial carries where ``reset`` ``[batch]``
-  is set, else the previous window's, through a ``stop_gradient`` (the truncation of truncated BPTT)."""
-  fresh = model.apply({'params': params}, reset.shape[0], method='initialize_carries')
-  pick = lambda f, c: jnp.where(reset.reshape(reset.shape + (1,) * (c.ndim - 1)), f, jax.lax.stop_gradient(c))
-  return jax.tree.map(pick, fresh, carries)
-
-
-def eval_step(model, task: task_base.Task, params, batch: Batch) -> task_base.MetricSums:
-  """Metric sums ``{name: (total, count)}`` of the model on ``batch`` (``base.finalize`` -> means).
-
-  A stateful task's ``batch`` holds whole streams, ``[rows, windows, seq_len]`` inputs and targets
-  and ``[rows, windows]`` lengths: each row is read window after window from the model's initial
-  carries, each window starting from the carries the one before left (one ``lax.scan``), which is
-  the whole stream read as one sequence cut into windows (exact: windows of length 0 keep the carries).
-  """
-  if task.stateful:
-    return _stream_eval_step(model, task, params, batch)
-  outputs = model.apply({'params': params}, batch['inputs'], batch['lengths'], deterministic=True)
-  return task.loss_and_metrics(outputs, batch)[1]
-
-
-def _stream_eval_step(model, task: task_base.Task, params, batch: Batch) -> task_base.MetricSums:
-  rows = batch['lengths'].shape[0]
-  weight = batch.get('weight', jnp.ones((rows,), jnp.float32))
-  windows = {k: jnp.swapaxes(jnp.asarray(batch[k]), 0, 1) for k in ('inputs', 'targets', 'lengths')}
-
-  def window(carries, w):
-    outputs, carries = model.apply(
-      {'params': params}, w['inputs'], w['lengths'], deterministic=True, initial_carries=carries, return_carries=True
-    )
-    return carries, task.loss_and_metrics(outputs, {**w, 'weight': weight})[1]
-
-  carries = model.apply({'params': params}, rows, method='initialize_carries')
-  _, sums = jax.lax.scan(window, carries, windows)
-  return jax.tree.map(lambda x: x.sum(0), sums)
-
-
-def predict_step(model, params, batch: Batch) -> jax.Array:
-  """The model's ``predict`` (class ids, tags, decoded tokens) on ``batch``, for ``Task.score``."""
-  return model.apply({'params': params}, batch['inputs'], batch['lengths'], method='predict')
-
-
-def eval_chunks(split: Mapping[str, Any], chunk: int) -> list[dict[str, Any]]:
-  """A fixed eval split cut into equal chunks of ``min(chunk, n)`` rows (one compiled shape).
-
-  The last chunk is filled with copies of the first row at weight 0, so padding never counts. The
-  split's arrays may be nested (a dict of inputs): every leaf is cut along its first axis.
-  """
-  n = len(jax.tree.leaves(split['lengths'])[0])
-  size = max(1, min(chunk, n))
-  arrays = {k: jax.tree.map(np.asarray, v) for k, v in split.items() if k != 'weight'}
-  arrays['weight'] = np.asarray(split.get('weight', np.ones(n, np.float32)), np.float32)
-  pad = (-n) % size
-  if pad:
-    arrays = jax.tree.map(lambda v: np.concatenate([v, np.repeat(v[:1], pad, axis=0)]), arrays)
-    arrays['weight'][n:] = 0.0
-  return [jax.tree.map(lambda v, i=i: v[i : i + size], arrays) for i in range(0, n + pad, size)]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -398,9 +128,7 @@ class Programs:
 
   def _step(self, batch_size: int, bucket: int | None, state: TrainState, active, data) -> TrainState:
     # With several devices the batch is split over them; the gradient all-reduce follows from it.
-    batch = parallel.shard_batch(
-      _task_batch(self.task, state.data_key, state.step, batch_size, data, bucket), self.mesh
-    )
+    batch = parallel.shard_batch(task_batch(self.task, state.data_key, state.step, batch_size, data, bucket), self.mesh)
     return train_step(self.model, self.tx, self.task, state, batch, active)
 
   def bucket(self, step: int) -> int | None:

@@ -29,9 +29,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from deeprnn_jax.cells import Cell
+from deeprnn_jax.cells.base import Cell
 from deeprnn_jax.inits import get_initializer, per_gate
-from deeprnn_jax.linear import linear_recurrence
+from deeprnn_jax.cells.linear import linear_recurrence
 
 Array = jax.Array
 

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.nn import initializers as jinit
 
-from deeprnn_jax.cells import Cell
+from deeprnn_jax.cells.base import Cell
 from deeprnn_jax.inits import get_initializer
 
 Array = jax.Array

@@ -26,7 +26,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from deeprnn_jax.cells import Cell
+from deeprnn_jax.cells.base import Cell
 from deeprnn_jax.inits import get_initializer
 
 Array = jax.Array

@@ -26,12 +26,12 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from deeprnn_jax import build
-from deeprnn_jax import checkpoint as checkpoint_lib
-from deeprnn_jax import config as config_lib
-from deeprnn_jax import runlog
+from deeprnn_jax.training import build
+from deeprnn_jax.training import checkpoint as checkpoint_lib
+from deeprnn_jax.training import config as config_lib
+from deeprnn_jax.training import runlog
 from deeprnn_jax import tasks as tasks_lib
-from deeprnn_jax import train
+from deeprnn_jax.training import train
 from deeprnn_jax.tasks import base as task_base
 
 

@@ -23,7 +23,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from deeprnn_jax.cells import Cell, get_activation
+from deeprnn_jax.cells.base import Cell, get_activation
 from deeprnn_jax.inits import get_initializer
 
 Array = jax.Array
