@@ -49,7 +49,7 @@ def cell_rows(cells: list[str], budget: int, time: int, repeats: int, seconds: f
   for cell in cells:
     width = matched_width(cell, budget)
     shape = impls.Shape(f'{cell}-w{width}', BATCH, time, INPUTS, width, LAYERS)
-    paths = ['time', 'layer'] + (['parallel'] if dr.registry.has_parallel_form(cell) else [])
+    paths = ['time', 'layer'] + (['parallel'] if dr.cells.has_parallel_form(cell) else [])
     rates = bench.race({p: impls.ours(shape, cell, execution=p) for p in paths}, shape.tokens, repeats, seconds)
     parallel = bench.ratio_cell(rates['parallel'], rates['time']) if 'parallel' in rates else 'no parallel form'
     rows.append(
@@ -62,7 +62,7 @@ def cell_rows(cells: list[str], budget: int, time: int, repeats: int, seconds: f
 
 def length_rows(cells: list[str], budget: int, lengths: list[int], repeats: int, seconds: float) -> list[str]:
   rows = ['| cell | ' + ' | '.join(f'T={t}' for t in lengths) + ' |', '|---|' + '---|' * len(lengths)]
-  for cell in [c for c in cells if dr.registry.has_parallel_form(c)]:
+  for cell in [c for c in cells if dr.cells.has_parallel_form(c)]:
     width, ratios = matched_width(cell, budget), []
     for t in lengths:
       shape = impls.Shape(f'{cell}-T{t}', max(1, BATCH * 64 // t), t, INPUTS, width, LAYERS)

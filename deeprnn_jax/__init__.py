@@ -45,4 +45,9 @@ from deeprnn_jax.training.load import TrainedRun, load_run
 
 _moved.install()
 
+
+def __getattr__(name: str):
+  return _moved.package_attribute(name)  # old module paths of 0.2 (dr.registry, ...), until 0.4
+
+
 __version__ = '0.2.0'

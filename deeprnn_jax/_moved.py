@@ -49,6 +49,13 @@ class _MovedFinder(importlib.abc.MetaPathFinder):
     return None
 
 
+def package_attribute(name: str):
+  """``deeprnn_jax.<old module name>`` as an attribute (``dr.registry``): the alias module, with the warning."""
+  if f'deeprnn_jax.{name}' in MOVED:
+    return importlib.import_module(f'deeprnn_jax.{name}')
+  raise AttributeError(f"module 'deeprnn_jax' has no attribute {name!r}")
+
+
 def install() -> None:
   if not any(isinstance(f, _MovedFinder) for f in sys.meta_path):
     sys.meta_path.append(_MovedFinder())

@@ -65,7 +65,7 @@ def test_modern_block_paths_padding_and_streaming_agree(cell, bidirectional):
     cell=cell, features=4, num_layers=2, block='modern', bidirectional=bidirectional, execution=execution
   )
   params = make('time').init(jax.random.key(3), x, lengths)
-  executions = ['time', 'layer'] + (['parallel'] if dr.registry.has_parallel_form(cell) else [])
+  executions = ['time', 'layer'] + (['parallel'] if dr.cells.has_parallel_form(cell) else [])
   reference_final, reference = make('time').apply(params, x, lengths)
   for execution in executions[1:]:
     final, y = make(execution).apply(params, x, lengths)

@@ -100,7 +100,7 @@ def test_a_step_that_was_not_kept_fails_instead_of_loading_an_earlier_one(best_n
   # 10 lies between kept saves (8 and 12): a fallback to the newest save at or before it would load 8.
   run_dir, _ = best_not_last
   message = f"no readable checkpoint {step} (latest steps: 4, 8, 12; best: 4); try checkpoint='last'"
-  with pytest.raises(dr.load.RunNotFoundError, match=re.escape(message)):
+  with pytest.raises(dr.training.load.RunNotFoundError, match=re.escape(message)):
     dr.load_run(run_dir, checkpoint=step)
 
 
@@ -118,7 +118,7 @@ def test_a_missing_checkpoint_is_a_one_line_error(trained, checkpoint, message):
 
 
 def test_a_folder_that_is_not_a_run(tmp_path):
-  with pytest.raises(dr.load.RunNotFoundError, match='is not a run folder'):
+  with pytest.raises(dr.training.load.RunNotFoundError, match='is not a run folder'):
     dr.load_run(str(tmp_path))
 
 

@@ -33,7 +33,7 @@ def apply(model, params, x, lengths=None, **kwargs):
 @pytest.mark.parametrize('cell', sorted(dr.CELLS))
 def test_time_layer_parallel_agree(cell, bidirectional):
   x = inputs()
-  executions = ('time', 'layer') + (('parallel',) if dr.registry.has_parallel_form(cell) else ())
+  executions = ('time', 'layer') + (('parallel',) if dr.cells.has_parallel_form(cell) else ())
   models = {
     e: dr.DeepRNN(cell=cell, features=HIDDEN, num_layers=2, bidirectional=bidirectional, execution=e)
     for e in executions
@@ -89,7 +89,7 @@ def test_every_cell_streams_and_pads_as_each_sequence_alone(cell):
   has one): a padded batch equals each sequence alone (final carries at each one's last valid step),
   and ``DeepRNN.step`` streaming from the initial carries equals the whole run."""
   x = inputs(6)
-  execution = 'parallel' if dr.registry.has_parallel_form(cell) else 'layer'
+  execution = 'parallel' if dr.cells.has_parallel_form(cell) else 'layer'
   model = dr.DeepRNN(cell=cell, features=HIDDEN, num_layers=2, execution=execution)
   params = model.init(jax.random.key(0), x, LENGTHS)
   # Chunkwise forms (the delta rule's triangular solves) round differently at different lengths.
