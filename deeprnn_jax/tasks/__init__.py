@@ -19,7 +19,8 @@ Tagging (named entities): ``ner_conll`` (local CoNLL files), ``conll2003`` (TFDS
 Speech (keyword spotting, log-mel features): ``keyword_spotting`` (a local folder of WAV files),
 ``speech_commands`` (TFDS).
 Speech to text (CTC over characters, ``'ctc'``): ``speech_to_text`` (a LibriSpeech-layout folder or
-CSV/TSV manifests), ``librispeech`` (TFDS).
+CSV/TSV manifests), ``librispeech`` (TFDS), ``connected_digits`` (utterances joined from the Free Spoken
+Digit Dataset's recordings).
 
 A workload of your own: ``register_task(name, factory)`` (from a config file or your own module).
 """
@@ -31,6 +32,7 @@ import inspect
 import re
 from typing import Any, Callable
 
+from deeprnn_jax.tasks import connected_digits as _connected_digits
 from deeprnn_jax.tasks import digits as _digits
 from deeprnn_jax.tasks import language_model as _language_model
 from deeprnn_jax.tasks import mnist1d as _mnist1d
@@ -70,6 +72,7 @@ TASKS: dict[str, Callable[..., Task]] = {
   'speech_commands': _speech.speech_commands,
   'speech_to_text': _speech_to_text.speech_to_text,
   'librispeech': _speech_to_text.librispeech,
+  'connected_digits': _connected_digits.connected_digits,
   **{name: functools.partial(_polyphonic.polyphonic, dataset=name) for name in _polyphonic.FILES},
   'reverse': _transduction.reverse,
   'sort': _transduction.sort,
