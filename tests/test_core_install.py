@@ -114,7 +114,7 @@ def test_parts_needing_an_extra_fail_in_one_line_naming_it():
           'speech-jiwer': one_line_error(lambda: ctc.error_rates(['a b'], ['a c'])),
           'text': one_line_error(lambda: tagging.entity_scores([['B-PER']], [['B-PER']])),
           'cluster': one_line_error(lambda: __import__('experiments.slurm')),
-          'experiments-plots': one_line_error(lambda: __import__('experiments.plots', fromlist=['_plt'])._plt()),
+          'experiments-plots': one_line_error(lambda: __import__('experiments.report.plots', fromlist=['_plt'])._plt()),
       }
       registered = all(name in dr.tasks.TASKS for name in ('speech_commands', 'librispeech', 'conll2003', 'digits'))
       print(json.dumps({'errors': errors, 'registered': registered}))

@@ -13,7 +13,7 @@ import pytest
 
 from deeprnn_jax.training import config as config_lib
 from experiments import report
-from experiments import stats
+from experiments.report import stats
 
 TASK = {
   'name': 'toy',

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from experiments import stats
+from experiments.report import stats
 
 # Student-t quantiles t_{0.975, df} from a printed t-table (e.g. Student's table in any statistics text).
 T975 = {2: 4.303, 4: 2.776, 6: 2.447}

@@ -8,8 +8,8 @@
 * ``diverged.png``: the fraction of diverged runs per variant;
 * ``length_generalization.png`` where the task has longer test splits.
 
-Intervals come from ``experiments.stats`` (Student-t over seeds) and are cut to the values a metric
-can take. The functions read variants (``experiments.report.Variant``: ``cell``, ``depth``,
+Intervals come from ``experiments.report.stats`` (Student-t over seeds) and are cut to the values a metric
+can take. The functions read variants (``experiments.report.runs.Variant``: ``cell``, ``depth``,
 ``other``, ``runs``, ``name``, ``stat(column)``) and never compute a verdict.
 """
 
@@ -24,7 +24,7 @@ import numpy as np
 
 from deeprnn_jax.training import runlog
 from deeprnn_jax._extras import require
-from experiments.stats import clipped_interval, mean_ci
+from experiments.report.stats import clipped_interval, mean_ci
 
 
 def save(fig, path: str) -> None:
