@@ -2,9 +2,10 @@
 
 A depth x cell sweep on bracket counting (the ``parentheses`` task, after Collins et al. 2017): at
 each of 40 steps the model must output how many brackets are open, over two bracket types with
-saturating counters, among noise tokens. No download; with 5 seeds it ran in about 2 minutes on 2 CPU
-cores (one worker per core): 3 cells (vanilla RNN, GRU, LSTM) x depths 1 and 2 at width 32 x 8
-seeds, the seeds of each variant trained together as one program.
+saturating counters, among noise tokens. No download. The grid: 3 cells (vanilla RNN, GRU, LSTM) x
+depths 1 and 2 at width 32 x 8 seeds (48 runs), the seeds of each variant trained together as one
+program. The 5-seed grid of the round before ran in about 2 minutes on 2 CPU cores (one worker per
+core; BENCHMARKS.md); 8 seeds train 8/5 as many runs.
 
 Why this grid: its headline verdicts must not flip with float rounding. The report corrects its
 whole family of comparisons (Holm), so a verdict needs a large effect or many seeds. With 3 seeds

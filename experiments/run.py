@@ -18,9 +18,12 @@ Where the grid trains:
   the config's ``launch.*`` keys); prints the job ids and where the logs go, and returns. ``--launcher
   local`` runs the same jobs on this machine and waits for them (``experiments/slurm.py``).
 
+Before the first step, every optional package the sweep will need (the report's plots, wandb when asked
+for, the task's own: ``experiments/preflight.py``) is checked; a missing one is an input mistake.
+
 Exit codes: 0 all runs done (finished or diverged), 1 some run failed (or was left unfinished by a worker
-that died), 2 a mistake in the input (nothing was written), 130 interrupted (checkpointed; run the command
-again to resume).
+that died), 2 a mistake in the input or a missing package (nothing was written), 130 interrupted
+(checkpointed; run the command again to resume).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from deeprnn_jax.training import runlog
 from deeprnn_jax.training import train as train_lib
 from deeprnn_jax.training.config import ConfigError
 from experiments import cli
+from experiments import preflight
 from experiments import sweep
 from experiments import workers as workers_lib
 
@@ -122,6 +126,8 @@ def _run(args, config, overrides, should_stop, *, run_argv, default_workers, wor
           state = f'finished at step {status.get("step")}; extends to {point.config.train.num_steps}'
         print(f'{point.run_id(seed):40s} params={point.params:<9d} {state}')
     return 0
+  if worker is None:  # a worker's parent checked already
+    preflight.check(config, report=not args.no_report, launcher=args.launcher)
   if worker is not None:
     if config.train.progress == 'bar':  # a bar cannot pass through the parent's line-by-line display
       config = config_lib.validate(config_lib.apply_overrides(config, [('train.progress', 'lines')]))

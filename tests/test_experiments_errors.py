@@ -22,8 +22,14 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BAD_OVERRIDES = [
   (['--config.modle.depth=2'], "config key 'modle.depth': unknown key; valid groups: "),
   (['--config.model.dept=2'], "config key 'model.dept': unknown key; valid keys in 'model': model.attention, "),
-  (['--config.model.cell=lstmm'], "config key 'model.cell': unknown value 'lstmm'; valid: attention, deltanet, "),
-  (['--config.task.name=adding2'], "config key 'task.name': unknown value 'adding2'; valid: adding, "),
+  (
+    ['--config.model.cell=lstmm'],
+    "config key 'model.cell': unknown value 'lstmm'; did you mean 'lstm' or 'slstm' or 'mlstm'? valid: attention, ",
+  ),
+  (
+    ['--config.task.name=adding2'],
+    "config key 'task.name': unknown value 'adding2'; did you mean 'adding' or 'addition'? valid: adding, ",
+  ),
   (['--config.model.depth=0'], "config key 'model.depth': must be >= 1, got 0"),
   (['--config.model.width=-8'], "config key 'model.width': must be >= 1, got -8"),
   (['--config.model.depth=2.5'], "config key 'model.depth': must be an int, got float 2.5"),
@@ -260,7 +266,8 @@ def test_the_real_command_line_exits_2(tmp_path):
   )
   assert proc.returncode == 2
   assert proc.stderr.strip().splitlines() == [
-    "error: config key 'model.cell': unknown value 'lstmm'; valid: attention, deltanet, gated_deltanet, gru, "
+    "error: config key 'model.cell': unknown value 'lstmm'; did you mean 'lstm' or 'slstm' or 'mlstm'? "
+    'valid: attention, deltanet, gated_deltanet, gru, '
     'indrnn, irnn, linear_attention, lru, lstm, mamba, mgu, mingru, minlstm, mlstm, rglru, rnn, s6, slstm, ugrnn'
   ]
 

@@ -289,7 +289,7 @@ def test_bfloat16_compute_policy():
 @pytest.mark.parametrize(
   'kwargs, message',
   [
-    (dict(cell='lsmt'), "unknown cell 'lsmt'; choose one of"),
+    (dict(cell='lsmt'), "unknown cell 'lsmt'; did you mean 'lstm' or 'slstm' or 'mlstm'\\? choose one of"),
     (dict(connection='dense'), "unknown connection 'dense'; choose one of"),
     (dict(execution='parallel', cell='lstm'), "execution='parallel' needs a cell with a parallel form"),
     (dict(features=0), 'features must be positive integers'),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+
 import flax.linen as nn
 
 from deeprnn_jax.cells import classic, linear
@@ -38,7 +40,9 @@ def resolve_cell(cell: str | type[nn.RNNCellBase]) -> type[nn.RNNCellBase]:
     try:
       return CELLS[cell]
     except KeyError:
-      raise ValueError(f'unknown cell {cell!r}; choose one of {sorted(CELLS)} or pass a cell class') from None
+      close = difflib.get_close_matches(cell, CELLS, n=3)
+      hint = f'did you mean {" or ".join(map(repr, close))}? ' if close else ''
+      raise ValueError(f'unknown cell {cell!r}; {hint}choose one of {sorted(CELLS)} or pass a cell class') from None
   if isinstance(cell, type) and issubclass(cell, nn.RNNCellBase):
     return cell
   raise ValueError(f'cell must be a name in {sorted(CELLS)} or an nn.RNNCellBase subclass; got {cell!r}')

@@ -19,14 +19,17 @@ from __future__ import annotations
 import ast
 import copy
 import dataclasses
+import difflib
 import importlib.util
 import json
+import logging
 import os
 import re
 from typing import Any, Callable, Iterable, Mapping
 
 import ml_collections
 
+from deeprnn_jax import inits
 from deeprnn_jax import models
 from deeprnn_jax.training import progress
 from deeprnn_jax import seq2seq
@@ -108,7 +111,9 @@ def _choice(choices: Iterable[str] | Callable[[], Iterable[str]], optional: bool
     if v is None and optional:
       return None
     if not isinstance(v, str) or v not in valid:
-      raise ConfigError(key, f'unknown value {v!r}; valid: {", ".join(valid)}')
+      close = difflib.get_close_matches(v, valid, n=3) if isinstance(v, str) else []
+      hint = f'did you mean {" or ".join(map(repr, close))}? ' if close else ''
+      raise ConfigError(key, f'unknown value {v!r}; {hint}valid: {", ".join(valid)}')
     return v
 
   return rule
@@ -126,6 +131,16 @@ def _tuple_of(item_rule):
 def _mapping(key, v):
   if not isinstance(v, (Mapping, ml_collections.ConfigDict)):
     raise ConfigError(key, f'must be a mapping, got {_typename(v)} {v!r}')
+  return v
+
+
+def _tree_init(key, v):
+  if v is None:
+    return None
+  try:
+    inits.tree_init_scale(v)
+  except ValueError as e:
+    raise ConfigError(key, str(e)) from None
   return v
 
 
@@ -170,6 +185,7 @@ SCHEMA: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
   'model.remat': (False, _bool),
   'model.dtype': ('float32', _choice(('float32', 'bfloat16'))),  # compute dtype; parameters stay float32
   'model.initial_carry': ('zeros', _choice(stack.INITIAL_CARRIES)),
+  'model.init': (None, _tree_init),  # 'uniform_<a>': every parameter U(-a, a) (Zaremba et al.); None: each module's own
   'model.cell_kwargs': ({}, _mapping),
   'model.embed_features': (None, _int(1, optional=True)),  # token tasks: embedding size (None: the width)
   'model.input_features': (None, _int(1, optional=True)),  # feature tasks: optional input projection size
@@ -482,7 +498,25 @@ def validate(config: ml_collections.ConfigDict | Mapping) -> ml_collections.Conf
   _check_execution(out['model']['cell'], out['model']['execution'])
   _check_block(out['model'])
   _check_sweep(out)
+  _warn_eval_interval(out)
   return from_dict(out)
+
+
+_warned: set[str] = set()
+
+
+def _warn_eval_interval(d: dict) -> None:
+  """One warning line (once per process) when ``train.eval_every_steps`` exceeds a run's
+  ``train.num_steps``: the run is evaluated only at its end, so its learning curve is one point."""
+  every = d['train']['eval_every_steps']
+  steps = min([d['train']['num_steps'], *flat_axes(d).get('train.num_steps', ())])
+  message = (
+    f'train.eval_every_steps={every} is more than train.num_steps={steps}: the run is evaluated '
+    f'only once, at its end (a one-point learning curve); e.g. --config.train.eval_every_steps={max(1, steps // 10)}'
+  )
+  if every > steps and message not in _warned:
+    _warned.add(message)
+    logging.getLogger(__name__).warning(message)
 
 
 def _check_task_options(d: dict) -> None:
