@@ -85,6 +85,9 @@ class _SequenceModel(nn.Module):
     input_features: real inputs: a linear projection to this width first (None: none).
     head_features: hidden widths of the MLP head (ReLU); ``()`` is a linear head.
     dropout_rate: dropout on the encoded inputs and in the head (the RNN's own is ``rnn.dropout_rate``).
+    param_init: a whole-model scheme of ``inits.init_tree`` (e.g. ``'uniform_0.1'``: every parameter
+      U(-0.1, 0.1), Zaremba et al. 2014) that ``training.steps.init_state`` applies over the tree the
+      modules drew; None keeps each module's own initializers. Read at initialization only.
   """
 
   rnn: DeepRNN
@@ -93,6 +96,7 @@ class _SequenceModel(nn.Module):
   input_features: int | None = None
   head_features: Sequence[int] = ()
   dropout_rate: float = 0.0
+  param_init: str | None = None
 
   def encode(self, inputs: Array, lengths: Array | None, deterministic: bool) -> Array:
     return self._rnn(self._inputs(inputs, deterministic), lengths, deterministic)[1]

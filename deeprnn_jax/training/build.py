@@ -98,6 +98,8 @@ def _model(m: ConfigDict, task: task_base.Task, widths: tuple[int, ...]):
       'model.tie_embeddings',
       f'is for per-step token outputs (language models); task {task.name!r} has output_kind {task.output_kind!r}',
     )
+  if m.init is not None and task.output_kind == 'sequence':
+    raise config_lib.ConfigError('model.init', 'is not offered for sequence-to-sequence models yet; leave it None')
   if task.output_kind == 'sequence':
     decoder_cell = m.decoder_cell or m.cell
     decoder = seq2seq.RecurrentDecoder(
@@ -128,7 +130,9 @@ def _model(m: ConfigDict, task: task_base.Task, widths: tuple[int, ...]):
     inputs = dict(vocab_size=task.input_size, embed_features=embed)
   else:
     inputs = dict(input_features=m.input_features)
-  common = dict(rnn=rnn, head_features=tuple(m.head_features), dropout_rate=m.head_dropout_rate, **inputs)
+  common = dict(
+    rnn=rnn, head_features=tuple(m.head_features), dropout_rate=m.head_dropout_rate, param_init=m.init, **inputs
+  )
   if task.output_kind == 'class':
     return models.Classifier(num_classes=task.output_size, pooling=m.pooling, **common)
   if task.output_kind == 'regression':

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from deeprnn_jax import inits
 from deeprnn_jax.tasks import base as task_base
 
 Batch = task_base.Batch
@@ -131,6 +132,8 @@ def init_state(
   params = model.init(
     {'params': init_key, 'dropout': dropout_key}, batch['inputs'], batch['lengths'], deterministic=True
   )['params']
+  if getattr(model, 'param_init', None):  # a whole-model scheme (model.init) redraws every parameter
+    params = inits.init_tree(params, jax.random.fold_in(init_key, 1), model.param_init)
   metrics = metric_names(model, task) if metrics is None else metrics
   carries = ()
   if task.stateful:
