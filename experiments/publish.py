@@ -56,6 +56,10 @@ def publish(workdir: str, report_files: Sequence[str] | None = None) -> list[str
       run_id=status['wandb_id'],
       directory=logging_cfg.get('wandb_dir') or folder.path,
       group=logging_cfg.get('group') or os.path.basename(os.path.abspath(workdir)),
+      # The run's own job type and tags: offline, this resume is a folder of its own, which `wandb sync`
+      # uploads after the run's first one; without them it would carry an empty job type and no tags.
+      job_type=status.get('wandb_job_type'),
+      tags=status.get('wandb_tags') or (),
     )
     run.summary(measures(row))
     run.finish()
@@ -89,7 +93,15 @@ def publish(workdir: str, report_files: Sequence[str] | None = None) -> list[str
 
 
 def _open(
-  mode: str, logging_cfg: dict, *, name: str, run_id: str, directory: str, group: str, job_type: str | None = None
+  mode: str,
+  logging_cfg: dict,
+  *,
+  name: str,
+  run_id: str,
+  directory: str,
+  group: str,
+  job_type: str | None = None,
+  tags: Sequence[str] = (),
 ) -> runlog.WandbRun:
   return runlog.WandbRun(
     mode,
@@ -101,5 +113,6 @@ def _open(
     config={},
     group=group,
     job_type=job_type,
+    tags=tags,
     timeout=float(logging_cfg.get('wandb_timeout_seconds') or 60.0),
   )

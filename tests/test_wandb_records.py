@@ -48,6 +48,9 @@ def test_an_interrupted_then_resumed_offline_sweep_reads_whole_in_wandb(tmp_path
   run = wr.run_record(wr.records(segments[0]))
   assert run.run_group == 'sweep' and run.job_type == 'rnn-d1-w8'
   assert list(run.tags) == ['adding', 'rnn', 'depth1']
+  # every segment carries them, the report's resume included (`wandb sync` uploads all three)
+  kept = [(wr.run_record(wr.records(s)).job_type, list(wr.run_record(wr.records(s)).tags)) for s in segments]
+  assert kept == [('rnn-d1-w8', ['adding', 'rnn', 'depth1'])] * 3, kept
   config = wr.config(recs)
   assert (config['cell'], config['depth'], config['seed']) == ('rnn', 1, 0)
   assert config['git_commit'] == status['git_commit'] and isinstance(config['git_dirty'], bool)
