@@ -268,7 +268,7 @@ def test_the_report_says_how_many_runs_shared_the_machine_when_speed_was_measure
     r.status['launcher'] = 'slurm'
   assert 'each grid point trained as a job of its own (submitit, launcher slurm)' in speed_conditions(jobs)
   mixed = speed_conditions(runs(1, 2, None))
-  assert 'trained with 1, 2 worker processes at once (1 runs do not say)' in mixed and 'with care' in mixed
+  assert 'trained with 1, 2 worker processes at once (1 run does not say)' in mixed and 'with care' in mixed
 
 
 CLASSIFIER = {
@@ -454,3 +454,53 @@ def test_a_published_value_inside_our_interval_only_thanks_to_one_seed_is_fragil
   cells = [c.strip() for c in row.split('|')[1:-1]]
   assert cells[4] == 'yes (inside our 95% CI)'
   assert cells[6] == "**fragile: without gru-d1-w8-s4, the answer is 'no'**"
+
+
+@pytest.mark.parametrize(
+  'metric, modes, curve',
+  [
+    ('wer', {'wer': 'min'}, [0.8, 0.2, 0.5, 0.6, 0.7]),
+    ('perplexity', {}, [300.0, 120.0, 150.0, 180.0, 200.0]),  # no metric_modes entry: lower is better by name
+    ('loss', {'loss': 'min'}, [0.9, 0.1, 0.3, 0.4, 0.5]),
+    ('accuracy', {'accuracy': 'max'}, [0.3, 0.9, 0.5, 0.6, 0.4]),
+  ],
+)
+def test_best_value_and_step_follow_the_metrics_direction(metric, modes, curve):
+  """Issue 26, row 7: the best evaluation is the lowest for a lower-is-better metric (loss, perplexity,
+  WER) and the highest for accuracy; each curve here is best at its second evaluation (step 40), not at
+  its last, and worst at its first, so an argmax for every metric (or the last value) is caught."""
+  config = {'model': {'cell': 'gru', 'depth': 1, 'width': 8}, 'train': {'seed': 0, 'num_steps': 100}}
+  records = []
+  for step, v in zip(range(20, 101, 20), curve):
+    records += [{'step': step, 'split': 'val', metric: v}, {'step': step, 'split': 'test', metric: 10 * v}]
+  run = report.Run('gru-d1-w8-s0', config, {'state': 'finished'}, records)
+  row = report.summarize(run, [], {'splits': ['val', 'test'], 'metric_modes': modes}, metric)
+  assert row[f'best_val_{metric}'] == curve[1] and row['best_step'] == 40
+  assert row[f'test_at_best_val_{metric}'] == 10 * curve[1]
+
+
+def test_no_threshold_column_one_test_said_so_and_the_baseline_named_by_its_label(tmp_path):
+  """Issue 24's frictions: a task without a threshold gets no "steps to threshold ... 0/2 reached"
+  column; a family of one comparison is "over 1 test"; the majority-class baseline names its label
+  (``food``), not its id (0)."""
+  task = dict(
+    CLASSIFIER,
+    baseline={
+      'metric': 'accuracy',
+      'value': 0.5,
+      'description': 'always predict the most frequent training label (0), accuracy on test',
+    },
+    info={'label_names': ['food', 'sport'], 'majority_class': 0},
+  )
+  w = str(tmp_path / 'cls')
+  os.makedirs(w)
+  for seed, e in enumerate((-0.01, 0.0, 0.01)):
+    _write_final(w, 'gru', 1, seed, task=task, accuracy=0.70 + e, loss=0.5)
+    _write_final(w, 'gru', 2, seed, task=task, accuracy=0.80 + 2 * e, loss=0.4)
+  text = open(report.write_report(w)).read()
+  assert 'threshold' not in text.lower() and 'reached' not in text
+  assert 'over 1 test;' in text and 'The 1 test this report makes' in text and '1 tests' not in text
+  alone = stats.compare({'same': ([1.0, 2.0, 3.0], [1.1, 2.1, 3.1])})['same']  # a family of one, not clear
+  assert report.verdict(alone).startswith('not distinguishable: Holm-adjusted p = 0.91 over 1 test;')
+  assert 'always predict the most frequent training label (`food`), accuracy on test' in text
+  assert 'label (0)' not in text

@@ -32,3 +32,22 @@ def seeds_text(n: int | None) -> str:
   if n is None:
     return 'none (no difference)'
   return f'> {stats.MAX_SEEDS}' if n > stats.MAX_SEEDS else str(n)
+
+
+def plural(n: int, word: str) -> str:
+  """``'1 test'``, ``'7 tests'``."""
+  return f'{n} {word}' + ('' if n == 1 else 's')
+
+
+def baseline_text(facts: dict) -> str:
+  """The task's baseline in words, naming a class by its label: a description that names the majority
+  class by its id (``'... label (0), ...'``, as the text tasks write it) gets the label from the task's
+  ``info`` (``label_names``, ``majority_class``)."""
+  base = facts.get('baseline') or {}
+  text = base.get('description', '')
+  info = facts.get('info') or {}
+  names, k = info.get('label_names'), info.get('majority_class')
+  if isinstance(names, list) and isinstance(k, int) and not isinstance(k, bool) and 0 <= k < len(names):
+    label = f'`{names[k]}`'
+    text = text.replace(f'({k})', f'({label})') if f'({k})' in text else f'{text}; most frequent label {label}'
+  return text

@@ -11,7 +11,7 @@ from typing import Sequence
 from deeprnn_jax.training import runlog
 from experiments.report import plots
 from experiments.report import stats
-from experiments.report.fmt import CORRECTION_NAMES, ci_text, fmt, interval_text, seeds_text
+from experiments.report.fmt import CORRECTION_NAMES, baseline_text, ci_text, fmt, interval_text, plural, seeds_text
 from experiments.report.runs import REPORT_FILE, SUMMARY_FILE, VERDICTS_FILE, Run, Sweep, Variant, load_sweep, published
 from experiments.report.runs import write_csv
 from experiments.report.statements import statements
@@ -142,7 +142,7 @@ def header_section(sw: Sweep) -> list[str]:
     lines += [
       f'**Task** `{facts.get("name")}` (sequence length {facts.get("seq_len")}); compared on '
       f'{sw.ref} {sw.metric} ({"lower" if sw.mode == "min" else "higher"} is better; {chosen}).',
-      f'Baseline: {base.get("metric")} = {fmt(base.get("value"))} ({base.get("description", "")}).',
+      f'Baseline: {base.get("metric")} = {fmt(base.get("value"))} ({baseline_text(facts)}).',
     ]
     if thr:
       sign = '<=' if thr['mode'] == 'min' else '>='
@@ -196,7 +196,7 @@ def comparisons_section(family: Family, frag: Fragility) -> list[str]:
     '',
     '## Comparisons',
     '',
-    f"The {family.m} tests this report makes, one family: Welch's t-test per pair (scipy.stats.ttest_ind, "
+    f"The {plural(family.m, 'test')} this report makes, one family: Welch's t-test per pair (scipy.stats.ttest_ind, "
     f'equal_var=False), {name}\'s correction over all {family.m}; "clear" means '
     f'the {name}-adjusted p is at most {stats.ALPHA}. Seeds for 80% power: per '
     f'variant, at level {stats.ALPHA}/{family.m}, if the observed difference and spread were the truth.',
@@ -237,7 +237,7 @@ def variants_section(sw: Sweep) -> list[str]:
     ('params', 'params'),
     (f'final_{ref}_{metric}', f'final {ref} {metric}'),
     (f'best_val_{metric}', f'best val {metric}'),
-    ('steps_to_threshold', 'steps to threshold'),
+    *([('steps_to_threshold', 'steps to threshold')] if sw.facts.get('threshold') else []),
     (f'val_{metric}_auc', f'val {metric} AUC'),
     ('generalization_gap', 'gen. gap'),
   ]
@@ -299,8 +299,14 @@ def methods_section(sw: Sweep, family: Family) -> list[str]:
     f'{stats.ALPHA}/m detects the observed difference 80% of the time if the observed difference and '
     'pooled spread were the truth (noncentral t, scipy.stats.nct; Cohen 1988). Over 3 seeds the spread '
     'is itself uncertain: read it as an order of magnitude.',
-    '- Steps to threshold: the first evaluation at which the validation metric reached the task '
-    'threshold; seeds that never reached it are left out of the mean and counted in "k/n reached".',
+    *(
+      [
+        '- Steps to threshold: the first evaluation at which the validation metric reached the task '
+        'threshold; seeds that never reached it are left out of the mean and counted in "k/n reached".'
+      ]
+      if sw.facts.get('threshold')
+      else []
+    ),
     f'- AUC: the mean validation {metric} over training, trapezoid rule (numpy.trapezoid) (a '
     f'faster-converging variant has a {"lower" if mode == "min" else "higher"} value).',
     f'- Generalization gap: final {ref} minus final train {metric} (sign flipped for accuracy), so '
@@ -343,8 +349,8 @@ def speed_conditions(runs: Sequence[Run]) -> str:
       else 'one grid point trained at a time.'
     )
   said = ', '.join(str(n) for n in counts) or 'an unrecorded number of'
+  silent = f' ({plural(unknown, "run")} {"does" if unknown == 1 else "do"} not say)' if unknown and counts else ''
   return text + (
-    f'the runs of this sweep were trained with {said} worker processes at once'
-    f'{f" ({unknown} runs do not say)" if unknown and counts else ""} (status.json `workers`): '
+    f'the runs of this sweep were trained with {said} worker processes at once{silent} (status.json `workers`): '
     'compare their speed with care.'
   )

@@ -10,7 +10,7 @@ import numpy as np
 
 from experiments.report import plots
 from experiments.report import stats
-from experiments.report.fmt import CORRECTION_NAMES, ci_text, fmt, interval_text, seeds_text
+from experiments.report.fmt import CORRECTION_NAMES, baseline_text, ci_text, fmt, interval_text, plural, seeds_text
 from experiments.report.runs import Variant
 from experiments.report.verdicts import Family, Fragility, cell_rows, comparisons, depth_lines, ranked_variants
 
@@ -22,14 +22,15 @@ def verdict(c: stats.Comparison | None) -> str:
   w, name = c.welch, CORRECTION_NAMES[c.method]
   numbers = f"difference {fmt(w.diff, 3)}, 95% CI {interval_text(w.low, w.high)}, Hedges' g {fmt(c.g, 2)}"
   if c.clear:
-    return f'clear: {name}-adjusted p = {fmt(c.p_adjusted, 2)} over {c.m} tests; {numbers}'
+    return f'clear: {name}-adjusted p = {fmt(c.p_adjusted, 2)} over {plural(c.m, "test")}; {numbers}'
   alone = f' (uncorrected p = {fmt(w.pvalue, 2)}: alone, its 95% CI would exclude 0)' if c.clear_uncorrected else ''
   need = (
     ''
     if c.seeds is None
     else f'; about {seeds_text(c.seeds)} seeds per variant would resolve a difference this large at this spread'
   )
-  return f'not distinguishable: {name}-adjusted p = {fmt(c.p_adjusted, 2)} over {c.m} tests{alone}; {numbers}{need}'
+  tests = plural(c.m, 'test')
+  return f'not distinguishable: {name}-adjusted p = {fmt(c.p_adjusted, 2)} over {tests}{alone}; {numbers}{need}'
 
 
 def depth_basis(shallow: Variant, deep: Variant) -> str:
@@ -160,7 +161,7 @@ def statements(
       v.name + (f' **[{frag.note(("baseline", v.name))}]**' if frag.fragile(('baseline', v.name)) else '') for v in beat
     )
     out.append(
-      f'{len(beat)} of {len(ranked)} variants beat the baseline ({base.get("description", "")}: '
+      f'{len(beat)} of {len(ranked)} variants beat the baseline ({baseline_text(facts)}: '
       f'{fmt(base["value"])}) on final {ref} {metric}, their 95% CI wholly '
       f'{"below" if mode == "min" else "above"} it' + (f': {names}' if beat else '') + '.'
     )
