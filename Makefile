@@ -61,6 +61,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.bench --output BENCHMARKS.md
 	$(PY) -m benchmarks.cells_bench --output BENCHMARKS.md   # every cell at equal parameters, parallel vs sequential
 	$(PY) -m benchmarks.quickstart --workers 2 --output BENCHMARKS.md   # the quickstart vs plain PyTorch
+	$(PY) -m benchmarks.packing --output BENCHMARKS.md   # packed vs padded batches on PTB's sentence lengths
 
 # Prepares TFDS datasets once, as the array_record files the tasks read (needs the network once).
 # Installs the `prepare` extra (TensorFlow: the dataset builders need it; training never does).

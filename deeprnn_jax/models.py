@@ -98,8 +98,8 @@ class _SequenceModel(nn.Module):
   dropout_rate: float = 0.0
   param_init: str | None = None
 
-  def encode(self, inputs: Array, lengths: Array | None, deterministic: bool) -> Array:
-    return self._rnn(self._inputs(inputs, deterministic), lengths, deterministic)[1]
+  def encode(self, inputs: Array, lengths: Array | None, deterministic: bool, resets: Array | None = None) -> Array:
+    return self._rnn(self._inputs(inputs, deterministic), lengths, deterministic, resets=resets)[1]
 
   def _inputs(self, inputs: Array, deterministic: bool) -> Array:
     """The embedded (or projected) inputs ``[batch, time, features]``, after dropout."""
@@ -118,9 +118,10 @@ class _SequenceModel(nn.Module):
         x = nn.Dense(self.input_features, name='input_proj')(x)
     return nn.Dropout(self.dropout_rate)(x, deterministic=deterministic)
 
-  def _rnn(self, x: Array, lengths: Array | None, deterministic: bool, initial_carries=None):
-    """``(final_carries, outputs)`` of the ``DeepRNN`` on the encoded inputs."""
-    return self.rnn(x, lengths, initial_carries=initial_carries, deterministic=deterministic)
+  def _rnn(self, x: Array, lengths: Array | None, deterministic: bool, initial_carries=None, resets=None):
+    """``(final_carries, outputs)`` of the ``DeepRNN`` on the encoded inputs (``resets``: packed
+    sequences, see ``DeepRNN``)."""
+    return self.rnn(x, lengths, initial_carries=initial_carries, deterministic=deterministic, resets=resets)
 
   def head(self, h: Array, out_features: int, deterministic: bool) -> Array:
     return nn.Dense(out_features, name='out')(self._hidden(h, deterministic))
@@ -150,9 +151,14 @@ class _PooledModel(_SequenceModel):
     raise NotImplementedError
 
   @nn.compact
-  def __call__(self, inputs, lengths=None, *, deterministic: bool = True):
+  def __call__(self, inputs, lengths=None, *, deterministic: bool = True, resets=None, ends=None):
+    """``[batch, out]``; for packed rows (``resets`` ``[batch, time]`` and ``ends`` ``[batch, S]``, each
+    packed sequence's last step, as ``tasks.pipeline.pack_arrays`` makes them) ``[batch, S, out]``:
+    every packed sequence read at its own last step (``pooling='last'`` only)."""
     lengths = None if lengths is None else jnp.asarray(lengths)  # a list works too (DeepRNN checks it)
-    y = self.encode(inputs, lengths, deterministic)
+    y = self.encode(inputs, lengths, deterministic, resets)
+    if ends is not None:
+      return self.head(self._last_of_each(y, jnp.asarray(ends)), self.num_outputs, deterministic)
     query = None
     if self.pooling == 'attention':
       # Zeros: every valid step weighs the same at init, so the readout starts as mean pooling and
@@ -162,6 +168,17 @@ class _PooledModel(_SequenceModel):
     if self.pooling == 'flatten':
       self._check_flatten_length(pooled, y.shape[1])
     return self.head(pooled, self.num_outputs, deterministic)
+
+  def _last_of_each(self, y: Array, ends: Array) -> Array:
+    """``[batch, S, H']``: each packed sequence's output at its last step ``ends`` (and, bidirectional,
+    at its first, the step after the previous sequence's end, as ``pool``'s ``'last'`` does)."""
+    if self.pooling != 'last':
+      raise ValueError(f"packed sequences are read at their last steps: use pooling='last', not {self.pooling!r}")
+    pooled = jnp.take_along_axis(y, ends[..., None], axis=1)
+    if self.rnn.bidirectional:
+      starts = jnp.concatenate([jnp.zeros_like(ends[:, :1]), ends[:, :-1] + 1], axis=1)
+      pooled = jnp.concatenate([pooled, jnp.take_along_axis(y, starts[..., None], axis=1)], axis=-1)
+    return pooled
 
   def _check_flatten_length(self, pooled: Array, time: int) -> None:
     """A one-line error instead of Flax's kernel-shape mismatch when the length is not the init one."""
@@ -226,7 +243,14 @@ class PerStepModel(_SequenceModel):
 
   @nn.compact
   def __call__(
-    self, inputs, lengths=None, *, deterministic: bool = True, initial_carries=None, return_carries: bool = False
+    self,
+    inputs,
+    lengths=None,
+    *,
+    deterministic: bool = True,
+    initial_carries=None,
+    return_carries: bool = False,
+    resets=None,
   ):
     lengths = None if lengths is None else jnp.asarray(lengths)  # a list works too (DeepRNN checks it)
     if self.tie_embeddings and (self.vocab_size is None or self.vocab_size != self.out_features):
@@ -234,7 +258,7 @@ class PerStepModel(_SequenceModel):
         f'tie_embeddings needs token inputs with vocab_size == out_features; got vocab_size='
         f'{self.vocab_size}, out_features={self.out_features}'
       )
-    carries, y = self._rnn(self._inputs(inputs, deterministic), lengths, deterministic, initial_carries)
+    carries, y = self._rnn(self._inputs(inputs, deterministic), lengths, deterministic, initial_carries, resets)
     if self.tie_embeddings:
       out = self._tied_head(y, deterministic)
     else:

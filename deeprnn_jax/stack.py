@@ -34,6 +34,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from deeprnn_jax.cells.base import reverse_segments, select_carry
 from deeprnn_jax.cells.linear import LinearRecurrentCell
 from deeprnn_jax.cells.registry import has_parallel_form, parallel_cells, resolve_cell
 
@@ -77,6 +78,20 @@ def reverse_padded(x: Array, lengths: Array | None) -> Array:
   index = jnp.where(time < lengths[:, None], lengths[:, None] - 1 - time, time)
   index = index.reshape(index.shape + (1,) * (x.ndim - 2))
   return jnp.take_along_axis(x, index, axis=1)
+
+
+def _checked_resets(resets: Any, batch: int, time: int, valid: Array | None) -> Array | None:
+  """``resets`` as a ``[batch, time]`` bool array (ignored on padding steps), or a one-line error."""
+  if resets is None:
+    return None
+  array = jnp.asarray(resets)
+  if array.shape != (batch, time) or not (array.dtype == bool or jnp.issubdtype(array.dtype, jnp.integer)):
+    raise ValueError(
+      f'DeepRNN expects resets [batch, time] = ({batch}, {time}) bool, got shape {array.shape} '
+      f'{array.dtype}: True where a packed sequence starts'
+    )
+  array = array.astype(bool)
+  return array if valid is None else array & valid
 
 
 def _checked_inputs(x: Array, seq_lengths: Any) -> Array | None:
@@ -279,6 +294,17 @@ class DeepRNN(nn.Module):
     bidirectional layers): each layer's carry at each sequence's last valid step. For the backward
     direction that is its carry after reading the sequence's first element.
 
+  Packed sequences: ``resets`` ``[batch, time]`` bool marks the steps where a new sequence starts
+  inside a row. Every layer starts afresh there, from its initial carry (zeros, or the learned one
+  with ``initial_carry='learned'``), on every execution path: the per-step scans reset the carry
+  before the step, linear recurrences fold the reset into their coefficients (a zero decay, so the
+  associative scan needs no flag), the chunkwise forms mask their intra-chunk products to one
+  segment and restart the state at resets, and attention attends within its segment with RoPE
+  positions restarting at 0. Bidirectional layers reverse each sequence within its segment
+  (``reverse_segments``). Nothing crosses a reset, gradients included; the final carries are the last
+  sequence's, and a reset at step 0 starts the row from the initial carry, not from
+  ``initial_carries``. Resets on padding steps are ignored.
+
   Attributes:
     cell: a name in ``CELLS`` or a cell class (ours or Flax's own, e.g. ``nn.OptimizedLSTMCell``).
     features: hidden size, or a tuple of per-layer sizes.
@@ -449,39 +475,53 @@ class DeepRNN(nn.Module):
     *,
     initial_carries: Sequence[Carry] | None = None,
     deterministic: bool = True,
+    resets: Array | None = None,
   ) -> tuple[tuple[Carry, ...], Array]:
     """Runs the network over ``x`` ``[batch, time, features]`` (real); ``seq_lengths`` ``[batch]``
-    integers (a JAX or NumPy array, list or tuple)."""
+    integers (a JAX or NumPy array, list or tuple); ``resets`` ``[batch, time]`` bool, True where a
+    packed sequence starts (class docstring)."""
     seq_lengths = _checked_inputs(x, seq_lengths)
     batch, time = x.shape[:2]
     valid = None if seq_lengths is None else valid_mask(seq_lengths, batch, time)
+    resets = _checked_resets(resets, batch, time, valid)
     carries = self.initialize_carries(batch) if initial_carries is None else tuple(initial_carries)
     masks = self._dropout_masks(batch, time, deterministic)
     execution = self.resolved_execution
     if execution == 'time' and not self.bidirectional:
-      return self._time_major(x, valid, carries, masks)
-    return self._layer_major(x, valid, seq_lengths, carries, masks, execution)
+      return self._time_major(x, valid, carries, masks, resets)
+    return self._layer_major(x, valid, seq_lengths, carries, masks, execution, resets)
 
   def initialize_carries(self, batch_size: int) -> tuple[Carry, ...]:
     """Per layer, the carry before the first step (``(forward, backward)`` if bidirectional)."""
     return tuple(layer.initial_carry(batch_size) for layer in self.layer)
 
   def step(
-    self, carries: Sequence[Carry], x_t: Array, valid_t: Array | None = None, dropout_masks=None
+    self,
+    carries: Sequence[Carry],
+    x_t: Array,
+    valid_t: Array | None = None,
+    dropout_masks=None,
+    resets_t: Array | None = None,
+    reset_carries: Sequence[Carry] | None = None,
   ) -> tuple[tuple[Carry, ...], Array]:
     """One time step through all layers: ``x_t`` ``[batch, features]`` -> ``(carries, y_t)``.
 
     Streaming inference: ``model.apply(params, carries, x_t, method='step')`` with carries from
     ``method='initialize_carries'``. Rows where ``valid_t`` is False keep their carries and output
-    zeros. Unidirectional networks only: a backward direction needs the whole sequence.
+    zeros; rows where ``resets_t`` (``[batch]`` bool) is True start this step from ``reset_carries``
+    (default: ``initialize_carries``). Unidirectional networks only: a backward direction needs the
+    whole sequence.
     """
+    if resets_t is not None and reset_carries is None:
+      reset_carries = self.initialize_carries(x_t.shape[0])
     if self.bidirectional:
       raise ValueError('DeepRNN.step: a bidirectional layer needs the whole sequence; call the module instead')
     layer_input, outputs, new_carries = x_t, [], []
     for l, layer in enumerate(self.layer):
       if self.connection == 'skip' and l > 0:
         layer_input = jnp.concatenate([x_t, layer_input], axis=-1)
-      carry, y = layer.cell(carries[l], layer.pre(layer_input))
+      carry = carries[l] if resets_t is None else select_carry(resets_t, reset_carries[l], carries[l])
+      carry, y = layer.cell(carry, layer.pre(layer_input))
       y = layer.post(y, layer_input, None if dropout_masks is None else dropout_masks[l])
       if valid_t is not None:
         carry = _hold_where_invalid(valid_t, carry, carries[l])
@@ -523,62 +563,88 @@ class DeepRNN(nn.Module):
     )
     return scan(module, carry, xs)
 
-  def _time_major(self, x, valid, carries, masks):
+  def _time_major(self, x, valid, carries, masks, resets=None):
     """One scan over time; each step runs all layers (``step``)."""
     time = x.shape[1]
     # Masks as per-step inputs: tied ones ([batch, 1, H]) are broadcast over time.
     masks = None if masks is None else tuple(jnp.broadcast_to(m, m.shape[:1] + (time,) + m.shape[2:]) for m in masks)
+    if resets is None:
 
-    def body(module, carries, inputs):
-      x_t, valid_t, masks_t = inputs
-      return module.step(carries, x_t, valid_t, masks_t)
+      def body(module, carries, inputs):
+        x_t, valid_t, masks_t = inputs
+        return module.step(carries, x_t, valid_t, masks_t)
 
-    return self._scan(body, self, tuple(carries), (x, valid, masks))
+      return self._scan(body, self, tuple(carries), (x, valid, masks))
 
-  def _layer_major(self, x, valid, lengths, carries, masks, execution):
+    # The fresh carries ride along in the scan's carry (they may be learned parameters).
+    def reset_body(module, both, inputs):
+      carries, fresh = both
+      x_t, valid_t, masks_t, resets_t = inputs
+      carries, y = module.step(carries, x_t, valid_t, masks_t, resets_t, fresh)
+      return (carries, fresh), y
+
+    fresh = self.initialize_carries(x.shape[0])
+    (final, _), y = self._scan(reset_body, self, (tuple(carries), fresh), (x, valid, masks, resets))
+    return final, y
+
+  def _layer_major(self, x, valid, lengths, carries, masks, execution, resets=None):
     """Layer by layer, each over the whole sequence (``execution`` in time / layer / parallel)."""
     layer_input, outputs, finals = x, [], []
+    if resets is None:
+      reverse = functools.partial(reverse_padded, lengths=lengths)
+    else:
+      reverse = functools.partial(reverse_segments, lengths=lengths, resets=resets)
     for l, layer in enumerate(self.layer):
       if self.connection == 'skip' and l > 0:
         layer_input = jnp.concatenate([x, layer_input], axis=-1)
       cell_input = layer.pre(layer_input)
+      fresh = None if resets is None else layer.initial_carry(x.shape[0])
       if self.bidirectional:
         forward_carry, backward_carry = carries[l]
-        final_f, y_f = self._run_cell(layer.cell, cell_input, valid, forward_carry, execution)
+        fresh_f, fresh_b = (None, None) if fresh is None else fresh
+        final_f, y_f = self._run_cell(layer.cell, cell_input, valid, forward_carry, execution, resets, fresh_f)
+        # Reversed within segments, the segments keep their places: the resets stay where they are.
         final_b, y_b = self._run_cell(
-          layer.reverse_cell, reverse_padded(cell_input, lengths), valid, backward_carry, execution
+          layer.reverse_cell, reverse(cell_input), valid, backward_carry, execution, resets, fresh_b
         )
-        final, y = (final_f, final_b), layer.merge_directions(y_f, reverse_padded(y_b, lengths))
+        final, y = (final_f, final_b), layer.merge_directions(y_f, reverse(y_b))
       else:
-        final, y = self._run_cell(layer.cell, cell_input, valid, carries[l], execution)
+        final, y = self._run_cell(layer.cell, cell_input, valid, carries[l], execution, resets, fresh)
       y = _zero_invalid(valid, layer.post(y, layer_input, None if masks is None else masks[l]))
       finals.append(final)
       outputs.append(y)
       layer_input = y
     return tuple(finals), _zero_invalid(valid, self._top(outputs))
 
-  def _run_cell(self, cell, x, valid, carry, execution):
-    """One cell over a whole sequence ``[batch, time, in]`` -> ``(final carry, [batch, time, H])``."""
+  def _run_cell(self, cell, x, valid, carry, execution, resets=None, fresh=None):
+    """One cell over a whole sequence ``[batch, time, in]`` -> ``(final carry, [batch, time, H])``;
+    ``fresh`` is the carry the ``resets`` start from."""
     if execution == 'parallel':
       # The cell's own whole-sequence form (associative scan, chunkwise, masked attention).
-      final, y = cell.parallel_sequence(carry, cell.project_inputs(x), valid)
+      kwargs = {} if resets is None else dict(resets=resets, reset_carry=fresh)
+      final, y = cell.parallel_sequence(carry, cell.project_inputs(x), valid, **kwargs)
       return final, _zero_invalid(valid, y)
     if execution == 'layer' and isinstance(cell, LinearRecurrentCell):
       # Input projection and readout hoisted; only the elementwise recurrence runs over time.
-      final, y = cell.sequence(carry, cell.project_inputs(x), valid, parallel=False, unroll=self.unroll)
+      final, y = cell.sequence(
+        carry, cell.project_inputs(x), valid, parallel=False, unroll=self.unroll, resets=resets, reset_carry=fresh
+      )
       return final, _zero_invalid(valid, y)
 
     hoisted = execution == 'layer' and hasattr(cell, 'project_inputs')
     inputs = cell.project_inputs(x) if hoisted else x
 
-    def body(cell, carry, step_inputs):
-      x_t, valid_t = step_inputs
-      new_carry, y = cell.recur(carry, x_t) if hoisted else cell(carry, x_t)
+    def body(cell, both, step_inputs):
+      carry, fresh = both
+      x_t, valid_t, resets_t = step_inputs
+      start = carry if resets_t is None else select_carry(resets_t, fresh, carry)
+      new_carry, y = cell.recur(start, x_t) if hoisted else cell(start, x_t)
       if valid_t is not None:
         new_carry = _hold_where_invalid(valid_t, new_carry, carry)
-      return new_carry, y
+      return (new_carry, fresh), y
 
-    final, y = self._scan(body, cell, carry, (inputs, valid))
+    # The fresh carry rides along in the scan's carry (it may be a learned parameter).
+    (final, _), y = self._scan(body, cell, (carry, fresh), (inputs, valid, resets))
     return final, _zero_invalid(valid, y)
 
   def _dropout_masks(self, batch: int, time: int, deterministic: bool) -> tuple[Array, ...] | None:

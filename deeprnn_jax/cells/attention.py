@@ -26,7 +26,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from deeprnn_jax.cells.base import Cell
+from deeprnn_jax.cells.base import Cell, first_segment, segment_ids, segment_start
 from deeprnn_jax.inits import get_initializer
 
 Array = jax.Array
@@ -131,7 +131,13 @@ class AttentionCell(Cell):
     carry = {'keys': keys, 'values': values, 'position': position + 1}
     return carry, self._readout(o, position)
 
-  def parallel_sequence(self, carry, xp, valid):
+  def parallel_sequence(self, carry, xp, valid, resets=None, reset_carry=None):
+    """Masked causal attention over the whole sequence (class docstring). With ``resets`` ``[batch,
+    time]`` (packed sequences) a step attends only within its own segment, the carry's cache only
+    from the first one, and the RoPE positions restart at 0 at each reset; the final cache holds the
+    last segment alone. The reset carry is the empty cache (this cell's carry is never learned), so
+    ``reset_carry`` is not read."""
+    del reset_carry
     # A carry fresh from initialize_carry is a constant inside a jitted model: without the barrier XLA
     # constant-folds the [batch, heads, time, max_length] masked scores against the empty cache, which
     # took minutes to compile at time = max_length = 1024.
@@ -143,14 +149,23 @@ class AttentionCell(Cell):
         f'set cell_kwargs max_length >= {time}'
       )
     position = start[:, None] + jnp.arange(time, dtype=start.dtype)[None, :]  # [batch, time]
+    visible = jnp.tril(jnp.ones((1, 1, time, time), bool))
+    first = jnp.ones((batch, time), bool)  # the steps that continue the carry's cache
+    if resets is not None:
+      resets = resets if valid is None else resets & valid
+      first, seg = first_segment(resets), segment_ids(resets)
+      since = jnp.arange(time, dtype=start.dtype)[None, :] - segment_start(resets).astype(start.dtype)
+      position = jnp.where(first, position, since)
+      visible = visible & (seg[:, None, :, None] == seg[:, None, None, :])
     q, k, v = self._qkv(xp, position)
     scale = 1.0 / math.sqrt(self.head_features)
     own = jnp.einsum('bthd,bshd->bhts', q, k) * scale
-    own = jnp.where(jnp.tril(jnp.ones((1, 1, time, time), bool)), own, -jnp.inf)
+    own = jnp.where(visible, own, -jnp.inf)
 
     def with_cache():
       cached = jnp.einsum('bthd,blhd->bhtl', q, keys) * scale
-      cached = jnp.where((jnp.arange(self.max_length)[None, :] < start[:, None])[:, None, None, :], cached, -jnp.inf)
+      in_cache = (jnp.arange(self.max_length)[None, :] < start[:, None])[:, None, None, :]
+      cached = jnp.where(in_cache & first[:, None, :, None], cached, -jnp.inf)
       weights = jax.nn.softmax(jnp.concatenate([cached, own], axis=-1), axis=-1)
       return jnp.einsum('bhtl,blhd->bthd', weights[..., : self.max_length], values) + jnp.einsum(
         'bhts,bshd->bthd', weights[..., self.max_length :], v
@@ -162,11 +177,17 @@ class AttentionCell(Cell):
     o = jax.lax.cond(jnp.any(start > 0), with_cache, without_cache)
     y = self._readout(o, position)
     # Write the valid steps into the cache; padded ones go to an out-of-range slot and are dropped.
-    slot = position if valid is None else jnp.where(valid, position, self.max_length)
+    kept = jnp.ones((batch, time), bool) if valid is None else valid
+    if resets is not None:  # only the last segment stays, in a cache emptied where a reset began it
+      kept = kept & (seg == seg[:, -1:])
+      emptied = ~first[:, -1]
+      keys, values = (jnp.where(emptied[:, None, None, None], 0.0, a).astype(a.dtype) for a in (keys, values))
+      start = jnp.where(emptied, 0, start)
+    slot = jnp.where(kept, position, self.max_length)
     rows = jnp.broadcast_to(jnp.arange(batch)[:, None], slot.shape)
     keys = keys.at[rows, slot].set(k, mode='drop')
     values = values.at[rows, slot].set(v, mode='drop')
-    written = time if valid is None else jnp.sum(valid, axis=1, dtype=start.dtype)
+    written = jnp.sum(kept, axis=1, dtype=start.dtype)
     return {'keys': keys, 'values': values, 'position': start + written}, y
 
   @nn.nowrap

@@ -120,13 +120,19 @@ class Cell(nn.RNNCellBase):
       )
     return self.recur(carry, self.project_inputs(x))
 
-  def parallel_sequence(self, carry: Carry, xp: Any, valid: Array | None) -> tuple[Carry, Array]:
+  def parallel_sequence(
+    self, carry: Carry, xp: Any, valid: Array | None, resets: Array | None = None, reset_carry: Carry = None
+  ) -> tuple[Carry, Array]:
     """The whole sequence at once (cells with ``parallel_form``): the same numbers as scanning ``recur``.
 
     Args:
       carry: the carry before the first step (any carry, not only zeros).
       xp: ``project_inputs(x)`` of the whole sequence, ``[batch, time, ...]``.
       valid: ``[batch, time]`` bool (right padding) or None; invalid steps leave the state unchanged.
+      resets: ``[batch, time]`` bool or None: at a marked step the state before it is ``reset_carry``
+        instead of the previous step's (packed sequences; a reset on an invalid step is ignored).
+      reset_carry: the carry a reset starts from (batched like ``carry``); None: the cell's
+        ``initialize_carry`` (zeros).
 
     Returns:
       ``(final_carry, y)``: the carry at each sequence's last valid step, outputs ``[batch, time, H]``.
@@ -145,3 +151,54 @@ class Cell(nn.RNNCellBase):
 
 def _like(x: Array, ref: Array) -> Array:
   return x.astype(ref.dtype)
+
+
+# -- packed sequences: segments marked by resets --------------------------------------------------
+#
+# ``resets`` ``[batch, time]`` bool marks the steps where a new sequence starts inside a row (a packed
+# batch). The state before such a step is the *reset carry* (the layer's fresh initial carry), not the
+# previous step's. Steps before a row's first reset continue from the carry the call was given; they
+# form the row's *first segment*.
+
+
+def segment_start(resets: Array) -> Array:
+  """``[..., time]`` int32: the index of the step that began each step's segment (its last reset at or
+  before it; 0 in the first segment)."""
+  index = jnp.arange(resets.shape[-1], dtype=jnp.int32)
+  return jax.lax.cummax(jnp.where(resets, index, 0), axis=resets.ndim - 1)
+
+
+def first_segment(resets: Array) -> Array:
+  """``[..., time]`` bool: True where no reset came at or before the step (the step continues the given
+  carry)."""
+  return jnp.cumsum(resets.astype(jnp.int32), axis=-1) == 0
+
+
+def segment_ids(resets: Array) -> Array:
+  """``[..., time]`` int32: the number of resets at or before each step; equal ids share a segment."""
+  return jnp.cumsum(resets.astype(jnp.int32), axis=-1)
+
+
+def select_carry(use: Array, fresh: Carry, carry: Carry) -> Carry:
+  """Per batch row: ``fresh`` where ``use`` (``[batch]`` bool) else ``carry``, for every carry leaf."""
+  return jax.tree.map(lambda f, c: jnp.where(use.reshape(use.shape + (1,) * (c.ndim - 1)), f, c), fresh, carry)
+
+
+def reverse_segments(x: Array, lengths: Array | None, resets: Array) -> Array:
+  """Reverses each packed sequence of ``x`` (``[batch, time, ...]``) within its own segment.
+
+  A segment runs from a reset (or the row's start) to the step before the next reset (or the row's
+  last valid step): ``[a, b | c, d, e | pad] -> [b, a | e, d, c | pad]`` for resets at 0 and 2. The
+  segments stay where they are, so the reversed row has its resets at the same steps; it is its own
+  inverse, and without resets it is ``reverse_padded``.
+  """
+  batch, time = resets.shape
+  steps = jnp.arange(time)[None, :]
+  end = jnp.full((batch,), time) if lengths is None else lengths
+  # The step after each segment's last: the next reset after the step, or the row's valid end.
+  nxt = jnp.where(resets, steps, time)
+  nxt = jnp.flip(jax.lax.cummin(jnp.flip(jnp.concatenate([nxt[:, 1:], jnp.full((batch, 1), time)], 1), 1), 1), 1)
+  stop = jnp.minimum(nxt, end[:, None])
+  index = jnp.where(steps < end[:, None], segment_start(resets) + stop - 1 - steps, steps)
+  index = index.reshape(index.shape + (1,) * (x.ndim - 2))
+  return jnp.take_along_axis(x, index, axis=1)

@@ -51,15 +51,26 @@ class LinearRecurrentCell(Cell):
     h = a * h + b
     return h, self.readout(h, xp)
 
-  def sequence(self, h0: Array, xp: Array, valid: Array | None, *, parallel: bool, unroll: int = 1):
+  def sequence(
+    self,
+    h0: Array,
+    xp: Array,
+    valid: Array | None,
+    *,
+    parallel: bool,
+    unroll: int = 1,
+    resets: Array | None = None,
+    reset_carry: Array | None = None,
+  ):
     """All steps with the input projection and readout hoisted: ``(final state, [batch, time, H])``;
-    ``parallel`` picks the associative scan or the sequential ``lax.scan`` (same numbers)."""
+    ``parallel`` picks the associative scan or the sequential ``lax.scan`` (same numbers); ``resets``
+    and ``reset_carry`` as in ``Cell.parallel_sequence``."""
     a, b = self.coefficients(xp)
-    h = linear_recurrence(a, b, h0, valid, parallel=parallel, unroll=unroll)
+    h = linear_recurrence(a, b, h0, valid, parallel=parallel, unroll=unroll, resets=resets, h_reset=reset_carry)
     return h[:, -1], self.readout(h, xp)
 
-  def parallel_sequence(self, carry, xp, valid):
-    return self.sequence(carry, xp, valid, parallel=True)
+  def parallel_sequence(self, carry, xp, valid, resets=None, reset_carry=None):
+    return self.sequence(carry, xp, valid, parallel=True, resets=resets, reset_carry=reset_carry)
 
 
 class MinGRUCell(LinearRecurrentCell):
@@ -128,7 +139,9 @@ class LRUCell(LinearRecurrentCell):
 
   Attributes:
     state_features: N, the complex state size (default: ``features``).
-    r_min, r_max, max_phase: eigenvalue initialization ring.
+    r_min: the inner radius of the ring the eigenvalues are initialized on (0.9).
+    r_max: the outer radius of that ring (0.999).
+    max_phase: the largest initial eigenvalue phase (:math:`2\pi`).
     activation: :math:`\phi`.
   Parameters: ``input_proj`` (``[in, 2N + H]``: Re B, Im B, D; no bias), ``output_proj`` (the real
   form of C, ``[2N, H]``, and the bias d), ``nu_log``, ``theta_log``, ``gamma_log`` (``[N]``).
@@ -215,21 +228,33 @@ def linear_recurrence(
   *,
   parallel: bool,
   unroll: int = 1,
+  resets: Array | None = None,
+  h_reset: Array | None = None,
 ) -> Array:
   r"""All states of :math:`h_t = a_t \odot h_{t-1} + b_t` over the time axis 1.
 
   Args:
-    a, b: ``[batch, time, N]``.
+    a: ``[batch, time, N]``, the decays :math:`a_t`.
+    b: ``[batch, time, N]``, the inputs :math:`b_t`.
     h0: ``[batch, N]``, the state before the first step.
     valid: optional ``[batch, time]`` bool; at invalid (padding) steps the state is held
       (:math:`a = 1, b = 0`), so ``h[:, -1]`` is each sequence's state at its last valid step.
     parallel: associative scan (True) or sequential ``lax.scan`` (False); same numbers.
     unroll: ``lax.scan`` unroll factor of the sequential path.
+    resets: optional ``[batch, time]`` bool (packed sequences): at a marked step the state before it
+      is ``h_reset`` (``[batch, N]``; None: zeros) instead of :math:`h_{t-1}`. Folded into the
+      coefficients, :math:`(a_t, b_t) \to (0,\; a_t h_{reset} + b_t)`, so the associative scan's
+      operator is unchanged and carries no flag: a zero :math:`a_t` cuts every product across the
+      reset, and so every gradient across it (exactly zero).
 
   Returns:
     ``h``: ``[batch, time, N]``.
   """
-  if valid is not None:
+  if resets is not None:
+    r = resets[..., None]
+    b = b if h_reset is None else jnp.where(r, a * h_reset[:, None].astype(b.dtype) + b, b)
+    a = jnp.where(r, jnp.zeros((), a.dtype), a)
+  if valid is not None:  # after the resets: a reset on a padding step is ignored
     v = valid[..., None]
     a = jnp.where(v, a, jnp.ones((), a.dtype))
     b = jnp.where(v, b, jnp.zeros((), b.dtype))

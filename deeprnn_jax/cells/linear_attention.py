@@ -41,7 +41,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from deeprnn_jax.cells.base import Cell
+from deeprnn_jax.cells.base import Cell, segment_ids, segment_start
 from deeprnn_jax.inits import get_initializer
 
 Array = jax.Array
@@ -81,16 +81,26 @@ def chunkwise_delta(
   beta: Array | None,
   log_alpha: Array | None,
   chunk_size: int,
+  resets: Array | None = None,
+  reset_state: Array | None = None,
 ) -> tuple[Array, Array]:
   r"""The chunkwise-parallel (gated) delta rule over a whole sequence (see the module docstring).
 
   Args:
     state: :math:`S_0`, ``[batch, heads, dk, dv]``.
-    q, k: ``[batch, time, heads, dk]``; v: ``[batch, time, heads, dv]``.
+    q: ``[batch, time, heads, dk]``, the queries.
+    k: ``[batch, time, heads, dk]``, the keys.
+    v: ``[batch, time, heads, dv]``, the values.
     beta: ``[batch, time, heads]`` write strengths, or None for the plain additive update
       :math:`S_t = \alpha_t S_{t-1} + k_t v_t^\top` (linear attention).
     log_alpha: ``[batch, time, heads]`` :math:`\log \alpha_t \le 0`, or None for :math:`\alpha = 1`.
     chunk_size: C; ``time`` is padded up to a multiple of C with steps that write nothing.
+    resets: ``[batch, time]`` bool or None (packed sequences): at a marked step the state before it
+      is ``reset_state`` (``[batch, heads, dk, dv]``; None: zeros). Inside a chunk every position
+      reads a *base* state, the chunk's incoming :math:`S_0` before the chunk's first reset and the
+      reset state after it; :math:`\Gamma` restarts at each reset, :math:`A` and :math:`D` are masked
+      to pairs in one segment (so :math:`(I + A)^{-1}` is block-diagonal by segment and ``W`` times
+      either base is exact row by row), and the state leaving the chunk keeps only its last segment.
 
   Returns:
     ``(final state [batch, heads, dk, dv], outputs o_t = S_t^T q_t [batch, time, heads, dv])``.
@@ -112,10 +122,24 @@ def chunkwise_delta(
   q, k, v, log_alpha = chunks(q), chunks(k), chunks(v), chunks(log_alpha)
   g = jnp.cumsum(log_alpha, axis=-1)  # log Gamma_t within each chunk, [n, batch, heads, C]
   inclusive = jnp.tril(jnp.ones((1, 1, 1, c, c), bool))
+  if resets is None:
+    first = to_last = None
+    same = inclusive
+    gamma = jnp.exp(g)
+  else:
+    r = chunks(jnp.broadcast_to(resets[..., None], (batch, time, heads)))  # [n, batch, heads, C]
+    seg = segment_ids(r)
+    first = (seg == 0)[..., None]  # the positions that read the chunk's incoming state
+    same = inclusive & (seg[..., :, None] == seg[..., None, :])
+    to_last = seg == seg[..., -1:]  # the positions whose writes reach the chunk's end
+    # Gamma restarts at each reset: log Gamma_t - log Gamma_(s-1) for the segment's first step s.
+    base = jnp.take_along_axis(g - log_alpha, segment_start(r), axis=-1)
+    gamma = jnp.exp(g - jnp.where(first[..., 0], 0.0, base))
   # D_ij = Gamma_i / Gamma_j for j <= i; the masked exponent is zeroed first so no inf enters a gradient.
-  decay = jnp.where(inclusive, jnp.exp(jnp.where(inclusive, g[..., :, None] - g[..., None, :], 0.0)), 0.0)
+  decay = jnp.where(same, jnp.exp(jnp.where(same, g[..., :, None] - g[..., None, :], 0.0)), 0.0)
   to_end = jnp.exp(g[..., -1:] - g)  # Gamma_C / Gamma_j
-  gamma = jnp.exp(g)
+  if to_last is not None:
+    to_end = jnp.where(to_last, to_end, 0.0)
   if beta is None:
     u_in, w = v, None
   else:
@@ -128,14 +152,21 @@ def chunkwise_delta(
   scores = jnp.einsum('...id,...jd->...ij', q, k) * decay
   k_to_end = k * to_end[..., None]
 
+  def based(first, s, product):
+    # product(S) for the positions that read the incoming state, product(reset state) for the others.
+    if first is None:
+      return product(s)
+    return jnp.where(first, product(s), 0.0 if reset_state is None else product(reset_state))
+
   def body(s, inputs):
-    u_in, w, q, scores, gamma, k_to_end = inputs
-    u = u_in if w is None else u_in - w @ s
-    o = gamma[..., None] * (q @ s) + scores @ u
-    s = gamma[..., -1, None, None] * s + jnp.swapaxes(k_to_end, -1, -2) @ u
+    u_in, w, q, scores, gamma, k_to_end, first = inputs
+    u = u_in if w is None else u_in - based(first, s, lambda m: w @ m)
+    o = gamma[..., None] * based(first, s, lambda m: q @ m) + scores @ u
+    end = s if first is None else based(first[..., -1:, :1], s, lambda m: m)
+    s = gamma[..., -1, None, None] * end + jnp.swapaxes(k_to_end, -1, -2) @ u
     return s, o
 
-  state, o = jax.lax.scan(body, state, (u_in, w, q, scores, gamma, k_to_end))
+  state, o = jax.lax.scan(body, state, (u_in, w, q, scores, gamma, k_to_end, first))
   o = jnp.moveaxis(jnp.moveaxis(o, 3, 2), 0, 1).reshape(batch, n * c, heads, dv)
   return state, o[:, :time]
 
@@ -230,9 +261,11 @@ class LinearAttentionCell(_MatrixMemoryCell):
     numerator = jnp.einsum('...hk,...hkv->...hv', q, s)
     return (s, z), self._readout(numerator, jnp.sum(q * z, axis=-1))
 
-  def parallel_sequence(self, carry, xp, valid):
+  def parallel_sequence(self, carry, xp, valid, resets=None, reset_carry=None):
     s, z = carry
     q, k, v = self._qkv(xp)
+    if resets is not None and valid is not None:
+      resets = resets & valid
     if valid is not None:
       k = jnp.where(valid[..., None, None], k, 0.0)
     # The normalizer z is one more value column of ones: [S, z] evolves as one state.
@@ -245,6 +278,8 @@ class LinearAttentionCell(_MatrixMemoryCell):
       None,
       None,
       self.chunk_size,
+      resets,
+      None if reset_carry is None else jnp.concatenate([reset_carry[0], reset_carry[1][..., None]], axis=-1),
     )
     return (state[..., :-1], state[..., -1]), self._readout(o[..., :-1], o[..., -1])
 
@@ -326,14 +361,15 @@ class DeltaNetCell(_MatrixMemoryCell):
     s = s + k[..., :, None] * u[..., None, :]
     return s, self._readout(jnp.einsum('...hk,...hkv->...hv', q, s), gate)
 
-  def parallel_sequence(self, carry, xp, valid):
+  def parallel_sequence(self, carry, xp, valid, resets=None, reset_carry=None):
     q, k, v, beta, log_alpha, gate = self._split(xp)
     if valid is not None:
+      resets = None if resets is None else resets & valid
       k = jnp.where(valid[..., None, None], k, 0.0)
       beta = jnp.where(valid[..., None], beta, 0.0)
       if log_alpha is not None:
         log_alpha = jnp.where(valid[..., None], log_alpha, 0.0)
-    state, o = chunkwise_delta(carry, q, k, v, beta, log_alpha, self.chunk_size)
+    state, o = chunkwise_delta(carry, q, k, v, beta, log_alpha, self.chunk_size, resets, reset_carry)
     return state, self._readout(o, gate)
 
 

@@ -29,7 +29,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from deeprnn_jax.cells.base import Cell
+from deeprnn_jax.cells.base import Cell, first_segment, segment_start
 from deeprnn_jax.inits import get_initializer, per_gate
 from deeprnn_jax.cells.linear import linear_recurrence
 
@@ -124,8 +124,11 @@ class _SelectiveSSM(Cell):
     h = a * h + bu
     return h, self.ssm_output(h, u, c)
 
-  def ssm_sequence(self, h0: Array, u: Array, delta: Array, b: Array, c: Array, valid: Array | None):
-    """The associative scan over ``u`` ``[batch, time, D]`` from ``h0`` ``[batch, D, N]`` -> ``(h_T, s)``."""
+  def ssm_sequence(
+    self, h0: Array, u: Array, delta: Array, b: Array, c: Array, valid: Array | None, resets=None, h_reset=None
+  ):
+    """The associative scan over ``u`` ``[batch, time, D]`` from ``h0`` ``[batch, D, N]`` -> ``(h_T, s)``;
+    ``resets`` ``[batch, time]`` restart the state from ``h_reset`` (None: zeros), as ``linear_recurrence``."""
     a, bu = self.discretize(u, delta, b)
     batch, time, channels, n = a.shape
     h = linear_recurrence(
@@ -134,6 +137,8 @@ class _SelectiveSSM(Cell):
       h0.reshape(batch, channels * n),
       valid,
       parallel=True,
+      resets=resets,
+      h_reset=None if h_reset is None else h_reset.reshape(batch, channels * n),
     ).reshape(batch, time, channels, n)
     return h[:, -1], self.ssm_output(h, u, c)
 
@@ -153,8 +158,12 @@ class S6Cell(_SelectiveSSM):
     With them the output is about linear in the input.
 
   Attributes:
-    state_size: N (16). dt_rank: rank of :math:`\Delta`'s projection (None: :math:`\lceil H/16\rceil`).
-    dt_min, dt_max, dt_init_floor, dt_scale: Mamba's :math:`\Delta` initialization.
+    state_size: N (16).
+    dt_rank: rank of :math:`\Delta`'s projection (None: :math:`\lceil H/16\rceil`).
+    dt_min: the smallest initial :math:`\Delta` (Mamba's initialization: 0.001).
+    dt_max: the largest initial :math:`\Delta` (0.1).
+    dt_init_floor: the floor of the initial :math:`\Delta` (1e-4).
+    dt_scale: the scale of the :math:`\Delta` projection's initialization (1.0).
   Parameters: ``input_proj`` (``[in, H]``, ``[H]``), ``x_proj`` (``[H, dt_rank + 2N]``, no bias; order
   :math:`\Delta`, B, C), ``dt_norm``, ``B_norm``, ``C_norm`` (``scale``: ``[dt_rank]``, ``[N]``, ``[N]``),
   ``dt_proj`` (``[dt_rank, H]``, ``[H]``), ``A_log`` ``[H, N]``, ``D`` ``[H]``.
@@ -182,8 +191,8 @@ class S6Cell(_SelectiveSSM):
     h = a * h + bu
     return h, self.ssm_output(h, u, c)
 
-  def parallel_sequence(self, carry, xp, valid):
-    return self.ssm_sequence(carry, *self._split(xp), valid)
+  def parallel_sequence(self, carry, xp, valid, resets=None, reset_carry=None):
+    return self.ssm_sequence(carry, *self._split(xp), valid, resets, reset_carry)
 
   @nn.nowrap
   def initialize_carry(self, rng, input_shape):
@@ -253,18 +262,38 @@ class MambaCell(_SelectiveSSM):
     h, s = self.ssm_step(h, u)
     return (window[..., 1:, :], h), self._gated_output(s, z)
 
-  def parallel_sequence(self, carry, xp, valid):
+  def parallel_sequence(self, carry, xp, valid, resets=None, reset_carry=None):
     conv, h0 = carry
     x, z = jnp.split(xp, 2, axis=-1)
     time, k = x.shape[1], self.d_conv
     full = jnp.concatenate([conv, x.astype(conv.dtype)], axis=1)  # [batch, k - 1 + time, D]
-    u = sum(full[:, j : j + time] * jnp.broadcast_to(self.conv_kernel[j], x.shape) for j in range(k))
-    u = jax.nn.silu(u + jnp.broadcast_to(self.conv_bias, u.shape))
-    h, s = self.ssm_sequence(h0, u, *self.selection(u), valid)
-    # Right padding: sequence b's last k - 1 valid inputs are full[b, n_b : n_b + k - 1].
+    # Window slot j of step t holds the input of step p = t - (k - 1) + j.
+    window = [full[:, j : j + time] for j in range(k)]
     lengths = jnp.full(x.shape[:1], time) if valid is None else jnp.sum(valid, axis=1)
-    index = lengths[:, None] + jnp.arange(k - 1)[None, :]
-    conv = jnp.take_along_axis(full, index[..., None], axis=1)
+    if resets is not None and k > 1:
+      # In a segment begun by a reset at step s, slots with p < s read the reset carry's buffer, whose
+      # entry t - s + j is the input "k - 1 - (t - s + j) steps before s".
+      if valid is not None:
+        resets = resets & valid
+      fresh = reset_carry[0] if reset_carry is not None else jnp.zeros_like(conv)
+      since = jnp.arange(time)[None, :] - segment_start(resets)  # t - s
+      restarted = ~first_segment(resets)
+      for j in range(k):
+        before = restarted & (since + j < k - 1)
+        held = jnp.take_along_axis(fresh, jnp.clip(since + j, 0, k - 2)[..., None], axis=1)
+        window[j] = jnp.where(before[..., None], held, window[j])
+    u = sum(window[j] * jnp.broadcast_to(self.conv_kernel[j], x.shape) for j in range(k))
+    u = jax.nn.silu(u + jnp.broadcast_to(self.conv_bias, u.shape))
+    h, s = self.ssm_sequence(h0, u, *self.selection(u), valid, resets, None if reset_carry is None else reset_carry[1])
+    if resets is None:
+      # Right padding: sequence b's last k - 1 valid inputs are full[b, n_b : n_b + k - 1].
+      index = lengths[:, None] + jnp.arange(k - 1)[None, :]
+      conv = jnp.take_along_axis(full, index[..., None], axis=1)
+    elif k > 1:
+      # The buffer after the last valid step is that step's window less its oldest slot.
+      last = jnp.maximum(lengths - 1, 0)[:, None, None]
+      tail = jnp.stack([jnp.take_along_axis(w, last, axis=1)[:, 0] for w in window[1:]], axis=1)
+      conv = jnp.where((lengths > 0)[:, None, None], tail, conv)
     return (conv, h), self._gated_output(s, z)
 
   @nn.nowrap

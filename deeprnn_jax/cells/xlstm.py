@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.nn import initializers as jinit
 
-from deeprnn_jax.cells.base import Cell
+from deeprnn_jax.cells.base import Cell, first_segment, segment_ids, segment_start
 from deeprnn_jax.inits import get_initializer
 
 Array = jax.Array
@@ -162,7 +162,7 @@ class SLSTMCell(Cell):
     return tuple(self.carry_init(k, shape, self.param_dtype) for k in jax.random.split(rng, 4))
 
 
-def _mlstm_quadratic(carry, q, k, v, i_pre, log_f, eps):
+def _mlstm_quadratic(carry, q, k, v, i_pre, log_f, eps, resets=None, reset_carry=None):
   r"""The stabilized parallel mLSTM from a carry: ``q, k, v`` ``[batch, time, heads, d]`` (k already
   scaled), ``i_pre, log_f`` ``[batch, time, heads]`` (padding already neutral) -> ``(carry, h~)`` with
   ``h~`` ``[batch, time, heads, d]``.
@@ -172,6 +172,10 @@ def _mlstm_quadratic(carry, q, k, v, i_pre, log_f, eps):
   :math:`F_t - F_s + \tilde\imath_s`), and the recurrence's stabilizer :math:`m_t` is exactly the
   largest of these log weights, so dividing every weight by :math:`e^{m_t}` gives the per-step
   form's states and outputs.
+
+  ``resets`` ``[batch, time]`` (packed sequences): a step after a reset at step s weighs only the
+  writes of its own segment, and in place of the initial state the reset carry ``(C_r, n_r, m_r)``
+  (zeros where None), with log weight :math:`F_t - F_{s-1} + m_r`.
   """
   c0, n0, m0 = carry
   q, k, v = (jnp.moveaxis(a, 1, 2) for a in (q, k, v))  # [batch, heads, time, d]
@@ -179,16 +183,33 @@ def _mlstm_quadratic(carry, q, k, v, i_pre, log_f, eps):
   steps = q.shape[2]
   cum = jnp.cumsum(log_f, axis=-1)
   causal = jnp.tril(jnp.ones((steps, steps), bool))[None, None]
+  first = None
+  if resets is not None:
+    resets = resets[:, None, :]  # [batch, 1, time]
+    seg, first = segment_ids(resets), first_segment(resets)
+    causal = causal & (seg[..., :, None] == seg[..., None, :])
+    c_r, n_r, m_r = (jnp.zeros_like(a) for a in carry) if reset_carry is None else reset_carry
+    # From a reset at step s the initial state's log weight restarts: F_t - F_(s-1) + m_r.
+    base = jnp.take_along_axis(cum - log_f, jnp.broadcast_to(segment_start(resets), cum.shape), axis=-1)
+    cum0 = jnp.where(first, cum, cum - base)
+    m0 = jnp.where(first, m0[..., None], m_r[..., None])
   log_d = jnp.where(causal, cum[..., :, None] - cum[..., None, :] + i_pre[..., None, :], -jnp.inf)
-  log_0 = cum + m0[..., None]
+  log_0 = cum + m0[..., None] if first is None else cum0 + m0
   m = jnp.maximum(jnp.max(log_d, axis=-1), log_0)
   d = jnp.exp(log_d - m[..., None])
   a0 = jnp.exp(log_0 - m)
   s = jnp.einsum('bhtk,bhsk->bhts', q, k) * d
-  num = jnp.einsum('bhts,bhsv->bhtv', s, v) + a0[..., None] * jnp.einsum('bhtk,bhkv->bhtv', q, c0)
-  den = jnp.sum(s, axis=-1) + a0 * jnp.einsum('bhtk,bhk->bht', q, n0)
+  q_c0, q_n0 = jnp.einsum('bhtk,bhkv->bhtv', q, c0), jnp.einsum('bhtk,bhk->bht', q, n0)
+  if first is not None:  # after a reset the query reads the reset carry instead
+    q_c0 = jnp.where(first[..., None], q_c0, jnp.einsum('bhtk,bhkv->bhtv', q, c_r))
+    q_n0 = jnp.where(first, q_n0, jnp.einsum('bhtk,bhk->bht', q, n_r))
+  num = jnp.einsum('bhts,bhsv->bhtv', s, v) + a0[..., None] * q_c0
+  den = jnp.sum(s, axis=-1) + a0 * q_n0
   h = num / (jnp.maximum(jnp.abs(den), jnp.exp(-m)) + eps)[..., None]
   last, a_last = d[..., -1, :], a0[..., -1]
+  if first is not None:  # the state leaving: its last segment's, from the reset carry if one began it
+    keep = first[..., -1]  # [batch, 1]: no reset in this piece
+    c0, n0 = jnp.where(keep[..., None, None], c0, c_r), jnp.where(keep[..., None], n0, n_r)
   c = a_last[..., None, None] * c0 + jnp.einsum('bhs,bhsk,bhsv->bhkv', last, k, v)
   n = a_last[..., None] * n0 + jnp.einsum('bhs,bhsk->bhk', last, k)
   return (c, n, m[..., -1]), jnp.moveaxis(h, 2, 1)
@@ -287,19 +308,21 @@ class MLSTMCell(Cell):
     y = jax.nn.sigmoid(o) * h.reshape(o.shape)
     return (c, n, m_new), y
 
-  def parallel_sequence(self, carry, xp, valid=None):
+  def parallel_sequence(self, carry, xp, valid=None, resets=None, reset_carry=None):
     """The whole sequence at once: ``xp = project_inputs(x)`` ``[batch, time, 4H + 2 N_h]``, ``valid``
     ``[batch, time]`` bool or None (valid steps first) -> ``(final carry, y [batch, time, H])``, the
     same numbers as scanning ``recur``; the final carry is each row's at its last valid step
-    (padding steps have input gate 0 and forget gate 1, so they leave the state as it was)."""
+    (padding steps have input gate 0 and forget gate 1, so they leave the state as it was). ``resets``
+    and ``reset_carry`` as in ``Cell.parallel_sequence`` (masks and restarts in ``_mlstm_quadratic``)."""
     q, k, v, o, i_pre, log_f = self._split(xp)
     batch, steps = xp.shape[:2]
     if valid is not None:
+      resets = None if resets is None else resets & valid
       i_pre = jnp.where(valid[..., None], i_pre, -jnp.inf)
       log_f = jnp.where(valid[..., None], log_f, 0.0)
     chunk = steps if self.chunk_size is None else min(self.chunk_size, steps)
     if chunk == steps:
-      carry, h = _mlstm_quadratic(carry, q, k, v, i_pre, log_f, self.eps)
+      carry, h = _mlstm_quadratic(carry, q, k, v, i_pre, log_f, self.eps, resets, reset_carry)
     else:
       num_chunks = -(-steps // chunk)
       pad = num_chunks * chunk - steps
@@ -309,9 +332,10 @@ class MLSTMCell(Cell):
         return jnp.moveaxis(a.reshape((batch, num_chunks, chunk) + a.shape[2:]), 1, 0)
 
       pieces = (chunked(q, 0.0), chunked(k, 0.0), chunked(v, 0.0), chunked(i_pre, -jnp.inf), chunked(log_f, 0.0))
+      pieces += (None if resets is None else chunked(resets, False),)
 
       def body(carry, piece):
-        return _mlstm_quadratic(carry, *piece, self.eps)
+        return _mlstm_quadratic(carry, *piece[:-1], self.eps, piece[-1], reset_carry)
 
       carry, h = jax.lax.scan(body, carry, pieces)
       h = jnp.moveaxis(h, 0, 1).reshape((batch, num_chunks * chunk) + h.shape[3:])[:, :steps]

@@ -36,6 +36,7 @@ from deeprnn_jax.tasks import connected_digits as _connected_digits
 from deeprnn_jax.tasks import digits as _digits
 from deeprnn_jax.tasks import language_model as _language_model
 from deeprnn_jax.tasks import mnist1d as _mnist1d
+from deeprnn_jax.tasks import pipeline
 from deeprnn_jax.tasks import polyphonic as _polyphonic
 from deeprnn_jax.tasks import recall as _recall
 from deeprnn_jax.tasks import shakespeare as _shakespeare
@@ -191,8 +192,14 @@ def _check_factory(name: str, factory: Callable[..., Any]) -> None:
 
 
 def task_options(name: str) -> dict[str, Any]:
-  """The options of task ``name`` with their defaults."""
+  """The options of task ``name``'s factory with their defaults (``make_task`` also takes
+  ``GENERIC_OPTIONS``)."""
   return {p.name: p.default for p in inspect.signature(TASKS[name]).parameters.values()}
+
+
+# Options every task takes, applied by make_task after the factory: ``pack=True`` packs several training
+# sequences into each row (``pipeline.pack_task``; variable-length tasks only).
+GENERIC_OPTIONS = {'pack': False}
 
 
 def make_task(name: str, **options: Any) -> Task:
@@ -200,17 +207,19 @@ def make_task(name: str, **options: Any) -> Task:
   if name not in TASKS:
     raise ValueError(f'unknown task {name!r}; valid tasks: {", ".join(sorted(TASKS))}')
   valid = task_options(name)
+  pack = options.pop('pack', False) if 'pack' not in valid else False
   unknown = sorted(set(options) - set(valid))
   if unknown:
     raise ValueError(f'unknown option {unknown[0]!r} for task {name!r}; valid options: {", ".join(sorted(valid))}')
   task = TASKS[name](**options)
   if not isinstance(task, Task):
     raise TypeError(f'task {name!r}: its factory returned {type(task).__name__}, not a deeprnn_jax.tasks.Task')
-  return task
+  return pipeline.pack_task(task) if pack else task
 
 
 __all__ = [
   'TASKS',
+  'GENERIC_OPTIONS',
   'Baseline',
   'Task',
   'Threshold',

@@ -178,7 +178,8 @@ def step_mask(lengths: jax.Array, time: int) -> jax.Array:
 def loss_and_metrics(kind: str, outputs: jax.Array, batch: Batch) -> tuple[jax.Array, MetricSums]:
   r"""The loss each output kind trains on, and its metrics as ``(total, count)``.
 
-  * ``class``: cross-entropy and accuracy, per example.
+  * ``class``: cross-entropy and accuracy, per example; for packed rows (``pipeline.pack_task``)
+    ``outputs`` ``[rows, S, classes]``, ``targets`` and ``weight`` ``[rows, S]``: per packed sequence.
   * ``regression``: mean squared error (averaged over output units), per example.
   * ``per_step_class``: cross-entropy and accuracy per valid step (padding never counts); with a
     ``target_mask`` ``[batch, time]`` in the batch, per answer step only (where it is 1), and
@@ -198,6 +199,8 @@ def loss_and_metrics(kind: str, outputs: jax.Array, batch: Batch) -> tuple[jax.A
   targets = batch['targets']
   w = _weights(batch)
   outputs = outputs.astype(jnp.float32)
+  if kind == 'class' and outputs.ndim == 3:  # packed rows: [rows, S, classes], one weight per sequence
+    outputs, targets, w = outputs.reshape(-1, outputs.shape[-1]), targets.reshape(-1), w.reshape(-1)
   if kind == 'class':
     ce = optax.softmax_cross_entropy_with_integer_labels(outputs, targets)
     acc = (jnp.argmax(outputs, -1) == targets).astype(jnp.float32)

@@ -175,3 +175,108 @@ def majority_accuracy(train_labels: np.ndarray, test_labels: np.ndarray, num_cla
   """The most frequent training label and the accuracy of always predicting it on ``test_labels``."""
   majority = int(np.argmax(np.bincount(np.asarray(train_labels), minlength=num_classes)))
   return majority, float(np.mean(np.asarray(test_labels) == majority))
+
+
+# -- packing: several sequences to a row ----------------------------------------------------------
+
+PACKABLE_KINDS = ('class', 'per_step_class', 'per_step_binary')
+
+
+def pack_rows(lengths: Sequence[int], row_len: int) -> list[list[int]]:
+  """Groups sequences into rows of at most ``row_len`` steps: first-fit decreasing (longest first,
+  each into the first row with room), a bin packing within 11/9 of the fewest rows (Johnson 1973).
+
+  Returns the rows as lists of sequence indices, in the order they sit in the row. A sequence longer
+  than ``row_len`` gets a row of its own (and is cut to it by ``pack_arrays``).
+  """
+  rows, room = [], []
+  for i in sorted(range(len(lengths)), key=lambda i: -int(lengths[i])):
+    n = min(int(lengths[i]), row_len)
+    fits = next((r for r, free in enumerate(room) if free >= n), None)
+    if fits is None:
+      rows.append([i])
+      room.append(row_len - n)
+    else:
+      rows[fits].append(i)
+      room[fits] -= n
+  return rows
+
+
+def pack_arrays(
+  arrays: Mapping[str, np.ndarray], row_len: int, time_keys: Sequence[str], rows: Sequence[Sequence[int]]
+) -> dict[str, np.ndarray]:
+  """Packs padded examples (``arrays`` with ``lengths``) into ``rows`` (from ``pack_rows``).
+
+  ``time_keys`` (``[n, time, ...]``) are laid end to end in each row; every other key (a per-sequence
+  value, e.g. a class label ``[n]``) becomes ``[rows, S]`` with ``S`` the most sequences in a row. Adds
+  ``resets`` ``[rows, row_len]`` (True at each sequence's first step), ``ends`` ``[rows, S]`` (each
+  sequence's last step) and ``weight`` ``[rows, S]`` (1 per sequence, 0 in empty slots); ``lengths``
+  becomes the packed steps of each row.
+  """
+  lengths = np.minimum(np.asarray(arrays['lengths']), row_len)
+  slots = max(len(r) for r in rows)
+  out = {'resets': np.zeros((len(rows), row_len), bool), 'lengths': np.zeros(len(rows), np.int32)}
+  out['ends'] = np.zeros((len(rows), slots), np.int32)
+  out['weight'] = np.zeros((len(rows), slots), np.float32)
+  for key, value in arrays.items():
+    if key in time_keys:
+      out[key] = np.zeros((len(rows), row_len) + value.shape[2:], value.dtype)
+    elif key not in ('lengths', 'weight'):
+      out[key] = np.zeros((len(rows), slots) + value.shape[1:], value.dtype)
+  for r, members in enumerate(rows):
+    start = 0
+    for s, i in enumerate(members):
+      n = int(lengths[i])
+      for key in time_keys:
+        out[key][r, start : start + n] = arrays[key][i, :n]
+      for key in out:
+        if key in arrays and key not in time_keys and key not in ('lengths', 'weight'):
+          out[key][r, s] = arrays[key][i]
+      out['resets'][r, start] = True
+      out['ends'][r, s] = start + max(n, 1) - 1
+      out['weight'][r, s] = 1.0 if 'weight' not in arrays else arrays['weight'][i]
+      start += n
+    out['lengths'][r] = start
+  return out
+
+
+def pack_task(task: Any) -> Any:
+  """The task with packed training batches: each row of ``seq_len`` steps holds several training
+  sequences end to end (``pack_rows``, fixed once), and the batch carries ``resets`` so the model
+  starts every sequence afresh (``DeepRNN(resets=...)``). Evaluation splits stay one sequence a row.
+
+  Loss weights: every valid token (``per_step_*``) or every sequence (``class``: the model reads each
+  packed sequence's own last step, ``ends``) weighs 1, as in a padded batch; a packed batch of
+  ``batch_size`` rows holds more sequences than ``batch_size``, so the mean is over more of them per
+  step (rescale the learning rate or ``batch_size`` to compare with a padded run at equal data). Only
+  tasks whose training data is an ``array_stream`` of ``inputs``/``targets``/``lengths`` with output kind
+  in ``PACKABLE_KINDS`` pack; CTC and encoder-decoder tasks do not (their losses read whole rows).
+  """
+  import dataclasses  # pylint: disable=g-import-not-at-top
+
+  arrays = (task.train_data or {}).get('arrays') if isinstance(task.train_data, Mapping) else None
+  if task.output_kind not in PACKABLE_KINDS or task.stateful or not arrays or 'lengths' not in arrays:
+    raise ValueError(
+      f'task {task.name!r} ({task.output_kind}) cannot pack its training sequences: packing needs a '
+      f'variable-length task of kind {", ".join(PACKABLE_KINDS)}; drop pack=True'
+    )
+  arrays = {k: np.asarray(v) for k, v in arrays.items()}
+  time_keys = tuple(k for k, v in arrays.items() if v.ndim >= 2 and v.shape[1] == task.seq_len and k != 'targets')
+  if task.output_kind != 'class':
+    time_keys += ('targets',)
+  rows = pack_rows(arrays['lengths'], task.seq_len)
+  packed = pack_arrays(arrays, task.seq_len, time_keys, rows)
+  if task.output_kind != 'class':  # per-step losses read lengths; per-sequence fields are not needed
+    packed = {k: v for k, v in packed.items() if k not in ('ends', 'weight')}
+  train_batch, train_data, _ = array_stream(packed, dict)
+  sequences, steps = len(arrays['lengths']), int(np.minimum(arrays['lengths'], task.seq_len).sum())
+  info = dict(
+    task.info,
+    packed_rows=len(rows),
+    packed_sequences_per_row=sequences / len(rows),
+    packed_fill=steps / (len(rows) * task.seq_len),
+    padded_fill=steps / (sequences * task.seq_len),
+  )
+  return dataclasses.replace(
+    task, train_batch=train_batch, train_data=train_data, length_buckets=(), bucket_probs=(), info=info
+  )

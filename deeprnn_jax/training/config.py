@@ -520,12 +520,12 @@ def _warn_eval_interval(d: dict) -> None:
 
 
 def _check_task_options(d: dict) -> None:
-  from deeprnn_jax.tasks import task_options  # pylint: disable=g-import-not-at-top
+  from deeprnn_jax.tasks import GENERIC_OPTIONS, task_options  # pylint: disable=g-import-not-at-top
 
   name = d['task']['name']
   valid = sorted(task_options(name))
   for k in to_dict(d['task'].get('options') or {}):
-    if k not in valid:
+    if k not in valid and k not in GENERIC_OPTIONS:
       raise ConfigError(f'task.options.{k}', f'unknown option for task {name!r}; valid: {", ".join(valid)}')
 
 

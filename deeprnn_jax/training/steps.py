@@ -97,7 +97,8 @@ def metric_names(model, task: task_base.Task) -> tuple[str, ...]:
     key = jax.random.PRNGKey(0)
     batch = task.train_batch(key, jnp.int32(0), 1)
     params = model.init({'params': key}, batch['inputs'], batch['lengths'], deterministic=True)
-    return task.loss_and_metrics(model.apply(params, batch['inputs'], batch['lengths']), batch)[1]
+    packed = {k: batch[k] for k in ('resets', 'ends') if k in batch}  # tasks.pipeline.pack_task's rows
+    return task.loss_and_metrics(model.apply(params, batch['inputs'], batch['lengths'], **packed), batch)[1]
 
   return tuple(jax.eval_shape(f).keys())
 
@@ -196,7 +197,8 @@ def train_step(
   dropout_key = jax.random.fold_in(state.dropout_key, state.step)
 
   def loss_fn(params):
-    kwargs = {}
+    # Packed batches (tasks.pipeline.pack_task) tell the model where each sequence starts and ends.
+    kwargs = {k: batch[k] for k in ('resets', 'ends') if k in batch}
     if task.stateful:
       kwargs = dict(initial_carries=_start_carries(model, params, state.carries, batch['reset']), return_carries=True)
     outputs = model.apply(
