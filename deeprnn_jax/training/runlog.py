@@ -20,6 +20,7 @@ This module is the only one that imports wandb (lazily, so a disabled run never 
 from __future__ import annotations
 
 import functools
+import glob
 import json
 import logging
 import math
@@ -291,6 +292,63 @@ def call_with_timeout(fn: Callable[[], Any], seconds: float, what: str) -> Any:
   if 'error' in box:
     raise box['error']
   return box.get('value')
+
+
+_WANDB_BLOCK, _WANDB_HEADER = 32768, 7
+
+
+def wandb_written(directory: str, run_id: str) -> set[tuple[str, int]] | None:
+  """The ``(split, step)`` records wandb has written for run ``run_id`` under ``directory`` (the
+  ``dir`` given to ``wandb.init``), read back from its transaction logs
+  (``wandb/*-<id>/run-<id>.wandb``, one per process that opened the run, online or offline), or None
+  when there is none to read (never opened, deleted, or wandb not installed).
+
+  A transaction log is wandb's own record of what it has taken in (it syncs from it): a record still
+  in a killed process's buffers is not in it. The file is a LevelDB-style log: a 7-byte header, then
+  32 KiB blocks of chunks ``crc32c (4) | length (2, little-endian) | type (1 full, 2 first, 3 middle,
+  4 last)``, each record a ``wandb_internal_pb2.Record``. A torn tail (a kill mid-write) ends the read.
+  """
+  pattern = os.path.join(directory, 'wandb', f'*-{glob.escape(run_id)}', f'run-{glob.escape(run_id)}.wandb')
+  paths = sorted(glob.glob(pattern))
+  if not paths:
+    return None
+  try:
+    from wandb.proto import wandb_internal_pb2  # noqa: PLC0415  (wandb only where it is used)
+  except ImportError:
+    return None
+  have = set()
+  for path in paths:
+    try:
+      with open(path, 'rb') as f:
+        data = f.read()
+    except OSError:
+      continue
+    pos, pending = _WANDB_HEADER, b''
+    while pos + _WANDB_HEADER <= len(data):
+      left = _WANDB_BLOCK - pos % _WANDB_BLOCK
+      if left < _WANDB_HEADER:
+        pos += left
+        continue
+      length, kind = int.from_bytes(data[pos + 4 : pos + 6], 'little'), data[pos + 6]
+      if (kind == 0 and length == 0) or pos + _WANDB_HEADER + length > len(data):
+        break
+      pending += data[pos + _WANDB_HEADER : pos + _WANDB_HEADER + length]
+      pos += _WANDB_HEADER + length
+      if kind not in (1, 4):
+        continue
+      record = wandb_internal_pb2.Record()
+      try:
+        record.ParseFromString(pending)
+      except Exception:  # pylint: disable=broad-except  (a damaged record: what follows is not trusted)
+        break
+      pending = b''
+      if record.WhichOneof('record_type') != 'history':
+        continue
+      row = {(item.key or '/'.join(item.nested_key)): item.value_json for item in record.history.item}
+      if 'step' in row:
+        step = int(json.loads(row['step']))
+        have.update((key.split('/')[0], step) for key in row if '/' in key)
+  return have
 
 
 class WandbRun:

@@ -150,7 +150,8 @@ class SeedRun:
     self.logger: runlog.RunLogger | None = None
     self.checkpointer: checkpoint_lib.Checkpointer | None = None
     self.progress = fresh_progress()
-    self.wandb_step = 0  # records up to this step already reached wandb (before a kill)
+    self.wandb_step = 0  # records up to this step were logged to wandb (status.json; the fallback)
+    self.wandb_has: set[tuple[str, int]] | None = None  # (split, step) wandb has written (its own logs)
     self.wandb_status: dict[str, Any] = {}  # its wandb id, mode and error, for status.json
     self.metric_modes: dict[str, str] = {}  # 'min' or 'max' per '<split>/<metric>'
 
@@ -182,6 +183,10 @@ class SeedRun:
     self.wandb_step = int(status.get('wandb_step') or 0)
     self.checkpointer = checkpoint_lib.Checkpointer(self.folder.checkpoints, c.train.keep_checkpoints)
     wandb_id = status.get('wandb_id') or uuid.uuid4().hex[:12]
+    wandb_dir = c.logging.wandb_dir or self.folder.path
+    # What wandb itself wrote in earlier processes, read before this one opens the run (a record logged
+    # just before a kill -9 may never have reached it); None: no logs to read, trust status.json's step.
+    self.wandb_has = runlog.wandb_written(wandb_dir, wandb_id) if wandb_mode != 'disabled' else None
     flat = config_lib.flatten(config_lib.to_dict(c), stop=())
     wb_config = {
       **flat,
@@ -200,7 +205,7 @@ class SeedRun:
       entity=c.logging.entity,
       name=self.name,
       run_id=wandb_id,
-      directory=c.logging.wandb_dir or self.folder.path,
+      directory=wandb_dir,
       config=wb_config,
       group=c.logging.group or os.path.basename(os.path.dirname(self.folder.path)),
       job_type=job_type,
@@ -255,6 +260,7 @@ class SeedRun:
       del self.progress['ended']
     wanted = set(cadence.records_at(step))
     self.logger.metrics.truncate_after(step, keep=lambda r: not extended or r['step'] < step or r['split'] in wanted)
+    self.resend_to_wandb()
 
   def start(self, *, step: int, params: int, seeds_in_program: int, seed_program: str, facts: dict, **launch) -> None:
     """The run is training from ``step``; ``launch``: how it was launched (e.g. ``workers``)."""
@@ -281,12 +287,38 @@ class SeedRun:
   # -- what happens during training -----------------------------------------------------------------
 
   def log(self, step: int, split: str, metrics: Mapping[str, Any]) -> None:
-    """One record: always to metrics.jsonl; to wandb unless wandb already has it (sent before a kill)."""
-    self.logger.log(step, split, metrics, to_wandb=step > self.wandb_step)
+    """One record: always to metrics.jsonl; to wandb unless wandb already has it (from before a kill)."""
+    self.logger.log(step, split, metrics, to_wandb=self._wandb_lacks(split, step))
+    if self.wandb_has is not None:
+      self.wandb_has.add((split, step))
+
+  def _wandb_lacks(self, split: str, step: int) -> bool:
+    if self.wandb_has is not None:
+      return (split, step) not in self.wandb_has
+    return step > self.wandb_step
+
+  def resend_to_wandb(self) -> int:
+    """Sends wandb the records of metrics.jsonl it has not written (those a kill -9 took from it before
+    its log held them), in step order, each once; returns how many. Needs wandb's own logs
+    (``wandb_has``): without them nothing is known to be missing."""
+    wandb = self.logger.wandb if self.logger is not None else None
+    if self.wandb_has is None or wandb is None or not wandb.active:
+      return 0
+    sent = 0
+    for record in self.folder.read_metrics():
+      split, step = record['split'], record['step']
+      if (split, step) in self.wandb_has:
+        continue
+      wandb.log(step, {f'{split}/{k}': v for k, v in record.items() if k not in ('step', 'split')})
+      self.wandb_has.add((split, step))
+      sent += 1
+    if sent:
+      _log.info('%s: sent wandb %d record(s) it had not written before the last stop', self.folder.path, sent)
+    return sent
 
   def sent_to_wandb(self, step: int) -> None:
-    """Remembers (in status.json) that wandb has every record up to ``step``: a resumed run does not
-    send those steps again."""
+    """Remembers (in status.json) that every record up to ``step`` was logged to wandb: the fallback for
+    a resume that finds no wandb logs to read (``wandb_has``)."""
     if self.logger.wandb is not None and self.logger.wandb.active and step > self.wandb_step:
       self.wandb_step = step
       self.folder.update_status(wandb_step=step)
