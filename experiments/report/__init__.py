@@ -65,6 +65,8 @@ from experiments.report.runs import (
   write_csv,
 )
 from experiments.report.statements import depth_basis, statements, verdict
+from experiments.report.study import STUDY_FILE, DepthEffect, Study, depth_effects, is_study, read_study
+from experiments.report.study_markdown import CONVERGENCE_FILE, DEPTH_EFFECTS_FILE, HEATMAP_FILES, write_study_report
 from experiments.report.stats import clipped_interval, diff_ci, mean_ci, metric_range
 from experiments.report.verdicts import (
   Family,

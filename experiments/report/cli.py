@@ -9,17 +9,21 @@ import sys
 from typing import Sequence
 
 from experiments.report.markdown import write_report
+from experiments.report.study import is_study
+from experiments.report.study_markdown import write_study_report
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(prog='python -m experiments.report', description='Write the report of a sweep.')
+  parser = argparse.ArgumentParser(
+    prog='python -m experiments.report', description='Write the report of a sweep or of a study.'
+  )
   parser.add_argument('workdir')
   args = parser.parse_args(argv)
   if not os.path.isdir(args.workdir):
     print(f'error: {args.workdir!r} is not a folder', file=sys.stderr)
     return 2
   try:
-    path = write_report(args.workdir)
+    path = write_study_report(args.workdir) if is_study(args.workdir) else write_report(args.workdir)
   except (FileNotFoundError, ValueError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2

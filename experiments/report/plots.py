@@ -6,7 +6,9 @@
   the area under the validation curve) vs depth, one line per cell, 95% intervals;
 * ``grad_norms.png``: mean gradient norm per layer (the vanishing/exploding diagnostic);
 * ``diverged.png``: the fraction of diverged runs per variant;
-* ``length_generalization.png`` where the task has longer test splits.
+* ``length_generalization.png`` where the task has longer test splits;
+* ``depth_effects_params.png``, ``depth_effects_width.png`` (a study's report): deep minus shallow, cell
+  x task, signed so that positive means depth helps (grey: not tested).
 
 Intervals come from ``experiments.report.stats`` (Student-t over seeds) and are cut to the values a metric
 can take. The functions read variants (``experiments.report.runs.Variant``: ``cell``, ``depth``,
@@ -311,3 +313,31 @@ def write_all(
       os.path.join(workdir, 'length_generalization.png'), vs, axes_keys, facts, metric, len_splits
     )
   return plots
+
+
+def plot_depth_effects(path: str, panels: Sequence[dict], cut: float = 0.5) -> None:
+  """The study's depth-effect heatmap, one panel per basis (``panels``: ``title``, ``rows`` (cell x depth),
+  ``columns`` (tasks), ``values`` (rows x columns: the signed effect over the shallow mean, NaN where
+  untested), ``text`` (the effect in the task's units, ``*`` clear, ``?`` fragile)). Colour: blue where depth
+  helps, red where it hurts, cut at ``±cut``; grey where untested."""
+  plt = _plt()
+  width = max(4.0, 1.6 * max(len(p['columns']) for p in panels) + 2.5)
+  heights = [0.45 * len(p['rows']) + 1.6 for p in panels]
+  fig, axs = plt.subplots(len(panels), 1, figsize=(width, sum(heights)), squeeze=False, height_ratios=heights)
+  for ax, p in zip(axs[:, 0], panels):
+    values = np.asarray(p['values'], float)
+    cmap = plt.get_cmap('RdBu').with_extremes(bad='0.8')  # untested: grey, apart from a zero effect's white
+    im = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=-cut, vmax=cut, aspect='auto')
+    ax.set_xticks(range(len(p['columns'])), p['columns'], rotation=20, ha='right', fontsize=8)
+    ax.set_yticks(range(len(p['rows'])), p['rows'], fontsize=8)
+    for i, row in enumerate(p['text']):
+      for j, t in enumerate(row):
+        if t:
+          dark = np.isfinite(values[i, j]) and abs(values[i, j]) > 0.6 * cut
+          weight = 'bold' if t.endswith('*') else 'normal'
+          ax.text(j, i, t, ha='center', va='center', fontsize=7, fontweight=weight, color='w' if dark else 'k')
+    ax.set_title(f'{p["title"]}: depth effect (positive = depth helps; * clear, ? fragile)', fontsize=9)
+    fig.colorbar(im, ax=ax, label='effect / shallow mean')
+  fig.tight_layout()
+  save(fig, path)
+  plt.close(fig)
