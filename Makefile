@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test test-fast test-oracles install lint docs demo bench clean
+.PHONY: test test-fast test-oracles install lint docs demo bench clean mutants
 
 # (Re)install whenever pyproject.toml changes: the library with every extra the tests use
 # (`all`: experiments, text, speech, cluster) and `dev`. Not `oracles`/`bench` (torch) nor `prepare` (TensorFlow).
@@ -46,6 +46,11 @@ docs: $(DOCS_STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
+
+# Plants a list of known bugs in the core paths (scripts/mutants.py), one at a time in a copy of the
+# tree, runs the tests each one needs, and reports which the suite catches (MISSED = a hole).
+mutants: $(STAMP)
+	$(PY) scripts/mutants.py
 
 # The quickstart sweep (depth x cell on bracket counting) and its report: runs/quickstart/report.md.
 # One worker process per core (the 5-seed grid of the previous round: 106 s on 2 CPU cores from an empty compilation cache, 118 s with
