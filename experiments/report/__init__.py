@@ -36,7 +36,10 @@ optional; see ``published_rows``). The report reads it from ``sweep.json`` (else
 
 The parts: ``runs`` (reading run folders, the summary row, variants), ``verdicts`` (the family of
 comparisons, fragility, published agreement), ``statements`` (the findings in words), ``markdown``
-(report.md section by section, ``write_report``), ``stats``, ``plots``, ``cli`` (the command line).
+(report.md section by section, ``write_report``), ``stats``, ``plots``, ``cli`` (the command line);
+``study`` and ``study_markdown``: the cross-task report of a study folder (``study.json`` and one sweep
+folder per part; ``write_study_report``), which ``python -m experiments.report DIR`` writes when DIR holds
+a study.json.
 """
 
 from experiments.report import plots
