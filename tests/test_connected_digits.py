@@ -10,6 +10,7 @@ import pytest
 
 from deeprnn_jax import tasks
 from deeprnn_jax.tasks import connected_digits as cd
+from deeprnn_jax.tasks import speech
 from deeprnn_jax.training import build
 from deeprnn_jax.training import config as config_lib
 
@@ -189,6 +190,25 @@ def test_task_utterances_transcripts_and_lengths(task, fsdd):
     assert 2 <= len(words) <= 5 and set(words) <= set(cd.DIGIT_WORDS)
 
 
+def test_utterance_mean_normalization_and_encode(task, fsdd):
+  """Each utterance's mean log-mel frame is subtracted before standardizing; ``encode`` of the same
+  waveform gives the same steps."""
+  takes = {}
+  for r in cd.scan_fsdd(fsdd):
+    takes.setdefault((r.speaker, r.digit), []).append(r)
+  plans = cd.plan_utterances(takes, ['bob'], 3, (2, 5), (240, 640), np.random.default_rng([0, 1]))
+  val = task.eval_splits['val']
+  mean, std = np.asarray(task.info['feature_mean']), np.asarray(task.info['feature_std'])
+  for i, p in enumerate(plans):
+    x = cd.synthesize(p, lambda f: speech.read_wav(f, RATE), 1e-3, np.random.default_rng([0, 1, i]))
+    frames = 1 + len(x) // 80
+    steps = val['inputs'][i, : val['lengths'][i]]
+    # Undo the stacking (step t, slot j holds frame 2t + j) and the standardization.
+    raw = np.stack([steps[t // 2, 16 * (t % 2) : 16 * (t % 2) + 16] for t in range(frames)]) * std + mean
+    np.testing.assert_allclose(raw.mean(axis=0), 0.0, atol=1e-3 * np.abs(raw).max())
+    np.testing.assert_allclose(task.encode([x])['inputs'][0], steps, atol=1e-4)
+
+
 def test_same_seed_same_utterances(fsdd, tmp_path):
   def make(cache, **options):
     return tasks.make_task('connected_digits', path=str(fsdd), cache_dir=str(tmp_path / cache), **{**SMALL, **options})
@@ -201,10 +221,11 @@ def test_same_seed_same_utterances(fsdd, tmp_path):
   other = make('a', seed=1)
   assert _texts(other.eval_splits['test']) != _texts(a.eval_splits['test'])
   assert other.info['cache_file'] != a.info['cache_file']
-  # More test utterances leave the training and validation utterances as they were.
-  more = make('a', num_test=6)
-  np.testing.assert_array_equal(np.asarray(more.train_data['labels']), np.asarray(a.train_data['labels']))
-  assert _texts(more.eval_splits['val']) == _texts(a.eval_splits['val'])
+  # More training utterances leave the validation and test utterances as they were (a generator per split).
+  more = make('a', num_train=14)
+  assert more.info['num_train'] == 14
+  for split in ('val', 'test'):
+    assert _texts(more.eval_splits[split]) == _texts(a.eval_splits[split])
 
 
 def test_baseline_is_the_best_constant_transcript(task):

@@ -40,7 +40,10 @@ Sweeping ``task.options.test_speakers`` over the six speakers gives a speaker cr
 Alphabet: the 15 letters of the ten digit words and the space (label ids 1..16, 0 the CTC blank).
 
 Features (``tasks.speech``): log-mel frames of ``window_ms`` windows every ``hop_ms``, ``n_mels``
-bands up to 4 kHz, standardized per band with the training frames' statistics, stacked
+bands up to 4 kHz; with ``utterance_mean=True`` (the default) each utterance's mean frame is subtracted
+from its frames (cepstral mean normalization, in the log-mel domain: :math:`x_t - \frac{1}{T}\sum_s x_s`,
+which removes a speaker's and a microphone's fixed spectral tilt), then every band is standardized with
+the training frames' statistics and the frames are stacked
 ``stack_frames`` at a stride of ``frame_stride`` (default 3 and 3: 30 ms steps). An utterance of
 FSDD's mean 2.2 s (3.5 digits of 0.44 s, 4.5 silences of 0.15 s) is about 74 steps for 23
 characters. Features are computed once and cached in ``<cache_dir>/speech``, keyed by the folder's
@@ -66,7 +69,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from deeprnn_jax import ctc
-from deeprnn_jax.tasks import speech
+from deeprnn_jax.tasks import pipeline, speech
 from deeprnn_jax.tasks import speech_to_text as stt
 from deeprnn_jax.tasks.base import Baseline, Task
 
@@ -283,6 +286,7 @@ def connected_digits(
   hop_ms: float = 10.0,
   stack_frames: int = 3,
   frame_stride: int = 3,
+  utterance_mean: bool = True,
   max_frames: int | None = None,
   decode: str = 'greedy',
   beam_size: int = 8,
@@ -296,7 +300,7 @@ def connected_digits(
   disjoint); ``num_train`` / ``num_val`` / ``num_test`` utterances; ``min_digits`` / ``max_digits``
   per utterance; ``min_silence_ms`` / ``max_silence_ms`` for each silence; ``noise_level`` (the noise
   floor's standard deviation, full scale 1); ``sample_rate`` (every file's); features ``n_mels``,
-  ``window_ms``, ``hop_ms``, ``stack_frames``, ``frame_stride``, ``max_frames``; ``decode`` /
+  ``window_ms``, ``hop_ms``, ``utterance_mean``, ``stack_frames``, ``frame_stride``, ``max_frames``; ``decode`` /
   ``beam_size`` for the scores; ``cache_dir``; ``seed`` (the utterances: the same seed, folder and
   options give the same utterances).
   """
@@ -349,6 +353,8 @@ def connected_digits(
     'noise_seed': seed,
   }
   features, cache_file = speech.cached_features(key, ids, signal, options, cache_dir)
+  if utterance_mean:
+    features = [f - f.mean(axis=0, keepdims=True) for f in features]
   texts = [p.transcript for p in plans]
   task = stt.ctc_task(
     name='connected_digits',
@@ -376,6 +382,22 @@ def connected_digits(
       },
     },
   )
+  encode = task.encode
+  if utterance_mean:
+    mean, std = np.asarray(task.info['feature_mean']), np.asarray(task.info['feature_std'])
+
+    def encode(examples):
+      """Audio (``[samples]`` float arrays at ``sample_rate``, or WAV paths) -> ``{'inputs', 'lengths'}``,
+      normalized as the task's utterances."""
+      seqs = []
+      for ex in examples:
+        signal = speech.read_wav(pathlib.Path(ex), sample_rate) if isinstance(ex, (str, os.PathLike)) else ex
+        frames = speech.log_mel(np.asarray(signal, np.float32), options)
+        frames = ((frames - frames.mean(axis=0, keepdims=True) - mean) / std).astype(np.float32)
+        seqs.append(stt.stack_frames(frames, stack_frames, frame_stride))
+      inputs, lengths = pipeline.pad_sequences(seqs, max(len(x) for x in seqs), np.float32)
+      return {'inputs': inputs, 'lengths': lengths}
+
   test_refs = [texts[j] for j in splits['test']]
   best = best_constant_guess(test_refs, range(min_digits, max_digits + 1))
   return dataclasses.replace(
@@ -385,5 +407,11 @@ def connected_digits(
       float(best['cer']),
       f'the best constant transcript on test, {best["cer_guess"]!r} for every utterance (an empty one: CER 1)',
     ),
-    info={**task.info, 'constant_guess': best['cer_guess'], 'constant_guess_wer': float(best['wer'])},
+    encode=encode,
+    info={
+      **task.info,
+      'utterance_mean': utterance_mean,
+      'constant_guess': best['cer_guess'],
+      'constant_guess_wer': float(best['wer']),
+    },
   )
