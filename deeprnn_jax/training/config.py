@@ -264,10 +264,10 @@ SCHEMA: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
     _float(0.0, lo_open=True),
   ),  # wandb init/finish give up after this; the run goes on locally
   # Published results the report shows beside ours: label -> {cell, depth, metric, split, value,
-  # solved, source, note} (experiments/report.py: published_rows).
+  # solved, source, note} (experiments/report/markdown.py: published_rows).
   'report.published': ({}, _mapping),
   # The metric the report ranks and compares on (None: the field's metric for the task, see
-  # experiments/report.py: main_metric), e.g. 'decoded_exact_match' for an algorithmic transduction.
+  # experiments/report/runs.py: main_metric), e.g. 'decoded_exact_match' for an algorithmic transduction.
   'report.metric': (None, _str(optional=True)),
   # `--launcher slurm|local` (experiments/slurm.py, through submitit): one job per grid point, in one job array.
   'launch.folder': (None, _str(optional=True)),  # submitit's job files and logs (None: <workdir>/submitit)
