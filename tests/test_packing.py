@@ -251,3 +251,20 @@ def test_a_packed_classification_step_trains_on_each_sequence_alone(tmp_path):
       alone.append(-jax.nn.log_softmax(logits[0])[batch['targets'][r, s]])
   assert len(alone) == int(batch['weight'].sum()) > 2
   np.testing.assert_allclose(loss, np.mean(alone), rtol=1e-5)
+
+
+def test_the_packing_benchmark_feeds_the_same_sentences_three_ways():
+  from benchmarks import packing
+
+  lengths, _ = packing.sentence_lengths(None)  # PTB train: the file, or its histogram
+  assert len(lengths) == 42068 and lengths.max() == 83
+  some = lengths[:40]
+  feeds = {way: packing.batches(some, 4, 83, way) for way in packing.WAYS}
+  packed = feeds['packed']
+  assert all(b['inputs'].shape == (4, 83) and b['resets'][:, 0].all() for b in packed)
+  assert all(b['inputs'].shape[0] == 4 for b in feeds['buckets'])
+  # Every way reads real tokens only where its lengths say, and the padded way all 40 sentences.
+  assert sum(int(b['lengths'].sum()) for b in feeds['padded']) == int(some.sum())
+  for b in packed + feeds['buckets']:
+    steps = np.arange(b['inputs'].shape[1])[None, :] < b['lengths'][:, None]
+    assert (b['inputs'][steps] > 0).all() and (b['inputs'][~steps] == 0).all()
