@@ -1,0 +1,236 @@
+"""Study: does depth help, across real workloads and today's recurrent cells?
+
+One question, asked the same way on every task: at depths 1, 2 and 4 (8 where a part's budget
+reaches it), does a deeper stack of the same cell do better than one layer, on the task's own
+metric? Asked of the classic cells (rnn, gru, lstm) and the modern ones (mamba, rglru, mlstm,
+gated_deltanet, attention), at equal parameters (the headline: a deeper network is not a larger
+one) and, beside it, at equal width (a deeper network is a larger one, as a practitioner stacks).
+
+  python -m experiments.study --config configs/studies/depth.py --workdir runs/depth --workers 2
+  python -m experiments.study --config configs/studies/depth.py --workdir runs/depth --parts mqar,sst2-params
+  python -m experiments.study --config configs/studies/depth.py --workdir runs/depth_full \\
+      --config.study.scale=full --launcher slurm --config.launch.partition=gpu
+  python -m experiments.report runs/depth     # the cross-task report (study.json and one sweep per part)
+
+Each part (task x basis) is an ordinary sweep in ``runs/depth/<task>-<basis>/``; running the command
+again resumes (finished runs are skipped), so the grid can run one part at a time (``--parts``).
+``--config.<key>=<value>`` applies to every part, ``--config.study.<key>=<value>`` sets the study's
+keys below.
+
+The block: every cell, classic ones included, runs in the modern block (pre-norm residual cell and
+gated MLP, as Griffin, Mamba and xLSTM stack theirs). Two reasons. The cells then differ only in
+their recurrence, so a cell-by-cell table compares recurrences, not scaffolds. And depth is then
+asked fairly: without the residual path and normalization a deep classic stack is harder to
+optimize, which would confound "depth does not help" with "this stack does not train". The classic
+2014 stack is one override away (``--config.model.block=classic``) for the classic cells; the
+quickstart's verdicts are in that block.
+
+The tasks (``study.tasks``; ``TASKS`` lists every label the study defines):
+
+* ``selective_copy`` and ``mqar`` (``deeprnn_jax/tasks/recall.py``; Gu & Dao 2023, Arora et al.
+  2024): sized (``RECALL``) so that the cells separate; the measured sizing runs are below.
+* ``parentheses``: bracket counting as in the quickstart (``configs/quickstart.py``).
+* ``adding``: the adding problem as in ``configs/adding_depth.py``, at T = 50 on the CPU grid.
+* ``sst2``: real text classification, GLUE's SST-2 (67,349 training phrases, 872 validation
+  sentences as the test split). The study reads GLUE's ``SST-2/`` folder (``train.tsv`` and
+  ``dev.tsv``, header ``sentence<TAB>label``) from ``$DEEPRNN_SST2_DIR`` or
+  ``--config.study.sst2_path``. Where it came from here: the public repository
+  ``awake020/pytorch_Bert_sst2`` at commit ce2ab1719d32182e6233b24b2de246bd32814fde carries GLUE's
+  SST-2 files with the columns swapped (``label<TAB>sentence``, CRLF line ends; dev's header says ``content``). Its
+  rows are GLUE's (67,349 train, 872 dev); swap the columns back into the GLUE layout::
+
+    for f in train dev; do git -C pytorch_Bert_sst2 show HEAD:SST-2/$f.tsv | tr -d '\\r' | awk -F'\\t' \\
+      'BEGIN{OFS="\\t"} NR==1{print "sentence","label"; next} {print $2,$1}' > /work/data/SST-2/$f.tsv; done
+
+  (GLUE's own archive, ``local_text.SST2_URL``, unpacks to the same layout.)
+* ``ptb`` (full scale only by default): word-level Penn Treebank with the recipe of
+  ``configs/reproduce/ptb_lm.py``, shortened to ``PTB_EPOCHS`` epochs for the study; the files from
+  ``$DEEPRNN_PTB_DIR`` or ``--config.study.ptb_path``.
+* Connected spoken digits: left out: ``configs/connected_digits_depth.py`` did not exist when this
+  study was written; add its part here (a ``TASKS`` label and a branch of ``_task_config``) once it does.
+
+Seeds per task come from the report's power column (``experiments/report/stats.py``: ``seeds_needed``,
+the seeds per variant at which a two-sided Welch-type t-test at level alpha/m, the strictest Holm step,
+has power 0.8 at the observed difference and spread). Holm's family is the whole study: m = cells x
+deep depths x parts = 8 x 2 x 10 = 160 on the CPU grid. At that m a standardized depth effect
+(difference / seed spread) of 10 needs 4 seeds, 6 needs 5, 4 needs 6, 3 needs 8, 2 needs 14.
+``SEEDS`` per task and why are beside it below.
+
+Scale (``study.scale``): ``'cpu'`` is the grid sized for 2 CPU cores (estimate below); ``'full'`` is
+the grid for a cluster or a GPU (more steps, seeds, depth 8 where it fits, PTB): the same config
+with ``--config.study.scale=full``, launched as a SLURM job array per part with ``--launcher slurm``.
+"""
+
+import importlib.util
+import os
+
+import ml_collections
+
+from deeprnn_jax.training import config as config_lib
+from deeprnn_jax.training.config import default_config, sweep_axes
+
+CLASSIC = ('rnn', 'gru', 'lstm')
+MODERN = ('mamba', 'rglru', 'mlstm', 'gated_deltanet', 'attention')
+CELLS = CLASSIC + MODERN
+TASKS = ('selective_copy', 'mqar', 'parentheses', 'adding', 'sst2', 'digits', 'ptb')
+SCALES = ('cpu', 'full')
+PTB_EPOCHS = 2  # of the recipe's 13; the study compares depths at a shortened budget
+PTB_WINDOWS_PER_EPOCH = 2323
+PTB_STEPS = PTB_EPOCHS * PTB_WINDOWS_PER_EPOCH
+PTB_BUDGET = 4_650_000  # the recipe's 2 x 200 LSTM with its 10k-word embedding and softmax
+
+# The recall tasks' sizes (task options), sized by the runs in the docstring.
+RECALL = {
+  'selective_copy': {'seq_len': 16, 'num_tokens': 4, 'vocab_size': 8},
+  'mqar': {'seq_len': 24, 'num_pairs': 4, 'num_keys': 16, 'num_values': 16},
+}
+
+# Per task and scale: parameter budget (basis params), width (basis width), steps, batch, depths, seeds.
+PLAN = {
+  'selective_copy': {
+    'cpu': dict(budget=12000, width=32, steps=600, batch=32, depths=(1, 2, 4), seeds=4),
+    'full': dict(budget=50000, width=64, steps=3000, batch=64, depths=(1, 2, 4, 8), seeds=6),
+  },
+  'mqar': {
+    'cpu': dict(budget=12000, width=32, steps=600, batch=32, depths=(1, 2, 4), seeds=4),
+    'full': dict(budget=50000, width=64, steps=3000, batch=64, depths=(1, 2, 4, 8), seeds=6),
+  },
+  'parentheses': {
+    'cpu': dict(budget=7000, width=32, steps=1000, batch=32, depths=(1, 2, 4), seeds=8),
+    'full': dict(budget=20000, width=48, steps=3000, batch=32, depths=(1, 2, 4, 8), seeds=10),
+  },
+  'adding': {
+    'cpu': dict(budget=7000, width=32, steps=1000, batch=50, depths=(1, 2, 4), seeds=4),
+    'full': dict(budget=20000, width=48, steps=10000, batch=50, depths=(1, 2, 4, 8), seeds=6),
+  },
+  'sst2': {
+    'cpu': dict(budget=300000, width=64, steps=800, batch=64, depths=(1, 2, 4), seeds=4),
+    'full': dict(budget=400000, width=96, steps=5000, batch=64, depths=(1, 2, 4, 8), seeds=10),
+  },
+  'digits': {
+    'cpu': dict(budget=100_000, width=48, steps=600, batch=32, depths=(1, 2, 4), seeds=3),
+    'full': dict(budget=100_000, width=64, steps=2000, batch=32, depths=(1, 2, 4, 8), seeds=5),
+  },
+  'ptb': {
+    'cpu': dict(budget=PTB_BUDGET, width=200, steps=PTB_STEPS, batch=20, depths=(1, 2, 4), seeds=2),
+    'full': dict(budget=PTB_BUDGET, width=200, steps=PTB_STEPS, batch=20, depths=(1, 2, 4), seeds=3),
+  },
+}
+# PTB: the LSTM recipe of Zaremba et al. (plain SGD at their scaled rate), in its own (classic) block; other
+# cells would need a recipe of their own.
+PTB_CELLS = ('lstm',)
+PTB_RECIPE = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'reproduce', 'ptb_lm.py')
+# Connected digits: the workload of configs/connected_digits_depth.py (its 'modern' variant: bidirectional, CTC,
+# modern block), with the study's cells and depths.
+DIGITS = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'connected_digits_depth.py')
+CPU_TASKS = ('selective_copy', 'mqar', 'parentheses', 'adding', 'sst2')
+
+
+def get_config():
+  c = ml_collections.ConfigDict()
+  c.study = {
+    'name': 'depth',
+    'scale': 'cpu',  # or 'full': the cluster / GPU grid
+    'tasks': None,  # the task axis, any of TASKS; None: default_tasks (CPU_TASKS at scale cpu, TASKS at full)
+    'bases': ('params', 'width'),
+    'shallow_depth': 1,
+    'sst2_path': os.environ.get('DEEPRNN_SST2_DIR', ''),
+    'ptb_path': os.environ.get('DEEPRNN_PTB_DIR', ''),
+    'digits_path': os.environ.get('DEEPRNN_FSDD_DIR', ''),
+  }
+  return c
+
+
+def default_tasks(study):
+  return CPU_TASKS if study['scale'] == 'cpu' else TASKS
+
+
+def get_part(study, task, basis):
+  """The sweep config of one part: ``task`` at ``basis`` ('params' or 'width'), at ``study['scale']``."""
+  scale = study['scale']
+  if scale not in SCALES:
+    raise ValueError(f'study.scale must be one of {", ".join(SCALES)}, got {scale!r}')
+  plan = PLAN[task][scale]
+  c = _task_config(task, study)
+  c.train.num_steps = plan['steps']
+  c.train.batch_size = plan['batch']
+  c.sweep.seeds = tuple(range(plan['seeds']))
+  cells = PTB_CELLS if task == 'ptb' else CELLS
+  c.sweep.axes = sweep_axes({'model.cell': list(cells), 'model.depth': list(plan['depths'])})
+  if basis == 'params':
+    c.sweep.param_budget = plan['budget']
+    c.sweep.param_tolerance = 0.05  # attention's width moves in steps of 2 (RoPE): 2% is out of reach when small
+  else:
+    c.model.width = plan['width']
+  return c
+
+
+def _digits_config():
+  """configs/connected_digits_depth.py's get_config('modern'): its task, features and optimizer."""
+  spec = importlib.util.spec_from_file_location('deeprnn_config_connected_digits_depth', DIGITS)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config('modern')
+
+
+def _task_config(task, study):
+  c = default_config()
+  c.model.block = 'modern'
+  c.model.mlp_expansion = 2.0
+  c.optim.name = 'adam'
+  c.optim.learning_rate = 3e-3
+  c.train.log_every_steps = 50
+  c.train.eval_splits = ('val',)  # the learning curves; every split once, at the end
+  c.train.eval_every_steps = 100
+  c.train.checkpoint_every_steps = 500
+  if task in RECALL:
+    c.task.name = task
+    c.task.options = dict(RECALL[task], num_eval=256)
+    c.model.embed_features = 16
+  elif task == 'parentheses':
+    c.task.name = 'parentheses'
+    c.task.options = {'seq_len': 40, 'num_eval': 500}
+  elif task == 'adding':
+    c.task.name = 'adding'
+    c.task.options = {'seq_len': 50 if study['scale'] == 'cpu' else 100, 'num_eval': 1000}
+    c.optim.learning_rate = 2e-3
+    c.optim.warmup_steps = 100
+  elif task == 'sst2':
+    path = study['sst2_path']
+    if not path or not os.path.isdir(os.path.expanduser(path)):
+      raise ValueError(
+        "part sst2 needs GLUE's SST-2/ folder (train.tsv, dev.tsv)"
+        f'{": " + repr(path) + " is not a folder" if path else ""}'
+        '; set DEEPRNN_SST2_DIR or --config.study.sst2_path (configs/studies/depth.py says where to get it)'
+      )
+    c.task.name = 'sst2'
+    c.task.options = {'path': path, 'vocab_size': 8000, 'max_len': 48, 'num_val': 2000}
+    c.model.embed_features = 32
+    c.model.pooling = 'last'
+    c.optim.learning_rate = 1e-3
+    c.train.eval_every_steps = 200
+    c.train.eval_batch_size = 500
+  elif task == 'ptb':
+    path = study['ptb_path']
+    if not path or not os.path.isdir(os.path.expanduser(path)):
+      raise ValueError(
+        f'part ptb needs the PTB folder (ptb.train.txt, ptb.valid.txt, ptb.test.txt)'
+        f'{": " + repr(path) + " is not a folder" if path else ""}; set DEEPRNN_PTB_DIR or --config.study.ptb_path'
+      )
+    c = config_lib.load(PTB_RECIPE)  # the recipe (SGD at lr 20, clip 0.25, init, schedule), classic block
+    c.task.options = dict(c.task.options, path=path)
+    c.report.published = {}  # the published 13-epoch number is not this budget's
+    c.train.eval_every_steps = PTB_WINDOWS_PER_EPOCH
+    c.train.checkpoint_every_steps = PTB_WINDOWS_PER_EPOCH
+  elif task == 'digits':
+    path = study['digits_path']
+    if not path or not os.path.isdir(os.path.expanduser(path)):
+      raise ValueError(
+        'part digits needs a clone of github.com/Jakobovski/free-spoken-digit-dataset (or its recordings/ folder)'
+        f'{": " + repr(path) + " is not a folder" if path else ""}; set DEEPRNN_FSDD_DIR or --config.study.digits_path'
+      )
+    c = _digits_config()
+    c.task.options = dict(c.task.options, path=path)
+  else:
+    raise ValueError(f'unknown task {task!r}; the study defines {", ".join(TASKS)}')
+  return c

@@ -1,0 +1,163 @@
+"""``experiments.study``: a study's bad configs fail in one line before anything trains, study.json follows the
+report's contract, a study resumes; and ``configs/studies/depth.py`` expands into valid parts."""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+
+import pytest
+
+from experiments import study
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEPTH = os.path.join(REPO, 'configs', 'studies', 'depth.py')
+
+# Two tasks, each at both bases: one rnn variant per depth, two steps, one seed.
+TINY = textwrap.dedent(
+  """
+  import ml_collections
+  from deeprnn_jax.training.config import default_config, sweep_axes
+
+  TASKS = ('count', 'recall')
+
+
+  def get_config():
+    c = ml_collections.ConfigDict()
+    c.study = {'name': 'tiny', 'tasks': ('count',), 'bases': ('params', 'width'), 'shallow_depth': 1,
+               'depths': (1,)}
+    return c
+
+
+  def get_part(study, task, basis):
+    c = default_config()
+    c.task.name = 'parentheses' if task == 'count' else 'selective_copy'
+    c.task.options = {'seq_len': 6, 'num_eval': 8, 'length_generalization': False}
+    c.model.width = 4
+    c.train.num_steps = 2
+    c.train.batch_size = 4
+    c.train.log_every_steps = 1
+    c.train.eval_every_steps = 2
+    c.train.checkpoint_every_steps = 2
+    c.train.eval_batch_size = 8
+    c.train.progress = 'off'
+    c.logging.wandb_mode = 'disabled'
+    c.sweep.axes = sweep_axes({'model.cell': ['rnn'], 'model.depth': list(study['depths'])})
+    c.sweep.seeds = (0,)
+    if basis == 'params':
+      c.sweep.param_budget = 400
+      c.sweep.param_tolerance = 0.2
+    return c
+  """
+)
+
+
+@pytest.fixture
+def tiny(tmp_path):
+  path = tmp_path / 'tiny.py'
+  path.write_text(TINY)
+  return str(path)
+
+
+def _fails_in_one_line(capsys, tiny, workdir, *overrides) -> str:
+  events = []
+  code = study.main(['--config', tiny, '--workdir', workdir, *overrides], on_event=lambda e, s: events.append(e))
+  err = capsys.readouterr().err
+  assert code == 2, err
+  assert err.startswith('error: ') and err.count('\n') == 1, err
+  assert not events and not os.path.exists(workdir)  # nothing trained, nothing written
+  return err
+
+
+def test_unknown_task_fails_in_one_line(capsys, tiny, tmp_path):
+  err = _fails_in_one_line(capsys, tiny, str(tmp_path / 'w'), "--config.study.tasks=('count', 'sorting')")
+  assert "unknown task 'sorting'" in err and 'count, recall' in err
+
+
+def test_metric_a_task_lacks_fails_in_one_line(capsys, tiny, tmp_path):
+  err = _fails_in_one_line(capsys, tiny, str(tmp_path / 'w'), '--config.report.metric=bleu')
+  assert "does not report 'bleu'" in err and 'accuracy' in err and 'study part count-params' in err
+
+
+def test_depth_the_budget_cannot_reach_fails_in_one_line(capsys, tiny, tmp_path):
+  # rnn at depth 40 has more than 400 parameters even at width 1 (each layer's MLP, norms and cell)
+  err = _fails_in_one_line(capsys, tiny, str(tmp_path / 'w'), '--config.study.depths=(1, 40)')
+  assert 'study part count-params' in err and 'cannot be matched' in err and 'depth 40' in err
+
+
+def test_a_later_part_is_checked_before_the_first_trains(capsys, tiny, tmp_path):
+  # the recall part's task lacks the override's option: found before the count part trains
+  err = _fails_in_one_line(
+    capsys, tiny, str(tmp_path / 'w'), "--config.study.tasks=('count', 'recall')", '--config.task.options.num_types=2'
+  )
+  assert 'study part recall-params' in err or 'study part count' in err
+
+
+def test_study_writes_the_contract_and_resumes(capsys, tiny, tmp_path):
+  workdir = str(tmp_path / 'study')
+  steps = []
+  argv = ['--config', tiny, '--workdir', workdir, '--no-report']
+  assert study.main(argv, on_event=lambda e, s: steps.append(s) if e == 'step' else None) == 0
+  assert steps  # it trained
+  with open(os.path.join(workdir, study.STUDY_FILE)) as f:
+    written = json.load(f)
+  assert written == {
+    'name': 'tiny',
+    'shallow_depth': 1,
+    'parts': [
+      {'task': 'count', 'basis': 'params', 'path': 'count-params'},
+      {'task': 'count', 'basis': 'width', 'path': 'count-width'},
+    ],
+  }
+  for part in written['parts']:
+    with open(os.path.join(workdir, part['path'], 'sweep.json')) as f:
+      sweep_file = json.load(f)
+    assert set(sweep_file['axes']) == {'model.cell', 'model.depth'}
+    (run,) = sweep_file['runs']
+    with open(os.path.join(workdir, part['path'], run['run_id'], 'status.json')) as f:
+      assert json.load(f)['state'] == 'finished'
+  assert written['parts'][0]['path'] != written['parts'][1]['path']
+  capsys.readouterr()
+  again = []
+  assert study.main(argv, on_event=lambda e, s: again.append(e)) == 0
+  assert not again  # every run was done: nothing trained
+  assert 'sweep' in capsys.readouterr().out
+
+
+def test_parts_select_and_metric_is_recorded(capsys, tiny, tmp_path):
+  workdir = str(tmp_path / 'study')
+  argv = ['--config', tiny, '--workdir', workdir, '--no-report', '--parts', 'count-width', '--config.report.metric=loss']
+  assert study.main(argv) == 0, capsys.readouterr().err
+  with open(os.path.join(workdir, study.STUDY_FILE)) as f:
+    assert json.load(f)['parts'] == [{'task': 'count', 'basis': 'width', 'path': 'count-width', 'metric': 'loss'}]
+  assert not os.path.exists(os.path.join(workdir, 'count-params'))
+  code = study.main(['--config', tiny, '--workdir', workdir, '--parts', 'nope'])
+  assert code == 2 and "unknown part 'nope'" in capsys.readouterr().err
+
+
+def test_depth_study_parts_validate(monkeypatch, tmp_path):
+  """The flagship study: every part of both scales is a valid sweep of cell x depth at its basis (tasks not
+  built: that needs the data and minutes; ``--dry-run`` does it)."""
+  (tmp_path / 'SST-2').mkdir()
+  (tmp_path / 'ptb').mkdir()
+  for scale in ('cpu', 'full'):
+    overrides = [
+      f'study.scale={scale}',
+      f'study.sst2_path={tmp_path / "SST-2"}',
+      f'study.ptb_path={tmp_path / "ptb"}',
+      f'study.tasks={study.load_module(DEPTH).TASKS}',
+    ]
+    settings, parts = study.expand(DEPTH, overrides)
+    assert settings['shallow_depth'] == 1
+    assert {p.basis for p in parts} == {'params', 'width'}
+    for part in parts:
+      axes = dict(part.config.sweep.axes.to_dict()) if hasattr(part.config.sweep.axes, 'to_dict') else {}
+      assert axes or part.config.sweep.axes
+      assert bool(part.config.sweep.param_budget) == (part.basis == 'params')
+
+
+def test_depth_study_names_missing_data_in_one_line(monkeypatch, tmp_path):
+  monkeypatch.delenv('DEEPRNN_SST2_DIR', raising=False)
+  with pytest.raises(study.ConfigError, match=r'part sst2 needs .*DEEPRNN_SST2_DIR'):
+    study.expand(DEPTH, ['study.sst2_path=', "study.tasks=('sst2',)"])
