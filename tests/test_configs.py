@@ -14,7 +14,14 @@ from experiments import sweep
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(REPO, 'configs', '**', '*.py'), recursive=True))
 # Data the user prepares or has.
-NEEDS_DATA = {'imdb_sentiment.py', 'ner_conll.py', 'keyword_spotting.py', 'speech_ctc_depth.py', 'ptb_lm.py'}
+NEEDS_DATA = {
+  'imdb_sentiment.py',
+  'ner_conll.py',
+  'keyword_spotting.py',
+  'speech_ctc_depth.py',
+  'ptb_lm.py',
+  'connected_digits_depth.py',
+}
 
 
 def test_there_are_configs():
