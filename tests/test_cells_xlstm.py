@@ -331,3 +331,28 @@ def test_mlstm_parallel_segments_from_carried_state_equal_the_uninterrupted_run(
     outputs.append(y)
   np.testing.assert_allclose(jnp.concatenate(outputs, axis=1), want, rtol=1e-5, atol=1e-5)
   _close(carries, want_finals, msg='final carries')
+
+
+def test_mlstm_head_norm_normalizes_each_head_before_the_output_gate_on_both_paths():
+  """head_norm: y = sigma(o) * LN(h~) per head (no parameters: the same tree as without it), the
+  parallel form equal to the per-step one; a head of one unit is refused."""
+  plain = dr.MLSTMCell(features=8, num_heads=2, chunk_size=3)
+  normed = plain.clone(head_norm=True)
+  params, carry, x = _setup(plain, seed=5)
+  valid = _valid()
+  _, y_plain = jax.jit(lambda p, c, x, v: _per_step(plain, p, c, x, v))(params, carry, x, valid)
+  _, y_norm = jax.jit(lambda p, c, x, v: _per_step(normed, p, c, x, v))(params, carry, x, valid)
+  p64 = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
+  o = sigmoid(np.asarray(x, np.float64) @ p64['input_proj']['kernel'][:, 24:] + p64['input_proj']['bias'][24:])
+  h = (np.asarray(y_plain, np.float64) / o).reshape(BATCH, TIME, 2, 4)
+  h = (h - h.mean(-1, keepdims=True)) / np.sqrt(h.var(-1, keepdims=True) + 1e-5)
+  want = o * h.reshape(BATCH, TIME, 8)
+  _, y_parallel = jax.jit(lambda p, c, x, v: _parallel(normed, p, c, x, v))(params, carry, x, valid)
+  for b, n in enumerate(LENGTHS):
+    np.testing.assert_allclose(y_norm[b, :n], want[b, :n], rtol=1e-4, atol=1e-5, err_msg=f'row {b}')
+    np.testing.assert_allclose(y_parallel[b, :n], y_norm[b, :n], rtol=1e-5, atol=1e-5, err_msg=f'row {b}')
+  assert np.abs(np.asarray(y_norm)).max() <= 2.0  # each head's units have mean 0, variance 1, gated by o < 1
+  cell = dr.MLSTMCell(features=4, head_norm=True)  # 4 heads of 1 unit
+  x0 = jnp.zeros((1, IN))
+  with pytest.raises(ValueError, match='head_norm needs at least 2 units per head'):
+    cell.init(jax.random.key(0), cell.initialize_carry(jax.random.key(0), x0.shape), x0)
