@@ -264,6 +264,11 @@ def pack_task(task: Any) -> Any:
   time_keys = tuple(k for k, v in arrays.items() if v.ndim >= 2 and v.shape[1] == task.seq_len and k != 'targets')
   if task.output_kind != 'class':
     time_keys += ('targets',)
+  if 'inputs' not in time_keys:
+    raise ValueError(
+      f'task {task.name!r}: its training inputs are not padded to seq_len={task.seq_len} steps, so they '
+      'cannot be packed into rows of seq_len; drop pack=True'
+    )
   rows = pack_rows(arrays['lengths'], task.seq_len)
   packed = pack_arrays(arrays, task.seq_len, time_keys, rows)
   if task.output_kind != 'class':  # per-step losses read lengths; per-sequence fields are not needed
