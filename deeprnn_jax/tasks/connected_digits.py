@@ -80,6 +80,8 @@ FSDD_SPEAKERS = ('george', 'jackson', 'lucas', 'nicolas', 'theo', 'yweweler')
 DEFAULT_PATH = '~/.cache/deeprnn_jax/free-spoken-digit-dataset'
 FILE_NAME = re.compile(r'([0-9])_([A-Za-z0-9]+)_([0-9]+)\.wav')
 SPLITS = ('train', 'val', 'test')
+# Part of the feature cache's key: bump when the planning or the joining of utterances changes.
+BUILD_VERSION = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -352,6 +354,7 @@ def connected_digits(
     'plans': [[p.speaker, [r.file.name for r in p.takes], list(p.silences)] for p in plans],
     'noise_level': noise_level,
     'noise_seed': seed,
+    'build': BUILD_VERSION,
   }
   features, cache_file = speech.cached_features(key, ids, signal, options, cache_dir)
   if utterance_mean:
