@@ -89,7 +89,8 @@ class RGLRUCell(LinearRecurrentCell):
   Attributes:
     num_heads: blocks of the gate kernels (None: 1, dense gates); must divide ``features``.
     c: the constant :math:`c` (8 in the paper).
-    r_min, r_max: the ring :math:`a` is initialized on (recurrentgemma: 0.9, 0.999).
+    r_min: the inner radius of the ring :math:`a` is initialized on (recurrentgemma: 0.9).
+    r_max: its outer radius (recurrentgemma: 0.999).
   Parameters: ``input_proj`` (``[in, H]``, ``[H]``), ``input_gate`` and ``a_gate`` (``w``
   ``[heads, H/heads, H/heads]``, ``b`` ``[heads, H/heads]``), ``a_param`` (:math:`\Lambda`, ``[H]``).
   Carry: ``h`` ``[batch, H]``.
