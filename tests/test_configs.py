@@ -14,12 +14,14 @@ from experiments import sweep
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(REPO, 'configs', '**', '*.py'), recursive=True))
 # Data the user prepares or has.
+# text_classification.py: the user's CSV (docs/tutorials/your_csv.md runs it end to end on a written one)
 NEEDS_DATA = {
   'imdb_sentiment.py',
   'ner_conll.py',
   'keyword_spotting.py',
   'speech_ctc_depth.py',
   'ptb_lm.py',
+  'text_classification.py',
   'connected_digits_depth.py',
 }
 
