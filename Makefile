@@ -4,13 +4,13 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test test-fast test-oracles install lint docs demo bench clean mutants
+.PHONY: test test-fast test-oracles install lint docs docs-check demo bench clean mutants
 
 # (Re)install whenever pyproject.toml changes: the library with every extra the tests use
 # (`all`: experiments, text, speech, cluster) and `dev`. Not `oracles`/`bench` (torch) nor `prepare` (TensorFlow).
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --upgrade pip 'setuptools>=77'
 	$(PY) -m pip install --quiet -e '.[all,dev]'
 	@touch $(STAMP)
 
@@ -35,14 +35,23 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 # The documentation site (Sphinx + MyST guides + the API reference from the docstrings), warnings as
-# errors: docs/_build/html/index.html.
+# errors: docs/_build/html/index.html. Needs only the core and the `docs` extra (autodoc imports the
+# modules; the extras' packages are imported where they are used, never at import time).
 DOCS_STAMP := $(VENV)/.installed-docs
-$(DOCS_STAMP): $(STAMP)
+$(DOCS_STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip 'setuptools>=77'
 	$(PY) -m pip install --quiet -e '.[docs]'
 	@touch $(DOCS_STAMP)
 
 docs: $(DOCS_STAMP)
 	$(VENV)/bin/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+
+# The built site in a real browser (headless Chromium, Debian's `chromium` package, not in the venv, so
+# not part of `make test`): screenshots of the index, a guide and an API page into docs/_build/check/,
+# and a failure when an equation is left as raw LaTeX (MathJax did not run, e.g. it was not bundled).
+docs-check: docs
+	$(PY) docs/check_site.py docs/_build/html --out docs/_build/check
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
@@ -67,6 +76,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.cells_bench --output BENCHMARKS.md   # every cell at equal parameters, parallel vs sequential
 	$(PY) -m benchmarks.quickstart --workers 2 --output BENCHMARKS.md   # the quickstart vs plain PyTorch
 	$(PY) -m benchmarks.packing --output BENCHMARKS.md   # packed vs padded batches on PTB's sentence lengths
+	$(PY) -m benchmarks.lm --output BENCHMARKS.md   # the PTB word LM's train step vs plain PyTorch (2 threads)
 
 # Prepares TFDS datasets once, as the array_record files the tasks read (needs the network once).
 # Installs the `prepare` extra (TensorFlow: the dataset builders need it; training never does).

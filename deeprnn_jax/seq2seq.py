@@ -267,7 +267,10 @@ class RecurrentDecoder(nn.Module):
   Attributes:
     vocab_size: target vocabulary size ``V`` (ids as in ``deeprnn_jax.tasks.base``).
     embed_features: target embedding width ``E``.
-    cell, features, num_layers, cell_kwargs: as ``DeepRNN``'s; ``H`` is the top layer's width.
+    cell: as ``DeepRNN``'s.
+    features: as ``DeepRNN``'s; ``H`` is the top layer's width.
+    num_layers: as ``DeepRNN``'s.
+    cell_kwargs: as ``DeepRNN``'s.
     attention: ``'none'``; or the score of :math:`h_t` (``[batch, H]``) against every memory
       vector :math:`m_j` (``[batch, S, D]``): ``'bahdanau'``, additive (Bahdanau et al. 2015),
       :math:`v^\top \tanh(W_q h_t + W_k m_j + b)` with width ``attention_features``;

@@ -9,7 +9,7 @@ The registered ``char_lm`` (any text, stateful truncated BPTT, bits per characte
 ``language_model.py``; ``char_lm_task`` here is the windowed next-character task ``tiny_shakespeare``
 is built on.
 
- Characters map to ids ``2..`` in sorted order of the training characters (0 is PAD, 1 is
+Characters map to ids ``2..`` in sorted order of the training characters (0 is PAD, 1 is
 OOV for characters absent from train). A training example is a random window of ``seq_len + 1``
 characters: ``inputs = w[:-1]``, ``targets = w[1:]``. Evaluation splits cover their whole text in
 consecutive windows, each read from a fresh state; the last window is shorter and padded.
