@@ -21,6 +21,7 @@ python3 -m benchmarks.bench --executions --repeats 3 --seconds 0.5 --output "$ou
 python3 -m benchmarks.cells_bench --budget 250000 --time 256 --lengths 256,1024,4096 --repeats 2 --seconds 0.3 \
   --output "$out/BENCHMARKS-gpu.md"
 python3 -m benchmarks.packing --cells lstm,mingru,gated_deltanet,attention --output "$out/BENCHMARKS-gpu.md"
+python3 -m benchmarks.lm --rounds 3 --output "$out/BENCHMARKS-gpu.md"   # the PTB word LM step vs PyTorch (cuDNN)
 for execution in time layer; do
   python3 -m benchmarks.profile --shape medium --cell lstm --execution "$execution" --top 15
 done > "$out/profile-medium-lstm.txt" 2>&1

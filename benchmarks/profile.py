@@ -1,6 +1,9 @@
 """Where the time of one training step goes: the compiled step's ops, ranked by time.
 
-``python -m benchmarks.profile [--shape medium] [--cell lstm] [--impl ours|flax] [--execution time]``
+``python -m benchmarks.profile [--shape medium] [--cell lstm] [--impl ours|flax|lm|lm-runner] [--execution time]``
+
+``--impl lm``: the word language model's step of ``configs/reproduce/ptb_lm.py`` (``benchmarks.lm``;
+``lm-runner``: the runner's step program of it), on PTB when found, else a synthetic stream.
 
 Traces a few steps of one implementation from ``benchmarks.impls`` with ``jax.profiler`` and reads
 the trace back: the wall time per step, the ops the runtime executed per step ("thunks" on
@@ -58,18 +61,36 @@ def profile_step(bench: impls.Bench, steps: int = 3):
     return (wall, *op_times(trace_dir, steps))
 
 
+def _lm_bench(variant: str):
+  """``benchmarks.lm``'s step with the ``step()`` this module calls."""
+  import os  # pylint: disable=g-import-not-at-top
+
+  from benchmarks import lm  # pylint: disable=g-import-not-at-top
+
+  path = lm.PTB if os.path.isdir(lm.PTB) else lm.synthetic_folder(tempfile.mkdtemp())
+  config = lm.lm_config(path)
+  from deeprnn_jax.training import build  # pylint: disable=g-import-not-at-top
+
+  b = lm.Ours(config, build.task_from_config(config), variant)
+  b.step = lambda: b.run(1)
+  return b
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--shape', default='medium', choices=sorted(SHAPES))
   parser.add_argument('--cell', default='lstm')
-  parser.add_argument('--impl', default='ours', choices=('ours', 'flax'))
+  parser.add_argument('--impl', default='ours', choices=('ours', 'flax', 'lm', 'lm-runner'))
   parser.add_argument('--execution', default='auto', help="DeepRNN's execution path (--impl ours)")
   parser.add_argument('--steps', type=int, default=3)
   parser.add_argument('--top', type=int, default=25)
   args = parser.parse_args(argv)
 
   shape = SHAPES[args.shape]
-  if args.impl == 'ours':
+  if args.impl.startswith('lm'):
+    bench = _lm_bench('runner' if args.impl == 'lm-runner' else 'ours')
+    args.cell, args.shape = 'lstm', 'ptb_lm'
+  elif args.impl == 'ours':
     bench = impls.ours(shape, args.cell, execution=args.execution)
   else:
     bench = impls.flax_stack(shape, args.cell)

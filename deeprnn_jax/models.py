@@ -263,8 +263,9 @@ class PerStepModel(_SequenceModel):
       out = self._tied_head(y, deterministic)
     else:
       out = self.head(y, self.out_features, deterministic)
-    valid = valid_mask(lengths, *out.shape[:2])[..., None]
-    out = jnp.where(valid, out, jnp.zeros((), out.dtype))
+    if lengths is not None:  # without lengths every step is valid: no select on the (vocabulary-wide) outputs
+      valid = valid_mask(lengths, *out.shape[:2])[..., None]
+      out = jnp.where(valid, out, jnp.zeros((), out.dtype))
     return (out, carries) if return_carries else out
 
   def _tied_head(self, h: Array, deterministic: bool) -> Array:

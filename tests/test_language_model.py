@@ -21,6 +21,7 @@ from deeprnn_jax import models
 from deeprnn_jax import tasks
 from deeprnn_jax.training import train as train_lib
 from deeprnn_jax.stack import DeepRNN
+from deeprnn_jax.tasks import base as task_base
 from deeprnn_jax.tasks import language_model as lm
 
 from runner_helpers import records
@@ -415,3 +416,15 @@ def test_ptb_recipe_takes_main_luas_update_and_schedule(tmp_path):
   per_epoch = task.windows_per_epoch(2)
   lua = [1.0] * 5 + [0.5**k for k in range(1, 9)]
   np.testing.assert_allclose([float(schedule(e * per_epoch)) / 20 for e in range(13)], lua)
+
+
+def test_argmax_is_equals_argmax_with_ties_and_out_of_range_targets():
+  # The loss's accuracy without XLA:CPU's (value, index) reduction: the same bool as argmax == target,
+  # ties going to the first maximum (small integer logits: many ties), targets outside the classes never right.
+  rng = np.random.default_rng(0)
+  outputs = rng.integers(0, 3, size=(40, 5, 6)).astype(np.float32)
+  targets = rng.integers(-2, 8, size=(40, 5))
+  want = np.argmax(outputs, -1) == targets
+  got = np.asarray(task_base.argmax_is(jnp.asarray(outputs), jnp.asarray(targets)))
+  np.testing.assert_array_equal(got, want)
+  assert 0 < want.mean() < 1

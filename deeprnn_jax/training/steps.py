@@ -35,8 +35,10 @@ class TrainState:
 
   Attributes:
     step: int32, the number of steps taken.
-    params / opt_state: model parameters and optax state.
-    dropout_key / data_key: raw ``uint32[2]`` keys; the step's keys are derived from them and ``step``.
+    params: the model parameters.
+    opt_state: the optax state.
+    dropout_key: a raw ``uint32[2]`` key; each step's dropout key is derived from it and ``step``.
+    data_key: a raw ``uint32[2]`` key; each step's batch key is derived from it and ``step``.
     diverged_at: int32, the first step whose loss, gradients or parameters were not finite; -1 if none.
     acc: sums over the current log interval (see ``zero_acc``), read and reset by the host.
     carries: a stateful task's (``Task.stateful``) recurrent state of each of its ``batch_size``
@@ -204,7 +206,9 @@ def train_step(
     outputs = model.apply(
       {'params': params},
       batch['inputs'],
-      batch['lengths'],
+      # A stateful task's training windows are always full (seq_len steps, Task.stream_tokens): no
+      # lengths, so the model masks no step (the loss still reads batch['lengths']).
+      None if task.stateful else batch['lengths'],
       deterministic=False,
       rngs={'dropout': dropout_key},
       **kwargs,
