@@ -424,7 +424,8 @@ class Seq2Seq(nn.Module):
     encoder: the ``DeepRNN`` over the embedded source (any cell, depth, bidirectional; its dropout
       is its own). Its top outputs are the attention memory.
     decoder: the ``RecurrentDecoder`` (its cell may differ from the encoder's).
-    source_vocab_size / embed_features: the source embedding.
+    source_vocab_size: the source vocabulary size.
+    embed_features: the source embedding width.
     bridge: how the encoder's final carries start the decoder (``_Bridge``): ``'auto'`` passes
       a carry through where it already fits (same cell and width, unidirectional encoder) and
       learns a linear map where widths, directions or cells differ; ``'dense'`` learns the map

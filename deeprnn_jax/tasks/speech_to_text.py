@@ -274,10 +274,15 @@ def ctc_task(
   """A ``'ctc'`` Task from per-utterance log-mel frames and normalized transcripts (module docstring).
 
   Args:
-    features: ``[frames_i, n_mels]`` per utterance; transcripts / wheres: per utterance.
+    features: ``[frames_i, n_mels]`` per utterance.
+    transcripts: the text of each utterance.
+    wheres: where each utterance comes from (for messages), per utterance.
     splits: ``{'train', 'val', 'test'}`` -> utterance indices.
-    stack / stride: frame stacking; max_frames: the longest training utterance kept, in steps.
-    decode / beam_size: how ``Task.score`` decodes (``ctc.decode_batch``).
+    stack: frames stacked into one step (``stack_frames``).
+    stride: frames between the starts of consecutive steps.
+    max_frames: the longest training utterance kept, in steps.
+    decode: how ``Task.score`` decodes (``ctc.decode_batch``).
+    beam_size: the beam of that decoding.
   """
   train = list(splits['train'])
   frames = np.concatenate([features[i] for i in train], axis=0)

@@ -260,11 +260,13 @@ def text_classification(
     path: a folder with ``train`` and ``test`` files (and optionally ``val``, ``validation`` or
       ``dev``), each ``.csv``, ``.tsv``, ``.jsonl`` or ``.json``; or one such file whose
       ``split_column`` names each example's split.
-    text_column / label_column: the fields holding the text and the label. Labels are strings or
-      integers; their ids follow the sorted training labels (numeric order if all are integers),
-      listed in ``task.info['label_names']``.
+    text_column: the field holding the text.
+    label_column: the field holding the label. Labels are strings or integers; their ids follow the
+      sorted training labels (numeric order if all are integers), listed in ``task.info['label_names']``.
     split_column: the field naming the split, when ``path`` is one file.
-    vocab_size / max_len / buckets: as for ``imdb``.
+    vocab_size: as for ``imdb``.
+    max_len: as for ``imdb``.
+    buckets: as for ``imdb``.
     num_val: validation examples carved from train when no validation file or rows are given.
     threshold: the accuracy that counts as solving the task (None: no threshold).
     seed: accepted for uniformity and unused: data and splits are fixed.
