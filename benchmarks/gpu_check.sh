@@ -9,7 +9,8 @@
 # OUTPUT_DIR/BENCHMARKS-gpu.md (the generated report: every execution path vs PyTorch/cuDNN and a
 # Flax stack, compile times, 8 seeds vmapped/looped vs separate, associative vs sequential scan at
 # T 2048; then every registered cell at equal parameters, each execution path, and where the parallel
-# forms overtake the sequential ones, T 256 to 4096) and OUTPUT_DIR/profile-medium-lstm.txt (where a
+# forms overtake the sequential ones, T 256 to 4096; then packed vs padded batches on PTB's sentence
+# lengths, benchmarks.packing) and OUTPUT_DIR/profile-medium-lstm.txt (where a
 # medium LSTM step's time goes).
 set -euo pipefail
 out="${1:-${OUT:-.}}"
