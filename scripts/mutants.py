@@ -183,6 +183,14 @@ MUTANTS = (
     ('tests/test_stack.py::test_time_layer_parallel_agree[mingru-uni]',),
   ),
   Mutant(
+    'rglru-cancellation',
+    'deeprnn_jax/cells/rglru.py',
+    'RG-LRU computes 1 - a^2 as 1 - exp(2 log a): cancellation where a is near 1',
+    '-jnp.expm1(2.0 * log_a)',
+    '1.0 - jnp.exp(2.0 * log_a)',
+    ('tests/test_cells.py::test_cell_matches_numpy_equations_at_large_gate_inputs[rglru]',),
+  ),
+  Mutant(
     'mlstm-initial-state',
     'deeprnn_jax/cells/xlstm.py',
     "mLSTM's parallel form ignores the carry it starts from",
