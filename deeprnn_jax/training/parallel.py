@@ -1,7 +1,8 @@
 """How work shares programs and devices: seeds in one program, and one run over all local devices.
 
 Seeds: ``over_seeds`` turns the step of one seed into a step of S seeds in one program, batched
-(``vmap``) or one after another inside it (``loop``); ``resolve_seed_program`` picks per backend.
+(``vmap``) or one after another inside it (``loop``); ``resolve_seed_program`` picks per backend;
+``init_over_seeds`` always loops the initial states (vmapped, they can deadlock XLA:CPU).
 
 Data parallelism: the batch sharded, the parameters replicated.
 
@@ -76,3 +77,19 @@ def over_seeds(fn: Callable, in_axes: Sequence[int | None], program: str) -> Cal
     return jax.lax.map(one_seed, tuple(a for a, axis in zip(args, in_axes) if axis == 0))
 
   return looped
+
+
+def init_over_seeds(fn: Callable, in_axes: Sequence[int | None]) -> Callable:
+  """``over_seeds`` for the program that draws the seeds' initial states: always ``'loop'``, whatever
+  the steps' program.
+
+  Why not ``vmap``: vmapped over S seeds, the orthogonal initializer's QR (``geqrf``/``orgqr``)
+  becomes one ``[S, n, n]`` LAPACK call, and jaxlib's CPU kernels split such a batch over XLA's
+  intra-op thread pool and block the calling pool thread until the pieces finish. When several
+  independent QRs (an LSTM's 4 gates x 2 layers) hold every pool thread that way, nothing is left to
+  run the pieces and the program never finishes: the vmapped quickstart lstm-d2 (8 seeds, width 32)
+  hung so on 2 cores (docs/guides/xla_cpu_vmap.md). Looped, every QR is one matrix, which the kernel
+  runs inline. Nothing is lost: the program runs once per grid point, and each seed's state is
+  bit-identical to the vmapped one (``tests/test_parallel.py``).
+  """
+  return over_seeds(fn, in_axes, 'loop')

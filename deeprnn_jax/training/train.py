@@ -104,11 +104,14 @@ class Programs:
     self.metric_names = metric_names(self.model, task)
     # Metrics computed from a split's means (Task.derived), e.g. perplexity.
     self.derived_names = tuple(task.derived({k: np.zeros(1) for k in self.metric_names})) if task.derived else ()
-    self.init = per_seed(
-      lambda seed, data: init_state(
-        self.model, self.tx, task, seed, data=data, metrics=self.metric_names, batch_size=c.train.batch_size
-      ),
-      (0, None),
+    # The initial states always loop over the seeds: vmapped, their batched QRs can deadlock XLA:CPU.
+    self.init = jax.jit(
+      parallel.init_over_seeds(
+        lambda seed, data: init_state(
+          self.model, self.tx, task, seed, data=data, metrics=self.metric_names, batch_size=c.train.batch_size
+        ),
+        (0, None),
+      )
     )
     # One step program per length bucket (one in all for fixed-length tasks).
     self.buckets = tuple(range(len(task.length_buckets))) or (None,)
