@@ -175,8 +175,12 @@ def test_gradients_are_finite_through_4_layers_and_200_steps(cell):
   grads = jax.jit(jax.grad(lambda p: jnp.mean(model.apply(p, x, jnp.array([200, 150]))[1][:, -1] ** 2)))(params)
   leaves = jax.tree.leaves(grads)
   assert all(bool(jnp.all(jnp.isfinite(g))) for g in leaves)
-  # Gradient reaches the bottom layer's input weights (not silently zero).
-  assert float(jnp.abs(grads['params']['layer_0']['cell']['input_proj']['kernel']).sum()) > 0
+  # Every parameter, the bottom layer's included, gets a nonzero gradient at the cells' own
+  # initialization: one starting at a dead value (e.g. a norm scale at 0, which zeroes the path behind
+  # it) would never learn (issue 26, row 5).
+  paths = jax.tree_util.tree_flatten_with_path(grads)[0]
+  dead = [jax.tree_util.keystr(k) for k, g in paths if not np.any(np.asarray(g))]
+  assert not dead, f'{cell}: zero gradient at init for {dead}'
 
 
 def test_elman_gradient_matches_finite_differences():
