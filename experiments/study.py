@@ -15,7 +15,7 @@ A study config file has two functions:
   (``'params'`` and/or ``'width'``), ``shallow_depth`` (the depth the others are compared with) and
   any keys of the file's own (``scale``);
 * ``get_part(study, task, basis)``: the sweep config of one part, ``study`` being the ``study`` group
-  as a dict (after the command line's ``--config.study.*`` overrides).
+  as a dict (after the command line's ``--config.study.*`` overrides); None leaves that part out.
 
 Overrides: ``--config.study.<key>=<value>`` set the study's keys (``--config.study.scale=full``); any
 other ``--config.<key>=<value>`` applies to every part (``--config.train.num_steps=100``; a key that
@@ -148,9 +148,14 @@ def expand(path: str, overrides: Sequence[str] = (), parts: Sequence[str] | None
         continue
       where = f'study part {task}-{basis}'
       try:
-        config = config_lib.validate(config_lib.apply_overrides(module.get_part(dict(study), task, basis), part_over))
+        config = module.get_part(dict(study), task, basis)
+        if config is None:  # the study leaves this basis out for this task at these settings
+          continue
+        config = config_lib.validate(config_lib.apply_overrides(config, part_over))
       except ConfigError as e:
         raise ConfigError('', f'{where}: {e}') from e
+      except ValueError as e:  # the file's own message (missing data, a bad study key)
+        raise ConfigError('', f'{where}: {runlog.one_line(e)}') from e
       except Exception as e:  # pylint: disable=broad-except  (a part the file cannot build: one line)
         raise ConfigError('', f'{where}: get_part failed: {type(e).__name__}: {runlog.one_line(e)}') from e
       axes = config_lib.flat_axes(config)
@@ -288,7 +293,7 @@ def main(argv: Sequence[str] | None = None, on_event=None) -> int:
     print(f'[part {i + 1}/{len(parts)}] {part.name}: python -m experiments.run {shlex.join(run_argv)}', flush=True)
     code = run_lib.main(run_argv, on_event)
     codes[part.name] = code
-    if code == cli.EXIT_INTERRUPTED:
+    if code in (cli.EXIT_INTERRUPTED, cli.EXIT_USAGE):  # stopped, or refused (e.g. a runner's own check)
       print(f'study stopped in part {part.name}; run the same command again to resume: {again}', file=sys.stderr)
       return code
   if args.dry_run:

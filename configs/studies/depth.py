@@ -46,19 +46,63 @@ The tasks (``study.tasks``; ``TASKS`` lists every label the study defines):
 * ``ptb`` (full scale only by default): word-level Penn Treebank with the recipe of
   ``configs/reproduce/ptb_lm.py``, shortened to ``PTB_EPOCHS`` epochs for the study; the files from
   ``$DEEPRNN_PTB_DIR`` or ``--config.study.ptb_path``.
-* Connected spoken digits: left out: ``configs/connected_digits_depth.py`` did not exist when this
-  study was written; add its part here (a ``TASKS`` label and a branch of ``_task_config``) once it does.
+* ``digits`` (full scale only by default): connected spoken digits, the workload of
+  ``configs/connected_digits_depth.py`` (its ``get_config('modern')``: bidirectional, CTC, judged on
+  WER / CER), with the study's cells and depths; the Free Spoken Digit Dataset from
+  ``$DEEPRNN_FSDD_DIR`` or ``--config.study.digits_path``.
+
+Sizing the recall tasks (``RECALL``). ``configs/modern_cells.py`` found exact match 0 for every cell at
+context 24 with 8 tokens, 12k parameters and 600 steps: too hard to separate anything. Single runs here
+(seed 0, depth 2, 12k parameters, modern block, Adam 3e-3, batch 32; 2 CPU cores shared with other
+work at load 8-21), test exact match (per-answer accuracy in brackets):
+
+* selective copying, context 16, 4 tokens of 8, 600 steps: attention 0.93 (0.98), gru 0.68 (0.91),
+  mamba 0.51 (0.85), lstm 0.38 (0.82), gated_deltanet 0.38 (0.81). Every curve but attention's was
+  still rising at step 600 (lstm 0.01 / 0.06 / 0.22 / 0.40 at steps 150 / 300 / 450 / 600).
+SC5_PLACEHOLDER
+* MQAR, 16 steps, 3 pairs, 8 keys, 8 values, 1500 steps: attention 0.98 (0.99), gated_deltanet 0.95
+  (0.97), lstm 0.62 (0.86); gated_deltanet was at 0.92 (validation) by step 750, attention at 0.91 by
+  1125 (the CPU grid trains 1200 steps). At 24 steps with 4 pairs of 16 keys and 16 values, 600 steps, nothing learned the lookup
+  (attention 0.00 (0.32), gated_deltanet 0.00 (0.42), lstm 0.00 (0.31)).
+
+So at the CPU grid's budget at least one cell solves each task (exact match >= 0.9) and lstm does not.
+Not measured (time): rnn, rglru, mlstm on either task, and mamba, gru on MQAR; the grid measures them.
 
 Seeds per task come from the report's power column (``experiments/report/stats.py``: ``seeds_needed``,
-the seeds per variant at which a two-sided Welch-type t-test at level alpha/m, the strictest Holm step,
-has power 0.8 at the observed difference and spread). Holm's family is the whole study: m = cells x
-deep depths x parts = 8 x 2 x 10 = 160 on the CPU grid. At that m a standardized depth effect
-(difference / seed spread) of 10 needs 4 seeds, 6 needs 5, 4 needs 6, 3 needs 8, 2 needs 14.
-``SEEDS`` per task and why are beside it below.
+the seeds per variant at which a two-sided t-test at level alpha/m, the strictest Holm step, has power
+0.8 at the observed difference and spread, from the noncentral t). Holm's family is the whole study:
+m = cells x deep depths x parts, 8 x 2 x 8 = 128 on the CPU grid, about 290 on the full one. At
+m = 160, n seeds resolve a standardized depth effect (difference / seed spread) of at least: 3 seeds
+11.7, 4 seeds 6.4, 5 seeds 4.6, 6 seeds 3.6, 8 seeds 2.9, 10 seeds 2.4, 16 seeds 1.8. Per task:
 
-Scale (``study.scale``): ``'cpu'`` is the grid sized for 2 CPU cores (estimate below); ``'full'`` is
-the grid for a cluster or a GPU (more steps, seeds, depth 8 where it fits, PTB): the same config
-with ``--config.study.scale=full``, launched as a SLURM job array per part with ``--launcher slurm``.
+* recall tasks, 4 seeds (6 in full): the effect the study looks for is solved vs not (exact match
+  0.9 vs 0.4-0.7 above), a difference of 0.3-0.5 at a seed spread well under 0.1: over 6.4.
+* parentheses, 6 seeds (10 in full): the quickstart measured depth's effect on the rnn there at
+  about 0.2 accuracy with bimodal seeds; it needed 8 seeds in the classic block at 1500 steps to be
+  clear and robust. 6 is what the CPU time allows (effects >= 3.6); the full grid's 10 resolve 2.4.
+* adding, 3 seeds (6 in full): at the CPU budget (600 steps) no cell is expected to solve it (the
+  reproduction trains 10,000); the CPU grid can only call large MSE differences (>= 11.7 spreads).
+* sst2, 3 seeds (16 in full): depth effects on sentiment accuracy are a point or two at a seed
+  spread of about a point (standardized 1-2), which needs 16 or more seeds: the CPU grid's SST-2 part
+  is indicative only; the full grid's 16 resolve 1.8.
+* digits 3 / 6, ptb 2 / 3 seeds: their runs are the costliest; full scale only by default.
+
+The CPU grid (``study.scale='cpu'``, the default): 8 cells x depths 1, 2, 4; selective_copy, mqar and
+parentheses at both bases, adding and sst2 at equal parameters only (their equal-width view is in the
+full grid): 8 parts, 192 variants, 744 runs. Estimated time with ``--workers 2`` on 2 cores: about 3
+hours and 15 minutes. How: the sizing runs' CPU seconds (``/usr/bin/time``; their wall time was 7 times
+that, under others' load) give per variant about 45 s of fixed cost (process share, compiling the
+training and evaluation programs, evaluations) plus, per training step of one seed at depth 2 and
+about 20 steps of input, 2 ms for lstm, 4 for attention, 12 for gated_deltanet and 40 for mamba
+(others taken as 8); steps scale with sequence length, cost with depth (depths 1, 2, 4 cost 3.5 times
+depth 2; batch 50 and 64 cost 1.5 and 2 times batch 32). Parts, wall time on 2 workers: mqar 21 min a
+basis (1200 steps), selective_copy 17, parentheses 26, adding 28, sst2 39. The rates were measured at
+depth 2 on single runs under heavy load; treat the figure as +-50%.
+
+Scale: ``'full'`` (``--config.study.scale=full``) is the grid for a cluster or a GPU: every task
+(digits and PTB too), both bases, 4x-10x the steps, more seeds, depth 8 on the synthetic tasks, SST-2
+and digits; ``--launcher slurm`` submits each part as one SLURM job array (``launch.*`` keys set the
+partition, time and GPUs; every run is a job, and a part resumes where its jobs left off).
 """
 
 import importlib.util
@@ -82,7 +126,7 @@ PTB_BUDGET = 4_650_000  # the recipe's 2 x 200 LSTM with its 10k-word embedding 
 # The recall tasks' sizes (task options), sized by the runs in the docstring.
 RECALL = {
   'selective_copy': {'seq_len': 16, 'num_tokens': 4, 'vocab_size': 8},
-  'mqar': {'seq_len': 24, 'num_pairs': 4, 'num_keys': 16, 'num_values': 16},
+  'mqar': {'seq_len': 16, 'num_pairs': 3, 'num_keys': 8, 'num_values': 8},
 }
 
 # Per task and scale: parameter budget (basis params), width (basis width), steps, batch, depths, seeds.
@@ -92,24 +136,24 @@ PLAN = {
     'full': dict(budget=50000, width=64, steps=3000, batch=64, depths=(1, 2, 4, 8), seeds=6),
   },
   'mqar': {
-    'cpu': dict(budget=12000, width=32, steps=600, batch=32, depths=(1, 2, 4), seeds=4),
+    'cpu': dict(budget=12000, width=32, steps=1200, batch=32, depths=(1, 2, 4), seeds=4),
     'full': dict(budget=50000, width=64, steps=3000, batch=64, depths=(1, 2, 4, 8), seeds=6),
   },
   'parentheses': {
-    'cpu': dict(budget=7000, width=32, steps=1000, batch=32, depths=(1, 2, 4), seeds=8),
+    'cpu': dict(budget=7000, width=32, steps=600, batch=32, depths=(1, 2, 4), seeds=6),
     'full': dict(budget=20000, width=48, steps=3000, batch=32, depths=(1, 2, 4, 8), seeds=10),
   },
   'adding': {
-    'cpu': dict(budget=7000, width=32, steps=1000, batch=50, depths=(1, 2, 4), seeds=4),
+    'cpu': dict(budget=7000, width=32, steps=600, batch=50, depths=(1, 2, 4), seeds=3, bases=('params',)),
     'full': dict(budget=20000, width=48, steps=10000, batch=50, depths=(1, 2, 4, 8), seeds=6),
   },
   'sst2': {
-    'cpu': dict(budget=300000, width=64, steps=800, batch=64, depths=(1, 2, 4), seeds=4),
-    'full': dict(budget=400000, width=96, steps=5000, batch=64, depths=(1, 2, 4, 8), seeds=10),
+    'cpu': dict(budget=300000, width=64, steps=500, batch=64, depths=(1, 2, 4), seeds=3, bases=('params',)),
+    'full': dict(budget=400000, width=96, steps=5000, batch=64, depths=(1, 2, 4, 8), seeds=16),
   },
   'digits': {
     'cpu': dict(budget=100_000, width=48, steps=600, batch=32, depths=(1, 2, 4), seeds=3),
-    'full': dict(budget=100_000, width=64, steps=2000, batch=32, depths=(1, 2, 4, 8), seeds=5),
+    'full': dict(budget=100_000, width=64, steps=2000, batch=32, depths=(1, 2, 4, 8), seeds=6),
   },
   'ptb': {
     'cpu': dict(budget=PTB_BUDGET, width=200, steps=PTB_STEPS, batch=20, depths=(1, 2, 4), seeds=2),
@@ -151,6 +195,8 @@ def get_part(study, task, basis):
   if scale not in SCALES:
     raise ValueError(f'study.scale must be one of {", ".join(SCALES)}, got {scale!r}')
   plan = PLAN[task][scale]
+  if basis not in plan.get('bases', ('params', 'width')):
+    return None  # the CPU grid's time: this task's equal-width view is in the full grid only
   c = _task_config(task, study)
   c.train.num_steps = plan['steps']
   c.train.batch_size = plan['batch']
