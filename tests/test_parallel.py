@@ -1,7 +1,9 @@
-"""Data-parallel training: a run on 4 (simulated) CPU devices follows the single-device trajectory."""
+"""Data-parallel training: a run on 4 (simulated) CPU devices follows the single-device trajectory; seeds
+in one program: looped = vmapped, and vmapped seeds never hang XLA:CPU."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -11,7 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from deeprnn_jax.training import parallel
+from deeprnn_jax.training import build, parallel, train
+from deeprnn_jax.training.steps import init_state
+from runner_helpers import tiny_config
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TESTS)
@@ -91,3 +95,52 @@ def test_looped_seeds_compute_what_vmapped_seeds_do():
   assert parallel.resolve_seed_program('auto') == ('loop' if jax.default_backend() == 'cpu' else 'vmap')
   assert parallel.resolve_seed_program('vmap') == 'vmap'
   assert parallel.resolve_seed_program('separate') == parallel.resolve_seed_program('auto')
+
+
+# ----------------------------------------------------------------------------------------------
+# Vmapped seeds must not hang XLA:CPU (issue 23; docs/guides/xla_cpu_vmap.md).
+
+HANG_SCRIPT = textwrap.dedent("""
+    import jax, jax.numpy as jnp
+    from deeprnn_jax.training import build, train
+    from runner_helpers import tiny_config
+
+    # The smallest case that hung: the initial states of 8 vmapped seeds of a 2-layer LSTM of width 32
+    # (8 orthogonal [32, 32] blocks per seed, so 8 independent QRs of [8, 32, 32]).
+    config = tiny_config(**{'model.cell': 'lstm', 'model.depth': 2, 'model.width': 32, 'sweep.seed_program': 'vmap'})
+    task = build.task_from_config(config)
+    programs = train.Programs(config, task, 'vmap')
+    for r in range(8):  # without the fix, about one call in two never returned on 2 cores
+      jax.block_until_ready(programs.init(jnp.arange(8, dtype=jnp.uint32) + 8 * r, task.train_data))
+    print('done')
+""")
+
+
+@pytest.mark.skipif(
+  len(os.sched_getaffinity(0)) < 2, reason='one core: XLA:CPU runs one intra-op thread, which cannot deadlock so'
+)
+def test_the_initial_states_of_vmapped_seeds_do_not_hang():
+  # A guard against a hang, not a speed threshold: the case took seconds; it hung forever before.
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, TESTS]), JAX_PLATFORMS='cpu')
+  try:
+    done = subprocess.run([sys.executable, '-c', HANG_SCRIPT], env=env, capture_output=True, text=True, timeout=240)
+  except subprocess.TimeoutExpired:
+    pytest.fail('the vmapped initial states of 8 LSTM seeds hung XLA:CPU (batched QRs deadlock its thread pool)')
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert done.stdout.strip().endswith('done')
+
+
+def test_the_initial_states_loop_over_seeds_so_no_lapack_call_is_batched():
+  """On any machine: the init program's LAPACK calls (the orthogonal initializer's QR) take one
+  matrix each, the form that cannot deadlock, while the steps' program stays vmapped."""
+  config = tiny_config(**{'model.cell': 'lstm', 'model.width': 8})
+  task = build.task_from_config(config)
+  programs = train.Programs(config, task, 'vmap')
+  assert programs.seed_program == 'vmap'
+  text = programs.init.lower(jnp.arange(3, dtype=jnp.uint32), task.train_data).as_text()
+  batch_dims = re.findall(r'@lapack_\w+\(.*?num_batch_dims = "(\d+)"', text)
+  assert len(batch_dims) >= 2, 'no QR in the init program: the test would check nothing'
+  assert set(batch_dims) == {'0'}
+  # The same function vmapped batches them: what the check above tells apart.
+  vmapped = jax.jit(parallel.over_seeds(lambda seed: init_state(programs.model, programs.tx, task, seed), (0,), 'vmap'))
+  assert set(re.findall(r'@lapack_\w+\(.*?num_batch_dims = "(\d+)"', vmapped.lower(jnp.arange(3)).as_text())) == {'1'}
