@@ -40,6 +40,7 @@ TASK_MODULES: dict[str, tuple[tuple[str, str], ...]] = {
   'speech_commands': (('librosa', 'log-mel features'), _TFDS),
   'speech_to_text': (('soundfile', 'audio files'), ('librosa', 'log-mel features'), ('jiwer', 'error rates')),
   'librispeech': (('librosa', 'log-mel features'), ('jiwer', 'error rates'), _TFDS),
+  'connected_digits': (('librosa', 'log-mel features'), ('jiwer', 'error rates')),
   'reverse': (_BLEU,),
   'sort': (_BLEU,),
   'addition': (_BLEU,),

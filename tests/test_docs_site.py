@@ -64,3 +64,15 @@ def test_conf_hides_flax_members_and_sentinel_defaults():
   signature += 'parent=<flax.linen.module._Sentinel object>, name=None)'
   got, _ = conf.process_signature(None, 'class', 'X', dr.MambaCell, {}, signature, None)
   assert got == '(features, dtype=None, param_dtype=float32, carry_init=zeros)'
+
+
+def test_every_task_module_has_a_section_in_the_api_reference():
+  import functools
+
+  from deeprnn_jax import tasks
+
+  page = (ROOT / 'docs' / 'api' / 'tasks.md').read_text()
+  for name in sorted(tasks.BUILTIN_TASKS):
+    factory = tasks.TASKS[name]
+    module = (factory.func if isinstance(factory, functools.partial) else factory).__module__
+    assert f'.. automodule:: {module}\n' in page, f'task {name!r}: no section for {module} in docs/api/tasks.md'
