@@ -6,7 +6,6 @@ in test_experiments_report.py). Each was shown to fail with its bug planted and 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 import re
 import sys
@@ -24,7 +23,8 @@ from deeprnn_jax.training import checkpoint as checkpoint_lib
 from deeprnn_jax.training import steps
 from deeprnn_jax.training import train as train_lib
 
-from runner_helpers import tiny_config
+from experiments import slurm, sweep
+from runner_helpers import config_file_text, tiny_config, write_config
 
 # ------------------------------------------------------------------ 1. audio of another rate, no librosa
 
@@ -99,9 +99,9 @@ def test_derived_perplexity_is_exp_of_the_split_mean_not_a_mean_over_eval_batche
   state = programs.init(jnp.arange(1), None)
   params = jax.tree.map(lambda p: 4.0 * p + 0.5, state.params)
   got = programs.evaluate(params, ['val'])['val']
-  one = jax.tree.map(lambda p: p[0], params)
-  sums = jax.jit(functools.partial(steps.eval_step, programs.model, task))
-  per_batch = [tuple(float(v) for v in sums(one, chunk)['loss']) for chunk in programs.eval_data['val']]
+  # Each batch's sums from the evaluator's own compiled program (one seed), added up here.
+  sums = [programs.eval_fn(params, chunk)['loss'] for chunk in programs.eval_data['val']]
+  per_batch = [tuple(float(np.asarray(v)[0]) for v in pair) for pair in sums]
   total, count = (sum(column) for column in zip(*per_batch))  # the split's summed NLL and its answer steps
   assert count == float(np.sum(task.eval_splits['val']['target_mask']))
   assert got['perplexity'][0] == pytest.approx(np.exp(total / count), rel=1e-5)
@@ -177,11 +177,7 @@ echo "Submitted batch job 4242"
 """
 
 
-def test_the_slurm_job_array_starts_the_costliest_grid_point_first(tmp_path, capsys, monkeypatch):
-  pytest.importorskip('submitit', reason='the launcher needs the cluster extra')
-  from experiments import run as run_cli  # noqa: PLC0415
-  from runner_helpers import config_file_text, write_config  # noqa: PLC0415
-
+def test_the_slurm_job_array_starts_the_costliest_grid_point_first(tmp_path, monkeypatch):
   bin_dir = tmp_path / 'bin'
   bin_dir.mkdir()
   (bin_dir / 'sbatch').write_text(FAKE_SBATCH)
@@ -191,12 +187,10 @@ def test_the_slurm_job_array_starts_the_costliest_grid_point_first(tmp_path, cap
   monkeypatch.setenv('PATH', f'{bin_dir}:{os.environ["PATH"]}')
   # Grid order puts the cheap point (width 4) first; the wide one (width 32) costs more.
   cfg = write_config(tmp_path, config_file_text(axes={'model.width': [4, 32]}, seeds=(0,)), 'launch.py')
-  workdir = str(tmp_path / 'w')
-  assert run_cli.main(['--config', cfg, '--workdir', workdir, '--launcher', 'slurm']) == 0
-  out = capsys.readouterr().out
-  order = re.findall(r'^ +4242_(\d+)  (\S+)$', out, re.M)
-  assert [variant for _, variant in order] == ['rnn-d1-w32', 'rnn-d1-w4'], out
-  assert [index for index, _ in order] == ['0', '1']
+  lines = []
+  assert slurm.launch(sweep.load_config(cfg, []), str(tmp_path / 'w'), 'slurm', echo=lines.append) is None
+  order = re.findall(r'^ +4242_(\d+)  (\S+)$', '\n'.join(lines), re.M)
+  assert order == [('0', 'rnn-d1-w32'), ('1', 'rnn-d1-w4')], lines
 
 
 # --------------------------------------------------- 9. a best step older than the kept latest ones restores
