@@ -70,10 +70,14 @@ def plan(
   there are GPUs (so one on a single accelerator), else one per ``per_worker`` cores. ``todo``: the grid
   points left to train; no more workers than that start (at least one). Worker i gets GPUs
   ``gpus[i*K:(i+1)*K]``, or cores ``cpus[i*K:(i+1)*K]``; more workers than cores share them round-robin
-  (their choice), while GPUs are never shared (each worker's JAX would claim most of the memory). Where
-  ``todo`` leaves fewer workers than planned, the cores are shared out among those that start,
-  ``K = max(K, cores // workers)``: a one-run sweep's lone worker trains on every core, not on one
-  with the others idle.
+  (their choice), while GPUs are never shared (each worker's JAX would claim most of the memory).
+
+  Where ``todo`` leaves fewer workers than cores, each keeps its K cores, so a one-run sweep's lone
+  worker trains on one core of two. Kept on purpose, measured (BENCHMARKS.md, "The word LM step"): the
+  PTB LM's step pinned to one core against the same process on both cores ran 2.97 and 2.64 vs 2.04 and
+  1.92 steps/s (load 13), 1.74 and 1.78 vs 2.03 and 1.50 (load 19-20): on a shared machine XLA:CPU's
+  second thread did not pay for itself in three pairs of four (not measured on a quiet one), and the
+  pin leaves the other core to everything else. ``--workers 1`` trains in-process on every core.
   Raises ``ValueError`` with a one-line message.
   """
   if per_worker < 1:
@@ -84,7 +88,6 @@ def plan(
   if not units:
     raise ValueError('this process may run on no CPU (empty affinity mask)')
   count = max(1, len(units) // per_worker) if requested is None else requested
-  planned = count
   if todo is not None:
     count = max(1, min(count, todo))
   if gpus:
@@ -94,10 +97,6 @@ def plan(
         f'GPUs; {len(gpus)} visible ({",".join(gpus)}); use fewer --workers or --devices-per-worker'
       )
     return [Worker(i + 1, count, gpus=tuple(gpus[i * per_worker : (i + 1) * per_worker])) for i in range(count)]
-  if count < planned:
-    # Fewer grid points left than workers: the ones that start share out every core (a lone worker gets
-    # them all) rather than leave cores idle. Measured: BENCHMARKS.md, "The word LM step".
-    per_worker = max(per_worker, len(cpus) // count)
   return [
     Worker(i + 1, count, cpus=tuple(dict.fromkeys(cpus[(i * per_worker + j) % len(cpus)] for j in range(per_worker))))
     for i in range(count)

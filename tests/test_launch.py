@@ -54,9 +54,8 @@ def test_each_worker_owns_its_own_cores_or_gpus():
   assert [(w.name, w.count) for w in plan(None, 1, [4, 5])] == [('w1', 2), ('w2', 2)]
   # no more workers than grid points left (at least one), and never fewer than asked for by the machine
   assert len(plan(None, 1, list(range(16)), todo=3)) == 3 and len(plan(None, 1, [0, 1], todo=0)) == 1
-  # fewer grid points left than cores: the workers that start share every core (a lone worker gets them all)
-  assert [w.cpus for w in plan(None, 1, [0, 1], todo=1)] == [(0, 1)]
-  assert [w.cpus for w in plan(None, 1, [0, 1, 2, 3, 4], todo=2)] == [(0, 1), (2, 3)]
+  # fewer grid points left than cores: each worker keeps its own core (measured; see plan's docstring)
+  assert [w.cpus for w in plan(None, 1, [0, 1], todo=1)] == [(0,)]
   # more workers than cores, if asked for: they share the cores round-robin
   assert [w.cpus for w in plan(3, 1, [0, 1])] == [(0,), (1,), (0,)]
   # GPUs: one worker per GPU (a single accelerator: one worker), or per K GPUs; cores play no part
