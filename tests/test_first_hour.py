@@ -119,12 +119,12 @@ def test_an_eval_interval_longer_than_the_run_is_warned_once(caplog):
     config_lib.validate(d)
   messages = [r.getMessage() for r in caplog.records if r.name == 'deeprnn_jax.training.config']
   assert len(messages) == 1 and '\n' not in messages[0], messages
-  assert messages[0].startswith('train.eval_every_steps=501 is more than train.num_steps=300')
+  assert messages[0].startswith('warning: train.eval_every_steps=501 is more than train.num_steps=300')
   assert '--config.train.eval_every_steps=30' in messages[0]
   caplog.clear()
   d['train']['eval_every_steps'] = 300  # equal: evaluated at the end anyway, nothing to warn about
   d['sweep']['axes'] = {'train': {'num_steps': [100, 300]}}  # but a swept shorter run is
   with caplog.at_level(logging.WARNING, logger='deeprnn_jax.training.config'):
     config_lib.validate(d)
-  got = [r.getMessage()[:60] for r in caplog.records]
+  got = [r.getMessage()[9:69] for r in caplog.records]
   assert got == ['train.eval_every_steps=300 is more than train.num_steps=100:']

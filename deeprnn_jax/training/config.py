@@ -511,7 +511,7 @@ def _warn_eval_interval(d: dict) -> None:
   every = d['train']['eval_every_steps']
   steps = min([d['train']['num_steps'], *flat_axes(d).get('train.num_steps', ())])
   message = (
-    f'train.eval_every_steps={every} is more than train.num_steps={steps}: the run is evaluated '
+    f'warning: train.eval_every_steps={every} is more than train.num_steps={steps}: the run is evaluated '
     f'only once, at its end (a one-point learning curve); e.g. --config.train.eval_every_steps={max(1, steps // 10)}'
   )
   if every > steps and message not in _warned:
