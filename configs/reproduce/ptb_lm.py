@@ -28,7 +28,7 @@ is the perplexity); the logged gradient norms are :math:`1/T` of their ``dw:norm
 The schedule: main.lua divides lr by ``decay`` 2 after each epoch's validation ``if epoch > max_epoch``
 (``max_epoch`` 4, ``epoch = step / epoch_size``), which is first true at the end of the 5th epoch: lr 1
 (here 20) for epochs 1-5, then halved before each of epochs 6-13 (``optim.schedule='epoch_decay'``,
-``decay_start_epoch=5``; the paper's text says "after 4 epochs", the code that gives 114.5 halves from
+``decay_start_epoch=5``; the paper's text says "after 4 epochs"; the code, "test 115", halves from
 the 6th). PTB at batch 20 and unroll 20 has (929,589 // 20 - 1) // 20 = 2,323 windows per epoch (their
 ``epoch_size``, the same), so 13 epochs are 30,199 steps.
 
