@@ -261,7 +261,9 @@ def main(argv: Sequence[str] | None = None, on_event=None) -> int:
   parser.add_argument('--parts', default=None, help='only these parts: task labels or <task>-<basis>, comma-separated')
   parser.add_argument('--workers', type=run_lib._workers, default=None, metavar='N|auto', help='as experiments.run')
   parser.add_argument('--launcher', choices=('local', 'slurm'), default=None, help='as experiments.run')
-  parser.add_argument('--dry-run', action='store_true', help="validate and list every part's runs; train nothing")
+  parser.add_argument(
+    '--dry-run', action='store_true', help="validate and list every part's runs; train nothing (writes configs/ only)"
+  )
   parser.add_argument('--no-report', action='store_true', help="write no report (neither the parts' nor the study's)")
   from_cli = argv is None
   argv = list(sys.argv[1:] if argv is None else argv)
@@ -279,6 +281,9 @@ def main(argv: Sequence[str] | None = None, on_event=None) -> int:
   except ConfigError as e:
     print(f'error: {e}', file=sys.stderr)
     return cli.EXIT_USAGE
+  except KeyboardInterrupt:
+    print('stopped while checking the parts; nothing was trained or written', file=sys.stderr)
+    return cli.EXIT_INTERRUPTED
   part_overrides = [o for o in overrides if not config_lib.parse_override(o)[0].startswith('study.')]
   print(f'study {study["name"]}: {len(parts)} part{"s" if len(parts) > 1 else ""} ({", ".join(p.name for p in parts)})')
   codes = {}
@@ -301,8 +306,12 @@ def main(argv: Sequence[str] | None = None, on_event=None) -> int:
   path = write_study_file(args.workdir, study, parts)
   print(f'study: {path}')
   if not args.no_report and not args.launcher:
-    report = write_report(args.workdir)
-    print(f'study report: {report}' if report else 'study report: skipped (no experiments.report.write_study_report)')
+    try:
+      report = write_report(args.workdir)
+    except (FileNotFoundError, ValueError) as e:  # the report's one-line refusal (the runs stay as they are)
+      print(f'study report: not written: {runlog.one_line(e)}', file=sys.stderr)
+    else:
+      print(f'study report: {report}' if report else 'study report: skipped (no experiments.report.write_study_report)')
   failed = [name for name, code in codes.items() if code]
   if failed:
     print(
