@@ -238,7 +238,7 @@ MUTANTS = (
     'every train step draws the same dropout masks',
     '  dropout_key = jax.random.fold_in(state.dropout_key, state.step)\n',
     '  dropout_key = state.dropout_key\n',
-    ('tests/test_train.py::test_resume_after_interrupt_and_crash_equals_uninterrupted',),
+    (f'{REG}::test_every_train_step_draws_its_own_dropout_masks_and_a_rerun_the_same_ones',),
   ),
   Mutant(
     'per-step-mask-weight',

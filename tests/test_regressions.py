@@ -6,6 +6,7 @@ in test_experiments_report.py). Each was shown to fail with its bug planted and 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 import sys
@@ -14,6 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import deeprnn_jax as dr
@@ -209,3 +211,35 @@ def test_restore_step_loads_the_best_step_after_it_left_the_latest_saves(tmp_pat
   np.testing.assert_array_equal(restored['w'], [2.0, 2.0])
   assert ck.restore_step(6, None)[0] == 6 and ck.restore_step(3, None) is None
   ck.close()
+
+
+# ----------------------------------------- (mutants) every train step draws fresh dropout masks
+
+
+def test_every_train_step_draws_its_own_dropout_masks_and_a_rerun_the_same_ones():
+  """Learning rate 0, dropout 0.5, one batch fed to every step: the steps' losses differ only by their
+  masks, so they must differ from step to step (a key not folded with the step repeats them) and
+  repeat exactly when the same steps run again."""
+  task = dr.tasks.make_task('mqar', seq_len=8, num_pairs=2, num_keys=4, num_values=5, num_eval=2)
+  model = dr.models.PerStepModel(
+    rnn=dr.DeepRNN(cell='rnn', features=8, dropout_rate=0.5),
+    vocab_size=task.input_size,
+    embed_features=4,
+    out_features=task.output_size,
+  )
+  tx = optax.sgd(0.0)
+  step = jax.jit(functools.partial(steps.train_step, model, tx, task))
+
+  def losses():
+    state = steps.init_state(model, tx, task, 0)
+    batch = task.train_batch(state.data_key, state.step, 4)
+    out = []
+    for _ in range(3):
+      before = float(state.acc['loss'])
+      state = step(state, batch)
+      out.append(float(state.acc['loss']) - before)
+    return out
+
+  first = losses()
+  assert len(set(first)) == 3, first
+  assert losses() == first
