@@ -13,6 +13,8 @@ from experiments import sweep
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(REPO, 'configs', '**', '*.py'), recursive=True))
+# configs/studies/: study configs (experiments.study), not run configs; tests/test_study.py checks them
+CONFIGS = [p for p in CONFIGS if os.sep + 'studies' + os.sep not in p]
 # Data the user prepares or has.
 # text_classification.py: the user's CSV (docs/tutorials/your_csv.md runs it end to end on a written one)
 NEEDS_DATA = {
