@@ -230,10 +230,11 @@ def test_every_train_step_draws_its_own_dropout_masks_and_a_rerun_the_same_ones(
   tx = optax.sgd(0.0)
   step = jax.jit(functools.partial(steps.train_step, model, tx, task))
 
+  start = steps.init_state(model, tx, task, 0)
+  batch = task.train_batch(start.data_key, start.step, 4)
+
   def losses():
-    state = steps.init_state(model, tx, task, 0)
-    batch = task.train_batch(state.data_key, state.step, 4)
-    out = []
+    state, out = start, []
     for _ in range(3):
       before = float(state.acc['loss'])
       state = step(state, batch)
