@@ -19,6 +19,7 @@ import pytest
 
 from deeprnn_jax.training import config as config_lib
 from deeprnn_jax.training import runlog
+from deeprnn_jax.training import steps
 from deeprnn_jax.training import train as train_lib
 from deeprnn_jax.tasks import base as task_base
 from deeprnn_jax.tasks import synthetic
@@ -294,7 +295,7 @@ class _Poisoned(task_base.Task):
 
 def _poisoned_task(at_step=5):
   base = synthetic.adding(seq_len=6, num_eval=24, length_generalization=False)
-  data_keys = {seed: train_lib.seed_keys(seed)[2] for seed in POISONS}
+  data_keys = {seed: steps.seed_keys(seed)[2] for seed in POISONS}
 
   def train_batch(key, step, batch_size, **kwargs):
     batch = base.train_batch(key, step, batch_size, **kwargs)
