@@ -19,6 +19,7 @@ from typing import Sequence
 
 from deeprnn_jax.training import build
 from deeprnn_jax.training import config as config_lib
+from deeprnn_jax.training import identity
 from deeprnn_jax.training import load as load_lib
 from deeprnn_jax.training import runlog
 from deeprnn_jax.training.config import ConfigError
@@ -74,7 +75,7 @@ def evaluate(
   configs = {r: load_lib.run_config(r, options) for r in runs}
   built, tasks = {}, {}  # one task per distinct task config, shared by the runs that have it
   for r, config in configs.items():
-    key = config_lib.fingerprint(config_lib.to_dict(config.task))
+    key = identity.fingerprint(config_lib.to_dict(config.task))
     if key not in built:
       built[key] = build.task_from_config(config)
     tasks[r] = task = built[key]

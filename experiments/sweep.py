@@ -37,6 +37,7 @@ import jax
 import ml_collections
 
 from deeprnn_jax.training import config as config_lib
+from deeprnn_jax.training import identity
 from deeprnn_jax.training import runlog
 from deeprnn_jax.training import parallel
 from deeprnn_jax.training import build
@@ -196,7 +197,7 @@ def expand(config: ml_collections.ConfigDict, *, tasks: dict | None = None) -> l
     # A run's config keeps only what decides its numbers; the sweep's own shape stays in sweep.json.
     d['sweep'] = {'param_budget': budget, 'param_tolerance': tolerance}
     run = config_lib.validate(d)
-    task_key = config_lib.fingerprint(config_lib.to_dict(run.task))
+    task_key = identity.fingerprint(config_lib.to_dict(run.task))
     if task_key not in tasks:
       tasks[task_key] = build.task_from_config(run)
     task = tasks[task_key]
@@ -284,7 +285,7 @@ def check_workdir(config: ml_collections.ConfigDict, workdir: str, points: Seque
     raise ConfigError('', f'workdir {workdir!r} is not writable')
   old = runlog.read_json(os.path.join(workdir, SWEEP_FILE))
   if isinstance(old, dict) and 'config' in old:
-    problem = config_lib.continuation_problem(old['config'], config)
+    problem = identity.continuation_problem(old['config'], config)
     if problem:
       raise ConfigError('', f'workdir {workdir!r} holds a different sweep ({problem}); use another --workdir')
   for point in points:
@@ -297,7 +298,7 @@ def check_workdir(config: ml_collections.ConfigDict, workdir: str, points: Seque
           'move it away or use another --workdir',
         )
       old = runlog.RunFolder(run_dir).read_config()
-      problem = isinstance(old, dict) and config_lib.continuation_problem(old, point.run_config(seed))
+      problem = isinstance(old, dict) and identity.continuation_problem(old, point.run_config(seed))
       if problem:
         raise ConfigError(
           '', f'run folder {point.run_id(seed)!r} in {workdir!r} holds another run ({problem}); use another --workdir'

@@ -21,6 +21,7 @@ import time
 import pytest
 
 from deeprnn_jax.training import config as config_lib
+from deeprnn_jax.training import identity
 from deeprnn_jax.training import runlog
 from experiments import run as run_cli
 from experiments import slurm
@@ -130,7 +131,7 @@ def test_worker_and_launcher_options_are_checked_before_anything_runs(tmp_path, 
 def test_launch_settings_never_make_another_sweep():
   a = config_lib.default_config()
   b = config_lib.apply_overrides(a, [('launch.partition', 'gpu'), ('launch.timeout_min', 600)])
-  assert config_lib.continuation_problem(a, config_lib.validate(b)) is None
+  assert identity.continuation_problem(a, config_lib.validate(b)) is None
 
 
 # ----------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@
 module          responsibility
 ==============  ==============================================================================
 ``config``      the one config schema: defaults, validation, overrides, sweep axes
+``identity``    when two configs describe the same runs (resume, extend, or another sweep)
 ``build``       a task, a model and an optimizer from a config (``model_from_config``, ...)
 ``steps``       the public step functions: ``init_state``, ``train_step``, ``eval_step``
 ``train``       the loop of one grid point: ``train(config, workdir)``, ``train_seeds``

@@ -99,7 +99,7 @@ def run_config(run_dir: str, task_options: Mapping[str, Any] | None = None) -> m
       'pass the folder of one run (e.g. runs/x/lstm-d2-w64-s0)'
     )
   # Not settings: the code version the run was made with, and keys renamed since that only said how
-  # a run was shown or launched (config.RUNTIME_KEYS).
+  # a run was shown or launched (identity.RUNTIME_KEYS).
   raw.pop('code', None)
   raw.get('train', {}).pop('progress_bar', None)
   raw.get('sweep', {}).pop('vmap_seeds', None)

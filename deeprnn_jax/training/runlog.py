@@ -226,7 +226,7 @@ def read_status(run_dir: str) -> dict | None:
 def is_done(status: Mapping[str, Any] | None, num_steps: int) -> bool:
   """Whether a run with ``status`` needs no more training toward ``num_steps`` steps: it diverged,
   stopped early, or finished all of them (a finished run whose config now asks for more steps is
-  extended, see ``config.continuation_problem``)."""
+  extended, see ``identity.continuation_problem``)."""
   if not status or status.get('state') not in DONE_STATES:
     return False
   return status['state'] == 'diverged' or bool(status.get('stopped_early')) or int(status.get('step') or 0) >= num_steps

@@ -30,6 +30,7 @@ import numpy as np
 from deeprnn_jax.training import build
 from deeprnn_jax.training import checkpoint as checkpoint_lib
 from deeprnn_jax.training import config as config_lib
+from deeprnn_jax.training import identity
 from deeprnn_jax.training import runlog
 from deeprnn_jax.tasks import base as task_base
 
@@ -170,10 +171,10 @@ class SeedRun:
     """Writes (or checks) the run's config.json; a folder holding another run's config is refused."""
     os.makedirs(self.folder.path, exist_ok=True)
     old = self.folder.read_config()
-    problem = old is not None and config_lib.continuation_problem(old, self.config)
+    problem = old is not None and identity.continuation_problem(old, self.config)
     if problem:
       raise config_lib.ConfigError('', f'{self.folder.path} holds another run ({problem}); use another workdir')
-    if old is None or config_lib.differing_keys(old, self.config):  # new, or extended to more steps
+    if old is None or identity.differing_keys(old, self.config):  # new, or extended to more steps
       self.folder.write_config(self.config)
 
   def open(self, wandb_mode: str, params: int, metric_modes: Mapping[str, str]) -> None:

@@ -45,6 +45,7 @@ import numpy as np
 
 from deeprnn_jax.training import build
 from deeprnn_jax.training import config as config_lib
+from deeprnn_jax.training import identity
 from deeprnn_jax import models
 from deeprnn_jax.training import parallel
 from deeprnn_jax.training import progress as progress_lib
@@ -217,7 +218,7 @@ def train_seeds(
   if len(configs) != len(run_dirs) or not configs:
     raise ValueError('train_seeds needs one run folder per config, and at least one')
   configs = [config_lib.validate(c) for c in configs]
-  if len({config_lib.fingerprint(config_lib.without_seed(c)) for c in configs}) > 1:
+  if len({identity.fingerprint(identity.without_seed(c)) for c in configs}) > 1:
     raise ValueError('train_seeds: the configs of a group may differ only in train.seed')
   seeds = [c.train.seed for c in configs]
   if len(set(seeds)) != len(seeds):
