@@ -40,7 +40,8 @@ from deeprnn_jax.cells import (
 from deeprnn_jax.inits import INITIALIZERS, get_initializer
 from deeprnn_jax.models import Classifier, PerStepModel, Regressor, count_params
 from deeprnn_jax.seq2seq import RecurrentDecoder, Seq2Seq
-from deeprnn_jax.stack import DeepRNN, StackedCell, reverse_padded
+from deeprnn_jax.sequences import reverse_padded
+from deeprnn_jax.stack import DeepRNN, StackedCell
 from deeprnn_jax.training.load import TrainedRun, load_run
 
 _moved.install()

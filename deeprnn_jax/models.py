@@ -21,7 +21,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from deeprnn_jax.stack import DeepRNN, valid_mask
+from deeprnn_jax.sequences import valid_mask
+from deeprnn_jax.stack import DeepRNN
 
 Array = jax.Array
 POOLINGS = ('last', 'mean', 'max', 'flatten', 'attention')

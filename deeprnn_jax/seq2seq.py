@@ -40,7 +40,8 @@ import jax
 import jax.numpy as jnp
 
 from deeprnn_jax.cells.registry import resolve_cell
-from deeprnn_jax.stack import DeepRNN, StackedCell, reverse_padded, valid_mask
+from deeprnn_jax.sequences import reverse_padded, valid_mask
+from deeprnn_jax.stack import DeepRNN, StackedCell
 from deeprnn_jax.tasks.base import BOS_ID, EOS_ID, PAD_ID
 
 Array = jax.Array

@@ -34,9 +34,17 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from deeprnn_jax.cells.base import reverse_segments, select_carry
 from deeprnn_jax.cells.linear import LinearRecurrentCell
 from deeprnn_jax.cells.registry import has_parallel_form, parallel_cells, resolve_cell
+from deeprnn_jax.sequences import (
+  checked_inputs,
+  checked_resets,
+  reverse_padded,
+  reverse_segments,
+  select_rows,
+  valid_mask,
+  zero_invalid,
+)
 
 Array = jax.Array
 Carry = Any
@@ -47,85 +55,6 @@ MERGES = ('concat', 'sum')
 EXECUTIONS = ('auto', 'time', 'layer', 'parallel')
 BLOCKS = ('classic', 'modern')
 INITIAL_CARRIES = ('zeros', 'learned')
-
-
-def valid_mask(lengths: Array | None, batch: int, time: int) -> Array:
-  """``[batch, time]`` bool: ``t < lengths[b]`` (all True without lengths)."""
-  if lengths is None:
-    return jnp.ones((batch, time), bool)
-  return jnp.arange(time)[None, :] < lengths[:, None]
-
-
-def _hold_where_invalid(valid: Array, new: Carry, old: Carry) -> Carry:
-  """Per batch row: ``new`` where ``valid`` (``[batch]`` bool) else ``old``, for every carry leaf."""
-  return jax.tree.map(lambda n, o: jnp.where(valid.reshape(valid.shape + (1,) * (n.ndim - 1)), n, o), new, old)
-
-
-def _zero_invalid(valid: Array | None, y: Array) -> Array:
-  """Zeros ``y`` (``[batch, (time,) features]``) where ``valid`` (``[batch, (time)]``) is False."""
-  return y if valid is None else jnp.where(valid[..., None], y, jnp.zeros((), y.dtype))
-
-
-def reverse_padded(x: Array, lengths: Array | None) -> Array:
-  """Reverses each sequence of ``x`` (``[batch, time, ...]``) within its own length.
-
-  Padding stays where it is: ``[a, b, c, pad] -> [c, b, a, pad]``, which is what the backward
-  direction of a bidirectional layer must read for right-padded batches. It is its own inverse.
-  """
-  if lengths is None:
-    return jnp.flip(x, axis=1)
-  time = jnp.arange(x.shape[1])[None, :]
-  index = jnp.where(time < lengths[:, None], lengths[:, None] - 1 - time, time)
-  index = index.reshape(index.shape + (1,) * (x.ndim - 2))
-  return jnp.take_along_axis(x, index, axis=1)
-
-
-def _checked_resets(resets: Any, batch: int, time: int, valid: Array | None) -> Array | None:
-  """``resets`` as a ``[batch, time]`` bool array (ignored on padding steps), or a one-line error."""
-  if resets is None:
-    return None
-  array = jnp.asarray(resets)
-  if array.shape != (batch, time) or not (array.dtype == bool or jnp.issubdtype(array.dtype, jnp.integer)):
-    raise ValueError(
-      f'DeepRNN expects resets [batch, time] = ({batch}, {time}) bool, got shape {array.shape} '
-      f'{array.dtype}: True where a packed sequence starts'
-    )
-  array = array.astype(bool)
-  return array if valid is None else array & valid
-
-
-def _checked_inputs(x: Array, seq_lengths: Any) -> Array | None:
-  """Refuses inputs ``DeepRNN`` would misread, in one line that names the fix; returns the lengths
-  as an int32 array.
-
-  Shapes and dtypes are static, so this runs once at trace time and costs nothing per step. Without
-  it, ``[batch, time]`` token ids initialise a kernel whose input axis is the batch, a list of
-  lengths fails deep inside with an unrelated TypeError, and complex inputs are cast to real.
-  """
-  shape, dtype = jnp.shape(x), jnp.result_type(x)
-  if len(shape) != 3:
-    if len(shape) == 2 and jnp.issubdtype(dtype, jnp.integer):
-      fix = 'token ids need an embedding first (e.g. models.Classifier(vocab_size=...) or nn.Embed)'
-    elif len(shape) == 2:
-      fix = 'add the missing axis: x[..., None] for one feature per step, x[None] for one sequence'
-    else:
-      fix = 'reshape to one feature axis after batch and time'
-    raise ValueError(f'DeepRNN expects inputs [batch, time, features], got shape {shape}: {fix}')
-  if jnp.issubdtype(dtype, jnp.complexfloating):
-    # No cell reads complex inputs: the LRU's complex numbers are its parameters and state.
-    raise ValueError(
-      f'DeepRNN expects real inputs, got {dtype}: pass the real and imaginary parts as '
-      'features, e.g. jnp.concatenate([x.real, x.imag], axis=-1)'
-    )
-  if seq_lengths is None:
-    return None
-  lengths = jnp.asarray(seq_lengths)
-  if not jnp.issubdtype(lengths.dtype, jnp.integer) or lengths.shape != shape[:1]:
-    raise ValueError(
-      f'DeepRNN expects seq_lengths [batch] = ({shape[0]},) integers, got shape '
-      f'{lengths.shape} {lengths.dtype}: one valid-step count per sequence'
-    )
-  return lengths.astype(jnp.int32)
 
 
 class StackedCell(nn.RNNCellBase):
@@ -480,10 +409,10 @@ class DeepRNN(nn.Module):
     """Runs the network over ``x`` ``[batch, time, features]`` (real); ``seq_lengths`` ``[batch]``
     integers (a JAX or NumPy array, list or tuple); ``resets`` ``[batch, time]`` bool, True where a
     packed sequence starts (class docstring)."""
-    seq_lengths = _checked_inputs(x, seq_lengths)
+    seq_lengths = checked_inputs(x, seq_lengths)
     batch, time = x.shape[:2]
     valid = None if seq_lengths is None else valid_mask(seq_lengths, batch, time)
-    resets = _checked_resets(resets, batch, time, valid)
+    resets = checked_resets(resets, batch, time, valid)
     carries = self.initialize_carries(batch) if initial_carries is None else tuple(initial_carries)
     masks = self._dropout_masks(batch, time, deterministic)
     execution = self.resolved_execution
@@ -520,16 +449,16 @@ class DeepRNN(nn.Module):
     for l, layer in enumerate(self.layer):
       if self.connection == 'skip' and l > 0:
         layer_input = jnp.concatenate([x_t, layer_input], axis=-1)
-      carry = carries[l] if resets_t is None else select_carry(resets_t, reset_carries[l], carries[l])
+      carry = carries[l] if resets_t is None else select_rows(resets_t, reset_carries[l], carries[l])
       carry, y = layer.cell(carry, layer.pre(layer_input))
       y = layer.post(y, layer_input, None if dropout_masks is None else dropout_masks[l])
       if valid_t is not None:
-        carry = _hold_where_invalid(valid_t, carry, carries[l])
-        y = _zero_invalid(valid_t, y)
+        carry = select_rows(valid_t, carry, carries[l])
+        y = zero_invalid(valid_t, y)
       new_carries.append(carry)
       outputs.append(y)
       layer_input = y
-    return tuple(new_carries), _zero_invalid(valid_t, self._top(outputs))
+    return tuple(new_carries), zero_invalid(valid_t, self._top(outputs))
 
   @property
   def resolved_execution(self) -> str:
@@ -610,11 +539,11 @@ class DeepRNN(nn.Module):
         final, y = (final_f, final_b), layer.merge_directions(y_f, reverse(y_b))
       else:
         final, y = self._run_cell(layer.cell, cell_input, valid, carries[l], execution, resets, fresh)
-      y = _zero_invalid(valid, layer.post(y, layer_input, None if masks is None else masks[l]))
+      y = zero_invalid(valid, layer.post(y, layer_input, None if masks is None else masks[l]))
       finals.append(final)
       outputs.append(y)
       layer_input = y
-    return tuple(finals), _zero_invalid(valid, self._top(outputs))
+    return tuple(finals), zero_invalid(valid, self._top(outputs))
 
   def _run_cell(self, cell, x, valid, carry, execution, resets=None, fresh=None):
     """One cell over a whole sequence ``[batch, time, in]`` -> ``(final carry, [batch, time, H])``;
@@ -623,13 +552,13 @@ class DeepRNN(nn.Module):
       # The cell's own whole-sequence form (associative scan, chunkwise, masked attention).
       kwargs = {} if resets is None else dict(resets=resets, reset_carry=fresh)
       final, y = cell.parallel_sequence(carry, cell.project_inputs(x), valid, **kwargs)
-      return final, _zero_invalid(valid, y)
+      return final, zero_invalid(valid, y)
     if execution == 'layer' and isinstance(cell, LinearRecurrentCell):
       # Input projection and readout hoisted; only the elementwise recurrence runs over time.
       final, y = cell.sequence(
         carry, cell.project_inputs(x), valid, parallel=False, unroll=self.unroll, resets=resets, reset_carry=fresh
       )
-      return final, _zero_invalid(valid, y)
+      return final, zero_invalid(valid, y)
 
     hoisted = execution == 'layer' and hasattr(cell, 'project_inputs')
     inputs = cell.project_inputs(x) if hoisted else x
@@ -637,15 +566,15 @@ class DeepRNN(nn.Module):
     def body(cell, both, step_inputs):
       carry, fresh = both
       x_t, valid_t, resets_t = step_inputs
-      start = carry if resets_t is None else select_carry(resets_t, fresh, carry)
+      start = carry if resets_t is None else select_rows(resets_t, fresh, carry)
       new_carry, y = cell.recur(start, x_t) if hoisted else cell(start, x_t)
       if valid_t is not None:
-        new_carry = _hold_where_invalid(valid_t, new_carry, carry)
+        new_carry = select_rows(valid_t, new_carry, carry)
       return (new_carry, fresh), y
 
     # The fresh carry rides along in the scan's carry (it may be a learned parameter).
     (final, _), y = self._scan(body, cell, (carry, fresh), (inputs, valid, resets))
-    return final, _zero_invalid(valid, y)
+    return final, zero_invalid(valid, y)
 
   def _dropout_masks(self, batch: int, time: int, deterministic: bool) -> tuple[Array, ...] | None:
     """Per layer, a scaled keep mask ``[batch, time or 1, out]``, drawn once outside every scan so

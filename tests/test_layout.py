@@ -10,7 +10,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 # Lower layers first; a module may import its own layer or any lower one, never a higher one.
 LAYERS = [
   # ctc.py is CTC decoding and error rates in NumPy (no model): the tasks score with it.
-  ('helpers', ['deeprnn_jax._extras', 'deeprnn_jax.inits', 'deeprnn_jax._moved', 'deeprnn_jax.ctc']),
+  (
+    'helpers',
+    ['deeprnn_jax._extras', 'deeprnn_jax.inits', 'deeprnn_jax._moved', 'deeprnn_jax.ctc', 'deeprnn_jax.sequences'],
+  ),
   ('tasks', ['deeprnn_jax.tasks']),
   ('cells', ['deeprnn_jax.cells']),
   ('stack', ['deeprnn_jax.stack']),

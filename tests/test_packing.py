@@ -20,7 +20,7 @@ from deeprnn_jax import tasks
 from deeprnn_jax.cells import has_parallel_form
 from deeprnn_jax.tasks import pipeline
 from deeprnn_jax.training import steps as train_lib
-from deeprnn_jax.stack import reverse_segments
+from deeprnn_jax.sequences import reverse_segments
 
 TIME, IN, HIDDEN = 11, 3, 4
 # Row 0 packs sequences of 4, 3 and 4 steps; row 1 sequences of 5 and 3, then 3 steps of padding.

@@ -41,7 +41,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from deeprnn_jax.cells.base import Cell, segment_ids, segment_start
+from deeprnn_jax.cells.base import Cell
+from deeprnn_jax.sequences import segment_ids, segment_start
 from deeprnn_jax.inits import get_initializer
 
 Array = jax.Array

@@ -29,7 +29,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from deeprnn_jax.cells.base import Cell, first_segment, segment_start
+from deeprnn_jax.cells.base import Cell
+from deeprnn_jax.sequences import first_segment, segment_start
 from deeprnn_jax.inits import get_initializer, per_gate
 from deeprnn_jax.cells.linear import linear_recurrence
 

@@ -30,7 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.nn import initializers as jinit
 
-from deeprnn_jax.cells.base import Cell, first_segment, segment_ids, segment_start
+from deeprnn_jax.cells.base import Cell
+from deeprnn_jax.sequences import first_segment, segment_ids, segment_start
 from deeprnn_jax.inits import get_initializer
 
 Array = jax.Array
