@@ -336,7 +336,7 @@ def plot_depth_effects(path: str, panels: Sequence[dict], cut: float = 0.5) -> N
           dark = np.isfinite(values[i, j]) and abs(values[i, j]) > 0.6 * cut
           weight = 'bold' if t.endswith('*') else 'normal'
           ax.text(j, i, t, ha='center', va='center', fontsize=7, fontweight=weight, color='w' if dark else 'k')
-    ax.set_title(f'{p["title"]}: depth effect (positive = depth helps; * clear, ? fragile)', fontsize=9)
+    ax.set_title(f'{p["title"]}: depth effect\n(positive = depth helps; * clear, ? fragile)', fontsize=9)
     fig.colorbar(im, ax=ax, label='effect / shallow mean')
   fig.tight_layout()
   save(fig, path)
