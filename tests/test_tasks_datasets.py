@@ -77,6 +77,7 @@ def test_make_task_errors_name_the_valid_choices():
     'word_lm',
     'speech_to_text',
     'librispeech',
+    'connected_digits',
   }
   assert set(tasks.TASKS) == expected == set(tasks.BUILTIN_TASKS)
   for name in tasks.TASKS:

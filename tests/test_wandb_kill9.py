@@ -66,22 +66,32 @@ def _record_offsets(path: str) -> list[tuple[int, object]]:
   return out
 
 
-def _wait_until_no_process_writes(path: str, timeout: float = 120.0) -> None:
-  """wandb writes its log from a service process of its own, which outlives a SIGKILL of the runner
-  for a moment: wait until no process holds ``path`` open (Linux's /proc)."""
+def _holders(path: str) -> set[int]:
+  """The processes that hold ``path`` open (Linux's /proc)."""
+  pids = set()
+  for fd in glob.glob('/proc/[0-9]*/fd/*'):
+    try:
+      if os.readlink(fd) == path:
+        pids.add(int(fd.split('/')[2]))
+    except (OSError, ValueError):
+      continue
+  return pids
+
+
+def _kill_the_writers(path: str, timeout: float = 60.0) -> None:
+  """wandb writes its log from a service process of its own (wandb-core), which outlives a SIGKILL of
+  the runner until it notices, which under load took over two minutes. A job killed whole (a preempted
+  SLURM job, a machine that dies) loses it too: kill -9 whatever still holds ``path``, and wait until
+  it has let go."""
   deadline = time.monotonic() + timeout
-  while time.monotonic() < deadline:
-    holders = []
-    for fd in glob.glob('/proc/[0-9]*/fd/*'):
+  while (pids := _holders(path)) and time.monotonic() < deadline:
+    for pid in pids:
       try:
-        if os.readlink(fd) == path:
-          holders.append(fd)
-      except OSError:
-        continue
-    if not holders:
-      return
+        os.kill(pid, signal.SIGKILL)
+      except ProcessLookupError:
+        pass
     time.sleep(0.2)
-  raise AssertionError(f'{path} still open after {timeout:g} s: {holders}')
+  assert not _holders(path), f'{path} still open after {timeout:g} s'
 
 
 def _history_keys(recs) -> list[tuple[str, int]]:
@@ -107,7 +117,7 @@ def test_records_wandb_had_not_written_at_a_kill_9_are_sent_on_resume_each_once(
   status = runlog.read_status(run_dir)
   assert status['state'] == 'running' and status['wandb_step'] == 10  # logged to wandb through step 10
   (segment,) = wr.segments(run_dir)
-  _wait_until_no_process_writes(os.path.abspath(segment))
+  _kill_the_writers(os.path.abspath(segment))
   cut = [
     offset
     for offset, r in _record_offsets(segment)
