@@ -46,6 +46,10 @@ Depth study (the same recipe at 1, 2 and 3 layers):
 
   python -m experiments.run --config configs/reproduce/ptb_lm.py --workdir runs/reproduce/ptb_depth \
       --config.task.options.path=/data/ptb "--config.sweep.axes={'model.depth': [1, 2, 3]}"
+
+Measured (2026-12-07, one seed, 13 epochs, 2 CPU cores, 2 h 22 min mostly under other work's load): validation
+perplexity 176.6 after epoch 1 (the recipe before this one: 436), lowest 120.3 after epoch 7, 122.3 after 13;
+test 117.0 against the published 114.5: a near miss (+2%), not agreement. Not yet run: the depths 1-3 above.
 """
 
 from deeprnn_jax.training.config import default_config
