@@ -107,7 +107,9 @@ def test_records_wandb_had_not_written_at_a_kill_9_are_sent_on_resume_each_once(
   )
   workdir = str(tmp_path / 'sweep')
   argv = ['--config', cfg, '--workdir', workdir, '--no-report']
-  env = {k: v for k, v in os.environ.items() if k != faults.ENV}
+  # WANDB_SERVICE would connect the runner to this process's wandb-core (started by an earlier test),
+  # which the kill below would then take from the resumed run: a separate job has a service of its own
+  env = {k: v for k, v in os.environ.items() if k not in (faults.ENV, 'WANDB_SERVICE')}
   env[faults.ENV] = 'step:11=SIGKILL'
   proc = subprocess.run(
     [sys.executable, '-c', faults.RUNNER, *argv], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
