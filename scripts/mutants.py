@@ -230,7 +230,10 @@ MUTANTS = (
     'a non-finite update is applied (the seed is not frozen at its last finite state)',
     '  ok = live & finite\n',
     '  ok = live\n',
-    ('tests/test_reliability_state.py::test_nan_or_inf_in_loss_gradients_or_parameters_stops_that_seed_only',),
+    (
+      'tests/test_regressions.py::test_a_step_whose_update_is_not_finite_keeps_the_last_finite_state_and_records_the_step',
+      'tests/test_reliability_state.py::test_nan_or_inf_in_loss_gradients_or_parameters_stops_that_seed_only',
+    ),
   ),
   Mutant(
     'dropout-key-fixed',

@@ -244,3 +244,28 @@ def test_every_train_step_draws_its_own_dropout_masks_and_a_rerun_the_same_ones(
   first = losses()
   assert len(set(first)) == 3, first
   assert losses() == first
+
+
+# ----------------------------------------- (mutants) a non-finite update is refused in the step
+
+
+def test_a_step_whose_update_is_not_finite_keeps_the_last_finite_state_and_records_the_step():
+  """``train_step``'s contract (its docstring), seen by anyone who drives it directly: an infinite
+  learning rate makes the new parameters non-finite; the step must keep the state it was given
+  (parameters, optimizer state, the interval's sums), record the step in ``diverged_at``, and stay
+  frozen at the next step. The trainer never shows a diverged seed's state, so only this test sees it."""
+  task = dr.tasks.make_task('mqar', seq_len=8, num_pairs=2, num_keys=4, num_values=5, num_eval=2)
+  model = dr.models.PerStepModel(
+    rnn=dr.DeepRNN(cell='rnn', features=8), vocab_size=task.input_size, embed_features=4, out_features=task.output_size
+  )
+  tx = optax.sgd(float('inf'))
+  step = jax.jit(functools.partial(steps.train_step, model, tx, task))
+  start = steps.init_state(model, tx, task, 0)
+  batch = task.train_batch(start.data_key, start.step, 4)
+
+  state = step(step(start, batch), batch)
+  assert int(state.step) == 2 and int(state.diverged_at) == 0
+  same = lambda a, b: jax.tree.map(np.testing.assert_array_equal, a, b)
+  same(state.params, start.params)
+  same(state.opt_state, start.opt_state)
+  same(state.acc, start.acc)  # nothing of the refused steps is summed (no NaN reaches a log)
