@@ -4,9 +4,9 @@ A study is a family of sweeps that answers one question across tasks: each *part
 comparison basis (``params``: every variant at the same parameter count; ``width``: every variant at
 the same width), an ordinary sweep config whose axes include ``model.cell`` and ``model.depth``. This
 command expands the study into its parts, validates every part it will run before anything trains,
-then runs each part's sweep in turn through ``experiments.run`` (so a part resumes: finished runs are
-skipped, and the study can run one part, or one command, at a time), writes ``study.json`` and the
-cross-task report.
+writes ``study.json`` (so a study stopped in a later part still lists the earlier ones), then runs each
+part's sweep in turn through ``experiments.run`` (so a part resumes: finished runs are skipped, and the
+study can run one part, or one command, at a time), and writes the cross-task report.
 
 A study config file has two functions:
 
@@ -226,6 +226,7 @@ def write_part_file(study_file: str, part: Part, workdir: str, overrides: Sequen
 def write_study_file(workdir: str, study: dict, parts: Sequence[Part]) -> str:
   """Writes ``study.json`` (the report helper's contract): this command's parts, and those an earlier
   command of the same study ran (kept, by path, while their folder exists)."""
+  os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, STUDY_FILE)
   old = runlog.read_json(path) or {}
   entries = {}
@@ -286,6 +287,8 @@ def main(argv: Sequence[str] | None = None, on_event=None) -> int:
     return cli.EXIT_INTERRUPTED
   part_overrides = [o for o in overrides if not config_lib.parse_override(o)[0].startswith('study.')]
   print(f'study {study["name"]}: {len(parts)} part{"s" if len(parts) > 1 else ""} ({", ".join(p.name for p in parts)})')
+  if not args.dry_run:  # first, so a study stopped in a later part (or reported while it runs) lists every part
+    print(f'study: {write_study_file(args.workdir, study, parts)}')
   codes = {}
   for i, part in enumerate(parts):
     file = write_part_file(args.config, part, args.workdir, part_overrides)
@@ -303,8 +306,6 @@ def main(argv: Sequence[str] | None = None, on_event=None) -> int:
       return code
   if args.dry_run:
     return max(codes.values())
-  path = write_study_file(args.workdir, study, parts)
-  print(f'study: {path}')
   if not args.no_report and not args.launcher:
     try:
       report = write_report(args.workdir)

@@ -129,6 +129,24 @@ def test_study_writes_the_contract_and_resumes(capsys, tiny, tmp_path):
   assert 'sweep' in capsys.readouterr().out
 
 
+def test_a_study_stopped_in_a_later_part_lists_the_parts_it_ran(capsys, tiny, tmp_path, monkeypatch):
+  """study.json is written before the first part trains: a study stopped (Ctrl-C, a killed job) in its
+  second part still lists the first, so the report covers what ran and the next command adds to it."""
+  workdir = str(tmp_path / 'study')
+  ran = []
+
+  def run_part(argv, on_event=None):
+    ran.append(argv[argv.index('--workdir') + 1])
+    os.makedirs(ran[-1], exist_ok=True)
+    return 0 if len(ran) == 1 else study.cli.EXIT_INTERRUPTED
+
+  monkeypatch.setattr(study.run_lib, 'main', run_part)
+  assert study.main(['--config', tiny, '--workdir', workdir, '--no-report']) == study.cli.EXIT_INTERRUPTED
+  assert len(ran) == 2 and 'run the same command again' in capsys.readouterr().err
+  with open(os.path.join(workdir, study.STUDY_FILE)) as f:
+    assert [p['path'] for p in json.load(f)['parts']] == ['count-params', 'count-width']
+
+
 def test_parts_select_and_metric_is_recorded(capsys, tiny, tmp_path):
   workdir = str(tmp_path / 'study')
   argv = [
