@@ -216,17 +216,23 @@ def test_restore_step_loads_the_best_step_after_it_left_the_latest_saves(tmp_pat
 # ----------------------------------------- (mutants) every train step draws fresh dropout masks
 
 
-def test_every_train_step_draws_its_own_dropout_masks_and_a_rerun_the_same_ones():
-  """Learning rate 0, dropout 0.5, one batch fed to every step: the steps' losses differ only by their
-  masks, so they must differ from step to step (a key not folded with the step repeats them) and
-  repeat exactly when the same steps run again."""
+def _tiny_recall_model(dropout_rate: float = 0.0):
+  """A tiny MQAR task and a one-layer rnn for driving ``steps.train_step`` directly."""
   task = dr.tasks.make_task('mqar', seq_len=8, num_pairs=2, num_keys=4, num_values=5, num_eval=2)
   model = dr.models.PerStepModel(
-    rnn=dr.DeepRNN(cell='rnn', features=8, dropout_rate=0.5),
+    rnn=dr.DeepRNN(cell='rnn', features=8, dropout_rate=dropout_rate),
     vocab_size=task.input_size,
     embed_features=4,
     out_features=task.output_size,
   )
+  return task, model
+
+
+def test_every_train_step_draws_its_own_dropout_masks_and_a_rerun_the_same_ones():
+  """Learning rate 0, dropout 0.5, one batch fed to every step: the steps' losses differ only by their
+  masks, so they must differ from step to step (a key not folded with the step repeats them) and
+  repeat exactly when the same steps run again."""
+  task, model = _tiny_recall_model(dropout_rate=0.5)
   tx = optax.sgd(0.0)
   step = jax.jit(functools.partial(steps.train_step, model, tx, task))
 
@@ -254,10 +260,7 @@ def test_a_step_whose_update_is_not_finite_keeps_the_last_finite_state_and_recor
   learning rate makes the new parameters non-finite; the step must keep the state it was given
   (parameters, optimizer state, the interval's sums), record the step in ``diverged_at``, and stay
   frozen at the next step. The trainer never shows a diverged seed's state, so only this test sees it."""
-  task = dr.tasks.make_task('mqar', seq_len=8, num_pairs=2, num_keys=4, num_values=5, num_eval=2)
-  model = dr.models.PerStepModel(
-    rnn=dr.DeepRNN(cell='rnn', features=8), vocab_size=task.input_size, embed_features=4, out_features=task.output_size
-  )
+  task, model = _tiny_recall_model()
   tx = optax.sgd(float('inf'))
   step = jax.jit(functools.partial(steps.train_step, model, tx, task))
   start = steps.init_state(model, tx, task, 0)
