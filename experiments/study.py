@@ -42,7 +42,8 @@ import pprint
 import re
 import shlex
 import sys
-from typing import Any, Sequence
+import time
+from typing import Any, Callable, Sequence
 
 from deeprnn_jax.training import config as config_lib
 from deeprnn_jax.training import runlog
@@ -172,13 +173,16 @@ def expand(path: str, overrides: Sequence[str] = (), parts: Sequence[str] | None
   return study, out
 
 
-def check(parts: Sequence[Part], workdir: str) -> dict[str, list]:
+def check(parts: Sequence[Part], workdir: str, log: Callable[[str], None] | None = None) -> dict[str, list]:
   """Validates every part as ``experiments.run`` would before training: tasks built, widths solved to
   the budget (a depth the budget cannot reach fails here), the report's metric one the task reports,
-  the part's folder free for this sweep. Returns each part's grid points; raises ``ConfigError``."""
+  the part's folder free for this sweep. Returns each part's grid points; raises ``ConfigError``.
+  ``log``: called with one line per part checked (building a real task's data and solving every
+  width takes minutes on a large study, so the command shows where it is)."""
   tasks: dict = {}  # a task config shared by parts (both bases) is built once
   points = {}
-  for part in parts:
+  for i, part in enumerate(parts):
+    start = time.monotonic()
     where = f'study part {part.name}'
     try:
       grid = sweep.expand(part.config, tasks=tasks)
@@ -197,6 +201,9 @@ def check(parts: Sequence[Part], workdir: str) -> dict[str, list]:
             f'it reports {", ".join(reported)}',
           )
     points[part.name] = grid
+    if log:
+      points_text = f'{len(grid)} grid point' + ('s' if len(grid) != 1 else '')
+      log(f'checked part {i + 1}/{len(parts)} {part.name}: {points_text} ({time.monotonic() - start:.0f} s)')
   return points
 
 
@@ -278,7 +285,7 @@ def main(argv: Sequence[str] | None = None, on_event=None) -> int:
   again = f'python -m experiments.study {shlex.join(argv)}'
   try:
     study, parts = expand(args.config, overrides, _parse_parts(args.parts))
-    check(parts, args.workdir)
+    check(parts, args.workdir, log=lambda line: print(line, flush=True))
   except ConfigError as e:
     print(f'error: {e}', file=sys.stderr)
     return cli.EXIT_USAGE

@@ -104,6 +104,8 @@ def test_study_writes_the_contract_and_resumes(capsys, tiny, tmp_path):
   argv = ['--config', tiny, '--workdir', workdir, '--no-report']
   assert study.main(argv, on_event=lambda e, s: steps.append(s) if e == 'step' else None) == 0
   assert steps  # it trained
+  out = capsys.readouterr().out
+  assert 'checked part 1/2 count-params: 1 grid point (' in out and 'checked part 2/2 count-width' in out
   with open(os.path.join(workdir, study.STUDY_FILE)) as f:
     written = json.load(f)
   assert written == {
