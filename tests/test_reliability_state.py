@@ -328,6 +328,8 @@ def test_nan_or_inf_in_loss_gradients_or_parameters_stops_that_seed_only(tmp_pat
   for s in POISONS:
     assert (statuses[s]['state'], statuses[s]['diverged_step'], statuses[s]['step']) == ('diverged', 5, 5), s
     assert max(r['step'] for r in records(dirs[s])) <= 5
+    # the step after the last log (at 4) was finite: its train metrics are logged, at the divergence's step
+    assert [r['step'] for r in records(dirs[s]) if r['split'] == 'train'][-1] == 5, s
   for d in dirs:  # nothing non-finite was logged by any seed
     for r in records(d):
       assert all(np.isfinite(v) for v in r.values() if isinstance(v, float)), (d, r)

@@ -411,38 +411,52 @@ class _Loop:
     self.rate = steps / max(seconds, 1e-9)
 
   def _stop_diverged(self, state: TrainState, active: np.ndarray) -> None:
-    """Marks seeds whose state went non-finite as diverged (frozen since that step) and stops them."""
+    """Marks seeds whose state went non-finite as diverged (frozen since that step) and stops them.
+
+    The step kept a diverged seed's sums at their last finite value, so its train metrics since the
+    last log (the steps before the divergence) are logged first, at the step it diverged at."""
     diverged_at = np.asarray(jax.device_get(state.diverged_at))
-    for i in np.flatnonzero(active & (diverged_at >= 0)):
+    stopping = np.flatnonzero(active & (diverged_at >= 0))
+    acc = jax.device_get(state.acc) if stopping.size else None
+    for i in stopping:
+      step = int(diverged_at[i])
+      record = self._train_record(acc, i, step)
+      if record is not None:
+        self.runs[i].log(step, 'train', record)
       active[i] = False
-      self.done[i] = self._finish(i, int(diverged_at[i]), 'diverged', diverged_step=int(diverged_at[i]))
+      self.done[i] = self._finish(i, step, 'diverged', diverged_step=step)
 
   def _log_train(self, state: TrainState, step: int, active: np.ndarray) -> TrainState:
     """Logs the interval's mean train metrics per seed and resets the sums."""
     acc = jax.device_get(state.acc)
-    lr = float(self.programs.schedule(step - 1))
     losses = []
     for i in np.flatnonzero(active):
-      n = float(acc['steps'][i])
-      if n == 0:
-        continue
-      record = {'loss': float(acc['loss'][i]) / n}
-      for k, v in acc['metrics'].items():
-        if k != 'loss':
-          record[k] = float(v['total'][i]) / max(float(v['count'][i]), 1e-12)
-      if self.programs.task.derived is not None:
-        record.update({k: float(v) for k, v in self.programs.task.derived(record).items()})
-      record['grad_norm'] = float(acc['grad_norm']['total'][i]) / n
-      for k, v in acc['grad_norm'].items():
-        if k != 'total':
-          record[f'grad_norm/{k}'] = float(v[i]) / n
-      record['learning_rate'] = lr
-      record['steps_per_sec'] = self.rate
-      self.runs[i].log(step, 'train', record)
-      losses.append(record['loss'])
+      record = self._train_record(acc, i, step)
+      if record is not None:
+        self.runs[i].log(step, 'train', record)
+        losses.append(record['loss'])
     if losses:
       self.last_loss = float(np.mean(losses))
     return state.replace(acc=jax.tree.map(jnp.zeros_like, state.acc))
+
+  def _train_record(self, acc: dict, i: int, step: int) -> dict | None:
+    """Seed ``i``'s mean train metrics over the steps its sums ``acc`` hold, up to ``step``; None if none."""
+    n = float(acc['steps'][i])
+    if n == 0:
+      return None
+    record = {'loss': float(acc['loss'][i]) / n}
+    for k, v in acc['metrics'].items():
+      if k != 'loss':
+        record[k] = float(v['total'][i]) / max(float(v['count'][i]), 1e-12)
+    if self.programs.task.derived is not None:
+      record.update({k: float(v) for k, v in self.programs.task.derived(record).items()})
+    record['grad_norm'] = float(acc['grad_norm']['total'][i]) / n
+    for k, v in acc['grad_norm'].items():
+      if k != 'total':
+        record[f'grad_norm/{k}'] = float(v[i]) / n
+    record['learning_rate'] = float(self.programs.schedule(step - 1))
+    record['steps_per_sec'] = self.rate
+    return record
 
   def _log_eval(self, results: dict[str, dict[str, np.ndarray]], step: int, which: np.ndarray) -> None:
     for i in np.flatnonzero(which):
