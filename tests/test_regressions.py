@@ -259,7 +259,8 @@ def test_a_step_whose_update_is_not_finite_keeps_the_last_finite_state_and_recor
   """``train_step``'s contract (its docstring), seen by anyone who drives it directly: an infinite
   learning rate makes the new parameters non-finite; the step must keep the state it was given
   (parameters, optimizer state, the interval's sums), record the step in ``diverged_at``, and stay
-  frozen at the next step. The trainer never shows a diverged seed's state, so only this test sees it."""
+  frozen at the next step. The trainer never shows a diverged seed's parameters or optimizer state,
+  so only this test sees them."""
   task, model = _tiny_recall_model()
   tx = optax.sgd(float('inf'))
   step = jax.jit(functools.partial(steps.train_step, model, tx, task))

@@ -97,8 +97,8 @@ full grid): 8 parts, 192 variants, 816 runs. Measured 2026-12-07 with ``--worker
 cores, one part at a time: 2 h 21 min (sst2 30.5 min, parentheses 16.5 / 23.9 at equal parameters / width,
 mqar 13.9 / 15.6, selective_copy 12.1 (seeds vmapped) / 13.3, adding 15.5); docs/guides/depth_study.md has
 the results. The estimate made before it ran was about 3 hours and 15 minutes. How: the sizing runs' CPU
-seconds (``/usr/bin/time``; their wall time was 7 times
-that, under others' load) give per variant about 45 s of fixed cost (process share, compiling the
+seconds (``/usr/bin/time``; their wall time was 7 times that, under others' load) give per variant
+about 45 s of fixed cost (process share, compiling the
 training and evaluation programs, evaluations) plus, per training step of one seed at depth 2 and
 about 20 steps of input, 2 ms for lstm, 4 for attention, 12 for gated_deltanet and 40 for mamba
 (others taken as 8); steps scale with sequence length, cost with depth (depths 1, 2, 4 cost 3.5 times
