@@ -1,5 +1,7 @@
-"""Every registered cell at equal parameters: training throughput of each execution path, and where
-the parallel form (associative scan, chunkwise, masked attention) overtakes the sequential one.
+"""Every registered cell at equal parameters: training throughput of each execution path, and from
+which sequence length the hoisted (``layer``) path and the parallel form (associative scan, chunkwise,
+masked attention) overtake the per-step (``time``) one: what ``execution='auto'`` takes on CPU
+(``Cell.cpu_execution``) is read from these tables.
 
 ``python -m benchmarks.cells_bench [--cells all] [--budget 60000] [--lengths 64,256,1024] [--output BENCHMARKS.md]``
 
@@ -60,25 +62,29 @@ def cell_rows(cells: list[str], budget: int, time: int, repeats: int, seconds: f
   return rows
 
 
-def length_rows(cells: list[str], budget: int, lengths: list[int], repeats: int, seconds: float) -> list[str]:
-  rows = ['| cell | ' + ' | '.join(f'T={t}' for t in lengths) + ' |', '|---|' + '---|' * len(lengths)]
-  for cell in [c for c in cells if dr.cells.has_parallel_form(c)]:
-    width, ratios = matched_width(cell, budget), []
+def length_rows(
+  cells: list[str], budget: int, lengths: list[int], repeats: int, seconds: float
+) -> tuple[list[str], list[str]]:
+  """Two tables over ``lengths`` at a fixed token count per batch: the hoisted (``layer``) path over the
+  per-step one for every cell, and the parallel form over the per-step one where the cell has one. All of
+  a cell's paths at one length take turns in the same race."""
+  head = ['| cell | ' + ' | '.join(f'T={t}' for t in lengths) + ' |', '|---|' + '---|' * len(lengths)]
+  layer_rows, parallel_rows = list(head), list(head)
+  for cell in cells:
+    width, layer, parallel = matched_width(cell, budget), [], []
+    paths = ['time', 'layer'] + (['parallel'] if dr.cells.has_parallel_form(cell) else [])
     for t in lengths:
       shape = impls.Shape(f'{cell}-T{t}', max(1, BATCH * 64 // t), t, INPUTS, width, LAYERS)
-      rates = bench.race(
-        {
-          'parallel': impls.ours(shape, cell, execution='parallel'),
-          'sequential': impls.ours(shape, cell, execution='time'),
-        },
-        shape.tokens,
-        repeats,
-        seconds,
-      )
-      ratios.append(bench.ratio_cell(rates['parallel'], rates['sequential']))
-    rows.append(f'| {cell} | ' + ' | '.join(ratios) + ' |')
-    print(rows[-1], flush=True)
-  return rows
+      rates = bench.race({p: impls.ours(shape, cell, execution=p) for p in paths}, shape.tokens, repeats, seconds)
+      layer.append(bench.ratio_cell(rates['layer'], rates['time']))
+      if 'parallel' in rates:
+        parallel.append(bench.ratio_cell(rates['parallel'], rates['time']))
+    layer_rows.append(f'| {cell} | ' + ' | '.join(layer) + ' |')
+    print(layer_rows[-1], flush=True)
+    if parallel:
+      parallel_rows.append(f'| {cell} | ' + ' | '.join(parallel) + ' |')
+      print(parallel_rows[-1], flush=True)
+  return layer_rows, parallel_rows
 
 
 def main(argv=None) -> int:
@@ -86,26 +92,34 @@ def main(argv=None) -> int:
   parser.add_argument('--cells', default='all', help="comma-separated names, or 'all' registered cells")
   parser.add_argument('--budget', type=int, default=60_000, help='parameters of every 2-layer stack')
   parser.add_argument('--time', type=int, default=64, help='sequence length of the per-cell table')
-  parser.add_argument('--lengths', default='64,256,1024', help='sequence lengths of the parallel-vs-sequential table')
+  parser.add_argument('--lengths', default='64,256,1024', help='sequence lengths of the path-vs-path tables')
   parser.add_argument('--repeats', type=int, default=3)
   parser.add_argument('--seconds', type=float, default=0.5)
   parser.add_argument('--output', default=None)
   args = parser.parse_args(argv)
   cells = sorted(dr.CELLS) if args.cells == 'all' else args.cells.split(',')
   lengths = [int(t) for t in args.lengths.split(',')]
+  start_load = bench.load_average()
+  per_cell = cell_rows(cells, args.budget, args.time, args.repeats, args.seconds)
+  layer_rows, parallel_rows = length_rows(cells, args.budget, lengths, args.repeats, args.seconds)
   lines = [
-    f'Machine: {bench.machine_description()}. Load average at the start: {bench.load_average()}.',
+    f'Machine: {bench.machine_description()}. Load average at the start: {start_load}.',
     f'Command: `python -m benchmarks.cells_bench {" ".join(argv if argv is not None else sys.argv[1:])}`',
     '',
     f'**Every cell at {args.budget:,} parameters** (2 layers, input {INPUTS}, batch {BATCH}, T={args.time}; '
     'training step: forward + backward + Adam). Ratios: median (min-max) over alternating rounds.',
     '',
-    *cell_rows(cells, args.budget, args.time, args.repeats, args.seconds),
+    *per_cell,
     '',
-    f'**Parallel form / sequential (`time`) form vs sequence length**, same widths, {BATCH * 64} tokens per '
-    'batch: above 1 the parallel form is faster.',
+    f'**Hoisted (`layer`) path / per-step (`time`) path vs sequence length**, same widths, {BATCH * 64} tokens '
+    'per batch: above 1 the hoisted path is faster.',
     '',
-    *length_rows(cells, args.budget, lengths, args.repeats, args.seconds),
+    *layer_rows,
+    '',
+    '**Parallel form / per-step (`time`) path vs sequence length**, the same runs: above 1 the parallel form '
+    'is faster.',
+    '',
+    *parallel_rows,
     '',
     f'Load average at the end: {bench.load_average()}.',
   ]

@@ -40,4 +40,7 @@ def test_the_tables_land_in_their_own_section(tmp_path):
   text = path.read_text()
   assert 'the main suite' in text and cells_bench.BEGIN in text
   assert '| rnn |' in text and 'no parallel form' in text.split('| rnn |')[1].splitlines()[0]
-  assert text.count('| mingru |') == 2  # both tables; rnn has no parallel form, so one row
+  # Per-cell, hoisted-vs-per-step and parallel-vs-per-step tables; rnn has no parallel form, so two rows.
+  assert text.count('| mingru |') == 3 and text.count('| rnn |') == 2
+  layer_table = text.split('**Hoisted')[1].split('**Parallel')[0]
+  assert '| T=4 | T=8 |' in layer_table and '| rnn |' in layer_table and '| mingru |' in layer_table
