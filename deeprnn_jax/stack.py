@@ -257,10 +257,11 @@ class DeepRNN(nn.Module):
       whole sequence with its input projection hoisted out of the loop as one matmul, as cuDNN
       does; linear-recurrence cells also hoist their readout), ``'parallel'`` (cells with a parallel
       form only, ``registry.parallel_cells()``: the cell's ``parallel_sequence``, an associative scan
-      or a chunkwise form over time), or ``'auto'``: ``'time'`` on CPU (the fastest there, see
-      ``resolved_execution``; ``'parallel'`` for attention, whose per-step form reads its whole cache),
-      and on accelerators ``'parallel'`` for cells with a parallel form, else ``'layer'``. All use the
-      same parameter tree and give the same numbers.
+      or a chunkwise form over time), or ``'auto'``: on CPU the path that trained fastest for the cell
+      (``Cell.cpu_execution``, measured by ``benchmarks/cells_bench.py``: ``'layer'`` for the
+      linear-recurrence cells and IndRNN, ``'parallel'`` for the matrix memories and attention,
+      ``'time'`` for the rest), and on accelerators ``'parallel'`` for cells with a parallel form,
+      else ``'layer'``. All use the same parameter tree and give the same numbers.
     unroll: scan unroll factor.
     remat: rematerialize each scan step in the backward pass (memory ~ carries, for long sequences).
     initial_carry: ``'zeros'`` or ``'learned'`` (a parameter per layer, broadcast over the batch).
@@ -465,13 +466,19 @@ class DeepRNN(nn.Module):
     """The execution path ``'auto'`` stands for, given the cell and the backend."""
     if self.execution != 'auto':
       return self.execution
-    if jax.default_backend() == 'cpu' and not getattr(resolve_cell(self.cell), 'parallel_on_cpu', False):
-      # Measured on XLA:CPU (benchmarks/): the per-step path is the fastest. One big hoisted input
-      # matmul runs at a lower FLOP rate there than the small per-step ones, and hoisting made the
-      # LSTM training step 1.2-1.4x slower; the associative scan does O(T log T) work and lost to
-      # the sequential scan at every shape, T = 2048 included. Cells whose per-step form is the slow
-      # one (attention reads its whole key-value cache at every step) say so: parallel_on_cpu.
-      return 'time'
+    if jax.default_backend() == 'cpu':
+      # Measured per cell on XLA:CPU (benchmarks/cells_bench.py, BENCHMARKS.md; Cell.cpu_execution).
+      # Hoisting a dense recurrence's input matmul does not pay there (the LSTM trained 0.8-1.2x as
+      # fast hoisted), nor does the associative scan's O(T log T) work; hoisting pays where the steps
+      # left are elementwise, and the parallel forms of the matrix memories and attention replace
+      # steps that each touch a whole matrix state or cache.
+      cell = resolve_cell(self.cell)
+      path = getattr(cell, 'cpu_execution', 'time')
+      if path not in ('time', 'layer') and not (path == 'parallel' and has_parallel_form(cell)):
+        raise ValueError(
+          f"{cell.__name__}.cpu_execution={path!r}: use 'time', 'layer' or, for a cell with a parallel form, 'parallel'"
+        )
+      return path
     # On accelerators the cuDNN recipe: big hoisted matmuls, and the associative scan's log-depth
     # for linear recurrences.
     return 'parallel' if has_parallel_form(self.cell) else 'layer'

@@ -309,14 +309,29 @@ def test_bad_options_fail_at_construction(kwargs, message):
 
 
 def test_auto_execution_resolves_to_the_documented_path_per_backend():
-  """What 'auto' stands for on this backend, as the docstring says (the per-step path on CPU, the
-  hoisted one for gated cells on accelerators). Which path is fastest is measured by benchmarks/,
-  not here."""
-  model = dr.DeepRNN(cell='lstm', features=HIDDEN)
-  want = 'time' if jax.default_backend() == 'cpu' else 'layer'
-  assert model.resolved_execution == want
+  """What 'auto' stands for on this backend, as the docstring says (on CPU each cell's measured
+  ``cpu_execution``; on accelerators the parallel form where there is one, else the hoisted path).
+  Which path is fastest is measured by benchmarks/cells_bench.py, not here; every path is tested
+  equal to the per-step one elsewhere."""
+  on_cpu = jax.default_backend() == 'cpu'
+  for name, cell in dr.CELLS.items():
+    want = cell.cpu_execution if on_cpu else ('parallel' if cell.parallel_form else 'layer')
+    assert dr.DeepRNN(cell=name, features=HIDDEN).resolved_execution == want, name
+    assert cell.cpu_execution in ('time', 'layer', 'parallel'), name
+    assert cell.cpu_execution != 'parallel' or cell.parallel_form, name
+  assert dr.DeepRNN(cell='lstm').resolved_execution == ('time' if on_cpu else 'layer')
+  assert dr.DeepRNN(cell='attention').resolved_execution == 'parallel'  # on every backend
   assert dr.DeepRNN(cell='gru', execution='layer').resolved_execution == 'layer'
-  assert dr.DeepRNN(cell='attention', features=HIDDEN).resolved_execution == 'parallel'  # on every backend
+  assert dr.DeepRNN(cell=nn.OptimizedLSTMCell).resolved_execution == ('time' if on_cpu else 'layer')
+
+
+@pytest.mark.skipif(jax.default_backend() != 'cpu', reason='cpu_execution is read on CPU only')
+def test_a_cell_naming_a_path_it_lacks_for_cpu_fails_in_one_line():
+  class Odd(dr.cells.LSTMCell):
+    cpu_execution = 'parallel'  # the LSTM has no parallel form
+
+  with pytest.raises(ValueError, match=r"Odd.cpu_execution='parallel': use 'time', 'layer'"):
+    _ = dr.DeepRNN(cell=Odd).resolved_execution
 
 
 @pytest.mark.parametrize(

@@ -80,9 +80,9 @@ class AttentionCell(Cell):
   # A learned key-value cache (and an integer position parameter) means nothing: DeepRNN refuses
   # initial_carry='learned' for this cell.
   learnable_carry: ClassVar[bool] = False
-  # The per-step form reads the whole max_length cache at every step; the parallel form is the fast
-  # path on every backend, so execution='auto' takes it on CPU too.
-  parallel_on_cpu: ClassVar[bool] = True
+  # The per-step form reads the whole max_length cache at every step: the parallel form trained 25-58x
+  # faster on CPU at T = 64-1024 (BENCHMARKS.md), so execution='auto' takes it there too.
+  cpu_execution: ClassVar[str] = 'parallel'
 
   @property
   def head_features(self) -> int:

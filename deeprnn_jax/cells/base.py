@@ -79,6 +79,11 @@ class Cell(nn.RNNCellBase):
   parallel_form: ClassVar[bool] = False
   # False for cells whose carry is no state to learn (``DeepRNN(initial_carry='learned')`` refuses them).
   learnable_carry: ClassVar[bool] = True
+  # The path ``DeepRNN(execution='auto')`` takes on XLA:CPU: 'time' (per step), 'layer' (the input
+  # projection hoisted) or 'parallel' (needs parallel_form). Measured per cell with
+  # ``benchmarks.cells_bench`` (BENCHMARKS.md): the path with the largest training speed-up over 'time'
+  # at T = 64, 256, 1024 (geometric mean), if it beat 'time' by 1.1x or more at each; otherwise 'time'.
+  cpu_execution: ClassVar[str] = 'time'
 
   def setup(self):
     self.input_proj = nn.Dense(

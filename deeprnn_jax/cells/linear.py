@@ -37,6 +37,10 @@ class LinearRecurrentCell(Cell):
   """
 
   parallel_form: ClassVar[bool] = True
+  # On CPU the sequential scan with the projection and readout hoisted (execution='layer') trained
+  # fastest of the three paths at T = 64-1024 for every such cell (BENCHMARKS.md, cells_bench): the
+  # associative scan's O(T log T) work does not pay on two cores.
+  cpu_execution: ClassVar[str] = 'layer'
 
   def coefficients(self, xp: Array) -> tuple[Array, Array]:
     """Projected inputs ``[..., P]`` -> ``(a, b)``, each ``[..., N]`` in the carry's dtype."""

@@ -179,6 +179,9 @@ class _MatrixMemoryCell(Cell):
   chunk_size: int = 64
 
   parallel_form: ClassVar[bool] = True
+  # The per-step form keeps a [heads, d, d] state per step for the backward pass; the chunkwise form
+  # trained 3-18x faster on CPU at T = 64-1024 (BENCHMARKS.md, cells_bench).
+  cpu_execution: ClassVar[str] = 'parallel'
 
   @property
   def head_features(self) -> int:

@@ -270,6 +270,9 @@ class MLSTMCell(Cell):
 
   num_gates: ClassVar[int] = 4
   parallel_form: ClassVar[bool] = True
+  # The per-step form keeps a [heads, d, d] memory per step for the backward pass; the parallel form
+  # trained 3.4-4.5x faster on CPU at T = 64-1024 (BENCHMARKS.md, cells_bench).
+  cpu_execution: ClassVar[str] = 'parallel'
 
   @property
   def heads(self) -> int:
