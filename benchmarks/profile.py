@@ -26,6 +26,7 @@ from jax.profiler import ProfileData
 
 from benchmarks import impls
 from benchmarks.bench import SHAPES
+from deeprnn_jax.training import host_memory
 
 # Trace events that contain other events (the executor, Python frames, loops) rather than being ops.
 _CONTAINERS = ('ThunkExecutor', '$', 'while', 'conditional', 'call')
@@ -85,6 +86,7 @@ def main(argv=None) -> int:
   parser.add_argument('--steps', type=int, default=3)
   parser.add_argument('--top', type=int, default=25)
   args = parser.parse_args(argv)
+  host_memory.keep_freed_memory()  # as the trainer does: XLA:CPU's freed buffers reused, not page-faulted anew
 
   shape = SHAPES[args.shape]
   if args.impl.startswith('lm'):

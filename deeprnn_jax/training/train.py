@@ -45,6 +45,7 @@ import numpy as np
 
 from deeprnn_jax.training import build
 from deeprnn_jax.training import config as config_lib
+from deeprnn_jax.training import host_memory
 from deeprnn_jax.training import identity
 from deeprnn_jax import models
 from deeprnn_jax.training import parallel
@@ -250,6 +251,7 @@ def _train_group(
 ) -> list[dict]:
   """Trains the seeds of one grid point: set up, resume, then ``_Loop.run``."""
   config = runs[0].config
+  host_memory.keep_freed_memory()  # reuse each step's freed buffers (XLA:CPU frees them per execution)
   programs = Programs(config, task, parallel.resolve_seed_program(seed_program) if len(runs) > 1 else 'vmap')
   cadence = Cadence.from_config(config, task)
   for run in runs:
