@@ -17,6 +17,10 @@ carries handed from each window to the next (truncated BPTT). Timed, steps per s
   windows), ``torch.set_num_threads(--threads)`` (2: the measurement of issue 23); on a GPU machine
   on the GPU (cuDNN's LSTM), as JAX is.
 
+The process keeps freed memory for reuse as the trainer does (``training.host_memory``), for all three:
+XLA:CPU frees each step's buffers, and fresh pages cost ours about a third of its step; PyTorch
+measured the same with and without it.
+
 Data: the Penn Treebank files when found (``--data``, else ``/root/data/ptb``), otherwise a synthetic
 stream of the same shape (10,000 word types, 929,589 training tokens, Zipf-distributed). The windows
 are read in order, as in training. The variants are timed in alternating rounds in one process, so
@@ -39,6 +43,7 @@ import numpy as np
 
 from benchmarks import bench
 from deeprnn_jax.training import build
+from deeprnn_jax.training import host_memory
 from deeprnn_jax.training import config as config_lib
 from deeprnn_jax.training import steps as steps_lib
 
@@ -88,7 +93,10 @@ class Ours:
     if variant == 'runner':
       from deeprnn_jax.training import train as train_lib  # pylint: disable=g-import-not-at-top
 
-      programs = train_lib.Programs(config, task, 'vmap')
+      from deeprnn_jax.training import parallel  # pylint: disable=g-import-not-at-top
+
+      # The program the runner builds for a lone seed (train._train_group).
+      programs = train_lib.Programs(config, task, parallel.resolve_seed_program(config.sweep.seed_program, 1))
       self.state = programs.init(jax.numpy.asarray([0], jax.numpy.uint32), self.data)
       active = jax.numpy.ones((1,), bool)
       self._step = lambda state, data: programs.step[None](state, active, data)
@@ -217,6 +225,7 @@ def main(argv=None) -> int:
   parser.add_argument('--output', default=None, help='write the table into this markdown file (its section)')
   args = parser.parse_args(argv)
   variants = args.variants.split(',')
+  host_memory.keep_freed_memory()  # as the trainer does (module docstring)
   unknown = set(variants) - {'ours', 'runner', 'torch'}
   if unknown:
     print(f'unknown variant(s) {sorted(unknown)}; choose from ours, runner, torch', file=sys.stderr)

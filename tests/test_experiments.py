@@ -41,7 +41,7 @@ def test_seed_program_separate_trains_one_seed_at_a_time(tmp_path):
   assert run_cli.main(['--config', write_config(tmp_path, text), '--workdir', workdir]) == 0
   for seed in (0, 1):
     status = runlog.read_status(os.path.join(workdir, f'rnn-d1-w8-s{seed}'))
-    assert status['state'] == 'finished' and status['seeds_in_program'] == 1
+    assert status['state'] == 'finished' and (status['seeds_in_program'], status['seed_program']) == (1, 'single')
 
 
 def test_tiny_sweep_writes_every_report_file_and_a_rerun_trains_nothing(tmp_path, capsys):

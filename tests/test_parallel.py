@@ -95,6 +95,29 @@ def test_looped_seeds_compute_what_vmapped_seeds_do():
   assert parallel.resolve_seed_program('auto') == ('loop' if jax.default_backend() == 'cpu' else 'vmap')
   assert parallel.resolve_seed_program('vmap') == 'vmap'
   assert parallel.resolve_seed_program('separate') == parallel.resolve_seed_program('auto')
+  assert {parallel.resolve_seed_program(p, 1) for p in ('auto', 'vmap', 'loop', 'separate')} == {'single'}
+
+
+def test_a_lone_seed_program_computes_what_the_vmapped_one_does_without_a_seed_axis_inside():
+  """``'single'`` (one seed) against ``vmap`` over an axis of size 1: the same results and shapes, and
+  no dot of the lowered program carries the seed axis as a batch dimension (which XLA:CPU copied
+  around: the word LM's runner step ran at 0.65x its bare step)."""
+
+  def fn(w, shared):
+    return {'y': jnp.tanh(shared @ w), 'norm': jnp.sum(w * w)}
+
+  w = jax.random.normal(jax.random.key(0), (1, 4, 2))
+  shared = jax.random.normal(jax.random.key(1), (5, 4))
+  single = jax.jit(parallel.over_seeds(fn, (0, None), 'single'))
+  vmapped = jax.jit(parallel.over_seeds(fn, (0, None), 'vmap'))
+  # Two different programs: float32 may differ in the last bits by CPU, as in the test above.
+  close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  jax.tree.map(close, single(w, shared), vmapped(w, shared))
+  assert single(w, shared)['y'].shape == (1, 5, 2) and single(w, shared)['norm'].shape == (1,)
+  dots = lambda f, *args: re.findall(r'dot_general .*: (\(.*)', f.lower(*args).as_text())
+  plain = dots(jax.jit(fn), w[0], shared)  # the one seed's function itself
+  assert plain and dots(single, w, shared) == plain
+  assert dots(vmapped, w, shared) != plain  # what the check above tells apart
 
 
 # ----------------------------------------------------------------------------------------------

@@ -98,7 +98,8 @@ def test_seeds_in_one_program_equal_separate_runs(tmp_path, program):
   assert [(s['seeds_in_program'], s['seed_program']) for s in statuses] == [(2, program)] * 2
   for s, config in enumerate(configs):
     alone = str(tmp_path / f'a{s}')
-    assert train_lib.train(config, alone)['seeds_in_program'] == 1
+    status = train_lib.train(config, alone)
+    assert (status['seeds_in_program'], status['seed_program']) == (1, 'single')  # no seed axis inside
     a, b = records(together[s]), records(alone)
     assert [(r['step'], r['split']) for r in a] == [(r['step'], r['split']) for r in b]
     for ra, rb in zip(a, b):

@@ -73,7 +73,8 @@ class TrainedRun:
       )
     # The program kind that trained the run: a run trained alone or with its seeds looped is
     # evaluated by the very computation that recorded its metrics.
-    program = self.status.get('seed_program') if self.status.get('seed_program') in ('vmap', 'loop') else 'vmap'
+    program = self.status.get('seed_program')
+    program = program if program in ('vmap', 'loop', 'single') else 'vmap'
     programs = train.Programs(self.config, self.task, program)
     params = jax.tree.map(lambda x: jnp.asarray(x)[None], self.params)
     results = programs.evaluate(params, splits)

@@ -1,7 +1,8 @@
 """How work shares programs and devices: seeds in one program, and one run over all local devices.
 
 Seeds: ``over_seeds`` turns the step of one seed into a step of S seeds in one program, batched
-(``vmap``) or one after another inside it (``loop``); ``resolve_seed_program`` picks per backend;
+(``vmap``) or one after another inside it (``loop``), or keeps a lone seed's program free of the seed
+axis (``single``); ``resolve_seed_program`` picks per backend and seed count;
 ``init_over_seeds`` always loops the initial states (vmapped, they can deadlock XLA:CPU).
 
 Data parallelism: the batch sharded, the parameters replicated.
@@ -47,16 +48,20 @@ def shard_batch(batch: Any, mesh: Mesh | None) -> Any:
   return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, sharding), batch)
 
 
-def resolve_seed_program(name: str) -> str:
-  """How seeds that train together share their program, ``'vmap'`` or ``'loop'``, from
+def resolve_seed_program(name: str, seeds: int = 2) -> str:
+  """How ``seeds`` seeds that train together share their program, ``'vmap'`` or ``'loop'``, from
   ``sweep.seed_program``: ``'auto'`` is ``'loop'`` on CPU and ``'vmap'`` elsewhere. ``'separate'``
   makes the sweep train one seed per program; seeds handed over together still train together, as
-  ``'auto'`` would.
+  ``'auto'`` would. One seed is always ``'single'``: nothing to batch or loop.
 
   Measured on a 2-core CPU (BENCHMARKS.md): one training step of 8 vmapped seeds ran at 0.57-0.63x
   the throughput of 8 separate steps (small LSTM), the same seeds looped inside one program at
-  1.00-1.10x.
+  1.00-1.10x. A lone seed vmapped over its axis of size 1 (what the runner did before ``'single'``)
+  trained the word LM at 0.65x the speed of its bare step: XLA:CPU kept the size-1 batch dimension in
+  its dots and copied around it.
   """
+  if seeds == 1:
+    return 'single'
   if name in ('vmap', 'loop'):
     return name
   return 'loop' if jax.default_backend() == 'cpu' else 'vmap'
@@ -65,7 +70,16 @@ def resolve_seed_program(name: str) -> str:
 def over_seeds(fn: Callable, in_axes: Sequence[int | None], program: str) -> Callable:
   """``fn`` of one seed, applied to every seed: arguments whose ``in_axes`` entry is 0 carry a leading
   seed axis, those with None are shared. ``program='loop'`` runs the seeds one after another inside
-  the program (``lax.map``); anything else batches them (``jax.vmap``)."""
+  the program (``lax.map``); ``program='single'`` is for a seed axis of size 1: the program indexes
+  the lone seed out and puts the axis back on its results, so no op sees a batch dimension; anything
+  else batches them (``jax.vmap``)."""
+  if program == 'single':
+
+    def single(*args):
+      args = (jax.tree.map(lambda x: x[0], a) if axis == 0 else a for a, axis in zip(args, in_axes))
+      return jax.tree.map(lambda x: x[None], fn(*args))
+
+    return single
   if program != 'loop':
     return jax.vmap(fn, in_axes=tuple(in_axes))
 

@@ -90,7 +90,7 @@ class Programs:
   """
 
   def __init__(self, config: ConfigDict, task: task_base.Task, seed_program: str):
-    """``seed_program``: ``'vmap'`` or ``'loop'`` (resolved, ``parallel.resolve_seed_program``)."""
+    """``seed_program``: ``'vmap'``, ``'loop'`` or ``'single'`` (resolved, ``parallel.resolve_seed_program``)."""
     c = config
     self.task = task
     self.model = build.model_from_config(c, task)
@@ -252,7 +252,7 @@ def _train_group(
   """Trains the seeds of one grid point: set up, resume, then ``_Loop.run``."""
   config = runs[0].config
   host_memory.keep_freed_memory()  # reuse each step's freed buffers (XLA:CPU frees them per execution)
-  programs = Programs(config, task, parallel.resolve_seed_program(seed_program) if len(runs) > 1 else 'vmap')
+  programs = Programs(config, task, parallel.resolve_seed_program(seed_program, len(runs)))
   cadence = Cadence.from_config(config, task)
   for run in runs:
     run.claim_folder()
