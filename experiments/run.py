@@ -73,9 +73,10 @@ def main(
   parser.add_argument(
     '--devices-per-worker',
     type=_positive,
-    default=1,
+    default=None,
     metavar='K',
-    help='GPUs each worker owns (on a machine without GPUs: cores)',
+    help='GPUs each worker owns (on a machine without GPUs: cores; default: one GPU, or the cores divided '
+    'among the workers that start)',
   )
   parser.add_argument(
     '--launcher',

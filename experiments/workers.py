@@ -10,7 +10,8 @@ launcher, not a scheduler:
   memory): a mistake is one error before any worker starts, and no more workers start than grid points
   are left to train;
 * worker i of N owns ``K = --devices-per-worker`` GPUs (``CUDA_VISIBLE_DEVICES``) where there are GPUs,
-  else K cores: it pins itself to them (``sched_setaffinity``) before JAX starts, so XLA sizes its thread
+  else K cores (by default the cores divided among the workers that start: a lone worker gets them
+  all): it pins itself to them (``sched_setaffinity``) before JAX starts, so XLA sizes its thread
   pools to them (no XLA flag is needed for that, and ``--xla_cpu_multi_thread_eigen=false`` measured no
   faster: BENCHMARKS.md, "Workers"). All share one persistent compilation cache;
 * it shows every worker's lines prefixed with its name (``[w1] [3/9] lstm-d2-w32 ...``), forwards SIGINT
@@ -62,7 +63,11 @@ class Worker:
 
 
 def plan(
-  requested: int | None, per_worker: int, cpus: Sequence[int], gpus: Sequence[str] = (), todo: int | None = None
+  requested: int | None,
+  per_worker: int | None,
+  cpus: Sequence[int],
+  gpus: Sequence[str] = (),
+  todo: int | None = None,
 ) -> list[Worker]:
   """The workers for a machine with ``cpus`` (core ids) and ``gpus`` (visible GPU ids).
 
@@ -72,24 +77,29 @@ def plan(
   ``gpus[i*K:(i+1)*K]``, or cores ``cpus[i*K:(i+1)*K]``; more workers than cores share them round-robin
   (their choice), while GPUs are never shared (each worker's JAX would claim most of the memory).
 
-  Where ``todo`` leaves fewer workers than cores, each keeps its K cores, so a one-run sweep's lone
-  worker trains on one core of two. Kept on purpose, measured (BENCHMARKS.md, "The word LM step"): the
-  PTB LM's step pinned to one core against the same process on both cores ran 2.97 and 2.64 vs 2.04 and
-  1.92 steps/s (load 13), 1.74 and 1.78 vs 2.03 and 1.50 (load 19-20): on a shared machine XLA:CPU's
-  second thread did not pay for itself in three pairs of four (not measured on a quiet one), and the
-  pin leaves the other core to everything else. ``--workers 1`` trains in-process on every core.
+  ``per_worker`` None (``--devices-per-worker`` not given): one GPU each, or on CPU the cores divided
+  among the workers that start, in contiguous blocks: one core each while there are grid points for
+  every core, and all the cores to a one-run sweep's lone worker. Measured on a quiet 2-core machine
+  (BENCHMARKS.md, "The word LM step"): the PTB LM's step ran 1.7x as fast on both cores as pinned to
+  one (17.9-18.4 vs 10.2-10.7 steps/s). A ``per_worker`` given is kept as given.
   Raises ``ValueError`` with a one-line message.
   """
-  if per_worker < 1:
+  if per_worker is not None and per_worker < 1:
     raise ValueError(f'--devices-per-worker must be >= 1, got {per_worker}')
   if requested is not None and requested < 1:
     raise ValueError(f'--workers must be >= 1 or auto, got {requested}')
   units = list(gpus) or list(cpus)
   if not units:
     raise ValueError('this process may run on no CPU (empty affinity mask)')
+  spread = per_worker is None and not gpus
+  per_worker = per_worker or 1
   count = max(1, len(units) // per_worker) if requested is None else requested
   if todo is not None:
     count = max(1, min(count, todo))
+  if spread and count < len(cpus):
+    # Contiguous blocks whose sizes differ by at most one core.
+    bounds = [round(i * len(cpus) / count) for i in range(count + 1)]
+    return [Worker(i + 1, count, cpus=tuple(cpus[bounds[i] : bounds[i + 1]])) for i in range(count)]
   if gpus:
     if count * per_worker > len(gpus):
       raise ValueError(

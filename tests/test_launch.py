@@ -55,8 +55,14 @@ def test_each_worker_owns_its_own_cores_or_gpus():
   assert [(w.name, w.count) for w in plan(None, 1, [4, 5])] == [('w1', 2), ('w2', 2)]
   # no more workers than grid points left (at least one), and never fewer than asked for by the machine
   assert len(plan(None, 1, list(range(16)), todo=3)) == 3 and len(plan(None, 1, [0, 1], todo=0)) == 1
-  # fewer grid points left than cores: each worker keeps its own core (measured; see plan's docstring)
+  # fewer grid points left than cores: the cores are divided among the workers that start (measured;
+  # see plan's docstring), unless K was given
+  assert [w.cpus for w in plan(None, None, [0, 1], todo=1)] == [(0, 1)]
+  assert [w.cpus for w in plan(None, None, [0, 1, 2, 3, 4], todo=2)] == [(0, 1), (2, 3, 4)]
+  assert [w.cpus for w in plan(None, None, [0, 1, 2, 3], todo=9)] == [(0,), (1,), (2,), (3,)]
+  assert [w.cpus for w in plan(2, None, [4, 5, 6, 7])] == [(4, 5), (6, 7)]
   assert [w.cpus for w in plan(None, 1, [0, 1], todo=1)] == [(0,)]
+  assert [w.gpus for w in plan(None, None, [0, 1], ['0', '1'], todo=1)] == [('0',)]
   # more workers than cores, if asked for: they share the cores round-robin
   assert [w.cpus for w in plan(3, 1, [0, 1])] == [(0,), (1,), (0,)]
   # GPUs: one worker per GPU (a single accelerator: one worker), or per K GPUs; cores play no part
