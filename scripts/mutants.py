@@ -209,7 +209,7 @@ MUTANTS = (
   # ---- stack
   Mutant(
     'reverse-ignores-lengths',
-    'deeprnn_jax/stack.py',
+    'deeprnn_jax/sequences.py',
     'the backward direction reverses padded sequences over the whole time axis',
     '  index = jnp.where(time < lengths[:, None], lengths[:, None] - 1 - time, time)\n',
     '  index = jnp.where(time < lengths[:, None], x.shape[1] - 1 - time, time)\n',
@@ -217,7 +217,7 @@ MUTANTS = (
   ),
   Mutant(
     'padding-not-zeroed',
-    'deeprnn_jax/stack.py',
+    'deeprnn_jax/sequences.py',
     'outputs past a sequence length are not zeroed',
     '  return y if valid is None else jnp.where(valid[..., None], y, jnp.zeros((), y.dtype))\n',
     '  return y\n',
@@ -276,6 +276,14 @@ MUTANTS = (
     (
       'tests/test_reliability_state.py::test_flipped_bytes_that_orbax_restores_without_complaint_are_caught_by_the_digest',
     ),
+  ),
+  Mutant(
+    'host-memory-mmap-kept',
+    'deeprnn_jax/training/host_memory.py',
+    "only malloc's trim threshold is lifted: large blocks still come from a fresh mmap every step",
+    '_SETTINGS = ((M_MMAP_THRESHOLD, _LARGEST), (M_TRIM_THRESHOLD, _LARGEST), (M_TOP_PAD, 512 << 20))\n',
+    '_SETTINGS = ((M_TRIM_THRESHOLD, _LARGEST), (M_TOP_PAD, 512 << 20))\n',
+    ('tests/test_host_memory.py',),
   ),
   # ---- report
   Mutant(
