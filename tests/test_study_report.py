@@ -166,10 +166,27 @@ def test_known_effects_give_known_verdicts_in_one_family(study):
 def test_what_held_states_only_clear_and_robust_verdicts(study):
   text = open(report.write_study_report(study)).read()
   held = text.split('## What held')[1].split('##')[0]
-  assert 'At equal parameters, depth helped gru on acc (depth 2 vs 1' in held
-  assert 'lstm on digits' in held and 'At equal width, depth helped lstm on lm' in held
+  params, width = held.split('At equal parameters, depth helped:')[1].split('At equal width, depth helped:')
+  assert '- gru on acc: depth 2 vs 1: accuracy 0.9' in params and '- lstm on digits: depth 2 vs 1' in params
+  assert '- lstm on lm: depth 2 vs 1' in width
   assert 'gru on digits' not in held and 'rnn on acc' not in held
   assert '1 fragile verdict' in held and '1 not distinguishable' in held
+
+
+def test_what_held_puts_the_depths_of_one_cell_and_task_on_one_line(tmp_path):
+  s = str(tmp_path / 'study')
+  os.makedirs(s)
+  finals = {
+    ('gru', 1): [0.6 + e for e in SMALL],
+    ('gru', 2): [0.8 + e for e in SMALL],
+    ('gru', 4): [0.9 + e for e in SMALL],
+  }
+  _write_sweep(s, 'acc_params', ACC, 'accuracy', finals)
+  _study_json(s, [{'task': 'acc', 'basis': 'params', 'path': 'acc_params'}])
+  held = open(report.write_study_report(s)).read().split('## What held')[1].split('##')[0]
+  lines = [line for line in held.splitlines() if line.startswith('- ')]
+  assert len(lines) == 1 and lines[0].startswith('- gru on acc: depth 2 vs 1: accuracy 0.8')
+  assert '; depth 4 vs 1: accuracy 0.9' in lines[0]
 
 
 def test_a_bimodal_seed_is_fragile_and_named(study):

@@ -133,36 +133,43 @@ def study_header(study: Study, m: int) -> list[str]:
 def _effect_words(e: DepthEffect) -> str:
   s, w = e.part.sweep, e.comparison.welch
   return (
-    f'{e.cell} on {e.part.task} (depth {e.depth} vs {e.shallow_depth}: {s.metric} {fmt(e.mean_deep)} vs '
-    f'{fmt(e.mean_shallow)}, effect {w.diff:+.3g}, 95% CI {interval_text(w.low, w.high)}, '
-    f'Holm-adjusted p = {fmt(e.comparison.p_adjusted, 2)})'
+    f'depth {e.depth} vs {e.shallow_depth}: {s.metric} {fmt(e.mean_deep)} vs {fmt(e.mean_shallow)}, effect '
+    f'{w.diff:+.3g}, 95% CI {interval_text(w.low, w.high)}, Holm-adjusted p = {fmt(e.comparison.p_adjusted, 2)}'
   )
 
 
 def what_held_section(effects: Sequence[DepthEffect], m: int) -> list[str]:
-  """ "What held": in words, only the verdicts that are clear and not fragile; the others counted."""
+  """ "What held": only the verdicts that are clear and not fragile, one line per cell and task (its
+  depths together) under each basis and direction; the others counted."""
   lines = ['## What held', '']
   held = [e for e in effects if e.verdict == 'clear']
   fragile = sum(e.verdict == 'fragile' for e in effects)
   unresolved = sum(e.verdict == 'not distinguishable' for e in effects)
-  said = []
   for basis in BASES:
     for outcome, verb in (('depth helps', 'depth helped'), ('depth hurts', 'depth hurt')):
-      found = [_effect_words(e) for e in held if e.part.basis == basis and e.outcome == outcome]
-      if found:
-        said.append(f'At {BASIS_NAMES[basis]}, {verb} ' + '; '.join(found) + '.')
-  if not said:
-    said.append(
+      found = [e for e in held if e.part.basis == basis and e.outcome == outcome]
+      by_pair: dict[tuple[str, str], list[DepthEffect]] = {}
+      for e in found:
+        by_pair.setdefault((e.cell, e.part.task), []).append(e)
+      if by_pair:
+        lines += [f'At {BASIS_NAMES[basis]}, {verb}:', '']
+        for (cell, task), group in by_pair.items():
+          depths = sorted(group, key=lambda e: e.depth)
+          lines.append(f'- {cell} on {task}: ' + '; '.join(_effect_words(e) for e in depths) + '.')
+        lines.append('')
+  if not held:
+    lines += [
       f"No depth effect held: none of the {plural(m, 'comparison')} is clear after Holm's correction and "
-      'robust to leaving out one run.'
-    )
-  said.append(
+      'robust to leaving out one run.',
+      '',
+    ]
+  lines.append(
     f'Not stated as findings: {plural(fragile, "fragile verdict")} (changed by leaving out one run), '
     f'{unresolved} not distinguishable'
     + (f', {sum(e.verdict == "too few seeds" for e in effects)} with too few seeds to test' if m < len(effects) else '')
     + '.'
   )
-  return lines + [' '.join(said), '']
+  return lines + ['']
 
 
 def basis_section(study: Study, basis: str, effects: Sequence[DepthEffect], conv: list[dict]) -> list[str]:
