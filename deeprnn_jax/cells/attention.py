@@ -80,7 +80,7 @@ class AttentionCell(Cell):
   # A learned key-value cache (and an integer position parameter) means nothing: DeepRNN refuses
   # initial_carry='learned' for this cell.
   learnable_carry: ClassVar[bool] = False
-  # The per-step form reads the whole max_length cache at every step: the parallel form trained 25-58x
+  # The per-step form reads the whole max_length cache at every step: the parallel form trained 25-57x
   # faster on CPU at T = 64-1024 (BENCHMARKS.md), so execution='auto' takes it there too.
   cpu_execution: ClassVar[str] = 'parallel'
 

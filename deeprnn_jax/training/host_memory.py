@@ -5,7 +5,7 @@ step returns. glibc serves an allocation above ``M_MMAP_THRESHOLD`` (128 KiB, ri
 as blocks are freed) with a fresh ``mmap`` and returns it with ``munmap``, and gives the top of the heap
 back once more than ``M_TRIM_THRESHOLD`` is free there. Either way the next step's buffers are new
 pages, and the kernel zero-fills every page on its first touch: the word LM's step
-(``configs/reproduce/ptb_lm.py``) spent about a third of its time so (12-13 vs 16-18 steps/s on 2 AMD
+(``configs/reproduce/ptb_lm.py``) spent about a third of its time so (11-13 vs 16-17 steps/s on 2 AMD
 EPYC cores, BENCHMARKS.md). With both thresholds at their maximum, freed blocks stay in the heap and
 the next step reuses pages that are already mapped.
 
