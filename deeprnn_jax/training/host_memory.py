@@ -21,7 +21,6 @@ around ``steps.train_step`` can call it first.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import sys
 
@@ -38,10 +37,7 @@ def keep_freed_memory() -> bool:
   did: False off Linux/glibc or where the environment already tunes the allocator. Idempotent."""
   if not sys.platform.startswith('linux') or _tuned_by_environment():
     return False
-  libc_name = ctypes.util.find_library('c')
-  if libc_name is None:
-    return False
-  libc = ctypes.CDLL(libc_name)
+  libc = ctypes.CDLL(None)  # the C library this process already runs on
   if not hasattr(libc, 'gnu_get_libc_version'):  # musl has a mallopt that does nothing
     return False
   return all(libc.mallopt(ctypes.c_int(option), ctypes.c_int(value)) == 1 for option, value in _SETTINGS)
