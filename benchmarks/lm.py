@@ -44,6 +44,7 @@ import numpy as np
 from benchmarks import bench
 from deeprnn_jax.training import build
 from deeprnn_jax.training import host_memory
+from deeprnn_jax.training import parallel
 from deeprnn_jax.training import config as config_lib
 from deeprnn_jax.training import steps as steps_lib
 
@@ -92,8 +93,6 @@ class Ours:
     self.data = jax.device_put(task.train_data)
     if variant == 'runner':
       from deeprnn_jax.training import train as train_lib  # pylint: disable=g-import-not-at-top
-
-      from deeprnn_jax.training import parallel  # pylint: disable=g-import-not-at-top
 
       # The program the runner builds for a lone seed (train._train_group).
       programs = train_lib.Programs(config, task, parallel.resolve_seed_program(config.sweep.seed_program, 1))
