@@ -1,4 +1,5 @@
-"""The layout shows the architecture: imports point one way between the layers, and there is no cycle."""
+"""The layout shows the architecture: imports point one way between the layers, there is no cycle,
+and no module or class grows past the size a reader takes in (DESIGN.md: one responsibility each)."""
 
 import ast
 import pathlib
@@ -97,6 +98,31 @@ def test_no_import_cycles():
     if m not in state:
       visit(m)
   assert not cycles, cycles[:3]
+
+
+MAX_MODULE_LINES = 650
+MAX_CLASS_LINES = 150
+
+
+def test_no_module_is_over_650_lines():
+  sizes = {m: len(p.read_text().splitlines()) for m, p in MODULES.items()}
+  over = sorted((n, m) for m, n in sizes.items() if n > MAX_MODULE_LINES)
+  assert not over, f'modules over {MAX_MODULE_LINES} lines (split by responsibility): ' + ', '.join(
+    f'{m} ({n})' for n, m in reversed(over)
+  )
+
+
+def test_no_class_in_the_library_is_over_150_lines():
+  """A class's size is ``end_lineno - lineno + 1`` (docstring and nested definitions included)."""
+  over = []
+  for module, path in MODULES.items():
+    if module.startswith('deeprnn_jax'):
+      for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno + 1 > MAX_CLASS_LINES:
+          over.append((node.end_lineno - node.lineno + 1, f'{module}.{node.name}'))
+  assert not over, f'classes over {MAX_CLASS_LINES} lines (split by responsibility): ' + ', '.join(
+    f'{name} ({n})' for n, name in sorted(over, reverse=True)
+  )
 
 
 def test_old_module_paths_import_with_a_deprecation_warning():

@@ -269,10 +269,12 @@ def _train_group(
     for run in runs:
       # After one wandb failure the other seeds go without wandb rather than each wait out the
       # same timeout (the error is recorded in every seed's status).
-      failed = next((r.logger.wandb.error for r in runs if r.logger and r.logger.wandb.error), None)
+      failed = next(
+        (r.records.logger.wandb.error for r in runs if r.records.logger and r.records.logger.wandb.error), None
+      )
       run.open('disabled' if failed else wandb_mode, params, modes)
       if failed:
-        run.wandb_status['wandb_error'] = failed
+        run.records.wandb_status['wandb_error'] = failed
     state = _resume(runs, fresh, cadence, programs.mesh)
     del fresh
     start = int(runs[0].progress['step'])
@@ -324,7 +326,9 @@ def _resume(runs: list[SeedRun], fresh: TrainState, cadence: Cadence, mesh) -> T
 
 @dataclasses.dataclass
 class _Loop:
-  """The loop of one grid point, over its ``SeedRun``s; ``run(state, start)`` reads top to bottom."""
+  """The loop of one grid point, over its ``SeedRun``s; ``run(state, start)`` reads top to bottom, and
+  so does a sync point (``_sync``). Its helpers: ``_Clock`` (train time and rate), ``_Evaluation``
+  (periodic and last evaluations, best and early stop), ``_train_record`` (a seed's train metrics)."""
 
   runs: list[SeedRun]
   programs: Programs
@@ -336,10 +340,12 @@ class _Loop:
   compile_seconds: float = 0.0
   last_loss: float | None = None  # mean over seeds of this sync point's train records, for the display
   last_evals: dict | None = None  # this sync point's periodic evaluation, means over seeds
-  rate: float = 0.0  # steps per second since the previous sync point
-  warm: bool = False  # a sync point has passed since compiling
-  seg_start: int = 0  # step and time of the previous sync point
-  t_seg: float = 0.0
+  clock: _Clock = dataclasses.field(init=False)
+  evaluation: _Evaluation = dataclasses.field(init=False)
+
+  def __post_init__(self):
+    self.clock = _Clock()
+    self.evaluation = _Evaluation(self.runs, self.programs, self.cadence)
 
   def run(self, state: TrainState, start: int) -> list[dict]:
     c, runs = self.runs[0].config.train, self.runs
@@ -352,7 +358,9 @@ class _Loop:
         self.done[i] = self._finish(i, run.progress['step'], 'finished', stopped_early=run.ended == 'early')
         active[i] = False
     with self._progress(start) as shown:
-      step, self.t_seg, self.seg_start, on_device = start, time.perf_counter(), start, self._place(active)
+      step = start
+      self.clock.restart(step)
+      on_device = self._place(active)
       while step < c.num_steps and active.any():
         state = steps[self.programs.bucket(step)](state, on_device, self.data)
         step += 1
@@ -362,7 +370,7 @@ class _Loop:
         if any(due) or stop:
           state = self._sync(state, step, active, due, stop)
           on_device = self._place(active)
-          shown.synced(step, self.rate, self.last_loss, self.last_evals)
+          shown.synced(step, self.clock.rate, self.last_loss, self.last_evals)
     return [self.done[i] for i in range(len(runs))]
 
   # -- a sync point: the device catches up; the host logs, evaluates, checkpoints, stops ---------------
@@ -372,23 +380,15 @@ class _Loop:
     last = step == self.cadence.num_steps
     self.last_loss = self.last_evals = None
     jax.block_until_ready(state.step)
-    self._time(step, active)
+    self.clock.lap(step, self.runs)
     self._stop_diverged(state, active)
     if log_now:
       state = self._log_train(state, step, active)
     finishing, best = np.zeros(len(self.runs), bool), np.zeros(len(self.runs), bool)
     if eval_now:
-      results = self.programs.evaluate(state.params, self.cadence.periodic)
-      self._log_eval(results, step, active)
-      if active.any():
-        self.last_evals = {
-          split: {k: float(np.mean(v[active])) for k, v in metrics.items()} for split, metrics in results.items()
-        }
-      finishing, best = self._track(results, step, active)
+      self.last_evals, finishing, best = self.evaluation.periodic(state.params, step, active)
     finishing = active & (finishing | last)
-    rest = [s for s in self.cadence.splits if s not in self.cadence.periodic]
-    if finishing.any() and rest:  # a run's last evaluation covers every split
-      self._log_eval(self.programs.evaluate(state.params, rest), step, finishing)
+    self.evaluation.last(state.params, step, finishing)  # a run's last evaluation covers every split
     for i in np.flatnonzero(active):
       self.runs[i].sent_to_wandb(step)
     for i in np.flatnonzero(finishing):  # its last checkpoint says so: a resume finishes it, trains no further
@@ -401,16 +401,8 @@ class _Loop:
       for i in np.flatnonzero(active):
         self.runs[i].interrupt(step)
       raise Interrupted(f'interrupted at step {step}; run the same command again to resume')
-    self.seg_start, self.t_seg = step, time.perf_counter()
+    self.clock.restart(step)  # the host's work here (logs, evaluations, checkpoints) is not training time
     return state
-
-  def _time(self, step: int, active: np.ndarray) -> None:
-    """Books the time since the last sync point as training time."""
-    seconds, steps = time.perf_counter() - self.t_seg, step - self.seg_start
-    for run in self.runs:
-      run.add_time(seconds, steps, self.warm)
-    self.warm = True
-    self.rate = steps / max(seconds, 1e-9)
 
   def _stop_diverged(self, state: TrainState, active: np.ndarray) -> None:
     """Marks seeds whose state went non-finite as diverged (frozen since that step) and stops them.
@@ -422,7 +414,7 @@ class _Loop:
     acc = jax.device_get(state.acc) if stopping.size else None
     for i in stopping:
       step = int(diverged_at[i])
-      record = self._train_record(acc, i, step)
+      record = _train_record(self.programs, acc, i, step, self.clock.rate)
       if record is not None:
         self.runs[i].log(step, 'train', record)
       active[i] = False
@@ -433,54 +425,13 @@ class _Loop:
     acc = jax.device_get(state.acc)
     losses = []
     for i in np.flatnonzero(active):
-      record = self._train_record(acc, i, step)
+      record = _train_record(self.programs, acc, i, step, self.clock.rate)
       if record is not None:
         self.runs[i].log(step, 'train', record)
         losses.append(record['loss'])
     if losses:
       self.last_loss = float(np.mean(losses))
     return state.replace(acc=jax.tree.map(jnp.zeros_like, state.acc))
-
-  def _train_record(self, acc: dict, i: int, step: int) -> dict | None:
-    """Seed ``i``'s mean train metrics over the steps its sums ``acc`` hold, up to ``step``; None if none."""
-    n = float(acc['steps'][i])
-    if n == 0:
-      return None
-    record = {'loss': float(acc['loss'][i]) / n}
-    for k, v in acc['metrics'].items():
-      if k != 'loss':
-        record[k] = float(v['total'][i]) / max(float(v['count'][i]), 1e-12)
-    if self.programs.task.derived is not None:
-      record.update({k: float(v) for k, v in self.programs.task.derived(record).items()})
-    record['grad_norm'] = float(acc['grad_norm']['total'][i]) / n
-    for k, v in acc['grad_norm'].items():
-      if k != 'total':
-        record[f'grad_norm/{k}'] = float(v[i]) / n
-    record['learning_rate'] = float(self.programs.schedule(step - 1))
-    record['steps_per_sec'] = self.rate
-    return record
-
-  def _log_eval(self, results: dict[str, dict[str, np.ndarray]], step: int, which: np.ndarray) -> None:
-    for i in np.flatnonzero(which):
-      for split, metrics in results.items():
-        self.runs[i].log(step, split, {k: float(v[i]) for k, v in metrics.items()})
-
-  def _track(self, results, step: int, active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each seed's best val metric and threshold step: returns (seeds to stop early, seeds with a new best)."""
-    stop, best = np.zeros(len(active), bool), np.zeros(len(active), bool)
-    metric, mode = self._best_metric()
-    val = results.get('val', {})
-    if metric not in val:
-      return stop, best
-    for i in np.flatnonzero(active):
-      best[i], reached = self.runs[i].track(float(val[metric][i]), step, mode, self.programs.task.threshold)
-      stop[i] = reached and self.runs[i].config.train.early_stop
-    return stop, best
-
-  def _best_metric(self) -> tuple[str, str]:
-    """The validation metric that picks the best checkpoint: the threshold's, else the loss."""
-    t = self.programs.task
-    return (t.threshold.metric, t.threshold.mode) if t.threshold else ('loss', t.metric_modes.get('loss', 'min'))
 
   def _save(self, state: TrainState, step: int, latest: np.ndarray, best: np.ndarray) -> None:
     """Checkpoints: the latest for the seeds in ``latest``, the best for those in ``best``."""
@@ -495,7 +446,7 @@ class _Loop:
     run = self.runs[i]
     run.checkpointer.wait()
     self.on_event('finish', step)
-    return run.finish(step, state, self.compile_seconds, self._best_metric()[0], **extra)
+    return run.finish(step, state, self.compile_seconds, _best_metric(self.programs.task)[0], **extra)
 
   def _place(self, active: np.ndarray):
     return parallel.place(jnp.asarray(active), self.programs.mesh)
@@ -504,3 +455,95 @@ class _Loop:
     c, runs = self.runs[0].config, self.runs
     name = runs[0].name if len(runs) == 1 else f'{build.variant_name(c)} x{len(runs)} seeds'
     return progress_lib.Progress(c.train.progress, name, c.train.num_steps, start)
+
+
+@dataclasses.dataclass
+class _Clock:
+  """The time between sync points, booked as each seed's training time (``SeedRun.add_time``): the
+  loop restarts it after a sync point's work, so evaluating and checkpointing are not counted."""
+
+  since_step: int = 0  # step and time of the previous sync point
+  since: float = 0.0
+  warm: bool = False  # a sync point has passed since compiling
+  rate: float = 0.0  # steps per second since the previous sync point
+
+  def restart(self, step: int) -> None:
+    self.since_step, self.since = step, time.perf_counter()
+
+  def lap(self, step: int, runs: Sequence[SeedRun]) -> None:
+    """Books the time since the last restart as training time; ``rate`` is its steps per second."""
+    seconds, steps = time.perf_counter() - self.since, step - self.since_step
+    for run in runs:
+      run.add_time(seconds, steps, self.warm)
+    self.warm = True
+    self.rate = steps / max(seconds, 1e-9)
+
+
+@dataclasses.dataclass
+class _Evaluation:
+  """The evaluations at sync points and what they decide: each seed's eval records, its best
+  checkpoint and its early stop (``SeedRun.track``), and a finishing run's last evaluation, which
+  covers every split."""
+
+  runs: list[SeedRun]
+  programs: Programs
+  cadence: Cadence
+
+  def periodic(self, params, step: int, active: np.ndarray) -> tuple[dict | None, np.ndarray, np.ndarray]:
+    """Evaluates ``cadence.periodic`` and logs it for the ``active`` seeds. Returns the means over
+    them (for the display; None if none is active), the seeds to stop early and those with a new best."""
+    results = self.programs.evaluate(params, self.cadence.periodic)
+    self._log(results, step, active)
+    means = None
+    if active.any():
+      means = {split: {k: float(np.mean(v[active])) for k, v in metrics.items()} for split, metrics in results.items()}
+    return (means, *self._track(results, step, active))
+
+  def last(self, params, step: int, finishing: np.ndarray) -> None:
+    """The splits the periodic evaluations skip, for the ``finishing`` seeds."""
+    rest = [s for s in self.cadence.splits if s not in self.cadence.periodic]
+    if finishing.any() and rest:
+      self._log(self.programs.evaluate(params, rest), step, finishing)
+
+  def _log(self, results: dict[str, dict[str, np.ndarray]], step: int, which: np.ndarray) -> None:
+    for i in np.flatnonzero(which):
+      for split, metrics in results.items():
+        self.runs[i].log(step, split, {k: float(v[i]) for k, v in metrics.items()})
+
+  def _track(self, results, step: int, active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each seed's best val metric and threshold step: returns (seeds to stop early, seeds with a new best)."""
+    stop, best = np.zeros(len(active), bool), np.zeros(len(active), bool)
+    metric, mode = _best_metric(self.programs.task)
+    val = results.get('val', {})
+    if metric not in val:
+      return stop, best
+    for i in np.flatnonzero(active):
+      best[i], reached = self.runs[i].track(float(val[metric][i]), step, mode, self.programs.task.threshold)
+      stop[i] = reached and self.runs[i].config.train.early_stop
+    return stop, best
+
+
+def _best_metric(task: task_base.Task) -> tuple[str, str]:
+  """The validation metric that picks the best checkpoint, and its mode: the threshold's, else the loss."""
+  t = task
+  return (t.threshold.metric, t.threshold.mode) if t.threshold else ('loss', t.metric_modes.get('loss', 'min'))
+
+
+def _train_record(programs: Programs, acc: dict, i: int, step: int, rate: float) -> dict | None:
+  """Seed ``i``'s mean train metrics over the steps its sums ``acc`` hold, up to ``step``; None if none."""
+  n = float(acc['steps'][i])
+  if n == 0:
+    return None
+  record = {'loss': float(acc['loss'][i]) / n}
+  for k, v in acc['metrics'].items():
+    if k != 'loss':
+      record[k] = float(v['total'][i]) / max(float(v['count'][i]), 1e-12)
+  if programs.task.derived is not None:
+    record.update({k: float(v) for k, v in programs.task.derived(record).items()})
+  record['grad_norm'] = float(acc['grad_norm']['total'][i]) / n
+  for k, v in acc['grad_norm'].items():
+    if k != 'total':
+      record[f'grad_norm/{k}'] = float(v[i]) / n
+  record['learning_rate'] = float(programs.schedule(step - 1))
+  record['steps_per_sec'] = rate
+  return record
