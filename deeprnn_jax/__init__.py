@@ -4,6 +4,7 @@
 
     import deeprnn_jax as dr
     cell = dr.CELLS['lstm'](features=128)                  # a Flax RNN cell
+    dr.register_cell('mycell', MyCell)                     # your own, by name like a built-in one
     model = dr.DeepRNN(cell='lstm', features=128, num_layers=4)
     final_carries, outputs = model.apply(params, x, seq_lengths=lengths)   # x: [batch, time, features]
 """
@@ -35,7 +36,9 @@ from deeprnn_jax.cells import (
   SLSTMCell,
   UGRNNCell,
   linear_recurrence,
+  register_cell,
   resolve_cell,
+  unregister_cell,
 )
 from deeprnn_jax.inits import INITIALIZERS, get_initializer
 from deeprnn_jax.models import Classifier, PerStepModel, Regressor, count_params

@@ -102,10 +102,10 @@ MUTANTS = (
   ),
   Mutant(
     'modern-mlp-mask',
-    'deeprnn_jax/stack.py',
+    'deeprnn_jax/stack/blocks.py',
     "the modern block's MLP dropout reuses the mixer's mask",
-    '      return u + drop(self.mlp(self.mlp_norm(u)), mlp_mask)\n',
-    '      return u + drop(self.mlp(self.mlp_norm(u)), mixer_mask)\n',
+    '    return u + _drop(self.mlp(self.mlp_norm(u)), mlp_mask)\n',
+    '    return u + _drop(self.mlp(self.mlp_norm(u)), mixer_mask)\n',
     (f'{REG}::test_modern_block_dropout_equals_numpy_with_two_independent_masks',),
   ),
   Mutant(

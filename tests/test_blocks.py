@@ -103,8 +103,8 @@ def test_modern_block_dropout_uses_both_halves_of_the_mask():
 @pytest.mark.parametrize(
   'kwargs,message',
   [
-    (dict(block='modern', connection='residual'), "block='modern' is residual and normalized by construction"),
-    (dict(block='modern', layer_norm=True), "block='modern' is residual and normalized by construction"),
+    (dict(block='modern', connection='residual'), r"connection='residual' does not apply to block='modern' \(residual"),
+    (dict(block='modern', layer_norm=True), r"layer_norm=True does not apply to block='modern' \(residual"),
     (dict(block='transformer'), "unknown block 'transformer'"),
     (dict(block='modern', mlp_expansion=0.0), 'mlp_expansion must be positive'),
   ],
@@ -121,5 +121,5 @@ def test_the_block_is_a_config_key_and_its_conflicts_fail_in_one_line():
   c.model.block = 'modern'
   config_lib.validate(c)
   c.model.connection = 'skip'
-  with pytest.raises(config_lib.ConfigError, match="config key 'model.connection': 'skip' does not apply to block"):
+  with pytest.raises(config_lib.ConfigError, match="config key 'model.connection': connection='skip' does not apply to block"):
     config_lib.validate(c)

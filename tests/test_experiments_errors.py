@@ -38,8 +38,8 @@ BAD_OVERRIDES = [
   (['--config.optim.learning_rate=0'], "config key 'optim.learning_rate': must be in (0.0, inf], got 0.0"),
   (['--config.model.dropout_rate=1.5'], "config key 'model.dropout_rate': must be in [0.0, 1.0), got 1.5"),
   (
-    ['--config.optim.name=adagrad'],
-    "config key 'optim.name': unknown value 'adagrad'; valid: adam, adamw, rmsprop, sgd",
+    ['--config.optim.name=adamm'],
+    "config key 'optim.name': unknown value 'adamm'; did you mean 'adam'",
   ),
   (['--config.model.layer_norm=yes'], "config key 'model.layer_norm': must be True or False, got str 'yes'"),
   (
@@ -85,7 +85,7 @@ BAD_OVERRIDES = [
   (['--config.model.depth'], "config key 'model.depth': an override must look like key=value"),
   (
     ['--config.model.execution=parallel', '--config.model.cell=lstm'],
-    "config key 'model.execution': 'parallel' needs a cell with a parallel form (",
+    "config key 'model.execution': execution='parallel' needs a cell with a parallel form (",
   ),
   (
     ["--config.sweep.axes={'model.cell': ['gru'], 'model.colour': [1]}"],

@@ -11,7 +11,8 @@ module                 cells
 ``xlstm``              sLSTM and mLSTM
 ``linear_attention``   linear attention, DeltaNet, Gated DeltaNet (chunkwise WY form)
 ``attention``          softmax attention with RoPE and a key-value cache carry
-``registry``           ``CELLS`` (name -> class) and ``resolve_cell``
+``conv``               the short causal depthwise convolution (Mamba's, Griffin's, the DeltaNets', mLSTM's)
+``registry``           ``CELLS`` (name -> class), ``resolve_cell``, ``register_cell`` / ``unregister_cell``
 =====================  ==========================================================================
 """
 
@@ -20,7 +21,14 @@ from deeprnn_jax.cells.base import ACTIVATIONS, Cell, get_activation
 from deeprnn_jax.cells.classic import ElmanCell, GRUCell, IndRNNCell, IRNNCell, LSTMCell, MGUCell, UGRNNCell
 from deeprnn_jax.cells.linear import LinearRecurrentCell, LRUCell, MinGRUCell, MinLSTMCell, linear_recurrence
 from deeprnn_jax.cells.linear_attention import DeltaNetCell, GatedDeltaNetCell, LinearAttentionCell
-from deeprnn_jax.cells.registry import CELLS, has_parallel_form, parallel_cells, resolve_cell
+from deeprnn_jax.cells.registry import (
+  CELLS,
+  has_parallel_form,
+  parallel_cells,
+  register_cell,
+  resolve_cell,
+  unregister_cell,
+)
 from deeprnn_jax.cells.rglru import RGLRUCell
 from deeprnn_jax.cells.ssm import MambaCell, S6Cell
 from deeprnn_jax.cells.xlstm import MLSTMCell, SLSTMCell

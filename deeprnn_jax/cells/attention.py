@@ -45,6 +45,33 @@ def rope(x: Array, position: Array, base: float = 10000.0) -> Array:
   return rotated.reshape(x.shape)
 
 
+def _attend(
+  q: Array, k: Array, v: Array, visible: Array, keys: Array, values: Array, start: Array, first: Array
+) -> Array:
+  """The parallel form's attention: queries ``q`` ``[batch, time, heads, d]`` over the sequence's own
+  keys and values ``k``, ``v`` where ``visible`` (``[batch or 1, 1, time, time]``) and, at the steps
+  that continue the carry (``first`` ``[batch, time]``), over the first ``start`` ``[batch]`` rows of
+  its cache ``keys``, ``values`` ``[batch, max_length, heads, d]``. Returns ``[batch, time, heads, d]``."""
+  max_length = keys.shape[1]
+  scale = 1.0 / math.sqrt(q.shape[-1])
+  own = jnp.einsum('bthd,bshd->bhts', q, k) * scale
+  own = jnp.where(visible, own, -jnp.inf)
+
+  def with_cache():
+    cached = jnp.einsum('bthd,blhd->bhtl', q, keys) * scale
+    in_cache = (jnp.arange(max_length)[None, :] < start[:, None])[:, None, None, :]
+    cached = jnp.where(in_cache & first[:, None, :, None], cached, -jnp.inf)
+    weights = jax.nn.softmax(jnp.concatenate([cached, own], axis=-1), axis=-1)
+    return jnp.einsum('bhtl,blhd->bthd', weights[..., :max_length], values) + jnp.einsum(
+      'bhts,bshd->bthd', weights[..., max_length:], v
+    )
+
+  def without_cache():  # every sequence starts here: O(time^2), not O(time * max_length)
+    return jnp.einsum('bhts,bshd->bthd', jax.nn.softmax(own, axis=-1), v)
+
+  return jax.lax.cond(jnp.any(start > 0), with_cache, without_cache)
+
+
 class AttentionCell(Cell):
   r"""Causal multi-head softmax self-attention with RoPE as a cell (see the module docstring).
 
@@ -83,6 +110,11 @@ class AttentionCell(Cell):
   # The per-step form reads the whole max_length cache at every step: the parallel form trained 25-57x
   # faster on CPU at T = 64-1024 (BENCHMARKS.md), so execution='auto' takes it there too.
   cpu_execution: ClassVar[str] = 'parallel'
+
+  @property
+  def conv_features(self) -> int:
+    """q, k and v (``short_conv='on'``)."""
+    return 3 * self.features
 
   @property
   def head_features(self) -> int:
@@ -159,24 +191,7 @@ class AttentionCell(Cell):
       position = jnp.where(first, position, since)
       visible = visible & (seg[:, None, :, None] == seg[:, None, None, :])
     q, k, v = self._qkv(xp, position)
-    scale = 1.0 / math.sqrt(self.head_features)
-    own = jnp.einsum('bthd,bshd->bhts', q, k) * scale
-    own = jnp.where(visible, own, -jnp.inf)
-
-    def with_cache():
-      cached = jnp.einsum('bthd,blhd->bhtl', q, keys) * scale
-      in_cache = (jnp.arange(self.max_length)[None, :] < start[:, None])[:, None, None, :]
-      cached = jnp.where(in_cache & first[:, None, :, None], cached, -jnp.inf)
-      weights = jax.nn.softmax(jnp.concatenate([cached, own], axis=-1), axis=-1)
-      return jnp.einsum('bhtl,blhd->bthd', weights[..., : self.max_length], values) + jnp.einsum(
-        'bhts,bshd->bthd', weights[..., self.max_length :], v
-      )
-
-    def without_cache():  # every sequence starts here: O(time^2), not O(time * max_length)
-      return jnp.einsum('bhts,bshd->bthd', jax.nn.softmax(own, axis=-1), v)
-
-    o = jax.lax.cond(jnp.any(start > 0), with_cache, without_cache)
-    y = self._readout(o, position)
+    y = self._readout(_attend(q, k, v, visible, keys, values, start, first), position)
     # Write the valid steps into the cache; padded ones go to an out-of-range slot and are dropped.
     kept = jnp.ones((batch, time), bool) if valid is None else valid
     if resets is not None:  # only the last segment stays, in a cache emptied where a reset began it

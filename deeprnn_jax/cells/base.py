@@ -84,6 +84,13 @@ class Cell(nn.RNNCellBase):
   # ``benchmarks.cells_bench`` (BENCHMARKS.md): the path with the largest training speed-up over 'time'
   # at T = 64, 256, 1024 (geometric mean), if it beat 'time' by 1.1x or more at each; otherwise 'time'.
   cpu_execution: ClassVar[str] = 'time'
+  # The short causal convolution (``cells.conv``) that ``DeepRNN(short_conv=...)`` puts in the cell's
+  # projection (``stack.mixer.Mixer``): True where the cell's authors put one there
+  # (``short_conv='authors'``); the activation after it; whether it has a bias. Any cell with
+  # ``project_inputs`` takes one with ``short_conv='on'``.
+  authors_conv: ClassVar[bool] = False
+  conv_activation: ClassVar[str] = 'identity'
+  conv_has_bias: ClassVar[bool] = True
 
   def setup(self):
     self.input_proj = nn.Dense(
@@ -114,6 +121,30 @@ class Cell(nn.RNNCellBase):
 
   def recur(self, carry: Carry, xp: Array) -> tuple[Carry, Array]:
     raise NotImplementedError
+
+  # -- the short convolution's place (``stack.mixer.Mixer``) ------------------------------------------
+
+  def conv_inputs(self, x: Array) -> Array:
+    """``[..., in] -> [..., V]``: what the short convolution reads, in its leading ``conv_features``
+    channels (default: the fused input projection, all of it)."""
+    return self.project_inputs(x)
+
+  @property
+  def conv_features(self) -> int:
+    """The channels of ``conv_inputs`` the convolution mixes (the leading ones): its width C."""
+    return self.num_gates * self.features
+
+  def conv_init(self, width: int) -> tuple[Any, Any]:
+    """The initializers of the convolution's kernel ``[k, C]`` and bias ``[C]``: by default PyTorch's
+    ``Conv1d`` (Mamba's and xLSTM's), :math:`U(\\pm 1/\\sqrt{k})` for both."""
+    bound = width**-0.5
+    uniform = lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
+    return uniform, uniform
+
+  def from_conv(self, v: Array) -> Array:
+    """``conv_inputs`` with its leading channels convolved -> ``project_inputs``'s output, what
+    ``recur`` and ``parallel_sequence`` read (default: the same array)."""
+    return v
 
   def __call__(self, carry: Carry, x: Array) -> tuple[Carry, Array]:
     if jnp.issubdtype(jnp.result_type(x), jnp.complexfloating):

@@ -162,6 +162,10 @@ class LRUCell(LinearRecurrentCell):
   def state_size(self) -> int:
     return self.state_features or self.features
 
+  @property
+  def conv_features(self) -> int:
+    return 2 * self.state_size + self.features
+
   def setup(self):
     n, h = self.state_size, self.features
     base = get_initializer(self.kernel_init)

@@ -28,8 +28,10 @@ with :math:`D_{ij} = \Gamma_i / \Gamma_j` for :math:`j \le i` (else 0); linear a
 Padding (invalid steps) writes nothing: there :math:`\phi(k) = 0` / :math:`k = 0, \beta = 0,
 \alpha = 1`, so the final state is each sequence's state at its last valid step.
 
-The short causal convolutions that flash-linear-attention's layers put on q, k, v are left out
-(they would add a convolution buffer to the carry); q/k/v are plain linear projections.
+The short causal convolutions that flash-linear-attention's DeltaNet and Gated DeltaNet layers put on
+q, k and v (each followed by SiLU) are not part of the cells: ``DeepRNN(short_conv=...)`` adds them
+around the cell (``stack.mixer.Mixer``; the modern block's default), and without them q/k/v are plain
+linear projections.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from typing import ClassVar
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.nn import initializers as jinit
 
 from deeprnn_jax.cells.base import Cell
 from deeprnn_jax.sequences import segment_ids, segment_start
@@ -195,6 +198,11 @@ class _MatrixMemoryCell(Cell):
   def projection_width(self) -> int:
     raise NotImplementedError
 
+  @property
+  def conv_features(self) -> int:
+    """q, k and v, the leading channels of the projection (flash-linear-attention's short convolutions)."""
+    return 3 * self.features
+
   def setup(self):
     if not isinstance(self.chunk_size, int) or self.chunk_size < 1:
       raise ValueError(f'{type(self).__name__}: chunk_size must be a positive integer; got {self.chunk_size!r}')
@@ -328,6 +336,16 @@ class DeltaNetCell(_MatrixMemoryCell):
   norm_eps: float = 1e-5
 
   gated: ClassVar[bool] = False
+  # flash-linear-attention's DeltaNet and GatedDeltaNet layers: a ShortConvolution (width 4, no bias,
+  # SiLU) on each of q, k and v before the normalization (fla/layers/delta_net.py, gated_deltanet.py).
+  authors_conv: ClassVar[bool] = True
+  conv_activation: ClassVar[str] = 'silu'
+  conv_has_bias: ClassVar[bool] = False
+
+  def conv_init(self, width):
+    # Inside flash-linear-attention's models every Conv1d is re-initialized to N(0, 0.02^2)
+    # (models/gated_deltanet/modeling_gated_deltanet.py, _init_weights).
+    return jinit.normal(0.02), jinit.zeros
 
   def projection_width(self):
     return (4 if self.gated else 3) * self.features + (2 if self.gated else 1) * self.num_heads

@@ -123,7 +123,24 @@ class RGLRUCell(LinearRecurrentCell):
 
   def project_inputs(self, x):
     """``[..., in] -> [..., 3H]``: :math:`\\tilde x`, then the input-gate and a-gate pre-activations."""
-    x = self.input_proj(x)
+    return self.from_conv(self.input_proj(x))
+
+  # Griffin's recurrent block convolves linear_x's output (width 4, with bias, no activation) and the
+  # RG-LRU reads its gates from the convolved x (recurrentgemma/jax/modules.py, RecurrentBlock).
+  authors_conv: ClassVar[bool] = True
+
+  def conv_inputs(self, x):
+    return self.input_proj(x)
+
+  @property
+  def conv_features(self) -> int:
+    return self.features
+
+  def conv_init(self, width):
+    # recurrentgemma's Conv1D: w ~ N(0, 0.01 / k) (variance_scaling(0.01, fan_in = k)), b = 0.
+    return jinit.variance_scaling(0.01, 'fan_in', 'normal'), jinit.zeros
+
+  def from_conv(self, x):
     return jnp.concatenate([x, self.input_gate(x), self.a_gate(x)], axis=-1)
 
   def coefficients(self, xp):

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from deeprnn_jax.cells.base import Cell
-from deeprnn_jax.sequences import first_segment, segment_start
+from deeprnn_jax.cells.conv import causal_conv_sequence, causal_conv_step, torch_conv_init
 from deeprnn_jax.inits import get_initializer, per_gate
 from deeprnn_jax.cells.linear import linear_recurrence
 
@@ -179,7 +179,20 @@ class S6Cell(_SelectiveSSM):
 
   def project_inputs(self, x):
     """``[..., in] -> [..., 2H + 2N]``: u, the :math:`\\Delta` pre-activation, B, C (no carry needed)."""
-    u = self.input_proj(x)
+    return self.from_conv(self.input_proj(x))
+
+  # With ``short_conv='on'`` the convolution sits where Mamba puts it around S6: on u, followed by SiLU,
+  # with the selection read from the convolved u.
+  conv_activation: ClassVar[str] = 'silu'
+
+  def conv_inputs(self, x):
+    return self.input_proj(x)
+
+  @property
+  def conv_features(self) -> int:
+    return self.features
+
+  def from_conv(self, u):
     return jnp.concatenate([u, *self.selection(u)], axis=-1)
 
   def _split(self, xp):
@@ -226,6 +239,9 @@ class MambaCell(_SelectiveSSM):
   expand: int = 2
   d_conv: int = 4
 
+  # The cell's own short convolution is its d_conv (DeepRNN's short_conv and conv_width set it).
+  own_conv: ClassVar[str] = 'd_conv'
+
   @property
   def inner(self) -> int:
     return self.expand * self.features
@@ -242,12 +258,8 @@ class MambaCell(_SelectiveSSM):
       param_dtype=self.param_dtype,
     )
 
-    def torch_conv_init(key, shape, dtype=jnp.float32):
-      # PyTorch's Conv1d default (what Mamba uses): U(+-1/sqrt(fan_in)), fan_in = kernel width (depthwise).
-      return jax.random.uniform(key, shape, dtype, -(k**-0.5), k**-0.5)
-
-    self.conv_kernel = self.param('conv_kernel', torch_conv_init, (k, d), self.param_dtype)
-    self.conv_bias = self.param('conv_bias', torch_conv_init, (d,), self.param_dtype)
+    self.conv_kernel = self.param('conv_kernel', torch_conv_init(k), (k, d), self.param_dtype)
+    self.conv_bias = self.param('conv_bias', torch_conv_init(k), (d,), self.param_dtype)
     self.ssm_setup(d)
     self.output_proj = nn.Dense(self.features, use_bias=False, dtype=self.dtype, param_dtype=self.param_dtype)
 
@@ -257,44 +269,17 @@ class MambaCell(_SelectiveSSM):
   def recur(self, carry, xp):
     conv, h = carry
     x, z = jnp.split(xp, 2, axis=-1)
-    window = jnp.concatenate([conv, x[..., None, :].astype(conv.dtype)], axis=-2)
-    u = jnp.sum(window * jnp.broadcast_to(self.conv_kernel, window.shape), axis=-2)
-    u = jax.nn.silu(u + jnp.broadcast_to(self.conv_bias, u.shape))
-    h, s = self.ssm_step(h, u)
-    return (window[..., 1:, :], h), self._gated_output(s, z)
+    conv, u = causal_conv_step(conv, x, self.conv_kernel, self.conv_bias)
+    h, s = self.ssm_step(h, jax.nn.silu(u))
+    return (conv, h), self._gated_output(s, z)
 
   def parallel_sequence(self, carry, xp, valid, resets=None, reset_carry=None):
     conv, h0 = carry
     x, z = jnp.split(xp, 2, axis=-1)
-    time, k = x.shape[1], self.d_conv
-    full = jnp.concatenate([conv, x.astype(conv.dtype)], axis=1)  # [batch, k - 1 + time, D]
-    # Window slot j of step t holds the input of step p = t - (k - 1) + j.
-    window = [full[:, j : j + time] for j in range(k)]
-    lengths = jnp.full(x.shape[:1], time) if valid is None else jnp.sum(valid, axis=1)
-    if resets is not None and k > 1:
-      # In a segment begun by a reset at step s, slots with p < s read the reset carry's buffer, whose
-      # entry t - s + j is the input "k - 1 - (t - s + j) steps before s".
-      if valid is not None:
-        resets = resets & valid
-      fresh = reset_carry[0] if reset_carry is not None else jnp.zeros_like(conv)
-      since = jnp.arange(time)[None, :] - segment_start(resets)  # t - s
-      restarted = ~first_segment(resets)
-      for j in range(k):
-        before = restarted & (since + j < k - 1)
-        held = jnp.take_along_axis(fresh, jnp.clip(since + j, 0, k - 2)[..., None], axis=1)
-        window[j] = jnp.where(before[..., None], held, window[j])
-    u = sum(window[j] * jnp.broadcast_to(self.conv_kernel[j], x.shape) for j in range(k))
-    u = jax.nn.silu(u + jnp.broadcast_to(self.conv_bias, u.shape))
-    h, s = self.ssm_sequence(h0, u, *self.selection(u), valid, resets, None if reset_carry is None else reset_carry[1])
-    if resets is None:
-      # Right padding: sequence b's last k - 1 valid inputs are full[b, n_b : n_b + k - 1].
-      index = lengths[:, None] + jnp.arange(k - 1)[None, :]
-      conv = jnp.take_along_axis(full, index[..., None], axis=1)
-    elif k > 1:
-      # The buffer after the last valid step is that step's window less its oldest slot.
-      last = jnp.maximum(lengths - 1, 0)[:, None, None]
-      tail = jnp.stack([jnp.take_along_axis(w, last, axis=1)[:, 0] for w in window[1:]], axis=1)
-      conv = jnp.where((lengths > 0)[:, None, None], tail, conv)
+    fresh_conv, fresh_h = (None, None) if reset_carry is None else reset_carry
+    conv, u = causal_conv_sequence(conv, x, self.conv_kernel, self.conv_bias, valid, resets, fresh_conv)
+    u = jax.nn.silu(u)
+    h, s = self.ssm_sequence(h0, u, *self.selection(u), valid, resets, fresh_h)
     return (conv, h), self._gated_output(s, z)
 
   @nn.nowrap

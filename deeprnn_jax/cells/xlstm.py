@@ -216,6 +216,41 @@ def _mlstm_quadratic(carry, q, k, v, i_pre, log_f, eps, resets=None, reset_carry
   return (c, n, m[..., -1]), jnp.moveaxis(h, 2, 1)
 
 
+def _mlstm_chunked(carry, q, k, v, i_pre, log_f, eps, chunk_size, resets=None, reset_carry=None):
+  """``_mlstm_quadratic`` (same arguments) over chunks of ``chunk_size`` steps (None: one chunk) run
+  one after another, each from the carry the previous one left: ``O(time * chunk)`` work instead of
+  ``O(time^2)``. The last chunk is padded with neutral steps (input gate 0, forget gate 1), which
+  leave the state as it was."""
+  batch, steps = q.shape[:2]
+  chunk = steps if chunk_size is None else min(chunk_size, steps)
+  if chunk == steps:
+    return _mlstm_quadratic(carry, q, k, v, i_pre, log_f, eps, resets, reset_carry)
+  num_chunks = -(-steps // chunk)
+  pad = num_chunks * chunk - steps
+
+  def chunked(a, fill):
+    a = jnp.pad(a, [(0, 0), (0, pad)] + [(0, 0)] * (a.ndim - 2), constant_values=fill)
+    return jnp.moveaxis(a.reshape((batch, num_chunks, chunk) + a.shape[2:]), 1, 0)
+
+  pieces = (chunked(q, 0.0), chunked(k, 0.0), chunked(v, 0.0), chunked(i_pre, -jnp.inf), chunked(log_f, 0.0))
+  pieces += (None if resets is None else chunked(resets, False),)
+
+  def body(carry, piece):
+    return _mlstm_quadratic(carry, *piece[:-1], eps, piece[-1], reset_carry)
+
+  carry, h = jax.lax.scan(body, carry, pieces)
+  return carry, jnp.moveaxis(h, 0, 1).reshape((batch, num_chunks * chunk) + h.shape[3:])[:, :steps]
+
+
+def _head_norm(h: Array, on: bool) -> Array:
+  """mLSTM's ``head_norm``: each head's ``[..., d]`` to zero mean and unit variance (eps 1e-5); ``h``
+  itself when not ``on``."""
+  if not on:
+    return h
+  centered = h - jnp.mean(h, axis=-1, keepdims=True)
+  return centered * jax.lax.rsqrt(jnp.mean(centered * centered, axis=-1, keepdims=True) + 1e-5)
+
+
 class MLSTMCell(Cell):
   r"""mLSTM (Beck et al. 2024, section 2.3): a matrix memory per head, written with a key-value
   outer product and read with a query; no recurrent weights, so the state update is linear.
@@ -270,6 +305,16 @@ class MLSTMCell(Cell):
 
   num_gates: ClassVar[int] = 4
   parallel_form: ClassVar[bool] = True
+  # xLSTM's mLSTM block convolves (width 4, with bias) and SiLU-activates the path its q and k are read
+  # from, not v's (xlstm/blocks/mlstm/layer.py). This cell has no up-projection to convolve, so the
+  # convolution acts on the q and k projections, the leading 2H channels.
+  authors_conv: ClassVar[bool] = True
+  conv_activation: ClassVar[str] = 'silu'
+
+  @property
+  def conv_features(self) -> int:
+    return 2 * self.features
+
   # The per-step form keeps a [heads, d, d] memory per step for the backward pass; the parallel form
   # trained 3.4-4.5x faster on CPU at T = 64-1024 (BENCHMARKS.md, cells_bench).
   cpu_execution: ClassVar[str] = 'parallel'
@@ -322,7 +367,7 @@ class MLSTMCell(Cell):
     num = jnp.einsum('...k,...kv->...v', q, c)
     den = jnp.einsum('...k,...k->...', q, n)
     h = num / (jnp.maximum(jnp.abs(den), jnp.exp(-m_new)) + self.eps)[..., None]
-    y = jax.nn.sigmoid(o) * self._normalize(h).reshape(o.shape)
+    y = jax.nn.sigmoid(o) * _head_norm(h, self.head_norm).reshape(o.shape)
     return (c, n, m_new), y
 
   def parallel_sequence(self, carry, xp, valid=None, resets=None, reset_carry=None):
@@ -332,38 +377,12 @@ class MLSTMCell(Cell):
     (padding steps have input gate 0 and forget gate 1, so they leave the state as it was). ``resets``
     and ``reset_carry`` as in ``Cell.parallel_sequence`` (masks and restarts in ``_mlstm_quadratic``)."""
     q, k, v, o, i_pre, log_f = self._split(xp)
-    batch, steps = xp.shape[:2]
     if valid is not None:
       resets = None if resets is None else resets & valid
       i_pre = jnp.where(valid[..., None], i_pre, -jnp.inf)
       log_f = jnp.where(valid[..., None], log_f, 0.0)
-    chunk = steps if self.chunk_size is None else min(self.chunk_size, steps)
-    if chunk == steps:
-      carry, h = _mlstm_quadratic(carry, q, k, v, i_pre, log_f, self.eps, resets, reset_carry)
-    else:
-      num_chunks = -(-steps // chunk)
-      pad = num_chunks * chunk - steps
-
-      def chunked(a, fill):
-        a = jnp.pad(a, [(0, 0), (0, pad)] + [(0, 0)] * (a.ndim - 2), constant_values=fill)
-        return jnp.moveaxis(a.reshape((batch, num_chunks, chunk) + a.shape[2:]), 1, 0)
-
-      pieces = (chunked(q, 0.0), chunked(k, 0.0), chunked(v, 0.0), chunked(i_pre, -jnp.inf), chunked(log_f, 0.0))
-      pieces += (None if resets is None else chunked(resets, False),)
-
-      def body(carry, piece):
-        return _mlstm_quadratic(carry, *piece[:-1], self.eps, piece[-1], reset_carry)
-
-      carry, h = jax.lax.scan(body, carry, pieces)
-      h = jnp.moveaxis(h, 0, 1).reshape((batch, num_chunks * chunk) + h.shape[3:])[:, :steps]
-    return carry, jax.nn.sigmoid(o) * self._normalize(h).reshape(o.shape)
-
-  def _normalize(self, h):
-    """``head_norm``: each head's ``[..., d]`` to zero mean and unit variance (eps 1e-5), else ``h``."""
-    if not self.head_norm:
-      return h
-    centered = h - jnp.mean(h, axis=-1, keepdims=True)
-    return centered * jax.lax.rsqrt(jnp.mean(centered * centered, axis=-1, keepdims=True) + 1e-5)
+    carry, h = _mlstm_chunked(carry, q, k, v, i_pre, log_f, self.eps, self.chunk_size, resets, reset_carry)
+    return carry, jax.nn.sigmoid(o) * _head_norm(h, self.head_norm).reshape(o.shape)
 
   @nn.nowrap
   def initialize_carry(self, rng, input_shape):

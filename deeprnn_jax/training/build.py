@@ -6,6 +6,9 @@ run is rebuilt exactly as it was trained. Never pass a ConfigDict into a Module:
 
 from __future__ import annotations
 
+import difflib
+import inspect
+from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -39,8 +42,9 @@ def task_from_config(config: ConfigDict):
 
 
 def check_task_config(config: ConfigDict, task: task_base.Task) -> None:
-  """The config checks that need the task: the eval splits it names must exist, and a model that reads
-  a fixed number of steps (``pooling='flatten'``) must get that many in every split it is evaluated on."""
+  """The config checks that need the task: the eval splits it names must exist, a model that reads a
+  fixed number of steps (``pooling='flatten'``) must get that many in every split it is evaluated on,
+  and the optimizer and its schedule must build (their optax arguments, ``'epoch_decay'``'s epochs)."""
   names = tuple(task.eval_splits)
   for s in config.train.eval_splits:
     if s not in names:
@@ -58,6 +62,7 @@ def check_task_config(config: ConfigDict, task: task_base.Task) -> None:
           "with 'last', 'mean', 'max' or 'attention', or drop those splits "
           '(e.g. task.options.length_generalization=False)',
         )
+  optimizer_from_config(config, task)  # its optax arguments checked, before anything trains
 
 
 def model_from_config(config: ConfigDict, task: task_base.Task):
@@ -89,6 +94,9 @@ def _model(m: ConfigDict, task: task_base.Task, widths: tuple[int, ...]):
     initial_carry=m.initial_carry,
     block=m.block,
     mlp_expansion=m.mlp_expansion,
+    short_conv=m.short_conv,
+    conv_width=m.conv_width,
+    output_gate=m.output_gate,
     dtype={'float32': None, 'bfloat16': jnp.bfloat16}[m.dtype],
     cell_kwargs=cell_kwargs,
   )
@@ -166,9 +174,17 @@ def schedule_from_config(optim: ConfigDict, num_steps: int, steps_per_epoch: int
   ``'epoch_decay'`` (Zaremba et al. 2014): in epoch :math:`e = \lfloor s / \text{steps\_per\_epoch}
   \rfloor` (from 0) the rate is :math:`\eta\, f^{\max(0,\, e - E + 1)}` with :math:`E` =
   ``decay_start_epoch`` and :math:`f` = ``decay_factor``: constant for :math:`E` epochs, then multiplied
-  by :math:`f` after each epoch. ``steps_per_epoch``: a stateful task's ``windows_per_epoch``.
+  by :math:`f` after each epoch. ``steps_per_epoch``: a stateful task's ``windows_per_epoch``. Any other
+  name is an optax schedule function, called with ``schedule_kwargs`` (what they fill in).
   """
   peak, warmup = optim.learning_rate, min(optim.warmup_steps, num_steps)
+  if optim.schedule not in config_lib.SCHEDULES:
+    d = {'optim': config_lib.to_dict(optim), 'train': {'num_steps': num_steps}}
+    return getattr(optax.schedules, optim.schedule)(**schedule_kwargs(d))
+  if optim.get('schedule_kwargs'):
+    raise config_lib.ConfigError(
+      'optim.schedule_kwargs', f'is for optax schedules; {optim.schedule!r} is ours: leave it empty'
+    )
   if optim.schedule == 'epoch_decay':
     if not steps_per_epoch:
       raise config_lib.ConfigError(
@@ -197,31 +213,136 @@ def schedule_from_config(optim: ConfigDict, num_steps: int, steps_per_epoch: int
 def optimizer_from_config(
   config: ConfigDict, task: task_base.Task | None = None
 ) -> tuple[optax.GradientTransformation, optax.Schedule]:
-  """The optax chain of ``config.optim``: clip -> (L2) -> optimizer, and its learning-rate schedule.
+  """The optax chain of ``config.optim``: clip -> (L2) -> ``optax.<optim.name>``, and its learning-rate schedule.
 
-  Weight decay applies to matrices only (not biases or norms): decoupled in adamw, added to the
-  gradient (L2) for the others. ``task``: needed by the ``'epoch_decay'`` schedule (its epochs).
+  The optimizer is any optax function whose first parameter is ``learning_rate``, called with the
+  schedule and ``optimizer_kwargs`` (``optim.kwargs`` and what is filled in). Weight decay applies to
+  matrices only (not biases or norms): decoupled where the optimizer takes a ``weight_decay`` (adamw,
+  lion, ...), added to the gradient (L2) otherwise. ``task``: needed by the ``'epoch_decay'`` schedule
+  (its epochs). A bad name, argument or combination is a ``ConfigError``.
   """
   o = config.optim
   per_epoch = task.windows_per_epoch(config.train.batch_size) if task is not None and task.stateful else None
   lr = schedule_from_config(o, config.train.num_steps, per_epoch)
+  kwargs = optimizer_kwargs(config_lib.to_dict(config))
+  fn = getattr(optax, o.name)
+  args = inspect.signature(fn).parameters
   decay_mask = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)
+  if 'weight_decay' in args:  # the decay's own mask: 'mask' (adamw, lion, lamb), 'weight_decay_mask' (lars)
+    mask = next((k for k in ('mask', 'weight_decay_mask') if k in args), None)
+    if mask and mask not in kwargs:
+      kwargs[mask] = decay_mask
   parts = []
   if o.clip_global_norm > 0:
     parts.append(optax.clip_by_global_norm(o.clip_global_norm))
-  if o.weight_decay > 0 and o.name != 'adamw':
+  if o.weight_decay > 0 and 'weight_decay' not in args:
     parts.append(optax.add_decayed_weights(o.weight_decay, mask=decay_mask))
-  if o.name == 'adam':
-    parts.append(optax.adam(lr, b1=o.beta1, b2=o.beta2, eps=o.eps))
-  elif o.name == 'adamw':
-    parts.append(optax.adamw(lr, b1=o.beta1, b2=o.beta2, eps=o.eps, weight_decay=o.weight_decay, mask=decay_mask))
-  elif o.name == 'sgd':
-    parts.append(optax.sgd(lr, momentum=o.momentum or None))
-  elif o.name == 'rmsprop':
-    parts.append(optax.rmsprop(lr, decay=o.rmsprop_decay, eps=o.eps, momentum=o.momentum or None))
-  else:
-    raise config_lib.ConfigError('optim.name', f'unknown optimizer {o.name!r}')
+  parts.append(fn(lr, **kwargs))
   return optax.chain(*parts), lr
+
+
+# ----------------------------------------------------------------------------------------------
+# The optimizer and its schedule by their optax names (big_vision's optax_name + kwargs): the
+# arguments a config gives them, checked against the function's signature, and what is filled in.
+
+# The keys the optimizers of the first releases read (config key -> their optax argument). Other
+# optimizers take these arguments in optim.kwargs and refuse the keys set.
+OPTIMIZER_KEYS = {
+  'adam': {'beta1': 'b1', 'beta2': 'b2', 'eps': 'eps'},
+  'adamw': {'beta1': 'b1', 'beta2': 'b2', 'eps': 'eps'},
+  'sgd': {'momentum': 'momentum'},
+  'rmsprop': {'rmsprop_decay': 'decay', 'eps': 'eps', 'momentum': 'momentum'},
+}
+# The keys only our own schedules read (config_lib.SCHEDULES).
+SCHEDULE_KEYS = {'cosine_final_fraction': 'cosine', 'decay_start_epoch': 'epoch_decay', 'decay_factor': 'epoch_decay'}
+
+
+def _set(d: Mapping, key: str) -> bool:
+  return config_lib.get_path(d, key) != config_lib.SCHEMA[key][0]
+
+
+def _call_kwargs(d: Mapping, where: str, fn, name: str, auto: Mapping[str, tuple[str | None, Any]]) -> dict[str, Any]:
+  """The mapping at ``where`` checked against the signature of ``fn`` (``optax.<name>``), with ``auto``
+  (argument -> (the config key it comes from, or None; value)) filled in where not given. An argument
+  given there and by its config key set to another value is refused rather than one of the two picked."""
+  given = config_lib.to_dict(config_lib.get_path(d, where) or {})
+  params = {k: p for k, p in inspect.signature(fn).parameters.items() if k != 'learning_rate'}
+  for k in given:
+    if k not in params and not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+      close = difflib.get_close_matches(k, params, n=3)
+      hint = f'did you mean {" or ".join(map(repr, close))}? ' if close else ''
+      hint = 'set optim.learning_rate instead; ' if k == 'learning_rate' else hint
+      raise config_lib.ConfigError(f'{where}.{k}', f'optax.{name} takes no {k!r}; {hint}valid: {", ".join(params)}')
+  out = dict(given)
+  for arg, (key, value) in auto.items():
+    if arg in given and key and _set(d, key) and given[arg] != config_lib.get_path(d, key):
+      raise config_lib.ConfigError(
+        f'{where}.{arg}', f'set twice: {given[arg]!r} here and {key}={config_lib.get_path(d, key)!r}; keep one'
+      )
+    if arg in params and arg not in given:
+      out[arg] = value
+  for k, p in params.items():
+    if p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and k not in out:
+      raise config_lib.ConfigError(where, f'optax.{name} needs {k!r}: set {where}.{k}')
+  return out
+
+
+def optimizer_kwargs(d: Mapping) -> dict[str, Any]:
+  """The keyword arguments ``optax.<optim.name>`` gets besides the learning rate (the schedule), from the
+  config as a plain dict.
+
+  ``optim.kwargs``, and where they are not given there: the ``OPTIMIZER_KEYS`` of the optimizers that
+  read them (``optim.beta1`` is adam's ``b1``; ``optim.momentum`` 0 is no momentum), and
+  ``optim.weight_decay`` where the optimizer has a ``weight_decay`` argument (``optimizer_from_config``
+  adds the matrices-only mask). ``ConfigError``: an argument the function lacks or needs, one set both
+  ways, or an ``OPTIMIZER_KEYS`` key set for another optimizer (``optim.beta1`` with lion: use
+  ``optim.kwargs.b1``).
+  """
+  o, name = d['optim'], d['optim']['name']
+  own = OPTIMIZER_KEYS.get(name)
+  for key, arg in {k: a for keys in OPTIMIZER_KEYS.values() for k, a in keys.items()}.items():
+    if own is None and _set(d, f'optim.{key}'):
+      readers = ', '.join(n for n, keys in OPTIMIZER_KEYS.items() if key in keys)
+      has = arg in inspect.signature(getattr(optax, name)).parameters
+      fix = f'for {name} set optim.kwargs.{arg} instead' if has else f'optax.{name} takes no {arg}'
+      raise config_lib.ConfigError(f'optim.{key}', f'is read by {readers} only; {fix}')
+  auto = {arg: (f'optim.{key}', o[key]) for key, arg in (own or {}).items()}
+  if 'momentum' in auto:
+    auto['momentum'] = ('optim.momentum', o['momentum'] or None)
+  auto['weight_decay'] = ('optim.weight_decay', o['weight_decay'])
+  return _call_kwargs(d, 'optim.kwargs', getattr(optax, name), name, auto)
+
+
+def schedule_kwargs(d: Mapping) -> dict[str, Any]:
+  """The keyword arguments of the optax schedule function ``optim.schedule``, from the config as a plain dict.
+
+  ``optim.schedule_kwargs``, and where the function has the argument and it is not given there:
+  ``peak_value`` = ``optim.learning_rate`` with ``init_value`` = 0 (the warmup's start), or else
+  ``init_value`` (``value``) = ``optim.learning_rate``; ``warmup_steps`` = ``optim.warmup_steps``;
+  ``decay_steps`` = ``train.num_steps`` (optax counts the warmup in it); ``transition_steps`` =
+  ``train.num_steps`` less the warmup (so ``exponential_decay``'s ``decay_rate`` is the factor reached at
+  the end of the run). ``optim.warmup_steps`` needs a schedule with a warmup (``warmup_*``).
+  """
+  o, name = d['optim'], d['optim']['schedule']
+  for key, reader in SCHEDULE_KEYS.items():
+    if _set(d, f'optim.{key}'):
+      raise config_lib.ConfigError(
+        f'optim.{key}', f'is read by schedule {reader!r} only; for {name} set optim.schedule_kwargs'
+      )
+  fn = getattr(optax.schedules, name)
+  params = inspect.signature(fn).parameters
+  if o['warmup_steps'] and 'warmup_steps' not in params:
+    raise config_lib.ConfigError('optim.warmup_steps', f'optax.{name} has no warmup: set 0, or use a warmup_* schedule')
+  warmup = config_lib.to_dict(o['schedule_kwargs'] or {}).get('warmup_steps', o['warmup_steps'])
+  auto = {'init_value': (None, 0.0)} if 'peak_value' in params else {}
+  peak = next((k for k in ('peak_value', 'init_value', 'value') if k in params), 'value')
+  auto |= {
+    peak: ('optim.learning_rate', o['learning_rate']),
+    'warmup_steps': ('optim.warmup_steps', o['warmup_steps']),
+    'decay_steps': (None, d['train']['num_steps']),
+    'transition_steps': (None, max(d['train']['num_steps'] - warmup, 1)),
+  }
+  return _call_kwargs(d, 'optim.schedule_kwargs', fn, name, auto)
 
 
 def variant_name(config: ConfigDict) -> str:

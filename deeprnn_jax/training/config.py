@@ -20,7 +20,9 @@ import ast
 import copy
 import dataclasses
 import difflib
+import functools
 import importlib.util
+import inspect
 import json
 import logging
 import os
@@ -28,6 +30,7 @@ import re
 from typing import Any, Callable, Iterable, Mapping
 
 import ml_collections
+import optax
 
 from deeprnn_jax import inits
 from deeprnn_jax import models
@@ -36,7 +39,14 @@ from deeprnn_jax import seq2seq
 from deeprnn_jax import stack
 
 # Keys whose value is a free-form mapping (checked by their own rule, not key by key).
-_MAPPING_KEYS = ('task.options', 'model.cell_kwargs', 'sweep.axes', 'report.published')
+_MAPPING_KEYS = (
+  'task.options',
+  'model.cell_kwargs',
+  'optim.kwargs',
+  'optim.schedule_kwargs',
+  'sweep.axes',
+  'report.published',
+)
 
 
 class ConfigError(ValueError):
@@ -156,6 +166,30 @@ def _task_names():
   return TASKS.keys()
 
 
+def optimizer_names() -> list[str]:
+  """The optax functions ``optim.name`` may name: those whose first parameter is ``learning_rate``
+  (not lbfgs, whose update needs the loss, nor the ``scale_by_*`` building blocks)."""
+  return sorted(
+    name
+    for name, fn in vars(optax).items()
+    if (inspect.isfunction(fn) or isinstance(fn, functools.partial))  # nadam is adam with nesterov=True
+    and not name.startswith(('_', 'scale_by_', 'lbfgs'))
+    and list(inspect.signature(fn).parameters)[:1] == ['learning_rate']
+  )
+
+
+SCHEDULES = ('constant', 'cosine', 'epoch_decay')  # ours (build.schedule_from_config)
+
+
+def schedule_names() -> list[str]:
+  """Ours (``SCHEDULES``) and every optax schedule function (not the combinators)."""
+  return list(SCHEDULES) + [
+    name
+    for name, fn in vars(optax.schedules).items()
+    if inspect.isfunction(fn) and not {'schedules', 'inner_factory'} & set(inspect.signature(fn).parameters)
+  ]
+
+
 SEED_PROGRAMS = ('auto', 'vmap', 'loop', 'separate')
 _RATE = _float(0.0, 1.0, hi_open=True)
 
@@ -178,6 +212,11 @@ SCHEMA: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
   # 'modern': pre-norm residual cell + pre-norm residual gated MLP (Griffin, Mamba, xLSTM), any cell
   'model.block': ('classic', _choice(stack.BLOCKS)),
   'model.mlp_expansion': (3.0, _float(0.0, lo_open=True)),  # the modern block's MLP width / H
+  # the short causal convolution: 'authors' (where each cell's authors put one), 'on' (every cell), 'off',
+  # 'cell' (each cell as it is); None: 'authors' in the modern block, 'cell' in the classic one
+  'model.short_conv': (None, _choice(stack.SHORT_CONVS, optional=True)),
+  'model.conv_width': (None, _int(1, optional=True)),  # its width (None: 4, or Mamba's own d_conv)
+  'model.output_gate': (False, _bool),  # Griffin's GeLU gate branch + output projection around each cell
   'model.bidirectional': (False, _bool),
   'model.merge': ('concat', _choice(stack.MERGES)),
   'model.execution': ('auto', _choice(stack.EXECUTIONS)),
@@ -213,12 +252,17 @@ SCHEMA: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
   'model.beam_size': (4, _int(1)),
   'model.length_penalty': (0.6, _float(0.0)),  # GNMT's alpha; 0 ranks beams by log-probability
   'model.max_decode_len': (None, _int(1, optional=True)),  # None: each split's target width
-  'optim.name': ('adam', _choice(('adam', 'adamw', 'sgd', 'rmsprop'))),  # sgd: with momentum
+  # Any optax optimizer by its name (a function whose first parameter is learning_rate: adam, adamw,
+  # lion, adafactor, sgd, rmsprop, adabelief, ...), called with optim.kwargs.
+  'optim.name': ('adam', _choice(optimizer_names)),
+  # Keyword arguments of optax.<name>, checked against its signature when the optimizer is built
+  # (build.optimizer_kwargs: what it fills in), which the runner does for every run before any trains.
+  'optim.kwargs': ({}, _mapping),
   'optim.learning_rate': (1e-3, _float(0.0, lo_open=True)),  # peak rate, reached after the warmup
-  'optim.schedule': (
-    'constant',
-    _choice(('constant', 'cosine', 'epoch_decay')),
-  ),  # after warmup; epoch_decay: stateful tasks
+  # Ours: 'constant' or 'cosine' after the warmup, 'epoch_decay' (stateful tasks); or any optax schedule
+  # function by its name (cosine_decay_schedule, linear_schedule, ...), called with optim.schedule_kwargs.
+  'optim.schedule': ('constant', _choice(schedule_names)),
+  'optim.schedule_kwargs': ({}, _mapping),  # keyword arguments of optax.<schedule> (build.schedule_kwargs)
   'optim.decay_start_epoch': (4, _int(0)),  # epoch_decay: epochs at the full rate, then x decay_factor each epoch
   'optim.decay_factor': (0.5, _float(0.0, 1.0, lo_open=True)),
   'optim.warmup_steps': (0, _int(0)),
@@ -227,8 +271,10 @@ SCHEMA: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
   'optim.rmsprop_decay': (0.9, _RATE),  # rmsprop's average of squared gradients
   'optim.beta1': (0.9, _RATE),  # adam(w)
   'optim.beta2': (0.999, _RATE),
-  'optim.eps': (1e-8, _float(0.0, lo_open=True)),
-  'optim.weight_decay': (0.0, _float(0.0)),  # decoupled for adamw, L2 added to the gradient otherwise
+  'optim.eps': (1e-8, _float(0.0, lo_open=True)),  # adam(w) and rmsprop
+  # Decoupled for optimizers with a weight_decay argument (adamw, lion, lamb, ...), L2 added to the
+  # gradient otherwise; matrices only, either way.
+  'optim.weight_decay': (0.0, _float(0.0)),
   'optim.clip_global_norm': (1.0, _float(0.0)),  # 0 turns clipping off
   'train.seed': (0, _int(0)),
   'train.num_steps': (1000, _int(1)),
@@ -495,8 +541,7 @@ def validate(config: ml_collections.ConfigDict | Mapping) -> ml_collections.Conf
     set_path(out, key, rule(key, value))
   _check_task_options(out)
   _check_cell_kwargs(out['model']['cell'], out['model'].get('cell_kwargs') or {})
-  _check_execution(out['model']['cell'], out['model']['execution'])
-  _check_block(out['model'])
+  _check_model_options(out['model'])
   _check_sweep(out)
   _warn_eval_interval(out)
   return from_dict(out)
@@ -542,27 +587,26 @@ def _check_cell_kwargs(cell: str, kwargs: Mapping) -> None:
         raise ConfigError(f'model.cell_kwargs.{k}', f'unknown option for cell {cell!r}; valid: {", ".join(valid)}')
 
 
-def _check_execution(cell: str, execution: str) -> None:
-  from deeprnn_jax.cells.registry import has_parallel_form, parallel_cells  # pylint: disable=g-import-not-at-top
-
-  if execution == 'parallel' and not has_parallel_form(cell):
-    raise ConfigError(
-      'model.execution',
-      f"'parallel' needs a cell with a parallel form "
-      f'({", ".join(parallel_cells())}); {cell!r} has none: '
-      "use 'auto', 'time' or 'layer'",
+def _check_model_options(m: dict) -> None:
+  """The stack's options checked where the stack checks them (``stack.options.check_options``), with
+  the config key the refused option comes from."""
+  keys = {'features': 'width', 'num_layers': 'depth'}
+  try:
+    stack.DeepRNN(
+      cell=m['cell'],
+      features=m['width'],
+      num_layers=m['depth'],
+      cell_kwargs=dict(m.get('cell_kwargs') or {}),
+      **{k: m[k] for k in _STACK_OPTIONS},
     )
+  except stack.OptionError as e:
+    message = str(e).removeprefix('DeepRNN: ')
+    raise ConfigError(f'model.{keys.get(e.option, e.option)}', message) from None
 
 
-def _check_block(m: dict) -> None:
-  if m['block'] == 'modern':
-    for key, plain in (('connection', 'stacked'), ('layer_norm', False)):
-      if m[key] != plain:
-        raise ConfigError(
-          f'model.{key}',
-          f"{m[key]!r} does not apply to block 'modern' (residual and "
-          f"normalized by construction): leave it {plain!r} or use block 'classic'",
-        )
+# The model keys that are DeepRNN options of the same name.
+_STACK_OPTIONS = """connection dropout_rate dropout_mode layer_norm bidirectional merge execution initial_carry block
+mlp_expansion short_conv conv_width output_gate""".split()
 
 
 def _check_sweep(d: dict) -> None:

@@ -45,6 +45,15 @@ CHECKPOINTS_DIR = 'checkpoints'
 LOCK_FILE = '.lock'
 
 
+def upgraded_config(config: Any) -> Any:
+  """A stored config with the keys added since it was written set to the values that rebuild the runs
+  it made. ``model.short_conv``: before it, the modern block had no short convolutions (``'cell'``);
+  the classic block's default, None, is what it had."""
+  if isinstance(config, dict) and isinstance(config.get('model'), dict) and 'short_conv' not in config['model']:
+    config['model']['short_conv'] = 'cell' if config['model'].get('block') == 'modern' else None
+  return config
+
+
 class RunFolder:
   """The layout of one run folder, in one place: every path and every record file of a run.
 
@@ -61,7 +70,9 @@ class RunFolder:
     self.lock = os.path.join(self.path, LOCK_FILE)
 
   def read_config(self) -> dict | None:
-    return read_json(self.config)
+    """The run's config as written, with the keys added since its code version set to what that
+    code did (``upgraded_config``)."""
+    return upgraded_config(read_json(self.config))
 
   def write_config(self, config: Any) -> None:
     """Writes the run's config, with the version of the code that makes the run (``code``)."""
