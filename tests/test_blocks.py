@@ -121,5 +121,6 @@ def test_the_block_is_a_config_key_and_its_conflicts_fail_in_one_line():
   c.model.block = 'modern'
   config_lib.validate(c)
   c.model.connection = 'skip'
-  with pytest.raises(config_lib.ConfigError, match="config key 'model.connection': connection='skip' does not apply to block"):
+  message = "config key 'model.connection': connection='skip' does not apply to block"
+  with pytest.raises(config_lib.ConfigError, match=message):
     config_lib.validate(c)

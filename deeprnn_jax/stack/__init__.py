@@ -24,4 +24,3 @@ from deeprnn_jax.stack.options import (
   SHORT_CONVS,
   OptionError,
 )
-
