@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: test test-fast test-oracles install lint docs docs-check demo bench clean mutants
+.PHONY: test test-fast test-oracles install lint docs docs-check demo bench clean mutants dist
 
 # (Re)install whenever pyproject.toml changes: the library with every extra the tests use
 # (`all`: experiments, text, speech, cluster) and `dev`. Not `oracles`/`bench` (torch) nor `prepare` (TensorFlow).
@@ -87,5 +87,12 @@ data: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[prepare]'
 	$(PY) -m experiments.prepare $(DATASETS) $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
+# The release: the sdist and the wheel (the library only; the runner runs from a checkout) into dist/,
+# built offline with the venv's setuptools, then checked by twine (metadata, README rendering).
+dist: $(STAMP)
+	rm -rf dist
+	$(PY) -m build --no-isolation --outdir dist .
+	$(VENV)/bin/twine check --strict dist/*
+
 clean:
-	rm -rf $(VENV) .pytest_cache docs/_build
+	rm -rf $(VENV) .pytest_cache docs/_build dist

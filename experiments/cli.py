@@ -52,6 +52,19 @@ class _Parser(argparse.ArgumentParser):
     sys.exit(EXIT_USAGE)
 
 
+def shell_join(args) -> str:
+  """The arguments as a command line a person can read and paste: an argument holding single quotes
+  (``--config.sweep.axes={'model.cell': ['gru']}``) goes in double quotes, where the shell leaves them
+  alone, instead of ``shlex.join``'s ``'"'"'``; anything else as ``shlex.quote`` has it."""
+  out = []
+  for a in args:
+    if "'" in a and not any(c in a for c in '"$`\\!'):
+      out.append(f'"{a}"')
+    else:
+      out.append(shlex.quote(a))
+  return ' '.join(out)
+
+
 def make_parser(prog: str, description: str) -> argparse.ArgumentParser:
   return _Parser(prog=prog, description=description, allow_abbrev=False)
 
@@ -97,7 +110,7 @@ def main_with(
   except (Exception, KeyboardInterrupt) as e:  # pylint: disable=broad-except
     from deeprnn_jax.training.train import Interrupted  # pylint: disable=g-import-not-at-top
 
-    again = f'{parser.prog} {shlex.join(sys.argv[1:] if argv is None else argv)}'
+    again = f'{parser.prog} {shell_join(sys.argv[1:] if argv is None else argv)}'
     if isinstance(e, Interrupted):
       print(f'{e}: {again}', file=sys.stderr)
       return EXIT_INTERRUPTED

@@ -109,6 +109,16 @@ def evaluate(
   return rows, errors
 
 
+def checkpoint_line(checkpoint: str | int) -> str:
+  """Which checkpoint the numbers below come from: the report's final numbers are the last step's, so a
+  ``best`` evaluation differs from them by design."""
+  if checkpoint == 'best':
+    return "checkpoint: best (each run's best validation step; the report's final numbers are the last step's)"
+  if checkpoint == 'last':
+    return "checkpoint: last (each run's final step, as the report's final numbers)"
+  return f'checkpoint: step {checkpoint}'
+
+
 def table(rows: Sequence[dict]) -> str:
   """One line per run: its step and every ``split/metric``."""
   by_run: dict[str, dict] = {}
@@ -143,6 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f'error: {e}', file=sys.stderr)
     return cli.EXIT_USAGE
   if rows:
+    print(checkpoint_line(_checkpoint(args.checkpoint)))
     print(table(rows))
   for run, error in errors.items():
     print(f'{os.path.basename(run)}: not evaluated: {error}', file=sys.stderr)

@@ -15,7 +15,10 @@ A study config file has two functions:
   (``'params'`` and/or ``'width'``), ``shallow_depth`` (the depth the others are compared with) and
   any keys of the file's own (``scale``);
 * ``get_part(study, task, basis)``: the sweep config of one part, ``study`` being the ``study`` group
-  as a dict (after the command line's ``--config.study.*`` overrides); None leaves that part out.
+  as a dict (after the command line's ``--config.study.*`` overrides); None leaves that part out at
+  these settings, and ``raise SkipPart('...')`` leaves it out with the one line that says why and how
+  to enable it (e.g. its data is not here). A skipped part is named with its reason; one that
+  ``--parts`` names is an error.
 
 Overrides: ``--config.study.<key>=<value>`` set the study's keys (``--config.study.scale=full``); any
 other ``--config.<key>=<value>`` applies to every part (``--config.train.num_steps=100``; a key that
@@ -55,6 +58,11 @@ from experiments import sweep
 STUDY_FILE = 'study.json'
 BASES = ('params', 'width')
 _STUDY_KEYS = ('name', 'tasks', 'bases', 'shallow_depth')
+
+
+class SkipPart(Exception):
+  """Raised by a study file's ``get_part``: the part does not run here; the message says why and the
+  one thing that enables it (``part sst2 needs GLUE's SST-2/ folder ...; set DEEPRNN_SST2_DIR``)."""
 
 
 @dataclasses.dataclass
@@ -102,11 +110,15 @@ def load_module(path: str):
   return module
 
 
-def expand(path: str, overrides: Sequence[str] = (), parts: Sequence[str] | None = None) -> tuple[dict, list[Part]]:
-  """The study's settings and its parts (``parts``: only these, by task label or ``<task>-<basis>``).
+def expand(
+  path: str, overrides: Sequence[str] = (), parts: Sequence[str] | None = None
+) -> tuple[dict, list[Part], list[tuple[str, str]]]:
+  """The study's settings, its parts (``parts``: only these, by task label or ``<task>-<basis>``) and
+  the parts left out, each ``(name, reason)``.
 
   Each part's config is the file's ``get_part`` with the non-study ``overrides`` applied, validated as
-  ``experiments.run`` validates a config. Raises ``ConfigError`` (one line) on any problem.
+  ``experiments.run`` validates a config. A part the file leaves out (None, or ``SkipPart``) is skipped
+  with its reason unless ``parts`` names it. Raises ``ConfigError`` (one line) on any problem.
   """
   module = load_module(path)
   study_over, part_over = [], []
@@ -142,7 +154,7 @@ def expand(path: str, overrides: Sequence[str] = (), parts: Sequence[str] | None
     if unknown:
       raise ConfigError('', f'--parts: unknown part {unknown[0]!r}; the parts are {", ".join(sorted(names))}')
     selected = set(parts)
-  out = []
+  out, skipped = [], []
   for task in tasks:
     for basis in bases:
       if selected is not None and task not in selected and f'{task}-{basis}' not in selected:
@@ -150,9 +162,15 @@ def expand(path: str, overrides: Sequence[str] = (), parts: Sequence[str] | None
       where = f'study part {task}-{basis}'
       try:
         config = module.get_part(dict(study), task, basis)
-        if config is None:  # the study leaves this basis out for this task at these settings
-          continue
+        if config is None:
+          raise SkipPart(f'the study leaves the {basis} basis out for {task} at these settings')
         config = config_lib.validate(config_lib.apply_overrides(config, part_over))
+      except SkipPart as e:
+        reason = ' '.join(str(e).split())
+        if selected is not None and f'{task}-{basis}' in selected:
+          raise ConfigError('', f'--parts {task}-{basis}: {reason}') from e
+        skipped.append((f'{task}-{basis}', reason))
+        continue
       except ConfigError as e:
         raise ConfigError('', f'{where}: {e}') from e
       except ValueError as e:  # the file's own message (missing data, a bad study key)
@@ -169,8 +187,9 @@ def expand(path: str, overrides: Sequence[str] = (), parts: Sequence[str] | None
         raise ConfigError('', f'{where}: basis width needs sweep.param_budget = 0 (the width is model.width)')
       out.append(Part(task, basis, config, config.report.metric))
   if not out:
-    raise ConfigError('', 'the study selects no part; check study.tasks, study.bases and --parts')
-  return study, out
+    why = '; '.join(f'{name}: {reason}' for name, reason in skipped)
+    raise ConfigError('', f'the study selects no part ({why or "check study.tasks, study.bases and --parts"})')
+  return study, out, skipped
 
 
 def check(parts: Sequence[Part], workdir: str, log: Callable[[str], None] | None = None) -> dict[str, list]:
@@ -284,7 +303,9 @@ def main(argv: Sequence[str] | None = None, on_event=None) -> int:
     overrides.append(arg[len('--config.') :])
   again = f'python -m experiments.study {shlex.join(argv)}'
   try:
-    study, parts = expand(args.config, overrides, _parse_parts(args.parts))
+    study, parts, skipped = expand(args.config, overrides, _parse_parts(args.parts))
+    for name, reason in skipped:
+      print(f'skipped part {name}: {reason}', flush=True)
     check(parts, args.workdir, log=lambda line: print(line, flush=True))
   except ConfigError as e:
     print(f'error: {e}', file=sys.stderr)

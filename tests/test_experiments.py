@@ -63,6 +63,7 @@ def test_tiny_sweep_writes_every_report_file_and_a_rerun_trains_nothing(tmp_path
   assert summary[0].startswith('run_id,cell,depth,width,top_width,seed,params,status')
   report = open(os.path.join(workdir, 'report.md')).read()
   assert '## Findings' in report and 'depth 2 vs depth 1' in report and '![' in report
+  assert 'Variant names read `<cell>-d<depth>-w<width>' in report  # the run names explained
 
   # The same command again: everything is done, nothing is trained.
   config = sweep.load_config(cfg)
@@ -89,9 +90,11 @@ def test_a_sweep_resumes_the_runs_it_did_not_finish(tmp_path):
   states = {r: runlog.read_status(os.path.join(workdir, r))['state'] for r in (first, second)}
   assert states == {first: 'finished', second: 'interrupted'}
   assert not os.path.exists(os.path.join(workdir, second, runlog.LOCK_FILE))
-  result = sweep.run_sweep(config, workdir, echo=lambda s: None)
+  lines = []
+  result = sweep.run_sweep(config, workdir, echo=lines.append)
   assert result.skipped == [first] and result.trained == [second]
   assert runlog.read_status(os.path.join(workdir, second))['resumed_from'] == 3
+  assert lines[0] == f'1 of 2 runs finished; resuming {second} from step 3'  # the rerun says what it picks up
 
 
 def test_a_run_locked_by_a_live_runner_is_left_to_it(tmp_path):

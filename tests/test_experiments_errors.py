@@ -20,8 +20,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # (overrides, a fragment of the one-line message)
 BAD_OVERRIDES = [
-  (['--config.modle.depth=2'], "config key 'modle.depth': unknown key; valid groups: "),
-  (['--config.model.dept=2'], "config key 'model.dept': unknown key; valid keys in 'model': model.attention, "),
+  (['--config.modle.depth=2'], "config key 'modle.depth': unknown key; did you mean 'model.depth'?"),
+  (['--config.train.num_step=2'], "config key 'train.num_step': unknown key; did you mean 'train.num_steps'?"),
+  (['--config.model.foo=2'], "config key 'model.foo': unknown key; valid keys in 'model': model.attention, "),
+  (['--config.layers.depth=2'], "config key 'layers.depth': unknown key; valid groups: "),
   (
     ['--config.model.cell=lstmm'],
     "config key 'model.cell': unknown value 'lstmm'; did you mean 'lstm' or 'slstm' or 'mlstm'? valid: attention, ",
@@ -313,3 +315,17 @@ def test_a_finished_sweep_that_cannot_be_extended_says_why(tmp_path, capsys):
     assert code == 2 and '\n' not in err, err
     assert "train.num_steps 4 -> 8 cannot extend these runs: the 'cosine' schedule depends on train.num_steps" in err
   assert _tree(tmp_path / 'w') == before
+
+
+def test_the_resume_hint_is_a_command_a_person_can_read_and_paste():
+  """An override with single quotes (a sweep's axes) is double-quoted, not shlex's '"'"' chains, and the
+  shell reads the line back as the same arguments."""
+  import subprocess
+
+  from experiments.cli import shell_join
+
+  args = ['--config', 'c.py', "--config.sweep.axes={'model.cell': ['gru', 'lstm']}", 'a b', 'x$y', 'it"s']
+  line = shell_join(args)
+  assert "'\"'\"'" not in line and "\"--config.sweep.axes={'model.cell': ['gru', 'lstm']}\"" in line
+  back = subprocess.run(['bash', '-c', 'printf "%s\\n" ' + line], capture_output=True, text=True, check=True)
+  assert back.stdout.splitlines() == args

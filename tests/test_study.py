@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import textwrap
 
 import pytest
@@ -183,7 +184,8 @@ def test_depth_study_parts_validate(monkeypatch, tmp_path):
       f'study.digits_path={tmp_path / "fsdd"}',
       f'study.tasks={study.load_module(DEPTH).TASKS}',
     ]
-    settings, parts = study.expand(DEPTH, overrides)
+    settings, parts, skipped = study.expand(DEPTH, overrides)
+    assert all('basis out' in reason for _, reason in skipped), skipped  # never the data: it is here
     assert settings['shallow_depth'] == 1
     assert {p.basis for p in parts} == {'params', 'width'}
     assert {p.task for p in parts} == set(study.load_module(DEPTH).TASKS)
@@ -198,3 +200,20 @@ def test_depth_study_names_missing_data_in_one_line(monkeypatch, tmp_path):
   monkeypatch.delenv('DEEPRNN_SST2_DIR', raising=False)
   with pytest.raises(study.ConfigError, match=r'part sst2 needs .*DEEPRNN_SST2_DIR'):
     study.expand(DEPTH, ['study.sst2_path=', "study.tasks=('sst2',)"])
+
+
+def test_parts_without_their_data_are_skipped_each_with_the_line_that_enables_it(monkeypatch, capsys):
+  """The README's study command on a fresh clone: the parts that need a download are named and
+  skipped, the rest are selected; a part named by --parts that cannot run is an error."""
+  for name in ('DEEPRNN_SST2_DIR', 'DEEPRNN_PTB_DIR', 'DEEPRNN_FSDD_DIR'):
+    monkeypatch.delenv(name, raising=False)
+  overrides = ['study.sst2_path=', 'study.ptb_path=', 'study.digits_path=']
+  _, parts, skipped = study.expand(DEPTH, overrides)
+  reasons = dict(skipped)
+  assert 'sst2' not in {p.task for p in parts} and parts
+  assert re.search(r"part sst2 needs GLUE's SST-2/ folder .*DEEPRNN_SST2_DIR", reasons['sst2-params'])
+  assert any('basis out' in r for r in reasons.values())  # a basis the CPU grid leaves out, said so
+  with pytest.raises(study.ConfigError, match=r'--parts sst2-params: part sst2 needs'):
+    study.expand(DEPTH, overrides, ['sst2-params'])
+  with pytest.raises(study.ConfigError, match=r'--parts adding-width: the cpu grid leaves the width basis out'):
+    study.expand(DEPTH, overrides, ['adding-width'])

@@ -241,3 +241,18 @@ def test_a_clear_verdict_one_seed_carries_is_fragile_and_not_said_to_hold(tmp_pa
   assert 'lstm-d2-s4' in row['changed_without'].split()
   held = text.split('## What held')[1].split('##')[0]
   assert 'No depth effect held' in held and 'depth helped' not in held and '1 fragile verdict' in held
+
+
+def test_the_heatmap_draws_only_clear_effects_at_full_strength(tmp_path, monkeypatch):
+  """Two cells with the same effect, one clear and one not: the clear one is drawn opaque, the other
+  faded and hatched, so an indistinguishable difference cannot be read as a finding."""
+  from experiments.report import plots
+
+  figures = []
+  monkeypatch.setattr(plots, 'save', lambda fig, path: figures.append(fig))
+  panel = {'title': 'params', 'rows': ['a d2', 'b d2', 'c d2'], 'columns': ['task'], 'values': [[0.5], [0.5], [np.nan]]}
+  plots.plot_depth_effects(str(tmp_path / 'heat.png'), [dict(panel, text=[['+0.5*'], ['+0.5'], ['']])])
+  (ax, _) = figures[0].axes  # the panel and its colour bar
+  np.testing.assert_array_equal(np.ravel(ax.images[0].get_alpha()), [1.0, 0.3, 1.0])
+  hatched = [(p.get_x(), p.get_y()) for p in ax.patches if p.get_hatch()]
+  assert hatched == [(-0.5, 0.5)]  # the second row only

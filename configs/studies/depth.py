@@ -124,6 +124,7 @@ import ml_collections
 
 from deeprnn_jax.training import config as config_lib
 from deeprnn_jax.training.config import default_config, sweep_axes
+from experiments.study import SkipPart
 
 CLASSIC = ('rnn', 'gru', 'lstm')
 MODERN = ('mamba', 'rglru', 'mlstm', 'gated_deltanet', 'attention')
@@ -208,7 +209,8 @@ def get_part(study, task, basis):
     raise ValueError(f'study.scale must be one of {", ".join(SCALES)}, got {scale!r}')
   plan = PLAN[task][scale]
   if basis not in plan.get('bases', ('params', 'width')):
-    return None  # the CPU grid's time: this task's equal-width view is in the full grid only
+    # The CPU grid's time: this task's equal-width view is in the full grid only.
+    raise SkipPart(f'the {scale} grid leaves the {basis} basis out for {task} (--config.study.scale=full has it)')
   c = _task_config(task, study)
   c.train.num_steps = plan['steps']
   c.train.batch_size = plan['batch']
@@ -257,7 +259,7 @@ def _task_config(task, study):
   elif task == 'sst2':
     path = study['sst2_path']
     if not path or not os.path.isdir(os.path.expanduser(path)):
-      raise ValueError(
+      raise SkipPart(
         "part sst2 needs GLUE's SST-2/ folder (train.tsv, dev.tsv)"
         f'{": " + repr(path) + " is not a folder" if path else ""}'
         '; set DEEPRNN_SST2_DIR or --config.study.sst2_path (configs/studies/depth.py says where to get it)'
@@ -272,7 +274,7 @@ def _task_config(task, study):
   elif task == 'ptb':
     path = study['ptb_path']
     if not path or not os.path.isdir(os.path.expanduser(path)):
-      raise ValueError(
+      raise SkipPart(
         f'part ptb needs the PTB folder (ptb.train.txt, ptb.valid.txt, ptb.test.txt)'
         f'{": " + repr(path) + " is not a folder" if path else ""}; set DEEPRNN_PTB_DIR or --config.study.ptb_path'
       )
@@ -284,7 +286,7 @@ def _task_config(task, study):
   elif task == 'digits':
     path = study['digits_path']
     if not path or not os.path.isdir(os.path.expanduser(path)):
-      raise ValueError(
+      raise SkipPart(
         'part digits needs a clone of github.com/Jakobovski/free-spoken-digit-dataset (or its recordings/ folder)'
         f'{": " + repr(path) + " is not a folder" if path else ""}; set DEEPRNN_FSDD_DIR or --config.study.digits_path'
       )

@@ -232,6 +232,11 @@ def variants_section(sw: Sweep) -> list[str]:
     'Mean ± 95% CI half-width over finished seeds (n). Steps/s and compile seconds are per '
     'program: the seeds of a variant train together in one.',
     '',
+    'Variant names read `<cell>-d<depth>-w<width>[t<top width>]`, then each other swept setting '
+    '(`lr` learning rate, `p` parameter budget, else the key\'s last part) and its value; a run adds '
+    '`-s<seed>`. `gru-d2-w17t15`: GRU, 2 layers of width 17 but the top one, of 15 (parameter matching '
+    'fine-tunes the top width).',
+    '',
   ]
   cols = [
     ('params', 'params'),

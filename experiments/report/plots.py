@@ -319,7 +319,9 @@ def plot_depth_effects(path: str, panels: Sequence[dict], cut: float = 0.5) -> N
   """The study's depth-effect heatmap, one panel per basis (``panels``: ``title``, ``rows`` (cell x depth),
   ``columns`` (tasks), ``values`` (rows x columns: the signed effect over the shallow mean, NaN where
   untested), ``text`` (the effect in the task's units, ``*`` clear, ``?`` fragile)). Colour: blue where depth
-  helps, red where it hurts, cut at ``±cut``; grey where untested."""
+  helps, red where it hurts, cut at ``±cut``; grey where untested. Only clear effects are drawn at full
+  strength: the others are faded and hatched, so a reader cannot take an indistinguishable difference for
+  a finding."""
   plt = _plt()
   width = max(4.0, 1.6 * max(len(p['columns']) for p in panels) + 2.5)
   heights = [0.45 * len(p['rows']) + 1.6 for p in panels]
@@ -327,16 +329,22 @@ def plot_depth_effects(path: str, panels: Sequence[dict], cut: float = 0.5) -> N
   for ax, p in zip(axs[:, 0], panels):
     values = np.asarray(p['values'], float)
     cmap = plt.get_cmap('RdBu').with_extremes(bad='0.8')  # untested: grey, apart from a zero effect's white
-    im = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=-cut, vmax=cut, aspect='auto')
+    clear = np.array([[bool(t) and t.endswith('*') for t in row] for row in p['text']], bool).reshape(values.shape)
+    alpha = np.where(clear | ~np.isfinite(values), 1.0, 0.3)
+    im = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=-cut, vmax=cut, aspect='auto', alpha=alpha)
+    for i, j in zip(*np.nonzero(~clear & np.isfinite(values))):
+      ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch='///', edgecolor='0.6', linewidth=0))
     ax.set_xticks(range(len(p['columns'])), p['columns'], rotation=20, ha='right', fontsize=8)
     ax.set_yticks(range(len(p['rows'])), p['rows'], fontsize=8)
     for i, row in enumerate(p['text']):
       for j, t in enumerate(row):
         if t:
-          dark = np.isfinite(values[i, j]) and abs(values[i, j]) > 0.6 * cut
+          dark = clear[i, j] and abs(values[i, j]) > 0.6 * cut
           weight = 'bold' if t.endswith('*') else 'normal'
           ax.text(j, i, t, ha='center', va='center', fontsize=7, fontweight=weight, color='w' if dark else 'k')
-    ax.set_title(f'{p["title"]}: depth effect\n(positive = depth helps; * clear, ? fragile)', fontsize=9)
+    ax.set_title(
+      f'{p["title"]}: depth effect\n(positive = depth helps; * clear, ? fragile; faded, hatched: not clear)', fontsize=9
+    )
     fig.colorbar(im, ax=ax, label='effect / shallow mean')
   fig.tight_layout()
   save(fig, path)

@@ -94,7 +94,7 @@ def statements(
         continue
       ma, mb = np.mean(a_vals), np.mean(b_vals)
       rel = (mb - ma) / abs(ma) if ma else float('nan')
-      direction = 'better' if better(mb, ma) else 'worse'
+      direction = 'equal' if mb == ma else 'better' if better(mb, ma) else 'worse'
       out.append(
         f'**{label}**: depth {deep.depth} vs depth {shallow.depth} ({depth_basis(shallow, deep)}): '
         f'final {ref} {metric} {fmt(mb)} vs {fmt(ma)} ({rel:+.0%}, {direction}; '
