@@ -22,7 +22,8 @@ Before the first step, every optional package the sweep will need (the report's 
 for, the task's own: ``experiments/preflight.py``) is checked; a missing one is an input mistake.
 
 Exit codes: 0 all runs done (finished or diverged), 1 some run failed (or was left unfinished by a worker
-that died), 2 a mistake in the input or a missing package (nothing was written), 130 interrupted
+that died), 2 a mistake in the input or a missing package (nothing was written), 74 a full or read-only
+disk (one line; what was saved is kept: free space and run the command again), 130 interrupted
 (checkpointed; run the command again to resume).
 """
 
@@ -31,7 +32,6 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import shlex
 import sys
 from typing import Sequence
 
@@ -111,6 +111,19 @@ def _run(args, config, overrides, should_stop, *, run_argv, default_workers, wor
   del overrides
   if args.point_args:
     raise ConfigError('', f'unrecognized arguments {args.point_args}; overrides look like --config.model.depth=4')
+  if config.tune.space:  # each variant tuned, then its chosen setting's seeds trained (experiments/tune.py)
+    from experiments import tune  # pylint: disable=g-import-not-at-top
+
+    return tune.command_line(
+      args,
+      config,
+      (),
+      should_stop,
+      run_argv=run_argv,
+      default_workers=default_workers,
+      worker=worker,
+      worker_command=worker_command,
+    )
   if args.no_sweep:
     d = config_lib.to_dict(config)
     d['sweep']['axes'] = {}
@@ -141,7 +154,7 @@ def _run(args, config, overrides, should_stop, *, run_argv, default_workers, wor
       config_file=args.config,
     )
     return 1 if result.failed else 0
-  again = f'python -m experiments.run {shlex.join(run_argv)}'
+  again = f'python -m experiments.run {cli.shell_join(run_argv)}'
   if args.launcher:
     if args.workers is not None:
       raise ConfigError('', '--workers is for one machine; with --launcher every grid point is a job of its own')

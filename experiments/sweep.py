@@ -283,8 +283,8 @@ def check_workdir(config: ml_collections.ConfigDict, workdir: str, points: Seque
     probe = os.path.dirname(probe)
   if not os.path.isdir(probe) or not os.access(probe, os.W_OK | os.X_OK):
     raise ConfigError('', f'workdir {workdir!r} is not writable')
-  old = runlog.read_json(os.path.join(workdir, SWEEP_FILE))
-  if isinstance(old, dict) and 'config' in old:
+  old = runlog.read_record(os.path.join(workdir, SWEEP_FILE), set_aside=False)  # a damaged one: write_sweep_file
+  if old and 'config' in old:
     problem = identity.continuation_problem(old['config'], config)
     if problem:
       raise ConfigError('', f'workdir {workdir!r} holds a different sweep ({problem}); use another --workdir')
@@ -312,7 +312,7 @@ def write_sweep_file(
   ``load_run`` executes again for a task the file registers)."""
   os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, SWEEP_FILE)
-  old = runlog.read_json(path) or {}
+  old = runlog.read_record(path) or {}  # a damaged sweep.json is set aside, with a warning
   runs = {r['run_id']: r for r in old.get('runs', []) if isinstance(r, dict) and 'run_id' in r}
   for p in points:
     for seed in p.seeds:
@@ -364,6 +364,7 @@ def run_sweep(
   on_event: train_lib.EventHook | None = None,
   facts: dict | None = None,
   config_file: str | None = None,
+  points: Sequence[GridPoint] | None = None,
 ) -> SweepResult:
   """Trains every run of the grid that is not done yet; see the module docstring.
 
@@ -372,12 +373,13 @@ def run_sweep(
   Raises ``Interrupted`` (after checkpointing) when ``should_stop()`` turns true. ``on_event``: the
   trainer's hook (``train.EventHook``), also called as ``('point', n)`` before the n-th grid point.
   ``facts``: how the sweep is launched (``train.train_seeds``), kept in each run's status.json.
-  ``config_file``: the file ``config`` was loaded from, recorded in sweep.json.
+  ``config_file``: the file ``config`` was loaded from, recorded in sweep.json. ``points``: the grid, if
+  the caller has expanded it already (``experiments.tune``: each variant at its own tuned setting).
   """
   should_stop = should_stop or (lambda: False)
   on_event = on_event or (lambda name, step: None)
   enable_compilation_cache()  # first: building the tasks compiles their data generators
-  points = expand(config)
+  points = expand(config) if points is None else points
   check_workdir(config, workdir, points)
   write_sweep_file(config, workdir, points, config_file)
   together = config.sweep.seed_program != 'separate' if seeds_together is None else seeds_together
@@ -385,6 +387,12 @@ def run_sweep(
   how = f' in one program ({seed_program})'
   result = SweepResult()
   total = len(points)
+  resume_line = resume_summary(points, workdir)
+  if resume_line:
+    echo(resume_line)
+  code_line = runlog.code_change(os.path.join(workdir, p.run_id(s)) for p in points for s in p.seeds)
+  if code_line:
+    echo(code_line)
   for n, point in enumerate(start_order(points), 1):
     on_event('point', n)
     if should_stop():
@@ -418,6 +426,8 @@ def run_sweep(
         except ConfigError:
           raise
         except Exception as e:  # pylint: disable=broad-except
+          if runlog.storage_problem(e):  # a full or read-only disk: every next run would fail the same way
+            raise
           if len(group) > 1 and _is_out_of_memory(e):
             echo(f'  out of memory with {len(group)} seeds in one program; training them one by one')
             groups = [[s] for s in group] + groups
@@ -437,6 +447,26 @@ def run_sweep(
       for lock in locks.values():
         lock.release()
   return result
+
+
+def resume_summary(points: Sequence[GridPoint], workdir: str) -> str | None:
+  """What a rerun finds: ``"K of N runs finished; resuming A from step S, ..."`` (None in a fresh
+  folder), so that a command run again after Ctrl-C says what it picks up."""
+  finished, partial, total = 0, [], 0
+  for point in points:
+    for seed in point.seeds:
+      total += 1
+      status = runlog.read_status(os.path.join(workdir, point.run_id(seed)))
+      if status is None:
+        continue
+      if runlog.is_done(status, point.config.train.num_steps):
+        finished += 1
+      elif status.get('step'):
+        partial.append(f'{point.run_id(seed)} from step {status["step"]}')
+  if not finished and not partial:
+    return None
+  resuming = f'; resuming {", ".join(partial[:4])}{", ..." if len(partial) > 4 else ""}' if partial else ''
+  return f'{finished} of {total} runs finished{resuming}'
 
 
 def _claim(point: GridPoint, seeds: Sequence[int], workdir: str, result: SweepResult) -> dict[int, RunLock]:

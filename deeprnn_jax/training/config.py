@@ -35,6 +35,18 @@ import optax
 from deeprnn_jax import inits
 from deeprnn_jax import models
 from deeprnn_jax.training import progress
+from deeprnn_jax.training import tune_config
+from deeprnn_jax.training.config_rules import (  # the rules; re-exported: config.ConfigError is the public name
+  ConfigError,
+  _bool,
+  _choice,
+  _float,
+  _int,
+  _mapping,
+  _str,
+  _tuple_of,
+  _typename,
+)
 from deeprnn_jax import seq2seq
 from deeprnn_jax import stack
 
@@ -46,102 +58,8 @@ _MAPPING_KEYS = (
   'optim.schedule_kwargs',
   'sweep.axes',
   'report.published',
+  'tune.space',
 )
-
-
-class ConfigError(ValueError):
-  """A config mistake, with a one-line message that names the key and says how to fix it."""
-
-  def __init__(self, key: str, message: str):
-    self.key = key
-    super().__init__(f'config key {key!r}: {message}' if key else message)
-
-
-# ----------------------------------------------------------------------------------------------
-# Rules: each takes (key, value) and returns the normalized value or raises ConfigError.
-
-
-def _typename(v):
-  return type(v).__name__
-
-
-def _int(lo: int | None = None, optional: bool = False):
-  def rule(key, v):
-    if v is None and optional:
-      return None
-    if isinstance(v, bool) or not isinstance(v, int):
-      raise ConfigError(key, f'must be an int{" or None" if optional else ""}, got {_typename(v)} {v!r}')
-    if lo is not None and v < lo:
-      raise ConfigError(key, f'must be >= {lo}, got {v}')
-    return v
-
-  return rule
-
-
-def _float(lo: float | None = None, hi: float | None = None, lo_open=False, hi_open=False):
-  def rule(key, v):
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-      raise ConfigError(key, f'must be a number, got {_typename(v)} {v!r}')
-    v = float(v)
-    if v != v:
-      raise ConfigError(key, 'must be a number, got nan')
-    bad_lo = lo is not None and (v <= lo if lo_open else v < lo)
-    bad_hi = hi is not None and (v >= hi if hi_open else v > hi)
-    if bad_lo or bad_hi:
-      lb = '(' if lo_open else '['
-      rb = ')' if hi_open else ']'
-      raise ConfigError(
-        key, f'must be in {lb}{lo if lo is not None else "-inf"}, {hi if hi is not None else "inf"}{rb}, got {v}'
-      )
-    return v
-
-  return rule
-
-
-def _bool(key, v):
-  if not isinstance(v, bool):
-    raise ConfigError(key, f'must be True or False, got {_typename(v)} {v!r}')
-  return v
-
-
-def _str(optional: bool = False):
-  def rule(key, v):
-    if v is None and optional:
-      return None
-    if not isinstance(v, str) or not v:
-      raise ConfigError(key, f'must be a non-empty string{" or None" if optional else ""}, got {v!r}')
-    return v
-
-  return rule
-
-
-def _choice(choices: Iterable[str] | Callable[[], Iterable[str]], optional: bool = False):
-  def rule(key, v):
-    valid = sorted(choices() if callable(choices) else choices)
-    if v is None and optional:
-      return None
-    if not isinstance(v, str) or v not in valid:
-      close = difflib.get_close_matches(v, valid, n=3) if isinstance(v, str) else []
-      hint = f'did you mean {" or ".join(map(repr, close))}? ' if close else ''
-      raise ConfigError(key, f'unknown value {v!r}; {hint}valid: {", ".join(valid)}')
-    return v
-
-  return rule
-
-
-def _tuple_of(item_rule):
-  def rule(key, v):
-    if not isinstance(v, (list, tuple)):
-      raise ConfigError(key, f'must be a list or tuple, got {_typename(v)} {v!r}')
-    return tuple(item_rule(key, x) for x in v)
-
-  return rule
-
-
-def _mapping(key, v):
-  if not isinstance(v, (Mapping, ml_collections.ConfigDict)):
-    raise ConfigError(key, f'must be a mapping, got {_typename(v)} {v!r}')
-  return v
 
 
 def _tree_init(key, v):
@@ -331,6 +249,17 @@ SCHEMA: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
     (),
     _tuple_of(_str()),
   ),  # more sbatch options, 'key=value' (e.g. 'qos=high', 'constraint=a100')
+  # Tuning (`python -m experiments.tune`; deeprnn_jax/training/tune_config.py): each variant gets `trials`
+  # Optuna trials over `space` (dotted key -> ('log_uniform', lo, hi) | ('uniform', lo, hi) | ('int', lo, hi)
+  # | ('categorical', [...])), selected on validation; then its best setting trains sweep.seeds.
+  'tune.space': ({}, _mapping),  # nested as sweep.axes is (tune_config.tune_space builds it); empty: no tuning
+  'tune.trials': (20, _int(1)),  # complete + pruned trials per variant, the same for every variant
+  'tune.sampler': ('tpe', _choice(tune_config.SAMPLERS)),  # 'qmc': Sobol; 'grid': categorical / int ranges only
+  'tune.pruner': ('none', _choice(tune_config.PRUNERS)),  # 'successive_halving' is ASHA
+  'tune.seed': (0, _int(0)),  # the sampler's seed
+  'tune.storage': (None, tune_config._storage),  # None: <workdir>/tune.db (SQLite); or an RDB URL
+  'tune.metric': (None, tune_config._metric),  # None: the task's own validation metric; 'val/<metric>' only
+  'tune.heartbeat_seconds': (10, _int(1)),  # a trial silent for 3x this (a dead machine) is failed
 }
 RULES: dict[str, Callable[[str, Any], Any]] = {k: rule for k, (_, rule) in SCHEMA.items()}
 
@@ -348,7 +277,8 @@ def default_config() -> ml_collections.ConfigDict:
 SWEEPABLE = tuple(
   k
   for k in RULES
-  if not k.startswith(('sweep.', 'report.', 'launch.', 'logging.')) and k not in ('train.seed', 'train.progress')
+  if not k.startswith(('sweep.', 'report.', 'launch.', 'logging.', 'tune.'))
+  and k not in ('train.seed', 'train.progress')
 ) + ('sweep.param_budget',)
 
 
@@ -402,6 +332,10 @@ def sweep_axes(axes: Mapping[str, Iterable[Any]]) -> ml_collections.ConfigDict:
   for key, values in axes.items():
     set_path(nested, key, list(values))
   return ml_collections.ConfigDict(nested)
+
+
+# ``tune.space`` from dotted keys, for config files beside ``sweep_axes`` (deeprnn_jax/training/tune_config.py).
+tune_space = tune_config.tune_space
 
 
 def flat_axes(config: ml_collections.ConfigDict | Mapping) -> dict[str, list]:
@@ -458,6 +392,8 @@ def apply_overrides(
       raise ConfigError(key, f'unknown key; {_suggest(key, known)}')
     if key == 'sweep.axes' and isinstance(value, Mapping):
       value = to_dict(sweep_axes({k: v if isinstance(v, (list, tuple)) else [v] for k, v in value.items()}))
+    if key == 'tune.space' and isinstance(value, Mapping):  # given whole, with dotted keys
+      value = to_dict(tune_config.tune_space(value))
     set_path(d, key, value)
     if key in flat_axes(d):
       set_path(d, f'sweep.axes.{key}', [value])
@@ -510,6 +446,9 @@ _RENAMED = {
 def _suggest(key: str, known: Iterable[str]) -> str:
   if key in _RENAMED:
     return _RENAMED[key]
+  close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.8)
+  if close:
+    return f'did you mean {close[0]!r}?'
   group = key.split('.')[0]
   same_group = sorted(k for k in known if k.startswith(group + '.'))
   if same_group:
@@ -543,6 +482,7 @@ def validate(config: ml_collections.ConfigDict | Mapping) -> ml_collections.Conf
   _check_cell_kwargs(out['model']['cell'], out['model'].get('cell_kwargs') or {})
   _check_model_options(out['model'])
   _check_sweep(out)
+  tune_config.check(out, RULES, SWEEPABLE, flat_axes(out))
   _warn_eval_interval(out)
   return from_dict(out)
 

@@ -32,12 +32,14 @@ def fingerprint(config: ml_collections.ConfigDict | Mapping) -> str:
 # Keys that change how a run is launched or watched, never its numbers: they may differ between the
 # launches of one sweep (e.g. adding seeds, switching wandb off) without making it another sweep.
 # 'code' is the code version a run folder's config.json records; 'sweep.vmap_seeds' and
-# 'train.progress_bar' are old names, still in the config.json of sweeps made before.
+# 'train.progress_bar' are old names, still in the config.json of sweeps made before. 'tune': how the
+# settings are searched (experiments/tune.py sets a trial's values on their own keys), never a run's numbers.
 RUNTIME_KEYS = (
   'code',
   'logging',
   'report',
   'launch',
+  'tune',
   'train.progress',
   'train.progress_bar',
   'sweep.axes',

@@ -68,8 +68,8 @@ from deeprnn_jax.tasks import base as task_base
 
 ConfigDict = ml_collections.ConfigDict
 Batch = task_base.Batch
-# on_event(name, step): the trainer's hook at named moments ('step', 'checkpoint', 'finish'), e.g. for
-# tests that stop a process exactly there. It must not change what is computed.
+# on_event(name, step): the trainer's hook at named moments ('step', 'eval', 'checkpoint', 'finish'), e.g.
+# for tests that stop a process exactly there, or the tuner's pruning. It must not change what is computed.
 EventHook = Callable[[str, int], None]
 _log = logging.getLogger(__name__)
 
@@ -387,6 +387,7 @@ class _Loop:
     finishing, best = np.zeros(len(self.runs), bool), np.zeros(len(self.runs), bool)
     if eval_now:
       self.last_evals, finishing, best = self.evaluation.periodic(state.params, step, active)
+      self.on_event('eval', step)  # its records are in each run's metrics.jsonl (the tuner reads them)
     finishing = active & (finishing | last)
     self.evaluation.last(state.params, step, finishing)  # a run's last evaluation covers every split
     for i in np.flatnonzero(active):
