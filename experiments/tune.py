@@ -316,7 +316,7 @@ def summary(plan: studies.Plan, storage) -> dict:
     for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
       if t.state.name == 'COMPLETE':
         so_far = t.value if so_far is None else (min if mode == 'min' else max)(so_far, t.value)
-        curve.append({'trial': t.number, 'value': t.value, 'best': so_far})
+        curve.append({'trial': t.number, 'value': t.value, 'best': so_far, 'params': studies.decode(plan, t.params)})
     variants[point.variant] = {
       'study': plan.study_name(point),
       'metric': f'val/{metric}',
@@ -327,6 +327,7 @@ def summary(plan: studies.Plan, storage) -> dict:
       'best_step': None if best is None else best.user_attrs.get('best_step'),
       'trials': studies.counts(study),
       'curve': curve,
+      'importance': _importance(study),
     }
   t = plan.config.tune
   return {
@@ -341,6 +342,22 @@ def summary(plan: studies.Plan, storage) -> dict:
     'final_seeds': list(plan.config.sweep.seeds),
     'variants': variants,
   }
+
+
+def _importance(study) -> dict[str, float] | None:
+  """Each hyperparameter's share of the validation value's variance over the complete trials (Optuna's
+  fANOVA evaluator, a random forest of the trials; seeded), or None with fewer than 4 complete trials or
+  one hyperparameter varied (nothing to apportion)."""
+  import optuna  # pylint: disable=g-import-not-at-top
+
+  complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+  if len(complete) < 4 or len({k for t in complete for k in t.params}) < 2:
+    return None
+  try:
+    evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+    return {k: float(v) for k, v in optuna.importance.get_param_importances(study, evaluator=evaluator).items()}
+  except (RuntimeError, ValueError):  # e.g. every trial at the same value
+    return None
 
 
 def write_summary(plan: studies.Plan, storage) -> str:

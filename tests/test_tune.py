@@ -223,6 +223,12 @@ def test_kill_9_mid_trial_then_resume_selects_on_validation_and_trains_fresh_see
   assert json.load(open(os.path.join(final, 'config.json')))['optim']['learning_rate'] == 0.05
   last = {r['split']: r for r in runlog.read_metrics(os.path.join(final, runlog.METRICS_FILE))}
   assert last['test']['loss'] > last['val']['loss']
+  # The final runs' report says what the search chose, with its curve.
+  from experiments import report  # noqa: PLC0415
+
+  text = open(report.write_report(os.path.join(workdir, tune.FINAL_DIR))).read()
+  assert '## Tuning' in text and '| `optim.learning_rate`=0.05 |' in text, text
+  assert os.path.exists(os.path.join(workdir, tune.FINAL_DIR, 'tuning.png'))
   # Once more: everything is done, nothing trains.
   capsys.readouterr()
   assert tune.main(['--config', cfg, '--workdir', workdir, '--no-report']) == 0

@@ -10,6 +10,7 @@ from typing import Sequence
 
 from deeprnn_jax.training import runlog
 from experiments.report import plots
+from experiments.report import tuning
 from experiments.report import stats
 from experiments.report.fmt import CORRECTION_NAMES, baseline_text, ci_text, fmt, interval_text, plural, seeds_text
 from experiments.report.runs import REPORT_FILE, SUMMARY_FILE, VERDICTS_FILE, Run, Sweep, Variant, load_sweep, published
@@ -105,12 +106,14 @@ def write_report(workdir: str) -> str:
   write_csv(os.path.join(workdir, SUMMARY_FILE), [r.row for r in sw.runs])
   write_csv(os.path.join(workdir, VERDICTS_FILE), verdict_rows(frag))
   figures = plots.write_all(workdir, sw.variants, sw.axes, sw.facts, sw.metric, sw.ref, sw.len_splits)
+  tune = tuning.load_tuning(workdir)  # the final runs of experiments.tune: what the search chose, and how
   md = [
     *header_section(sw),
     *findings_section(sw, family, frag),
     *comparisons_section(family, frag),
     *published_section(sw, entries, frag),
     *variants_section(sw),
+    *(tuning.tuning_section(tune, tuning.plot_tuning(workdir, tune)) if tune else []),
     *plots_section(figures),
     *methods_section(sw, family),
   ]
@@ -233,7 +236,7 @@ def variants_section(sw: Sweep) -> list[str]:
     'program: the seeds of a variant train together in one.',
     '',
     'Variant names read `<cell>-d<depth>-w<width>[t<top width>]`, then each other swept setting '
-    '(`lr` learning rate, `p` parameter budget, else the key\'s last part) and its value; a run adds '
+    "(`lr` learning rate, `p` parameter budget, else the key's last part) and its value; a run adds "
     '`-s<seed>`. `gru-d2-w17t15`: GRU, 2 layers of width 17 but the top one, of 15 (parameter matching '
     'fine-tunes the top width).',
     '',
