@@ -21,7 +21,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from deeprnn_jax.sequences import valid_mask
+from deeprnn_jax.sequences import checked_lengths, valid_mask
 from deeprnn_jax.stack import DeepRNN
 
 Array = jax.Array
@@ -99,6 +99,22 @@ class _SequenceModel(nn.Module):
   dropout_rate: float = 0.0
   param_init: str | None = None
 
+  def _checked(self, inputs: Array, lengths) -> Array | None:
+    """Refuses ``inputs`` of the wrong rank or dtype in one line; ``lengths`` (a list works too) checked
+    against the inputs' time axis as ``DeepRNN`` checks its own (``sequences.checked_lengths``)."""
+    owner, shape, dtype = type(self).__name__, jnp.shape(inputs), jnp.result_type(inputs)
+    if self.vocab_size is not None and (len(shape) != 2 or not jnp.issubdtype(dtype, jnp.integer)):
+      raise ValueError(
+        f'{owner} with vocab_size expects token ids [batch, time] integers, got shape {shape} {dtype}: '
+        'pass the ids themselves, or leave vocab_size unset for real features [batch, time, features]'
+      )
+    if self.vocab_size is None and len(shape) != 3:
+      raise ValueError(
+        f'{owner} expects real inputs [batch, time, features], got shape {shape}: add the feature axis '
+        '(inputs[..., None]), or set vocab_size (and embed_features) for token ids'
+      )
+    return checked_lengths(lengths, shape[0], shape[1], owner=owner, name='lengths')
+
   def encode(self, inputs: Array, lengths: Array | None, deterministic: bool, resets: Array | None = None) -> Array:
     return self._rnn(self._inputs(inputs, deterministic), lengths, deterministic, resets=resets)[1]
 
@@ -156,7 +172,7 @@ class _PooledModel(_SequenceModel):
     """``[batch, out]``; for packed rows (``resets`` ``[batch, time]`` and ``ends`` ``[batch, S]``, each
     packed sequence's last step, as ``tasks.pipeline.pack_arrays`` makes them) ``[batch, S, out]``:
     every packed sequence read at its own last step (``pooling='last'`` only)."""
-    lengths = None if lengths is None else jnp.asarray(lengths)  # a list works too (DeepRNN checks it)
+    lengths = self._checked(inputs, lengths)
     y = self.encode(inputs, lengths, deterministic, resets)
     if ends is not None:
       return self.head(self._last_of_each(y, jnp.asarray(ends)), self.num_outputs, deterministic)
@@ -253,7 +269,7 @@ class PerStepModel(_SequenceModel):
     return_carries: bool = False,
     resets=None,
   ):
-    lengths = None if lengths is None else jnp.asarray(lengths)  # a list works too (DeepRNN checks it)
+    lengths = self._checked(inputs, lengths)
     if self.tie_embeddings and (self.vocab_size is None or self.vocab_size != self.out_features):
       raise ValueError(
         f'tie_embeddings needs token inputs with vocab_size == out_features; got vocab_size='

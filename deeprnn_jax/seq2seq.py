@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 
 from deeprnn_jax.cells.registry import resolve_cell
-from deeprnn_jax.sequences import reverse_padded, valid_mask
+from deeprnn_jax.sequences import checked_lengths, reverse_padded, valid_mask
 from deeprnn_jax.stack import DeepRNN, StackedCell
 from deeprnn_jax.tasks.base import BOS_ID, EOS_ID, PAD_ID
 
@@ -409,6 +409,25 @@ class RecurrentDecoder(nn.Module):
     return logits, weights
 
 
+def _checked_lengths(inputs: Mapping[str, Array], lengths: Mapping[str, Array], *also: str) -> dict[str, Array]:
+  """``lengths['source']`` (and ``also``: ``'target'``) checked against the widths of ``inputs['source']``
+  (token ids ``[batch, S]``) and ``inputs['target_in']`` as ``DeepRNN`` checks its own
+  (``sequences.checked_lengths``), or a one-line error naming the key."""
+  if not isinstance(inputs, Mapping) or not isinstance(lengths, Mapping) or 'source' not in lengths:
+    raise ValueError(
+      "Seq2Seq expects inputs = {'source': [batch, S] ids, 'target_in': [batch, T] ids} and lengths = "
+      f"{{'source': [batch], 'target': [batch]}}, got {type(inputs).__name__} and {type(lengths).__name__}"
+    )
+  shape, dtype = jnp.shape(inputs['source']), jnp.result_type(inputs['source'])
+  if len(shape) != 2 or not jnp.issubdtype(dtype, jnp.integer):
+    raise ValueError(f"Seq2Seq expects inputs['source'] token ids [batch, S] integers, got shape {shape} {dtype}")
+  out = {'source': checked_lengths(lengths['source'], *shape, owner='Seq2Seq', name="lengths['source']")}
+  for key in also:
+    width = jnp.shape(inputs['target_in'])
+    out[key] = checked_lengths(lengths.get(key), width[0], width[-1], owner='Seq2Seq', name=f'lengths[{key!r}]')
+  return out
+
+
 class Seq2Seq(nn.Module):
   r"""A deep recurrent encoder-decoder: ``DeepRNN`` encoder, bridge, ``RecurrentDecoder``.
 
@@ -502,6 +521,7 @@ class Seq2Seq(nn.Module):
   ) -> tuple[Array, Array | None]:
     """``(logits [batch, T, V], attention weights [batch, T, S] or None)``, both zero past each
     target's length (the weights are also zero on padded source steps)."""
+    lengths = _checked_lengths(inputs, lengths, 'target')
     state, memory = self.encode(inputs['source'], lengths['source'], deterministic=deterministic)
     logits, weights = self.decoder(state, inputs['target_in'], memory, deterministic=deterministic)
     valid = valid_mask(lengths['target'], *logits.shape[:2])[..., None]
@@ -527,6 +547,7 @@ class Seq2Seq(nn.Module):
 
   def _search_setup(self, inputs, lengths, beams: int):
     """``(step_fn, initial state repeated over beams, batch, max_len)`` for a search."""
+    lengths = _checked_lengths(inputs, lengths)
     source = inputs['source']
     batch = source.shape[0]
     max_len = self.max_decode_len or inputs['target_in'].shape[1]

@@ -13,6 +13,8 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.experimental import checkify
 
 Array = jax.Array
 Carry = Any
@@ -58,9 +60,11 @@ def checked_resets(resets: Any, batch: int, time: int, valid: Array | None) -> A
   return array if valid is None else array & valid
 
 
-def checked_inputs(x: Array, seq_lengths: Any) -> Array | None:
+def checked_inputs(
+  x: Array, seq_lengths: Any, *, owner: str = 'DeepRNN', name: str = 'seq_lengths', check: bool = False
+) -> Array | None:
   """Refuses inputs ``DeepRNN`` would misread, in one line that names the fix; returns the lengths
-  as an int32 array.
+  as an int32 array (``checked_lengths``).
 
   Shapes and dtypes are static, so this runs once at trace time and costs nothing per step. Without
   it, ``[batch, time]`` token ids initialise a kernel whose input axis is the batch, a list of
@@ -74,22 +78,123 @@ def checked_inputs(x: Array, seq_lengths: Any) -> Array | None:
       fix = 'add the missing axis: x[..., None] for one feature per step, x[None] for one sequence'
     else:
       fix = 'reshape to one feature axis after batch and time'
-    raise ValueError(f'DeepRNN expects inputs [batch, time, features], got shape {shape}: {fix}')
+    raise ValueError(f'{owner} expects inputs [batch, time, features], got shape {shape}: {fix}')
+  _check_real(owner, 'inputs', dtype)
+  return checked_lengths(seq_lengths, shape[0], shape[1], owner=owner, name=name, check=check)
+
+
+def _check_real(owner: str, name: str, dtype) -> None:
   if jnp.issubdtype(dtype, jnp.complexfloating):
     # No cell reads complex inputs: the LRU's complex numbers are its parameters and state.
     raise ValueError(
-      f'DeepRNN expects real inputs, got {dtype}: pass the real and imaginary parts as '
+      f'{owner} expects real {name}, got {dtype}: pass the real and imaginary parts as '
       'features, e.g. jnp.concatenate([x.real, x.imag], axis=-1)'
     )
-  if seq_lengths is None:
-    return None
-  lengths = jnp.asarray(seq_lengths)
-  if not jnp.issubdtype(lengths.dtype, jnp.integer) or lengths.shape != shape[:1]:
+  if not jnp.issubdtype(dtype, jnp.floating):
     raise ValueError(
-      f'DeepRNN expects seq_lengths [batch] = ({shape[0]},) integers, got shape '
-      f'{lengths.shape} {lengths.dtype}: one valid-step count per sequence'
+      f'{owner} expects floating-point {name}, got {dtype}: cast them (x.astype(jnp.float32)); token ids '
+      'need an embedding first (e.g. models.Classifier(vocab_size=...) or nn.Embed)'
     )
-  return lengths.astype(jnp.int32)
+
+
+def checked_lengths(
+  lengths: Any, batch: int, time: int, *, owner: str = 'DeepRNN', name: str = 'seq_lengths', check: bool = False
+) -> Array | None:
+  r"""``lengths`` (``[batch]`` integers, an array, list or tuple) as int32 in :math:`[0, T]`, or a
+  one-line error naming ``name`` and the fix.
+
+  Concrete lengths (NumPy, lists, JAX arrays outside ``jit``) are checked here: a length above
+  ``time`` (T, the padded length) or below 0 is a ``ValueError``. Traced lengths (inside ``jit``,
+  e.g. the trainer's steps) are data, unknown at trace time: they are clamped to :math:`[0, T]`, so
+  every execution path reads a length above T as T and a negative one as 0 (without the clamp, the
+  backward direction of a bidirectional layer would read outside the sequence). With ``check``
+  (``DeepRNN(check_lengths=True)``) they are also checked by ``jax.experimental.checkify``::
+
+      model = dr.DeepRNN(..., check_lengths=True)
+      err, (carries, y) = jax.jit(checkify.checkify(model.apply))(params, x, lengths)
+      err.throw()  # names seq_lengths, T and the lengths given
+
+  (without ``checkify.checkify`` around the call the check does nothing). Cost, measured side by side
+  in one process (jitted forward of a 2-layer LSTM, width 32, batch 16, T = 64, 1.4 ms a call; 2-core
+  x86-64 CPU shared with other jobs, 31 shuffled rounds of 100 calls, median ratio to the same forward
+  without clamp or check): the clamp 1.04-1.09x, within the noise (the unclamped program jitted twice:
+  1.07x; the compiled program gains one ``clip`` of ``[batch]`` integers); ``check=True`` without
+  ``checkify`` 1.37-1.42x, all of it dispatch (a check is a JAX effect, which takes jit's Python dispatch
+  path: 70-80 us more a call whatever the model's size, while the compiled program is unchanged), hence
+  opt-in; the checkified call 1.11x.
+  """
+  if lengths is None:
+    return None
+  array = jnp.asarray(lengths)
+  if not jnp.issubdtype(array.dtype, jnp.integer) or array.shape != (batch,):
+    raise ValueError(
+      f'{owner} expects {name} [batch] = ({batch},) integers, got shape '
+      f'{array.shape} {array.dtype}: one valid-step count per sequence'
+    )
+  try:
+    values = np.asarray(array)
+  except jax.errors.TracerArrayConversionError:  # traced: lengths are data (docstring)
+    if check:
+      inside = jnp.all((array >= 0) & (array <= time))
+      message = f'{owner}: {name} must be in [0, T] = [0, {time}] (T = the padded length); got {{lengths}}'
+      checkify.debug_check(inside, message, lengths=array)
+    return jnp.clip(array, 0, time).astype(jnp.int32)
+  bad = np.flatnonzero((values < 0) | (values > time))
+  if bad.size:
+    row, value = int(bad[0]), int(values[bad[0]])
+    what = 'is negative' if value < 0 else f'is longer than the sequences, T = {time} steps (x.shape[1])'
+    raise ValueError(
+      f'{owner}: {name}[{row}] = {value} {what}: each length counts the valid steps of its row, '
+      f'from 0 to T = {time}; pad the inputs to the longest sequence or fix the lengths'
+    )
+  return array.astype(jnp.int32)
+
+
+def checked_carries(given: Any, template: Any, *, owner: str = 'DeepRNN', name: str = 'initial_carries') -> Any:
+  """``given`` (a sequence: as a tuple) if its tree structure and leaf shapes are ``template``'s
+  (``initialize_carries``), ``template`` if ``given`` is None, else a one-line error naming the first
+  difference and the fix. Static: checked at trace time."""
+  if given is None:
+    return template
+  given = tuple(given) if isinstance(given, (list, tuple)) else given
+  fix = f"start from model.apply(params, {_batch(template)}, method='initialize_carries') or a call's final carries"
+  if jax.tree.structure(given) != jax.tree.structure(template):
+    got = len(given) if isinstance(given, (tuple, list)) else type(given).__name__
+    raise ValueError(
+      f'{owner} expects {name} with the structure of initialize_carries ({len(template)} layers: '
+      f'{_brief(jax.tree.structure(template))}), got {got} entries ({_brief(jax.tree.structure(given))}): {fix}'
+    )
+  for (path, g), t in zip(jax.tree_util.tree_flatten_with_path(given)[0], jax.tree.leaves(template)):
+    if jnp.shape(g) != jnp.shape(t):
+      raise ValueError(
+        f'{owner} expects {name}{jax.tree_util.keystr(path)} of shape {jnp.shape(t)}, got {jnp.shape(g)}: {fix}'
+      )
+  return given
+
+
+def checked_step_inputs(x_t: Array, flags: dict[str, Any], *, owner: str = 'DeepRNN.step') -> None:
+  """One time step's inputs: ``x_t`` ``[batch, features]`` real and each of ``flags`` (``valid_t``,
+  ``resets_t``: None or ``[batch]``), or a one-line error naming the argument."""
+  shape = jnp.shape(x_t)
+  if len(shape) != 2:
+    raise ValueError(
+      f'{owner} expects x_t [batch, features] (one time step), got shape {shape}: '
+      'call the module itself for a whole sequence [batch, time, features]'
+    )
+  _check_real(owner, 'x_t', jnp.result_type(x_t))
+  for name, flag in flags.items():
+    if flag is not None and jnp.shape(flag) != shape[:1]:
+      raise ValueError(f'{owner} expects {name} [batch] = ({shape[0]},), got shape {jnp.shape(flag)}: one per row')
+
+
+def _batch(template: Any) -> int | str:
+  leaves = jax.tree.leaves(template)
+  return jnp.shape(leaves[0])[0] if leaves and jnp.ndim(leaves[0]) else 'batch'
+
+
+def _brief(treedef) -> str:
+  text = str(treedef)
+  return text if len(text) <= 120 else text[:117] + '...'
 
 
 # -- packed sequences: segments marked by resets --------------------------------------------------

@@ -71,8 +71,10 @@ def needs(config: Any, *, report: bool = True, launcher: str | None = None) -> l
     out.append(('submitit', f'--launcher {launcher}'))
   for name, options in _tasks(d):
     for module, what in TASK_MODULES.get(name, ()):
-      if module == 'tensorflow_datasets' and name in _LOCAL_OR_TFDS and options.get('path'):
-        continue
+      if module == 'tensorflow_datasets' and name in _LOCAL_OR_TFDS:
+        if options.get('path'):
+          continue  # its local files instead
+        what = f'{what}, or task.options.path for local files'
       out.append((module, f'{what} (task {name})'))
   seen, unique = set(), []
   for module, what in out:

@@ -285,6 +285,49 @@ MUTANTS = (
     '_SETTINGS = ((M_TRIM_THRESHOLD, _LARGEST), (M_TOP_PAD, 512 << 20))\n',
     ('tests/test_host_memory.py',),
   ),
+  # ---- issue 38: the four misses of its audit
+  Mutant(
+    'host-memory-values-swapped',
+    'deeprnn_jax/training/host_memory.py',
+    "mallopt's mmap threshold and top pad swapped: 2 GiB heap steps, blocks over 512 MiB from a fresh mmap",
+    '_SETTINGS = ((M_MMAP_THRESHOLD, _LARGEST), (M_TRIM_THRESHOLD, _LARGEST), (M_TOP_PAD, 512 << 20))\n',
+    '_SETTINGS = ((M_MMAP_THRESHOLD, 512 << 20), (M_TRIM_THRESHOLD, _LARGEST), (M_TOP_PAD, _LARGEST))\n',
+    ('tests/test_host_memory.py::test_mallopt_is_called_with_the_intended_settings',),
+  ),
+  Mutant(
+    'mlstm-cpu-path',
+    'deeprnn_jax/cells/xlstm.py',
+    "mLSTM's measured CPU path changed without a measurement ('auto' takes a path 3-4x slower)",
+    '  # trained 3.4-4.5x faster on CPU at T = 64-1024 (BENCHMARKS.md, cells_bench).\n'
+    "  cpu_execution: ClassVar[str] = 'parallel'\n",
+    '  # trained 3.4-4.5x faster on CPU at T = 64-1024 (BENCHMARKS.md, cells_bench).\n'
+    "  cpu_execution: ClassVar[str] = 'layer'\n",
+    ('tests/test_cells_bench.py::test_every_built_in_cell_takes_its_measured_cpu_path',),
+  ),
+  Mutant(
+    'load-run-vmaps-a-lone-seed',
+    'deeprnn_jax/training/load.py',
+    "load_run re-evaluates a lone-seed run with the vmapped program, not the 'single' one that recorded it",
+    "    program = program if program in ('vmap', 'loop', 'single') else 'vmap'\n",
+    "    program = program if program in ('vmap', 'loop') else 'vmap'\n",
+    ('tests/test_load.py::test_a_loaded_run_is_evaluated_by_the_seed_program_its_status_records',),
+  ),
+  Mutant(
+    'preflight-tfds-text-local',
+    'experiments/preflight.py',
+    'the preflight counts imdb, sst2 and tiny_shakespeare as local files even without a path (no TFDS needed)',
+    "        if options.get('path'):\n          continue  # its local files instead\n",
+    '        if True:\n          continue  # its local files instead\n',
+    ('tests/test_first_hour.py::test_a_tfds_text_task_without_a_local_path_needs_tensorflow_datasets',),
+  ),
+  Mutant(
+    'traced-lengths-unclamped',
+    'deeprnn_jax/sequences.py',
+    'a traced length above T is not clamped (the backward direction reads outside the sequence)',
+    '    return jnp.clip(array, 0, time).astype(jnp.int32)\n',
+    '    return array.astype(jnp.int32)\n',
+    ('tests/test_api_inputs.py::test_traced_lengths_are_clamped_to_zero_and_t_so_every_path_reads_the_same',),
+  ),
   # ---- report
   Mutant(
     'holm-is-bonferroni',

@@ -2,6 +2,41 @@
 sections of BENCHMARKS.md."""
 
 from benchmarks import bench, cells_bench
+from deeprnn_jax.cells import registry
+
+# What ``execution='auto'`` takes on CPU for every built-in cell (``Cell.cpu_execution``), as measured
+# on a quiet 2-core AMD EPYC (BENCHMARKS.md, "Every cell's execution paths, measured quietly").
+MEASURED_CPU_EXECUTION = {
+  'attention': 'parallel',
+  'linear_attention': 'parallel',
+  'mlstm': 'parallel',
+  'deltanet': 'parallel',
+  'gated_deltanet': 'parallel',
+  'rglru': 'layer',
+  'lru': 'layer',
+  'minlstm': 'layer',
+  'mingru': 'layer',
+  'indrnn': 'layer',
+  'mamba': 'time',
+  's6': 'time',
+  'lstm': 'time',
+  'gru': 'time',
+  'rnn': 'time',
+  'irnn': 'time',
+  'mgu': 'time',
+  'ugrnn': 'time',
+  'slstm': 'time',
+}
+
+
+def test_every_built_in_cell_takes_its_measured_cpu_path():
+  """The measured table, pinned. A change to a cell's ``cpu_execution`` (or a new built-in cell) needs
+  a new measurement first: ``python -m benchmarks.cells_bench --cells all --output BENCHMARKS.md``
+  (benchmarks/cells_bench.py) on a quiet machine, the rule in BENCHMARKS.md applied to its tables,
+  and then this table and BENCHMARKS.md updated together. ``auto`` taking another path than the
+  measured one costs 2-50x in training speed on CPU (mLSTM's per-step path is 3-4x slower)."""
+  got = {name: cls.cpu_execution for name, cls in registry.BUILTIN_CELLS.items()}
+  assert got == MEASURED_CPU_EXECUTION
 
 
 def test_matched_widths_are_the_nearest_to_the_budget():

@@ -32,6 +32,27 @@ def test_needs_lists_the_report_wandb_launcher_and_task_packages(monkeypatch):
   assert [m for m, _ in preflight.needs(d, report=False)] == ['sklearn']
 
 
+@pytest.mark.parametrize('task', ['imdb', 'sst2', 'tiny_shakespeare'])
+def test_a_tfds_text_task_without_a_local_path_needs_tensorflow_datasets(task, monkeypatch):
+  """Without ``path`` these tasks read their TFDS dataset, so a missing tensorflow-datasets is refused
+  before the first step (not at the first data load, minutes into a sweep); with ``path`` they read
+  local files and need nothing."""
+  monkeypatch.delenv('WANDB_MODE', raising=False)
+  d = config_lib.to_dict(config_lib.default_config())
+  d['task'] = {'name': task, 'options': {}}
+  assert preflight.needs(d, report=False) == [
+    ('tensorflow_datasets', f'its TFDS data, or task.options.path for local files (task {task})')
+  ]
+  with pytest.raises(config_lib.ConfigError, match=rf'needs tensorflow_datasets for its TFDS data.*task {task}'):
+    preflight.check(d, report=False, available=lambda m: m != 'tensorflow_datasets')
+  d['task']['options'] = {'path': '/data/local'}
+  assert preflight.needs(d, report=False) == []
+  # Swept over: the axis's path counts the same way.
+  d['task']['options'] = {}
+  d['sweep']['axes'] = {'task': {'options': {'path': ['/data/local']}}}
+  assert preflight.needs(d, report=False) == []
+
+
 def test_wandb_counts_when_the_environment_asks_for_it(monkeypatch):
   d = config_lib.to_dict(config_lib.default_config())
   monkeypatch.setenv('WANDB_MODE', 'dryrun')

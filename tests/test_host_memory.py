@@ -60,3 +60,27 @@ def test_a_large_block_comes_from_the_heap_after_the_call():
 def test_an_allocator_tuned_in_the_environment_is_left_alone():
   before, kept, after, _ = _run(MALLOC_TRIM_THRESHOLD_='1000000')
   assert (before, kept, after) == (False, False, False)
+
+
+def test_mallopt_is_called_with_the_intended_settings(monkeypatch):
+  """The three settings themselves, as glibc's malloc.h numbers them (M_TRIM_THRESHOLD -1, M_TOP_PAD -2,
+  M_MMAP_THRESHOLD -3): both thresholds at their maximum (no block is ever served by a fresh mmap, the
+  heap is never trimmed) and a 512 MiB top pad. With two values swapped the heap would reserve 2 GiB
+  at a time and blocks over 512 MiB would get fresh pages again, which the 64 MiB block above cannot
+  see. A stand-in C library records the calls, so this holds on any CPU and any libc."""
+  calls = []
+
+  class FakeLibc:
+    def gnu_get_libc_version(self):
+      return b'2.99'
+
+    def mallopt(self, option, value):
+      calls.append((option.value, value.value))
+      return 1
+
+  for name in host_memory._ENVIRONMENT:
+    monkeypatch.delenv(name, raising=False)
+  monkeypatch.setattr(sys, 'platform', 'linux')
+  monkeypatch.setattr(host_memory.ctypes, 'CDLL', lambda name: FakeLibc())
+  assert host_memory.keep_freed_memory()
+  assert sorted(calls) == [(-3, 2**31 - 1), (-2, 512 << 20), (-1, 2**31 - 1)]

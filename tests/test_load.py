@@ -50,6 +50,26 @@ def test_a_loaded_run_reproduces_its_recorded_metrics_exactly(trained):
     assert best.evaluate(['val'])['val']['loss'] == status['best_value']
 
 
+def test_a_loaded_run_is_evaluated_by_the_seed_program_its_status_records(trained, monkeypatch):
+  """A lone run was trained by the single-seed program, a looped group by the looped one: each is
+  re-evaluated by that program (status.json's ``seed_program``), not by the vmapped one. On a run this
+  small the vmapped program's numbers can be bit-equal, so the program built is checked, not them."""
+  _, alone, group = trained
+  built = []
+
+  class Spy(train_lib.Programs):
+    def __init__(self, config, task, seed_program):
+      built.append(seed_program)
+      super().__init__(config, task, seed_program)
+
+  monkeypatch.setattr(train_lib, 'Programs', Spy)
+  for run_dir, want in ((alone, 'single'), (group[0], 'loop'), (group[1], 'loop')):
+    assert runlog.read_status(run_dir)['seed_program'] == want
+    built.clear()
+    dr.load_run(run_dir, checkpoint='last').evaluate(['val'])
+    assert built == [want], run_dir
+
+
 def test_load_run_unpacks_and_runs_the_model_on_a_batch(trained):
   _, alone, _ = trained
   model, params, task, config = dr.load_run(alone, checkpoint=8)
@@ -132,6 +152,7 @@ def test_evaluate_a_sweep_on_a_rebuilt_task_writes_beside_the_runs(trained, caps
   assert evaluate_cli.main(argv) == 0
   out = capsys.readouterr().out
   assert 'alone' in out and 'group-s0' in out and 'group-s1' in out and 'test/loss' in out
+  assert out.startswith("checkpoint: last (each run's final step")  # which checkpoint, said first
   for d in (alone, *group):
     assert open(os.path.join(d, runlog.METRICS_FILE)).read() == before[d]
     (line,) = open(os.path.join(d, evaluate_cli.EVALUATIONS_FILE)).read().splitlines()

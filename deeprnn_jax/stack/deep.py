@@ -27,6 +27,14 @@ positions restarting at 0. Bidirectional layers reverse each sequence within its
 (``reverse_segments``). Nothing crosses a reset, gradients included; the final carries are the last
 sequence's, and a reset at step 0 starts the row from the initial carry, not from
 ``initial_carries``. Resets on padding steps are ignored.
+
+Inputs are checked where they are cheap to check (``sequences``): shapes, ranks and dtypes of ``x``,
+``seq_lengths``, ``resets`` and the carries at trace time, each in one line naming the argument and the
+fix. Lengths are data: concrete ones (NumPy, lists) outside [0, T] are refused at once; traced ones are
+clamped to [0, T], and with ``check_lengths=True`` checked under ``jax.experimental.checkify``
+(``sequences.checked_lengths``, with the measured cost of each). A sequence of length 0 is defined:
+its outputs are zero and its final carries are the ones it was given (``initial_carries``, or the
+initial ones), on every execution path.
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from deeprnn_jax.sequences import checked_inputs, checked_resets, valid_mask
+from deeprnn_jax.sequences import checked_carries, checked_inputs, checked_resets, valid_mask
 from deeprnn_jax.stack import options, paths
 
 Array = jax.Array
@@ -93,8 +101,10 @@ class DeepRNN(nn.Module):
     the concatenation of every layer's output.
   * ``final_carries``: per layer (a ``(forward, backward)`` pair if bidirectional) its carry at each
     sequence's last valid step (the backward one's: after reading the sequence's first element).
+    A sequence of length 0 is defined: zero outputs, its given (or initial) carries unchanged.
 
-  Packed sequences (``resets``) and streaming (``step``): the module docstring.
+  Lengths in [0, time] (concrete ones outside are refused, traced ones clamped), packed sequences
+  (``resets``), streaming (``step``): the module docstring.
 
   Attributes:
     cell: a name in ``CELLS`` or a cell class (ours or Flax's own, e.g. ``nn.OptimizedLSTMCell``).
@@ -135,6 +145,7 @@ class DeepRNN(nn.Module):
     conv_width: its width :math:`k` (None: 4; Mamba's own ``d_conv`` where unset).
     output_gate: Griffin's gate branch around every mixer, :math:`W_{out}(y \odot \mathrm{GeLU}(W_y x))`
       (``mixer.Mixer``).
+    check_lengths: check traced ``seq_lengths`` in [0, time] under ``checkify`` (``sequences.checked_lengths``).
   """
 
   cell: str | type = 'lstm'
@@ -158,6 +169,7 @@ class DeepRNN(nn.Module):
   short_conv: str | None = None
   conv_width: int | None = None
   output_gate: bool = False
+  check_lengths: bool = False
 
   def __post_init__(self):
     options.check_options(self)  # every combination, before any compute
@@ -193,13 +205,13 @@ class DeepRNN(nn.Module):
     deterministic: bool = True,
     resets: Array | None = None,
   ) -> tuple[tuple[Carry, ...], Array]:
-    """Runs over ``x`` ``[batch, time, features]`` (real); ``seq_lengths`` ``[batch]`` integers (an array,
-    list or tuple); ``resets`` ``[batch, time]`` bool, True where a packed sequence starts."""
-    seq_lengths = checked_inputs(x, seq_lengths)
+    """Runs over ``x`` ``[batch, time, features]`` (real); ``seq_lengths`` ``[batch]`` integers in ``[0, time]``;
+    ``resets`` ``[batch, time]`` bool, True where a packed sequence starts (the module docstring)."""
+    seq_lengths = checked_inputs(x, seq_lengths, check=self.check_lengths)
     batch, time = x.shape[:2]
     valid = None if seq_lengths is None else valid_mask(seq_lengths, batch, time)
     resets = checked_resets(resets, batch, time, valid)
-    carries = self.initialize_carries(batch) if initial_carries is None else tuple(initial_carries)
+    carries = checked_carries(initial_carries, self.initialize_carries(batch))
     masks = None if deterministic or self.dropout_rate == 0.0 else paths.dropout_masks(self, batch, time)
     execution, scan = self.resolved_execution, paths.Scan(self.unroll, self.remat)
     if execution == 'time' and not self.bidirectional:
@@ -221,11 +233,7 @@ class DeepRNN(nn.Module):
   ) -> tuple[tuple[Carry, ...], Array]:
     """One time step through all layers: ``x_t`` ``[batch, features]`` -> ``(carries, y_t)``
     (streaming; the module docstring)."""
-    if self.bidirectional:
-      raise ValueError('DeepRNN.step: a bidirectional layer needs the whole sequence; call the module instead')
-    if resets_t is not None and reset_carries is None:
-      reset_carries = self.initialize_carries(x_t.shape[0])
-    return paths.step(self, carries, x_t, valid_t, dropout_masks, resets_t, reset_carries)
+    return paths.checked_step(self, carries, x_t, valid_t, dropout_masks, resets_t, reset_carries)
 
   def top(self, outputs: list[Array]) -> Array:
     """The network's output from every layer's: the top one (normalized in the modern block), or all

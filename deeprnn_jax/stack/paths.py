@@ -25,7 +25,14 @@ import jax.numpy as jnp
 
 from deeprnn_jax.cells.linear import LinearRecurrentCell
 from deeprnn_jax.cells.registry import has_parallel_form, resolve_cell
-from deeprnn_jax.sequences import reverse_padded, reverse_segments, select_rows, zero_invalid
+from deeprnn_jax.sequences import (
+  checked_carries,
+  checked_step_inputs,
+  reverse_padded,
+  reverse_segments,
+  select_rows,
+  zero_invalid,
+)
 from deeprnn_jax.stack.blocks import Block
 from deeprnn_jax.stack.mixer import Mixer
 
@@ -137,6 +144,16 @@ def layer_major(rnn, x, valid, lengths, carries, masks, execution, scan_fn, rese
   return tuple(finals), zero_invalid(valid, rnn.top(outputs))
 
 
+def checked_step(rnn, carries, x_t, valid_t=None, masks_t=None, resets_t=None, reset_carries=None):
+  """``DeepRNN.step``: its inputs checked (``sequences.checked_step_inputs``, ``checked_carries``), then ``step``."""
+  if rnn.bidirectional:
+    raise ValueError('DeepRNN.step: a bidirectional layer needs the whole sequence; call the module instead')
+  checked_step_inputs(x_t, dict(valid_t=valid_t, resets_t=resets_t))
+  fresh = rnn.initialize_carries(x_t.shape[0])
+  carries = checked_carries(carries, fresh, owner='DeepRNN.step', name='carries')
+  return step(rnn, carries, x_t, valid_t, masks_t, resets_t, fresh if reset_carries is None else reset_carries)
+
+
 def step(rnn, carries, x_t, valid_t=None, masks_t=None, resets_t=None, reset_carries=None):
   """One time step through every block of ``rnn`` (``DeepRNN.step``, whose docstring says more)."""
   layer_input, outputs, new_carries = x_t, [], []
@@ -156,7 +173,7 @@ def step(rnn, carries, x_t, valid_t=None, masks_t=None, resets_t=None, reset_car
 
 
 def time_major(rnn, x, valid, carries, masks, resets, scan_fn):
-  """One scan over time; each step runs all layers (``rnn.step``)."""
+  """One scan over time; each step runs all layers (``step``, what ``rnn.step`` runs once its inputs are checked)."""
   time = x.shape[1]
   # Masks as per-step inputs: tied ones ([batch, 1, H]) are broadcast over time.
   masks = None if masks is None else tuple(jnp.broadcast_to(m, m.shape[:1] + (time,) + m.shape[2:]) for m in masks)
@@ -164,7 +181,7 @@ def time_major(rnn, x, valid, carries, masks, resets, scan_fn):
 
     def body(module, carries, inputs):
       x_t, valid_t, masks_t = inputs
-      return module.step(carries, x_t, valid_t, masks_t)
+      return step(module, carries, x_t, valid_t, masks_t)
 
     return scan_fn(body, rnn, tuple(carries), (x, valid, masks))
 
@@ -172,7 +189,7 @@ def time_major(rnn, x, valid, carries, masks, resets, scan_fn):
   def reset_body(module, both, inputs):
     carries, fresh = both
     x_t, valid_t, masks_t, resets_t = inputs
-    carries, y = module.step(carries, x_t, valid_t, masks_t, resets_t, fresh)
+    carries, y = step(module, carries, x_t, valid_t, masks_t, resets_t, fresh)
     return (carries, fresh), y
 
   fresh = rnn.initialize_carries(x.shape[0])

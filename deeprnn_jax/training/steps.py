@@ -172,6 +172,17 @@ def from_state_dict(template: TrainState, d: dict) -> TrainState:
   return flax.serialization.from_state_dict(template, d)
 
 
+def _check_batch(owner: str, batch: Batch) -> None:
+  """A batch without the keys every step reads, as a one-line error (the model checks their shapes,
+  dtypes and lengths itself). Static: runs at trace time."""
+  if not isinstance(batch, Mapping) or not {'inputs', 'lengths'} <= set(batch):
+    keys = sorted(batch) if isinstance(batch, Mapping) else type(batch).__name__
+    raise ValueError(
+      f"{owner} expects batch = {{'inputs': ..., 'lengths': [batch], ...}} as Task.train_batch and the "
+      f'eval splits make it, got {keys}'
+    )
+
+
 def _all_finite(tree) -> jax.Array:
   leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
   return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
@@ -196,6 +207,7 @@ def train_step(
   ``stop_gradient``, so the gradient stops at the window; the window's final carries become the
   new ``state.carries``.
   """
+  _check_batch('train_step', batch)
   dropout_key = jax.random.fold_in(state.dropout_key, state.step)
 
   def loss_fn(params):
@@ -265,6 +277,7 @@ def eval_step(model, task: task_base.Task, params, batch: Batch) -> task_base.Me
   carries, each window starting from the carries the one before left (one ``lax.scan``), which is
   the whole stream read as one sequence cut into windows (exact: windows of length 0 keep the carries).
   """
+  _check_batch('eval_step', batch)
   if task.stateful:
     return _stream_eval_step(model, task, params, batch)
   outputs = model.apply({'params': params}, batch['inputs'], batch['lengths'], deterministic=True)
@@ -289,6 +302,7 @@ def _stream_eval_step(model, task: task_base.Task, params, batch: Batch) -> task
 
 def predict_step(model, params, batch: Batch) -> jax.Array:
   """The model's ``predict`` (class ids, tags, decoded tokens) on ``batch``, for ``Task.score``."""
+  _check_batch('predict_step', batch)
   return model.apply({'params': params}, batch['inputs'], batch['lengths'], method='predict')
 
 
