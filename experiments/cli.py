@@ -4,7 +4,10 @@
 * a mistake in the input prints ``error: <one line>`` and exits with code 2, before any compute;
 * SIGTERM or Ctrl-C asks training to stop: it checkpoints, marks the run ``interrupted`` and the
   command exits with code 130 and says how to resume (a second Ctrl-C stops at once: the runs are
-  marked ``interrupted`` and resume from their last periodic checkpoint).
+  marked ``interrupted`` and resume from their last periodic checkpoint);
+* a full disk, a used-up quota or a read-only workdir (``runlog.storage_problem``) stops the command at
+  the first failed write with one line and exit code 74 (sysexits' EX_IOERR): every run keeps what it
+  had saved, and the same command resumes once the disk takes writes again.
 """
 
 from __future__ import annotations
@@ -17,10 +20,12 @@ import sys
 from typing import Callable, Sequence
 
 from deeprnn_jax.training import config as config_lib
+from deeprnn_jax.training import runlog
 from deeprnn_jax.training.config import ConfigError
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_STORAGE = 74
 
 
 class _StopFlag:
@@ -120,4 +125,8 @@ def main_with(
         file=sys.stderr,
       )
       return EXIT_INTERRUPTED
+    problem = runlog.storage_problem(e)
+    if problem:
+      print(f'error: {problem}: {again}', file=sys.stderr)
+      return EXIT_STORAGE
     raise

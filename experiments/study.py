@@ -32,7 +32,8 @@ The study folder (what ``python -m experiments.report STUDY_DIR`` reads)::
                                          were launched with; experiments.run and its workers load it)
 
 Exit codes as ``experiments.run``: 0 every part done, 1 some run failed or was left unfinished, 2 a
-mistake in the input (one line, before anything trains), 130 interrupted (run the same command again).
+mistake in the input (one line, before anything trains), 74 a full or read-only disk (one line; free
+space and run the same command again), 130 interrupted (run the same command again).
 """
 
 from __future__ import annotations
@@ -254,9 +255,12 @@ def write_study_file(workdir: str, study: dict, parts: Sequence[Part]) -> str:
   command of the same study ran (kept, by path, while their folder exists)."""
   os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, STUDY_FILE)
-  old = runlog.read_json(path) or {}
+  damaged = os.path.lexists(path)
+  old = runlog.read_record(path)  # a damaged study.json is set aside, with a warning; its parts are on disk
+  if old is None:
+    old = {'parts': _parts_on_disk(workdir) if damaged else []}
   entries = {}
-  for p in old.get('parts', []) if isinstance(old, dict) else []:
+  for p in old.get('parts', []) if isinstance(old.get('parts'), list) else []:
     if isinstance(p, dict) and os.path.isdir(os.path.join(workdir, str(p.get('path')))):
       entries[p['path']] = p
   for part in parts:
@@ -268,6 +272,23 @@ def write_study_file(workdir: str, study: dict, parts: Sequence[Part]) -> str:
     path, {'name': study['name'], 'shallow_depth': int(study['shallow_depth']), 'parts': list(entries.values())}
   )
   return path
+
+
+def _parts_on_disk(workdir: str) -> list[dict]:
+  """The parts earlier commands of a study ran, read off their folders (``<task>-<basis>/`` holding a
+  sweep.json): what ``write_study_file`` rebuilds a damaged study.json from."""
+  entries = []
+  for name in sorted(os.listdir(workdir)):
+    task, _, basis = name.rpartition('-')
+    if not (task and basis in BASES and os.path.isdir(os.path.join(workdir, name))):
+      continue
+    record = runlog.read_json(os.path.join(workdir, name, sweep.SWEEP_FILE))
+    if isinstance(record, dict):
+      entry = {'task': task, 'basis': basis, 'path': name}
+      config = record.get('config') if isinstance(record.get('config'), dict) else {}
+      metric = (config.get('report') or {}).get('metric') if isinstance(config.get('report'), dict) else None
+      entries.append({**entry, 'metric': metric} if metric else entry)
+  return entries
 
 
 def write_report(workdir: str) -> str | None:
@@ -316,7 +337,13 @@ def main(argv: Sequence[str] | None = None, on_event=None) -> int:
   part_overrides = [o for o in overrides if not config_lib.parse_override(o)[0].startswith('study.')]
   print(f'study {study["name"]}: {len(parts)} part{"s" if len(parts) > 1 else ""} ({", ".join(p.name for p in parts)})')
   if not args.dry_run:  # first, so a study stopped in a later part (or reported while it runs) lists every part
-    print(f'study: {write_study_file(args.workdir, study, parts)}')
+    try:
+      print(f'study: {write_study_file(args.workdir, study, parts)}')
+    except OSError as e:
+      if not runlog.storage_problem(e):
+        raise
+      print(f'error: {runlog.storage_problem(e)}: {again}', file=sys.stderr)
+      return cli.EXIT_STORAGE
   codes = {}
   for i, part in enumerate(parts):
     file = write_part_file(args.config, part, args.workdir, part_overrides)
@@ -329,7 +356,7 @@ def main(argv: Sequence[str] | None = None, on_event=None) -> int:
     print(f'[part {i + 1}/{len(parts)}] {part.name}: python -m experiments.run {shlex.join(run_argv)}', flush=True)
     code = run_lib.main(run_argv, on_event)
     codes[part.name] = code
-    if code in (cli.EXIT_INTERRUPTED, cli.EXIT_USAGE):  # stopped, or refused (e.g. a runner's own check)
+    if code in (cli.EXIT_INTERRUPTED, cli.EXIT_USAGE, cli.EXIT_STORAGE):  # stopped, refused, or a full disk
       print(f'study stopped in part {part.name}; run the same command again to resume: {again}', file=sys.stderr)
       return code
   if args.dry_run:
@@ -339,6 +366,16 @@ def main(argv: Sequence[str] | None = None, on_event=None) -> int:
       report = write_report(args.workdir)
     except (FileNotFoundError, ValueError) as e:  # the report's one-line refusal (the runs stay as they are)
       print(f'study report: not written: {runlog.one_line(e)}', file=sys.stderr)
+    except (KeyboardInterrupt, OSError) as e:  # Ctrl-C, or a full disk: every part is done, only the report is not
+      if isinstance(e, OSError) and not runlog.storage_problem(e):
+        raise
+      why = 'stopped' if isinstance(e, KeyboardInterrupt) else runlog.storage_problem(e).split(';')[0]
+      print(
+        f'study report: not written ({why}); every part is done and kept; write it with: '
+        f'python -m experiments.report {args.workdir}',
+        file=sys.stderr,
+      )
+      return cli.EXIT_INTERRUPTED if isinstance(e, KeyboardInterrupt) else cli.EXIT_STORAGE
     else:
       print(f'study report: {report}' if report else 'study report: skipped (no experiments.report.write_study_report)')
   failed = [name for name, code in codes.items() if code]

@@ -19,6 +19,8 @@ This module is the only one that imports wandb (lazily, so a disabled run never 
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
 import glob
 import json
@@ -29,6 +31,7 @@ import os
 import subprocess
 import tempfile
 import threading
+import time
 from typing import Any, Callable, Iterable, Mapping
 
 from deeprnn_jax._extras import require
@@ -126,20 +129,32 @@ def atomic_write_text(path: str, text: str) -> None:
   atomic_write_bytes(path, text.encode())
 
 
+@contextlib.contextmanager
+def _naming(path: str):
+  """An OSError raised inside names ``path``: a failed ``write`` (a full disk) does not say which file."""
+  try:
+    yield
+  except OSError as e:
+    if e.filename is None and e.errno:
+      raise type(e)(e.errno, e.strerror, path) from e
+    raise
+
+
 def atomic_write_bytes(path: str, data: bytes) -> None:
   """Writes ``data`` so that readers (another runner, a report) see the old content or the new one."""
   directory = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
-  try:
-    with os.fdopen(fd, 'wb') as f:
-      f.write(data)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
+  with _naming(path):
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path) + '.', suffix='.tmp')
+    try:
+      with os.fdopen(fd, 'wb') as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+      os.replace(tmp, path)
+    except BaseException:
+      if os.path.exists(tmp):
+        os.unlink(tmp)
+      raise
 
 
 def _json_default(v):
@@ -177,6 +192,76 @@ def read_json(path: str) -> Any | None:
   except (OSError, ValueError) as e:
     _log.warning('ignoring unreadable %s (%s)', path, e)
     return None
+
+
+def read_record(path: str, set_aside: bool = True) -> dict | None:
+  """A record file that must hold a JSON object (``sweep.json``, ``study.json``), or None if it is missing.
+
+  A damaged one (truncated, garbled, not an object) is moved aside to ``<path>.damaged-<ns>``, with a
+  warning naming both: the caller writes a fresh one, and nothing of the old is lost. ``set_aside=False``:
+  a read-only look (a check before the write that sets it aside), None for a damaged one, silently."""
+  try:
+    with open(path) as f:
+      record = json.load(f)
+    if isinstance(record, dict):
+      return record
+    problem = f'a JSON {type(record).__name__}, not an object'
+  except FileNotFoundError:
+    return None
+  except (OSError, ValueError) as e:
+    problem = one_line(e)
+  if not set_aside:
+    return None
+  aside = f'{path}.damaged-{time.time_ns()}'
+  os.replace(path, aside)
+  _log.warning('%s is unreadable (%s); moved it to %s and writing a new one', path, problem, aside)
+  return None
+
+
+# Errors of the storage, not of a run: every run would hit them, so a runner stops at the first.
+STORAGE_ERRNOS = {
+  errno.ENOSPC: 'no space left on the device',
+  errno.EDQUOT: 'the disk quota is used up',
+  errno.EROFS: 'the file system is read-only',
+  errno.EACCES: 'permission denied',
+  errno.EPERM: 'permission denied',
+}
+
+
+def storage_problem(e: BaseException) -> str | None:
+  """One line for an error of the storage (a full disk, a quota, a read-only workdir), naming the file
+  and the fix; None for any other error."""
+  if not isinstance(e, OSError) or e.errno not in STORAGE_ERRNOS:
+    return None
+  where = f' writing {e.filename}' if e.filename else ''
+  fix = 'free some space' if e.errno in (errno.ENOSPC, errno.EDQUOT) else 'make the workdir writable'
+  return (
+    f'{STORAGE_ERRNOS[e.errno]}{where}; every run keeps its records and checkpoints up to its last whole save: '
+    f'{fix} (or use another --workdir) and run the same command again to resume'
+  )
+
+
+def code_change(run_dirs: Iterable[str]) -> str | None:
+  """One line if runs among ``run_dirs`` were made (begun, or last resumed) by another commit than this
+  code's (``code_version``; config.json keeps the first, status.json the latest); None if not, or outside git."""
+  now = code_version().get('git_commit')
+  if not now:
+    return None
+  runs, commits = 0, set()
+  for run_dir in run_dirs:
+    config = read_json(os.path.join(run_dir, CONFIG_FILE))
+    code = config.get('code') if isinstance(config, dict) else None
+    made = {code.get('git_commit') if isinstance(code, dict) else None, (read_status(run_dir) or {}).get('git_commit')}
+    made -= {None, now}
+    runs += bool(made)
+    commits |= made
+  if not runs:
+    return None
+  return (
+    f'the code changed: {runs} run{"s" if runs > 1 else ""} here {"were" if runs > 1 else "was"} made by commit '
+    f'{", ".join(sorted(c[:10] for c in commits))}, this is {now[:10]}; results of two code versions may not '
+    'compare: to rerun every run with this code, use another --workdir'
+  )
 
 
 def read_metrics(path: str) -> list[dict]:
@@ -221,7 +306,7 @@ class MetricsLog:
   def append(self, records: Iterable[Mapping[str, Any]]) -> None:
     text = ''.join(dumps(dict(r)) + '\n' for r in records)
     if text:
-      with open(self.path, 'a') as f:
+      with _naming(self.path), open(self.path, 'a') as f:
         f.write(text)
         f.flush()
 

@@ -19,6 +19,7 @@ tells it what happened (a log record, a checkpoint, the end); it never touches t
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import os
 import socket
@@ -26,6 +27,7 @@ import time
 import uuid
 from typing import Any, Mapping, Sequence
 
+import jax
 import ml_collections
 import numpy as np
 
@@ -135,6 +137,32 @@ def task_facts(task: task_base.Task, splits: Sequence[str]) -> dict:
     'metric_modes': {'loss': 'min', **dict(task.metric_modes)},
     'info': {k: v for k, v in dict(task.info).items() if _json_plain(v)},
   }
+
+
+def data_fingerprint(task: task_base.Task) -> str:
+  """A digest of the data a run of ``task`` trains and is scored on (``train_data`` and ``eval_splits``:
+  their paths, dtypes, shapes and bytes), kept in status.json when the run starts and compared when it
+  resumes: a dataset file changed in between changes it. Short (16 hex digits): it names, not secures."""
+  h = hashlib.sha256()
+  for path, leaf in jax.tree_util.tree_flatten_with_path({'train': task.train_data, 'eval': dict(task.eval_splits)})[0]:
+    a = np.asarray(leaf) if isinstance(leaf, (np.ndarray, np.generic, jax.Array)) else None
+    if a is None or a.dtype == object:  # references as text, lists: their repr is their content
+      h.update(f'{jax.tree_util.keystr(path)}|{leaf!r}|'.encode())
+    else:
+      h.update(f'{jax.tree_util.keystr(path)}|{a.dtype.str}|{a.shape}|'.encode())
+      h.update(np.ascontiguousarray(a).tobytes())
+  return h.hexdigest()[:16]
+
+
+def check_same_data(folder: runlog.RunFolder, data: str | None) -> None:
+  """Refuses to resume a run whose data (``data``: ``data_fingerprint``) differ from those it started on."""
+  was = (folder.read_status() or {}).get('data_fingerprint')
+  if data and was and was != data:
+    raise config_lib.ConfigError(
+      '',
+      f'{folder.path} started on other data (fingerprint {was}, now {data}): a dataset file changed since; '
+      'put the old file back to resume it, or use another workdir to train on the new data',
+    )
 
 
 class SeedRecords:
@@ -364,8 +392,8 @@ class SeedCheckpoints:
 
 
 class SeedRun:
-  """The host side of one seed of a grid point (see the module docstring): its status transitions,
-  over its folder, its records and its checkpoints.
+  """The host side of one seed of a grid point (module docstring): its status transitions, over its
+  folder, its records and its checkpoints.
 
   Attributes:
     config: the run's validated config. seed: ``config.train.seed``. folder: its ``runlog.RunFolder``.
@@ -379,6 +407,7 @@ class SeedRun:
     self.folder = runlog.RunFolder(run_dir)
     self.records = SeedRecords(self.folder)
     self.checkpoints = SeedCheckpoints(self.folder)
+    self.data_fingerprint: str | None = None  # of the task's data (``claim_folder``)
 
   @property
   def name(self) -> str:
@@ -399,13 +428,15 @@ class SeedRun:
 
   # -- set-up and resume -------------------------------------------------------------------------------
 
-  def claim_folder(self) -> None:
-    """Writes (or checks) the run's config.json; a folder holding another run's config is refused."""
+  def claim_folder(self, data: str | None = None) -> None:
+    """Writes (or checks) config.json; refuses another run's folder, or other ``data`` (``check_same_data``)."""
     os.makedirs(self.folder.path, exist_ok=True)
     old = self.folder.read_config()
     problem = old is not None and identity.continuation_problem(old, self.config)
     if problem:
       raise config_lib.ConfigError('', f'{self.folder.path} holds another run ({problem}); use another workdir')
+    check_same_data(self.folder, data)
+    self.data_fingerprint = data
     if old is None or identity.differing_keys(old, self.config):  # new, or extended to more steps
       self.folder.write_config(self.config)
 
@@ -451,6 +482,7 @@ class SeedRun:
       updated_at=time.time(),
       error=None,
       task=facts,
+      **({'data_fingerprint': self.data_fingerprint} if self.data_fingerprint else {}),
       **self.records.wandb_status,
       **runlog.code_version(),
     )

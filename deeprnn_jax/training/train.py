@@ -51,7 +51,7 @@ from deeprnn_jax import models
 from deeprnn_jax.training import parallel
 from deeprnn_jax.training import progress as progress_lib
 from deeprnn_jax.training import runlog
-from deeprnn_jax.training.seed_run import Cadence, SeedRun, task_facts
+from deeprnn_jax.training.seed_run import Cadence, SeedRun, data_fingerprint, task_facts
 from deeprnn_jax.training.steps import (
   TrainState,
   eval_chunks,
@@ -254,8 +254,9 @@ def _train_group(
   host_memory.keep_freed_memory()  # reuse each step's freed buffers (XLA:CPU frees them per execution)
   programs = Programs(config, task, parallel.resolve_seed_program(seed_program, len(runs)))
   cadence = Cadence.from_config(config, task)
+  data_print = data_fingerprint(task)  # refuses to resume a run on changed data
   for run in runs:
-    run.claim_folder()
+    run.claim_folder(data_print)
   data = parallel.place(task.train_data, programs.mesh)
   fresh = parallel.place(programs.init(jnp.asarray([r.seed for r in runs], jnp.uint32), data), programs.mesh)
   params = models.count_params(jax.tree.map(lambda x: x[0], fresh.params))

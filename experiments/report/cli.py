@@ -1,5 +1,7 @@
 """``python -m experiments.report DIR``: the report of a sweep folder (``sweep.json`` and run folders), or of
-a study folder (``study.json`` and one sweep folder per part). Bad input: one line, exit 2."""
+a study folder (``study.json`` and one sweep folder per part). Bad input: one line, exit 2. Ctrl-C: one
+line, exit 130 (the report only reads the runs and writes each of its files atomically: a stop leaves
+each file whole, old or new). A full or read-only disk: one line, exit 74."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import os
 import sys
 from typing import Sequence
 
+from deeprnn_jax.training import runlog
 from experiments.report.markdown import write_report
 from experiments.report.study import is_study
 from experiments.report.study_markdown import write_study_report
@@ -27,5 +30,22 @@ def main(argv: Sequence[str] | None = None) -> int:
   except (FileNotFoundError, ValueError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
+  except KeyboardInterrupt:
+    print(
+      f'stopped writing the report; the runs are untouched; write it with: python -m experiments.report {args.workdir}',
+      file=sys.stderr,
+    )
+    return 130
+  except OSError as e:
+    problem = runlog.storage_problem(e)
+    if not problem:
+      raise
+    what = problem.split(';')[0]  # the problem and the file; the runs themselves are only read
+    print(
+      f'error: {what}; the runs are untouched: free some space or make the folder writable, then: '
+      f'python -m experiments.report {args.workdir}',
+      file=sys.stderr,
+    )
+    return 74
   print(path)
   return 0
