@@ -58,6 +58,7 @@ from experiments import sweep
 from experiments import workers as workers_lib
 
 TUNE_FILE = 'tune.json'
+FIXED_DIR = 'fixed'  # tune.compare_fixed: the seeds at the config's own setting
 FINAL_DIR = 'final'
 _POLL_SECONDS = 1.0
 
@@ -123,6 +124,8 @@ def command_line(args, config, overrides, should_stop, *, run_argv, default_work
       raise train_lib.Interrupted('interrupted; every worker stopped; run the same command again to resume')
     points, missing = final_points(plan, storage)
     result = _final_result(points, os.path.join(plan.workdir, FINAL_DIR))
+    if config.tune.compare_fixed and points:
+      result = _merged(result, _final_result(plan.points, os.path.join(plan.workdir, FIXED_DIR)), FIXED_DIR)
   if worker is not None:
     return 1 if result.failed or missing else 0
   path = write_summary(plan, storage)
@@ -132,6 +135,8 @@ def command_line(args, config, overrides, should_stop, *, run_argv, default_work
   if not args.no_report and result.states:
     from experiments import report  # pylint: disable=g-import-not-at-top
 
+    if config.tune.compare_fixed:  # first: the final report lists the verdicts that flip against it
+      print(f'report at the fixed setting: {report.write_report(os.path.join(plan.workdir, FIXED_DIR))}')
     print(f'report: {report.write_report(os.path.join(plan.workdir, FINAL_DIR))}')
   return 1 if result.failed or missing else 0
 
@@ -274,21 +279,24 @@ def final_points(plan: studies.Plan, storage) -> tuple[list[sweep.GridPoint], li
 
 
 def train_final(plan, storage, ctx: studies.Context, facts: dict, config_file: str | None):
-  """The final runs (``final_points``) as an ordinary sweep into ``<workdir>/final``."""
+  """The final runs (``final_points``) as an ordinary sweep into ``<workdir>/final``, then (with
+  ``tune.compare_fixed``) the same seeds at the config's own setting into ``<workdir>/fixed``."""
   points, missing = final_points(plan, storage)
   if not points:
     return sweep.SweepResult(), missing
-  result = sweep.run_sweep(
-    plan.config,
-    os.path.join(plan.workdir, FINAL_DIR),
-    should_stop=ctx.should_stop,
-    echo=ctx.echo,
-    on_event=ctx.on_event,
-    facts=facts,
-    config_file=config_file,
-    points=points,
-  )
+  kwargs = dict(should_stop=ctx.should_stop, echo=ctx.echo, on_event=ctx.on_event, facts=facts, config_file=config_file)
+  result = sweep.run_sweep(plan.config, os.path.join(plan.workdir, FINAL_DIR), points=points, **kwargs)
+  if plan.config.tune.compare_fixed:
+    fixed = sweep.run_sweep(plan.config, os.path.join(plan.workdir, FIXED_DIR), points=plan.points, **kwargs)
+    result = _merged(result, fixed, FIXED_DIR)
   return result, missing
+
+
+def _merged(result: sweep.SweepResult, other: sweep.SweepResult, prefix: str) -> sweep.SweepResult:
+  """``result`` with ``other``'s runs added under ``prefix/`` (the command's exit code counts both)."""
+  result.states.update({f'{prefix}/{k}': v for k, v in other.states.items()})
+  result.failed.update({f'{prefix}/{k}': v for k, v in other.failed.items()})
+  return result
 
 
 def _best(study):

@@ -106,7 +106,7 @@ def test_the_config_and_the_parallel_queries_read_the_live_registry():
   ):
     config_lib.validate(config(cell='leaky', cell_kwargs={'leek': 0.3}))
   assert not dr.cells.has_parallel_form('leaky') and 'leaky' not in dr.cells.parallel_cells()
-  with pytest.raises(config_lib.ConfigError, match=r"^config key 'model.execution': 'parallel' needs a cell"):
+  with pytest.raises(config_lib.ConfigError, match=r"^config key 'model.execution': execution='parallel' needs a cell"):
     config_lib.validate(config(cell='leaky', execution='parallel'))
 
   dr.register_cell('my_mingru', MyMinGRUCell)

@@ -64,6 +64,7 @@ def config_text(space: dict, *, tune: dict | None = None, axes: dict | None = No
           c.task.name = 'planted_adding'
         c.sweep.axes = sweep_axes({axes or {}!r})
         c.tune.space = tune_space({space!r})
+        c.tune.compare_fixed = False  # the tests that want the fixed setting's runs say so
         for k, v in {tune or {}!r}.items():
           setattr(c.tune, k, v)
         return c
@@ -198,7 +199,7 @@ def test_kill_9_mid_trial_then_resume_selects_on_validation_and_trains_fresh_see
   two counted trials, none counted twice. The planted task's test split prefers the other learning rate
   (its targets are negated); the choice follows val, and no trial evaluated test."""
   space = {'optim.learning_rate': ('categorical', [1e-6, 0.05])}
-  cfg = write(tmp_path, config_text(space, tune={'sampler': 'grid', 'trials': 2}, planted=True))
+  cfg = write(tmp_path, config_text(space, tune={'sampler': 'grid', 'trials': 2, 'compare_fixed': True}, planted=True))
   workdir = str(tmp_path / 'runs')
   killed = _runner(cfg, workdir, 'step:3=SIGKILL')
   assert killed.returncode == -9, killed.stderr[-2000:]
@@ -223,11 +224,16 @@ def test_kill_9_mid_trial_then_resume_selects_on_validation_and_trains_fresh_see
   assert json.load(open(os.path.join(final, 'config.json')))['optim']['learning_rate'] == 0.05
   last = {r['split']: r for r in runlog.read_metrics(os.path.join(final, runlog.METRICS_FILE))}
   assert last['test']['loss'] > last['val']['loss']
-  # The final runs' report says what the search chose, with its curve.
+  # The same seed at the config's own setting (tune.compare_fixed); the final runs' report says what the
+  # search chose, with its curve, and which verdicts differ from the fixed setting's.
+  fixed = os.path.join(workdir, tune.FIXED_DIR, f'{variant}-s0')
+  assert json.load(open(os.path.join(fixed, 'config.json')))['optim']['learning_rate'] == 1e-3  # tiny_config's
   from experiments import report  # noqa: PLC0415
 
+  report.write_report(os.path.join(workdir, tune.FIXED_DIR))
   text = open(report.write_report(os.path.join(workdir, tune.FINAL_DIR))).read()
   assert '## Tuning' in text and '| `optim.learning_rate`=0.05 |' in text, text
+  assert "Verdicts at the tuned settings against the same seeds at the config's fixed setting" in text
   assert os.path.exists(os.path.join(workdir, tune.FINAL_DIR, 'tuning.png'))
   # Once more: everything is done, nothing trains.
   capsys.readouterr()

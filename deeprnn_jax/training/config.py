@@ -260,6 +260,8 @@ SCHEMA: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
   'tune.storage': (None, tune_config._storage),  # None: <workdir>/tune.db (SQLite); or an RDB URL
   'tune.metric': (None, tune_config._metric),  # None: the task's own validation metric; 'val/<metric>' only
   'tune.heartbeat_seconds': (10, _int(1)),  # a trial silent for 3x this (a dead machine) is failed
+  # also train the seeds at the config's own (untuned) setting into <workdir>/fixed: verdicts side by side
+  'tune.compare_fixed': (True, _bool),
 }
 RULES: dict[str, Callable[[str, Any], Any]] = {k: rule for k, (_, rule) in SCHEMA.items()}
 
@@ -402,7 +404,7 @@ def apply_overrides(
   except (ValueError, TypeError, AttributeError) as e:  # e.g. a dotted name inside a mapping value
     raise ConfigError(
       '',
-      f'the overrides do not make a valid config: {e}; dotted keys belong in the '
+      f'the overrides do not make a valid config: {" ".join(str(e).split())}; dotted keys belong in the '
       'override name (--config.task.options.seq_len=40)',
     ) from e
 

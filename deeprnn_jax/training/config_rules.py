@@ -46,7 +46,10 @@ def _float(lo: float | None = None, hi: float | None = None, lo_open=False, hi_o
   def rule(key, v):
     if isinstance(v, bool) or not isinstance(v, (int, float)):
       raise ConfigError(key, f'must be a number, got {_typename(v)} {v!r}')
-    v = float(v)
+    try:
+      v = float(v)
+    except OverflowError:  # an int too large for a float
+      raise ConfigError(key, f'must be a number a float can hold, got an int of {len(str(abs(v)))} digits') from None
     if v != v:
       raise ConfigError(key, 'must be a number, got nan')
     bad_lo = lo is not None and (v <= lo if lo_open else v < lo)

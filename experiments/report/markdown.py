@@ -113,7 +113,7 @@ def write_report(workdir: str) -> str:
     *comparisons_section(family, frag),
     *published_section(sw, entries, frag),
     *variants_section(sw),
-    *(tuning.tuning_section(tune, tuning.plot_tuning(workdir, tune)) if tune else []),
+    *(tuning.tuning_section(tune, tuning.plot_tuning(workdir, tune), tuning.verdict_flips(workdir)) if tune else []),
     *plots_section(figures),
     *methods_section(sw, family),
   ]

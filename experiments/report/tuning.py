@@ -16,6 +16,7 @@ likely not change the chosen value much. The mark is a heuristic and says so.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 from typing import Sequence
@@ -24,8 +25,10 @@ import numpy as np
 
 from experiments.report import plots
 from experiments.report.fmt import fmt
+from experiments.report.runs import VERDICTS_FILE
 
 TUNE_FILE = 'tune.json'
+FIXED_DIR = 'fixed'  # experiments.tune's runs at the config's own setting (tune.compare_fixed)
 SATURATION = 0.25  # the expected best's gain from N/2 to N trials, in standard deviations of the values
 
 
@@ -40,6 +43,28 @@ def load_tuning(final_dir: str) -> dict | None:
   if not isinstance(tune, dict) or tune.get('final_dir') != os.path.basename(os.path.abspath(final_dir)):
     return None
   return tune
+
+
+def verdict_flips(final_dir: str) -> list[tuple[str, str, str]] | None:
+  """The verdicts (``verdicts.csv``) whose outcome differs between the runs at the config's fixed setting
+  (``../fixed``) and at the tuned ones: ``(verdict, at fixed, at tuned)``; None without the fixed runs' report."""
+
+  def read(folder):
+    try:
+      with open(os.path.join(folder, VERDICTS_FILE), newline='', encoding='utf-8') as f:
+        return {row['verdict']: row['outcome'] for row in csv.DictReader(f)}
+    except (OSError, KeyError, csv.Error):
+      return None
+
+  tuned = read(final_dir)
+  fixed = read(os.path.join(os.path.dirname(os.path.abspath(final_dir)), FIXED_DIR))
+  if tuned is None or fixed is None:
+    return None
+  return [
+    (k, fixed.get(k, 'not tested'), tuned.get(k, 'not tested'))
+    for k in sorted(set(fixed) | set(tuned))
+    if fixed.get(k) != tuned.get(k)
+  ]
 
 
 def expected_best(values: Sequence[float], n: int, mode: str) -> float:
@@ -64,8 +89,9 @@ def saturated(values: Sequence[float], mode: str) -> bool | None:
   return abs(full - half) < SATURATION * spread
 
 
-def tuning_section(tune: dict, figure: str | None) -> list[str]:
-  """ "Tuning": the search, then one row per variant, then the importance of each hyperparameter."""
+def tuning_section(tune: dict, figure: str | None, flips: list[tuple[str, str, str]] | None = None) -> list[str]:
+  """ "Tuning": the search, one row per variant, each hyperparameter's importance, and the verdicts that
+  differ from the ones at the config's fixed setting (``flips``, ``verdict_flips``)."""
   space = ', '.join(f'`{k}` {spec}' for k, spec in tune['space'].items())
   lines = [
     '',
@@ -108,6 +134,17 @@ def tuning_section(tune: dict, figure: str | None) -> list[str]:
     for k in sorted(keys, key=lambda k: -pooled[k]):
       row = ' | '.join(fmt(imp.get(k)) for imp in importances.values())
       lines.append(f'| `{k}` | {row} | {fmt(pooled[k])} |')
+  if flips is not None:
+    lines += [
+      '',
+      f"Verdicts at the tuned settings against the same seeds at the config's fixed setting (`../{FIXED_DIR}/`):",
+    ]
+    if flips:
+      lines += ['', '| verdict | at the fixed setting | tuned |', '|---|---|---|']
+      lines += [f'| {k} | {a} | {b} |' for k, a, b in flips]
+      lines += ['', f'{len(flips)} verdict{"s" if len(flips) != 1 else ""} differ: name them beside any finding.']
+    else:
+      lines += ['', 'every verdict is the same at both.']
   if figure:
     lines += ['', f'![tuning]({figure})']
   lines += [
