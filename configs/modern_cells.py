@@ -15,7 +15,9 @@ the comparison is between cells at equal capacity, and between depths at equal c
 The splits ``test_len2x`` / ``test_len4x`` stretch the noise between the same tokens (length
 generalization); ``exact_match`` is the share of sequences recalled without a single error.
 
-Measured (2026-12-03, 2 CPU cores shared with other work, ``--workers 2``): 72 runs in 15 min 48 s.
+Measured (2026-12-03, 2 CPU cores shared with other work, ``--workers 2``): 72 runs in 15 min 48 s, before
+the modern block had its authors' short convolutions (``model.short_conv``, now ``'authors'`` by default:
+RG-LRU, mLSTM and DeltaNet convolve, which these numbers did not; ``--config.model.short_conv=cell`` repeats them).
 Final test accuracy at depths 1 / 2 / 4 (chance 0.125): attention 0.36 / 0.82 / 0.84, rglru 0.54 /
 0.56 / 0.54, gru 0.52 / 0.51 / 0.52, mamba 0.49 / 0.51 / 0.41, lstm 0.48 / 0.50 / 0.48, minlstm 0.46 /
 0.47 / 0.48, deltanet 0.33 / 0.46 / 0.49, mlstm 0.35 / 0.45 / 0.44. After Holm's correction over the

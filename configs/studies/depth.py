@@ -18,8 +18,12 @@ again resumes (finished runs are skipped), so the grid can run one part at a tim
 keys below.
 
 The block: every cell, classic ones included, runs in the modern block (pre-norm residual cell and
-gated MLP, as Griffin, Mamba and xLSTM stack theirs). Two reasons. The cells then differ only in
-their recurrence, so a cell-by-cell table compares recurrences, not scaffolds. And depth is then
+gated MLP, as Griffin, Mamba and xLSTM stack theirs), each with its authors' short convolution
+(``model.short_conv='authors'``, the block's default: RG-LRU, Gated DeltaNet, mLSTM and Mamba have one, the
+classic cells and attention none; ``--config.model.short_conv=on`` or ``off`` holds the scaffold equal, so a
+cell-by-cell table then compares recurrences alone; the results committed so far were measured with ``cell``,
+no convolution but Mamba's). Two reasons for the modern block. Each cell is then stacked as its authors stack
+it, so a cell-by-cell table compares the models the field uses. And depth is then
 asked fairly: without the residual path and normalization a deep classic stack is harder to
 optimize, which would confound "depth does not help" with "this stack does not train". The classic
 2014 stack is one override away (``--config.model.block=classic``) for the classic cells; the
