@@ -8,8 +8,8 @@
    random ``key=value`` string) either gives a valid config (which validates again to itself) or raises a
    ``ConfigError`` whose message is one line, starting ``config key '<key>':`` where the error has a key:
    never another exception. Through the command line, a few bad overrides exit with status 2, one line on
-   stderr and nothing written. The two failures they found (an int too large for a float, a line break in a
-   mapping key) are fixed and pinned by tests of their own.
+   stderr and nothing written. The failures they found (an int too large for a float, a line break in a
+   mapping key, a plain value for a mapping key) are fixed and pinned by tests of their own.
 
 Shapes are fixed per test and only data is drawn, so one jitted program serves every example
 (``functools.cache``); examples are few and derandomized, so CI runs the same ones every time.
@@ -271,6 +271,13 @@ def test_an_int_too_large_for_a_float_is_a_config_error():
   # Found by the property above: --config.optim.learning_rate=1000...0 (401 digits) ended in a traceback.
   with pytest.raises(config_lib.ConfigError, match="config key 'optim.learning_rate'"):
     config_lib.validate(config_lib.apply_overrides(config_lib.default_config(), ['optim.learning_rate=1' + '0' * 400]))
+
+
+@pytest.mark.parametrize('key', ['sweep.axes', 'task.options', 'model.cell_kwargs', 'optim.kwargs'])
+def test_a_mapping_key_given_a_plain_value_is_a_config_error(key):
+  # Found by the property above: --config.sweep.axes=True ended in an AttributeError traceback.
+  with pytest.raises(config_lib.ConfigError, match=f"config key '{key}': must be a mapping"):
+    config_lib.apply_overrides(config_lib.default_config(), [(key, True)])
 
 
 def test_a_line_break_in_a_dotted_mapping_key_is_a_one_line_error():

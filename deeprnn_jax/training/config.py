@@ -392,6 +392,8 @@ def apply_overrides(
     inside_mapping = any(key.startswith(m + '.') for m in _MAPPING_KEYS)
     if key not in known and not inside_mapping:
       raise ConfigError(key, f'unknown key; {_suggest(key, known)}')
+    if key in _MAPPING_KEYS and not isinstance(value, Mapping):  # flat_axes below reads sweep.axes as one
+      raise ConfigError(key, f'must be a mapping (a dict), got {type(value).__name__} {value!r}')
     if key == 'sweep.axes' and isinstance(value, Mapping):
       value = to_dict(sweep_axes({k: v if isinstance(v, (list, tuple)) else [v] for k, v in value.items()}))
     if key == 'tune.space' and isinstance(value, Mapping):  # given whole, with dotted keys
