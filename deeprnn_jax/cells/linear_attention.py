@@ -405,9 +405,11 @@ class GatedDeltaNetCell(DeltaNetCell):
      y_t = W_o [\mathrm{RMSNorm}(o_t^{(h)}) \odot \mathrm{SiLU}(W_g x_t)^{(h)}]_h
 
   with q, k, v, :math:`\beta`, :math:`o_t = d_k^{-1/2} S_t q_t` as in ``DeltaNetCell``. The decay
-  parameterization, its initialization (:math:`e^{A_{log}} \sim U(1, 16)`, the inverse softplus of
-  :math:`\Delta t \sim \log U(10^{-3}, 10^{-1})` as :math:`b_{dt}`) and the SiLU-gated output norm
-  are flash-linear-attention's ``GatedDeltaNet`` layer's (``-A_log.exp() * softplus(a + dt_bias)``).
+  parameterization, the initialization of :math:`b_{dt}` (the inverse softplus of
+  :math:`\Delta t \sim \log U(10^{-3}, 10^{-1})`) and the SiLU-gated output norm are
+  flash-linear-attention's ``GatedDeltaNet`` layer's (``-A_log.exp() * softplus(a + dt_bias)``); its
+  :math:`e^{A_{log}}` is drawn from :math:`U(0, 16)`, ours from :math:`U(1, 16)` (which keeps
+  :math:`\log` finite).
 
   Parameters: ``input_proj`` (``[in, 4H + 2 heads]``, no bias; order q, k, v, beta, alpha, gate),
   ``A_log``, ``dt_bias`` (``[heads]``), ``output_norm`` (``scale`` ``[dv]``), ``output_proj`` (``[H, H]``).

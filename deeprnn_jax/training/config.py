@@ -392,7 +392,7 @@ def apply_overrides(
     inside_mapping = any(key.startswith(m + '.') for m in _MAPPING_KEYS)
     if key not in known and not inside_mapping:
       raise ConfigError(key, f'unknown key; {_suggest(key, known)}')
-    if key in _MAPPING_KEYS and not isinstance(value, Mapping):  # flat_axes below reads sweep.axes as one
+    if key in _MAPPING_KEYS and not isinstance(value, (Mapping, ml_collections.ConfigDict)):  # read as one below
       raise ConfigError(key, f'must be a mapping (a dict), got {type(value).__name__} {value!r}')
     if key == 'sweep.axes' and isinstance(value, Mapping):
       value = to_dict(sweep_axes({k: v if isinstance(v, (list, tuple)) else [v] for k, v in value.items()}))
