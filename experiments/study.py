@@ -322,7 +322,7 @@ def main(argv: Sequence[str] | None = None, on_event=None) -> int:
       print(f'error: unrecognized argument {arg!r}; overrides look like --config.train.num_steps=100', file=sys.stderr)
       return cli.EXIT_USAGE
     overrides.append(arg[len('--config.') :])
-  again = f'python -m experiments.study {shlex.join(argv)}'
+  again = f'python -m experiments.study {cli.shell_join(argv)}'
   try:
     study, parts, skipped = expand(args.config, overrides, _parse_parts(args.parts))
     for name, reason in skipped:
@@ -353,7 +353,7 @@ def main(argv: Sequence[str] | None = None, on_event=None) -> int:
     run_argv += ['--launcher', args.launcher] if args.launcher else []
     run_argv += ['--dry-run'] if args.dry_run else []
     run_argv += ['--no-report'] if args.no_report else []
-    print(f'[part {i + 1}/{len(parts)}] {part.name}: python -m experiments.run {shlex.join(run_argv)}', flush=True)
+    print(f'[part {i + 1}/{len(parts)}] {part.name}: python -m experiments.run {cli.shell_join(run_argv)}', flush=True)
     code = run_lib.main(run_argv, on_event)
     codes[part.name] = code
     if code in (cli.EXIT_INTERRUPTED, cli.EXIT_USAGE, cli.EXIT_STORAGE):  # stopped, refused, or a full disk
