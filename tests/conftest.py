@@ -43,3 +43,15 @@ def _temporary_files_inside_pytest_basetemp(tmp_path_factory):
   tempfile.tempdir = str(tmp_path_factory.mktemp('tempfile'))
   yield
   tempfile.tempdir = previous
+
+
+@pytest.fixture
+def restore_tasks():
+  """Tasks a test registers (``register_task``, or a config file that does) do not outlive it: other
+  tests list ``TASKS``."""
+  from deeprnn_jax import tasks  # pylint: disable=g-import-not-at-top
+
+  before = dict(tasks.TASKS)
+  yield
+  tasks.TASKS.clear()
+  tasks.TASKS.update(before)

@@ -29,13 +29,8 @@ TINY = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _restore_tasks():
-  """Tasks registered here do not outlive the test (other tests list TASKS)."""
-  before = dict(tasks.TASKS)
-  yield
-  tasks.TASKS.clear()
-  tasks.TASKS.update(before)
+# Tasks registered here (by config files too) do not outlive the test: conftest's restore_tasks.
+pytestmark = pytest.mark.usefixtures('restore_tasks')
 
 
 def docstring_example() -> str:

@@ -19,7 +19,6 @@ import textwrap
 import optuna
 import pytest
 
-from deeprnn_jax import tasks
 from deeprnn_jax.training import config as config_lib
 from deeprnn_jax.training import runlog
 from experiments import optuna_studies as studies
@@ -31,13 +30,8 @@ from runner_helpers import tiny_config
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(autouse=True)
-def _restore_tasks():
-  """The planted task registered by a config file here does not outlive the test."""
-  before = dict(tasks.TASKS)
-  yield
-  tasks.TASKS.clear()
-  tasks.TASKS.update(before)
+# Tasks registered here (by config files too) do not outlive the test: conftest's restore_tasks.
+pytestmark = pytest.mark.usefixtures('restore_tasks')
 
 
 def config_text(space: dict, *, tune: dict | None = None, axes: dict | None = None, planted: bool = False, **over):
