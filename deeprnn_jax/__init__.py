@@ -31,6 +31,7 @@ from deeprnn_jax.cells import (
   MinGRUCell,
   MinLSTMCell,
   MLSTMCell,
+  MLSTMLayer,
   RGLRUCell,
   S6Cell,
   SLSTMCell,

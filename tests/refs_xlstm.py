@@ -1,6 +1,7 @@
 """NumPy references of xLSTM's sLSTM and mLSTM steps (Beck et al. 2024, section 2 and appendix A,
-the stabilized forms), written from the paper's equations in float64: loops over heads and rows,
-the block-diagonal recurrent matrix built in full. Merged into tests/test_cells.py's REFERENCES."""
+the stabilized forms) and of the mLSTM layer around the step (xlstm/blocks/mlstm/layer.py), written
+from the equations in float64: loops over heads and rows, block-diagonal matrices built in full.
+Merged into tests/test_cells.py's REFERENCES."""
 
 import numpy as np
 
@@ -68,4 +69,48 @@ def np_mlstm(p, carry, x, forget_gate='sigmoid', eps=1e-6):
   return (C, n, m), y
 
 
-REFERENCES = {'slstm': np_slstm, 'mlstm': np_mlstm}
+def block_diagonal(blocks):
+  """``[n, out, in]`` blocks -> the full ``[n * in, n * out]`` matrix that right-multiplies a row."""
+  n, out, inp = blocks.shape
+  full = np.zeros((n * inp, n * out))
+  for j in range(n):
+    full[j * inp : (j + 1) * inp, j * out : (j + 1) * out] = blocks[j].T
+  return full
+
+
+def silu(x):
+  return x * sigmoid(x)
+
+
+def np_mlstm_layer(p, carry, x, eps=1e-6):
+  """Up-projection, causal conv + SiLU, block-diagonal q/k/v, gates from [q; k; v], the stabilized
+  mLSTM step, per-head group norm with scale 1 + gamma, learnable skip, SiLU(z) gate, down-projection."""
+  buffer, (C, n, m) = carry
+  batch, heads, d, _ = C.shape
+  inner = heads * d
+  up = x @ p['proj_up']['kernel']
+  x_m, z = up[:, :inner], up[:, inner:]
+  window = np.concatenate([buffer, x_m[:, None, :]], axis=1)  # [batch, k, inner], oldest first
+  u = silu(np.sum(window * p['conv_kernel'][None], axis=1) + p['conv_bias'])
+  q, k, v = (a @ block_diagonal(p[name]) for a, name in ((u, 'q_proj'), (u, 'k_proj'), (x_m, 'v_proj')))
+  gates = np.concatenate([q, k, v], axis=-1) @ p['gate_proj']['kernel'] + p['gate_proj']['bias']
+  C, n, m = C.copy(), n.copy(), m.copy()
+  h = np.zeros((batch, inner))
+  for b in range(batch):
+    for a in range(heads):
+      cols = slice(a * d, (a + 1) * d)
+      i_raw, log_f = gates[b, a], log_sigmoid(gates[b, heads + a])
+      m_new = max(log_f + m[b, a], i_raw)
+      i, f = np.exp(i_raw - m_new), np.exp(log_f + m[b, a] - m_new)
+      kk = k[b, cols] / np.sqrt(d)
+      C[b, a] = f * C[b, a] + i * np.outer(kk, v[b, cols])
+      n[b, a] = f * n[b, a] + i * kk
+      h_tilde = C[b, a].T @ q[b, cols] / (max(abs(n[b, a] @ q[b, cols]), np.exp(-m_new)) + eps)
+      m[b, a] = m_new
+      centered = h_tilde - h_tilde.mean()
+      h[b, cols] = centered / np.sqrt(np.mean(centered**2) + 1e-5)
+  out = (h * (1 + p['norm_scale']) + p['skip'] * u) * silu(z)
+  return (window[:, 1:], (C, n, m)), out @ p['proj_down']['kernel']
+
+
+REFERENCES = {'slstm': np_slstm, 'mlstm': np_mlstm, 'mlstm_layer': np_mlstm_layer}

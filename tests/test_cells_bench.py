@@ -5,11 +5,13 @@ from benchmarks import bench, cells_bench
 from deeprnn_jax.cells import registry
 
 # What ``execution='auto'`` takes on CPU for every built-in cell (``Cell.cpu_execution``), as measured
-# on a quiet 2-core AMD EPYC (BENCHMARKS.md, "Every cell's execution paths, measured quietly").
+# on a quiet 2-core AMD EPYC (BENCHMARKS.md, "Every cell's execution paths, measured quietly", and
+# mlstm_layer's own measurement below it).
 MEASURED_CPU_EXECUTION = {
   'attention': 'parallel',
   'linear_attention': 'parallel',
   'mlstm': 'parallel',
+  'mlstm_layer': 'parallel',
   'deltanet': 'parallel',
   'gated_deltanet': 'parallel',
   'rglru': 'layer',

@@ -270,7 +270,8 @@ def test_the_real_command_line_exits_2(tmp_path):
   assert proc.stderr.strip().splitlines() == [
     "error: config key 'model.cell': unknown value 'lstmm'; did you mean 'lstm' or 'slstm' or 'mlstm'? "
     'valid: attention, deltanet, gated_deltanet, gru, '
-    'indrnn, irnn, linear_attention, lru, lstm, mamba, mgu, mingru, minlstm, mlstm, rglru, rnn, s6, slstm, ugrnn'
+    'indrnn, irnn, linear_attention, lru, lstm, mamba, mgu, mingru, minlstm, mlstm, mlstm_layer, rglru, rnn, s6, '
+    'slstm, ugrnn'
   ]
 
 

@@ -9,6 +9,7 @@ module                 cells
 ``ssm``                S6 and Mamba (selective state spaces)
 ``rglru``              RG-LRU (Griffin / Hawk)
 ``xlstm``              sLSTM and mLSTM
+``mlstm_layer``        xLSTM's mLSTM layer (``mlstm_layer``): the mLSTM with its authors' projections and conv
 ``linear_attention``   linear attention, DeltaNet, Gated DeltaNet (chunkwise WY form)
 ``attention``          softmax attention with RoPE and a key-value cache carry
 ``conv``               the short causal depthwise convolution (Mamba's, Griffin's, the DeltaNets', mLSTM's)
@@ -31,4 +32,5 @@ from deeprnn_jax.cells.registry import (
 )
 from deeprnn_jax.cells.rglru import RGLRUCell
 from deeprnn_jax.cells.ssm import MambaCell, S6Cell
+from deeprnn_jax.cells.mlstm_layer import MLSTMLayer
 from deeprnn_jax.cells.xlstm import MLSTMCell, SLSTMCell

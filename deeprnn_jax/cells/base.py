@@ -147,13 +147,7 @@ class Cell(nn.RNNCellBase):
     return v
 
   def __call__(self, carry: Carry, x: Array) -> tuple[Carry, Array]:
-    if jnp.issubdtype(jnp.result_type(x), jnp.complexfloating):
-      # The carry is real, so a complex step would lose its imaginary part silently (Flax's own cells fail
-      # inside nn.RNN's scan with a carry-type mismatch instead). Static dtype: checked once at trace time.
-      raise ValueError(
-        f'{type(self).__name__} expects real inputs, got {jnp.result_type(x)}: pass the real and '
-        'imaginary parts as features, e.g. jnp.concatenate([x.real, x.imag], axis=-1)'
-      )
+    refuse_complex(self, x)
     return self.recur(carry, self.project_inputs(x))
 
   def parallel_sequence(
@@ -183,6 +177,17 @@ class Cell(nn.RNNCellBase):
   @property
   def num_feature_axes(self) -> int:
     return 1
+
+
+def refuse_complex(cell: nn.Module, x: Array) -> None:
+  """A cell's step refuses complex inputs: the carry is real, so a complex step would lose its imaginary
+  part silently (Flax's own cells fail inside nn.RNN's scan with a carry-type mismatch instead). The
+  dtype is static: checked once at trace time."""
+  if jnp.issubdtype(jnp.result_type(x), jnp.complexfloating):
+    raise ValueError(
+      f'{type(cell).__name__} expects real inputs, got {jnp.result_type(x)}: pass the real and '
+      'imaginary parts as features, e.g. jnp.concatenate([x.real, x.imag], axis=-1)'
+    )
 
 
 def _like(x: Array, ref: Array) -> Array:

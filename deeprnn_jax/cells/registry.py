@@ -13,7 +13,7 @@ import flax.linen as nn
 
 from deeprnn_jax.cells import classic, linear
 from deeprnn_jax.cells import attention, linear_attention
-from deeprnn_jax.cells import xlstm
+from deeprnn_jax.cells import mlstm_layer, xlstm
 from deeprnn_jax.cells import rglru, ssm
 
 CELLS: dict[str, type[nn.RNNCellBase]] = {
@@ -36,6 +36,7 @@ CELLS: dict[str, type[nn.RNNCellBase]] = {
   'attention': attention.AttentionCell,
   'slstm': xlstm.SLSTMCell,
   'mlstm': xlstm.MLSTMCell,
+  'mlstm_layer': mlstm_layer.MLSTMLayer,
 }
 
 # The package's own cells: register_cell never replaces one of these unless asked to, and

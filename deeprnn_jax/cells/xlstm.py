@@ -31,7 +31,7 @@ import numpy as np
 from jax.nn import initializers as jinit
 
 from deeprnn_jax.cells.base import Cell
-from deeprnn_jax.sequences import first_segment, segment_ids, segment_start
+from deeprnn_jax.sequences import first_segment, segment_ids
 from deeprnn_jax.inits import get_initializer
 
 Array = jax.Array
@@ -163,6 +163,34 @@ class SLSTMCell(Cell):
     return tuple(self.carry_init(k, shape, self.param_dtype) for k in jax.random.split(rng, 4))
 
 
+def mlstm_step(carry, q, k, v, i_pre, log_f, eps):
+  """One stabilized mLSTM step (the authors' ``recurrent_step_stabilized_simple``): ``q, k, v``
+  ``[..., heads, d]`` (k already scaled), ``i_pre, log_f`` ``[..., heads]`` -> ``(carry, h~ [..., heads, d])``."""
+  c, n, m = carry
+  m_new = jnp.maximum(log_f + m, i_pre)
+  i = jnp.exp(i_pre - m_new)
+  f = jnp.exp(log_f + m - m_new)
+  c = f[..., None, None] * c + i[..., None, None] * (k[..., :, None] * v[..., None, :])
+  n = f[..., None] * n + i[..., None] * k
+  num = jnp.einsum('...k,...kv->...v', q, c)
+  den = jnp.einsum('...k,...k->...', q, n)
+  h = num / (jnp.maximum(jnp.abs(den), jnp.exp(-m_new)) + eps)[..., None]
+  return (c, n, m_new), h
+
+
+def _segmented_cumsum(x: Array, resets: Array) -> Array:
+  """The cumulative sum of ``x`` ``[..., time]`` along time, restarted at each step where ``resets``
+  (broadcast to ``x``) is set: an associative scan of :math:`s_t = a_t s_{t-1} + x_t`, :math:`a_t = 0`
+  at a reset, so the sums before a reset reach past it only through a factor 0."""
+  keep = jnp.broadcast_to(~resets, x.shape).astype(x.dtype)
+
+  def combine(left, right):
+    (a1, s1), (a2, s2) = left, right
+    return a1 * a2, a2 * s1 + s2
+
+  return jax.lax.associative_scan(combine, (keep, x), axis=-1)[1]
+
+
 def _mlstm_quadratic(carry, q, k, v, i_pre, log_f, eps, resets=None, reset_carry=None):
   r"""The stabilized parallel mLSTM from a carry: ``q, k, v`` ``[batch, time, heads, d]`` (k already
   scaled), ``i_pre, log_f`` ``[batch, time, heads]`` (padding already neutral) -> ``(carry, h~)`` with
@@ -182,20 +210,21 @@ def _mlstm_quadratic(carry, q, k, v, i_pre, log_f, eps, resets=None, reset_carry
   q, k, v = (jnp.moveaxis(a, 1, 2) for a in (q, k, v))  # [batch, heads, time, d]
   i_pre, log_f = jnp.moveaxis(i_pre, 1, 2), jnp.moveaxis(log_f, 1, 2)  # [batch, heads, time]
   steps = q.shape[2]
-  cum = jnp.cumsum(log_f, axis=-1)
   causal = jnp.tril(jnp.ones((steps, steps), bool))[None, None]
   first = None
-  if resets is not None:
+  if resets is None:
+    cum, m0 = jnp.cumsum(log_f, axis=-1), m0[..., None]
+  else:
     resets = resets[:, None, :]  # [batch, 1, time]
     seg, first = segment_ids(resets), first_segment(resets)
     causal = causal & (seg[..., :, None] == seg[..., None, :])
     c_r, n_r, m_r = (jnp.zeros_like(a) for a in carry) if reset_carry is None else reset_carry
-    # From a reset at step s the initial state's log weight restarts: F_t - F_(s-1) + m_r.
-    base = jnp.take_along_axis(cum - log_f, jnp.broadcast_to(segment_start(resets), cum.shape), axis=-1)
-    cum0 = jnp.where(first, cum, cum - base)
+    # F restarts at each reset (from a reset at step s the initial state's log weight is F_t - F_(s-1) +
+    # m_r): summed within segments, so that not even rounding carries a value or gradient across one.
+    cum = _segmented_cumsum(log_f, resets)
     m0 = jnp.where(first, m0[..., None], m_r[..., None])
   log_d = jnp.where(causal, cum[..., :, None] - cum[..., None, :] + i_pre[..., None, :], -jnp.inf)
-  log_0 = cum + m0[..., None] if first is None else cum0 + m0
+  log_0 = cum + m0
   m = jnp.maximum(jnp.max(log_d, axis=-1), log_0)
   d = jnp.exp(log_d - m[..., None])
   a0 = jnp.exp(log_0 - m)
@@ -216,7 +245,7 @@ def _mlstm_quadratic(carry, q, k, v, i_pre, log_f, eps, resets=None, reset_carry
   return (c, n, m[..., -1]), jnp.moveaxis(h, 2, 1)
 
 
-def _mlstm_chunked(carry, q, k, v, i_pre, log_f, eps, chunk_size, resets=None, reset_carry=None):
+def mlstm_chunked(carry, q, k, v, i_pre, log_f, eps, chunk_size, resets=None, reset_carry=None):
   """``_mlstm_quadratic`` (same arguments) over chunks of ``chunk_size`` steps (None: one chunk) run
   one after another, each from the carry the previous one left: ``O(time * chunk)`` work instead of
   ``O(time^2)``. The last chunk is padded with neutral steps (input gate 0, forget gate 1), which
@@ -242,7 +271,7 @@ def _mlstm_chunked(carry, q, k, v, i_pre, log_f, eps, chunk_size, resets=None, r
   return carry, jnp.moveaxis(h, 0, 1).reshape((batch, num_chunks * chunk) + h.shape[3:])[:, :steps]
 
 
-def _head_norm(h: Array, on: bool) -> Array:
+def normalize_heads(h: Array, on: bool) -> Array:
   """mLSTM's ``head_norm``: each head's ``[..., d]`` to zero mean and unit variance (eps 1e-5); ``h``
   itself when not ``on``."""
   if not on:
@@ -357,18 +386,9 @@ class MLSTMCell(Cell):
     return q, k / math.sqrt(head_dim), v, o.reshape(lead + (hidden,)), i_pre, _log_forget(self.forget_gate, f_pre)
 
   def recur(self, carry, xp):
-    c, n, m = carry
     q, k, v, o, i_pre, log_f = self._split(xp)
-    m_new = jnp.maximum(log_f + m, i_pre)
-    i = jnp.exp(i_pre - m_new)
-    f = jnp.exp(log_f + m - m_new)
-    c = f[..., None, None] * c + i[..., None, None] * (k[..., :, None] * v[..., None, :])
-    n = f[..., None] * n + i[..., None] * k
-    num = jnp.einsum('...k,...kv->...v', q, c)
-    den = jnp.einsum('...k,...k->...', q, n)
-    h = num / (jnp.maximum(jnp.abs(den), jnp.exp(-m_new)) + self.eps)[..., None]
-    y = jax.nn.sigmoid(o) * _head_norm(h, self.head_norm).reshape(o.shape)
-    return (c, n, m_new), y
+    carry, h = mlstm_step(carry, q, k, v, i_pre, log_f, self.eps)
+    return carry, jax.nn.sigmoid(o) * normalize_heads(h, self.head_norm).reshape(o.shape)
 
   def parallel_sequence(self, carry, xp, valid=None, resets=None, reset_carry=None):
     """The whole sequence at once: ``xp = project_inputs(x)`` ``[batch, time, 4H + 2 N_h]``, ``valid``
@@ -381,8 +401,8 @@ class MLSTMCell(Cell):
       resets = None if resets is None else resets & valid
       i_pre = jnp.where(valid[..., None], i_pre, -jnp.inf)
       log_f = jnp.where(valid[..., None], log_f, 0.0)
-    carry, h = _mlstm_chunked(carry, q, k, v, i_pre, log_f, self.eps, self.chunk_size, resets, reset_carry)
-    return carry, jax.nn.sigmoid(o) * _head_norm(h, self.head_norm).reshape(o.shape)
+    carry, h = mlstm_chunked(carry, q, k, v, i_pre, log_f, self.eps, self.chunk_size, resets, reset_carry)
+    return carry, jax.nn.sigmoid(o) * normalize_heads(h, self.head_norm).reshape(o.shape)
 
   @nn.nowrap
   def initialize_carry(self, rng, input_shape):

@@ -98,13 +98,13 @@ def check_options(rnn: Any) -> None:
       f"{rnn.cell!r} has none: use 'layer' or 'time'",
     )
   mode = short_conv_mode(rnn.short_conv, rnn.block)
-  if mode == 'on' and not hasattr(cell, 'conv_inputs'):
+  own = getattr(cell, 'own_conv', None)
+  if mode == 'on' and own is None and not hasattr(cell, 'conv_inputs'):
     raise OptionError(
       'short_conv', f"short_conv='on' needs a cell with projected inputs (cells.Cell); {cell.__name__} has none"
     )
   if rnn.output_gate and not hasattr(cell, 'project_inputs'):
     raise OptionError('output_gate', f'output_gate needs one of our cells (cells.Cell); {cell.__name__} is not')
-  own = getattr(cell, 'own_conv', None)
   if rnn.conv_width is not None and (mode == 'off' or (own is None and mixer_conv_width(rnn) is None)):
     raise OptionError(
       'conv_width',
@@ -115,14 +115,17 @@ def check_options(rnn: Any) -> None:
 
 
 def cell_kwargs(rnn: Any) -> dict[str, Any]:
-  """The attributes every layer's cell is built with: ``cell_kwargs``, the dtypes, and the width of a
-  cell's own convolution (``Cell.own_conv``, Mamba's ``d_conv``) as ``short_conv``/``conv_width`` say."""
+  """The attributes every layer's cell is built with: ``cell_kwargs``, the dtypes, the stack's depth
+  where the cell's init uses it (``num_blocks``), and the width of a cell's own convolution
+  (``own_conv``: Mamba's ``d_conv``, ``MLSTMLayer``'s ``conv_width``) as ``short_conv``/``conv_width`` say."""
   cell = resolve_cell(rnn.cell)
   fields = {f.name for f in dataclasses.fields(cell)}
   kwargs = dict(rnn.cell_kwargs or {})
   for name in ('dtype', 'param_dtype'):
     if name in fields:
       kwargs.setdefault(name, getattr(rnn, name))
+  if 'num_blocks' in fields:  # an init scaled by the stack's depth (xLSTM's wang_init_)
+    kwargs.setdefault('num_blocks', len(rnn.layer_features))
   own = getattr(cell, 'own_conv', None)
   mode = short_conv_mode(rnn.short_conv, rnn.block)
   if own is None or (mode == 'cell' and rnn.conv_width is None):
