@@ -34,6 +34,8 @@ def np_modern_rnn(params, x):
       h = np.tanh(u[:, t] @ cell['input_proj']['kernel'] + cell['input_proj']['bias'] + h @ cell['recurrent']['kernel'])
       ys.append(h)
     s = s + np.stack(ys, axis=1)
+    if 'mlp' not in p:
+      continue
     m = p['mlp']
     gate, up = np.split(rms_norm(s, p['mlp_norm']['scale']) @ m['gate_up']['kernel'] + m['gate_up']['bias'], 2, -1)
     s = s + (gelu(gate) * up) @ m['down']['kernel'] + m['down']['bias']
@@ -46,11 +48,15 @@ def _perturbed(params):
   return jax.tree.unflatten(tree, [p + 0.3 * jax.random.normal(k, p.shape, p.dtype) for p, k in zip(leaves, keys)])
 
 
-def test_modern_block_matches_numpy_equations():
-  model = dr.DeepRNN(cell='rnn', features=(4, 6), block='modern', mlp_expansion=1.5)
+@pytest.mark.parametrize('mlp_expansion', [1.5, 0.0])
+def test_modern_block_matches_numpy_equations(mlp_expansion):
+  model = dr.DeepRNN(cell='rnn', features=(4, 6), block='modern', mlp_expansion=mlp_expansion)
   x = jax.random.normal(jax.random.key(0), (BATCH, TIME, IN))
   params = _perturbed(model.init(jax.random.key(1), x)['params'])
-  assert params['layer_0']['mlp']['gate_up']['kernel'].shape == (4, 2 * 6)  # M = round(1.5 * 4)
+  if mlp_expansion:
+    assert params['layer_0']['mlp']['gate_up']['kernel'].shape == (4, 2 * 6)  # M = round(1.5 * 4)
+  else:  # no MLP half (Mamba's and xLSTM's residual blocks)
+    assert 'mlp' not in params['layer_0'] and 'mlp_norm' not in params['layer_0']
   assert 'residual_proj' in params['layer_1'] and 'final_norm' in params
   _, y = model.apply({'params': params}, x)
   want = np_modern_rnn(jax.tree.map(lambda a: np.asarray(a, np.float64), params), np.asarray(x, np.float64))
@@ -106,7 +112,7 @@ def test_modern_block_dropout_uses_both_halves_of_the_mask():
     (dict(block='modern', connection='residual'), r"connection='residual' does not apply to block='modern' \(residual"),
     (dict(block='modern', layer_norm=True), r"layer_norm=True does not apply to block='modern' \(residual"),
     (dict(block='transformer'), "unknown block 'transformer'"),
-    (dict(block='modern', mlp_expansion=0.0), 'mlp_expansion must be positive'),
+    (dict(block='modern', mlp_expansion=-1.0), 'mlp_expansion must be positive, or 0'),
   ],
 )
 def test_modern_block_refuses_what_does_not_apply(kwargs, message):

@@ -164,7 +164,8 @@ class ModernBlock(Block):
   learned ``merge_proj`` of their concatenation, so the stream keeps width :math:`H`.
 
   Attributes:
-    mlp_expansion: the MLP's width over :math:`H` (Griffin's 3).
+    mlp_expansion: the MLP's width over :math:`H` (Griffin's 3); 0: no MLP half, ``s + drop(mixer(RMSNorm(s)))``
+      alone (Mamba's and xLSTM's mLSTM residual blocks).
   Parameters: ``mixer_norm``, ``mlp_norm`` (RMSNorm scales), ``mlp`` (``GatedMLP``), ``residual_proj``,
   ``merge_proj``.
   """
@@ -182,8 +183,10 @@ class ModernBlock(Block):
   def setup(self):
     super().setup()
     norm = functools.partial(nn.RMSNorm, dtype=self.dtype, param_dtype=self.param_dtype)
-    self.mixer_norm, self.mlp_norm = norm(), norm()
-    self.mlp = GatedMLP(self.mlp_expansion, dtype=self.dtype, param_dtype=self.param_dtype)
+    self.mixer_norm = norm()
+    if self.mlp_expansion:
+      self.mlp_norm = norm()
+      self.mlp = GatedMLP(self.mlp_expansion, dtype=self.dtype, param_dtype=self.param_dtype)
     if self.reverse_cell is not None and self.merge == 'concat':
       self.merge_proj = self.dense(self.out_features)
 
@@ -200,4 +203,6 @@ class ModernBlock(Block):
   def post(self, y: Array, layer_input: Array, dropout_mask: Array | None) -> Array:
     mixer_mask, mlp_mask = (None, None) if dropout_mask is None else jnp.split(dropout_mask, 2, axis=-1)
     u = self._stream(layer_input) + _drop(y, mixer_mask)
+    if not self.mlp_expansion:
+      return u
     return u + _drop(self.mlp(self.mlp_norm(u)), mlp_mask)

@@ -137,7 +137,7 @@ class DeepRNN(nn.Module):
       ``layer_norm``) or ``'modern'`` (``blocks.ModernBlock``: pre-norm residual mixer + pre-norm
       residual gated MLP; residual by construction, so it takes ``connection='stacked'`` and
       ``layer_norm=False``), with ``final_norm`` (RMSNorm) on the top layer's stream.
-    mlp_expansion: the modern block's MLP width over ``H`` (Griffin's 3).
+    mlp_expansion: the modern block's MLP width over ``H`` (Griffin's 3; 0: no MLP, as Mamba and xLSTM's mLSTM).
     short_conv: the short causal convolution (``mixer.Mixer``): ``'authors'`` where each cell's
       authors put one, ``'on'`` for every cell, ``'off'`` for none, ``'cell'`` each cell as it is
       (``options.SHORT_CONVS``; the cells guide has the places). None: ``'authors'`` in the modern

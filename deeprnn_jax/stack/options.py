@@ -83,8 +83,8 @@ def check_options(rnn: Any) -> None:
           f"{name}={getattr(rnn, name)!r} does not apply to block='modern' (residual and normalized by "
           f"construction): leave {name}={plain!r} or use block='classic'",
         )
-  if not rnn.mlp_expansion > 0:
-    raise OptionError('mlp_expansion', f'mlp_expansion must be positive; got {rnn.mlp_expansion!r}')
+  if not rnn.mlp_expansion >= 0:
+    raise OptionError('mlp_expansion', f'mlp_expansion must be positive, or 0 for no MLP; got {rnn.mlp_expansion!r}')
   if rnn.initial_carry == 'learned' and not getattr(cell, 'learnable_carry', True):
     raise OptionError(
       'initial_carry',

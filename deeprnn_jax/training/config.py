@@ -129,7 +129,7 @@ SCHEMA: dict[str, tuple[Any, Callable[[str, Any], Any]]] = {
   'model.layer_norm': (False, _bool),
   # 'modern': pre-norm residual cell + pre-norm residual gated MLP (Griffin, Mamba, xLSTM), any cell
   'model.block': ('classic', _choice(stack.BLOCKS)),
-  'model.mlp_expansion': (3.0, _float(0.0, lo_open=True)),  # the modern block's MLP width / H
+  'model.mlp_expansion': (3.0, _float(0.0)),  # the modern block's MLP width / H; 0: no MLP
   # the short causal convolution: 'authors' (where each cell's authors put one), 'on' (every cell), 'off',
   # 'cell' (each cell as it is); None: 'authors' in the modern block, 'cell' in the classic one
   'model.short_conv': (None, _choice(stack.SHORT_CONVS, optional=True)),
