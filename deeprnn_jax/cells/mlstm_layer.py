@@ -60,6 +60,7 @@ def _check_attributes(layer: MLSTMLayer) -> None:
       'choose an inner_multiple that num_heads divides, or leave it None'
     )
 
+
 class MLSTMLayer(nn.RNNCellBase):
   r"""xLSTM's mLSTM layer as a cell (module docstring): ``MLSTMLayer(features=E)``.
 
