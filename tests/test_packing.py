@@ -2,7 +2,7 @@
 for every registered cell and every execution path it has, and no gradient crosses a reset; the task
 side packs rows (``tasks.pipeline``) and a classifier reads each packed sequence at its own last step.
 
-One compiled call per cell and path checks both: the batch holds two packed rows and, below them, the
+One compiled call per cell (all its paths) checks both: the batch holds two packed rows and, below them, the
 same sequences one per row (right-padded), so a row of the packed half is compared with rows of the
 alone half of the same output.
 """
@@ -76,25 +76,34 @@ def random_params(net, x):
 
 
 @functools.cache
-def compiled(cell, execution, bidirectional=False, grad=True):
-  """``(final carries, outputs)`` and (with ``grad``) the input gradient of one packed sequence's
-  outputs, in one jit."""
-  net = model(cell, execution, bidirectional)
+def compiled_paths(cell, bidirectional=False):
+  """Per execution path of ``cell``: ``(final carries, outputs, input gradient of one packed sequence's
+  outputs or None)``, every path in one jit (one compile per cell, not per path); the gradient on the
+  paths of ``GRAD_CASES`` (and on all of them with ``bidirectional``)."""
+  nets = {e: model(cell, e, bidirectional) for e in executions(cell)}
   x, lengths, resets, where = batch()
-  params = random_params(net, x)
+  params = random_params(nets['time'], x)
   row, start, _, n = where[1]  # the middle sequence of row 0: steps 4..6
 
   @jax.jit
   def run(params, x):
-    finals, y = net.apply(params, x, lengths, resets=resets)
+    out = {}
+    for e, net in nets.items():
+      finals, y = net.apply(params, x, lengths, resets=resets)
 
-    def middle(x):
-      y = net.apply(params, x, lengths, resets=resets)[1]
-      return jnp.sum(y[row, start : start + n] * jnp.cos(jnp.arange(n * y.shape[-1]).reshape(n, -1)))
+      def middle(x, net=net):
+        y = net.apply(params, x, lengths, resets=resets)[1]
+        return jnp.sum(y[row, start : start + n] * jnp.cos(jnp.arange(n * y.shape[-1]).reshape(n, -1)))
 
-    return finals, y, jax.grad(middle)(x) if grad else None
+      grad = bidirectional or (cell, e) in GRAD_CASES
+      out[e] = (finals, y, jax.grad(middle)(x) if grad else None)
+    return out
 
   return run(params, x)
+
+
+def compiled(cell, execution, bidirectional=False):
+  return compiled_paths(cell, bidirectional)[execution]
 
 
 def executions(cell):
@@ -118,7 +127,7 @@ def tol(cell):
 @pytest.mark.parametrize('cell, execution', CASES, ids=[f'{c}-{e}' for c, e in CASES])
 def test_packed_row_equals_each_sequence_alone(cell, execution):
   *_, where = batch()
-  finals, y, _ = compiled(cell, execution, grad=(cell, execution) in GRAD_CASES)
+  finals, y, _ = compiled(cell, execution)
   for row, start, alone, n in where:
     np.testing.assert_allclose(
       y[row, start : start + n], y[alone, :n], rtol=tol(cell), atol=tol(cell), err_msg=f'{cell} {execution}'
