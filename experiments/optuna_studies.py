@@ -42,6 +42,7 @@ from typing import Any, Callable
 import numpy as np
 
 from deeprnn_jax.training import config as config_lib
+from deeprnn_jax.training import hyper
 from deeprnn_jax.training import identity
 from deeprnn_jax.training import runlog
 from deeprnn_jax.training import train as train_lib
@@ -381,6 +382,9 @@ def train_trial(run: TrialRun) -> float:
       should_stop=lambda: bool(pruned_at) or run.ctx.should_stop(),
       task=_trial_task(run.ctx, run.point),
       on_event=on_event,
+      # Optimizer hyperparameters as inputs of the programs: trials of a variant that differ only in
+      # them reuse its compiled programs (train.programs_for).
+      inject_hyperparams=hyper.problem(run.config) is None,
     )
   except train_lib.Interrupted:
     if pruned_at and not run.ctx.should_stop():

@@ -219,26 +219,37 @@ def optimizer_from_config(
   schedule and ``optimizer_kwargs`` (``optim.kwargs`` and what is filled in). Weight decay applies to
   matrices only (not biases or norms): decoupled where the optimizer takes a ``weight_decay`` (adamw,
   lion, ...), added to the gradient (L2) otherwise. ``task``: needed by the ``'epoch_decay'`` schedule
-  (its epochs). A bad name, argument or combination is a ``ConfigError``.
+  (its epochs). A bad name, argument or combination is a ``ConfigError``. ``hyper.optimizer`` builds the
+  same chain with the hyperparameters in its state.
   """
   o = config.optim
   per_epoch = task.windows_per_epoch(config.train.batch_size) if task is not None and task.stateful else None
   lr = schedule_from_config(o, config.train.num_steps, per_epoch)
   kwargs = optimizer_kwargs(config_lib.to_dict(config))
-  fn = getattr(optax, o.name)
+  clip = o.clip_global_norm if o.clip_global_norm > 0 else None
+  return optimizer_chain(o.name, lr, clip, o.weight_decay if o.weight_decay > 0 else None, kwargs), lr
+
+
+def optimizer_chain(name: str, lr, clip, weight_decay, kwargs: dict[str, Any]) -> optax.GradientTransformation:
+  """clip (None: none) -> L2 weight decay (None: none; where ``optax.<name>`` has no decoupled one) ->
+  ``optax.<name>(lr, **kwargs)``; the values may be traced (``hyper``)."""
+  fn = getattr(optax, name)
   args = inspect.signature(fn).parameters
+  kwargs = dict(kwargs)
   decay_mask = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)
   if 'weight_decay' in args:  # the decay's own mask: 'mask' (adamw, lion, lamb), 'weight_decay_mask' (lars)
+    if weight_decay is not None and 'weight_decay' not in kwargs:
+      kwargs['weight_decay'] = weight_decay
     mask = next((k for k in ('mask', 'weight_decay_mask') if k in args), None)
     if mask and mask not in kwargs:
       kwargs[mask] = decay_mask
   parts = []
-  if o.clip_global_norm > 0:
-    parts.append(optax.clip_by_global_norm(o.clip_global_norm))
-  if o.weight_decay > 0 and 'weight_decay' not in args:
-    parts.append(optax.add_decayed_weights(o.weight_decay, mask=decay_mask))
+  if clip is not None:
+    parts.append(optax.clip_by_global_norm(clip))
+  if weight_decay is not None and 'weight_decay' not in args:
+    parts.append(optax.add_decayed_weights(weight_decay, mask=decay_mask))
   parts.append(fn(lr, **kwargs))
-  return optax.chain(*parts), lr
+  return optax.chain(*parts)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ import numpy as np
 from deeprnn_jax.training import build
 from deeprnn_jax.training import config as config_lib
 from deeprnn_jax.training import host_memory
+from deeprnn_jax.training import hyper
 from deeprnn_jax.training import identity
 from deeprnn_jax import models
 from deeprnn_jax.training import parallel
@@ -89,12 +90,15 @@ class Programs:
   (length bucket ``b``); ``init(seeds, data)``; ``evaluate(params, splits)``: exact means per seed.
   """
 
-  def __init__(self, config: ConfigDict, task: task_base.Task, seed_program: str):
-    """``seed_program``: ``'vmap'``, ``'loop'`` or ``'single'`` (resolved, ``parallel.resolve_seed_program``)."""
+  def __init__(self, config: ConfigDict, task: task_base.Task, seed_program: str, inject: bool = False):
+    """``seed_program``: ``'vmap'``, ``'loop'`` or ``'single'`` (resolved, ``parallel.resolve_seed_program``);
+    ``inject``: the optimizer's hyperparameters in its state (``hyper``), so that the programs serve any
+    values of them: each seed row's own after ``init`` (``with_rows``)."""
     c = config
     self.task = task
+    self.inject = inject
     self.model = build.model_from_config(c, task)
-    self.tx, self.schedule = build.optimizer_from_config(c, task)
+    self.tx, self.schedule = (hyper.optimizer if inject else build.optimizer_from_config)(c, task)
     self.mesh = parallel.data_mesh()  # None on one device; all local devices otherwise
     if self.mesh is not None and c.train.batch_size % self.mesh.size:
       raise config_lib.ConfigError(
@@ -135,6 +139,12 @@ class Programs:
     # With several devices the batch is split over them; the gradient all-reduce follows from it.
     batch = parallel.shard_batch(task_batch(self.task, state.data_key, state.step, batch_size, data, bucket), self.mesh)
     return train_step(self.model, self.tx, self.task, state, batch, active)
+
+  def with_rows(self, state: TrainState, configs: Sequence[ConfigDict]) -> TrainState:
+    """``state`` (S rows) with row i's optimizer hyperparameters those of ``configs[i]`` (injected)."""
+    if not self.inject:
+      return state
+    return state.replace(opt_state=hyper.set_rows(state.opt_state, [hyper.values(c) for c in configs]))
 
   def bucket(self, step: int) -> int | None:
     """The length bucket of ``step``: a function of the step alone (seed 0 for every run), so all the
@@ -188,14 +198,36 @@ def train(
   should_stop: Callable[[], bool] | None = None,
   task: task_base.Task | None = None,
   on_event: EventHook | None = None,
+  inject_hyperparams: bool | None = None,
 ) -> dict:
   """Trains one run into the run folder ``workdir`` (resuming it if it holds a checkpoint).
 
   Returns the run's final ``status.json`` content. Raises ``ConfigError`` on a bad config (before
   any compute) and ``Interrupted`` when ``should_stop()`` turned true (after saving a checkpoint).
   ``task``: the task ``config.task`` describes, if the caller has built it already.
+  ``inject_hyperparams``: as ``train_seeds``'s.
   """
-  return train_seeds([config], [workdir], should_stop=should_stop, task=task, on_event=on_event)[0]
+  return train_seeds(
+    [config], [workdir], should_stop=should_stop, task=task, on_event=on_event, inject_hyperparams=inject_hyperparams
+  )[0]
+
+
+# The programs of the last injected group (``programs_for``): the tuner's next trial of the same variant
+# differs only in injected values and reuses them, compiled.
+_INJECTED_PROGRAMS: dict[tuple, Programs] = {}
+
+
+def programs_for(config: ConfigDict, task: task_base.Task, seed_program: str, inject: bool) -> Programs:
+  """``Programs(...)``; with ``inject``, the same object again for a config that differs only in
+  injected values and seeds (its compiled programs with it), one group kept at a time."""
+  if not inject:
+    return Programs(config, task, seed_program)
+  key = (identity.fingerprint(identity.without_seed(hyper.without_values(config))), seed_program)
+  cached = _INJECTED_PROGRAMS.get(key)
+  if cached is None or cached.task is not task:
+    _INJECTED_PROGRAMS.clear()
+    cached = _INJECTED_PROGRAMS[key] = Programs(config, task, seed_program, inject=True)
+  return cached
 
 
 def train_seeds(
@@ -207,6 +239,7 @@ def train_seeds(
   seed_program: str | None = None,
   on_event: EventHook | None = None,
   facts: Mapping[str, Any] | None = None,
+  inject_hyperparams: bool | None = None,
 ) -> list[dict]:
   """Trains runs that differ only in ``train.seed`` together, as one program; see the module doc.
 
@@ -215,16 +248,25 @@ def train_seeds(
   the processes sharing the machine), written into each run's status.json for the report.
   Runs whose folder says they are done (finished or diverged) are not trained again; the others
   resume from their checkpoints. Returns each run's final status, in order.
+
+  A *population*: runs that also differ in their optimizer hyperparameters (``hyper.KEYS`` and the
+  optimizer's numeric arguments) train together too, each row with its own values in its optimizer
+  state. ``inject_hyperparams``: put them in the state even when the runs share them (True; the
+  programs then serve other values without a new compile: the tuner's trials), or never (False);
+  None: for a population only. A run resumes with the setting it was trained with (its status.json).
   """
   if len(configs) != len(run_dirs) or not configs:
     raise ValueError('train_seeds needs one run folder per config, and at least one')
   configs = [config_lib.validate(c) for c in configs]
-  if len({identity.fingerprint(identity.without_seed(c)) for c in configs}) > 1:
-    raise ValueError('train_seeds: the configs of a group may differ only in train.seed')
-  seeds = [c.train.seed for c in configs]
+  population = hyper.is_population(configs)
+  if population and inject_hyperparams is False:
+    raise ValueError('train_seeds: runs that differ in their hyperparameters need inject_hyperparams')
+  # A population's members may share a seed (trials of one setting each); no two runs may be the same run.
+  seeds = [(c.train.seed, *sorted(hyper.values(c).items())) if population else c.train.seed for c in configs]
   if len(set(seeds)) != len(seeds):
     raise ValueError(f'train_seeds: seeds repeat: {seeds}')
   statuses = [runlog.read_status(d) for d in run_dirs]
+  inject = population or bool(inject_hyperparams) or any((s or {}).get('hyperparams_injected') for s in statuses)
   todo = [i for i, s in enumerate(statuses) if not runlog.is_done(s, configs[i].train.num_steps)]
   if todo:
     runs = [SeedRun(configs[i], run_dirs[i]) for i in todo]
@@ -240,6 +282,7 @@ def train_seeds(
         should_stop or (lambda: False),
         on_event or (lambda name, step: None),
         dict(facts or {}),
+        inject,
       ),
     ):
       statuses[i] = status
@@ -247,18 +290,19 @@ def train_seeds(
 
 
 def _train_group(
-  runs: list[SeedRun], task: task_base.Task, seed_program: str, should_stop, on_event, facts: dict
+  runs: list[SeedRun], task: task_base.Task, seed_program: str, should_stop, on_event, facts: dict, inject: bool
 ) -> list[dict]:
   """Trains the seeds of one grid point: set up, resume, then ``_Loop.run``."""
   config = runs[0].config
   host_memory.keep_freed_memory()  # reuse each step's freed buffers (XLA:CPU frees them per execution)
-  programs = Programs(config, task, parallel.resolve_seed_program(seed_program, len(runs)))
+  programs = programs_for(config, task, parallel.resolve_seed_program(seed_program, len(runs)), inject)
   cadence = Cadence.from_config(config, task)
   data_print = data_fingerprint(task)  # refuses to resume a run on changed data
   for run in runs:
     run.claim_folder(data_print)
   data = parallel.place(task.train_data, programs.mesh)
-  fresh = parallel.place(programs.init(jnp.asarray([r.seed for r in runs], jnp.uint32), data), programs.mesh)
+  fresh = programs.init(jnp.asarray([r.seed for r in runs], jnp.uint32), data)
+  fresh = parallel.place(programs.with_rows(fresh, [r.config for r in runs]), programs.mesh)
   params = models.count_params(jax.tree.map(lambda x: x[0], fresh.params))
   wandb_mode = runlog.resolve_wandb_mode(config.logging.wandb_mode)
   modes = {
@@ -287,6 +331,7 @@ def _train_group(
         seed_program=programs.seed_program,
         facts=task_facts(task, cadence.splits),
         **facts,
+        **({'hyperparams_injected': True} if inject else {}),
       )
     return _Loop(runs, programs, cadence, data, should_stop, on_event).run(state, start)
   except Interrupted:
@@ -343,10 +388,12 @@ class _Loop:
   last_evals: dict | None = None  # this sync point's periodic evaluation, means over seeds
   clock: _Clock = dataclasses.field(init=False)
   evaluation: _Evaluation = dataclasses.field(init=False)
+  schedules: list = dataclasses.field(init=False)  # each seed's learning-rate schedule (a population's differ)
 
   def __post_init__(self):
     self.clock = _Clock()
     self.evaluation = _Evaluation(self.runs, self.programs, self.cadence)
+    self.schedules = [build.optimizer_from_config(r.config, self.programs.task)[1] for r in self.runs]
 
   def run(self, state: TrainState, start: int) -> list[dict]:
     c, runs = self.runs[0].config.train, self.runs
@@ -416,7 +463,7 @@ class _Loop:
     acc = jax.device_get(state.acc) if stopping.size else None
     for i in stopping:
       step = int(diverged_at[i])
-      record = _train_record(self.programs, acc, i, step, self.clock.rate)
+      record = _train_record(self.programs, acc, i, step, self.clock.rate, self.schedules[i])
       if record is not None:
         self.runs[i].log(step, 'train', record)
       active[i] = False
@@ -427,7 +474,7 @@ class _Loop:
     acc = jax.device_get(state.acc)
     losses = []
     for i in np.flatnonzero(active):
-      record = _train_record(self.programs, acc, i, step, self.clock.rate)
+      record = _train_record(self.programs, acc, i, step, self.clock.rate, self.schedules[i])
       if record is not None:
         self.runs[i].log(step, 'train', record)
         losses.append(record['loss'])
@@ -531,7 +578,7 @@ def _best_metric(task: task_base.Task) -> tuple[str, str]:
   return (t.threshold.metric, t.threshold.mode) if t.threshold else ('loss', t.metric_modes.get('loss', 'min'))
 
 
-def _train_record(programs: Programs, acc: dict, i: int, step: int, rate: float) -> dict | None:
+def _train_record(programs: Programs, acc: dict, i: int, step: int, rate: float, schedule) -> dict | None:
   """Seed ``i``'s mean train metrics over the steps its sums ``acc`` hold, up to ``step``; None if none."""
   n = float(acc['steps'][i])
   if n == 0:
@@ -546,6 +593,6 @@ def _train_record(programs: Programs, acc: dict, i: int, step: int, rate: float)
   for k, v in acc['grad_norm'].items():
     if k != 'total':
       record[f'grad_norm/{k}'] = float(v[i]) / n
-  record['learning_rate'] = float(programs.schedule(step - 1))
+  record['learning_rate'] = float(schedule(step - 1))
   record['steps_per_sec'] = rate
   return record
