@@ -27,6 +27,16 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 EXIT_STORAGE = 74
 
+# How a command is typed, in its usage line and in the lines that say how to run it again: `python -m
+# experiments.run` in a checkout. The `deeprnn` console script (deeprnn_jax/cli.py) sets 'deeprnn ' while it runs
+# a command, since `python -m experiments.*` works only in a checkout.
+COMMAND_PREFIX = 'python -m experiments.'
+
+
+def command(name: str) -> str:
+  """How the command ``name`` (``'run'``) is typed here: ``python -m experiments.run``, or ``deeprnn run``."""
+  return COMMAND_PREFIX + name
+
 
 class _StopFlag:
   """Set by SIGINT/SIGTERM; training polls it once per step (a Python bool, no device sync)."""
@@ -71,6 +81,7 @@ def shell_join(args) -> str:
 
 
 def make_parser(prog: str, description: str) -> argparse.ArgumentParser:
+  description = description.replace('python -m experiments.', COMMAND_PREFIX)  # as the command was typed
   return _Parser(prog=prog, description=description, allow_abbrev=False)
 
 
@@ -86,7 +97,8 @@ def main_with(
   ``--config.<key>=<value>`` are in ``args.point_args`` (the wandb agent's ``--<axis>=<value>``);
   ``args.on_event`` is the trainer's event hook (``train.EventHook``; tests use it).
   """
-  parser.add_argument('--config', required=True, help='a config file with get_config()')
+  builtin = ', or a built-in config by name (deeprnn configs)' if COMMAND_PREFIX == 'deeprnn ' else ''
+  parser.add_argument('--config', required=True, help=f'a config file with get_config(){builtin}')
   parser.add_argument('--workdir', required=True, help='the sweep folder: one sub-folder per run')
   args, rest = parser.parse_known_args(argv)
   overrides, point_args = [], []

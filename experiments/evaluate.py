@@ -135,7 +135,7 @@ def table(rows: Sequence[dict]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  parser = cli.make_parser('python -m experiments.evaluate', __doc__.split('\n\n')[1].split('\n')[0])
+  parser = cli.make_parser(cli.command('evaluate'), __doc__.split('\n\n')[1].split('\n')[0])
   parser.add_argument('paths', nargs='+', help='run folders or sweep folders')
   parser.add_argument('--split', action='append', default=None, help='a split to evaluate (repeatable; default: all)')
   parser.add_argument('--checkpoint', default='best', help="'best' (default), 'last' or a step number")

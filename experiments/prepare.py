@@ -225,7 +225,7 @@ def prepare(name: str, *, data_dir: str | None = None, manual_dir: str | None = 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  parser = cli.make_parser('python -m experiments.prepare', __doc__.split('\n')[0].strip('`'))
+  parser = cli.make_parser(cli.command('prepare'), __doc__.split('\n')[0].strip('`'))
   parser.add_argument(
     'names', nargs='+', metavar='NAME', help='TFDS dataset names, e.g. imdb_reviews glue/sst2 mnist tiny_shakespeare'
   )

@@ -59,7 +59,7 @@ def main(
   process, as a parent, starts a worker (default ``python -m experiments.worker``; tests wrap it with
   event hooks).
   """
-  parser = cli.make_parser('python -m experiments.run', __doc__.split('\n')[0].strip('`'))
+  parser = cli.make_parser(cli.command('run'), __doc__.split('\n')[0].strip('`'))
   parser.add_argument('--no-sweep', action='store_true', help='ignore sweep.axes; one run with train.seed')
   parser.add_argument('--dry-run', action='store_true', help='list the runs; train nothing')
   parser.add_argument('--no-report', action='store_true', help='do not write the report at the end')
@@ -154,7 +154,7 @@ def _run(args, config, overrides, should_stop, *, run_argv, default_workers, wor
       config_file=args.config,
     )
     return 1 if result.failed else 0
-  again = f'python -m experiments.run {cli.shell_join(run_argv)}'
+  again = f'{cli.command("run")} {cli.shell_join(run_argv)}'
   if args.launcher:
     if args.workers is not None:
       raise ConfigError('', '--workers is for one machine; with --launcher every grid point is a job of its own')

@@ -303,7 +303,7 @@ def write_report(workdir: str) -> str | None:
 
 def main(argv: Sequence[str] | None = None, on_event=None) -> int:
   """The command line. ``on_event``: the trainer's event hook, for tests (when a part trains in this process)."""
-  parser = cli.make_parser('python -m experiments.study', __doc__.split('\n')[0].strip('`'))
+  parser = cli.make_parser(cli.command('study'), __doc__.split('\n')[0].strip('`'))
   parser.add_argument('--config', required=True, help='a study config file (get_config() and get_part())')
   parser.add_argument('--workdir', required=True, help='the study folder: one sweep folder per part')
   parser.add_argument('--parts', default=None, help='only these parts: task labels or <task>-<basis>, comma-separated')
@@ -322,7 +322,7 @@ def main(argv: Sequence[str] | None = None, on_event=None) -> int:
       print(f'error: unrecognized argument {arg!r}; overrides look like --config.train.num_steps=100', file=sys.stderr)
       return cli.EXIT_USAGE
     overrides.append(arg[len('--config.') :])
-  again = f'python -m experiments.study {cli.shell_join(argv)}'
+  again = f'{cli.command("study")} {cli.shell_join(argv)}'
   try:
     study, parts, skipped = expand(args.config, overrides, _parse_parts(args.parts))
     for name, reason in skipped:
@@ -353,7 +353,7 @@ def main(argv: Sequence[str] | None = None, on_event=None) -> int:
     run_argv += ['--launcher', args.launcher] if args.launcher else []
     run_argv += ['--dry-run'] if args.dry_run else []
     run_argv += ['--no-report'] if args.no_report else []
-    print(f'[part {i + 1}/{len(parts)}] {part.name}: python -m experiments.run {cli.shell_join(run_argv)}', flush=True)
+    print(f'[part {i + 1}/{len(parts)}] {part.name}: {cli.command("run")} {cli.shell_join(run_argv)}', flush=True)
     code = run_lib.main(run_argv, on_event)
     codes[part.name] = code
     if code in (cli.EXIT_INTERRUPTED, cli.EXIT_USAGE, cli.EXIT_STORAGE):  # stopped, refused, or a full disk
@@ -372,7 +372,7 @@ def main(argv: Sequence[str] | None = None, on_event=None) -> int:
       why = 'stopped' if isinstance(e, KeyboardInterrupt) else runlog.storage_problem(e).split(';')[0]
       print(
         f'study report: not written ({why}); every part is done and kept; write it with: '
-        f'python -m experiments.report {args.workdir}',
+        f'{cli.command("report")} {args.workdir}',
         file=sys.stderr,
       )
       return cli.EXIT_INTERRUPTED if isinstance(e, KeyboardInterrupt) else cli.EXIT_STORAGE

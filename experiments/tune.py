@@ -65,7 +65,7 @@ _POLL_SECONDS = 1.0
 
 def main(argv: Sequence[str] | None = None, on_event=None, *, worker_command: Sequence[str] | None = None) -> int:
   """The command line; ``on_event``: the trainer's event hook (``train.EventHook``), for tests."""
-  parser = cli.make_parser('python -m experiments.tune', __doc__.split('\n')[0].strip('`'))
+  parser = cli.make_parser(cli.command('tune'), __doc__.split('\n')[0].strip('`'))
   parser.add_argument('--dry-run', action='store_true', help='print the numbers of trials and the time; train nothing')
   parser.add_argument('--no-report', action='store_true', help="do not write the final runs' report")
   parser.add_argument('--workers', type=_count, default=None, metavar='N|auto', help='processes on this machine')

@@ -11,15 +11,14 @@ import sys
 from typing import Sequence
 
 from deeprnn_jax.training import runlog
+from experiments import cli
 from experiments.report.markdown import write_report
 from experiments.report.study import is_study
 from experiments.report.study_markdown import write_study_report
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(
-    prog='python -m experiments.report', description='Write the report of a sweep or of a study.'
-  )
+  parser = argparse.ArgumentParser(prog=cli.command('report'), description='Write the report of a sweep or of a study.')
   parser.add_argument('workdir')
   args = parser.parse_args(argv)
   if not os.path.isdir(args.workdir):
@@ -32,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
   except KeyboardInterrupt:
     print(
-      f'stopped writing the report; the runs are untouched; write it with: python -m experiments.report {args.workdir}',
+      f'stopped writing the report; the runs are untouched; write it with: {cli.command("report")} {args.workdir}',
       file=sys.stderr,
     )
     return 130
@@ -43,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     what = problem.split(';')[0]  # the problem and the file; the runs themselves are only read
     print(
       f'error: {what}; the runs are untouched: free some space or make the folder writable, then: '
-      f'python -m experiments.report {args.workdir}',
+      f'{cli.command("report")} {args.workdir}',
       file=sys.stderr,
     )
     return 74
