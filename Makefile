@@ -77,6 +77,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.quickstart --workers 2 --output BENCHMARKS.md   # the quickstart vs plain PyTorch
 	$(PY) -m benchmarks.packing --output BENCHMARKS.md   # packed vs padded batches on PTB's sentence lengths
 	$(PY) -m benchmarks.lm --output BENCHMARKS.md   # the PTB word LM's train step vs plain PyTorch (2 threads)
+	$(PY) -m benchmarks.trials --output BENCHMARKS.md   # tuning trials: compiled once, or one population
 
 # Prepares TFDS datasets once, as the array_record files the tasks read (needs the network once).
 # Installs the `prepare` extra (TensorFlow: the dataset builders need it; training never does).
