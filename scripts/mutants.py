@@ -497,8 +497,8 @@ MUTANTS = (
     'progress-eta-whole-run',
     'deeprnn_jax/training/progress.py',
     "the progress line's ETA counts every step of the run, not the steps left",
-    '_duration((self.total - step) / rate if rate > 0',
-    '_duration(self.total / rate if rate > 0',
+    'ETA {duration((self.total - step) / rate if rate > 0',
+    'ETA {duration(self.total / rate if rate > 0',
     ('tests/test_planted_bugs.py::test_the_progress_line_eta_is_the_steps_left_at_the_latest_rate',),
   ),
   Mutant(

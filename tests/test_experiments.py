@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -84,8 +85,11 @@ def test_a_sweep_resumes_the_runs_it_did_not_finish(tmp_path):
 
   from deeprnn_jax.training.train import Interrupted  # noqa: PLC0415
 
+  first_lines = []
   with pytest.raises(Interrupted):
-    sweep.run_sweep(config, workdir, should_stop=stop_in_second_run, echo=lambda s: None)
+    sweep.run_sweep(config, workdir, should_stop=stop_in_second_run, echo=first_lines.append)
+  # After each grid point, the whole sweep's progress and time left (at this command's time per run).
+  assert re.fullmatch(r'sweep: 1 of 2 runs done; about (\d+ s|\d+m\d\ds) left', first_lines[1]), first_lines
   first, second = 'rnn-d1-w8-lr0.001-s0', 'rnn-d1-w8-lr0.002-s0'
   states = {r: runlog.read_status(os.path.join(workdir, r))['state'] for r in (first, second)}
   assert states == {first: 'finished', second: 'interrupted'}
@@ -95,6 +99,7 @@ def test_a_sweep_resumes_the_runs_it_did_not_finish(tmp_path):
   assert result.skipped == [first] and result.trained == [second]
   assert runlog.read_status(os.path.join(workdir, second))['resumed_from'] == 3
   assert lines[0] == f'1 of 2 runs finished; resuming {second} from step 3'  # the rerun says what it picks up
+  assert lines[-1] == 'sweep: 2 of 2 runs done'  # nothing left to estimate
 
 
 def test_a_run_locked_by_a_live_runner_is_left_to_it(tmp_path):

@@ -25,7 +25,8 @@ def resolve(mode: str, stream: TextIO | None = None) -> str:
   return 'bar' if hasattr(stream, 'isatty') and stream.isatty() else 'lines'
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+  """``seconds`` as ``1h02m``, ``3m05s`` or ``42 s`` (``?`` if not finite)."""
   if not np.isfinite(seconds):
     return '?'
   seconds = int(round(seconds))
@@ -66,5 +67,5 @@ class Progress:
       if np.isfinite(self.train_loss):  # none yet before the first train log
         parts.append(f'train loss {self.train_loss:.4g}')
       parts += [f'{split} ' + ' '.join(f'{k} {v:.4g}' for k, v in metrics.items()) for split, metrics in evals.items()]
-      parts += [f'{rate:.1f} steps/s', f'ETA {_duration((self.total - step) / rate if rate > 0 else float("nan"))}']
+      parts += [f'{rate:.1f} steps/s', f'ETA {duration((self.total - step) / rate if rate > 0 else float("nan"))}']
       print(' | '.join(parts), file=self.stream, flush=True)
