@@ -40,10 +40,10 @@ from deeprnn_jax.training import config as config_lib
 from deeprnn_jax.training import identity
 from deeprnn_jax.training import runlog
 from deeprnn_jax.training import parallel
-from deeprnn_jax.training import progress as progress_lib
 from deeprnn_jax.training import build
 from deeprnn_jax.training import train as train_lib
 from deeprnn_jax.training.config import ConfigError
+from experiments import sweep_status
 from experiments.locks import RunLock
 
 _log = logging.getLogger(__name__)
@@ -388,13 +388,13 @@ def run_sweep(
   how = f' in one program ({seed_program})'
   result = SweepResult()
   total = len(points)
-  resume_line = resume_summary(points, workdir)
+  resume_line = sweep_status.resume_summary(points, workdir)
   if resume_line:
     echo(resume_line)
   code_line = runlog.code_change(os.path.join(workdir, p.run_id(s)) for p in points for s in p.seeds)
   if code_line:
     echo(code_line)
-  progress = SweepProgress(points, workdir)
+  progress = sweep_status.SweepProgress(points, workdir)
   for n, point in enumerate(start_order(points), 1):
     on_event('point', n)
     if should_stop():
@@ -450,59 +450,6 @@ def run_sweep(
       for lock in locks.values():
         lock.release()
   return result
-
-
-def _run_states(points: Sequence[GridPoint], workdir: str) -> tuple[int, list[str], int]:
-  """``(runs done, ["<run> from step S" for runs begun], runs in all)`` from the sweep folder's status
-  files: what every runner of the sweep (workers, jobs, other commands) has left there."""
-  finished, partial, total = 0, [], 0
-  for point in points:
-    for seed in point.seeds:
-      total += 1
-      status = runlog.read_status(os.path.join(workdir, point.run_id(seed)))
-      if status is None:
-        continue
-      if runlog.is_done(status, point.config.train.num_steps):
-        finished += 1
-      elif status.get('step'):
-        partial.append(f'{point.run_id(seed)} from step {status["step"]}')
-  return finished, partial, total
-
-
-@dataclasses.dataclass
-class SweepProgress:
-  """The whole sweep's progress and time left, for a line after each grid point: counted from the
-  folder, so with ``--workers N`` each worker's line covers the runs every worker finished.
-
-  The estimate is the runs left times the time per run since this command started (runs finished
-  before it are not timed); None until one run has finished since."""
-
-  points: Sequence[GridPoint]
-  workdir: str
-  start: float = dataclasses.field(default_factory=time.monotonic)
-  done_at_start: int = -1
-
-  def __post_init__(self):
-    self.done_at_start = _run_states(self.points, self.workdir)[0]
-
-  def line(self) -> str:
-    done, _, total = _run_states(self.points, self.workdir)
-    text = f'sweep: {done} of {total} runs done'
-    new = done - self.done_at_start
-    if 0 < new and done < total:
-      left = (time.monotonic() - self.start) / new * (total - done)
-      text += f'; about {progress_lib.duration(left)} left'
-    return text
-
-
-def resume_summary(points: Sequence[GridPoint], workdir: str) -> str | None:
-  """What a rerun finds: ``"K of N runs finished; resuming A from step S, ..."`` (None in a fresh
-  folder), so that a command run again after Ctrl-C says what it picks up."""
-  finished, partial, total = _run_states(points, workdir)
-  if not finished and not partial:
-    return None
-  resuming = f'; resuming {", ".join(partial[:4])}{", ..." if len(partial) > 4 else ""}' if partial else ''
-  return f'{finished} of {total} runs finished{resuming}'
 
 
 def _claim(point: GridPoint, seeds: Sequence[int], workdir: str, result: SweepResult) -> dict[int, RunLock]:
