@@ -1,23 +1,21 @@
 """A sweep's state as its folder holds it: how many runs are done and begun (``run_states``), what a rerun
 resumes (``resume_summary``), and the whole sweep's progress and time left (``SweepProgress``).
 
-Read from the runs' status files, so every runner of the sweep (workers, jobs, other commands) counts."""
+Read from the runs' status files, so every runner of the sweep (workers, jobs, other commands) counts. The
+points are ``sweep.GridPoint``s (not imported: sweep imports this module)."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
 import time
-from typing import TYPE_CHECKING, Sequence
+from typing import Any, Sequence
 
 from deeprnn_jax.training import progress as progress_lib
 from deeprnn_jax.training import runlog
 
-if TYPE_CHECKING:
-  from experiments.sweep import GridPoint
 
-
-def run_states(points: Sequence[GridPoint], workdir: str) -> tuple[int, list[str], int]:
+def run_states(points: Sequence[Any], workdir: str) -> tuple[int, list[str], int]:
   """``(runs done, ["<run> from step S" for runs begun], runs in all)`` from the sweep folder's status
   files: what every runner of the sweep (workers, jobs, other commands) has left there."""
   finished, partial, total = 0, [], 0
@@ -42,7 +40,7 @@ class SweepProgress:
   The estimate is the runs left times the time per run since this command started (runs finished
   before it are not timed); None until one run has finished since."""
 
-  points: Sequence[GridPoint]
+  points: Sequence[Any]
   workdir: str
   start: float = dataclasses.field(default_factory=time.monotonic)
   done_at_start: int = -1
@@ -60,7 +58,7 @@ class SweepProgress:
     return text
 
 
-def resume_summary(points: Sequence[GridPoint], workdir: str) -> str | None:
+def resume_summary(points: Sequence[Any], workdir: str) -> str | None:
   """What a rerun finds: ``"K of N runs finished; resuming A from step S, ..."`` (None in a fresh
   folder), so that a command run again after Ctrl-C says what it picks up."""
   finished, partial, total = run_states(points, workdir)
