@@ -32,6 +32,7 @@ the host (folder, records, checkpoints, wandb) is a ``seed_run.SeedRun``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -212,6 +213,9 @@ def train(
   )[0]
 
 
+# status.json's time_parts: where the time of the command that trained a run went, in seconds.
+TIME_PARTS = ('setup', 'compile', 'train', 'log', 'evaluate', 'checkpoint')
+
 # The programs of the last injected group (``programs_for``): the tuner's next trial of the same variant
 # differs only in injected values and reuses them, compiled.
 _INJECTED_PROGRAMS: dict[tuple, Programs] = {}
@@ -295,6 +299,7 @@ def _train_group(
   """Trains the seeds of one grid point: set up, resume, then ``_Loop.run``."""
   config = runs[0].config
   host_memory.keep_freed_memory()  # reuse each step's freed buffers (XLA:CPU frees them per execution)
+  setup_start = time.perf_counter()
   programs = programs_for(config, task, parallel.resolve_seed_program(seed_program, len(runs)), inject)
   cadence = Cadence.from_config(config, task)
   data_print = data_fingerprint(task)  # refuses to resume a run on changed data
@@ -333,7 +338,9 @@ def _train_group(
         **facts,
         **({'hyperparams_injected': True} if inject else {}),
       )
-    return _Loop(runs, programs, cadence, data, should_stop, on_event).run(state, start)
+    loop = _Loop(runs, programs, cadence, data, should_stop, on_event)
+    loop.parts['setup'] = time.perf_counter() - setup_start
+    return loop.run(state, start)
   except Interrupted:
     raise
   except BaseException as e:
@@ -386,6 +393,9 @@ class _Loop:
   compile_seconds: float = 0.0
   last_loss: float | None = None  # mean over seeds of this sync point's train records, for the display
   last_evals: dict | None = None  # this sync point's periodic evaluation, means over seeds
+  # Where this command's time went (status.json's time_parts): building the programs, initial states and
+  # resume (setup), compiling, the steps, and the sync points' logs, evaluations and checkpoints.
+  parts: dict = dataclasses.field(default_factory=lambda: dict.fromkeys(TIME_PARTS, 0.0))
   clock: _Clock = dataclasses.field(init=False)
   evaluation: _Evaluation = dataclasses.field(init=False)
   schedules: list = dataclasses.field(init=False)  # each seed's learning-rate schedule (a population's differ)
@@ -400,7 +410,7 @@ class _Loop:
     t0 = time.perf_counter()
     active = np.ones(len(runs), bool)
     steps = self.programs.compile(state, self._place(active), self.data)
-    self.compile_seconds = time.perf_counter() - t0
+    self.compile_seconds = self.parts['compile'] = time.perf_counter() - t0
     for i, run in enumerate(runs):
       if run.ended or run.progress['step'] >= c.num_steps:  # its last checkpoint was written, not its status
         self.done[i] = self._finish(i, run.progress['step'], 'finished', stopped_early=run.ended == 'early')
@@ -431,18 +441,23 @@ class _Loop:
     self.clock.lap(step, self.runs)
     self._stop_diverged(state, active)
     if log_now:
-      state = self._log_train(state, step, active)
+      with _timed(self.parts, 'log'):
+        state = self._log_train(state, step, active)
     finishing, best = np.zeros(len(self.runs), bool), np.zeros(len(self.runs), bool)
     if eval_now:
-      self.last_evals, finishing, best = self.evaluation.periodic(state.params, step, active)
+      with _timed(self.parts, 'evaluate'):
+        self.last_evals, finishing, best = self.evaluation.periodic(state.params, step, active)
       self.on_event('eval', step)  # its records are in each run's metrics.jsonl (the tuner reads them)
     finishing = active & (finishing | last)
-    self.evaluation.last(state.params, step, finishing)  # a run's last evaluation covers every split
-    for i in np.flatnonzero(active):
-      self.runs[i].sent_to_wandb(step)
+    with _timed(self.parts, 'evaluate'):
+      self.evaluation.last(state.params, step, finishing)  # a run's last evaluation covers every split
+    with _timed(self.parts, 'log'):
+      for i in np.flatnonzero(active):
+        self.runs[i].sent_to_wandb(step)
     for i in np.flatnonzero(finishing):  # its last checkpoint says so: a resume finishes it, trains no further
       self.runs[i].progress['ended'] = 'last' if last else 'early'
-    self._save(state, step, latest=active if (ckpt_now or stop) else finishing, best=best)
+    with _timed(self.parts, 'checkpoint'):
+      self._save(state, step, latest=active if (ckpt_now or stop) else finishing, best=best)
     for i in np.flatnonzero(finishing):
       self.done[i] = self._finish(i, step, 'finished', stopped_early=not last)
       active[i] = False
@@ -493,9 +508,11 @@ class _Loop:
 
   def _finish(self, i: int, step: int, state: str, **extra) -> dict:
     run = self.runs[i]
-    run.checkpointer.wait()
+    with _timed(self.parts, 'checkpoint'):
+      run.checkpointer.wait()
     self.on_event('finish', step)
-    return run.finish(step, state, self.compile_seconds, _best_metric(self.programs.task)[0], **extra)
+    parts = {k: round(v, 3) for k, v in (self.parts | {'train': self.clock.total}).items()}
+    return run.finish(step, state, self.compile_seconds, _best_metric(self.programs.task)[0], time_parts=parts, **extra)
 
   def _place(self, active: np.ndarray):
     return parallel.place(jnp.asarray(active), self.programs.mesh)
@@ -504,6 +521,16 @@ class _Loop:
     c, runs = self.runs[0].config, self.runs
     name = runs[0].name if len(runs) == 1 else f'{build.variant_name(c)} x{len(runs)} seeds'
     return progress_lib.Progress(c.train.progress, name, c.train.num_steps, start)
+
+
+@contextlib.contextmanager
+def _timed(parts: dict, part: str):
+  """Adds the time the ``with`` block takes to ``parts[part]``."""
+  start = time.perf_counter()
+  try:
+    yield
+  finally:
+    parts[part] += time.perf_counter() - start
 
 
 @dataclasses.dataclass
@@ -515,6 +542,7 @@ class _Clock:
   since: float = 0.0
   warm: bool = False  # a sync point has passed since compiling
   rate: float = 0.0  # steps per second since the previous sync point
+  total: float = 0.0  # seconds booked as training time by this command
 
   def restart(self, step: int) -> None:
     self.since_step, self.since = step, time.perf_counter()
@@ -522,6 +550,7 @@ class _Clock:
   def lap(self, step: int, runs: Sequence[SeedRun]) -> None:
     """Books the time since the last restart as training time; ``rate`` is its steps per second."""
     seconds, steps = time.perf_counter() - self.since, step - self.since_step
+    self.total += seconds
     for run in runs:
       run.add_time(seconds, steps, self.warm)
     self.warm = True
