@@ -13,30 +13,16 @@ import numpy as np
 import pytest
 
 from deeprnn_jax.training import build, hyper, train
-from deeprnn_jax.training import config as config_lib
+
+from runner_helpers import tiny_config
 
 STEPS = 8
 
 
 def _config(seed=0, **optim):
-  c = config_lib.default_config()
-  c.task.name = 'parentheses'
-  c.task.options = {'seq_len': 6, 'num_eval': 8, 'length_generalization': False}
-  c.model.cell = 'gru'
-  c.model.width = 4
-  c.train.num_steps = STEPS
-  c.train.batch_size = 4
-  c.train.log_every_steps = 2
-  c.train.eval_every_steps = 4
-  c.train.checkpoint_every_steps = 4
-  c.train.eval_batch_size = 8
-  c.train.progress = 'off'
-  c.train.seed = seed
-  c.logging.wandb_mode = 'disabled'
-  c.optim.schedule = 'cosine'
-  for key, value in optim.items():
-    setattr(c.optim, key, value)
-  return c
+  """The runner tests' tiny run (``runner_helpers.tiny_config``) with a GRU, the cosine schedule and ``optim``."""
+  overrides = {'model.cell': 'gru', 'train.num_steps': STEPS, 'train.seed': seed, 'optim.schedule': 'cosine'}
+  return tiny_config(**overrides, **{f'optim.{k}': v for k, v in optim.items()})
 
 
 MEMBERS = [
@@ -106,7 +92,7 @@ def test_the_injected_optimizer_takes_the_plain_ones_steps():
     c = _config(learning_rate=0.1, warmup_steps=3, weight_decay=0.01, clip_global_norm=0.5)
     c.optim.name, c.optim.schedule, c.train.num_steps = name, schedule, 12
     plain, _ = build.optimizer_from_config(c)
-    injected, _ = hyper.optimizer(c)
+    injected = hyper.optimizer(c)
     s0, s1, p0, p1 = plain.init(params), injected.init(params), params, params
     for t in range(12):
       g = jax.tree.map(lambda p, t=t: jax.numpy.tanh(p - 0.3 * t), p0)

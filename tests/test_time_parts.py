@@ -4,17 +4,12 @@ negative, training and evaluation took some, and together they are no more than 
 import time
 
 from deeprnn_jax.training import runlog, train
-from deeprnn_jax.training import config as config_lib
+
+from runner_helpers import tiny_config
 
 
 def test_a_run_records_where_its_time_went(tmp_path):
-  c = config_lib.default_config()
-  c.task.name = 'parentheses'
-  c.task.options = {'seq_len': 6, 'num_eval': 8, 'length_generalization': False}
-  c.model.width = 4
-  c.train.num_steps, c.train.batch_size, c.train.eval_batch_size = 6, 4, 8
-  c.train.log_every_steps, c.train.eval_every_steps, c.train.checkpoint_every_steps = 2, 3, 3
-  c.train.progress, c.logging.wandb_mode = 'off', 'disabled'
+  c = tiny_config(**{'train.num_steps': 6, 'train.eval_every_steps': 3, 'train.checkpoint_every_steps': 3})
   start = time.perf_counter()
   status = train.train(c, str(tmp_path / 'run'))
   wall = time.perf_counter() - start

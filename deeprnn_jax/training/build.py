@@ -223,11 +223,17 @@ def optimizer_from_config(
   same chain with the hyperparameters in its state.
   """
   o = config.optim
-  per_epoch = task.windows_per_epoch(config.train.batch_size) if task is not None and task.stateful else None
-  lr = schedule_from_config(o, config.train.num_steps, per_epoch)
+  lr = learning_rate_schedule(config, task)
   kwargs = optimizer_kwargs(config_lib.to_dict(config))
   clip = o.clip_global_norm if o.clip_global_norm > 0 else None
   return optimizer_chain(o.name, lr, clip, o.weight_decay if o.weight_decay > 0 else None, kwargs), lr
+
+
+def learning_rate_schedule(config: ConfigDict, task: task_base.Task | None = None) -> optax.Schedule:
+  """``config``'s learning-rate schedule over its ``train.num_steps`` (``schedule_from_config``; the
+  ``'epoch_decay'`` schedule counts the epochs of a stateful ``task``)."""
+  per_epoch = task.windows_per_epoch(config.train.batch_size) if task is not None and task.stateful else None
+  return schedule_from_config(config.optim, config.train.num_steps, per_epoch)
 
 
 def optimizer_chain(name: str, lr, clip, weight_decay, kwargs: dict[str, Any]) -> optax.GradientTransformation:

@@ -23,7 +23,6 @@ The learning-rate schedule is computed from the injected peak and warmup in the 
 from __future__ import annotations
 
 import inspect
-import math
 from typing import Any, Mapping, Sequence
 
 import jax.numpy as jnp
@@ -102,13 +101,12 @@ def schedule(optim: Mapping, num_steps: int, learning_rate, warmup_steps):
   return rate
 
 
-def optimizer(config: ml_collections.ConfigDict, task=None) -> tuple[optax.GradientTransformation, optax.Schedule]:
-  """``build.optimizer_from_config`` with the hyperparameters (``values``) in the optimizer's state:
-  ``(tx, schedule)``, the schedule (of ``config``'s own values) for the host."""
+def optimizer(config: ml_collections.ConfigDict, task=None) -> optax.GradientTransformation:
+  """``build.optimizer_from_config``'s chain with the hyperparameters (``values``) in the optimizer's state."""
   reason = problem(config)
   if reason is not None:
     raise config_lib.ConfigError('optim.schedule', f'cannot inject the hyperparameters: {reason}')
-  _, host_schedule = build.optimizer_from_config(config, task)  # every check of the plain optimizer first
+  build.optimizer_from_config(config, task)  # every check of the plain optimizer first
   optim, num_steps = config_lib.to_dict(config)['optim'], config.train.num_steps
   static = {k: v for k, v in build.optimizer_kwargs(config_lib.to_dict(config)).items() if not _numeric(v)}
 
@@ -123,7 +121,7 @@ def optimizer(config: ml_collections.ConfigDict, task=None) -> tuple[optax.Gradi
   factory.__signature__ = inspect.Signature([inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY) for k in start])
   # As a float: inject_hyperparams would keep an int as a constant of the program, not in the state.
   start['warmup_steps'] = float(start['warmup_steps'])
-  return optax.inject_hyperparams(factory)(**start), host_schedule
+  return optax.inject_hyperparams(factory)(**start)
 
 
 def set_rows(opt_state: Any, rows: Sequence[Mapping[str, float]]) -> Any:
@@ -133,13 +131,6 @@ def set_rows(opt_state: Any, rows: Sequence[Mapping[str, float]]) -> Any:
     raise ValueError(f'hyperparameters in the state {sorted(hp)} are not those of the rows {sorted(rows[0])}')
   stacked = {k: jnp.asarray(np.asarray([r[k] for r in rows]), hp[k].dtype) for k in hp}
   return opt_state._replace(hyperparams=stacked)
-
-
-def describe(rows: Sequence[Mapping[str, float]]) -> str:
-  """The hyperparameters that differ between rows, for a log line (``lr=[0.001, 0.003]``)."""
-  keys = [k for k in rows[0] if len({r[k] for r in rows}) > 1]
-  short = lambda v: f'{v:.3g}' if isinstance(v, float) and math.isfinite(v) else str(v)
-  return ', '.join(f'{k}=[{", ".join(short(r[k]) for r in rows)}]' for k in keys) or 'the same'
 
 
 def is_population(configs: Sequence[ml_collections.ConfigDict]) -> bool:

@@ -99,7 +99,7 @@ class Programs:
     self.task = task
     self.inject = inject
     self.model = build.model_from_config(c, task)
-    self.tx, self.schedule = (hyper.optimizer if inject else build.optimizer_from_config)(c, task)
+    self.tx = hyper.optimizer(c, task) if inject else build.optimizer_from_config(c, task)[0]
     self.mesh = parallel.data_mesh()  # None on one device; all local devices otherwise
     if self.mesh is not None and c.train.batch_size % self.mesh.size:
       raise config_lib.ConfigError(
@@ -403,7 +403,7 @@ class _Loop:
   def __post_init__(self):
     self.clock = _Clock()
     self.evaluation = _Evaluation(self.runs, self.programs, self.cadence)
-    self.schedules = [build.optimizer_from_config(r.config, self.programs.task)[1] for r in self.runs]
+    self.schedules = [build.learning_rate_schedule(r.config, self.programs.task) for r in self.runs]
 
   def run(self, state: TrainState, start: int) -> list[dict]:
     c, runs = self.runs[0].config.train, self.runs
